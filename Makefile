@@ -1,0 +1,39 @@
+# Two commands do all set-up on a fresh machine with Python 3.11 and make: `make run`, `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint types contracts pytest bench clean
+
+# Reinstall when the declared or pinned dependencies change.
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/spaces run
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+types: $(STAMP)
+	$(BIN)/mypy
+
+contracts: $(STAMP)
+	$(BIN)/lint-imports
+
+# The suite runs against SQLite and PostgreSQL; scripts/with-postgres finds or starts a server (see README).
+pytest: $(STAMP)
+	scripts/with-postgres $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test: lint types contracts pytest
+
+bench: $(STAMP)
+	scripts/with-postgres $(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""Runtime pieces the composition root wires: the clock, the waker and the send budgets."""

@@ -1,0 +1,123 @@
+"""Send budgets: pace every send under each platform's global limit and per-chat limit (ENGINE.md).
+
+One bucket per platform, plus a keyed bucket per chat where the platform limits chats (Telegram ~1 msg/s per
+chat, Slack ~1 msg/s per channel). Across processes the global rate is *shared*: each live worker takes an
+equal slice (``set_share`` is fed by the heartbeat table), so N workers together stay under the limit.
+The budget paces; a 429 is the exception that proves the pacing wrong — ``penalise`` holds the platform back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from core.refs import Platform
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    per_second: float
+    burst: float
+
+
+# Published or observed limits, kept a little under the edge.
+DEFAULT_GLOBAL: dict[Platform, Rate] = {
+    Platform.DISCORD: Rate(45.0, 45.0),  # 50 req/s global
+    Platform.TELEGRAM: Rate(25.0, 25.0),  # ~30 msg/s
+    Platform.SLACK: Rate(10.0, 10.0),  # chat.postMessage is special-tier; per-channel is the real limit
+    Platform.CONSOLE: Rate(1000.0, 1000.0),
+}
+DEFAULT_PER_CHAT: dict[Platform, Rate] = {
+    Platform.TELEGRAM: Rate(1.0, 3.0),  # 1/s per chat, short bursts tolerated; groups also 20/min
+    Platform.SLACK: Rate(1.0, 3.0),
+    Platform.DISCORD: Rate(5.0, 5.0),  # 5 messages / 5 s per channel
+}
+
+
+class _Bucket:
+    __slots__ = ("rate", "tokens", "updated")
+
+    def __init__(self, rate: Rate, now: float) -> None:
+        self.rate = rate
+        self.tokens = rate.burst
+        self.updated = now
+
+    def take(self, now: float, per_second: float) -> float:
+        """Take one token; return how long the caller must wait before sending (0 if none)."""
+        self.tokens = min(self.rate.burst, self.tokens + (now - self.updated) * per_second)
+        self.updated = now
+        self.tokens -= 1.0
+        return 0.0 if self.tokens >= 0 else -self.tokens / per_second
+
+
+class TokenBucketBudget:
+    """core.ports.Budget for one process; the global rate is divided by the number of live workers."""
+
+    MAX_CHATS = 10_000  # keyed buckets kept (LRU): memory stays flat whatever the number of chats
+
+    def __init__(
+        self,
+        global_rates: dict[Platform, Rate] | None = None,
+        per_chat: dict[Platform, Rate] | None = None,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._global_rates = dict(DEFAULT_GLOBAL if global_rates is None else global_rates)
+        self._chat_rates = dict(DEFAULT_PER_CHAT if per_chat is None else per_chat)
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self._global: dict[Platform, _Bucket] = {}
+        self._chats: OrderedDict[tuple[Platform, str], _Bucket] = OrderedDict()
+        self._held_until: dict[Platform, float] = {}
+        self._share = 1
+
+    def set_share(self, workers: int) -> None:
+        """``workers`` live processes share each platform's global limit equally."""
+        self._share = max(1, workers)
+
+    def penalise(self, platform: Platform, retry_after: float) -> None:
+        until = self._monotonic() + retry_after
+        self._held_until[platform] = max(self._held_until.get(platform, 0.0), until)
+
+    async def acquire(self, platform: Platform, chat: str | None = None) -> float:
+        now = self._monotonic()
+        wait = max(0.0, self._held_until.get(platform, 0.0) - now)
+        rate = self._global_rates.get(platform)
+        if rate is not None:
+            bucket = self._global.get(platform)
+            if bucket is None:
+                bucket = self._global[platform] = _Bucket(
+                    Rate(rate.per_second, max(1.0, rate.burst / self._share)), now
+                )
+            wait = max(wait, bucket.take(now, rate.per_second / self._share))
+        chat_rate = self._chat_rates.get(platform)
+        if chat is not None and chat_rate is not None:
+            key = (platform, chat)
+            cb = self._chats.get(key)
+            if cb is None:
+                cb = self._chats[key] = _Bucket(chat_rate, now)
+                if len(self._chats) > self.MAX_CHATS:
+                    self._chats.popitem(last=False)
+            else:
+                self._chats.move_to_end(key)
+            wait = max(wait, cb.take(now, chat_rate.per_second))
+        if wait > 0:
+            await self._sleep(wait)
+        return wait
+
+
+class Unlimited:
+    """A budget that never waits (benchmarks of the engine itself, console-only runs)."""
+
+    def set_share(self, workers: int) -> None:
+        pass
+
+    def penalise(self, platform: Platform, retry_after: float) -> None:
+        pass
+
+    async def acquire(self, platform: Platform, chat: str | None = None) -> float:
+        return 0.0

@@ -1,0 +1,78 @@
+"""Imperative commands: what an adapter asks the core to do, already translated from a platform payload.
+
+``request_id`` is the platform's id for the inbound event (Telegram update_id, Slack event_id/trigger_id,
+Discord interaction id): a retried delivery of the same event must not act twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.refs import ChatRef, UserRef
+from core.rules import Actor
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleSpace:
+    actor: Actor
+    chat: ChatRef
+    title: str
+    when_text: str
+    tz: str | None = None  # overrides the host's and the community's default zone
+    description: str = ""
+    audio_source: str | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RescheduleSpace:
+    actor: Actor
+    space_id: str
+    when_text: str
+    tz: str | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CancelSpace:
+    actor: Actor
+    space_id: str
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StartSpace:
+    actor: Actor
+    space_id: str
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EndSpace:
+    actor: Actor
+    space_id: str
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    user: UserRef
+    space_id: str
+    via_chat: ChatRef | None = None
+    locale: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribe:
+    user: UserRef
+    space_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToggleSubscription:
+    """The card's one button: subscribe if not subscribed, else unsubscribe."""
+
+    user: UserRef
+    space_id: str
+    via_chat: ChatRef | None = None
+    locale: str | None = None

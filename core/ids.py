@@ -1,0 +1,17 @@
+"""Space ids: short enough for a link and a Telegram deep-link payload, long enough not to be guessed."""
+
+from __future__ import annotations
+
+import secrets
+
+# no 0/o, 1/l/i: ids get read aloud and typed from screenshots
+ALPHABET = "23456789abcdefghjkmnpqrstuvwxyz"
+LENGTH = 10  # 31**10 ≈ 8e14 (≈ 49 bits): not enumerable through rate-limited endpoints
+
+
+def new_space_id() -> str:
+    return "".join(secrets.choice(ALPHABET) for _ in range(LENGTH))
+
+
+def looks_like_space_id(text: str) -> bool:
+    return len(text) == LENGTH and all(c in ALPHABET for c in text)

@@ -1,0 +1,153 @@
+"""The nouns of Spaces. Plain dataclasses: storage maps them to rows, adapters render them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from core.refs import ChatRef, MessageRef, Platform, UserRef
+
+
+class SpaceStatus(StrEnum):
+    SCHEDULED = "scheduled"
+    LIVE = "live"
+    ENDED = "ended"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_open(self) -> bool:
+        """Still upcoming or running: can be subscribed to, counts toward the host's limit."""
+        return self in (SpaceStatus.SCHEDULED, SpaceStatus.LIVE)
+
+
+@dataclass(slots=True)
+class Space:
+    id: str  # short and unguessable: it is the Space link
+    title: str
+    host: UserRef
+    chat: ChatRef  # where it was scheduled; its card is posted there first
+    starts_at: datetime  # aware UTC
+    tz: str  # the host's IANA zone, to show the time as the host meant it
+    locale: str  # the host's locale: language of the card in the chat
+    created_at: datetime
+    description: str = ""
+    audio_source: str | None = None  # URL or file ffmpeg can read; None until the host sets one
+    status: SpaceStatus = SpaceStatus.SCHEDULED
+    revision: int = 1  # bumped on reschedule, so reminders planned for an old time can be withdrawn
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+
+    @property
+    def platform(self) -> Platform:
+        return self.chat.platform
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    space_id: str
+    user: UserRef
+    created_at: datetime
+    # the chat the user subscribed from: where a mention reaches them if their DMs are closed
+    via_chat: ChatRef | None = None
+
+
+class DeliveryKind(StrEnum):
+    HOST_T30 = "host_t30"
+    HOST_T0 = "host_t0"
+    LIVE_NOTICE = "live_notice"
+    CANCELLED_NOTICE = "cancelled_notice"
+    RESCHEDULED_NOTICE = "rescheduled_notice"
+    CARD_POST = "card_post"  # recipient: a chat; the sent MessageRef becomes an Announcement
+    CARD_EDIT = "card_edit"  # recipient: an announcement's MessageRef string
+    MENTION = "mention"  # fallback: the subject is mentioned in the recipient chat (batched)
+
+    @property
+    def to_user(self) -> bool:
+        return self in _USER_KINDS
+
+
+_USER_KINDS = frozenset(
+    {
+        DeliveryKind.HOST_T30,
+        DeliveryKind.HOST_T0,
+        DeliveryKind.LIVE_NOTICE,
+        DeliveryKind.CANCELLED_NOTICE,
+        DeliveryKind.RESCHEDULED_NOTICE,
+    }
+)
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    CLAIMED = "claimed"
+    SENT = "sent"
+    SKIPPED = "skipped"  # decided not to send; reason in last_error
+    FALLBACK = "fallback"  # recipient unreachable; a MENTION row carries it on
+    DEAD = "dead"  # gave up after retries; reason in last_error
+    WITHDRAWN = "withdrawn"  # superseded by a reschedule or cancel
+
+
+@dataclass(slots=True)
+class Delivery:
+    """One row of the outbox: a notification decided but not yet settled (see ENGINE.md)."""
+
+    key: str  # unique idempotency key; hashed into the platform nonce where one exists
+    kind: DeliveryKind
+    platform: Platform
+    recipient: str  # str(UserRef) | str(ChatRef) | str(MessageRef) for CARD_EDIT
+    space_id: str
+    revision: int
+    due_at: datetime
+    status: DeliveryStatus = DeliveryStatus.PENDING
+    # MENTION: the str(UserRef) being reached. User kinds: the str(ChatRef) where a mention reaches the
+    # recipient if their DMs are closed (None: the Space's own chat).
+    subject: str | None = None
+    # the kind the user should have received, for a MENTION fallback (so it says the right thing)
+    about: DeliveryKind | None = None
+    id: int | None = None
+    claimed_by: str | None = None
+    lease_until: datetime | None = None
+    attempts: int = 0
+    last_error: str | None = None
+    sent_ref: str | None = None
+    sent_at: datetime | None = None
+    late_by: float | None = None  # seconds between due_at and the send
+
+
+@dataclass(frozen=True, slots=True)
+class Announcement:
+    """A card of a Space posted somewhere: its handle is what later edits (live, ended…) target."""
+
+    space_id: str
+    message: MessageRef
+
+
+@dataclass(slots=True)
+class UserProfile:
+    user: UserRef
+    tz: str | None = None
+    locale: str | None = None
+    dm_reachable: bool | None = None  # None: never tried; False: a DM failed, fall back without knocking
+    dm_channel: str | None = None  # cached DM channel id (Discord and Slack charge a call to open one)
+    display_name: str | None = None
+
+
+@dataclass(slots=True)
+class Community:
+    """Per-chat settings (a Telegram group, a Discord guild, a Slack workspace)."""
+
+    chat: ChatRef
+    tz: str | None = None
+    locale: str | None = None
+    moderator_role: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SpaceView:
+    """What a card or notice needs to show about a Space, gathered at render time."""
+
+    space: Space
+    subscribers: int
+    link: str  # the shareable Space link (web page)
+    extra: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,198 @@
+"""What to say, platform-neutral: a Notice is text plus buttons; adapters render it (pure functions).
+
+Builders take the Space *as it is at send time* (ENGINE.md: render at send time), so a title edit or a
+reschedule shows up in every later message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from core.models import DeliveryKind, SpaceStatus, SpaceView
+from core.texts import t
+from core.timeparse import format_local
+
+
+class ActionKind(StrEnum):
+    URL = "url"  # opens a link
+    CALLBACK = "callback"  # comes back to us as a button press: value is "<verb>:<space_id>"
+
+
+class Verb(StrEnum):
+    """Button verbs; ``f"{verb}:{space_id}"`` stays well under Telegram's 64-byte callback_data limit."""
+
+    SUBSCRIBE = "sub"  # toggles: subscribe, or unsubscribe when already subscribed
+    START = "start"
+    END = "end"
+    CANCEL = "cancel"
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    label: str
+    kind: ActionKind
+    value: str
+    host_only: bool = False  # shown to everyone on a shared card, but only the host/moderators may use it
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A message to show. ``title`` and ``lines`` are plain text: adapters escape them for their markup."""
+
+    kind: str
+    title: str
+    lines: tuple[str, ...] = ()
+    actions: tuple[Action, ...] = ()
+    space_id: str | None = None
+    link: str | None = None
+    locale: str = "en"
+    marker: str | None = None  # a status badge shown before the title, e.g. "🟣 LIVE"
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def plain(self) -> str:
+        """Everything as plain text (console, logs, notification previews)."""
+        head = f"{self.marker} {self.title}" if self.marker else self.title
+        return "\n".join([head, *self.lines])
+
+
+def callback(verb: Verb, space_id: str) -> str:
+    return f"{verb}:{space_id}"
+
+
+def parse_callback(value: str) -> tuple[Verb, str] | None:
+    """Inverse of :func:`callback`; None for anything we did not produce (hostile or stale buttons)."""
+    verb, _, space_id = value.partition(":")
+    try:
+        return Verb(verb), space_id
+    except ValueError:
+        return None
+
+
+def _when(view: SpaceView, locale: str) -> str:
+    return format_local(view.space.starts_at, view.space.tz, locale)
+
+
+def _delayed(late_by: float | None, locale: str) -> tuple[str, ...]:
+    # ENGINE.md: anything more than a minute late says so, visibly
+    if late_by is None or late_by < 60:
+        return ()
+    return (t(locale, "notice.delayed", minutes=max(1, round(late_by / 60))),)
+
+
+def card(view: SpaceView, host_name: str, locale: str) -> Notice:
+    """The public card of a Space, in every state. Edited in place as the Space changes."""
+    s = view.space
+    lines: list[str] = []
+    actions: list[Action] = []
+    marker: str | None = None
+    if s.status is SpaceStatus.SCHEDULED:
+        lines += [
+            t(locale, "card.scheduled", when=_when(view, locale)),
+            t(locale, "card.host", host=host_name),
+        ]
+        lines.append(t(locale, "card.subscribers", count=view.subscribers))
+        actions += [
+            Action(t(locale, "button.subscribe"), ActionKind.CALLBACK, callback(Verb.SUBSCRIBE, s.id)),
+            Action(t(locale, "button.share"), ActionKind.URL, view.link),
+            Action(
+                t(locale, "button.start"), ActionKind.CALLBACK, callback(Verb.START, s.id), host_only=True
+            ),
+        ]
+    elif s.status is SpaceStatus.LIVE:
+        marker = t(locale, "card.live")
+        lines += [t(locale, "card.host", host=host_name)]
+        actions += [
+            Action(t(locale, "button.join"), ActionKind.URL, view.link),
+            Action(t(locale, "button.end"), ActionKind.CALLBACK, callback(Verb.END, s.id), host_only=True),
+        ]
+    elif s.status is SpaceStatus.ENDED:
+        marker = t(locale, "card.ended")
+        lines += [t(locale, "card.host", host=host_name)]
+        actions += [Action(t(locale, "button.details"), ActionKind.URL, view.link)]
+    else:
+        marker = t(locale, "card.cancelled")
+        lines += [t(locale, "card.scheduled", when=_when(view, locale))]
+    if s.description:
+        lines.insert(0, s.description)
+    return Notice(
+        kind="card",
+        title=s.title,
+        lines=tuple(lines),
+        actions=tuple(actions),
+        space_id=s.id,
+        link=view.link,
+        locale=locale,
+        marker=marker,
+    )
+
+
+def for_delivery(
+    kind: DeliveryKind, view: SpaceView, host_name: str, locale: str, late_by: float | None
+) -> Notice:
+    """The DM (or mention text) for a user-facing delivery kind."""
+    s = view.space
+    when = _when(view, locale)
+    link_action = Action(t(locale, "button.details"), ActionKind.URL, view.link)
+    if kind is DeliveryKind.HOST_T30:
+        lines = (t(locale, "notice.host_hint"), *_delayed(late_by, locale))
+        return Notice(
+            kind=kind,
+            title=t(locale, "notice.host_t30", title=s.title, when=when),
+            lines=lines,
+            actions=(
+                Action(t(locale, "button.start"), ActionKind.CALLBACK, callback(Verb.START, s.id)),
+                link_action,
+            ),
+            space_id=s.id,
+            link=view.link,
+            locale=locale,
+        )
+    if kind is DeliveryKind.HOST_T0:
+        lines = (t(locale, "notice.host_hint"), *_delayed(late_by, locale))
+        return Notice(
+            kind=kind,
+            title=t(locale, "notice.host_t0", title=s.title),
+            lines=lines,
+            actions=(
+                Action(t(locale, "button.start"), ActionKind.CALLBACK, callback(Verb.START, s.id)),
+                link_action,
+            ),
+            space_id=s.id,
+            link=view.link,
+            locale=locale,
+        )
+    if kind is DeliveryKind.LIVE_NOTICE:
+        return Notice(
+            kind=kind,
+            title=t(locale, "notice.live", title=s.title, host=host_name),
+            lines=_delayed(late_by, locale),
+            actions=(Action(t(locale, "button.listen"), ActionKind.URL, view.link),),
+            space_id=s.id,
+            link=view.link,
+            locale=locale,
+            marker=None,
+        )
+    if kind is DeliveryKind.CANCELLED_NOTICE:
+        return Notice(
+            kind=kind,
+            title=t(locale, "notice.cancelled", title=s.title, when=when),
+            space_id=s.id,
+            link=view.link,
+            locale=locale,
+        )
+    if kind is DeliveryKind.RESCHEDULED_NOTICE:
+        return Notice(
+            kind=kind,
+            title=t(locale, "notice.rescheduled", title=s.title, when=when),
+            actions=(link_action,),
+            space_id=s.id,
+            link=view.link,
+            locale=locale,
+        )
+    raise ValueError(f"{kind} is not a user notice")
+
+
+def reply(locale: str, key: str, **params: object) -> Notice:
+    """A short answer to the person who acted (ephemeral on Discord/Slack, a reply on Telegram)."""
+    return Notice(kind="reply", title=t(locale, key, **params), locale=locale)

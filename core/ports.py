@@ -1,0 +1,255 @@
+"""Ports: what the core needs from the outside world, as contracts.
+
+Implementations: ``storage`` (persistence), ``bots/<platform>`` (ChatPlatform), ``bots`` (clock, wake-ups,
+budgets). Tests inject fakes that honour the same contracts (tests/core/test_store_contract.py runs one suite
+against every store implementation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Protocol, runtime_checkable
+
+from core.models import (
+    Announcement,
+    Community,
+    Delivery,
+    DeliveryKind,
+    DeliveryStatus,
+    Space,
+    Subscription,
+    UserProfile,
+)
+from core.notices import Notice
+from core.refs import ChatRef, MessageRef, Platform, UserRef
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current instant, aware UTC. Tests drive it; nothing in core calls datetime.now()."""
+        ...
+
+
+# --------------------------------------------------------------------------- platforms
+
+
+@runtime_checkable
+class ChatPlatform(Protocol):
+    platform: Platform
+
+    async def start(self) -> None:
+        """Connect (gateway, polling, socket). Returns once the platform can send."""
+        ...
+
+    async def stop(self) -> None:
+        """Disconnect. MUST be idempotent and safe to call if start() failed half-way."""
+        ...
+
+    async def post(self, chat: ChatRef, notice: Notice, *, key: str) -> MessageRef:
+        """Post ``notice`` in ``chat`` and return its handle (never None).
+
+        Raises RateLimited (honour retry_after), ChatUnavailable (gone, no access), TransientError.
+        ``key`` is the delivery's idempotency key, passed as a nonce where the platform has one.
+        """
+        ...
+
+    async def edit(self, message: MessageRef, notice: Notice) -> None:
+        """Replace a posted message's content. An edit that changes nothing MUST succeed silently."""
+        ...
+
+    async def direct(self, user: UserRef, notice: Notice, *, key: str) -> MessageRef:
+        """Send a private message. Raises RecipientUnreachable when the user cannot be DMed."""
+        ...
+
+    async def mention(
+        self, chat: ChatRef, users: Sequence[UserRef], notice: Notice, *, key: str
+    ) -> MessageRef:
+        """Post ``notice`` in ``chat`` mentioning every user (the DM fallback), within one message."""
+        ...
+
+
+@runtime_checkable
+class VoiceBridge(Protocol):
+    """Only platforms that can carry audio implement it; the core checks isinstance(p, VoiceBridge)."""
+
+    async def connect(self, channel: ChatRef, source: str) -> None: ...
+
+    async def disconnect(self, channel: ChatRef) -> None: ...
+
+
+# --------------------------------------------------------------------------- persistence
+
+
+class SpaceStore(Protocol):
+    async def add(self, space: Space) -> None: ...
+
+    async def get(self, space_id: str) -> Space | None: ...
+
+    async def get_for_update(self, space_id: str) -> Space | None:
+        """Like get, but the row stays locked until the unit of work ends (PostgreSQL FOR UPDATE)."""
+        ...
+
+    async def save(self, space: Space) -> None:
+        """Persist every field of an existing Space."""
+        ...
+
+    async def count_open_by_host(self, host: UserRef) -> int: ...
+
+    async def upcoming_in_chat(self, chat: ChatRef, limit: int = 20) -> list[Space]:
+        """Scheduled or live Spaces announced in ``chat``, soonest first."""
+        ...
+
+
+class SubscriptionStore(Protocol):
+    async def add(self, sub: Subscription) -> bool:
+        """True if new; False if the user was already subscribed (nothing changes)."""
+        ...
+
+    async def remove(self, space_id: str, user: UserRef) -> bool: ...
+
+    async def exists(self, space_id: str, user: UserRef) -> bool: ...
+
+    async def count(self, space_id: str) -> int: ...
+
+    async def list(self, space_id: str) -> list[Subscription]: ...
+
+
+class DeliveryStore(Protocol):
+    """The outbox, inside a unit of work (written in the same transaction as the change causing it)."""
+
+    async def add(self, deliveries: Sequence[Delivery]) -> int:
+        """Insert rows; a row whose key exists already is ignored. Returns how many were inserted."""
+        ...
+
+    async def fan_out(
+        self, space_id: str, revision: int, kind: DeliveryKind, due_at: datetime, key_prefix: str
+    ) -> int:
+        """One row per subscriber of the Space, in one statement (INSERT … SELECT), key
+        ``f"{key_prefix}:{user}"``, recipient the user, subject the user's ``via_chat``. Returns the count."""
+        ...
+
+    async def withdraw(self, space_id: str, kinds: Sequence[DeliveryKind], reason: str) -> int:
+        """Pending rows of those kinds for the Space become WITHDRAWN with ``reason``. Returns the count."""
+        ...
+
+    async def list_for_space(self, space_id: str) -> list[Delivery]: ...
+
+
+class AnnouncementStore(Protocol):
+    async def add(self, ann: Announcement) -> None:
+        """Idempotent on the message handle."""
+        ...
+
+    async def list(self, space_id: str) -> list[Announcement]: ...
+
+
+class UserStore(Protocol):
+    async def get(self, user: UserRef) -> UserProfile | None: ...
+
+    async def get_many(self, users: Sequence[UserRef]) -> dict[UserRef, UserProfile]: ...
+
+    async def upsert(self, profile: UserProfile) -> None: ...
+
+    async def set_reachable(self, user: UserRef, reachable: bool) -> None: ...
+
+
+class CommunityStore(Protocol):
+    async def get(self, chat: ChatRef) -> Community | None: ...
+
+    async def upsert(self, community: Community) -> None: ...
+
+
+class InboundStore(Protocol):
+    """Processed inbound request ids: platforms retry, and a retried command must not act twice."""
+
+    async def remember(self, platform: Platform, request_id: str, result: str) -> str | None:
+        """Record ``request_id`` with ``result``. If it was already recorded, return the earlier result
+        (and record nothing). Runs in the caller's transaction, so it commits with the change it guards."""
+        ...
+
+
+class UnitOfWork(Protocol):
+    spaces: SpaceStore
+    subscriptions: SubscriptionStore
+    deliveries: DeliveryStore
+    announcements: AnnouncementStore
+    users: UserStore
+    communities: CommunityStore
+    inbound: InboundStore
+
+    async def __aenter__(self) -> UnitOfWork: ...
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        """Roll back anything not committed."""
+        ...
+
+    async def commit(self) -> None: ...
+
+
+UnitOfWorkFactory = Callable[[], UnitOfWork]
+
+
+class Outbox(Protocol):
+    """The delivery engine's view of the outbox. Each method is its own short transaction."""
+
+    async def claim_due(self, *, now: datetime, worker: str, lease: timedelta, batch: int) -> list[Delivery]:
+        """Atomically claim up to ``batch`` rows that are pending and due, or claimed with an expired lease,
+        oldest due first: status CLAIMED, claimed_by=worker, lease_until=now+lease, attempts+1.
+        Concurrent callers (other processes) MUST never receive the same row while its lease holds."""
+        ...
+
+    async def settle(
+        self,
+        delivery_id: int,
+        *,
+        worker: str,
+        status: DeliveryStatus,
+        now: datetime,
+        sent_ref: str | None = None,
+        error: str | None = None,
+        late_by: float | None = None,
+        due_at: datetime | None = None,
+        refund_attempt: bool = False,
+    ) -> bool:
+        """Record an outcome, only if ``worker`` still holds the claim. PENDING means retry at ``due_at``
+        (``refund_attempt`` gives back the attempt, for rate limits). Returns False if the lease was lost."""
+        ...
+
+    async def next_due(self) -> datetime | None:
+        """Earliest due_at of pending rows, or None."""
+        ...
+
+    async def counts(self) -> dict[str, int]:
+        """Rows by status, for metrics and the doctor."""
+        ...
+
+
+# --------------------------------------------------------------------------- runtime
+
+
+class WakeUps(Protocol):
+    def arm(self, at: datetime) -> None:
+        """Make sure the delivery engine runs at (or soon after) ``at``. Arming later than an already
+        armed earlier time MUST NOT postpone it. Safe to call from any coroutine of the service's loop."""
+        ...
+
+
+class Budget(Protocol):
+    async def acquire(self, platform: Platform, chat: str | None = None) -> float:
+        """Wait until a send to ``platform`` (and to ``chat``, for per-chat limits) is within budget.
+        Returns the seconds waited."""
+        ...
+
+    def penalise(self, platform: Platform, retry_after: float) -> None:
+        """A 429 arrived: hold every sender of that platform back for ``retry_after`` seconds."""
+        ...
+
+
+class Links(Protocol):
+    def space(self, space_id: str) -> str:
+        """Absolute URL of the Space's share page."""
+        ...

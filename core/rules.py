@@ -1,0 +1,147 @@
+"""Pure policy: limits, validation, the reminder plan, the late/stale policy and who may do what.
+
+No I/O and no clock: every function takes ``now``. Tests exercise these directly.
+"""
+
+from __future__ import annotations
+
+import random
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from core.errors import InvalidTime, InvalidTitle, NotAllowed, TooManySpaces, WrongState
+from core.models import Delivery, DeliveryKind, Space, SpaceStatus
+from core.refs import UserRef
+
+TITLE_MAX = 100
+DESCRIPTION_MAX = 1000
+MAX_AHEAD = timedelta(days=365)
+# a time a few seconds in the past is a slow typist, not a mistake
+PAST_GRACE = timedelta(minutes=1)
+MAX_OPEN_PER_HOST = 10
+HOST_EARLY_REMINDER = timedelta(minutes=30)
+LATE_MARK_AFTER = timedelta(minutes=1)
+# a live notice more than this late is still sent (the Space is still live), but a host T-0 reminder
+# that arrives after the Space ended makes no sense; see decide()
+MAX_ATTEMPTS = 8
+BACKOFF_BASE = 5.0  # seconds
+BACKOFF_CAP = 15 * 60.0
+
+
+def clean_title(raw: str) -> str:
+    """Trim, collapse whitespace and reject control characters; raises InvalidTitle."""
+    title = " ".join(raw.split())
+    if not title:
+        raise InvalidTitle("title.empty")
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co") and c not in "\u200d" for c in title):
+        raise InvalidTitle("title.invalid")
+    if len(title) > TITLE_MAX:
+        raise InvalidTitle("title.too_long", length=len(title), limit=TITLE_MAX)
+    return title
+
+
+def clean_description(raw: str) -> str:
+    text = raw.strip()
+    if len(text) > DESCRIPTION_MAX:
+        raise InvalidTitle("description.too_long", length=len(text), limit=DESCRIPTION_MAX)
+    return text
+
+
+def check_start_time(at: datetime, now: datetime, shown: str) -> None:
+    """``shown`` is the time as the user will recognise it (their zone), for the message."""
+    if at < now - PAST_GRACE:
+        raise InvalidTime("time.past", when=shown)
+    if at > now + MAX_AHEAD:
+        raise InvalidTime("time.too_far", days=MAX_AHEAD.days)
+
+
+def check_host_quota(open_count: int) -> None:
+    if open_count >= MAX_OPEN_PER_HOST:
+        raise TooManySpaces("host.too_many", count=open_count, limit=MAX_OPEN_PER_HOST)
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who is acting. ``is_moderator`` is decided by the adapter from the platform's permission model
+    (Discord Manage Events, Telegram chat admin, Slack admin) or the community's configured role."""
+
+    user: UserRef
+    is_moderator: bool = False
+    locale: str = "en"
+    tz: str | None = None
+
+
+def check_may_manage(actor: Actor, space: Space, action: str) -> None:
+    if actor.user == space.host or actor.is_moderator:
+        return
+    raise NotAllowed("perm.not_allowed", action=action)
+
+
+_ALLOWED_FROM: dict[str, tuple[SpaceStatus, ...]] = {
+    "reschedule": (SpaceStatus.SCHEDULED,),
+    "cancel": (SpaceStatus.SCHEDULED,),
+    "start": (SpaceStatus.SCHEDULED,),
+    "end": (SpaceStatus.LIVE,),
+    "edit": (SpaceStatus.SCHEDULED, SpaceStatus.LIVE),
+}
+
+
+def check_transition(space: Space, action: str) -> None:
+    if space.status not in _ALLOWED_FROM[action]:
+        raise WrongState("space.wrong_state", status=space.status.value, action=action)
+
+
+def host_reminder_plan(starts_at: datetime, now: datetime) -> list[tuple[DeliveryKind, datetime]]:
+    """The host gets one reminder 30 minutes before and one at the start time; the first is skipped when
+    the Space is scheduled less than 30 minutes ahead (it would arrive late or at once, which helps nobody)."""
+    plan: list[tuple[DeliveryKind, datetime]] = []
+    early = starts_at - HOST_EARLY_REMINDER
+    if early > now:
+        plan.append((DeliveryKind.HOST_T30, early))
+    plan.append((DeliveryKind.HOST_T0, starts_at))
+    return plan
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    late_by: float  # seconds; > LATE_MARK_AFTER means the notice carries a visible "delayed" mark
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    reason: str
+
+
+def decide(delivery: Delivery, space: Space | None, now: datetime) -> Send | Skip:
+    """Send, send late (marked), or skip (stale) — decided at send time from the row and the Space now."""
+    late_by = max(0.0, (now - delivery.due_at).total_seconds())
+    if space is None:
+        return Skip("space deleted")
+    if delivery.revision != space.revision and delivery.kind in (DeliveryKind.HOST_T30, DeliveryKind.HOST_T0):
+        return Skip(f"planned for revision {delivery.revision}, Space is at {space.revision}")
+    kind = delivery.kind
+    about = delivery.about if kind is DeliveryKind.MENTION and delivery.about else kind
+    if about in (DeliveryKind.HOST_T30, DeliveryKind.HOST_T0):
+        if space.status is SpaceStatus.LIVE:
+            return Skip("already live")
+        if space.status in (SpaceStatus.ENDED, SpaceStatus.CANCELLED):
+            return Skip(f"space {space.status.value}")
+        if about is DeliveryKind.HOST_T30 and now >= space.starts_at:
+            return Skip("T-30 reminder after the start time")
+    if about is DeliveryKind.LIVE_NOTICE and space.status is not SpaceStatus.LIVE:
+        return Skip(f"space {space.status.value}, no longer live")
+    if about is DeliveryKind.RESCHEDULED_NOTICE and space.status is not SpaceStatus.SCHEDULED:
+        return Skip(f"space {space.status.value}")
+    return Send(late_by)
+
+
+def is_marked_late(late_by: float) -> bool:
+    return late_by > LATE_MARK_AFTER.total_seconds()
+
+
+def backoff(attempts: int, rng: random.Random | None = None) -> float:
+    """Seconds to wait before retry number ``attempts`` (1-based): exponential, capped, full jitter on half."""
+    base = min(BACKOFF_CAP, BACKOFF_BASE * (2 ** max(0, attempts - 1)))
+    r = (rng or random).random()
+    return base / 2 + r * base / 2

@@ -1,0 +1,1 @@
+"""Use cases: async functions driven by commands, over the ports."""

@@ -1,0 +1,364 @@
+"""The Space lifecycle: schedule, reschedule, cancel, start, end, and subscriptions.
+
+Every change and the notifications it causes are written in ONE transaction (the outbox pattern): a crash
+can never leave a cancelled Space whose subscribers were not told, or a reminder for a Space that moved.
+After the commit, the wake-up is armed; the delivery engine does the sending.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from core import rules
+from core.commands import (
+    CancelSpace,
+    EndSpace,
+    RescheduleSpace,
+    ScheduleSpace,
+    StartSpace,
+    Subscribe,
+    ToggleSubscription,
+    Unsubscribe,
+)
+from core.errors import NotFound, UserError, WrongState
+from core.ids import new_space_id
+from core.models import Delivery, DeliveryKind, Space, SpaceStatus, Subscription, UserProfile
+from core.ports import Clock, UnitOfWork, UnitOfWorkFactory, WakeUps
+from core.refs import ChatRef, UserRef
+from core.texts import pick_locale
+from core.timeparse import check_zone, format_local, parse_when
+
+log = logging.getLogger(__name__)
+
+# Subscriber counts on cards are refreshed at most once per window per card: a popular Space must not turn
+# every subscription into a card edit (Telegram allows a group 20 messages a minute).
+CARD_COUNT_WINDOW = timedelta(seconds=30)
+# user kinds withdrawn when the Space stops being "scheduled"
+_HOST_REMINDERS = (DeliveryKind.HOST_T30, DeliveryKind.HOST_T0)
+
+
+@dataclass(frozen=True, slots=True)
+class SubscribeResult:
+    space: Space
+    subscribed: bool  # the state after the call
+    changed: bool  # False when it already was in that state
+    subscribers: int
+
+
+@dataclass(frozen=True, slots=True)
+class StartResult:
+    space: Space
+    notified: int  # live notices queued
+
+
+class SpaceService:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        clock: Clock,
+        wake: WakeUps,
+        *,
+        default_tz: str = "UTC",
+        new_id: Callable[[], str] = new_space_id,
+    ) -> None:
+        self._uow = uow
+        self._clock = clock
+        self._wake = wake
+        self._default_tz = default_tz
+        self._new_id = new_id
+
+    # ------------------------------------------------------------------ queries
+
+    async def get(self, space_id: str) -> Space:
+        async with self._uow() as uow:
+            return await self._load(uow, space_id)
+
+    async def upcoming(self, chat: ChatRef, limit: int = 20) -> list[Space]:
+        async with self._uow() as uow:
+            return await uow.spaces.upcoming_in_chat(chat, limit)
+
+    async def subscriber_count(self, space_id: str) -> int:
+        async with self._uow() as uow:
+            return await uow.subscriptions.count(space_id)
+
+    async def is_subscribed(self, space_id: str, user: UserRef) -> bool:
+        async with self._uow() as uow:
+            return await uow.subscriptions.exists(space_id, user)
+
+    async def zone_for(self, user: UserRef, chat: ChatRef | None, override: str | None = None) -> str:
+        async with self._uow() as uow:
+            return await self._zone(uow, user, chat, override)
+
+    # ------------------------------------------------------------------ commands
+
+    async def schedule(self, cmd: ScheduleSpace) -> Space:
+        now = self._clock.now()
+        title = rules.clean_title(cmd.title)
+        description = rules.clean_description(cmd.description)
+        async with self._uow() as uow:
+            if cmd.request_id is not None:
+                space_id = self._new_id()
+                earlier = await uow.inbound.remember(cmd.chat.platform, cmd.request_id, space_id)
+                if earlier is not None:  # a platform retry of a command we already executed
+                    return await self._load(uow, earlier)
+            else:
+                space_id = self._new_id()
+            tz = await self._zone(uow, cmd.actor.user, cmd.chat, cmd.tz)
+            parsed = parse_when(cmd.when_text, now=now, tz=tz)
+            locale = pick_locale(cmd.actor.locale)
+            rules.check_start_time(parsed.at, now, format_local(parsed.at, parsed.tz, locale))
+            rules.check_host_quota(await uow.spaces.count_open_by_host(cmd.actor.user))
+            space = Space(
+                id=space_id,
+                title=title,
+                description=description,
+                host=cmd.actor.user,
+                chat=cmd.chat,
+                starts_at=parsed.at,
+                tz=parsed.tz,
+                locale=locale,
+                created_at=now,
+                audio_source=cmd.audio_source,
+            )
+            await uow.spaces.add(space)
+            await self._remember_user(uow, cmd.actor)
+            rows = self._host_reminders(space, now)
+            rows.append(
+                self._row(
+                    space, DeliveryKind.CARD_POST, str(cmd.chat), now, key=f"space:{space.id}:card:{cmd.chat}"
+                )
+            )
+            await uow.deliveries.add(rows)
+            await uow.commit()
+        log.info("scheduled", extra={"space_id": space.id, "starts_at": space.starts_at.isoformat()})
+        self._arm(rows)
+        return space
+
+    async def reschedule(self, cmd: RescheduleSpace) -> Space:
+        now = self._clock.now()
+        async with self._uow() as uow:
+            if await self._seen(uow, cmd.actor.user, cmd.request_id):
+                return await self._load(uow, cmd.space_id)
+            space = await self._load(uow, cmd.space_id, for_update=True)
+            rules.check_may_manage(cmd.actor, space, "reschedule")
+            rules.check_transition(space, "reschedule")
+            tz = check_zone(cmd.tz) if cmd.tz else space.tz
+            parsed = parse_when(cmd.when_text, now=now, tz=tz)
+            locale = pick_locale(cmd.actor.locale)
+            shown = format_local(parsed.at, parsed.tz, locale)
+            rules.check_start_time(parsed.at, now, shown)
+            if parsed.at == space.starts_at:
+                raise UserError("space.same_time", when=shown)
+            space.starts_at, space.tz = parsed.at, parsed.tz
+            space.revision += 1
+            await uow.spaces.save(space)
+            await uow.deliveries.withdraw(
+                space.id, (*_HOST_REMINDERS, DeliveryKind.RESCHEDULED_NOTICE), "rescheduled"
+            )
+            rows = self._host_reminders(space, now)
+            rows += await self._card_edits(uow, space, now, tag=f"r{space.revision}")
+            await uow.deliveries.add(rows)
+            await uow.deliveries.fan_out(
+                space.id,
+                space.revision,
+                DeliveryKind.RESCHEDULED_NOTICE,
+                now,
+                f"space:{space.id}:r{space.revision}:{DeliveryKind.RESCHEDULED_NOTICE}",
+            )
+            await uow.commit()
+        self._wake.arm(now)
+        self._arm(rows)
+        return space
+
+    async def cancel(self, cmd: CancelSpace) -> Space:
+        now = self._clock.now()
+        async with self._uow() as uow:
+            if await self._seen(uow, cmd.actor.user, cmd.request_id):
+                return await self._load(uow, cmd.space_id)
+            space = await self._load(uow, cmd.space_id, for_update=True)
+            rules.check_may_manage(cmd.actor, space, "cancel")
+            rules.check_transition(space, "cancel")
+            space.status = SpaceStatus.CANCELLED
+            space.ended_at = now
+            await uow.spaces.save(space)
+            await uow.deliveries.withdraw(
+                space.id,
+                (*_HOST_REMINDERS, DeliveryKind.RESCHEDULED_NOTICE, DeliveryKind.LIVE_NOTICE),
+                "cancelled",
+            )
+            await uow.deliveries.add(await self._card_edits(uow, space, now, tag="cancel"))
+            await uow.deliveries.fan_out(
+                space.id,
+                space.revision,
+                DeliveryKind.CANCELLED_NOTICE,
+                now,
+                f"space:{space.id}:{DeliveryKind.CANCELLED_NOTICE}",
+            )
+            await uow.commit()
+        self._wake.arm(now)
+        return space
+
+    async def start(self, cmd: StartSpace) -> StartResult:
+        now = self._clock.now()
+        async with self._uow() as uow:
+            if await self._seen(uow, cmd.actor.user, cmd.request_id):
+                space = await self._load(uow, cmd.space_id)
+                return StartResult(space, 0)
+            space = await self._load(uow, cmd.space_id, for_update=True)
+            rules.check_may_manage(cmd.actor, space, "start")
+            if space.status is SpaceStatus.LIVE:  # a double tap on "Start": already done, say so kindly
+                return StartResult(space, 0)
+            rules.check_transition(space, "start")
+            space.status = SpaceStatus.LIVE
+            space.started_at = now
+            await uow.spaces.save(space)
+            await uow.deliveries.withdraw(
+                space.id, (*_HOST_REMINDERS, DeliveryKind.RESCHEDULED_NOTICE), "started"
+            )
+            await uow.deliveries.add(await self._card_edits(uow, space, now, tag="live"))
+            # subscribers are told when the host actually starts — not at the scheduled time
+            notified = await uow.deliveries.fan_out(
+                space.id,
+                space.revision,
+                DeliveryKind.LIVE_NOTICE,
+                now,
+                f"space:{space.id}:{DeliveryKind.LIVE_NOTICE}",
+            )
+            await uow.commit()
+        log.info("started", extra={"space_id": space.id, "notified": notified})
+        self._wake.arm(now)
+        return StartResult(space, notified)
+
+    async def end(self, cmd: EndSpace) -> Space:
+        now = self._clock.now()
+        async with self._uow() as uow:
+            if await self._seen(uow, cmd.actor.user, cmd.request_id):
+                return await self._load(uow, cmd.space_id)
+            space = await self._load(uow, cmd.space_id, for_update=True)
+            rules.check_may_manage(cmd.actor, space, "end")
+            if space.status is SpaceStatus.ENDED:
+                return space
+            rules.check_transition(space, "end")
+            space.status = SpaceStatus.ENDED
+            space.ended_at = now
+            await uow.spaces.save(space)
+            # pending live notices would now point at a finished Space (decide() also skips claimed ones)
+            await uow.deliveries.withdraw(space.id, (DeliveryKind.LIVE_NOTICE,), "ended")
+            await uow.deliveries.add(await self._card_edits(uow, space, now, tag="ended"))
+            await uow.commit()
+        self._wake.arm(now)
+        return space
+
+    async def subscribe(self, cmd: Subscribe) -> SubscribeResult:
+        return await self._set_subscription(cmd.user, cmd.space_id, True, cmd.via_chat, cmd.locale)
+
+    async def unsubscribe(self, cmd: Unsubscribe) -> SubscribeResult:
+        return await self._set_subscription(cmd.user, cmd.space_id, False, None, None)
+
+    async def toggle(self, cmd: ToggleSubscription) -> SubscribeResult:
+        async with self._uow() as uow:
+            subscribed = await uow.subscriptions.exists(cmd.space_id, cmd.user)
+        return await self._set_subscription(cmd.user, cmd.space_id, not subscribed, cmd.via_chat, cmd.locale)
+
+    # ------------------------------------------------------------------ helpers
+
+    async def _set_subscription(
+        self, user: UserRef, space_id: str, on: bool, via: ChatRef | None, locale: str | None
+    ) -> SubscribeResult:
+        now = self._clock.now()
+        async with self._uow() as uow:
+            space = await self._load(uow, space_id)
+            if on:
+                if not space.status.is_open:
+                    raise WrongState("sub.closed", status=space.status.value)
+                if user == space.host:
+                    raise UserError("sub.host")
+                changed = await uow.subscriptions.add(Subscription(space.id, user, now, via_chat=via))
+                if locale:
+                    await self._remember_user(uow, rules.Actor(user, locale=locale))
+            else:
+                changed = await uow.subscriptions.remove(space.id, user)
+            rows: list[Delivery] = []
+            if changed:
+                # one coalesced card refresh per window: the key is per window, the edit renders the count then
+                window = int(now.timestamp() // CARD_COUNT_WINDOW.total_seconds())
+                due = datetime.fromtimestamp((window + 1) * CARD_COUNT_WINDOW.total_seconds(), tz=now.tzinfo)
+                rows = await self._card_edits(uow, space, due, tag=f"count{window}")
+                await uow.deliveries.add(rows)
+            count = await uow.subscriptions.count(space.id)
+            await uow.commit()
+        self._arm(rows)
+        return SubscribeResult(space, on, changed, count)
+
+    async def _load(self, uow: UnitOfWork, space_id: str, *, for_update: bool = False) -> Space:
+        space = await (uow.spaces.get_for_update(space_id) if for_update else uow.spaces.get(space_id))
+        if space is None:
+            raise NotFound("space.not_found", space_id=space_id[:40])
+        return space
+
+    async def _seen(self, uow: UnitOfWork, user: UserRef, request_id: str | None) -> bool:
+        if request_id is None:
+            return False
+        return await uow.inbound.remember(user.platform, request_id, "done") is not None
+
+    async def _zone(self, uow: UnitOfWork, user: UserRef, chat: ChatRef | None, override: str | None) -> str:
+        """The zone to read a time in: explicit, else the user's, else the community's, else the default."""
+        if override:
+            return check_zone(override)
+        profile = await uow.users.get(user)
+        if profile and profile.tz:
+            return profile.tz
+        community = await uow.communities.get(chat) if chat else None
+        if community and community.tz:
+            return community.tz
+        return self._default_tz
+
+    async def _remember_user(self, uow: UnitOfWork, actor: rules.Actor) -> None:
+        profile = await uow.users.get(actor.user) or UserProfile(actor.user)
+        new_locale = pick_locale(actor.locale) if actor.locale else profile.locale
+        if new_locale != profile.locale:
+            profile.locale = new_locale
+            await uow.users.upsert(profile)
+
+    def _row(self, space: Space, kind: DeliveryKind, recipient: str, due: datetime, *, key: str) -> Delivery:
+        return Delivery(
+            key=key,
+            kind=kind,
+            platform=space.platform,
+            recipient=recipient,
+            space_id=space.id,
+            revision=space.revision,
+            due_at=due,
+        )
+
+    def _host_reminders(self, space: Space, now: datetime) -> list[Delivery]:
+        return [
+            self._row(
+                space,
+                kind,
+                str(space.host),
+                due,
+                key=f"space:{space.id}:r{space.revision}:{kind}:{space.host}",
+            )
+            for kind, due in rules.host_reminder_plan(space.starts_at, now)
+        ]
+
+    async def _card_edits(self, uow: UnitOfWork, space: Space, due: datetime, *, tag: str) -> list[Delivery]:
+        anns = await uow.announcements.list(space.id)
+        return [
+            self._row(
+                space,
+                DeliveryKind.CARD_EDIT,
+                str(a.message),
+                due,
+                key=f"space:{space.id}:edit:{tag}:{a.message}",
+            )
+            for a in anns
+        ]
+
+    def _arm(self, rows: Sequence[Delivery]) -> None:
+        if rows:
+            self._wake.arm(min(r.due_at for r in rows))

@@ -1,0 +1,179 @@
+"""Every user-facing sentence, in English and French, in one place.
+
+Keys are stable identifiers used by notices and by ``UserError.key``; parameters are ``str.format`` fields.
+A missing French text falls back to English, and a missing key is a bug caught by tests/core/test_texts.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+DEFAULT_LOCALE = "en"
+LOCALES = ("en", "fr")
+
+TEXTS: dict[str, dict[str, str]] = {
+    "en": {
+        # --- validation errors (UserError.key) ---
+        "time.unreadable": "I couldn't read “{text}” as a date and time — try `{example}`, `in 2 hours` or "
+        "`2026-12-01 18:30 Europe/Paris`.",
+        "time.missing_time": "“{text}” has a date but no time — add one, e.g. `{text} 20:00`.",
+        "time.unknown_zone": "I don't know the time zone “{zone}” — use an IANA name such as `Europe/Paris` "
+        "or `America/New_York`.",
+        "time.nonexistent": "{local} doesn't exist in {zone}: the clocks jump forward then. "
+        "Did you mean {alternatives}?",
+        "time.ambiguous": "{local} happens twice in {zone}: the clocks go back then. "
+        "Add the offset to choose: {alternatives}.",
+        "time.past": "That time ({when}) has already passed — pick a time in the future.",
+        "time.too_far": "That's too far ahead: Spaces can be scheduled up to {days} days in advance.",
+        "title.empty": "Give your Space a title, e.g. `/space schedule tomorrow 20:00 Weekly AMA`.",
+        "title.too_long": "That title is {length} characters long; keep it under {limit}.",
+        "title.invalid": "Titles can't contain control characters — please type it again.",
+        "description.too_long": "That description is {length} characters long; keep it under {limit}.",
+        "host.too_many": "You already have {count} upcoming Spaces (the limit is {limit}). "
+        "End or cancel one first.",
+        "perm.not_allowed": "Only the host or a moderator of this community can {action} this Space.",
+        "space.not_found": "I can't find a Space with the id “{space_id}” — check the link.",
+        "space.wrong_state": "This Space is {status}, so it can't be {action}.",
+        "space.same_time": "The Space is already scheduled for {when}.",
+        "sub.closed": "This Space is {status}: reminders are closed.",
+        "sub.host": "You're the host — you'll get your own reminders.",
+        # --- actions (verbs used in messages above) ---
+        "action.cancel": "cancel",
+        "action.cancelled": "cancelled",
+        "action.reschedule": "reschedule",
+        "action.rescheduled": "rescheduled",
+        "action.start": "start",
+        "action.started": "started",
+        "action.end": "end",
+        "action.ended": "ended",
+        "action.edit": "edit",
+        "status.scheduled": "scheduled",
+        "status.live": "live",
+        "status.ended": "over",
+        "status.cancelled": "cancelled",
+        # --- replies to the actor ---
+        "reply.scheduled": "Scheduled ✓ “{title}” — {when}. Share it: {link}",
+        "reply.rescheduled": "Rescheduled ✓ “{title}” — now {when}.",
+        "reply.cancelled": "Cancelled “{title}”. Subscribers are being told.",
+        "reply.started": "You're live 🟣 “{title}”. {count} subscribers are being notified.",
+        "reply.ended": "Ended “{title}”. Thanks for hosting!",
+        "reply.subscribed": "🔔 Reminder set for “{title}” — I'll message you when it starts.",
+        "reply.already_subscribed": "You're already subscribed to “{title}”.",
+        "reply.unsubscribed": "Reminder removed for “{title}”.",
+        "reply.not_subscribed": "You weren't subscribed to “{title}”.",
+        "reply.no_spaces": "No upcoming Spaces here. Schedule one with `/space schedule tomorrow 20:00 Title`.",
+        # --- cards and notices ---
+        "card.scheduled": "🗓 {when}",
+        "card.host": "Host: {host}",
+        "card.subscribers": "🔔 {count} subscribed",
+        "card.live": "🟣 LIVE",
+        "card.ended": "Ended",
+        "card.cancelled": "❌ Cancelled",
+        "card.starts_in": "Starts {relative}",
+        "button.subscribe": "🔔 Set reminder",
+        "button.unsubscribe": "Unsubscribe",
+        "button.share": "Share",
+        "button.start": "▶️ Start now",
+        "button.end": "⏹ End",
+        "button.join": "🎧 Join",
+        "button.listen": "🎧 Listen",
+        "button.details": "Details",
+        "notice.host_t30": "⏰ Your Space “{title}” starts in 30 minutes ({when}).",
+        "notice.host_t0": "⏰ It's time: your Space “{title}” is scheduled to start now.",
+        "notice.host_hint": "Press Start when you're ready — your subscribers are notified the moment you do.",
+        "notice.live": "🟣 “{title}” is live now — hosted by {host}.",
+        "notice.cancelled": "❌ “{title}” ({when}) was cancelled by the host.",
+        "notice.rescheduled": "🗓 “{title}” moved to {when}.",
+        "notice.mention": "{mentions} — I couldn't message you privately:",
+        "notice.delayed": "(delayed by {minutes} min — the service was catching up)",
+    },
+    "fr": {
+        "time.unreadable": "Je n'ai pas compris « {text} » comme une date et une heure — essayez `demain 20h`, "
+        "`dans 2 heures` ou `2026-12-01 18:30 Europe/Paris`.",
+        "time.missing_time": "« {text} » a une date mais pas d'heure — ajoutez-en une, par ex. `{text} 20h`.",
+        "time.unknown_zone": "Je ne connais pas le fuseau « {zone} » — utilisez un nom IANA comme "
+        "`Europe/Paris` ou `America/Montreal`.",
+        "time.nonexistent": "{local} n'existe pas en {zone} : on avance les horloges à ce moment-là. "
+        "Vouliez-vous dire {alternatives} ?",
+        "time.ambiguous": "{local} arrive deux fois en {zone} : on recule les horloges à ce moment-là. "
+        "Ajoutez le décalage pour choisir : {alternatives}.",
+        "time.past": "Cette heure ({when}) est déjà passée — choisissez une heure à venir.",
+        "time.too_far": "C'est trop loin : on peut programmer un Space jusqu'à {days} jours à l'avance.",
+        "title.empty": "Donnez un titre à votre Space, par ex. `/space demain 20h AMA hebdo`.",
+        "title.too_long": "Ce titre fait {length} caractères ; limitez-le à {limit}.",
+        "title.invalid": "Un titre ne peut pas contenir de caractères de contrôle — retapez-le.",
+        "description.too_long": "Cette description fait {length} caractères ; limitez-la à {limit}.",
+        "host.too_many": "Vous avez déjà {count} Spaces à venir (la limite est {limit}). "
+        "Terminez-en ou annulez-en un d'abord.",
+        "perm.not_allowed": "Seul l'hôte ou un modérateur de cette communauté peut {action} ce Space.",
+        "space.not_found": "Je ne trouve pas de Space avec l'identifiant « {space_id} » — vérifiez le lien.",
+        "space.wrong_state": "Ce Space est {status} : impossible de le {action}.",
+        "space.same_time": "Le Space est déjà prévu pour {when}.",
+        "sub.closed": "Ce Space est {status} : les rappels sont fermés.",
+        "sub.host": "Vous êtes l'hôte — vous recevrez vos propres rappels.",
+        "action.cancel": "annuler",
+        "action.cancelled": "annuler",
+        "action.reschedule": "reprogrammer",
+        "action.rescheduled": "reprogrammer",
+        "action.start": "démarrer",
+        "action.started": "démarrer",
+        "action.end": "terminer",
+        "action.ended": "terminer",
+        "action.edit": "modifier",
+        "status.scheduled": "programmé",
+        "status.live": "en direct",
+        "status.ended": "terminé",
+        "status.cancelled": "annulé",
+        "reply.scheduled": "Programmé ✓ « {title} » — {when}. À partager : {link}",
+        "reply.rescheduled": "Reprogrammé ✓ « {title} » — désormais {when}.",
+        "reply.cancelled": "« {title} » est annulé. Les abonnés sont prévenus.",
+        "reply.started": "Vous êtes en direct 🟣 « {title} ». {count} abonnés sont prévenus.",
+        "reply.ended": "« {title} » est terminé. Merci d'avoir animé !",
+        "reply.subscribed": "🔔 Rappel activé pour « {title} » — je vous écris dès qu'il commence.",
+        "reply.already_subscribed": "Vous êtes déjà abonné à « {title} ».",
+        "reply.unsubscribed": "Rappel supprimé pour « {title} ».",
+        "reply.not_subscribed": "Vous n'étiez pas abonné à « {title} ».",
+        "reply.no_spaces": "Aucun Space à venir ici. Programmez-en un avec `/space demain 20h Titre`.",
+        "card.scheduled": "🗓 {when}",
+        "card.host": "Hôte : {host}",
+        "card.subscribers": "🔔 {count} abonnés",
+        "card.live": "🟣 EN DIRECT",
+        "card.ended": "Terminé",
+        "card.cancelled": "❌ Annulé",
+        "card.starts_in": "Commence {relative}",
+        "button.subscribe": "🔔 Me le rappeler",
+        "button.unsubscribe": "Se désabonner",
+        "button.share": "Partager",
+        "button.start": "▶️ Démarrer",
+        "button.end": "⏹ Terminer",
+        "button.join": "🎧 Rejoindre",
+        "button.listen": "🎧 Écouter",
+        "button.details": "Détails",
+        "notice.host_t30": "⏰ Votre Space « {title} » commence dans 30 minutes ({when}).",
+        "notice.host_t0": "⏰ C'est l'heure : votre Space « {title} » doit commencer maintenant.",
+        "notice.host_hint": "Appuyez sur Démarrer quand vous êtes prêt — vos abonnés sont prévenus à ce moment-là.",
+        "notice.live": "🟣 « {title} » est en direct — animé par {host}.",
+        "notice.cancelled": "❌ « {title} » ({when}) a été annulé par l'hôte.",
+        "notice.rescheduled": "🗓 « {title} » est déplacé au {when}.",
+        "notice.mention": "{mentions} — je n'ai pas pu vous écrire en privé :",
+        "notice.delayed": "(en retard de {minutes} min — le service rattrapait son retard)",
+    },
+}
+
+
+def pick_locale(code: str | None) -> str:
+    """Map a platform language code ('fr', 'fr-CA', 'en_US', None) to a supported locale."""
+    if not code:
+        return DEFAULT_LOCALE
+    base = code.replace("_", "-").split("-", 1)[0].lower()
+    return base if base in TEXTS else DEFAULT_LOCALE
+
+
+def t(locale: str | None, key: str, **params: Any) -> str:
+    """The text for ``key`` in ``locale`` (falling back to English), formatted with ``params``.
+
+    List parameters are joined as a human list ("a or b" is the caller's job: we join with ' / ')."""
+    loc = pick_locale(locale)
+    template = TEXTS[loc].get(key) or TEXTS[DEFAULT_LOCALE][key]
+    shown = {k: " / ".join(map(str, v)) if isinstance(v, list | tuple) else v for k, v in params.items()}
+    return template.format(**shown)

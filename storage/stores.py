@@ -1,0 +1,634 @@
+"""The core's persistence ports on SQL (SQLite or PostgreSQL): unit of work, stores, outbox, heartbeats.
+
+Statements are SQLAlchemy Core, executed on the unit of work's connection: the stores never hold ORM objects,
+so nothing can lazy-load or go stale, and every store method is one or two statements.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final
+
+from sqlalchemy import and_, delete, func, literal, or_, select, update
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.sql.schema import Table
+
+from core.models import (
+    Announcement,
+    Community,
+    Delivery,
+    DeliveryKind,
+    DeliveryStatus,
+    Space,
+    SpaceStatus,
+    Subscription,
+    UserProfile,
+)
+from core.refs import ChatRef, Platform, UserRef
+from storage.db import WRITE_TX
+from storage.tables import (
+    announcement_from_row,
+    announcement_t,
+    announcement_values,
+    community_from_row,
+    community_t,
+    community_values,
+    delivery_from_row,
+    delivery_t,
+    delivery_values,
+    heartbeat_t,
+    inbound_t,
+    space_from_row,
+    space_t,
+    space_values,
+    subscription_from_row,
+    subscription_t,
+    subscription_values,
+    user_from_row,
+    user_t,
+    user_values,
+)
+
+if TYPE_CHECKING:  # the ports are Protocols: conformance is structural, checked by mypy below
+    from core import ports
+
+_OPEN: Final = (str(SpaceStatus.SCHEDULED), str(SpaceStatus.LIVE))
+_IN_CHUNK: Final = 500  # bound parameters per IN (…) list: well under SQLite's and asyncpg's limits
+
+
+def _insert(dialect: str, table: Table) -> Any:
+    """INSERT with ON CONFLICT support for the dialect at hand (both spell it the same way)."""
+    if dialect == "postgresql":
+        return pg.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"storage supports SQLite and PostgreSQL, not {dialect}")
+
+
+class _Tx:
+    """The unit of work's connection, begun on first use (BEGIN IMMEDIATE on SQLite unless read-only)."""
+
+    def __init__(self, write_lock: bool) -> None:
+        self.session: AsyncSession | None = None
+        self.dialect = ""
+        self._options = WRITE_TX if write_lock else {}
+
+    async def conn(self) -> AsyncConnection:
+        session = self.session
+        if session is None:
+            raise RuntimeError("use the unit of work inside 'async with uow:'")
+        if session.in_transaction():
+            return await session.connection()
+        # also after a commit: the next statement starts a fresh transaction with the same lock mode
+        return await session.connection(execution_options=self._options)
+
+
+class SqlSpaceStore:
+    def __init__(self, tx: _Tx) -> None:
+        self._tx = tx
+
+    async def add(self, space: Space) -> None:
+        conn = await self._tx.conn()
+        await conn.execute(space_t.insert().values(space_values(space)))
+
+    async def get(self, space_id: str) -> Space | None:
+        conn = await self._tx.conn()
+        row = (await conn.execute(select(space_t).where(space_t.c.id == space_id))).first()
+        return space_from_row(row) if row is not None else None
+
+    async def get_for_update(self, space_id: str) -> Space | None:
+        # PostgreSQL: row lock until the unit of work ends. SQLite ignores FOR UPDATE; there the unit of
+        # work already holds the database's single write lock (BEGIN IMMEDIATE).
+        conn = await self._tx.conn()
+        stmt = select(space_t).where(space_t.c.id == space_id).with_for_update()
+        row = (await conn.execute(stmt)).first()
+        return space_from_row(row) if row is not None else None
+
+    async def save(self, space: Space) -> None:
+        conn = await self._tx.conn()
+        values = space_values(space)
+        del values["id"]
+        result = await conn.execute(update(space_t).where(space_t.c.id == space.id).values(values))
+        if result.rowcount == 0:
+            raise LookupError(f"no space {space.id!r} to save")
+
+    async def count_open_by_host(self, host: UserRef) -> int:
+        conn = await self._tx.conn()
+        stmt = (
+            select(func.count())
+            .select_from(space_t)
+            .where(space_t.c.host == str(host), space_t.c.status.in_(_OPEN))
+        )
+        return int((await conn.execute(stmt)).scalar_one())
+
+    async def upcoming_in_chat(self, chat: ChatRef, limit: int = 20) -> list[Space]:
+        # "announced in": scheduled there, or its card was posted there
+        conn = await self._tx.conn()
+        announced = select(announcement_t.c.space_id).where(announcement_t.c.chat == str(chat))
+        stmt = (
+            select(space_t)
+            .where(
+                space_t.c.status.in_(_OPEN),
+                or_(space_t.c.chat == str(chat), space_t.c.id.in_(announced)),
+            )
+            .order_by(space_t.c.starts_at, space_t.c.id)
+            .limit(limit)
+        )
+        return [space_from_row(r) for r in (await conn.execute(stmt)).all()]
+
+
+class SqlSubscriptionStore:
+    def __init__(self, tx: _Tx) -> None:
+        self._tx = tx
+
+    async def add(self, sub: Subscription) -> bool:
+        conn = await self._tx.conn()
+        stmt = (
+            _insert(self._tx.dialect, subscription_t)
+            .values(subscription_values(sub))
+            .on_conflict_do_nothing(index_elements=["space_id", "user_ref"])
+            .returning(subscription_t.c.space_id)
+        )
+        return (await conn.execute(stmt)).first() is not None
+
+    async def remove(self, space_id: str, user: UserRef) -> bool:
+        conn = await self._tx.conn()
+        stmt = delete(subscription_t).where(
+            subscription_t.c.space_id == space_id, subscription_t.c.user_ref == str(user)
+        )
+        return (await conn.execute(stmt)).rowcount > 0
+
+    async def exists(self, space_id: str, user: UserRef) -> bool:
+        conn = await self._tx.conn()
+        stmt = select(literal(1)).where(
+            subscription_t.c.space_id == space_id, subscription_t.c.user_ref == str(user)
+        )
+        return (await conn.execute(stmt)).first() is not None
+
+    async def count(self, space_id: str) -> int:
+        conn = await self._tx.conn()
+        stmt = select(func.count()).select_from(subscription_t).where(subscription_t.c.space_id == space_id)
+        return int((await conn.execute(stmt)).scalar_one())
+
+    async def list(self, space_id: str) -> list[Subscription]:
+        conn = await self._tx.conn()
+        stmt = (
+            select(subscription_t)
+            .where(subscription_t.c.space_id == space_id)
+            .order_by(subscription_t.c.created_at, subscription_t.c.user_ref)
+        )
+        return [subscription_from_row(r) for r in (await conn.execute(stmt)).all()]
+
+
+class SqlDeliveryStore:
+    def __init__(self, tx: _Tx) -> None:
+        self._tx = tx
+
+    async def add(self, deliveries: Sequence[Delivery]) -> int:
+        if not deliveries:
+            return 0
+        conn = await self._tx.conn()
+        rows = []
+        for d in deliveries:
+            values = delivery_values(d)
+            values.pop("id", None)  # the database numbers rows
+            rows.append(values)
+        stmt = (
+            _insert(self._tx.dialect, delivery_t)
+            .on_conflict_do_nothing(index_elements=["key"])
+            .returning(delivery_t.c.id)
+        )
+        # executemany + RETURNING: SQLAlchemy batches it into multi-row INSERTs ("insertmanyvalues")
+        return len((await conn.execute(stmt, rows)).all())
+
+    async def fan_out(
+        self, space_id: str, revision: int, kind: DeliveryKind, due_at: datetime, key_prefix: str
+    ) -> int:
+        conn = await self._tx.conn()
+        s = subscription_t.c
+        source = select(
+            literal(key_prefix + ":") + s.user_ref,
+            literal(str(kind)),
+            s.platform,
+            s.user_ref,
+            s.via_chat,
+            s.space_id,
+            literal(revision),
+            literal(due_at, type_=delivery_t.c.due_at.type),
+            literal(str(DeliveryStatus.PENDING)),
+            literal(0),
+        ).where(s.space_id == space_id)  # SQLite needs a WHERE in INSERT … SELECT … ON CONFLICT: it has one
+        d = delivery_t.c
+        stmt = (
+            _insert(self._tx.dialect, delivery_t)
+            .from_select(
+                [
+                    d.key,
+                    d.kind,
+                    d.platform,
+                    d.recipient,
+                    d.subject,
+                    d.space_id,
+                    d.revision,
+                    d.due_at,
+                    d.status,
+                    d.attempts,
+                ],
+                source,
+            )
+            .on_conflict_do_nothing(index_elements=["key"])
+        )
+        return int((await conn.execute(stmt)).rowcount)
+
+    async def withdraw(self, space_id: str, kinds: Sequence[DeliveryKind], reason: str) -> int:
+        if not kinds:
+            return 0
+        conn = await self._tx.conn()
+        stmt = (
+            update(delivery_t)
+            .where(
+                delivery_t.c.space_id == space_id,
+                delivery_t.c.kind.in_([str(k) for k in kinds]),
+                delivery_t.c.status == str(DeliveryStatus.PENDING),
+            )
+            .values(status=str(DeliveryStatus.WITHDRAWN), last_error=reason)
+        )
+        return int((await conn.execute(stmt)).rowcount)
+
+    async def list_for_space(self, space_id: str) -> list[Delivery]:
+        conn = await self._tx.conn()
+        stmt = (
+            select(delivery_t)
+            .where(delivery_t.c.space_id == space_id)
+            .order_by(delivery_t.c.due_at, delivery_t.c.id)
+        )
+        return [delivery_from_row(r) for r in (await conn.execute(stmt)).all()]
+
+
+class SqlAnnouncementStore:
+    def __init__(self, tx: _Tx) -> None:
+        self._tx = tx
+
+    async def add(self, ann: Announcement) -> None:
+        conn = await self._tx.conn()
+        stmt = (
+            _insert(self._tx.dialect, announcement_t)
+            .values(announcement_values(ann))
+            .on_conflict_do_nothing(index_elements=["message"])
+        )
+        await conn.execute(stmt)
+
+    async def list(self, space_id: str) -> list[Announcement]:
+        conn = await self._tx.conn()
+        stmt = (
+            select(announcement_t).where(announcement_t.c.space_id == space_id).order_by(announcement_t.c.id)
+        )
+        return [announcement_from_row(r) for r in (await conn.execute(stmt)).all()]
+
+
+class SqlUserStore:
+    def __init__(self, tx: _Tx) -> None:
+        self._tx = tx
+
+    async def get(self, user: UserRef) -> UserProfile | None:
+        conn = await self._tx.conn()
+        row = (await conn.execute(select(user_t).where(user_t.c.user_ref == str(user)))).first()
+        return user_from_row(row) if row is not None else None
+
+    async def get_many(self, users: Sequence[UserRef]) -> dict[UserRef, UserProfile]:
+        conn = await self._tx.conn()
+        keys = sorted({str(u) for u in users})
+        found: dict[UserRef, UserProfile] = {}
+        for i in range(0, len(keys), _IN_CHUNK):
+            stmt = select(user_t).where(user_t.c.user_ref.in_(keys[i : i + _IN_CHUNK]))
+            for row in (await conn.execute(stmt)).all():
+                profile = user_from_row(row)
+                found[profile.user] = profile
+        return found
+
+    async def upsert(self, profile: UserProfile) -> None:
+        """Insert or replace the whole profile (read, change, upsert)."""
+        conn = await self._tx.conn()
+        values = user_values(profile)
+        stmt = _insert(self._tx.dialect, user_t).values(values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["user_ref"], set_={k: v for k, v in values.items() if k != "user_ref"}
+        )
+        await conn.execute(stmt)
+
+    async def set_reachable(self, user: UserRef, reachable: bool) -> None:
+        conn = await self._tx.conn()
+        stmt = _insert(self._tx.dialect, user_t).values(
+            user_ref=str(user), platform=str(user.platform), dm_reachable=reachable
+        )
+        stmt = stmt.on_conflict_do_update(index_elements=["user_ref"], set_={"dm_reachable": reachable})
+        await conn.execute(stmt)
+
+
+class SqlCommunityStore:
+    def __init__(self, tx: _Tx) -> None:
+        self._tx = tx
+
+    async def get(self, chat: ChatRef) -> Community | None:
+        conn = await self._tx.conn()
+        row = (await conn.execute(select(community_t).where(community_t.c.chat == str(chat)))).first()
+        return community_from_row(row) if row is not None else None
+
+    async def upsert(self, community: Community) -> None:
+        """Insert or replace the whole row."""
+        conn = await self._tx.conn()
+        values = community_values(community)
+        stmt = _insert(self._tx.dialect, community_t).values(values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["chat"], set_={k: v for k, v in values.items() if k != "chat"}
+        )
+        await conn.execute(stmt)
+
+
+class SqlInboundStore:
+    def __init__(self, tx: _Tx) -> None:
+        self._tx = tx
+
+    async def remember(self, platform: Platform, request_id: str, result: str) -> str | None:
+        conn = await self._tx.conn()
+        # created_at is bookkeeping (pruning old ids): wall-clock time rather than the core's Clock
+        stmt = (
+            _insert(self._tx.dialect, inbound_t)
+            .values(
+                platform=str(platform), request_id=request_id, result=result, created_at=datetime.now(UTC)
+            )
+            .on_conflict_do_nothing(index_elements=["platform", "request_id"])
+            .returning(inbound_t.c.id)
+        )
+        if (await conn.execute(stmt)).first() is not None:
+            return None
+        earlier = select(inbound_t.c.result).where(
+            inbound_t.c.platform == str(platform), inbound_t.c.request_id == request_id
+        )
+        return str((await conn.execute(earlier)).scalar_one())
+
+
+class SqlUnitOfWork:
+    """One transaction over all the stores: ``async with uow: …; await uow.commit()``.
+
+    Leaving the block rolls back whatever was not committed. On SQLite the transaction begins with
+    ``BEGIN IMMEDIATE`` (``write_lock=True``, the default): a unit of work that reads then writes can never
+    die with SQLITE_BUSY half-way; writers queue on ``busy_timeout`` instead. Pass ``write_lock=False`` for
+    read-only work (WAL readers never wait). On PostgreSQL the flag changes nothing.
+
+    After ``commit()`` the unit of work stays usable: the next statement begins a new transaction.
+    """
+
+    def __init__(self, session_factory: async_sessionmaker[AsyncSession], *, write_lock: bool = True) -> None:
+        self._factory = session_factory
+        self._tx = _Tx(write_lock)
+        # typed as the ports: mypy checks each Sql*Store against its Protocol here
+        self.spaces: ports.SpaceStore = SqlSpaceStore(self._tx)
+        self.subscriptions: ports.SubscriptionStore = SqlSubscriptionStore(self._tx)
+        self.deliveries: ports.DeliveryStore = SqlDeliveryStore(self._tx)
+        self.announcements: ports.AnnouncementStore = SqlAnnouncementStore(self._tx)
+        self.users: ports.UserStore = SqlUserStore(self._tx)
+        self.communities: ports.CommunityStore = SqlCommunityStore(self._tx)
+        self.inbound: ports.InboundStore = SqlInboundStore(self._tx)
+
+    async def __aenter__(self) -> SqlUnitOfWork:
+        if self._tx.session is not None:
+            raise RuntimeError("this unit of work is already in use; make one per operation")
+        session = self._factory()
+        self._tx.session = session
+        try:
+            self._tx.dialect = (await self._tx.conn()).dialect.name  # begins now: takes the lock up front
+        except BaseException:
+            self._tx.session = None
+            await session.close()
+            raise
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        session, self._tx.session = self._tx.session, None
+        if session is None:
+            return
+        try:
+            if session.in_transaction():
+                await session.rollback()
+        finally:
+            await session.close()
+
+    async def commit(self) -> None:
+        session = self._tx.session
+        if session is None:
+            raise RuntimeError("commit() outside 'async with uow:'")
+        await session.commit()
+
+    async def rollback(self) -> None:
+        if self._tx.session is not None:
+            await self._tx.session.rollback()
+
+
+def unit_of_work_factory(
+    session_factory: async_sessionmaker[AsyncSession], *, write_lock: bool = True
+) -> ports.UnitOfWorkFactory:
+    """What the services take: a callable making a fresh unit of work per operation."""
+    return lambda: SqlUnitOfWork(session_factory, write_lock=write_lock)
+
+
+# --------------------------------------------------------------------------- the engine's outbox
+
+
+class SqlOutbox:
+    """The delivery engine's side of the outbox (ENGINE.md): claim with a lease, settle if still ours.
+
+    Each method is its own short transaction on a connection of its own from ``engine``'s pool.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._dialect = engine.dialect.name
+
+    async def claim_due(self, *, now: datetime, worker: str, lease: timedelta, batch: int) -> list[Delivery]:
+        if batch <= 0:
+            return []
+        d = delivery_t.c
+        due = (
+            select(d.id)
+            .where(
+                or_(
+                    and_(d.status == str(DeliveryStatus.PENDING), d.due_at <= now),
+                    and_(d.status == str(DeliveryStatus.CLAIMED), d.lease_until < now),
+                )
+            )
+            .order_by(d.due_at, d.id)
+            .limit(batch)
+        )
+        if self._dialect == "postgresql":
+            # rows another worker is claiming right now are skipped, not waited for; a row whose claim
+            # committed meanwhile is re-checked against the WHERE under the lock and drops out
+            due = due.with_for_update(skip_locked=True)
+        stmt = (
+            update(delivery_t)
+            .where(d.id.in_(due.scalar_subquery()))
+            .values(
+                status=str(DeliveryStatus.CLAIMED),
+                claimed_by=worker,
+                lease_until=now + lease,
+                attempts=d.attempts + 1,
+            )
+            .returning(*delivery_t.c)
+        )
+        async with self._write() as conn:
+            rows = (await conn.execute(stmt)).all()
+        claimed = [delivery_from_row(r) for r in rows]
+        claimed.sort(key=lambda x: (x.due_at, x.id or 0))  # RETURNING order is unspecified
+        return claimed
+
+    async def settle(
+        self,
+        delivery_id: int,
+        *,
+        worker: str,
+        status: DeliveryStatus,
+        now: datetime,
+        sent_ref: str | None = None,
+        error: str | None = None,
+        late_by: float | None = None,
+        due_at: datetime | None = None,
+        refund_attempt: bool = False,
+    ) -> bool:
+        if status is DeliveryStatus.CLAIMED:
+            raise ValueError("settle() records an outcome; CLAIMED is not one")
+        d = delivery_t.c
+        values: dict[str, Any] = {"status": str(status), "lease_until": None}
+        if error is not None:
+            values["last_error"] = error
+        if sent_ref is not None:
+            values["sent_ref"] = sent_ref
+        if late_by is not None:
+            values["late_by"] = late_by
+        if status is DeliveryStatus.SENT or sent_ref is not None:
+            values["sent_at"] = now
+        if status is DeliveryStatus.PENDING:
+            values["due_at"] = due_at if due_at is not None else now
+            values["claimed_by"] = None  # back in the pool for any worker
+            if refund_attempt:
+                # max() of two values is SQLite's spelling of greatest()
+                greatest = func.max if self._dialect == "sqlite" else func.greatest
+                values["attempts"] = greatest(d.attempts - 1, 0)
+        # claimed_by stays on settled rows: who sent it, for the logs
+        stmt = (
+            update(delivery_t)
+            .where(d.id == delivery_id, d.claimed_by == worker, d.status == str(DeliveryStatus.CLAIMED))
+            .values(values)
+        )
+        async with self._write() as conn:
+            return (await conn.execute(stmt)).rowcount == 1
+
+    async def next_due(self) -> datetime | None:
+        stmt = select(func.min(delivery_t.c.due_at)).where(delivery_t.c.status == str(DeliveryStatus.PENDING))
+        async with self._engine.connect() as conn:
+            value = (await conn.execute(stmt)).scalar()
+        # min() is typed like its argument: UTCDateTime, aware UTC on both dialects
+        assert value is None or isinstance(value, datetime)
+        return value
+
+    async def counts(self) -> dict[str, int]:
+        stmt = select(delivery_t.c.status, func.count()).group_by(delivery_t.c.status)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        result = {str(s): 0 for s in DeliveryStatus}
+        result.update({str(status): int(n) for status, n in rows})
+        return result
+
+    def _write(self) -> _WriteTx:
+        return _WriteTx(self._engine)
+
+
+class _WriteTx:
+    """A short write transaction on its own connection (BEGIN IMMEDIATE on SQLite)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._conn: AsyncConnection | None = None
+
+    async def __aenter__(self) -> AsyncConnection:
+        conn = await self._engine.connect()
+        try:
+            conn = await conn.execution_options(**WRITE_TX)
+            await conn.begin()
+        except BaseException:
+            await conn.close()
+            raise
+        self._conn = conn
+        return conn
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        conn, self._conn = self._conn, None
+        assert conn is not None
+        try:
+            if et is None:
+                await conn.commit()
+            else:
+                await conn.rollback()
+        finally:
+            await conn.close()
+
+
+# --------------------------------------------------------------------------- shared send budgets
+
+
+class SqlHeartbeats:
+    """Live workers, registered by heartbeat: each takes ``rate / live_count`` of a platform's global budget.
+
+    Call :meth:`beat` every few seconds (well under ``ttl``); a worker silent for ``ttl`` is presumed dead and
+    its row is deleted by whoever beats next.
+    """
+
+    def __init__(self, engine: AsyncEngine, *, ttl: timedelta = timedelta(seconds=30)) -> None:
+        self._engine = engine
+        self._dialect = engine.dialect.name
+        self.ttl = ttl
+
+    async def beat(self, worker_id: str, now: datetime) -> int:
+        """Record that ``worker_id`` is alive at ``now``; forget the silent ones. Returns the live count (≥ 1)."""
+        h = heartbeat_t.c
+        upsert = _insert(self._dialect, heartbeat_t).values(worker_id=worker_id, last_seen=now)
+        upsert = upsert.on_conflict_do_update(index_elements=["worker_id"], set_={"last_seen": now})
+        async with _WriteTx(self._engine) as conn:
+            await conn.execute(upsert)
+            await conn.execute(delete(heartbeat_t).where(h.last_seen < now - self.ttl))
+            live = (await conn.execute(select(func.count()).select_from(heartbeat_t))).scalar_one()
+        return max(int(live), 1)
+
+    async def forget(self, worker_id: str) -> None:
+        """A clean shutdown: the others take over this worker's slice at their next beat."""
+        async with _WriteTx(self._engine) as conn:
+            await conn.execute(delete(heartbeat_t).where(heartbeat_t.c.worker_id == worker_id))
+
+
+if TYPE_CHECKING:  # mypy: the implementations satisfy the core's ports
+
+    def _conforms(engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]) -> None:
+        _uow: ports.UnitOfWork = SqlUnitOfWork(sessions)
+        _outbox: ports.Outbox = SqlOutbox(engine)
+
+
+__all__ = [
+    "SqlAnnouncementStore",
+    "SqlCommunityStore",
+    "SqlDeliveryStore",
+    "SqlHeartbeats",
+    "SqlInboundStore",
+    "SqlOutbox",
+    "SqlSpaceStore",
+    "SqlSubscriptionStore",
+    "SqlUnitOfWork",
+    "SqlUserStore",
+    "unit_of_work_factory",
+]

@@ -1,0 +1,363 @@
+"""SQLModel rows and their mapping to the core's models.
+
+References (users, chats, messages) are stored as their ``str()`` form and parsed back with ``core.refs``;
+datetimes use SQLModel's ``UTCDateTime`` (aware UTC in, aware UTC out — also on SQLite, which stores them
+without an offset). Changing a table here needs a migration in ``storage/migrations/versions``; the storage
+tests fail when the two disagree.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Index, Integer, UniqueConstraint, text
+from sqlmodel import Field, SQLModel
+from sqlmodel.sql.sqltypes import UTCDateTime
+
+from core.models import (
+    Announcement,
+    Community,
+    Delivery,
+    DeliveryKind,
+    DeliveryStatus,
+    Space,
+    SpaceStatus,
+    Subscription,
+    UserProfile,
+)
+from core.refs import Platform, parse_chat, parse_message, parse_user
+
+# lengths: generous for every platform's ids; PostgreSQL enforces them, SQLite ignores them
+REF = 255  # str(UserRef) / str(ChatRef) / str(MessageRef)
+SHORT = 32  # enums, platform names
+ZONE = 64  # IANA zone names, locales
+
+
+# names for constraints, so later migrations (batch mode on SQLite) can refer to them
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+# 64-bit ids where rows accumulate (a fan-out writes one per subscriber); SQLite needs INTEGER for rowid
+BIGID = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def _utc(nullable: bool) -> Any:
+    return Field(default=None, sa_type=UTCDateTime, nullable=nullable)
+
+
+class SpaceRow(SQLModel, table=True):
+    __tablename__ = "space"
+    __table_args__ = (
+        Index("ix_space_host_status", "host", "status"),
+        Index("ix_space_chat_status_starts", "chat", "status", "starts_at"),
+    )
+
+    id: str = Field(primary_key=True, max_length=64)
+    title: str = Field(max_length=500)
+    description: str = Field(default="", max_length=4000)
+    host: str = Field(max_length=REF)
+    chat: str = Field(max_length=REF)
+    platform: str = Field(max_length=SHORT)
+    starts_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    tz: str = Field(max_length=ZONE)
+    locale: str = Field(max_length=ZONE)
+    created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    audio_source: str | None = Field(default=None, max_length=2000)
+    status: str = Field(max_length=SHORT)
+    revision: int = Field(default=1)
+    started_at: datetime | None = _utc(nullable=True)
+    ended_at: datetime | None = _utc(nullable=True)
+
+
+class SubscriptionRow(SQLModel, table=True):
+    __tablename__ = "subscription"
+
+    space_id: str = Field(foreign_key="space.id", ondelete="CASCADE", primary_key=True, max_length=64)
+    # "user" is reserved in PostgreSQL: user_ref everywhere
+    user_ref: str = Field(primary_key=True, max_length=REF)
+    platform: str = Field(max_length=SHORT)
+    via_chat: str | None = Field(default=None, max_length=REF)
+    created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+
+
+class UserIdentityRow(SQLModel, table=True):
+    """One row per platform user (a Discord user and a Slack user are two identities)."""
+
+    __tablename__ = "user_identity"
+
+    user_ref: str = Field(primary_key=True, max_length=REF)
+    platform: str = Field(max_length=SHORT)
+    tz: str | None = Field(default=None, max_length=ZONE)
+    locale: str | None = Field(default=None, max_length=ZONE)
+    dm_reachable: bool | None = Field(default=None)
+    dm_channel: str | None = Field(default=None, max_length=REF)
+    display_name: str | None = Field(default=None, max_length=255)
+
+
+class CommunityRow(SQLModel, table=True):
+    __tablename__ = "community"
+
+    chat: str = Field(primary_key=True, max_length=REF)
+    platform: str = Field(max_length=SHORT)
+    tz: str | None = Field(default=None, max_length=ZONE)
+    locale: str | None = Field(default=None, max_length=ZONE)
+    moderator_role: str | None = Field(default=None, max_length=255)
+
+
+class AnnouncementRow(SQLModel, table=True):
+    __tablename__ = "announcement"
+
+    id: int | None = Field(default=None, primary_key=True)
+    space_id: str = Field(foreign_key="space.id", ondelete="CASCADE", index=True, max_length=64)
+    message: str = Field(max_length=REF, unique=True)  # the edit handle; idempotent on it
+    chat: str = Field(max_length=REF, index=True)  # message's chat: "Spaces announced in this chat"
+    platform: str = Field(max_length=SHORT)
+
+
+class DeliveryRow(SQLModel, table=True):
+    """The outbox (ENGINE.md). Claimed with a lease; settled only by the lease holder."""
+
+    __tablename__ = "delivery"
+    __table_args__ = (
+        Index("ix_delivery_status_due", "status", "due_at"),
+        # the hot set of the claim query stays small however many rows were ever sent (PostgreSQL only)
+        Index("ix_delivery_pending_due", "due_at", postgresql_where=text("status = 'pending'")).ddl_if(
+            dialect="postgresql"
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BIGID)
+    key: str = Field(max_length=255, unique=True)
+    kind: str = Field(max_length=SHORT)
+    platform: str = Field(max_length=SHORT)
+    recipient: str = Field(max_length=REF)
+    subject: str | None = Field(default=None, max_length=REF)
+    about: str | None = Field(default=None, max_length=SHORT)
+    space_id: str = Field(foreign_key="space.id", ondelete="CASCADE", index=True, max_length=64)
+    revision: int
+    due_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    status: str = Field(max_length=SHORT)
+    claimed_by: str | None = Field(default=None, max_length=255)
+    lease_until: datetime | None = _utc(nullable=True)
+    attempts: int = Field(default=0)
+    last_error: str | None = Field(default=None)
+    sent_ref: str | None = Field(default=None, max_length=REF)
+    sent_at: datetime | None = _utc(nullable=True)
+    late_by: float | None = Field(default=None)
+
+
+class InboundRequestRow(SQLModel, table=True):
+    """Inbound request ids already acted on (platforms retry webhooks and interactions)."""
+
+    __tablename__ = "inbound_request"
+    __table_args__ = (UniqueConstraint("platform", "request_id"),)
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BIGID)
+    platform: str = Field(max_length=SHORT)
+    request_id: str = Field(max_length=255)
+    result: str
+    created_at: datetime = Field(sa_type=UTCDateTime, nullable=False, index=True)  # for pruning
+
+
+class WorkerHeartbeatRow(SQLModel, table=True):
+    """Live workers, so that each takes an equal slice of a platform's global send rate."""
+
+    __tablename__ = "worker_heartbeat"
+
+    worker_id: str = Field(primary_key=True, max_length=255)
+    last_seen: datetime = Field(sa_type=UTCDateTime, nullable=False, index=True)
+
+
+metadata = SQLModel.metadata
+space_t = SpaceRow.__table__  # type: ignore[attr-defined]
+subscription_t = SubscriptionRow.__table__  # type: ignore[attr-defined]
+user_t = UserIdentityRow.__table__  # type: ignore[attr-defined]
+community_t = CommunityRow.__table__  # type: ignore[attr-defined]
+announcement_t = AnnouncementRow.__table__  # type: ignore[attr-defined]
+delivery_t = DeliveryRow.__table__  # type: ignore[attr-defined]
+inbound_t = InboundRequestRow.__table__  # type: ignore[attr-defined]
+heartbeat_t = WorkerHeartbeatRow.__table__  # type: ignore[attr-defined]
+
+TABLES = (space_t, subscription_t, user_t, community_t, announcement_t, delivery_t, inbound_t, heartbeat_t)
+
+
+def include_object_for(dialect_name: str) -> Any:
+    """Alembic ``include_object`` hook: leave out objects whose DDL is for another dialect (``ddl_if``), so
+    autogenerate on SQLite does not ask for the PostgreSQL-only partial index."""
+
+    def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+        ddl_if = getattr(obj, "_ddl_if", None)
+        if ddl_if is not None and ddl_if.dialect is not None:
+            wanted = ddl_if.dialect
+            return dialect_name in ((wanted,) if isinstance(wanted, str) else tuple(wanted))
+        if type_ == "table" and reflected and compare_to is None:
+            return name in metadata.tables  # tables of other tools in the same database are not ours
+        return True
+
+    return include_object
+
+
+# --------------------------------------------------------------------------- rows ↔ core models
+
+
+def space_values(space: Space) -> dict[str, Any]:
+    return {
+        "id": space.id,
+        "title": space.title,
+        "description": space.description,
+        "host": str(space.host),
+        "chat": str(space.chat),
+        "platform": str(space.chat.platform),
+        "starts_at": space.starts_at,
+        "tz": space.tz,
+        "locale": space.locale,
+        "created_at": space.created_at,
+        "audio_source": space.audio_source,
+        "status": str(space.status),
+        "revision": space.revision,
+        "started_at": space.started_at,
+        "ended_at": space.ended_at,
+    }
+
+
+def space_from_row(row: Any) -> Space:
+    return Space(
+        id=row.id,
+        title=row.title,
+        host=parse_user(row.host),
+        chat=parse_chat(row.chat),
+        starts_at=row.starts_at,
+        tz=row.tz,
+        locale=row.locale,
+        created_at=row.created_at,
+        description=row.description,
+        audio_source=row.audio_source,
+        status=SpaceStatus(row.status),
+        revision=row.revision,
+        started_at=row.started_at,
+        ended_at=row.ended_at,
+    )
+
+
+def subscription_values(sub: Subscription) -> dict[str, Any]:
+    return {
+        "space_id": sub.space_id,
+        "user_ref": str(sub.user),
+        "platform": str(sub.user.platform),
+        "via_chat": str(sub.via_chat) if sub.via_chat is not None else None,
+        "created_at": sub.created_at,
+    }
+
+
+def subscription_from_row(row: Any) -> Subscription:
+    return Subscription(
+        space_id=row.space_id,
+        user=parse_user(row.user_ref),
+        created_at=row.created_at,
+        via_chat=parse_chat(row.via_chat) if row.via_chat is not None else None,
+    )
+
+
+def delivery_values(d: Delivery) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "key": d.key,
+        "kind": str(d.kind),
+        "platform": str(d.platform),
+        "recipient": d.recipient,
+        "subject": d.subject,
+        "about": str(d.about) if d.about is not None else None,
+        "space_id": d.space_id,
+        "revision": d.revision,
+        "due_at": d.due_at,
+        "status": str(d.status),
+        "claimed_by": d.claimed_by,
+        "lease_until": d.lease_until,
+        "attempts": d.attempts,
+        "last_error": d.last_error,
+        "sent_ref": d.sent_ref,
+        "sent_at": d.sent_at,
+        "late_by": d.late_by,
+    }
+    if d.id is not None:
+        values["id"] = d.id
+    return values
+
+
+def delivery_from_row(row: Any) -> Delivery:
+    return Delivery(
+        id=row.id,
+        key=row.key,
+        kind=DeliveryKind(row.kind),
+        platform=Platform(row.platform),
+        recipient=row.recipient,
+        subject=row.subject,
+        about=DeliveryKind(row.about) if row.about is not None else None,
+        space_id=row.space_id,
+        revision=row.revision,
+        due_at=row.due_at,
+        status=DeliveryStatus(row.status),
+        claimed_by=row.claimed_by,
+        lease_until=row.lease_until,
+        attempts=row.attempts,
+        last_error=row.last_error,
+        sent_ref=row.sent_ref,
+        sent_at=row.sent_at,
+        late_by=row.late_by,
+    )
+
+
+def announcement_values(ann: Announcement) -> dict[str, Any]:
+    return {
+        "space_id": ann.space_id,
+        "message": str(ann.message),
+        "chat": str(ann.message.chat),
+        "platform": str(ann.message.platform),
+    }
+
+
+def announcement_from_row(row: Any) -> Announcement:
+    return Announcement(space_id=row.space_id, message=parse_message(row.message))
+
+
+def user_values(profile: UserProfile) -> dict[str, Any]:
+    return {
+        "user_ref": str(profile.user),
+        "platform": str(profile.user.platform),
+        "tz": profile.tz,
+        "locale": profile.locale,
+        "dm_reachable": profile.dm_reachable,
+        "dm_channel": profile.dm_channel,
+        "display_name": profile.display_name,
+    }
+
+
+def user_from_row(row: Any) -> UserProfile:
+    return UserProfile(
+        user=parse_user(row.user_ref),
+        tz=row.tz,
+        locale=row.locale,
+        dm_reachable=row.dm_reachable,
+        dm_channel=row.dm_channel,
+        display_name=row.display_name,
+    )
+
+
+def community_values(c: Community) -> dict[str, Any]:
+    return {
+        "chat": str(c.chat),
+        "platform": str(c.chat.platform),
+        "tz": c.tz,
+        "locale": c.locale,
+        "moderator_role": c.moderator_role,
+    }
+
+
+def community_from_row(row: Any) -> Community:
+    return Community(
+        chat=parse_chat(row.chat), tz=row.tz, locale=row.locale, moderator_role=row.moderator_role
+    )

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import pytest
+
+from bots.runtime.budget import Rate, TokenBucketBudget
+from core.refs import Platform
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def ft() -> FakeTime:
+    return FakeTime()
+
+
+def budget(ft: FakeTime, rate: float = 10, burst: float = 10, chat: Rate | None = None) -> TokenBucketBudget:
+    return TokenBucketBudget(
+        {Platform.TELEGRAM: Rate(rate, burst)},
+        {Platform.TELEGRAM: chat} if chat else {},
+        monotonic=ft.monotonic,
+        sleep=ft.sleep,
+    )
+
+
+async def test_global_rate_paces_a_fan_out(ft: FakeTime) -> None:
+    b = budget(ft)
+    for _ in range(110):
+        await b.acquire(Platform.TELEGRAM)
+    # 10 burst + 100 at 10/s: about 10 seconds, never faster than the limit
+    assert ft.now == pytest.approx(10.0, abs=0.2)
+
+
+async def test_workers_share_the_global_limit(ft: FakeTime) -> None:
+    b = budget(ft)
+    b.set_share(4)
+    for _ in range(103):
+        await b.acquire(Platform.TELEGRAM)
+    assert ft.now == pytest.approx(40.0, rel=0.05)  # 2.5/s each: four of us make 10/s together
+
+
+async def test_per_chat_limit(ft: FakeTime) -> None:
+    b = budget(ft, rate=100, burst=100, chat=Rate(1.0, 1.0))
+    for _ in range(5):
+        await b.acquire(Platform.TELEGRAM, "-100")
+    assert ft.now == pytest.approx(4.0)
+    before = ft.now
+    await b.acquire(Platform.TELEGRAM, "-200")  # another chat is not held back
+    assert ft.now == before
+
+
+async def test_penalty_after_a_429_holds_every_sender(ft: FakeTime) -> None:
+    b = budget(ft)
+    b.penalise(Platform.TELEGRAM, 5.0)
+    waited = await b.acquire(Platform.TELEGRAM)
+    assert waited == pytest.approx(5.0)
+
+
+async def test_unlisted_platform_is_not_paced(ft: FakeTime) -> None:
+    b = budget(ft)
+    for _ in range(1000):
+        await b.acquire(Platform.SLACK)
+    assert ft.now == 0.0

@@ -1,0 +1,184 @@
+"""The delivery engine: late and stale policy, retries, fallbacks, dead letters, leases."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from core.commands import ScheduleSpace, StartSpace, Subscribe
+from core.models import DeliveryKind, DeliveryStatus
+from core.refs import ChatRef, UserRef
+from core.rules import MAX_ATTEMPTS
+from core.services.deliveries import NONCE_LENGTH, nonce_for
+from tests.conftest import CoreEnv
+
+
+async def _space(env: CoreEnv, when: str = "2026-11-25 20:00"):  # 19:00 UTC
+    space = await env.spaces.schedule(ScheduleSpace(env.actor(), env.chat, "Weekly AMA", when))
+    await env.run()
+    return space
+
+
+def row(env: CoreEnv, kind: DeliveryKind, recipient: str | None = None):
+    (found,) = [
+        d for d in env.db.deliveries() if d.kind is kind and (recipient is None or d.recipient == recipient)
+    ]
+    return found
+
+
+async def test_late_reminder_is_sent_with_a_visible_delayed_mark(core_env: CoreEnv) -> None:
+    space = await _space(core_env)
+    # the service was down from T-35 to T-18: the T-30 reminder is 12 minutes late, still before the start
+    core_env.clock.set(space.starts_at - timedelta(minutes=18))
+    await core_env.run()
+    (dm,) = core_env.platform.dms_to(core_env.host)
+    assert any("delayed by 12 min" in line for line in dm.notice.lines)
+    r = row(core_env, DeliveryKind.HOST_T30)
+    assert r.status is DeliveryStatus.SENT and r.late_by == 12 * 60
+
+
+async def test_stale_t30_after_start_time_is_skipped_with_a_reason(core_env: CoreEnv) -> None:
+    space = await _space(core_env)
+    core_env.clock.set(space.starts_at + timedelta(minutes=3))  # down across both reminders
+    await core_env.run()
+    t30, t0 = row(core_env, DeliveryKind.HOST_T30), row(core_env, DeliveryKind.HOST_T0)
+    assert t30.status is DeliveryStatus.SKIPPED and "after the start time" in (t30.last_error or "")
+    assert t0.status is DeliveryStatus.SENT  # T-0 three minutes late still makes sense, and says so
+    (dm,) = core_env.platform.dms_to(core_env.host)
+    assert any("delayed by 3 min" in line for line in dm.notice.lines)
+
+
+async def test_t30_of_a_space_already_live_is_skipped(core_env: CoreEnv) -> None:
+    space = await _space(core_env)
+    # claimed before the start but decided after it: the rule is applied at send time
+    await core_env.spaces.start(StartSpace(core_env.actor(), space.id))
+    core_env.clock.set(space.starts_at)
+    await core_env.run()
+    assert not core_env.platform.dms_to(core_env.host)
+    assert row(core_env, DeliveryKind.HOST_T30).status is DeliveryStatus.WITHDRAWN
+
+
+async def test_closed_dm_falls_back_to_a_batched_mention_and_is_remembered(core_env: CoreEnv) -> None:
+    space = await _space(core_env)
+    users = [UserRef(core_env.chat.platform, f"u{i}") for i in range(5)]
+    group = ChatRef(core_env.chat.platform, "lobby")
+    for u in users:
+        await core_env.spaces.subscribe(Subscribe(u, space.id, via_chat=group))
+    core_env.platform.closed_dms |= set(users[:3])
+    await core_env.spaces.start(StartSpace(core_env.actor(), space.id))
+    await core_env.run()
+    assert len(core_env.platform.of("direct")) == 2
+    (mention,) = core_env.platform.of("mention")  # three people, one message
+    assert mention.target == str(group) and set(mention.users) == set(users[:3])
+    assert "is live now" in mention.notice.title
+    fallbacks = [d for d in core_env.db.deliveries() if d.status is DeliveryStatus.FALLBACK]
+    assert len(fallbacks) == 3 and all("unreachable" in (d.last_error or "") for d in fallbacks)
+    # the next fan-out does not knock on the closed doors again
+    assert core_env.db.state.users[users[0]].dm_reachable is False
+
+
+async def test_known_unreachable_users_are_not_dmed_again(core_env: CoreEnv) -> None:
+    space = await _space(core_env)
+    alice = UserRef(core_env.chat.platform, "alice")
+    async with core_env.db.uow() as uow:
+        await uow.users.set_reachable(alice, False)
+        await uow.commit()
+    await core_env.spaces.subscribe(Subscribe(alice, space.id))
+    core_env.platform.closed_dms.clear()
+    await core_env.spaces.start(StartSpace(core_env.actor(), space.id))
+    await core_env.run()
+    assert not core_env.platform.dms_to(alice)
+    (mention,) = core_env.platform.of("mention")
+    assert mention.target == str(core_env.chat)  # the Space's own chat when no via_chat
+
+
+async def test_rate_limit_is_honoured_without_costing_an_attempt(core_env: CoreEnv) -> None:
+    space = await _space(core_env)
+    core_env.platform.rate_limit_next = [7.0]
+    core_env.clock.set(space.starts_at - timedelta(minutes=30))
+    await core_env.run()
+    r = row(core_env, DeliveryKind.HOST_T30)
+    assert r.status is DeliveryStatus.PENDING and r.attempts == 0
+    assert r.due_at == core_env.clock.now() + timedelta(seconds=7)
+    await core_env.advance(timedelta(seconds=7))
+    assert row(core_env, DeliveryKind.HOST_T30).status is DeliveryStatus.SENT
+
+
+async def test_transient_errors_back_off_then_dead_letter_with_the_reason(core_env: CoreEnv) -> None:
+    space = await _space(core_env)
+    core_env.platform.fail_next = 1000
+    core_env.clock.set(space.starts_at - timedelta(minutes=30))
+    for _ in range(MAX_ATTEMPTS + 2):
+        await core_env.run()
+        r = row(core_env, DeliveryKind.HOST_T30)
+        if r.status is DeliveryStatus.PENDING:
+            core_env.clock.set(r.due_at)  # the backoff, all within the 30 minutes before the start
+    r = row(core_env, DeliveryKind.HOST_T30)
+    assert r.status is DeliveryStatus.DEAD and r.attempts == MAX_ATTEMPTS
+    assert "HTTP 502" in (r.last_error or "")
+
+
+async def test_recovers_after_a_transient_error(core_env: CoreEnv) -> None:
+    space = await _space(core_env)
+    core_env.platform.fail_next = 1
+    core_env.clock.set(space.starts_at - timedelta(minutes=30))
+    await core_env.run()
+    r = row(core_env, DeliveryKind.HOST_T30)
+    assert r.status is DeliveryStatus.PENDING and r.due_at > core_env.clock.now()
+    core_env.clock.set(r.due_at)
+    await core_env.run()
+    assert len(core_env.platform.dms_to(core_env.host)) == 1
+
+
+async def test_expired_lease_is_reclaimed_and_the_old_owner_cannot_settle(core_env: CoreEnv) -> None:
+    space = await _space(core_env)
+    core_env.clock.set(space.starts_at - timedelta(minutes=30))
+    outbox = core_env.db.outbox()
+    (claimed,) = await outbox.claim_due(
+        now=core_env.clock.now(), worker="dead-worker", lease=timedelta(minutes=2), batch=10
+    )
+    assert await core_env.run() == 0  # leased: nobody else touches it
+    core_env.clock.advance(timedelta(minutes=3))
+    assert await core_env.run() == 1  # the lease expired: w1 takes it over and sends
+    assert claimed.id is not None
+    lost = await outbox.settle(
+        claimed.id, worker="dead-worker", status=DeliveryStatus.SENT, now=core_env.clock.now()
+    )
+    assert lost is False
+    assert len(core_env.platform.dms_to(core_env.host)) == 1
+
+
+async def test_nonce_is_short_and_stable() -> None:
+    key = "space:abcdefghjk:r1:host_t30:console:user:" + "x" * 200
+    assert len(nonce_for(key)) <= NONCE_LENGTH and nonce_for(key) == nonce_for(key)
+    assert nonce_for(key) != nonce_for(key + "y")
+
+
+async def test_deleted_card_is_dead_lettered_not_retried_forever(core_env: CoreEnv) -> None:
+    space = await _space(core_env)
+    core_env.platform.gone_chats.add(core_env.chat)
+    await core_env.spaces.start(StartSpace(core_env.actor(), space.id))
+    await core_env.run()
+    edit = row(core_env, DeliveryKind.CARD_EDIT)
+    assert edit.status is DeliveryStatus.DEAD and "chat unavailable" in (edit.last_error or "")
+
+
+async def test_a_row_whose_lease_ran_out_while_waiting_for_budget_is_given_back_unsent(
+    core_env: CoreEnv,
+) -> None:
+    space = await _space(core_env)
+    clock = core_env.clock
+
+    class SlowBudget:
+        async def acquire(self, platform: object, chat: str | None = None) -> float:
+            clock.advance(timedelta(minutes=5))  # longer than the 2-minute lease
+            return 300.0
+
+        def penalise(self, platform: object, retry_after: float) -> None:
+            pass
+
+    core_env.engine._budget = SlowBudget()
+    clock.set(space.starts_at - timedelta(minutes=30))
+    await core_env.engine.deliver_due(max_batches=1)
+    assert not core_env.platform.dms_to(core_env.host)  # another worker may own it now: not sent
+    r = row(core_env, DeliveryKind.HOST_T30)
+    assert r.status is DeliveryStatus.PENDING and r.attempts == 0 and "lease" in (r.last_error or "")

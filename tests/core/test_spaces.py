@@ -1,0 +1,282 @@
+"""The Space lifecycle and the reminder plan, over in-memory stores with a controllable clock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from core.commands import (
+    CancelSpace,
+    EndSpace,
+    RescheduleSpace,
+    ScheduleSpace,
+    StartSpace,
+    Subscribe,
+    ToggleSubscription,
+    Unsubscribe,
+)
+from core.errors import InvalidTime, InvalidTitle, NotAllowed, NotFound, TooManySpaces, UserError, WrongState
+from core.models import DeliveryKind, DeliveryStatus, SpaceStatus
+from core.refs import UserRef
+from core.rules import MAX_OPEN_PER_HOST, TITLE_MAX
+from core.texts import t
+from tests.conftest import CoreEnv
+
+# The fixture clock starts at 2026-11-25 16:00 UTC (17:00 in Paris, the default zone here).
+
+
+async def schedule(env: CoreEnv, when: str = "2026-11-25 20:00", title: str = "Weekly AMA", **kw: object):
+    return await env.spaces.schedule(
+        ScheduleSpace(actor=kw.pop("actor", env.actor()), chat=env.chat, title=title, when_text=when, **kw)  # type: ignore[arg-type]
+    )
+
+
+def kinds(env: CoreEnv, status: DeliveryStatus | None = None) -> list[str]:
+    return [d.kind for d in env.db.deliveries() if status is None or d.status is status]
+
+
+async def test_schedule_plans_card_and_both_host_reminders(core_env: CoreEnv) -> None:
+    space = await schedule(core_env)
+    assert space.starts_at == datetime(2026, 11, 25, 19, 0, tzinfo=UTC)  # 20:00 Paris
+    assert space.tz == "Europe/Paris" and space.status is SpaceStatus.SCHEDULED
+    rows = {d.kind: d for d in core_env.db.deliveries()}
+    assert rows[DeliveryKind.HOST_T30].due_at == space.starts_at - timedelta(minutes=30)
+    assert rows[DeliveryKind.HOST_T0].due_at == space.starts_at
+    assert rows[DeliveryKind.CARD_POST].due_at == core_env.clock.now()
+    assert core_env.wake.earliest == core_env.clock.now()
+    # the card goes out at once, and becomes an announcement that later edits target
+    await core_env.run()
+    (post,) = core_env.platform.of("post")
+    assert post.notice.title == "Weekly AMA" and post.notice.space_id == space.id
+    assert next(a.label for a in post.notice.actions) == "🔔 Set reminder"
+
+
+async def test_host_gets_t30_then_t0_and_nothing_else(core_env: CoreEnv) -> None:
+    space = await schedule(core_env)
+    await core_env.run()
+    core_env.clock.set(space.starts_at - timedelta(minutes=30))
+    await core_env.run()
+    (dm,) = core_env.platform.dms_to(core_env.host)
+    assert "starts in 30 minutes" in dm.notice.title
+    core_env.clock.set(space.starts_at - timedelta(seconds=1))
+    assert await core_env.run() == 0  # nothing due yet
+    core_env.clock.set(space.starts_at)
+    await core_env.run()
+    dms = core_env.platform.dms_to(core_env.host)
+    assert len(dms) == 2 and "It's time" in dms[1].notice.title
+    assert not any("delayed" in line for line in dms[1].notice.lines)
+
+
+async def test_t30_reminder_skipped_when_scheduled_less_than_30_minutes_ahead(core_env: CoreEnv) -> None:
+    await schedule(core_env, when="in 20 minutes")
+    assert DeliveryKind.HOST_T30 not in kinds(core_env)
+    assert DeliveryKind.HOST_T0 in kinds(core_env)
+
+
+async def test_subscribers_are_notified_when_the_host_starts_not_at_the_scheduled_time(
+    core_env: CoreEnv,
+) -> None:
+    space = await schedule(core_env)
+    alice, bob = UserRef(core_env.chat.platform, "alice"), UserRef(core_env.chat.platform, "bob")
+    for u in (alice, bob):
+        res = await core_env.spaces.subscribe(Subscribe(u, space.id, via_chat=core_env.chat))
+        assert res.subscribed and res.changed
+    core_env.clock.set(space.starts_at + timedelta(minutes=5))
+    await core_env.run()
+    assert not core_env.platform.dms_to(alice)  # the scheduled time passing does not notify listeners
+    started = await core_env.spaces.start(StartSpace(core_env.actor(), space.id))
+    assert started.notified == 2
+    await core_env.run()
+    for u in (alice, bob):
+        (dm,) = core_env.platform.dms_to(u)
+        assert "is live now" in dm.notice.title
+    # every card turned live
+    edits = core_env.platform.of("edit")
+    assert edits and edits[-1].notice.marker == "🟣 LIVE"
+    # a second start (double tap) notifies nobody twice
+    again = await core_env.spaces.start(StartSpace(core_env.actor(), space.id))
+    assert again.notified == 0
+    await core_env.run()
+    assert len(core_env.platform.dms_to(alice)) == 1
+
+
+async def test_subscription_toggle_and_counts(core_env: CoreEnv) -> None:
+    space = await schedule(core_env)
+    alice = UserRef(core_env.chat.platform, "alice")
+    r1 = await core_env.spaces.toggle(ToggleSubscription(alice, space.id))
+    r2 = await core_env.spaces.subscribe(Subscribe(alice, space.id))
+    assert (r1.subscribed, r1.subscribers, r2.changed) == (True, 1, False)
+    r3 = await core_env.spaces.toggle(ToggleSubscription(alice, space.id))
+    assert (r3.subscribed, r3.subscribers) == (False, 0)
+    r4 = await core_env.spaces.unsubscribe(Unsubscribe(alice, space.id))
+    assert not r4.changed
+    with pytest.raises(UserError) as e:
+        await core_env.spaces.subscribe(Subscribe(core_env.host, space.id))
+    assert e.value.key == "sub.host"
+
+
+async def test_card_count_edits_are_coalesced(core_env: CoreEnv) -> None:
+    space = await schedule(core_env)
+    await core_env.run()  # card posted
+    for i in range(50):
+        await core_env.spaces.subscribe(Subscribe(UserRef(core_env.chat.platform, f"u{i}"), space.id))
+    core_env.clock.advance(timedelta(seconds=31))
+    await core_env.run()
+    edits = core_env.platform.of("edit")
+    assert len(edits) == 1  # 50 subscriptions, one card edit, showing the final count
+    assert "50 subscribed" in "\n".join(edits[0].notice.lines)
+
+
+async def test_reschedule_moves_reminders_keeps_id_and_subscribers(core_env: CoreEnv) -> None:
+    space = await schedule(core_env)
+    alice = UserRef(core_env.chat.platform, "alice")
+    await core_env.spaces.subscribe(Subscribe(alice, space.id))
+    await core_env.run()
+    moved = await core_env.spaces.reschedule(RescheduleSpace(core_env.actor(), space.id, "2026-11-26 21:00"))
+    assert moved.id == space.id and moved.revision == 2
+    assert moved.starts_at == datetime(2026, 11, 26, 20, 0, tzinfo=UTC)
+    rows = core_env.db.deliveries()
+    old = [d for d in rows if d.kind in (DeliveryKind.HOST_T30, DeliveryKind.HOST_T0) and d.revision == 1]
+    new = [d for d in rows if d.kind in (DeliveryKind.HOST_T30, DeliveryKind.HOST_T0) and d.revision == 2]
+    assert {d.status for d in old} == {DeliveryStatus.WITHDRAWN}
+    assert sorted(d.due_at for d in new) == [moved.starts_at - timedelta(minutes=30), moved.starts_at]
+    await core_env.run()
+    (note,) = core_env.platform.dms_to(alice)
+    assert "moved to" in note.notice.title
+    assert core_env.platform.of("edit")  # the card shows the new time
+    assert await core_env.spaces.subscriber_count(space.id) == 1
+    # the old T-30 time passes: nothing is sent for it
+    core_env.clock.set(space.starts_at)
+    await core_env.run()
+    assert not core_env.platform.dms_to(core_env.host)
+
+
+async def test_reschedule_to_same_time_is_refused(core_env: CoreEnv) -> None:
+    space = await schedule(core_env)
+    with pytest.raises(UserError) as e:
+        await core_env.spaces.reschedule(RescheduleSpace(core_env.actor(), space.id, "2026-11-25 20:00"))
+    assert e.value.key == "space.same_time"
+
+
+async def test_cancel_withdraws_reminders_and_tells_subscribers(core_env: CoreEnv) -> None:
+    space = await schedule(core_env)
+    alice = UserRef(core_env.chat.platform, "alice")
+    await core_env.spaces.subscribe(Subscribe(alice, space.id))
+    await core_env.run()
+    await core_env.spaces.cancel(CancelSpace(core_env.actor(), space.id))
+    await core_env.run()
+    (note,) = core_env.platform.dms_to(alice)
+    assert "was cancelled" in note.notice.title
+    assert core_env.platform.of("edit")[-1].notice.marker == "❌ Cancelled"
+    core_env.clock.set(space.starts_at + timedelta(hours=1))
+    await core_env.run()
+    assert not core_env.platform.dms_to(core_env.host)  # no reminder for a cancelled Space
+    statuses = {d.kind: d.status for d in core_env.db.deliveries()}
+    assert statuses[DeliveryKind.HOST_T30] is DeliveryStatus.WITHDRAWN
+    with pytest.raises(WrongState):
+        await core_env.spaces.start(StartSpace(core_env.actor(), space.id))
+    with pytest.raises(WrongState):
+        await core_env.spaces.subscribe(Subscribe(UserRef(core_env.chat.platform, "bob"), space.id))
+
+
+async def test_end_turns_cards_and_skips_unsent_live_notices(core_env: CoreEnv) -> None:
+    space = await schedule(core_env)
+    await core_env.spaces.subscribe(Subscribe(UserRef(core_env.chat.platform, "alice"), space.id))
+    await core_env.run()
+    await core_env.spaces.start(StartSpace(core_env.actor(), space.id))
+    await core_env.spaces.end(EndSpace(core_env.actor(), space.id))  # before the engine sent anything
+    await core_env.run()
+    assert not core_env.platform.of("direct")
+    live = [d for d in core_env.db.deliveries() if d.kind is DeliveryKind.LIVE_NOTICE]
+    assert [d.status for d in live] == [DeliveryStatus.WITHDRAWN] and live[0].last_error == "ended"
+    assert core_env.platform.of("edit")[-1].notice.marker == "Ended"
+
+
+async def test_permissions_host_and_moderators_only(core_env: CoreEnv) -> None:
+    space = await schedule(core_env)
+    mallory = core_env.actor("mallory")
+    for cmd in (
+        CancelSpace(mallory, space.id),
+        StartSpace(mallory, space.id),
+        RescheduleSpace(mallory, space.id, "tomorrow 21:00"),
+    ):
+        with pytest.raises(NotAllowed) as e:
+            await getattr(core_env.spaces, type(cmd).__name__.removesuffix("Space").lower())(cmd)
+        assert "Only the host or a moderator" in t("en", e.value.key, **e.value.params)
+    got = await core_env.spaces.get(space.id)
+    assert got.status is SpaceStatus.SCHEDULED  # nothing changed
+    mod = core_env.actor("mod", mod=True)
+    await core_env.spaces.start(StartSpace(mod, space.id))
+    await core_env.spaces.end(EndSpace(mod, space.id))
+
+
+@pytest.mark.parametrize(
+    ("when", "title", "error", "key"),
+    [
+        ("tomorrow 20:00", "", InvalidTitle, "title.empty"),
+        ("tomorrow 20:00", "   \n\t ", InvalidTitle, "title.empty"),
+        ("tomorrow 20:00", "x" * (TITLE_MAX + 1), InvalidTitle, "title.too_long"),
+        ("tomorrow 20:00", "bell\x07", InvalidTitle, "title.invalid"),
+        ("2026-11-24 20:00", "Past", InvalidTime, "time.past"),
+        ("2028-01-01 20:00", "Far", InvalidTime, "time.too_far"),
+        ("blorp o'clock", "Gibberish", InvalidTime, "time.unreadable"),
+        ("2026-12-01 18:30 Mars/Olympus", "Zone", InvalidTime, "time.unknown_zone"),
+        ("2027-03-28 02:30", "Gap", InvalidTime, "time.nonexistent"),
+        ("2027-10-31 02:30", "Overlap", InvalidTime, "time.ambiguous"),
+    ],
+)
+async def test_every_validation_error_is_actionable_and_stores_nothing(
+    core_env: CoreEnv, when: str, title: str, error: type[Exception], key: str
+) -> None:
+    with pytest.raises(error) as e:
+        await schedule(core_env, when=when, title=title)
+    assert isinstance(e.value, UserError) and e.value.key == key
+    for locale in ("en", "fr"):
+        text = t(locale, e.value.key, **e.value.params)
+        assert text and "{" not in text
+    assert core_env.db.state.spaces == {} and core_env.db.deliveries() == []
+
+
+async def test_dst_alternatives_are_offered_and_the_choice_is_accepted(core_env: CoreEnv) -> None:
+    with pytest.raises(InvalidTime) as e:
+        await schedule(core_env, when="2027-10-31 02:30")
+    alternatives = e.value.params["alternatives"]
+    assert len(alternatives) == 2
+    space = await schedule(core_env, when="2027-10-31 02:30 +01:00")
+    assert space.starts_at == datetime(2027, 10, 31, 1, 30, tzinfo=UTC)
+
+
+async def test_too_many_upcoming_spaces_for_one_host(core_env: CoreEnv) -> None:
+    for i in range(MAX_OPEN_PER_HOST):
+        await schedule(core_env, when=f"in {i + 2} hours", title=f"S{i}")
+    with pytest.raises(TooManySpaces) as e:
+        await schedule(core_env, when="in 20 hours", title="One too many")
+    assert e.value.params == {"count": MAX_OPEN_PER_HOST, "limit": MAX_OPEN_PER_HOST}
+
+
+async def test_unknown_space_is_a_clear_error(core_env: CoreEnv) -> None:
+    with pytest.raises(NotFound) as e:
+        await core_env.spaces.start(StartSpace(core_env.actor(), "nope"))
+    assert "nope" in t("en", e.value.key, **e.value.params)
+
+
+async def test_retried_inbound_command_creates_one_space(core_env: CoreEnv) -> None:
+    a = await schedule(core_env, request_id="upd-1")
+    b = await schedule(core_env, request_id="upd-1")
+    assert a.id == b.id and len(core_env.db.state.spaces) == 1
+    assert len(core_env.db.deliveries()) == 3
+
+
+async def test_failed_command_does_not_burn_its_request_id(core_env: CoreEnv) -> None:
+    with pytest.raises(InvalidTime):
+        await schedule(core_env, when="yesterday 20:00", request_id="upd-2")
+    space = await schedule(core_env, request_id="upd-2")  # the user fixes it; same id is fine
+    assert space.title == "Weekly AMA"
+
+
+async def test_time_zone_precedence(core_env: CoreEnv) -> None:
+    space = await schedule(core_env, when="2026-11-25 20:00", tz="America/New_York")
+    assert space.starts_at == datetime(2026, 11, 26, 1, 0, tzinfo=UTC)
+    space2 = await schedule(core_env, when="2026-11-26 20:00 Asia/Kolkata", title="Zone in text")
+    assert space2.tz == "Asia/Kolkata" and space2.starts_at == datetime(2026, 11, 26, 14, 30, tzinfo=UTC)

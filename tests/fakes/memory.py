@@ -1,0 +1,275 @@
+"""In-memory implementations of the core's persistence ports, for fast core tests.
+
+A unit of work copies the state on entry and swaps it in on commit, so an exception inside ``async with``
+leaves nothing behind — the same all-or-nothing the SQL stores give. tests/core/test_store_contract.py runs
+the same contract against these and against storage/ on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from types import TracebackType
+
+from core.models import (
+    Announcement,
+    Community,
+    Delivery,
+    DeliveryKind,
+    DeliveryStatus,
+    Space,
+    SpaceStatus,
+    Subscription,
+    UserProfile,
+)
+from core.refs import ChatRef, Platform, UserRef
+
+
+@dataclass
+class _State:
+    spaces: dict[str, Space] = field(default_factory=dict)
+    subs: dict[tuple[str, UserRef], Subscription] = field(default_factory=dict)
+    deliveries: dict[int, Delivery] = field(default_factory=dict)
+    keys: set[str] = field(default_factory=set)
+    announcements: list[Announcement] = field(default_factory=list)
+    users: dict[UserRef, UserProfile] = field(default_factory=dict)
+    communities: dict[ChatRef, Community] = field(default_factory=dict)
+    inbound: dict[tuple[str, str], str] = field(default_factory=dict)
+    next_id: int = 1
+
+
+class MemoryDB:
+    def __init__(self) -> None:
+        self.state = _State()
+
+    def uow(self) -> MemoryUnitOfWork:
+        return MemoryUnitOfWork(self)
+
+    def outbox(self) -> MemoryOutbox:
+        return MemoryOutbox(self)
+
+    def deliveries(self) -> list[Delivery]:
+        return sorted(self.state.deliveries.values(), key=lambda d: d.id or 0)
+
+
+class _Stores:
+    def __init__(self, st: _State) -> None:
+        self.st = st
+
+
+class MemorySpaceStore(_Stores):
+    async def add(self, space: Space) -> None:
+        assert space.id not in self.st.spaces
+        self.st.spaces[space.id] = copy.copy(space)
+
+    async def get(self, space_id: str) -> Space | None:
+        s = self.st.spaces.get(space_id)
+        return copy.copy(s) if s else None
+
+    async def get_for_update(self, space_id: str) -> Space | None:
+        return await self.get(space_id)
+
+    async def save(self, space: Space) -> None:
+        assert space.id in self.st.spaces
+        self.st.spaces[space.id] = copy.copy(space)
+
+    async def count_open_by_host(self, host: UserRef) -> int:
+        return sum(1 for s in self.st.spaces.values() if s.host == host and s.status.is_open)
+
+    async def upcoming_in_chat(self, chat: ChatRef, limit: int = 20) -> list[Space]:
+        found = [s for s in self.st.spaces.values() if s.status.is_open and s.chat == chat]
+        found.sort(key=lambda s: (s.status is not SpaceStatus.LIVE, s.starts_at))
+        return [copy.copy(s) for s in found[:limit]]
+
+
+class MemorySubscriptionStore(_Stores):
+    async def add(self, sub: Subscription) -> bool:
+        k = (sub.space_id, sub.user)
+        if k in self.st.subs:
+            return False
+        self.st.subs[k] = sub
+        return True
+
+    async def remove(self, space_id: str, user: UserRef) -> bool:
+        return self.st.subs.pop((space_id, user), None) is not None
+
+    async def exists(self, space_id: str, user: UserRef) -> bool:
+        return (space_id, user) in self.st.subs
+
+    async def count(self, space_id: str) -> int:
+        return sum(1 for sid, _ in self.st.subs if sid == space_id)
+
+    async def list(self, space_id: str) -> list[Subscription]:
+        return [s for (sid, _), s in self.st.subs.items() if sid == space_id]
+
+
+class MemoryDeliveryStore(_Stores):
+    async def add(self, deliveries: Sequence[Delivery]) -> int:
+        n = 0
+        for d in deliveries:
+            if d.key in self.st.keys:
+                continue
+            row = replace(d, id=self.st.next_id)
+            self.st.next_id += 1
+            self.st.deliveries[row.id or 0] = row
+            self.st.keys.add(d.key)
+            n += 1
+        return n
+
+    async def fan_out(
+        self, space_id: str, revision: int, kind: DeliveryKind, due_at: datetime, key_prefix: str
+    ) -> int:
+        rows = [
+            Delivery(
+                key=f"{key_prefix}:{s.user}",
+                kind=kind,
+                platform=s.user.platform,
+                recipient=str(s.user),
+                space_id=space_id,
+                revision=revision,
+                due_at=due_at,
+                subject=str(s.via_chat) if s.via_chat else None,
+            )
+            for (sid, _), s in self.st.subs.items()
+            if sid == space_id
+        ]
+        return await self.add(rows)
+
+    async def withdraw(self, space_id: str, kinds: Sequence[DeliveryKind], reason: str) -> int:
+        n = 0
+        for d in self.st.deliveries.values():
+            if d.space_id == space_id and d.kind in kinds and d.status is DeliveryStatus.PENDING:
+                d.status = DeliveryStatus.WITHDRAWN
+                d.last_error = reason
+                n += 1
+        return n
+
+    async def list_for_space(self, space_id: str) -> list[Delivery]:
+        return [copy.copy(d) for d in self.st.deliveries.values() if d.space_id == space_id]
+
+
+class MemoryAnnouncementStore(_Stores):
+    async def add(self, ann: Announcement) -> None:
+        if ann not in self.st.announcements:
+            self.st.announcements.append(ann)
+
+    async def list(self, space_id: str) -> list[Announcement]:
+        return [a for a in self.st.announcements if a.space_id == space_id]
+
+
+class MemoryUserStore(_Stores):
+    async def get(self, user: UserRef) -> UserProfile | None:
+        p = self.st.users.get(user)
+        return copy.copy(p) if p else None
+
+    async def get_many(self, users: Sequence[UserRef]) -> dict[UserRef, UserProfile]:
+        return {u: copy.copy(self.st.users[u]) for u in users if u in self.st.users}
+
+    async def upsert(self, profile: UserProfile) -> None:
+        self.st.users[profile.user] = copy.copy(profile)
+
+    async def set_reachable(self, user: UserRef, reachable: bool) -> None:
+        p = self.st.users.get(user) or UserProfile(user)
+        p.dm_reachable = reachable
+        self.st.users[user] = p
+
+
+class MemoryCommunityStore(_Stores):
+    async def get(self, chat: ChatRef) -> Community | None:
+        return self.st.communities.get(chat)
+
+    async def upsert(self, community: Community) -> None:
+        self.st.communities[community.chat] = community
+
+
+class MemoryInboundStore(_Stores):
+    async def remember(self, platform: Platform, request_id: str, result: str) -> str | None:
+        k = (str(platform), request_id)
+        if k in self.st.inbound:
+            return self.st.inbound[k]
+        self.st.inbound[k] = result
+        return None
+
+
+class MemoryUnitOfWork:
+    def __init__(self, db: MemoryDB) -> None:
+        self._db = db
+
+    async def __aenter__(self) -> MemoryUnitOfWork:
+        self._work = copy.deepcopy(self._db.state)
+        self.spaces = MemorySpaceStore(self._work)
+        self.subscriptions = MemorySubscriptionStore(self._work)
+        self.deliveries = MemoryDeliveryStore(self._work)
+        self.announcements = MemoryAnnouncementStore(self._work)
+        self.users = MemoryUserStore(self._work)
+        self.communities = MemoryCommunityStore(self._work)
+        self.inbound = MemoryInboundStore(self._work)
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        del self._work
+
+    async def commit(self) -> None:
+        self._db.state = copy.deepcopy(self._work)
+
+
+class MemoryOutbox:
+    def __init__(self, db: MemoryDB) -> None:
+        self._db = db
+
+    async def claim_due(self, *, now: datetime, worker: str, lease: timedelta, batch: int) -> list[Delivery]:
+        due = [
+            d
+            for d in self._db.state.deliveries.values()
+            if (d.status is DeliveryStatus.PENDING and d.due_at <= now)
+            or (d.status is DeliveryStatus.CLAIMED and d.lease_until is not None and d.lease_until < now)
+        ]
+        due.sort(key=lambda d: (d.due_at, d.id or 0))
+        out = []
+        for d in due[:batch]:
+            d.status, d.claimed_by, d.lease_until = DeliveryStatus.CLAIMED, worker, now + lease
+            d.attempts += 1
+            out.append(copy.copy(d))
+        return out
+
+    async def settle(
+        self,
+        delivery_id: int,
+        *,
+        worker: str,
+        status: DeliveryStatus,
+        now: datetime,
+        sent_ref: str | None = None,
+        error: str | None = None,
+        late_by: float | None = None,
+        due_at: datetime | None = None,
+        refund_attempt: bool = False,
+    ) -> bool:
+        d = self._db.state.deliveries.get(delivery_id)
+        if d is None or d.claimed_by != worker or d.status is not DeliveryStatus.CLAIMED:
+            return False
+        d.status = status
+        d.last_error = error
+        if status is DeliveryStatus.PENDING:
+            assert due_at is not None
+            d.due_at, d.claimed_by, d.lease_until = due_at, None, None
+            if refund_attempt:
+                d.attempts -= 1
+        else:
+            d.sent_ref, d.late_by = sent_ref, late_by
+            d.sent_at = now if status is DeliveryStatus.SENT else None
+        return True
+
+    async def next_due(self) -> datetime | None:
+        due = [d.due_at for d in self._db.state.deliveries.values() if d.status is DeliveryStatus.PENDING]
+        return min(due) if due else None
+
+    async def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for d in self._db.state.deliveries.values():
+            out[d.status] = out.get(d.status, 0) + 1
+        return out
