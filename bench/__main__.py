@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -67,7 +67,7 @@ class NoopPlatform:
         return self._ref("dm")
 
     async def mention(
-        self, chat: ChatRef, users: Sequence[UserRef], notice: Notice, *, key: str
+        self, chat: ChatRef, users: Mapping[UserRef, str], notice: Notice, *, key: str
     ) -> MessageRef:
         return self._ref(chat.id)
 

@@ -6,7 +6,7 @@ The delivery engine talks to this only, so adding a platform never touches the e
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping
 
 from core.errors import TransientError
 from core.notices import Notice
@@ -58,6 +58,6 @@ class Router:
         return await self.get(user.platform).direct(user, notice, key=key)
 
     async def mention(
-        self, chat: ChatRef, users: Sequence[UserRef], notice: Notice, *, key: str
+        self, chat: ChatRef, users: Mapping[UserRef, str], notice: Notice, *, key: str
     ) -> MessageRef:
         return await self.get(chat.platform).mention(chat, users, notice, key=key)

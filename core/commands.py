@@ -17,7 +17,7 @@ class ScheduleSpace:
     actor: Actor
     chat: ChatRef
     title: str
-    when_text: str
+    when_text: str  # with an empty ``title``: time and title in one string ("tomorrow 20:00 Weekly AMA")
     tz: str | None = None  # overrides the host's and the community's default zone
     description: str = ""
     audio_source: str | None = None

@@ -116,6 +116,19 @@ class Delivery:
 
 
 @dataclass(frozen=True, slots=True)
+class Outcome:
+    """What happened to a claimed delivery, to be recorded if the lease is still ours (Outbox.settle_many)."""
+
+    delivery_id: int
+    status: DeliveryStatus
+    sent_ref: str | None = None
+    error: str | None = None
+    late_by: float | None = None
+    due_at: datetime | None = None  # PENDING: when to try again
+    refund_attempt: bool = False  # PENDING after a rate limit: the attempt does not count
+
+
+@dataclass(frozen=True, slots=True)
 class Announcement:
     """A card of a Space posted somewhere: its handle is what later edits (live, ended…) target."""
 

@@ -34,6 +34,7 @@ class Action:
     kind: ActionKind
     value: str
     host_only: bool = False  # shown to everyone on a shared card, but only the host/moderators may use it
+    share: bool = False  # the link is meant to be passed on (platforms may wrap it in a native share dialog)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +95,7 @@ def card(view: SpaceView, host_name: str, locale: str) -> Notice:
         lines.append(t(locale, "card.subscribers", count=view.subscribers))
         actions += [
             Action(t(locale, "button.subscribe"), ActionKind.CALLBACK, callback(Verb.SUBSCRIBE, s.id)),
-            Action(t(locale, "button.share"), ActionKind.URL, view.link),
+            Action(t(locale, "button.share"), ActionKind.URL, view.link, share=True),
             Action(
                 t(locale, "button.start"), ActionKind.CALLBACK, callback(Verb.START, s.id), host_only=True
             ),

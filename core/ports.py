@@ -7,7 +7,7 @@ against every store implementation).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Protocol, runtime_checkable
@@ -18,6 +18,7 @@ from core.models import (
     Delivery,
     DeliveryKind,
     DeliveryStatus,
+    Outcome,
     Space,
     Subscription,
     UserProfile,
@@ -64,9 +65,10 @@ class ChatPlatform(Protocol):
         ...
 
     async def mention(
-        self, chat: ChatRef, users: Sequence[UserRef], notice: Notice, *, key: str
+        self, chat: ChatRef, users: Mapping[UserRef, str], notice: Notice, *, key: str
     ) -> MessageRef:
-        """Post ``notice`` in ``chat`` mentioning every user (the DM fallback), within one message."""
+        """Post ``notice`` in ``chat`` mentioning every user (the DM fallback), within one message.
+        ``users`` maps each user to the display name to show (platforms that mention by id may ignore it)."""
         ...
 
 
@@ -217,6 +219,12 @@ class Outbox(Protocol):
     ) -> bool:
         """Record an outcome, only if ``worker`` still holds the claim. PENDING means retry at ``due_at``
         (``refund_attempt`` gives back the attempt, for rate limits). Returns False if the lease was lost."""
+        ...
+
+    async def settle_many(self, outcomes: Sequence[Outcome], *, worker: str, now: datetime) -> list[bool]:
+        """Record several outcomes in ONE transaction (one write lock on SQLite, one commit), each only if
+        ``worker`` still holds its claim; same semantics as :meth:`settle`. Returns, per outcome, whether it
+        was recorded (False: the lease was lost)."""
         ...
 
     async def next_due(self) -> datetime | None:

@@ -86,6 +86,28 @@ TEXTS: dict[str, dict[str, str]] = {
         "notice.rescheduled": "🗓 “{title}” moved to {when}.",
         "notice.mention": "{mentions} — I couldn't message you privately:",
         "notice.delayed": "(delayed by {minutes} min — the service was catching up)",
+        # --- conversations and chat commands (all platforms) ---
+        "welcome": "Hi {name}! I announce live audio Spaces and remind you when they start.\n"
+        "Schedule one in a group or here: `/space tomorrow 20:00 Weekly AMA`.",
+        "help": "`/space <when> <title>` — schedule (or just `/space` and I'll ask)\n"
+        "`/spaces` — upcoming Spaces here\n"
+        "`/reschedule <id> <when>` · `/cancel <id>` · `/live <id>` · `/end <id>` — host and admins\n"
+        "`/tz <zone>` — your time zone (now {zone}) · `/chattz <zone>` — this chat's (admins)",
+        "ask.title": "What's the title of your Space? (reply to this message)",
+        "ask.time": "When does “{title}” start? e.g. `tomorrow 20:00`, `in 2 hours`, `2026-12-01 18:30 Europe/Paris`",
+        "list.header": "Upcoming Spaces here:",
+        "list.item": "{marker}{title} — {when} · id `{space_id}`",
+        "usage.id": "Tell me which Space: `/{command} <id>` — `/spaces` lists them.",
+        "usage.reschedule": "Usage: `/reschedule <id> <new time>`, e.g. `/reschedule <id> tomorrow 21:00`.",
+        "usage.tz": "Usage: `/tz Europe/Paris` (an IANA time zone name).",
+        "reply.zone_set": "Your time zone is now {zone}.",
+        "reply.community_zone_set": "This chat's default time zone is now {zone}.",
+        "reply.open_dm": "🔔 Reminder set! Press Start in our private chat so I can message you; "
+        "until then I'll mention you here.",
+        "reply.live_now": "“{title}” is live right now — join: {link}",
+        "perm.admins_only": "Only admins of this chat can change its settings.",
+        "conversation.cancelled": "OK, nothing was scheduled.",
+        "input.too_long": "That message is too long for me to read — keep it under {limit} characters.",
     },
     "fr": {
         "time.unreadable": "Je n'ai pas compris « {text} » comme une date et une heure — essayez `demain 20h`, "
@@ -157,6 +179,27 @@ TEXTS: dict[str, dict[str, str]] = {
         "notice.rescheduled": "🗓 « {title} » est déplacé au {when}.",
         "notice.mention": "{mentions} — je n'ai pas pu vous écrire en privé :",
         "notice.delayed": "(en retard de {minutes} min — le service rattrapait son retard)",
+        "welcome": "Bonjour {name} ! J'annonce des Spaces audio en direct et je vous préviens quand ils commencent.\n"
+        "Programmez-en un dans un groupe ou ici : `/space demain 20h AMA hebdo`.",
+        "help": "`/space <quand> <titre>` — programmer (ou juste `/space` et je vous demande)\n"
+        "`/spaces` — les Spaces à venir ici\n"
+        "`/reschedule <id> <quand>` · `/cancel <id>` · `/live <id>` · `/end <id>` — hôte et admins\n"
+        "`/tz <fuseau>` — votre fuseau (actuellement {zone}) · `/chattz <fuseau>` — celui du groupe (admins)",
+        "ask.title": "Quel est le titre de votre Space ? (répondez à ce message)",
+        "ask.time": "Quand commence « {title} » ? par ex. `demain 20h`, `dans 2 heures`, `2026-12-01 18:30 Europe/Paris`",
+        "list.header": "Spaces à venir ici :",
+        "list.item": "{marker}{title} — {when} · id `{space_id}`",
+        "usage.id": "Dites-moi quel Space : `/{command} <id>` — `/spaces` les liste.",
+        "usage.reschedule": "Usage : `/reschedule <id> <nouvelle heure>`, par ex. `/reschedule <id> demain 21h`.",
+        "usage.tz": "Usage : `/tz Europe/Paris` (un nom de fuseau IANA).",
+        "reply.zone_set": "Votre fuseau horaire est désormais {zone}.",
+        "reply.community_zone_set": "Le fuseau par défaut de ce groupe est désormais {zone}.",
+        "reply.open_dm": "🔔 Rappel activé ! Appuyez sur Démarrer dans notre conversation privée pour que je puisse "
+        "vous écrire ; en attendant je vous mentionnerai ici.",
+        "reply.live_now": "« {title} » est en direct — rejoignez : {link}",
+        "perm.admins_only": "Seuls les admins de ce groupe peuvent changer ses réglages.",
+        "conversation.cancelled": "D'accord, rien n'a été programmé.",
+        "input.too_long": "Ce message est trop long pour moi — moins de {limit} caractères, s'il vous plaît.",
     },
 }
 

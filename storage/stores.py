@@ -23,6 +23,7 @@ from core.models import (
     Delivery,
     DeliveryKind,
     DeliveryStatus,
+    Outcome,
     Space,
     SpaceStatus,
     Subscription,
@@ -500,33 +501,42 @@ class SqlOutbox:
         due_at: datetime | None = None,
         refund_attempt: bool = False,
     ) -> bool:
-        if status is DeliveryStatus.CLAIMED:
+        outcome = Outcome(delivery_id, status, sent_ref, error, late_by, due_at, refund_attempt)
+        return (await self.settle_many([outcome], worker=worker, now=now))[0]
+
+    async def settle_many(self, outcomes: Sequence[Outcome], *, worker: str, now: datetime) -> list[bool]:
+        if not outcomes:
+            return []
+        statements = [self._settle_stmt(o, worker, now) for o in outcomes]
+        async with self._write() as conn:  # one write lock and one commit for the whole batch
+            return [(await conn.execute(stmt)).rowcount == 1 for stmt in statements]
+
+    def _settle_stmt(self, o: Outcome, worker: str, now: datetime) -> Any:
+        if o.status is DeliveryStatus.CLAIMED:
             raise ValueError("settle() records an outcome; CLAIMED is not one")
         d = delivery_t.c
-        values: dict[str, Any] = {"status": str(status), "lease_until": None}
-        if error is not None:
-            values["last_error"] = error
-        if sent_ref is not None:
-            values["sent_ref"] = sent_ref
-        if late_by is not None:
-            values["late_by"] = late_by
-        if status is DeliveryStatus.SENT or sent_ref is not None:
+        values: dict[str, Any] = {"status": str(o.status), "lease_until": None}
+        if o.error is not None:
+            values["last_error"] = o.error
+        if o.sent_ref is not None:
+            values["sent_ref"] = o.sent_ref
+        if o.late_by is not None:
+            values["late_by"] = o.late_by
+        if o.status is DeliveryStatus.SENT or o.sent_ref is not None:
             values["sent_at"] = now
-        if status is DeliveryStatus.PENDING:
-            values["due_at"] = due_at if due_at is not None else now
+        if o.status is DeliveryStatus.PENDING:
+            values["due_at"] = o.due_at if o.due_at is not None else now
             values["claimed_by"] = None  # back in the pool for any worker
-            if refund_attempt:
+            if o.refund_attempt:
                 # max() of two values is SQLite's spelling of greatest()
                 greatest = func.max if self._dialect == "sqlite" else func.greatest
                 values["attempts"] = greatest(d.attempts - 1, 0)
         # claimed_by stays on settled rows: who sent it, for the logs
-        stmt = (
+        return (
             update(delivery_t)
-            .where(d.id == delivery_id, d.claimed_by == worker, d.status == str(DeliveryStatus.CLAIMED))
+            .where(d.id == o.delivery_id, d.claimed_by == worker, d.status == str(DeliveryStatus.CLAIMED))
             .values(values)
         )
-        async with self._write() as conn:
-            return (await conn.execute(stmt)).rowcount == 1
 
     async def next_due(self) -> datetime | None:
         stmt = select(func.min(delivery_t.c.due_at)).where(delivery_t.c.status == str(DeliveryStatus.PENDING))

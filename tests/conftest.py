@@ -1,21 +1,29 @@
-"""Shared fixtures. ``core_env`` wires the core services over in-memory stores, a fake platform and a
-controllable clock — the cosmic-python "bootstrap with fakes" shape."""
+"""Shared fixtures. ``core_env`` wires the core services over a persistence backend, a fake platform and a
+controllable clock — the cosmic-python "bootstrap with fakes" shape.
+
+Every test using ``core_env`` (or ``store_backend``) runs on each backend of tests/backends.py, with test ids
+``[memory]``, ``[sqlite]`` and ``[postgres]``: the in-memory fake, and storage/ on a database migrated once
+per test module and emptied before each test. PostgreSQL unreachable: that third is skipped loudly (failed
+under CI=true), see tests/databases.py.
+"""
 
 from __future__ import annotations
 
 import random
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
 
 from bots.runtime.budget import Unlimited
+from core.models import Delivery, UserProfile
 from core.refs import ChatRef, Platform, UserRef
 from core.rules import Actor
 from core.services.deliveries import DeliveryEngine, EngineConfig
 from core.services.spaces import SpaceService
+from tests.backends import BACKEND_IDS, StoreBackend, close_backend, migrated_database, open_backend
 from tests.fakes.clock import FakeClock, RecordingWake
-from tests.fakes.memory import MemoryDB
 from tests.fakes.platform import FakePlatform
 
 
@@ -27,7 +35,7 @@ class StaticLinks:
 @dataclass
 class CoreEnv:
     clock: FakeClock
-    db: MemoryDB
+    db: StoreBackend  # .uow() and .outbox(): the ports the services were given
     platform: FakePlatform
     wake: RecordingWake
     spaces: SpaceService
@@ -35,6 +43,10 @@ class CoreEnv:
 
     chat = ChatRef(Platform.CONSOLE, "main")
     host = UserRef(Platform.CONSOLE, "host")
+
+    @property
+    def backend(self) -> str:
+        return self.db.name
 
     def actor(self, name: str = "host", *, mod: bool = False, locale: str = "en") -> Actor:
         return Actor(UserRef(Platform.CONSOLE, name), is_moderator=mod, locale=locale)
@@ -46,17 +58,48 @@ class CoreEnv:
         self.clock.advance(delta)
         return await self.run()
 
+    # ---- backend-neutral inspection, for assertions
+
+    async def deliveries(self) -> list[Delivery]:
+        """Every outbox row, of every Space, in the order they were written."""
+        return await self.db.all_deliveries()
+
+    async def space_count(self) -> int:
+        return await self.db.space_count()
+
+    async def profile(self, user: UserRef) -> UserProfile | None:
+        async with self.db.uow() as uow:
+            return await uow.users.get(user)
+
+
+@pytest.fixture(scope="module", params=BACKEND_IDS)
+def store_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, str | None]]:
+    """(backend, url): one migrated database per test module and backend (url None for ``memory``)."""
+    with migrated_database(request.param, tmp_path_factory.mktemp("db")) as url:
+        yield request.param, url
+
 
 @pytest.fixture
-def core_env() -> CoreEnv:
+async def store_backend(store_url: tuple[str, str | None]) -> AsyncIterator[StoreBackend]:
+    """The backend for one test, empty."""
+    db = await open_backend(*store_url)
+    try:
+        yield db
+    finally:
+        await close_backend(db)
+
+
+@pytest.fixture
+def core_env(store_backend: StoreBackend) -> CoreEnv:
     clock = FakeClock()
-    db = MemoryDB()
     platform = FakePlatform()
     wake = RecordingWake()
-    spaces = SpaceService(db.uow, clock, wake, default_tz="Europe/Paris")
+    spaces = SpaceService(store_backend.uow, clock, wake, default_tz="Europe/Paris")
     engine = DeliveryEngine(
-        db.outbox(),
-        db.uow,
+        store_backend.outbox(),
+        store_backend.uow,
         platform,
         clock,
         Unlimited(),
@@ -65,4 +108,4 @@ def core_env() -> CoreEnv:
         EngineConfig(worker_id="w1"),
         rng=random.Random(7),
     )
-    return CoreEnv(clock, db, platform, wake, spaces, engine)
+    return CoreEnv(clock, store_backend, platform, wake, spaces, engine)

@@ -19,7 +19,16 @@ from typing import Protocol
 
 from core import notices, rules
 from core.errors import ChatUnavailable, RateLimited, RecipientUnreachable
-from core.models import Announcement, Delivery, DeliveryKind, DeliveryStatus, Space, SpaceView, UserProfile
+from core.models import (
+    Announcement,
+    Delivery,
+    DeliveryKind,
+    DeliveryStatus,
+    Outcome,
+    Space,
+    SpaceView,
+    UserProfile,
+)
 from core.ports import Budget, ChatPlatform, Clock, Links, Outbox, UnitOfWorkFactory, WakeUps
 from core.refs import UserRef, parse_chat, parse_message, parse_user
 
@@ -84,6 +93,7 @@ class EngineConfig:
     batch: int = 100
     concurrency: int = 16  # sends in flight per worker; the budget paces them
     mention_chunk: int = 20  # users per fallback mention message (within every platform's length limit)
+    flush_every: int = 25  # outcomes recorded per transaction (a crash can repeat at most these sends)
 
 
 class DeliveryEngine:
@@ -111,6 +121,7 @@ class DeliveryEngine:
         self.config = config
         self._obs: EngineObserver = observer or NullObserver()
         self._rng = rng or random.Random()
+        self._outcomes: list[tuple[Delivery, Outcome]] = []
 
     async def deliver_due(self, max_batches: int | None = None) -> int:
         """Claim and settle batches until nothing is due. Returns the number of rows handled."""
@@ -127,7 +138,10 @@ class DeliveryEngine:
             self._obs.claimed(len(rows), time.perf_counter() - t0)
             if not rows:
                 break
-            await self._handle_batch(rows)
+            try:
+                await self._handle_batch(rows)
+            finally:
+                await self._flush()
             handled += len(rows)
             batches += 1
         nxt = await self._outbox.next_due()
@@ -254,7 +268,7 @@ class DeliveryEngine:
         view = SpaceView(space, 0, self._links.space(space.id))
         late_by = max(0.0, (now - min(r.due_at for r in live)).total_seconds())
         notice = notices.for_delivery(about, view, self._name(space.host, ctx), space.locale, late_by)
-        users = [parse_user(r.subject) for r in live if r.subject]
+        users = {u: self._name(u, ctx) for u in (parse_user(r.subject) for r in live if r.subject)}
         # the batch's nonce: the sorted keys, so the same batch retried is recognised as the same message
         key = nonce_for("|".join(sorted(r.key for r in live)))
         try:
@@ -358,26 +372,31 @@ class DeliveryEngine:
         due_at: datetime | None = None,
         refund: bool = False,
     ) -> None:
+        """Queue the outcome; :meth:`_flush` records the batch's outcomes in one transaction.
+
+        One write per batch instead of one per row: on SQLite every write takes the database lock, and four
+        workers settling row by row spend their leases queueing for it."""
         assert row.id is not None
-        ok = await self._outbox.settle(
-            row.id,
-            worker=self.config.worker_id,
-            status=status,
-            now=self._clock.now(),
-            sent_ref=sent_ref,
-            error=error,
-            late_by=late_by,
-            due_at=due_at,
-            refund_attempt=refund,
-        )
-        if not ok:
-            # another worker took the row over after our lease expired; it will settle it
-            self._obs.lease_lost()
-            log.warning("lease lost", extra={"delivery_id": row.id, "key": row.key})
+        self._outcomes.append((row, Outcome(row.id, status, sent_ref, error, late_by, due_at, refund)))
+        if len(self._outcomes) >= self.config.flush_every:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        pending, self._outcomes = self._outcomes, []
+        if not pending:
             return
-        self._obs.settled(row.platform, row.kind, status, late_by)
-        if due_at is not None:
-            self._wake.arm(due_at)
+        recorded = await self._outbox.settle_many(
+            [o for _, o in pending], worker=self.config.worker_id, now=self._clock.now()
+        )
+        for (row, outcome), ok in zip(pending, recorded, strict=True):
+            if not ok:
+                # another worker took the row over after our lease expired; it will settle it
+                self._obs.lease_lost()
+                log.warning("lease lost", extra={"delivery_id": row.id, "key": row.key})
+                continue
+            self._obs.settled(row.platform, row.kind, outcome.status, outcome.late_by)
+            if outcome.due_at is not None:
+                self._wake.arm(outcome.due_at)
 
     @staticmethod
     def _name(user: UserRef, ctx: _Context) -> str:

@@ -29,7 +29,7 @@ from core.models import Delivery, DeliveryKind, Space, SpaceStatus, Subscription
 from core.ports import Clock, UnitOfWork, UnitOfWorkFactory, WakeUps
 from core.refs import ChatRef, UserRef
 from core.texts import pick_locale
-from core.timeparse import check_zone, format_local, parse_when
+from core.timeparse import check_zone, format_local, parse_when, split_when_and_title
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,8 @@ class SpaceService:
 
     async def schedule(self, cmd: ScheduleSpace) -> Space:
         now = self._clock.now()
-        title = rules.clean_title(cmd.title)
+        # an empty title means the time and the title came typed together; split them once the zone is known
+        title = rules.clean_title(cmd.title) if cmd.title.strip() else ""
         description = rules.clean_description(cmd.description)
         async with self._uow() as uow:
             if cmd.request_id is not None:
@@ -107,7 +108,11 @@ class SpaceService:
             else:
                 space_id = self._new_id()
             tz = await self._zone(uow, cmd.actor.user, cmd.chat, cmd.tz)
-            parsed = parse_when(cmd.when_text, now=now, tz=tz)
+            if title:
+                parsed = parse_when(cmd.when_text, now=now, tz=tz)
+            else:
+                parsed, rest = split_when_and_title(cmd.when_text, now=now, tz=tz)
+                title = rules.clean_title(rest)
             locale = pick_locale(cmd.actor.locale)
             rules.check_start_time(parsed.at, now, format_local(parsed.at, parsed.tz, locale))
             rules.check_host_quota(await uow.spaces.count_open_by_host(cmd.actor.user))

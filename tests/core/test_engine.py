@@ -1,4 +1,4 @@
-"""The delivery engine: late and stale policy, retries, fallbacks, dead letters, leases."""
+"""The delivery engine: late and stale policy, retries, fallbacks, dead letters, leases — on every backend."""
 
 from __future__ import annotations
 
@@ -18,9 +18,11 @@ async def _space(env: CoreEnv, when: str = "2026-11-25 20:00"):  # 19:00 UTC
     return space
 
 
-def row(env: CoreEnv, kind: DeliveryKind, recipient: str | None = None):
+async def row(env: CoreEnv, kind: DeliveryKind, recipient: str | None = None):
     (found,) = [
-        d for d in env.db.deliveries() if d.kind is kind and (recipient is None or d.recipient == recipient)
+        d
+        for d in await env.deliveries()
+        if d.kind is kind and (recipient is None or d.recipient == recipient)
     ]
     return found
 
@@ -32,7 +34,7 @@ async def test_late_reminder_is_sent_with_a_visible_delayed_mark(core_env: CoreE
     await core_env.run()
     (dm,) = core_env.platform.dms_to(core_env.host)
     assert any("delayed by 12 min" in line for line in dm.notice.lines)
-    r = row(core_env, DeliveryKind.HOST_T30)
+    r = await row(core_env, DeliveryKind.HOST_T30)
     assert r.status is DeliveryStatus.SENT and r.late_by == 12 * 60
 
 
@@ -40,7 +42,7 @@ async def test_stale_t30_after_start_time_is_skipped_with_a_reason(core_env: Cor
     space = await _space(core_env)
     core_env.clock.set(space.starts_at + timedelta(minutes=3))  # down across both reminders
     await core_env.run()
-    t30, t0 = row(core_env, DeliveryKind.HOST_T30), row(core_env, DeliveryKind.HOST_T0)
+    t30, t0 = await row(core_env, DeliveryKind.HOST_T30), await row(core_env, DeliveryKind.HOST_T0)
     assert t30.status is DeliveryStatus.SKIPPED and "after the start time" in (t30.last_error or "")
     assert t0.status is DeliveryStatus.SENT  # T-0 three minutes late still makes sense, and says so
     (dm,) = core_env.platform.dms_to(core_env.host)
@@ -54,7 +56,7 @@ async def test_t30_of_a_space_already_live_is_skipped(core_env: CoreEnv) -> None
     core_env.clock.set(space.starts_at)
     await core_env.run()
     assert not core_env.platform.dms_to(core_env.host)
-    assert row(core_env, DeliveryKind.HOST_T30).status is DeliveryStatus.WITHDRAWN
+    assert (await row(core_env, DeliveryKind.HOST_T30)).status is DeliveryStatus.WITHDRAWN
 
 
 async def test_closed_dm_falls_back_to_a_batched_mention_and_is_remembered(core_env: CoreEnv) -> None:
@@ -70,10 +72,11 @@ async def test_closed_dm_falls_back_to_a_batched_mention_and_is_remembered(core_
     (mention,) = core_env.platform.of("mention")  # three people, one message
     assert mention.target == str(group) and set(mention.users) == set(users[:3])
     assert "is live now" in mention.notice.title
-    fallbacks = [d for d in core_env.db.deliveries() if d.status is DeliveryStatus.FALLBACK]
+    fallbacks = [d for d in await core_env.deliveries() if d.status is DeliveryStatus.FALLBACK]
     assert len(fallbacks) == 3 and all("unreachable" in (d.last_error or "") for d in fallbacks)
     # the next fan-out does not knock on the closed doors again
-    assert core_env.db.state.users[users[0]].dm_reachable is False
+    profile = await core_env.profile(users[0])
+    assert profile is not None and profile.dm_reachable is False
 
 
 async def test_known_unreachable_users_are_not_dmed_again(core_env: CoreEnv) -> None:
@@ -96,11 +99,11 @@ async def test_rate_limit_is_honoured_without_costing_an_attempt(core_env: CoreE
     core_env.platform.rate_limit_next = [7.0]
     core_env.clock.set(space.starts_at - timedelta(minutes=30))
     await core_env.run()
-    r = row(core_env, DeliveryKind.HOST_T30)
+    r = await row(core_env, DeliveryKind.HOST_T30)
     assert r.status is DeliveryStatus.PENDING and r.attempts == 0
     assert r.due_at == core_env.clock.now() + timedelta(seconds=7)
     await core_env.advance(timedelta(seconds=7))
-    assert row(core_env, DeliveryKind.HOST_T30).status is DeliveryStatus.SENT
+    assert (await row(core_env, DeliveryKind.HOST_T30)).status is DeliveryStatus.SENT
 
 
 async def test_transient_errors_back_off_then_dead_letter_with_the_reason(core_env: CoreEnv) -> None:
@@ -109,10 +112,10 @@ async def test_transient_errors_back_off_then_dead_letter_with_the_reason(core_e
     core_env.clock.set(space.starts_at - timedelta(minutes=30))
     for _ in range(MAX_ATTEMPTS + 2):
         await core_env.run()
-        r = row(core_env, DeliveryKind.HOST_T30)
+        r = await row(core_env, DeliveryKind.HOST_T30)
         if r.status is DeliveryStatus.PENDING:
             core_env.clock.set(r.due_at)  # the backoff, all within the 30 minutes before the start
-    r = row(core_env, DeliveryKind.HOST_T30)
+    r = await row(core_env, DeliveryKind.HOST_T30)
     assert r.status is DeliveryStatus.DEAD and r.attempts == MAX_ATTEMPTS
     assert "HTTP 502" in (r.last_error or "")
 
@@ -122,7 +125,7 @@ async def test_recovers_after_a_transient_error(core_env: CoreEnv) -> None:
     core_env.platform.fail_next = 1
     core_env.clock.set(space.starts_at - timedelta(minutes=30))
     await core_env.run()
-    r = row(core_env, DeliveryKind.HOST_T30)
+    r = await row(core_env, DeliveryKind.HOST_T30)
     assert r.status is DeliveryStatus.PENDING and r.due_at > core_env.clock.now()
     core_env.clock.set(r.due_at)
     await core_env.run()
@@ -158,7 +161,7 @@ async def test_deleted_card_is_dead_lettered_not_retried_forever(core_env: CoreE
     core_env.platform.gone_chats.add(core_env.chat)
     await core_env.spaces.start(StartSpace(core_env.actor(), space.id))
     await core_env.run()
-    edit = row(core_env, DeliveryKind.CARD_EDIT)
+    edit = await row(core_env, DeliveryKind.CARD_EDIT)
     assert edit.status is DeliveryStatus.DEAD and "chat unavailable" in (edit.last_error or "")
 
 
@@ -180,5 +183,5 @@ async def test_a_row_whose_lease_ran_out_while_waiting_for_budget_is_given_back_
     clock.set(space.starts_at - timedelta(minutes=30))
     await core_env.engine.deliver_due(max_batches=1)
     assert not core_env.platform.dms_to(core_env.host)  # another worker may own it now: not sent
-    r = row(core_env, DeliveryKind.HOST_T30)
+    r = await row(core_env, DeliveryKind.HOST_T30)
     assert r.status is DeliveryStatus.PENDING and r.attempts == 0 and "lease" in (r.last_error or "")

@@ -1,4 +1,4 @@
-"""The Space lifecycle and the reminder plan, over in-memory stores with a controllable clock."""
+"""The Space lifecycle and the reminder plan, with a controllable clock, on every persistence backend."""
 
 from __future__ import annotations
 
@@ -32,15 +32,15 @@ async def schedule(env: CoreEnv, when: str = "2026-11-25 20:00", title: str = "W
     )
 
 
-def kinds(env: CoreEnv, status: DeliveryStatus | None = None) -> list[str]:
-    return [d.kind for d in env.db.deliveries() if status is None or d.status is status]
+async def kinds(env: CoreEnv, status: DeliveryStatus | None = None) -> list[str]:
+    return [d.kind for d in await env.deliveries() if status is None or d.status is status]
 
 
 async def test_schedule_plans_card_and_both_host_reminders(core_env: CoreEnv) -> None:
     space = await schedule(core_env)
     assert space.starts_at == datetime(2026, 11, 25, 19, 0, tzinfo=UTC)  # 20:00 Paris
     assert space.tz == "Europe/Paris" and space.status is SpaceStatus.SCHEDULED
-    rows = {d.kind: d for d in core_env.db.deliveries()}
+    rows = {d.kind: d for d in await core_env.deliveries()}
     assert rows[DeliveryKind.HOST_T30].due_at == space.starts_at - timedelta(minutes=30)
     assert rows[DeliveryKind.HOST_T0].due_at == space.starts_at
     assert rows[DeliveryKind.CARD_POST].due_at == core_env.clock.now()
@@ -70,8 +70,8 @@ async def test_host_gets_t30_then_t0_and_nothing_else(core_env: CoreEnv) -> None
 
 async def test_t30_reminder_skipped_when_scheduled_less_than_30_minutes_ahead(core_env: CoreEnv) -> None:
     await schedule(core_env, when="in 20 minutes")
-    assert DeliveryKind.HOST_T30 not in kinds(core_env)
-    assert DeliveryKind.HOST_T0 in kinds(core_env)
+    assert DeliveryKind.HOST_T30 not in await kinds(core_env)
+    assert DeliveryKind.HOST_T0 in await kinds(core_env)
 
 
 async def test_subscribers_are_notified_when_the_host_starts_not_at_the_scheduled_time(
@@ -136,7 +136,7 @@ async def test_reschedule_moves_reminders_keeps_id_and_subscribers(core_env: Cor
     moved = await core_env.spaces.reschedule(RescheduleSpace(core_env.actor(), space.id, "2026-11-26 21:00"))
     assert moved.id == space.id and moved.revision == 2
     assert moved.starts_at == datetime(2026, 11, 26, 20, 0, tzinfo=UTC)
-    rows = core_env.db.deliveries()
+    rows = await core_env.deliveries()
     old = [d for d in rows if d.kind in (DeliveryKind.HOST_T30, DeliveryKind.HOST_T0) and d.revision == 1]
     new = [d for d in rows if d.kind in (DeliveryKind.HOST_T30, DeliveryKind.HOST_T0) and d.revision == 2]
     assert {d.status for d in old} == {DeliveryStatus.WITHDRAWN}
@@ -172,7 +172,7 @@ async def test_cancel_withdraws_reminders_and_tells_subscribers(core_env: CoreEn
     core_env.clock.set(space.starts_at + timedelta(hours=1))
     await core_env.run()
     assert not core_env.platform.dms_to(core_env.host)  # no reminder for a cancelled Space
-    statuses = {d.kind: d.status for d in core_env.db.deliveries()}
+    statuses = {d.kind: d.status for d in await core_env.deliveries()}
     assert statuses[DeliveryKind.HOST_T30] is DeliveryStatus.WITHDRAWN
     with pytest.raises(WrongState):
         await core_env.spaces.start(StartSpace(core_env.actor(), space.id))
@@ -188,7 +188,7 @@ async def test_end_turns_cards_and_skips_unsent_live_notices(core_env: CoreEnv) 
     await core_env.spaces.end(EndSpace(core_env.actor(), space.id))  # before the engine sent anything
     await core_env.run()
     assert not core_env.platform.of("direct")
-    live = [d for d in core_env.db.deliveries() if d.kind is DeliveryKind.LIVE_NOTICE]
+    live = [d for d in await core_env.deliveries() if d.kind is DeliveryKind.LIVE_NOTICE]
     assert [d.status for d in live] == [DeliveryStatus.WITHDRAWN] and live[0].last_error == "ended"
     assert core_env.platform.of("edit")[-1].notice.marker == "Ended"
 
@@ -235,7 +235,7 @@ async def test_every_validation_error_is_actionable_and_stores_nothing(
     for locale in ("en", "fr"):
         text = t(locale, e.value.key, **e.value.params)
         assert text and "{" not in text
-    assert core_env.db.state.spaces == {} and core_env.db.deliveries() == []
+    assert await core_env.space_count() == 0 and await core_env.deliveries() == []
 
 
 async def test_dst_alternatives_are_offered_and_the_choice_is_accepted(core_env: CoreEnv) -> None:
@@ -264,8 +264,8 @@ async def test_unknown_space_is_a_clear_error(core_env: CoreEnv) -> None:
 async def test_retried_inbound_command_creates_one_space(core_env: CoreEnv) -> None:
     a = await schedule(core_env, request_id="upd-1")
     b = await schedule(core_env, request_id="upd-1")
-    assert a.id == b.id and len(core_env.db.state.spaces) == 1
-    assert len(core_env.db.deliveries()) == 3
+    assert a.id == b.id and await core_env.space_count() == 1
+    assert len(await core_env.deliveries()) == 3
 
 
 async def test_failed_command_does_not_burn_its_request_id(core_env: CoreEnv) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from bots.runtime.budget import Unlimited
@@ -58,7 +58,7 @@ class AppendLogPlatform:
         return await self._send(f"dm-{user.id}", key)
 
     async def mention(
-        self, chat: ChatRef, users: Sequence[UserRef], notice: Notice, *, key: str
+        self, chat: ChatRef, users: Mapping[UserRef, str], notice: Notice, *, key: str
     ) -> MessageRef:
         return await self._send(chat.id, key)
 

@@ -2,7 +2,12 @@
 
 A unit of work copies the state on entry and swaps it in on commit, so an exception inside ``async with``
 leaves nothing behind — the same all-or-nothing the SQL stores give. tests/core/test_store_contract.py runs
-the same contract against these and against storage/ on SQLite and PostgreSQL.
+the same contract against these and against storage/ on SQLite and PostgreSQL, so every observable behaviour
+here mirrors storage/stores.py: orderings, what a duplicate or a dangling reference does (rejected, like a
+primary or foreign key), which fields ``settle`` keeps, and ``counts`` listing every status.
+
+Not modelled: isolation between concurrent units of work (a commit replaces the whole state; the tests run
+one unit of work at a time) and ``get_for_update``'s lock.
 """
 
 from __future__ import annotations
@@ -19,8 +24,8 @@ from core.models import (
     Delivery,
     DeliveryKind,
     DeliveryStatus,
+    Outcome,
     Space,
-    SpaceStatus,
     Subscription,
     UserProfile,
 )
@@ -58,10 +63,16 @@ class _Stores:
     def __init__(self, st: _State) -> None:
         self.st = st
 
+    def _space_exists(self, space_id: str) -> None:
+        """The foreign key every Space-owned row has in storage/."""
+        if space_id not in self.st.spaces:
+            raise LookupError(f"no space {space_id!r} (foreign key)")
+
 
 class MemorySpaceStore(_Stores):
     async def add(self, space: Space) -> None:
-        assert space.id not in self.st.spaces
+        if space.id in self.st.spaces:
+            raise ValueError(f"space {space.id!r} exists (primary key)")
         self.st.spaces[space.id] = copy.copy(space)
 
     async def get(self, space_id: str) -> Space | None:
@@ -72,20 +83,26 @@ class MemorySpaceStore(_Stores):
         return await self.get(space_id)
 
     async def save(self, space: Space) -> None:
-        assert space.id in self.st.spaces
+        if space.id not in self.st.spaces:
+            raise LookupError(f"no space {space.id!r} to save")
         self.st.spaces[space.id] = copy.copy(space)
 
     async def count_open_by_host(self, host: UserRef) -> int:
         return sum(1 for s in self.st.spaces.values() if s.host == host and s.status.is_open)
 
     async def upcoming_in_chat(self, chat: ChatRef, limit: int = 20) -> list[Space]:
-        found = [s for s in self.st.spaces.values() if s.status.is_open and s.chat == chat]
-        found.sort(key=lambda s: (s.status is not SpaceStatus.LIVE, s.starts_at))
-        return [copy.copy(s) for s in found[:limit]]
+        # "announced in": scheduled there, or its card was posted there
+        announced = {a.space_id for a in self.st.announcements if a.message.chat == chat}
+        found = [
+            s for s in self.st.spaces.values() if s.status.is_open and (s.chat == chat or s.id in announced)
+        ]
+        found.sort(key=lambda s: (s.starts_at, s.id))
+        return [copy.copy(s) for s in found[: max(limit, 0)]]
 
 
 class MemorySubscriptionStore(_Stores):
     async def add(self, sub: Subscription) -> bool:
+        self._space_exists(sub.space_id)
         k = (sub.space_id, sub.user)
         if k in self.st.subs:
             return False
@@ -102,13 +119,15 @@ class MemorySubscriptionStore(_Stores):
         return sum(1 for sid, _ in self.st.subs if sid == space_id)
 
     async def list(self, space_id: str) -> list[Subscription]:
-        return [s for (sid, _), s in self.st.subs.items() if sid == space_id]
+        found = [s for (sid, _), s in self.st.subs.items() if sid == space_id]
+        return sorted(found, key=lambda s: (s.created_at, str(s.user)))
 
 
 class MemoryDeliveryStore(_Stores):
     async def add(self, deliveries: Sequence[Delivery]) -> int:
         n = 0
         for d in deliveries:
+            self._space_exists(d.space_id)
             if d.key in self.st.keys:
                 continue
             row = replace(d, id=self.st.next_id)
@@ -147,12 +166,15 @@ class MemoryDeliveryStore(_Stores):
         return n
 
     async def list_for_space(self, space_id: str) -> list[Delivery]:
-        return [copy.copy(d) for d in self.st.deliveries.values() if d.space_id == space_id]
+        found = [copy.copy(d) for d in self.st.deliveries.values() if d.space_id == space_id]
+        return sorted(found, key=lambda d: (d.due_at, d.id or 0))
 
 
 class MemoryAnnouncementStore(_Stores):
     async def add(self, ann: Announcement) -> None:
-        if ann not in self.st.announcements:
+        self._space_exists(ann.space_id)
+        # idempotent on the message handle alone (storage: UNIQUE (message)), whatever the space_id
+        if all(a.message != ann.message for a in self.st.announcements):
             self.st.announcements.append(ann)
 
     async def list(self, space_id: str) -> list[Announcement]:
@@ -171,17 +193,18 @@ class MemoryUserStore(_Stores):
         self.st.users[profile.user] = copy.copy(profile)
 
     async def set_reachable(self, user: UserRef, reachable: bool) -> None:
-        p = self.st.users.get(user) or UserProfile(user)
+        p = self.st.users.get(user) or UserProfile(user)  # creates the profile if missing
         p.dm_reachable = reachable
         self.st.users[user] = p
 
 
 class MemoryCommunityStore(_Stores):
     async def get(self, chat: ChatRef) -> Community | None:
-        return self.st.communities.get(chat)
+        c = self.st.communities.get(chat)
+        return copy.copy(c) if c else None
 
     async def upsert(self, community: Community) -> None:
-        self.st.communities[community.chat] = community
+        self.st.communities[community.chat] = copy.copy(community)
 
 
 class MemoryInboundStore(_Stores):
@@ -222,6 +245,8 @@ class MemoryOutbox:
         self._db = db
 
     async def claim_due(self, *, now: datetime, worker: str, lease: timedelta, batch: int) -> list[Delivery]:
+        if batch <= 0:
+            return []
         due = [
             d
             for d in self._db.state.deliveries.values()
@@ -249,19 +274,33 @@ class MemoryOutbox:
         due_at: datetime | None = None,
         refund_attempt: bool = False,
     ) -> bool:
-        d = self._db.state.deliveries.get(delivery_id)
+        outcome = Outcome(delivery_id, status, sent_ref, error, late_by, due_at, refund_attempt)
+        return (await self.settle_many([outcome], worker=worker, now=now))[0]
+
+    async def settle_many(self, outcomes: Sequence[Outcome], *, worker: str, now: datetime) -> list[bool]:
+        return [self._settle_one(o, worker, now) for o in outcomes]
+
+    def _settle_one(self, o: Outcome, worker: str, now: datetime) -> bool:
+        if o.status is DeliveryStatus.CLAIMED:
+            raise ValueError("settle() records an outcome; CLAIMED is not one")
+        d = self._db.state.deliveries.get(o.delivery_id)
         if d is None or d.claimed_by != worker or d.status is not DeliveryStatus.CLAIMED:
             return False
-        d.status = status
-        d.last_error = error
-        if status is DeliveryStatus.PENDING:
-            assert due_at is not None
-            d.due_at, d.claimed_by, d.lease_until = due_at, None, None
-            if refund_attempt:
-                d.attempts -= 1
-        else:
-            d.sent_ref, d.late_by = sent_ref, late_by
-            d.sent_at = now if status is DeliveryStatus.SENT else None
+        d.status = o.status
+        d.lease_until = None
+        if o.error is not None:
+            d.last_error = o.error
+        if o.sent_ref is not None:
+            d.sent_ref = o.sent_ref
+        if o.late_by is not None:
+            d.late_by = o.late_by
+        if o.status is DeliveryStatus.SENT or o.sent_ref is not None:
+            d.sent_at = now
+        if o.status is DeliveryStatus.PENDING:
+            d.due_at = o.due_at if o.due_at is not None else now
+            d.claimed_by = None
+            if o.refund_attempt:
+                d.attempts = max(0, d.attempts - 1)
         return True
 
     async def next_due(self) -> datetime | None:
@@ -269,7 +308,8 @@ class MemoryOutbox:
         return min(due) if due else None
 
     async def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
+        """Rows by status; every status is listed, with 0 when it has no rows (as SqlOutbox.counts)."""
+        out = {str(s): 0 for s in DeliveryStatus}
         for d in self._db.state.deliveries.values():
-            out[d.status] = out.get(d.status, 0) + 1
+            out[str(d.status)] += 1
         return out

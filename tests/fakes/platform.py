@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from core.errors import ChatUnavailable, RateLimited, RecipientUnreachable, TransientError
@@ -81,7 +81,7 @@ class FakePlatform:
         return ref
 
     async def mention(
-        self, chat: ChatRef, users: Sequence[UserRef], notice: Notice, *, key: str
+        self, chat: ChatRef, users: Mapping[UserRef, str], notice: Notice, *, key: str
     ) -> MessageRef:
         self._gate()
         if chat in self.gone_chats:

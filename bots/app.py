@@ -1,0 +1,479 @@
+"""The composition root: settings → database → stores → services → platforms → web → waker.
+
+The only module that knows every concrete class. Nothing is built at import time: ``bots.cli`` calls
+:func:`build` once, then ``start()``; tests call it with a fake clock, fake platforms and an in-memory console.
+
+Roles (one process may play several):
+
+* ``run``    web + worker, and the console when stdin is a terminal — the embedded, one-process default.
+* ``web``    the web app only (webhooks, pages, /healthz, /metrics). Its writes arm nothing: the workers'
+             periodic sweep picks new rows up (within SPACES_SWEEP_SECONDS).
+* ``worker`` the delivery engine, its waker and the heartbeat that shares the platforms' send budgets.
+
+Adding a platform: write ``bots/<platform>/adapter.py`` and add one entry to ``_platform_factories`` below.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import TextIO
+
+from aiohttp import web
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bots.console.adapter import ConsolePlatform
+from bots.console.repl import HOST_NAME, MAIN_CHAT, ConsoleIO, ConsoleRepl
+from bots.metrics import Metrics
+from bots.router import Router
+from bots.runtime.budget import TokenBucketBudget
+from bots.runtime.clock import SystemClock
+from bots.runtime.waker import Waker
+from bots.web.app import ContributesRoutes, WebDeps, WebLinks, WebRoute, make_web_app
+from config.settings import Settings
+from core.ports import ChatPlatform, Clock, Links, UnitOfWorkFactory, WakeUps
+from core.refs import Platform
+from core.services.deliveries import DeliveryEngine, EngineConfig
+from core.services.spaces import SpaceService
+from storage.db import make_engine, make_session_factory, normalize_url
+from storage.stores import SqlHeartbeats, SqlOutbox, unit_of_work_factory
+
+log = logging.getLogger(__name__)
+
+VERSION = "0.1.0"
+
+
+class Role(StrEnum):
+    RUN = "run"
+    WEB = "web"
+    WORKER = "worker"
+
+    @property
+    def serves_web(self) -> bool:
+        return self in (Role.RUN, Role.WEB)
+
+    @property
+    def delivers(self) -> bool:
+        return self in (Role.RUN, Role.WORKER)
+
+
+# ------------------------------------------------------------------------------------------ platforms
+
+
+@dataclass(frozen=True, slots=True)
+class AdapterContext:
+    """What a platform adapter may use: the core's services and ports, never storage."""
+
+    settings: Settings
+    spaces: SpaceService
+    uow: UnitOfWorkFactory  # for the core services an adapter builds for itself (profiles …)
+    clock: Clock
+    links: Links
+    # receive inbound events (webhooks, polling, gateway commands) here? Only where the web app runs: a
+    # `spaces worker` process sends and nothing else, so one update is never handled by two processes.
+    receive: bool
+
+
+def _telegram_file_base(api_base: str) -> str:
+    """https://api.telegram.org/bot → https://api.telegram.org/file/bot (the same for an emulator's URL)."""
+    root = api_base.removesuffix("/bot")
+    return f"{root}/file/bot"
+
+
+def _telegram(ctx: AdapterContext) -> ChatPlatform:
+    from bots.telegram.adapter import TelegramConfig, TelegramPlatform
+    from core.services.profiles import ProfileService
+
+    s = ctx.settings
+    assert s.telegram_bot_token is not None
+    secret = s.telegram_webhook_secret.get_secret_value() if s.telegram_webhook_secret else None
+    config = TelegramConfig(
+        token=s.telegram_bot_token.get_secret_value(),
+        mode=s.telegram_mode,
+        webhook_secret=secret,
+        public_url=s.public_url,
+        api_base=s.telegram_api_base,
+        file_base=_telegram_file_base(s.telegram_api_base),
+    )
+    return TelegramPlatform(
+        config,
+        spaces=ctx.spaces,
+        profiles=ProfileService(ctx.uow),
+        links=ctx.links,
+        clock=ctx.clock,
+        receive=ctx.receive,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PlatformFactory:
+    platform: Platform
+    enabled: Callable[[Settings], bool]
+    # None: this build has no adapter for the platform yet. Import the adapter inside the function, so an
+    # SDK is only loaded when its platform is configured.
+    build: Callable[[AdapterContext], ChatPlatform] | None
+    how_to_connect: str  # one line for the banner (see README, "Connecting a platform")
+
+
+# THE extension point: one entry per platform adapter.
+_platform_factories: tuple[PlatformFactory, ...] = (
+    PlatformFactory(
+        Platform.DISCORD,
+        lambda s: s.discord_enabled,
+        None,
+        "set DISCORD_BOT_TOKEN (Developer Portal → your app → Bot), plus DISCORD_APPLICATION_ID and "
+        "DISCORD_PUBLIC_KEY",
+    ),
+    PlatformFactory(
+        Platform.TELEGRAM,
+        lambda s: s.telegram_enabled,
+        _telegram,
+        "set TELEGRAM_BOT_TOKEN (from @BotFather); TELEGRAM_MODE=webhook also needs TELEGRAM_WEBHOOK_SECRET "
+        "and a public SPACES_PUBLIC_URL",
+    ),
+    PlatformFactory(
+        Platform.SLACK,
+        lambda s: s.slack_enabled,
+        None,
+        "set SLACK_BOT_TOKEN (xoxb-…) and SLACK_SIGNING_SECRET, or SLACK_APP_TOKEN (xapp-…) for Socket Mode",
+    ),
+)
+
+
+# ------------------------------------------------------------------------------------------ the service
+
+
+class _NoWake:
+    """WakeUps for the web role: nothing to wake here; a worker's sweep finds the new rows."""
+
+    def arm(self, at: datetime) -> None:
+        pass
+
+
+@dataclass(slots=True)
+class PlatformStatus:
+    platform: Platform
+    connected: bool
+    note: str  # "connected", or how to connect it
+
+
+@dataclass(eq=False)
+class Service:
+    """Everything the process runs. ``db`` is the SQL engine; ``engine`` the delivery engine."""
+
+    settings: Settings
+    role: Role
+    clock: Clock
+    db: AsyncEngine
+    uow: UnitOfWorkFactory
+    outbox: SqlOutbox
+    heartbeats: SqlHeartbeats
+    spaces: SpaceService
+    engine: DeliveryEngine
+    router: Router
+    console: ConsolePlatform
+    budget: TokenBucketBudget
+    metrics: Metrics
+    links: WebLinks
+    web_app: web.Application
+    waker: Waker | None
+    repl: ConsoleRepl | None
+    console_io: ConsoleIO | None
+    statuses: list[PlatformStatus]
+    out: TextIO
+    web_url: str | None = None
+    _runner: web.AppRunner | None = None
+    _repl_task: asyncio.Task[None] | None = None
+    _started: bool = False
+    _stopped: bool = False
+    _stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        log.info("starting", extra={"role": str(self.role), "worker_id": self.settings.worker_id})
+        await self.router.start()
+        if self.role.delivers and self.waker is not None:
+            await self.heartbeat()
+            await self.waker.start()  # includes the catch-up run: whatever came due while we were down
+        if self.role.serves_web:
+            runner = web.AppRunner(self.web_app, access_log=None, handle_signals=False)
+            await runner.setup()
+            self._runner = runner
+            site = web.TCPSite(runner, self.settings.host, self.settings.port)
+            await site.start()
+            self.web_url = _bound_url(runner, self.settings.host, self.settings.port)
+            if self.settings.public_url_setting is None:  # PORT=0 picks a port: links must name the real one
+                self.links.base = self.web_url
+        self._print_banner()
+        if self.repl is not None and self.console_io is not None:
+            self.repl.greet()
+            self._repl_task = asyncio.get_running_loop().create_task(self.repl.run(self.console_io.input))
+        log.info("started", extra={"role": str(self.role), "web": self.web_url or "-"})
+
+    async def stop(self) -> None:
+        """Stop everything that started. Idempotent, and safe after a start() that failed half-way."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._stop_requested.set()
+        if self._repl_task is not None:
+            self._repl_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._repl_task
+        if self.waker is not None:
+            with _logged("stopping the waker"):
+                await self.waker.stop()
+        if self._runner is not None:
+            with _logged("stopping the web server"):
+                await self._runner.cleanup()
+        with _logged("stopping platforms"):
+            await self.router.stop()
+        if self.role.delivers and self._started:
+            with _logged("forgetting the heartbeat"):
+                await self.heartbeats.forget(self.settings.worker_id)  # others take our budget share now
+        with _logged("closing the database"):
+            await self.db.dispose()
+        log.info("stopped", extra={"role": str(self.role)})
+
+    def request_stop(self) -> None:
+        """Ask :meth:`wait` to return (signals, /quit). Safe from signal handlers on the loop."""
+        self._stop_requested.set()
+
+    async def wait(self) -> None:
+        await self._stop_requested.wait()
+
+    async def heartbeat(self) -> int:
+        """Register this worker as alive; each live worker takes an equal share of the platforms' rates."""
+        live = await self.heartbeats.beat(self.settings.worker_id, self.clock.now())
+        self.budget.set_share(live)
+        self.metrics.workers(live)
+        return live
+
+    # ------------------------------------------------------------------ banner
+
+    def banner(self) -> list[str]:
+        s = self.settings
+        lines = [f"Spaces {VERSION} — {self.role}"]
+        if self.role.serves_web:
+            url = self.web_url or f"http://{s.host}:{s.port}"
+            lines.append(f"  web        {url}   (/healthz, /metrics; Space links: {self.links.base}/s/<id>)")
+            if s.host in ("127.0.0.1", "localhost", "::1"):
+                lines.append("             listening on this machine only — set HOST=0.0.0.0 in production")
+        lines.append(f"  database   {display_url(s.database_url)}")
+        if self.role.delivers:
+            lines.append(f"  worker     {s.worker_id}   (sweep every {s.sweep_seconds:g} s)")
+        else:
+            lines.append("  worker     none in this process — run `spaces worker` to send reminders")
+        connected = [st for st in self.statuses if st.connected]
+        lines.append("  platforms  " + ", ".join(str(st.platform) for st in connected))
+        for st in self.statuses:
+            if not st.connected:
+                lines.append(f"    {st.platform!s:<9} {st.note}")
+        if self.repl is not None:
+            lines.append(
+                f'  console    on — you are "{HOST_NAME}" in #{MAIN_CHAT.id}; /help lists the commands'
+            )
+        elif self.role is Role.RUN:
+            lines.append("  console    off (stdin is not a terminal)")
+        lines.append("  See README.md, “Connecting a platform”, for each platform's set-up.")
+        return lines
+
+    def _print_banner(self) -> None:
+        self.out.write("\n".join(self.banner()) + "\n")
+        self.out.flush()
+
+
+def display_url(url: str) -> str:
+    """The database URL without its password, for banners and logs."""
+    try:
+        return make_url(normalize_url(url)).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable DATABASE_URL>"
+
+
+def _bound_url(runner: web.AppRunner, host: str, port: int) -> str:
+    for addr in runner.addresses:
+        if isinstance(addr, tuple) and len(addr) >= 2:
+            h = str(addr[0])
+            shown = "127.0.0.1" if h in ("0.0.0.0", "::") else h
+            return f"http://{f'[{shown}]' if ':' in shown else shown}:{addr[1]}"
+    return f"http://{host}:{port}"
+
+
+class _logged(contextlib.AbstractContextManager[None]):
+    """Shut-down steps: log a failure and carry on with the next step."""
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+
+    def __exit__(self, et: object, e: object, tb: object) -> bool:
+        if e is not None and isinstance(e, Exception):
+            log.warning("%s failed: %s", self._what, e, exc_info=e)
+            return True
+        return False
+
+
+# ------------------------------------------------------------------------------------------ building
+
+
+async def build(
+    settings: Settings,
+    *,
+    role: Role = Role.RUN,
+    clock: Clock | None = None,
+    platforms: Sequence[ChatPlatform] | None = None,
+    console_io: ConsoleIO | None = None,
+    out: TextIO | None = None,
+) -> Service:
+    """Build (not start) the service.
+
+    ``platforms``: adapters to use instead of the configured ones (tests); the console platform is added
+    unless one is given. ``console_io``: run the console REPL on these streams (only for ``run``).
+    ``out``: where the banner goes (default: the console output, else stdout).
+    """
+    clock = clock or SystemClock()
+    out = out or (console_io.output if console_io is not None else sys.stdout)
+    db = make_engine(normalize_url(settings.database_url))
+    uow = unit_of_work_factory(make_session_factory(db))
+    outbox = SqlOutbox(db)
+    # a worker silent for three sweeps is presumed dead and its budget share goes to the others
+    heartbeats = SqlHeartbeats(
+        db, ttl=max(timedelta(seconds=30), timedelta(seconds=3 * settings.sweep_seconds))
+    )
+    metrics = Metrics()
+    budget = TokenBucketBudget()
+    links = WebLinks(settings.public_url)
+
+    waker: Waker | None = None
+    wake: WakeUps
+    engine_ref: list[DeliveryEngine] = []
+
+    async def deliver() -> int:
+        return await engine_ref[0].deliver_due()
+
+    service_ref: list[Service] = []
+
+    async def on_sweep() -> None:
+        await service_ref[0].heartbeat()
+
+    if role.delivers:
+        waker = Waker(
+            deliver, clock, sweep_every=timedelta(seconds=settings.sweep_seconds), on_sweep=on_sweep
+        )
+        wake = waker
+    else:
+        wake = _NoWake()
+
+    spaces = SpaceService(uow, clock, wake, default_tz=settings.default_tz)
+    console_color = console_io.color if console_io is not None else None
+    console = ConsolePlatform(console_io.output if console_io is not None else out, color=console_color)
+
+    statuses: list[PlatformStatus] = []
+    adapters: list[ChatPlatform]
+    if platforms is not None:
+        adapters = list(platforms)
+        statuses += [PlatformStatus(p.platform, True, "connected") for p in adapters]
+    else:
+        adapters, more = _configured_adapters(
+            AdapterContext(settings, spaces, uow, clock, links, receive=role.serves_web)
+        )
+        statuses += more
+    if not any(p.platform is Platform.CONSOLE for p in adapters):
+        adapters.insert(0, console)
+        statuses.insert(0, PlatformStatus(Platform.CONSOLE, True, "connected"))
+    router = Router(adapters)
+
+    engine = DeliveryEngine(
+        outbox,
+        uow,
+        router,
+        clock,
+        budget,
+        links,
+        wake,
+        EngineConfig(worker_id=settings.worker_id),
+        observer=metrics,
+    )
+    engine_ref.append(engine)
+
+    routes: list[WebRoute] = []
+    for p in adapters:
+        if isinstance(p, ContributesRoutes):
+            routes += p.web_routes()
+    web_app = make_web_app(
+        WebDeps(
+            spaces=spaces,
+            outbox=outbox,
+            registry=metrics.registry,
+            on_counts=metrics.outbox_counts,
+            routes=routes,
+            default_locale=settings.default_locale,
+            extra_health={"role": str(role)},
+        )
+    )
+
+    service = Service(
+        settings=settings,
+        role=role,
+        clock=clock,
+        db=db,
+        uow=uow,
+        outbox=outbox,
+        heartbeats=heartbeats,
+        spaces=spaces,
+        engine=engine,
+        router=router,
+        console=console,
+        budget=budget,
+        metrics=metrics,
+        links=links,
+        web_app=web_app,
+        waker=waker,
+        repl=None,
+        console_io=console_io,
+        statuses=statuses,
+        out=out,
+    )
+    service_ref.append(service)
+    if console_io is not None and role is Role.RUN:
+        service.repl = ConsoleRepl(
+            spaces,
+            console,
+            links,
+            on_quit=service.request_stop,
+            default_locale=settings.default_locale,
+        )
+    return service
+
+
+def _configured_adapters(ctx: AdapterContext) -> tuple[list[ChatPlatform], list[PlatformStatus]]:
+    adapters: list[ChatPlatform] = []
+    statuses: list[PlatformStatus] = []
+    for factory in _platform_factories:
+        name = str(factory.platform).capitalize()
+        if not factory.enabled(ctx.settings):
+            statuses.append(
+                PlatformStatus(factory.platform, False, f"not connected — {factory.how_to_connect}")
+            )
+        elif factory.build is None:
+            statuses.append(
+                PlatformStatus(
+                    factory.platform, False, f"configured, but this build has no {name} adapter yet"
+                )
+            )
+            log.warning("platform configured without an adapter", extra={"platform": str(factory.platform)})
+        else:
+            adapters.append(factory.build(ctx))
+            statuses.append(PlatformStatus(factory.platform, True, "connected"))
+    return adapters, statuses

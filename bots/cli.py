@@ -1,0 +1,191 @@
+"""``spaces`` — the command line: run | web | worker | migrate | doctor.
+
+    spaces              same as `spaces run`: web + worker (+ the console on a terminal), SQLite by default
+    spaces web          the web app only (Procfile `web:`)
+    spaces worker       the delivery engine only (Procfile `worker:`)
+    spaces migrate      alembic upgrade head on DATABASE_URL (Procfile `release:`)
+    spaces doctor       check the configuration, the database, ffmpeg and each platform's settings
+
+run/web/worker migrate an embedded SQLite database themselves (it must just work); on PostgreSQL they refuse
+to start on a schema that is behind — migrations there are a deliberate release step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from config.settings import Settings, explain
+
+log = logging.getLogger("bots.cli")
+
+COMMANDS = ("run", "web", "worker", "migrate", "doctor")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spaces",
+        description="Scheduled live audio rooms for Discord, Telegram and Slack. Configured by environment "
+        "variables (see config/example.env; a .env file in the working directory is read too).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="{run,web,worker,migrate,doctor}")
+    run = sub.add_parser("run", help="web + worker in one process, plus the console on a terminal (default)")
+    run.add_argument("--no-console", action="store_true", help="never start the console, even on a terminal")
+    sub.add_parser("web", help="serve the web app only (webhooks, pages, /healthz, /metrics)")
+    sub.add_parser("worker", help="deliver reminders and notices only")
+    sub.add_parser("migrate", help="upgrade the database schema to this version (alembic upgrade head)")
+    sub.add_parser("doctor", help="check configuration, database, ffmpeg and platform settings")
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    args = make_parser().parse_args(argv)
+    if args.command is None:
+        args.command = "run"
+        args.no_console = False
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.command == "doctor":
+        from bots.doctor import run_doctor  # only the doctor needs it
+
+        configure_logging("WARNING")
+        return asyncio.run(run_doctor())  # reports an invalid configuration itself, as failed checks
+    try:
+        settings = Settings.from_env()
+    except Exception as e:  # pydantic.ValidationError: say which variable, in plain words
+        _err("The configuration is not valid:")
+        for line in explain(e):
+            _err(f"  - {line}")
+        _err("See config/example.env for every variable.")
+        return 2
+    configure_logging(settings.log_level)
+    if args.command == "migrate":
+        return asyncio.run(_migrate(settings))
+    console = args.command == "run" and not getattr(args, "no_console", False) and _is_tty(sys.stdin)
+    return asyncio.run(_serve(settings, args.command, console))
+
+
+# ---------------------------------------------------------------------------------------------- commands
+
+
+async def _migrate(settings: Settings) -> int:
+    from bots.app import display_url
+    from storage import migrate  # keep `spaces --help` fast
+
+    before = await migrate.current(settings.database_url)
+    await migrate.upgrade(settings.database_url)
+    after = await migrate.current(settings.database_url)
+    print(f"database {display_url(settings.database_url)}: {before or 'empty'} → {after}")
+    return 0
+
+
+async def prepare_database(settings: Settings) -> str | None:
+    """Migrate SQLite; on PostgreSQL only check. Returns a message for the user when we must not start."""
+    from storage import migrate
+
+    if settings.is_sqlite:
+        await migrate.upgrade(settings.database_url)
+        return None
+    current, head = await migrate.current(settings.database_url), migrate.head()
+    if current == head:
+        return None
+    return (
+        f"The database schema is at {current or 'nothing (empty database)'}, this version needs {head}.\n"
+        "Run `spaces migrate` first (on Heroku the Procfile's release phase does it on every deploy)."
+    )
+
+
+async def _serve(settings: Settings, command: str, console: bool) -> int:
+    from bots.app import Role, build, display_url
+    from bots.console.repl import ConsoleIO
+
+    try:
+        problem = await prepare_database(settings)
+    except Exception as e:
+        _err(f"Cannot open the database {display_url(settings.database_url)}: {e}")
+        _err("Check DATABASE_URL, or run `spaces doctor`.")
+        return 1
+    if problem is not None:
+        _err(problem)
+        return 1
+    io = ConsoleIO(sys.stdin, sys.stdout) if console else None
+    service = await build(settings, role=Role(command), console_io=io)
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, service.request_stop)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError):  # not the main thread, or Windows
+            pass
+    try:
+        try:
+            await service.start()
+        except Exception as e:  # a port in use, a platform refusing its token …
+            log.error("start-up failed", exc_info=not isinstance(e, OSError))
+            _err(f"Cannot start: {e}")
+            return 1
+        await service.wait()
+        log.info("shutting down")
+    finally:
+        await service.stop()
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+class KeyValueFormatter(logging.Formatter):
+    """``time level logger message key=value …``: the ``extra={...}`` fields (space_id, delivery_id, key)
+    are appended, so a grep for ``space_id=abc`` finds a Space's whole story."""
+
+    _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        base = super().format(record)
+        extras = {k: v for k, v in vars(record).items() if k not in self._STANDARD}
+        if not extras:
+            return base
+        pairs = " ".join(f"{k}={_kv(v)}" for k, v in sorted(extras.items()))
+        head, sep, tail = base.partition("\n")  # keep tracebacks after the key=values
+        return f"{head} {pairs}{sep}{tail}"
+
+
+def _kv(value: Any) -> str:
+    text = str(value)
+    return repr(text) if (not text or any(c.isspace() or c in "\"'=" for c in text)) else text
+
+
+def configure_logging(level: str, stream: TextIO | None = None) -> None:
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(KeyValueFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("apscheduler", "aiohttp.access", "alembic"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+def _is_tty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _err(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

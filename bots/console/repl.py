@@ -1,0 +1,228 @@
+"""The console REPL: reads command lines and drives the SpaceService as if they came from a chat platform.
+
+Input is read by a daemon thread (a blocking ``readline`` must neither block the event loop nor keep the
+process alive at exit), handed to the loop line by line; parsing is :mod:`bots.console.translate` (pure).
+Everyone typing shares one chat, ``#main``; ``/as alice`` switches who is acting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from bots.console import translate as tr
+from bots.console.adapter import ConsolePlatform
+from core.commands import (
+    CancelSpace,
+    EndSpace,
+    RescheduleSpace,
+    ScheduleSpace,
+    StartSpace,
+    Subscribe,
+    Unsubscribe,
+)
+from core.errors import UserError
+from core.models import Space
+from core.ports import Links
+from core.refs import ChatRef, Platform, UserRef
+from core.rules import Actor
+from core.services.spaces import SpaceService
+from core.texts import pick_locale, t
+from core.timeparse import check_zone, format_local
+
+log = logging.getLogger(__name__)
+
+MAIN_CHAT = ChatRef(Platform.CONSOLE, "main")
+HOST_NAME = "you"
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleIO:
+    """Where the console reads commands and prints what the service sends."""
+
+    input: TextIO
+    output: TextIO
+    color: bool | None = None  # None: colours when output is a terminal
+
+
+@dataclass(slots=True)
+class _Person:
+    name: str
+    locale: str
+    tz: str | None = None
+    moderator: bool = False
+
+
+@dataclass(slots=True)
+class _State:
+    default_locale: str
+    acting: str = HOST_NAME
+    people: dict[str, _Person] = field(default_factory=dict)
+
+    def person(self, name: str | None = None) -> _Person:
+        name = name or self.acting
+        if name not in self.people:
+            self.people[name] = _Person(name, self.default_locale)
+        return self.people[name]
+
+
+class ConsoleRepl:
+    def __init__(
+        self,
+        spaces: SpaceService,
+        platform: ConsolePlatform,
+        links: Links,
+        *,
+        on_quit: Callable[[], None] = lambda: None,
+        default_locale: str = "en",
+        chat: ChatRef = MAIN_CHAT,
+    ) -> None:
+        self._spaces = spaces
+        self._platform = platform
+        self._links = links
+        self._on_quit = on_quit
+        self._chat = chat
+        self._state = _State(pick_locale(default_locale))
+
+    # ------------------------------------------------------------------ reading
+
+    async def run(self, stream: TextIO) -> None:
+        """Handle lines from ``stream`` until /quit or end of input; both call ``on_quit``."""
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+
+        def reader() -> None:
+            try:
+                while True:
+                    line = stream.readline()
+                    if not line:
+                        break
+                    loop.call_soon_threadsafe(queue.put_nowait, line)
+            except (OSError, ValueError, RuntimeError):  # closed stream, or the loop closed under us
+                pass
+            finally:
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(queue.put_nowait, None)
+
+        threading.Thread(target=reader, name="console-input", daemon=True).start()
+        while True:
+            line = await queue.get()
+            if line is None or not await self.handle(line):
+                break
+        self._on_quit()
+
+    def greet(self) -> None:
+        self._say(
+            'Console ready — you are "you", the host, in #main. Try:\n'
+            "  /space schedule in 1 hour Weekly AMA\n"
+            "then /as alice and /subscribe <id>, and /as you and /start <id>. /help lists everything.\n"
+            "To reach a real community, set DISCORD_BOT_TOKEN, TELEGRAM_BOT_TOKEN or SLACK_BOT_TOKEN (see\n"
+            "config/example.env and README.md) and restart; `spaces doctor` checks the settings."
+        )
+
+    # ------------------------------------------------------------------ one line
+
+    async def handle(self, line: str) -> bool:
+        """Execute one line. Returns False when the console should stop (/quit)."""
+        cmd = tr.parse(line)
+        me = self._state.person()
+        try:
+            return await self._execute(cmd, me)
+        except UserError as e:
+            self._say(t(me.locale, e.key, **e.params))
+        except Exception:
+            log.exception("console command failed", extra={"line": line.strip()[:200]})
+            self._say("Something went wrong on our side (see the log); the command was not completed.")
+        return True
+
+    async def _execute(self, cmd: tr.Command, me: _Person) -> bool:
+        if isinstance(cmd, tr.Empty):
+            return True
+        if isinstance(cmd, tr.Problem):
+            self._say(cmd.message)
+        elif isinstance(cmd, tr.Help):
+            self._say(tr.HELP)
+        elif isinstance(cmd, tr.Quit):
+            self._say("Bye.")
+            return False
+        elif isinstance(cmd, tr.ActAs):
+            self._state.acting = cmd.name
+            if cmd.name == HOST_NAME:
+                self._say(f'You are "{HOST_NAME}" again, the host.')
+            else:
+                self._say(f"You are now {cmd.name}, a listener. /as {HOST_NAME} to switch back.")
+        elif isinstance(cmd, tr.SetModerator):
+            me.moderator = cmd.on
+            self._say(f"{me.name} is {'now' if cmd.on else 'no longer'} a moderator of #{self._chat.id}.")
+        elif isinstance(cmd, tr.SetZone):
+            me.tz = check_zone(cmd.zone)
+            self._say(f"Time zone for {me.name}: {me.tz}")
+        elif isinstance(cmd, tr.SetLanguage):
+            me.locale = cmd.locale
+            self._say(f"Language for {me.name}: {cmd.locale}")
+        else:
+            await self._space_command(cmd, me)
+        return True
+
+    async def _space_command(self, cmd: tr.Command, me: _Person) -> None:
+        user = UserRef(Platform.CONSOLE, me.name)
+        actor = Actor(user, is_moderator=me.moderator, locale=me.locale, tz=me.tz)
+        loc = me.locale
+        if isinstance(cmd, tr.Schedule):
+            # an empty title: the service splits "<when> <title>" once it knows the zone to read it in
+            space = await self._spaces.schedule(
+                ScheduleSpace(actor=actor, chat=self._chat, title="", when_text=cmd.text, tz=me.tz)
+            )
+            self._say(
+                t(
+                    loc,
+                    "reply.scheduled",
+                    title=space.title,
+                    when=self._when(space, loc),
+                    link=self._links.space(space.id),
+                )
+            )
+            self._say(f"  id {space.id} — /as alice then /subscribe {space.id} to get its reminders")
+        elif isinstance(cmd, tr.ListSpaces):
+            found = await self._spaces.upcoming(self._chat)
+            if not found:
+                self._say(t(loc, "reply.no_spaces"))
+            for s in found:
+                status = t(loc, f"status.{s.status.value}")
+                self._say(f"  {s.id}  {self._when(s, loc)}  {s.title}  [{status}]")
+        elif isinstance(cmd, tr.SubscribeTo):
+            res = await self._spaces.subscribe(Subscribe(user, cmd.space_id, via_chat=self._chat, locale=loc))
+            key = "reply.subscribed" if res.changed else "reply.already_subscribed"
+            self._say(t(loc, key, title=res.space.title))
+        elif isinstance(cmd, tr.UnsubscribeFrom):
+            res = await self._spaces.unsubscribe(Unsubscribe(user, cmd.space_id))
+            key = "reply.unsubscribed" if res.changed else "reply.not_subscribed"
+            self._say(t(loc, key, title=res.space.title))
+        elif isinstance(cmd, tr.Start):
+            started = await self._spaces.start(StartSpace(actor, cmd.space_id))
+            self._say(t(loc, "reply.started", title=started.space.title, count=started.notified))
+        elif isinstance(cmd, tr.End):
+            space = await self._spaces.end(EndSpace(actor, cmd.space_id))
+            self._say(t(loc, "reply.ended", title=space.title))
+        elif isinstance(cmd, tr.Cancel):
+            space = await self._spaces.cancel(CancelSpace(actor, cmd.space_id))
+            self._say(t(loc, "reply.cancelled", title=space.title))
+        elif isinstance(cmd, tr.Reschedule):
+            space = await self._spaces.reschedule(
+                RescheduleSpace(actor, cmd.space_id, cmd.when_text, tz=me.tz)
+            )
+            self._say(t(loc, "reply.rescheduled", title=space.title, when=self._when(space, loc)))
+
+    # ------------------------------------------------------------------ helpers
+
+    @staticmethod
+    def _when(space: Space, locale: str) -> str:
+        return format_local(space.starts_at, space.tz, locale)
+
+    def _say(self, text: str) -> None:
+        self._platform.say(text)

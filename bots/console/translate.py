@@ -1,0 +1,194 @@
+"""Console input → command, pure: a line of text in, a dataclass out (or a Problem explaining the syntax).
+
+No core calls here, so every parse is a one-line unit test; :mod:`bots.console.repl` executes the result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+HELP = """\
+Commands (ids are the 10-character codes shown on cards):
+  /space schedule <when> <title>   schedule a Space, e.g. /space schedule tomorrow 20:00 Weekly AMA
+  /spaces                          list upcoming Spaces in this chat
+  /subscribe <id>                  get a DM when it starts      /unsubscribe <id>
+  /start <id>   /end <id>          go live / finish (host or moderator)
+  /cancel <id>                     cancel a scheduled Space
+  /reschedule <id> <when>          move it, e.g. /reschedule abcd234567 friday 18:00
+  /as <name>                       act as someone else (you are "you", the host; try /as alice)
+  /mod on|off                      give the acting user moderator rights
+  /tz <zone>                       your time zone, e.g. /tz Europe/Paris
+  /lang en|fr                      your language
+  /help                            this text              /quit   stop the service"""
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    text: str  # "<when> <title>", split by core.timeparse.split_when_and_title
+
+
+@dataclass(frozen=True, slots=True)
+class ListSpaces:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class SubscribeTo:
+    space_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class UnsubscribeFrom:
+    space_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    space_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class End:
+    space_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    space_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reschedule:
+    space_id: str
+    when_text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ActAs:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetModerator:
+    on: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SetZone:
+    zone: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetLanguage:
+    locale: str
+
+
+@dataclass(frozen=True, slots=True)
+class Help:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Quit:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Empty:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """The line could not be understood; ``message`` says how to write it."""
+
+    message: str
+
+
+Command = (
+    Schedule
+    | ListSpaces
+    | SubscribeTo
+    | UnsubscribeFrom
+    | Start
+    | End
+    | Cancel
+    | Reschedule
+    | ActAs
+    | SetModerator
+    | SetZone
+    | SetLanguage
+    | Help
+    | Quit
+    | Empty
+    | Problem
+)
+
+_ID_COMMANDS: dict[str, type[SubscribeTo | UnsubscribeFrom | Start | End | Cancel]] = {
+    "subscribe": SubscribeTo,
+    "sub": SubscribeTo,
+    "unsubscribe": UnsubscribeFrom,
+    "unsub": UnsubscribeFrom,
+    "start": Start,
+    "end": End,
+    "cancel": Cancel,
+}
+_LANGS = ("en", "fr")
+_NAME_MAX = 32
+
+
+def parse(line: str) -> Command:
+    """One console line → one command. Never raises."""
+    text = line.strip()
+    if not text:
+        return Empty()
+    if not text.startswith("/"):
+        return Problem("Commands start with '/'. Type /help to see them.")
+    head, _, rest = text[1:].partition(" ")
+    verb = head.lower()
+    rest = rest.strip()
+    if verb == "space":
+        sub, _, args = rest.partition(" ")
+        if sub.lower() != "schedule":
+            return Problem(
+                "Usage: /space schedule <when> <title>, e.g. /space schedule tomorrow 20:00 Weekly AMA"
+            )
+        if not args.strip():
+            return Problem("Say when and what: /space schedule tomorrow 20:00 Weekly AMA")
+        return Schedule(args.strip())
+    if verb == "spaces":
+        return ListSpaces()
+    if verb in _ID_COMMANDS:
+        space_id = rest.split(" ", 1)[0] if rest else ""
+        if not space_id:
+            return Problem(f"Which Space? Usage: /{verb} <id> (see /spaces for ids)")
+        return _ID_COMMANDS[verb](space_id)
+    if verb == "reschedule":
+        space_id, _, when = rest.partition(" ")
+        if not space_id or not when.strip():
+            return Problem("Usage: /reschedule <id> <when>, e.g. /reschedule abcd234567 friday 18:00")
+        return Reschedule(space_id, when.strip())
+    if verb == "as":
+        name = rest.split(" ", 1)[0].lstrip("@") if rest else ""
+        if not name or len(name) > _NAME_MAX or not all(c.isalnum() or c in "_-." for c in name):
+            return Problem("Usage: /as <name> — letters, digits, '_', '-' or '.', e.g. /as alice")
+        return ActAs(name.lower())
+    if verb == "mod":
+        flag = rest.lower()
+        if flag not in ("on", "off"):
+            return Problem("Usage: /mod on  or  /mod off")
+        return SetModerator(flag == "on")
+    if verb == "tz":
+        if not rest or " " in rest:
+            return Problem("Usage: /tz <IANA zone>, e.g. /tz Europe/Paris")
+        return SetZone(rest)
+    if verb in ("lang", "language"):
+        loc = rest.lower()
+        if loc not in _LANGS:
+            return Problem(f"Usage: /lang {'|'.join(_LANGS)}")
+        return SetLanguage(loc)
+    if verb in ("help", "?"):
+        return Help()
+    if verb in ("quit", "exit"):
+        return Quit()
+    return Problem(f"I don't know /{head}. Type /help to see the commands.")

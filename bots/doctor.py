@@ -1,0 +1,377 @@
+"""``spaces doctor``: is this installation ready? One line per check, in plain words, exit 1 on any failure.
+
+Checks, in order: configuration, database (reachable, migrated), ffmpeg (runs, has libopus), the public URL,
+and each configured platform's settings (token shapes, companions). No network calls to the platforms: a
+token of the right shape may still be revoked — the platform's own error at start-up says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import TextIO
+from urllib.parse import urlsplit
+
+from config.settings import TELEGRAM_SECRET_RE, Settings, explain
+
+
+class Status(StrEnum):
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "fail"
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    status: Status
+    message: str
+
+    @property
+    def failed(self) -> bool:
+        return self.status is Status.FAIL
+
+
+TELEGRAM_TOKEN_RE = re.compile(r"\d+:[\w-]{30,}")
+DISCORD_KEY_RE = re.compile(r"[0-9a-fA-F]{64}")
+DISCORD_APP_ID_RE = re.compile(r"\d{15,22}")
+FFMPEG_TIMEOUT = 15.0
+_LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "0.0.0.0")
+
+
+async def diagnose(settings: Settings, *, database: bool = True, ffmpeg: bool = True) -> list[Check]:
+    """Every check for ``settings`` (already valid: :func:`check_environment` covers an invalid one)."""
+    checks = [Check("configuration", Status.OK, "all variables are valid")]
+    if database:
+        checks.append(await check_database(settings))
+    if ffmpeg:
+        checks += await check_ffmpeg(settings)
+    checks += check_public_url(settings)
+    checks += check_platforms(settings)
+    return checks
+
+
+def check_environment(environ: Mapping[str, str] | None = None) -> tuple[Settings | None, list[Check]]:
+    """Read the settings; an invalid configuration becomes one failed check per problem."""
+    try:
+        return Settings.from_env(environ), []
+    except Exception as e:
+        return None, [Check("configuration", Status.FAIL, line) for line in explain(e)]
+
+
+# ---------------------------------------------------------------------------------------------- database
+
+
+async def check_database(settings: Settings) -> Check:
+    from sqlalchemy import text  # the doctor is the only user
+
+    from bots.app import display_url
+    from storage import migrate
+    from storage.db import make_engine
+
+    shown = display_url(settings.database_url)
+    missing = _missing_sqlite_dir(settings)
+    if missing is not None:
+        # say it plainly (and don't let aiosqlite fail in its thread): SQLite creates the file, not the folder
+        return Check(
+            "database",
+            Status.FAIL,
+            f"cannot open {shown}: the folder {missing} does not exist — create it or change DATABASE_URL",
+        )
+    engine = make_engine(settings.database_url)
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception as e:
+        return Check(
+            "database", Status.FAIL, f"cannot connect to {shown}: {_first_line(e)} — check DATABASE_URL"
+        )
+    finally:
+        await engine.dispose()
+    try:
+        current, head = await migrate.current(settings.database_url), migrate.head()
+    except Exception as e:
+        return Check(
+            "database", Status.FAIL, f"{shown} is reachable but its schema can't be read: {_first_line(e)}"
+        )
+    if current == head:
+        return Check("database", Status.OK, f"{shown} is reachable and migrated ({head})")
+    fix = (
+        "`spaces run` migrates SQLite by itself; or run `spaces migrate`"
+        if settings.is_sqlite
+        else "run `spaces migrate` (the Procfile release phase does it on deploy)"
+    )
+    status = Status.WARN if settings.is_sqlite else Status.FAIL
+    return Check(
+        "database", status, f"{shown} is at {current or 'no schema yet'}, this version needs {head}: {fix}"
+    )
+
+
+def _missing_sqlite_dir(settings: Settings) -> Path | None:
+    if not settings.is_sqlite:
+        return None
+    from sqlalchemy.engine import make_url
+
+    database = make_url(settings.database_url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    folder = Path(database).expanduser().parent
+    return None if folder.is_dir() else folder
+
+
+# ---------------------------------------------------------------------------------------------- ffmpeg
+
+
+async def check_ffmpeg(settings: Settings) -> list[Check]:
+    try:
+        exe = settings.ffmpeg_path()
+    except Exception as e:
+        return [
+            Check(
+                "ffmpeg", Status.FAIL, f"no ffmpeg found ({_first_line(e)}) — set SPACES_FFMPEG to its path"
+            )
+        ]
+    code, out = await _run(exe, "-hide_banner", "-version")
+    if code is None or code != 0:
+        return [
+            Check(
+                "ffmpeg", Status.FAIL, f"{exe} does not run ({out}) — set SPACES_FFMPEG to a working ffmpeg"
+            )
+        ]
+    version = out.splitlines()[0].split(" Copyright", 1)[0] if out else "ffmpeg"
+    checks = [Check("ffmpeg", Status.OK, f"{version} ({exe})")]
+    code, out = await _run(exe, "-hide_banner", "-encoders")
+    if code == 0 and "libopus" in out:
+        checks.append(Check("opus", Status.OK, "ffmpeg can encode Opus (libopus), as Discord voice needs"))
+    else:
+        checks.append(
+            Check(
+                "opus",
+                Status.FAIL,
+                f"{exe} has no libopus encoder: Discord voice needs it — use "
+                "the ffmpeg shipped with imageio-ffmpeg (unset SPACES_FFMPEG) or a build with libopus",
+            )
+        )
+    return checks
+
+
+async def _run(*cmd: str) -> tuple[int | None, str]:
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *cmd,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+    except OSError as e:
+        return None, e.strerror or str(e)
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), FFMPEG_TIMEOUT)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return None, f"no answer within {FFMPEG_TIMEOUT:g} s"
+    return proc.returncode, out.decode(errors="replace")
+
+
+# ---------------------------------------------------------------------------------------------- public URL
+
+
+def check_public_url(settings: Settings) -> list[Check]:
+    url = settings.public_url
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return [
+            Check(
+                "public url", Status.FAIL, f"SPACES_PUBLIC_URL must be an absolute http(s) URL, got {url!r}"
+            )
+        ]
+    local = parts.hostname in _LOCAL_HOSTS or parts.hostname.endswith(".localhost")
+    if local and settings.webhook_mode:
+        return [
+            Check(
+                "public url",
+                Status.WARN,
+                f"{url} is local, but a platform is set to call us by webhook — "
+                "set SPACES_PUBLIC_URL to the address the internet reaches (https://…)",
+            )
+        ]
+    if parts.scheme == "http" and not local and settings.webhook_mode:
+        return [
+            Check("public url", Status.WARN, f"{url} is plain http: platforms send webhooks to https only")
+        ]
+    return [Check("public url", Status.OK, f"Space links point at {url}/s/<id>")]
+
+
+# ---------------------------------------------------------------------------------------------- platforms
+
+
+def check_platforms(settings: Settings) -> list[Check]:
+    checks: list[Check] = []
+    checks += _discord(settings)
+    checks += _telegram(settings)
+    checks += _slack(settings)
+    if not (settings.discord_enabled or settings.telegram_enabled or settings.slack_enabled):
+        checks.append(
+            Check(
+                "platforms",
+                Status.WARN,
+                "no platform configured: only the console works — set "
+                "DISCORD_BOT_TOKEN, TELEGRAM_BOT_TOKEN or SLACK_BOT_TOKEN (see README)",
+            )
+        )
+    return checks
+
+
+def _secret(value: object) -> str:
+    getter = getattr(value, "get_secret_value", None)
+    return str(getter()) if callable(getter) else ""
+
+
+def _discord(s: Settings) -> list[Check]:
+    if not s.discord_enabled:
+        if s.discord_public_key or s.discord_application_id:
+            return [
+                Check(
+                    "discord",
+                    Status.FAIL,
+                    "DISCORD_PUBLIC_KEY/DISCORD_APPLICATION_ID are set but "
+                    "DISCORD_BOT_TOKEN is not: add the bot token (Developer Portal → Bot → Reset Token)",
+                )
+            ]
+        return []
+    problems: list[str] = []
+    token = _secret(s.discord_bot_token).strip()
+    if token.lower().startswith("bot ") or any(c.isspace() for c in token) or token.count(".") != 2:
+        problems.append(
+            "DISCORD_BOT_TOKEN doesn't look like a bot token: paste it as the Developer Portal's "
+            "Bot page shows it (three dot-separated parts, no 'Bot ' prefix, not the client secret)"
+        )
+    if s.discord_public_key is not None and not DISCORD_KEY_RE.fullmatch(s.discord_public_key.strip()):
+        problems.append(
+            "DISCORD_PUBLIC_KEY must be the 64 hexadecimal characters shown on the app's General "
+            "Information page"
+        )
+    if s.discord_application_id is not None and not DISCORD_APP_ID_RE.fullmatch(
+        s.discord_application_id.strip()
+    ):
+        problems.append("DISCORD_APPLICATION_ID must be the numeric Application ID (General Information)")
+    return _platform_checks("discord", problems, "token, public key and application id look right")
+
+
+def _telegram(s: Settings) -> list[Check]:
+    if not s.telegram_enabled:
+        if s.telegram_webhook_secret is not None:
+            return [
+                Check(
+                    "telegram",
+                    Status.FAIL,
+                    "TELEGRAM_WEBHOOK_SECRET is set but TELEGRAM_BOT_TOKEN is not: "
+                    "add the token @BotFather gave you",
+                )
+            ]
+        return []
+    problems: list[str] = []
+    if not TELEGRAM_TOKEN_RE.fullmatch(_secret(s.telegram_bot_token).strip()):
+        problems.append(
+            "TELEGRAM_BOT_TOKEN doesn't look like a bot token (digits, a colon, then 30+ letters, "
+            "digits, - or _), as @BotFather gives it"
+        )
+    if s.telegram_mode == "webhook":
+        secret = _secret(s.telegram_webhook_secret)
+        if not secret:
+            problems.append(
+                "TELEGRAM_MODE=webhook needs TELEGRAM_WEBHOOK_SECRET, so that only Telegram can "
+                "post updates to us"
+            )
+        elif not TELEGRAM_SECRET_RE.fullmatch(secret):
+            problems.append(
+                "TELEGRAM_WEBHOOK_SECRET must be 1–256 characters of A-Z, a-z, 0-9, _ and - "
+                "(Telegram's rule for secret_token)"
+            )
+    api = urlsplit(s.telegram_api_base)
+    if api.scheme not in ("http", "https") or not api.hostname:
+        problems.append(f"TELEGRAM_API_BASE must be an http(s) URL, got {s.telegram_api_base!r}")
+    mode = f"{s.telegram_mode} mode"
+    return _platform_checks("telegram", problems, f"token looks right ({mode})")
+
+
+def _slack(s: Settings) -> list[Check]:
+    if not s.slack_enabled:
+        if s.slack_signing_secret is not None or s.slack_app_token is not None:
+            return [
+                Check(
+                    "slack",
+                    Status.FAIL,
+                    "SLACK_SIGNING_SECRET/SLACK_APP_TOKEN are set but SLACK_BOT_TOKEN "
+                    "is not: add the Bot User OAuth Token (xoxb-…) from OAuth & Permissions",
+                )
+            ]
+        return []
+    problems: list[str] = []
+    if not _secret(s.slack_bot_token).startswith("xoxb-"):
+        problems.append("SLACK_BOT_TOKEN must be the Bot User OAuth Token, starting with xoxb-")
+    app_token = _secret(s.slack_app_token)
+    if s.slack_app_token is not None and not app_token.startswith("xapp-"):
+        problems.append(
+            "SLACK_APP_TOKEN must be an app-level token starting with xapp- (Basic Information → "
+            "App-Level Tokens, scope connections:write)"
+        )
+    signing = _secret(s.slack_signing_secret)
+    if not signing:
+        problems.append(
+            "SLACK_SIGNING_SECRET is missing (Basic Information → Signing Secret): without it we "
+            "cannot tell Slack's requests from forged ones"
+        )
+    how = "Socket Mode" if s.slack_app_token is not None else "HTTP events"
+    return _platform_checks("slack", problems, f"tokens look right ({how})")
+
+
+def _platform_checks(name: str, problems: list[str], ok: str) -> list[Check]:
+    if not problems:
+        return [Check(name, Status.OK, ok)]
+    return [Check(name, Status.FAIL, p) for p in problems]
+
+
+# ---------------------------------------------------------------------------------------------- output
+
+
+def format_checks(checks: list[Check]) -> list[str]:
+    mark = {Status.OK: "✓", Status.WARN: "!", Status.FAIL: "✗"}
+    width = max((len(c.name) for c in checks), default=0)
+    lines = [f"{mark[c.status]} {c.name:<{width}}  {c.message}" for c in checks]
+    failed = sum(c.failed for c in checks)
+    warned = sum(c.status is Status.WARN for c in checks)
+    if failed:
+        lines.append(
+            f"{failed} problem{'s' if failed != 1 else ''} to fix"
+            + (f", {warned} warning(s)" if warned else "")
+        )
+    else:
+        lines.append(
+            "All good" + (f" ({warned} warning{'s' if warned != 1 else ''})" if warned else "") + "."
+        )
+    return lines
+
+
+async def run_doctor(settings: Settings | None = None, *, out: TextIO | None = None) -> int:
+    """Print every check; 1 if any failed, else 0."""
+    out = out or sys.stdout
+    if settings is None:
+        settings, checks = check_environment()
+    else:
+        checks = []
+    if settings is not None:
+        checks = await diagnose(settings)
+    out.write("\n".join(format_checks(checks)) + "\n")
+    return 1 if any(c.failed for c in checks) else 0
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip() or type(e).__name__
+    return text.splitlines()[0][:300]

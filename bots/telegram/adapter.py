@@ -1,0 +1,278 @@
+"""The Telegram adapter: lifecycle (polling or webhook), sending, and error mapping onto the core's errors.
+
+Sending is paced by the engine's shared budget (not PTB's AIORateLimiter, which would pace a second time and
+knows nothing of other processes); Telegram's ``retry_after`` comes back to the engine as RateLimited.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from aiohttp import web
+from telegram import BotCommand, LinkPreviewOptions, Message, Update
+from telegram.constants import ParseMode
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
+from telegram.ext import Application, ApplicationBuilder
+
+from bots.telegram.handlers import Handlers
+from bots.telegram.render import Rendered, render, render_mentions
+from core.errors import ChatUnavailable, RateLimited, RecipientUnreachable, TransientError
+from core.notices import Notice
+from core.ports import Clock, Links
+from core.refs import ChatRef, MessageRef, Platform, UserRef
+from core.services.manage import ManageService
+from core.services.profiles import ProfileService
+from core.services.spaces import SpaceService
+from core.texts import t
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_PATH = "/telegram/webhook"
+ALLOWED_UPDATES = ["message", "callback_query", "my_chat_member"]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class TelegramConfig:
+    token: str
+    mode: str = "polling"  # or "webhook"
+    webhook_secret: str | None = None
+    public_url: str = ""
+    api_base: str = "https://api.telegram.org/bot"
+    file_base: str = "https://api.telegram.org/file/bot"
+    poll_timeout: float = 10.0  # long-polling hold, seconds
+
+
+class TelegramPlatform:
+    """core.ports.ChatPlatform for Telegram; also contributes the webhook route to the web app."""
+
+    platform = Platform.TELEGRAM
+
+    def __init__(
+        self,
+        config: TelegramConfig,
+        *,
+        spaces: SpaceService,
+        profiles: ProfileService,
+        links: Links,
+        clock: Clock,
+        receive: bool = True,
+    ) -> None:
+        self.config = config
+        self._receive = receive  # False in worker-only processes: they send, the web process receives
+        self._handlers = Handlers(
+            self,
+            spaces=spaces,
+            manage=ManageService(spaces, links),
+            profiles=profiles,
+            links=links,
+            clock=clock,
+        )
+        self._app: Application[Any, Any, Any, Any, Any, Any] | None = None
+        self._recent_updates: OrderedDict[int, None] = OrderedDict()
+        self.username = ""
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def app(self) -> Application[Any, Any, Any, Any, Any, Any]:
+        if self._app is None:
+            raise RuntimeError("TelegramPlatform.start() has not run")
+        return self._app
+
+    def web_routes(self) -> Sequence[tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]]:
+        if self._receive and self.config.mode == "webhook":
+            return [("POST", WEBHOOK_PATH, self._on_webhook)]
+        return []
+
+    async def start(self) -> None:
+        builder = (
+            ApplicationBuilder()
+            .token(self.config.token)
+            .base_url(self.config.api_base)
+            .base_file_url(self.config.file_base)
+            .job_queue(None)  # scheduling belongs to the core (PLATFORMS.md: don't use PTB's JobQueue)
+            .concurrent_updates(True)
+        )
+        if not (self._receive and self.config.mode == "polling"):
+            builder = builder.updater(None)
+        app = builder.build()
+        self._handlers.register(app)
+        await app.initialize()  # getMe
+        self._app = app
+        self.username = app.bot.username
+        if not self._receive:
+            return
+        await app.bot.set_my_commands([BotCommand(c, d) for c, d in self._handlers.command_menu("en")])
+        await app.bot.set_my_commands(
+            [BotCommand(c, d) for c, d in self._handlers.command_menu("fr")], language_code="fr"
+        )
+        await app.start()
+        if self.config.mode == "webhook":
+            url = f"{self.config.public_url.rstrip('/')}{WEBHOOK_PATH}"
+            await app.bot.set_webhook(
+                url,
+                secret_token=self.config.webhook_secret,
+                allowed_updates=ALLOWED_UPDATES,
+                drop_pending_updates=False,
+            )
+            log.info("telegram webhook set", extra={"url": url})
+        else:
+            assert app.updater is not None
+            await app.bot.delete_webhook()
+            await app.updater.start_polling(
+                poll_interval=0.0,
+                timeout=timedelta(seconds=self.config.poll_timeout),
+                allowed_updates=ALLOWED_UPDATES,
+            )
+            log.info("telegram long polling started", extra={"bot": self.username})
+
+    async def stop(self) -> None:
+        app, self._app = self._app, None
+        if app is None:
+            return
+        with contextlib.suppress(Exception):
+            if app.updater is not None and app.updater.running:
+                await app.updater.stop()
+        with contextlib.suppress(Exception):
+            if app.running:
+                await app.stop()
+        with contextlib.suppress(Exception):
+            await app.shutdown()
+
+    # ------------------------------------------------------------------ webhook
+
+    async def _on_webhook(self, request: web.Request) -> web.StreamResponse:
+        secret = self.config.webhook_secret or ""
+        got = request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")
+        # constant time: the secret is the only thing between the internet and our command handlers
+        if not secret or not hmac.compare_digest(got.encode(), secret.encode()):
+            return web.Response(status=403, text="forbidden")
+        try:
+            data = json.loads(await request.read())
+        except (ValueError, UnicodeDecodeError):
+            return web.Response(status=400, text="not JSON")
+        update_id = data.get("update_id") if isinstance(data, dict) else None
+        if not isinstance(update_id, int):
+            return web.Response(status=400, text="no update_id")
+        if update_id in self._recent_updates:  # Telegram retried an update we already took
+            return web.Response(status=200)
+        self._recent_updates[update_id] = None
+        if len(self._recent_updates) > 10_000:
+            self._recent_updates.popitem(last=False)
+        try:
+            update = Update.de_json(data, self.app.bot)
+        except Exception:
+            log.warning("malformed telegram update ignored", extra={"update_id": update_id})
+            return web.Response(status=200)  # retrying a malformed update cannot help
+        await self.app.update_queue.put(update)
+        return web.Response(status=200)
+
+    # ------------------------------------------------------------------ sending (core.ports.ChatPlatform)
+
+    async def post(self, chat: ChatRef, notice: Notice, *, key: str) -> MessageRef:
+        msg = await self._send(int(chat.id), render(notice), to_user=False)
+        return MessageRef(Platform.TELEGRAM, chat.id, str(msg.message_id))
+
+    async def edit(self, message: MessageRef, notice: Notice) -> None:
+        r = render(notice)
+        with contextlib.suppress(_NotModified):  # the contract: an edit that changes nothing succeeds
+            await self._call(
+                self.app.bot.edit_message_text(
+                    chat_id=int(message.chat_id),
+                    message_id=int(message.id),
+                    text=r.text,
+                    parse_mode=ParseMode.HTML,
+                    reply_markup=r.markup,
+                    link_preview_options=LinkPreviewOptions(is_disabled=True),
+                ),
+                to_user=False,
+            )
+
+    async def direct(self, user: UserRef, notice: Notice, *, key: str) -> MessageRef:
+        # a private chat's id is the user's id
+        msg = await self._send(int(user.id), render(notice), to_user=True)
+        return MessageRef(Platform.TELEGRAM, user.id, str(msg.message_id))
+
+    async def mention(
+        self, chat: ChatRef, users: Mapping[UserRef, str], notice: Notice, *, key: str
+    ) -> MessageRef:
+        prefix = t(notice.locale, "notice.mention", mentions="{mentions}")
+        msg = await self._send(int(chat.id), render_mentions(users, notice, prefix), to_user=False)
+        return MessageRef(Platform.TELEGRAM, chat.id, str(msg.message_id))
+
+    async def reply(self, chat_id: int, rendered: Rendered, *, reply_to: int | None = None) -> None:
+        """An answer to someone who just wrote to us (not a delivery: no outbox, best effort)."""
+        try:
+            await self.app.bot.send_message(
+                chat_id,
+                rendered.text,
+                parse_mode=ParseMode.HTML,
+                reply_markup=rendered.markup,
+                reply_to_message_id=reply_to,
+                allow_sending_without_reply=True,
+                link_preview_options=LinkPreviewOptions(is_disabled=True),
+            )
+        except TelegramError as e:
+            log.warning("reply failed: %s", e, extra={"chat_id": chat_id})
+
+    async def _send(self, chat_id: int, r: Rendered, *, to_user: bool) -> Message:
+        return await self._call(
+            self.app.bot.send_message(
+                chat_id,
+                r.text,
+                parse_mode=ParseMode.HTML,
+                reply_markup=r.markup,
+                link_preview_options=LinkPreviewOptions(is_disabled=True),
+            ),
+            to_user=to_user,
+        )
+
+    async def _call(self, call: Awaitable[T], *, to_user: bool) -> T:
+        """Map PTB's errors onto what the engine understands."""
+        try:
+            return await call
+        except RetryAfter as e:
+            wait = e.retry_after
+            seconds = wait.total_seconds() if isinstance(wait, timedelta) else float(wait)
+            raise RateLimited(seconds, "telegram") from e
+        except Forbidden as e:  # blocked, never started, kicked from the group
+            if to_user:
+                raise RecipientUnreachable(e.message) from e
+            raise ChatUnavailable(e.message) from e
+        except BadRequest as e:
+            text = e.message.lower()
+            if "message is not modified" in text:
+                raise _NotModified() from e
+            if to_user and "chat not found" in text:
+                raise RecipientUnreachable(e.message) from e
+            # not found, no rights, or a payload Telegram refuses: retrying cannot help; dead-letter with it
+            raise ChatUnavailable(f"telegram refused: {e.message}") from e
+        except (TimedOut, NetworkError) as e:
+            raise TransientError(f"telegram: {e}") from e
+
+    # ------------------------------------------------------------------ platform queries for handlers
+
+    async def is_admin(self, chat: ChatRef, user: UserRef) -> bool:
+        """Telegram's moderators are the chat's creator and administrators; a private chat has none."""
+        chat_id = int(chat.id)
+        if chat_id > 0:
+            return False
+        try:
+            member = await self.app.bot.get_chat_member(chat_id, int(user.id))
+        except TelegramError as e:
+            log.warning("getChatMember failed: %s", e)
+            return False
+        return member.status in ("creator", "administrator")
+
+
+class _NotModified(Exception):
+    pass

@@ -1,0 +1,84 @@
+"""Core notices → Telegram messages (HTML parse mode). Pure: builds PTB objects, sends nothing.
+
+Every piece of user text is escaped for HTML (titles are user input: ``<b>``, ``&`` and ``@everyone`` must
+show as typed), and the result always fits Telegram's limits (4096 characters, 64-byte callback data).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+
+from bots.telegram.translate import share_link
+from core.notices import Action, ActionKind, Notice
+from core.refs import UserRef
+
+TEXT_LIMIT = 4096
+CALLBACK_LIMIT = 64  # bytes
+_CODE = re.compile(r"`([^`\n]+)`")
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    text: str
+    markup: InlineKeyboardMarkup | None
+
+
+def rich(text: str) -> str:
+    """Plain text from core.texts → HTML: escaped, with `code` spans kept as <code>."""
+    return _CODE.sub(lambda m: f"<code>{m.group(1)}</code>", html.escape(text, quote=False))
+
+
+def _fit(parts: list[str]) -> str:
+    """Join, dropping trailing lines rather than cutting an HTML tag in half."""
+    text = "\n".join(parts)
+    while len(text) > TEXT_LIMIT and len(parts) > 1:
+        parts = parts[:-1]
+        text = "\n".join([*parts, "…"])
+    return text[:TEXT_LIMIT]
+
+
+def _button(action: Action, title: str) -> InlineKeyboardButton:
+    if action.kind is ActionKind.URL:
+        url = share_link(action.value, title) if action.share else action.value
+        return InlineKeyboardButton(action.label, url=url)
+    data = action.value
+    if len(data.encode()) > CALLBACK_LIMIT:  # never: ids are 10 characters. Fail loudly, not at Telegram.
+        raise ValueError(f"callback data over {CALLBACK_LIMIT} bytes: {data!r}")
+    return InlineKeyboardButton(action.label, callback_data=data)
+
+
+def keyboard(notice: Notice) -> InlineKeyboardMarkup | None:
+    """Everyone's buttons on the first row, the host's (Start, End) on their own row below."""
+    if not notice.actions:
+        return None
+    public = [_button(a, notice.title) for a in notice.actions if not a.host_only]
+    host = [_button(a, notice.title) for a in notice.actions if a.host_only]
+    rows = [r for r in (public, host) if r]
+    return InlineKeyboardMarkup(rows)
+
+
+def render(notice: Notice) -> Rendered:
+    head = html.escape(f"{notice.marker} {notice.title}" if notice.marker else notice.title, quote=False)
+    parts = [f"<b>{head}</b>", *(rich(line) for line in notice.lines)]
+    return Rendered(_fit(parts), keyboard(notice))
+
+
+def mention(user_id: str, name: str) -> str:
+    return f'<a href="tg://user?id={int(user_id)}">{html.escape(name, quote=False)}</a>'
+
+
+def render_mentions(users: Mapping[UserRef, str], notice: Notice, prefix_template: str) -> Rendered:
+    """The DM fallback: ``@a, @b — I couldn't message you privately:`` then the notice."""
+    names = ", ".join(mention(u.id, n) for u, n in users.items())
+    body = render(notice)
+    intro = html.escape(prefix_template, quote=False).replace("{mentions}", names)
+    return Rendered(_fit([intro, body.text]), body.markup)
+
+
+def plain(text: str) -> Rendered:
+    return Rendered(_fit([rich(text)]), None)

@@ -1,0 +1,204 @@
+"""The aiohttp application: ``/healthz``, ``/metrics``, ``/s/{space_id}``, plus adapters' routes.
+
+Adding routes from a platform adapter: give the adapter a method
+
+    def web_routes(self) -> Sequence[tuple[str, str, Handler]]:   # (method, path, handler)
+        return [("POST", "/telegram/webhook", self._on_webhook)]
+
+(plain aiohttp types: the adapter needs nothing from this package). The composition root collects them from
+every platform that has ``web_routes`` (see :class:`ContributesRoutes`) into ``WebDeps.routes``; a path may be
+claimed once. Adapters verify their own signatures (Slack, Discord) or secret tokens (Telegram).
+
+This package talks to the core's ports only (no ``storage``): the import contracts in pyproject.toml hold it.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from core.errors import NotFound
+from core.ids import looks_like_space_id
+from core.models import Space, SpaceStatus
+from core.ports import Outbox
+from core.texts import pick_locale, t
+from core.timeparse import format_local
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+WebRoute = tuple[str, str, Handler]  # (HTTP method, path, handler)
+
+
+@runtime_checkable
+class ContributesRoutes(Protocol):
+    """A platform adapter that receives HTTP (webhooks, interactions, events)."""
+
+    def web_routes(self) -> Sequence[WebRoute]: ...
+
+
+class SpaceReader(Protocol):
+    """What the share page needs (SpaceService provides it)."""
+
+    async def get(self, space_id: str) -> Space: ...
+
+    async def subscriber_count(self, space_id: str) -> int: ...
+
+
+class WebLinks:
+    """core.ports.Links: the share page of a Space under SPACES_PUBLIC_URL."""
+
+    def __init__(self, public_url: str) -> None:
+        self.base = public_url.rstrip("/")
+
+    def space(self, space_id: str) -> str:
+        return f"{self.base}/s/{space_id}"
+
+
+@dataclass(slots=True)
+class WebDeps:
+    spaces: SpaceReader
+    outbox: Outbox
+    registry: CollectorRegistry
+    # called with the outbox counts (or None when the database failed) before each /metrics scrape
+    on_counts: Callable[[dict[str, int] | None], None] = lambda counts: None
+    routes: Sequence[WebRoute] = ()
+    default_locale: str = "en"
+    extra_health: dict[str, str] = field(default_factory=dict)  # e.g. role, worker id
+
+
+DEPS_KEY: web.AppKey[WebDeps] = web.AppKey("spaces_deps", WebDeps)
+
+
+def make_web_app(deps: WebDeps) -> web.Application:
+    app = web.Application(client_max_size=1024 * 1024)  # webhooks are small; refuse large bodies early
+    app[DEPS_KEY] = deps
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/s/{space_id}", _space_page)
+    app.router.add_get("/", _index)
+    claimed: set[tuple[str, str]] = set()
+    for method, path, handler in deps.routes:
+        key = (method.upper(), path)
+        if key in claimed:
+            raise ValueError(f"two adapters claim {method} {path}")
+        claimed.add(key)
+        app.router.add_route(method.upper(), path, handler)
+    return app
+
+
+# ---------------------------------------------------------------------------------------------- handlers
+
+
+async def _counts(deps: WebDeps) -> dict[str, int] | None:
+    try:
+        return await deps.outbox.counts()
+    except Exception:
+        log.warning("database check failed", exc_info=True)
+        return None
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    deps = request.app[DEPS_KEY]
+    counts = await _counts(deps)
+    if counts is None:
+        body = {"ok": False, "db": "error", **deps.extra_health}
+        return web.json_response(body, status=503)
+    body = {
+        "ok": True,
+        "db": "ok",
+        "pending": counts.get("pending", 0),
+        "claimed": counts.get("claimed", 0),
+        "dead": counts.get("dead", 0),
+        **deps.extra_health,
+    }
+    return web.json_response(body)
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    deps = request.app[DEPS_KEY]
+    deps.on_counts(await _counts(deps))  # gauges refreshed on scrape: the database is the truth
+    payload = generate_latest(deps.registry)
+    return web.Response(body=payload, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _index(request: web.Request) -> web.Response:
+    return _page(
+        "Spaces", "<h1>Spaces</h1><p>Scheduled live audio rooms for Discord, Telegram and Slack.</p>"
+    )
+
+
+async def _space_page(request: web.Request) -> web.Response:
+    deps = request.app[DEPS_KEY]
+    locale = _locale(request, deps.default_locale)
+    space_id = request.match_info["space_id"]
+    if not looks_like_space_id(space_id):
+        return _not_found(locale, space_id)
+    try:
+        space = await deps.spaces.get(space_id)
+    except NotFound:
+        return _not_found(locale, space_id)
+    subscribers = await deps.spaces.subscriber_count(space_id)
+    return _page(space.title, _space_html(space, subscribers, locale))
+
+
+def _space_html(space: Space, subscribers: int, locale: str) -> str:
+    e = html.escape
+    when = format_local(space.starts_at, space.tz, locale)
+    status = t(locale, f"status.{space.status.value}")
+    marker = {
+        SpaceStatus.LIVE: t(locale, "card.live"),
+        SpaceStatus.ENDED: t(locale, "card.ended"),
+        SpaceStatus.CANCELLED: t(locale, "card.cancelled"),
+    }.get(space.status)
+    parts = [f'<article class="space status-{e(space.status.value)}">']
+    if marker:
+        parts.append(f'<p class="marker">{e(marker)}</p>')
+    parts.append(f"<h1>{e(space.title)}</h1>")
+    parts.append(f'<p class="when"><time datetime="{e(space.starts_at.isoformat())}">{e(when)}</time></p>')
+    parts.append(f'<p class="status">{e(status)}</p>')
+    if space.status.is_open:
+        parts.append(f'<p class="subscribers">{e(t(locale, "card.subscribers", count=subscribers))}</p>')
+    if space.description:
+        parts.append(f'<p class="description">{e(space.description)}</p>')
+    parts.append("</article>")
+    return "\n".join(parts)
+
+
+def _not_found(locale: str, space_id: str) -> web.Response:
+    text = t(locale, "space.not_found", space_id=space_id[:40])
+    return _page("Not found", f"<h1>🔍</h1><p>{html.escape(text)}</p>", status=404)
+
+
+def _locale(request: web.Request, default: str) -> str:
+    accept = request.headers.get("Accept-Language", "")
+    first = accept.split(",", 1)[0].split(";", 1)[0].strip()
+    return pick_locale(first) if first else pick_locale(default)
+
+
+def _page(title: str, body: str, *, status: int = 200) -> web.Response:
+    doc = (
+        '<!doctype html>\n<html><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(title)} · Spaces</title>"
+        "<style>body{font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem}"
+        ".marker{font-weight:bold}.when{font-size:1.2rem}</style></head>\n"
+        f"<body>\n{body}\n</body></html>\n"
+    )
+    return web.Response(
+        text=doc,
+        status=status,
+        content_type="text/html",
+        charset="utf-8",
+        headers={
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+            "Referrer-Policy": "no-referrer",
+        },
+    )

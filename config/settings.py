@@ -1,0 +1,234 @@
+"""Settings from the environment (12-factor), with one optional section per platform.
+
+Nothing here runs at import time: the composition root (``bots.cli``) calls :meth:`Settings.from_env` once.
+Every variable is documented in ``config/example.env``; copy it to ``.env`` to run locally.
+
+The database URL is kept as configured (``postgres://…`` from Heroku included); ``storage.db.normalize_url``
+turns it into an async driver URL where the engine is built, so this package needs no SQL layer.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///./spaces.db"
+LOCALES = ("en", "fr")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# Telegram's setWebhook secret_token: 1-256 characters, only A-Z, a-z, 0-9, _ and -
+TELEGRAM_SECRET_RE = re.compile(r"[A-Za-z0-9_-]{1,256}")
+
+
+def _default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Settings(BaseSettings):
+    """Everything the service reads from its environment. Secrets are ``SecretStr``: they never print."""
+
+    model_config = SettingsConfigDict(
+        extra="ignore",
+        env_ignore_empty=True,  # `TELEGRAM_BOT_TOKEN=` copied from example.env means "not set"
+        case_sensitive=False,
+        populate_by_name=True,
+        frozen=True,
+    )
+
+    # --- core service ------------------------------------------------------------------------------------
+    database_url: str = Field(
+        DEFAULT_DATABASE_URL, validation_alias="DATABASE_URL", repr=False
+    )  # may hold a password
+    port: int = Field(8080, ge=0, le=65535, validation_alias="PORT")
+    host: str = Field("127.0.0.1", validation_alias="HOST")
+    public_url_setting: str | None = Field(None, validation_alias="SPACES_PUBLIC_URL")
+    default_tz: str = Field("UTC", validation_alias="SPACES_DEFAULT_TZ")
+    default_locale: str = Field("en", validation_alias="SPACES_DEFAULT_LOCALE")
+    ffmpeg_setting: str | None = Field(None, validation_alias="SPACES_FFMPEG")
+    worker_id: str = Field(default_factory=_default_worker_id, validation_alias="SPACES_WORKER_ID")
+    sweep_seconds: float = Field(15.0, gt=0, le=3600, validation_alias="SPACES_SWEEP_SECONDS")
+    log_level: str = Field("INFO", validation_alias="SPACES_LOG_LEVEL")
+
+    # --- Discord -----------------------------------------------------------------------------------------
+    discord_bot_token: SecretStr | None = Field(None, validation_alias="DISCORD_BOT_TOKEN")
+    discord_public_key: str | None = Field(None, validation_alias="DISCORD_PUBLIC_KEY")
+    discord_application_id: str | None = Field(None, validation_alias="DISCORD_APPLICATION_ID")
+
+    # --- Telegram ----------------------------------------------------------------------------------------
+    telegram_bot_token: SecretStr | None = Field(None, validation_alias="TELEGRAM_BOT_TOKEN")
+    telegram_webhook_secret: SecretStr | None = Field(None, validation_alias="TELEGRAM_WEBHOOK_SECRET")
+    telegram_mode: Literal["polling", "webhook"] = Field("polling", validation_alias="TELEGRAM_MODE")
+    telegram_api_base: str = Field("https://api.telegram.org/bot", validation_alias="TELEGRAM_API_BASE")
+
+    # --- Slack -------------------------------------------------------------------------------------------
+    slack_bot_token: SecretStr | None = Field(None, validation_alias="SLACK_BOT_TOKEN")
+    slack_signing_secret: SecretStr | None = Field(None, validation_alias="SLACK_SIGNING_SECRET")
+    slack_app_token: SecretStr | None = Field(None, validation_alias="SLACK_APP_TOKEN")
+
+    # ------------------------------------------------------------------------------------------ building
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, env_file: str | Path | None = ".env"
+    ) -> Settings:
+        """Read the settings.
+
+        With ``environ`` (tests, the doctor): exactly that mapping, nothing from the process or a file.
+        Without: the process environment, over a ``.env`` file in the working directory if there is one.
+        Raises ``pydantic.ValidationError``; :func:`explain` turns it into plain words.
+        """
+        if environ is not None:
+            values: dict[str, Any] = {k.upper(): v for k, v in environ.items() if v != ""}
+            return _MappingOnly(**values)
+        if env_file is not None and Path(env_file).is_file():
+            return cls(_env_file=env_file)  # type: ignore[call-arg]
+        return cls(_env_file=None)  # type: ignore[call-arg]
+
+    # ------------------------------------------------------------------------------------------ validation
+
+    @field_validator("default_tz")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as e:
+            raise ValueError(f"unknown time zone {v!r}: use an IANA name such as Europe/Paris") from e
+        return v
+
+    @field_validator("default_locale")
+    @classmethod
+    def _locale(cls, v: str) -> str:
+        v = v.strip().lower()
+        if v not in LOCALES:
+            raise ValueError(f"unsupported locale {v!r}: choose one of {', '.join(LOCALES)}")
+        return v
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, v: str) -> str:
+        v = v.strip().upper()
+        if v not in LOG_LEVELS:
+            raise ValueError(f"unknown log level {v!r}: choose one of {', '.join(LOG_LEVELS)}")
+        return v
+
+    @field_validator("telegram_mode", mode="before")
+    @classmethod
+    def _mode(cls, v: Any) -> Any:
+        return v.strip().lower() if isinstance(v, str) else v
+
+    @field_validator("public_url_setting")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        return v.rstrip("/") if v else v
+
+    @field_validator("database_url")
+    @classmethod
+    def _db(cls, v: str) -> str:
+        if "://" not in v:
+            raise ValueError(
+                "DATABASE_URL must be a URL, e.g. sqlite:///./spaces.db or postgresql://user@host/db"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _worker(self) -> Settings:
+        if not self.worker_id.strip():
+            raise ValueError("SPACES_WORKER_ID must not be blank")
+        return self
+
+    # ------------------------------------------------------------------------------------------ derived
+
+    @property
+    def public_url(self) -> str:
+        """Absolute base URL of the web app, without a trailing slash (Space links are built on it)."""
+        if self.public_url_setting:
+            return self.public_url_setting
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
+
+    def ffmpeg_path(self) -> str:
+        """The ffmpeg executable: SPACES_FFMPEG, else the static build shipped by imageio-ffmpeg.
+
+        Resolved on call (the import and the file look-up are I/O the import of this module must not do)."""
+        if self.ffmpeg_setting:
+            return self.ffmpeg_setting
+        import imageio_ffmpeg  # lazy on purpose: the import looks for the binary
+
+        return str(imageio_ffmpeg.get_ffmpeg_exe())
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.split(":", 1)[0].split("+", 1)[0].lower() == "sqlite"
+
+    @property
+    def discord_enabled(self) -> bool:
+        return self.discord_bot_token is not None
+
+    @property
+    def telegram_enabled(self) -> bool:
+        return self.telegram_bot_token is not None
+
+    @property
+    def slack_enabled(self) -> bool:
+        return self.slack_bot_token is not None
+
+    @property
+    def webhook_mode(self) -> bool:
+        """Some platform needs the internet to reach SPACES_PUBLIC_URL: Telegram in webhook mode, or Slack
+        over HTTP events (without SLACK_APP_TOKEN, i.e. not Socket Mode)."""
+        telegram = self.telegram_enabled and self.telegram_mode == "webhook"
+        slack = self.slack_enabled and self.slack_app_token is None
+        return telegram or slack
+
+
+class _MappingOnly(Settings):
+    """Settings from the mapping given to :meth:`Settings.from_env` only: no process environment, no file."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+def explain(error: Exception) -> list[str]:
+    """A pydantic ValidationError as one plain sentence per problem, naming the environment variable."""
+    errors = getattr(error, "errors", None)
+    if not callable(errors):
+        return [str(error)]
+    lines: list[str] = []
+    for item in errors():
+        loc = item.get("loc") or ()
+        field = str(loc[0]) if loc else ""
+        name = _ENV_NAMES.get(field, field.upper())
+        msg = str(item.get("msg", "invalid")).removeprefix("Value error, ")
+        lines.append(f"{name}: {msg}" if name else msg)
+    return lines
+
+
+_ENV_NAMES: dict[str, str] = {
+    "database_url": "DATABASE_URL",
+    "port": "PORT",
+    "host": "HOST",
+    "public_url_setting": "SPACES_PUBLIC_URL",
+    "default_tz": "SPACES_DEFAULT_TZ",
+    "default_locale": "SPACES_DEFAULT_LOCALE",
+    "ffmpeg_setting": "SPACES_FFMPEG",
+    "worker_id": "SPACES_WORKER_ID",
+    "sweep_seconds": "SPACES_SWEEP_SECONDS",
+    "log_level": "SPACES_LOG_LEVEL",
+    "telegram_mode": "TELEGRAM_MODE",
+    "telegram_api_base": "TELEGRAM_API_BASE",
+}

@@ -1,0 +1,95 @@
+"""Managing a Space from a chat: the same verbs and replies on every platform.
+
+Adapters translate a button press or a command into ``(verb, actor, space id)`` and show the returned reply;
+the permission rule (host, or a moderator of the community where the Space is announced) is applied here,
+asking the platform through ``is_moderator`` only when the actor is not the host.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from core.commands import CancelSpace, EndSpace, RescheduleSpace, StartSpace, ToggleSubscription
+from core.errors import UserError
+from core.models import Space, SpaceStatus
+from core.notices import Verb
+from core.ports import Links
+from core.refs import ChatRef, UserRef
+from core.rules import Actor
+from core.services.spaces import SpaceService, SubscribeResult
+from core.texts import t
+from core.timeparse import format_local
+
+ModeratorCheck = Callable[[ChatRef, UserRef], Awaitable[bool]]
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    text: str
+    space: Space | None = None
+    subscription: SubscribeResult | None = None
+
+
+class ManageService:
+    def __init__(self, spaces: SpaceService, links: Links) -> None:
+        self._spaces = spaces
+        self._links = links
+
+    async def actor_for(
+        self, user: UserRef, space: Space, locale: str, is_moderator: ModeratorCheck
+    ) -> Actor:
+        mod = user != space.host and await is_moderator(space.chat, user)
+        return Actor(user, is_moderator=mod, locale=locale)
+
+    async def run(
+        self,
+        verb: Verb,
+        user: UserRef,
+        locale: str,
+        space_id: str,
+        *,
+        is_moderator: ModeratorCheck,
+        via_chat: ChatRef | None = None,
+        request_id: str | None = None,
+    ) -> Reply:
+        """Do ``verb`` and say what happened. Raises UserError (render it with core.texts.t)."""
+        if verb is Verb.SUBSCRIBE:
+            return await self.toggle(user, locale, space_id, via_chat)
+        space = await self._spaces.get(space_id)
+        actor = await self.actor_for(user, space, locale, is_moderator)
+        if verb is Verb.START:
+            res = await self._spaces.start(StartSpace(actor, space_id, request_id))
+            return Reply(t(locale, "reply.started", title=res.space.title, count=res.notified), res.space)
+        if verb is Verb.END:
+            space = await self._spaces.end(EndSpace(actor, space_id, request_id))
+            return Reply(t(locale, "reply.ended", title=space.title), space)
+        space = await self._spaces.cancel(CancelSpace(actor, space_id, request_id))
+        return Reply(t(locale, "reply.cancelled", title=space.title), space)
+
+    async def reschedule(
+        self,
+        user: UserRef,
+        locale: str,
+        space_id: str,
+        when_text: str,
+        *,
+        is_moderator: ModeratorCheck,
+        request_id: str | None = None,
+    ) -> Reply:
+        space = await self._spaces.get(space_id)
+        actor = await self.actor_for(user, space, locale, is_moderator)
+        space = await self._spaces.reschedule(
+            RescheduleSpace(actor, space_id, when_text, request_id=request_id)
+        )
+        when = format_local(space.starts_at, space.tz, locale)
+        return Reply(t(locale, "reply.rescheduled", title=space.title, when=when), space)
+
+    async def toggle(self, user: UserRef, locale: str, space_id: str, via_chat: ChatRef | None) -> Reply:
+        space = await self._spaces.get(space_id)
+        if space.status is SpaceStatus.LIVE:
+            # too late for a reminder: point straight at the room instead
+            raise UserError("reply.live_now", title=space.title, link=self._links.space(space.id))
+        res = await self._spaces.toggle(ToggleSubscription(user, space_id, via_chat=via_chat, locale=locale))
+        key = "reply.subscribed" if res.subscribed else "reply.unsubscribed"
+        return Reply(t(locale, key, title=res.space.title), res.space, res)

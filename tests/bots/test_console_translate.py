@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import pytest
+
+from bots.console import translate as tr
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("", tr.Empty()),
+        ("   ", tr.Empty()),
+        ("/space schedule tomorrow 20:00 Weekly AMA", tr.Schedule("tomorrow 20:00 Weekly AMA")),
+        ("/SPACE Schedule  in 2 hours  Chat  ", tr.Schedule("in 2 hours  Chat")),
+        ("/spaces", tr.ListSpaces()),
+        ("/subscribe abcd234567", tr.SubscribeTo("abcd234567")),
+        ("/unsubscribe abcd234567", tr.UnsubscribeFrom("abcd234567")),
+        ("/start abcd234567", tr.Start("abcd234567")),
+        ("/end abcd234567", tr.End("abcd234567")),
+        ("/cancel abcd234567", tr.Cancel("abcd234567")),
+        ("/reschedule abcd234567 friday 18:00", tr.Reschedule("abcd234567", "friday 18:00")),
+        ("/as Alice", tr.ActAs("alice")),
+        ("/as @bob", tr.ActAs("bob")),
+        ("/mod on", tr.SetModerator(True)),
+        ("/mod OFF", tr.SetModerator(False)),
+        ("/tz Europe/Paris", tr.SetZone("Europe/Paris")),
+        ("/lang fr", tr.SetLanguage("fr")),
+        ("/help", tr.Help()),
+        ("/quit", tr.Quit()),
+        ("/exit", tr.Quit()),
+    ],
+)
+def test_parse(line: str, expected: tr.Command) -> None:
+    assert tr.parse(line) == expected
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "hello",
+        "/space",
+        "/space schedule",
+        "/space list",
+        "/subscribe",
+        "/start",
+        "/reschedule abcd234567",
+        "/as",
+        "/as <script>",
+        "/as " + "x" * 40,
+        "/mod maybe",
+        "/tz",
+        "/tz Europe Paris",
+        "/lang de",
+        "/frobnicate",
+    ],
+)
+def test_problems_explain_the_syntax(line: str) -> None:
+    result = tr.parse(line)
+    assert isinstance(result, tr.Problem)
+    assert result.message
+
+
+def test_help_mentions_every_command() -> None:
+    for word in (
+        "/space schedule",
+        "/spaces",
+        "/subscribe",
+        "/unsubscribe",
+        "/start",
+        "/end",
+        "/cancel",
+        "/reschedule",
+        "/as",
+        "/mod",
+        "/tz",
+        "/lang",
+        "/help",
+        "/quit",
+    ):
+        assert word in tr.HELP

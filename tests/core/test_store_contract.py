@@ -1,0 +1,801 @@
+"""The persistence ports' contract (core/ports.py), one suite run on every implementation: the in-memory
+fake (``[memory]``) and storage/ on SQLite (``[sqlite]``) and PostgreSQL (``[postgres]``).
+
+What the docstrings of core/ports.py leave open is pinned here, as storage/ does it, so the fake cannot
+drift from the real thing:
+
+* orderings: ``upcoming_in_chat`` by (starts_at, id); ``subscriptions.list`` by (created_at, user);
+  ``list_for_space`` by (due_at, id); ``claim_due`` by (due_at, id); ``announcements.list`` as added;
+* a duplicate Space id, or a row naming a Space that does not exist, is rejected (primary / foreign key;
+  ``IntegrityError`` on SQL), and ``save`` of an unknown Space raises ``LookupError``;
+* ``settle`` overwrites only the fields it is given (``last_error``, ``sent_ref``, ``late_by``), stamps
+  ``sent_at`` on SENT, always clears ``lease_until``, keeps ``claimed_by`` on settled rows, and on PENDING
+  frees the row (``claimed_by`` None) at ``due_at`` (default: now); CLAIMED is not an outcome (ValueError);
+* ``counts()`` lists every DeliveryStatus, with 0 for statuses without rows;
+* objects handed out are copies: changing one changes nothing stored.
+
+Every row referencing a Space is written after the Space (storage has foreign keys).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy.exc import IntegrityError
+
+from core.models import (
+    Announcement,
+    Community,
+    Delivery,
+    DeliveryKind,
+    DeliveryStatus,
+    Space,
+    SpaceStatus,
+    Subscription,
+    UserProfile,
+)
+from core.ports import Outbox, UnitOfWork, UnitOfWorkFactory
+from core.refs import ChatRef, MessageRef, Platform, UserRef
+from tests.backends import StoreBackend
+
+T0 = datetime(2026, 3, 14, 18, 30, tzinfo=UTC)
+LEASE = timedelta(minutes=2)
+HOST = UserRef(Platform.TELEGRAM, "1001")
+CHAT = ChatRef(Platform.TELEGRAM, "-100200")
+OTHER_CHAT = ChatRef(Platform.TELEGRAM, "-100300")
+ALICE = UserRef(Platform.TELEGRAM, "alice")
+BOB = UserRef(Platform.TELEGRAM, "bob")
+CAROL = UserRef(Platform.TELEGRAM, "carol")
+
+#: what a backend raises for a duplicate primary key or a dangling foreign key
+REJECTED = (IntegrityError, ValueError, LookupError)
+
+
+# --------------------------------------------------------------------------- fixtures and helpers
+
+
+@pytest.fixture
+def backend(store_backend: StoreBackend) -> tuple[UnitOfWorkFactory, Outbox]:
+    """(uow_factory, outbox) of one backend — ``store_backend`` is parametrized memory / sqlite / postgres."""
+    return store_backend.uow, store_backend.outbox()
+
+
+@pytest.fixture
+def uow_factory(backend: tuple[UnitOfWorkFactory, Outbox]) -> UnitOfWorkFactory:
+    return backend[0]
+
+
+@pytest.fixture
+def outbox(backend: tuple[UnitOfWorkFactory, Outbox]) -> Outbox:
+    return backend[1]
+
+
+def space(space_id: str = "sp1", **overrides: Any) -> Space:
+    fields: dict[str, Any] = {
+        "id": space_id,
+        "title": "Friday jam",
+        "host": HOST,
+        "chat": CHAT,
+        "starts_at": T0,
+        "tz": "Europe/Paris",
+        "locale": "fr",
+        "created_at": T0 - timedelta(hours=8),
+    }
+    fields.update(overrides)
+    return Space(**fields)
+
+
+def row(space_id: str, key: str, due_at: datetime = T0, **overrides: Any) -> Delivery:
+    fields: dict[str, Any] = {
+        "key": key,
+        "kind": DeliveryKind.LIVE_NOTICE,
+        "platform": Platform.TELEGRAM,
+        "recipient": f"telegram:user:{key}",
+        "space_id": space_id,
+        "revision": 1,
+        "due_at": due_at,
+    }
+    fields.update(overrides)
+    return Delivery(**fields)
+
+
+async def add_spaces(uow_factory: UnitOfWorkFactory, *spaces: Space) -> None:
+    async with uow_factory() as uow:
+        for sp in spaces:
+            await uow.spaces.add(sp)
+        await uow.commit()
+
+
+async def add_rows(uow_factory: UnitOfWorkFactory, rows: Sequence[Delivery]) -> int:
+    async with uow_factory() as uow:
+        n = await uow.deliveries.add(rows)
+        await uow.commit()
+    return n
+
+
+async def rows_of(uow_factory: UnitOfWorkFactory, space_id: str = "sp1") -> list[Delivery]:
+    async with uow_factory() as uow:
+        return await uow.deliveries.list_for_space(space_id)
+
+
+async def by_key(uow_factory: UnitOfWorkFactory, space_id: str = "sp1") -> dict[str, Delivery]:
+    return {d.key: d for d in await rows_of(uow_factory, space_id)}
+
+
+def _id(d: Delivery) -> int:
+    assert d.id is not None
+    return d.id
+
+
+# --------------------------------------------------------------------------- spaces
+
+
+async def test_space_round_trips_every_field(uow_factory: UnitOfWorkFactory) -> None:
+    sp = space(
+        description="Bring your instrument",
+        audio_source="https://example.org/jam.ogg",
+        status=SpaceStatus.LIVE,
+        revision=3,
+        starts_at=T0.replace(microsecond=123456),
+        started_at=T0 + timedelta(minutes=2),
+        ended_at=T0 + timedelta(hours=1),
+    )
+    await add_spaces(uow_factory, sp)
+    async with uow_factory() as uow:
+        got = await uow.spaces.get(sp.id)
+        assert got == sp
+        assert got is not None and got.starts_at.utcoffset() == timedelta(0)  # aware UTC
+        assert await uow.spaces.get_for_update(sp.id) == sp
+        assert await uow.spaces.get("missing") is None
+        assert await uow.spaces.get_for_update("missing") is None
+
+
+async def test_save_persists_every_field_of_an_existing_space(uow_factory: UnitOfWorkFactory) -> None:
+    await add_spaces(uow_factory, space())
+    async with uow_factory() as uow:
+        sp = await uow.spaces.get_for_update("sp1")
+        assert sp is not None
+        changed = replace(
+            sp,
+            title="Saturday jam",
+            description="moved",
+            host=UserRef(Platform.TELEGRAM, "1002"),
+            chat=OTHER_CHAT,
+            starts_at=T0 + timedelta(days=1),
+            tz="America/New_York",
+            locale="en",
+            created_at=T0 - timedelta(days=1),
+            audio_source="file:///jam.mp3",
+            status=SpaceStatus.ENDED,
+            revision=2,
+            started_at=T0 + timedelta(days=1, minutes=1),
+            ended_at=T0 + timedelta(days=1, hours=2),
+        )
+        await uow.spaces.save(changed)
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert await uow.spaces.get("sp1") == changed
+        with pytest.raises(LookupError):
+            await uow.spaces.save(space("ghost"))
+
+
+async def test_a_duplicate_space_id_is_rejected(uow_factory: UnitOfWorkFactory) -> None:
+    await add_spaces(uow_factory, space())
+    with pytest.raises(REJECTED):
+        async with uow_factory() as uow:
+            await uow.spaces.add(space(title="Impostor"))
+            await uow.commit()
+    async with uow_factory() as uow:
+        got = await uow.spaces.get("sp1")
+        assert got is not None and got.title == "Friday jam"
+
+
+async def test_rows_naming_an_unknown_space_are_rejected(uow_factory: UnitOfWorkFactory) -> None:
+    writes = [
+        lambda uow: uow.subscriptions.add(Subscription("ghost", ALICE, T0)),
+        lambda uow: uow.deliveries.add([row("ghost", "k1")]),
+        lambda uow: uow.announcements.add(Announcement("ghost", MessageRef(Platform.TELEGRAM, CHAT.id, "1"))),
+    ]
+    for write in writes:
+        with pytest.raises(REJECTED):
+            async with uow_factory() as uow:
+                await write(uow)
+                await uow.commit()
+
+
+async def test_objects_handed_out_are_copies(uow_factory: UnitOfWorkFactory) -> None:
+    await add_spaces(uow_factory, space())
+    async with uow_factory() as uow:
+        await uow.users.upsert(UserProfile(ALICE, locale="fr"))
+        await uow.communities.upsert(Community(CHAT, locale="fr"))
+        await uow.deliveries.add([row("sp1", "k1")])
+        await uow.commit()
+    async with uow_factory() as uow:
+        sp, profile, community = (
+            await uow.spaces.get("sp1"),
+            await uow.users.get(ALICE),
+            await uow.communities.get(CHAT),
+        )
+        assert sp is not None and profile is not None and community is not None
+        sp.title, profile.locale, community.locale = "changed", "de", "de"
+        (d,) = await uow.deliveries.list_for_space("sp1")
+        d.status = DeliveryStatus.DEAD
+        await uow.commit()  # nothing was saved or upserted: nothing changes
+    async with uow_factory() as uow:
+        assert (await uow.spaces.get("sp1")) == space()
+        assert await uow.users.get(ALICE) == UserProfile(ALICE, locale="fr")
+        assert await uow.communities.get(CHAT) == Community(CHAT, locale="fr")
+        assert [d.status for d in await uow.deliveries.list_for_space("sp1")] == [DeliveryStatus.PENDING]
+
+
+async def test_count_open_by_host_counts_scheduled_and_live_only(uow_factory: UnitOfWorkFactory) -> None:
+    other = UserRef(Platform.TELEGRAM, "2002")
+    await add_spaces(
+        uow_factory,
+        space("s1"),
+        space("s2", status=SpaceStatus.LIVE),
+        space("s3", status=SpaceStatus.ENDED),
+        space("s4", status=SpaceStatus.CANCELLED),
+        space("s5", host=other),
+    )
+    async with uow_factory() as uow:
+        assert await uow.spaces.count_open_by_host(HOST) == 2
+        assert await uow.spaces.count_open_by_host(other) == 1
+        assert await uow.spaces.count_open_by_host(UserRef(Platform.DISCORD, "1001")) == 0
+
+
+async def test_upcoming_in_chat_is_open_spaces_announced_there_soonest_first(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    h = timedelta(hours=1)
+    await add_spaces(
+        uow_factory,
+        space("late", starts_at=T0 + 3 * h),
+        space("live", starts_at=T0 + h, status=SpaceStatus.LIVE),  # by start time, not live first
+        space("soon-b", starts_at=T0),
+        space("soon-a", starts_at=T0),  # same start: by id
+        space("ended", starts_at=T0 - h, status=SpaceStatus.ENDED),
+        space("cancelled", starts_at=T0 - h, status=SpaceStatus.CANCELLED),
+        space("elsewhere", chat=OTHER_CHAT, starts_at=T0 - h),
+        space("shared", chat=OTHER_CHAT, starts_at=T0 + 2 * h),  # its card was also posted in CHAT
+    )
+    async with uow_factory() as uow:
+        await uow.announcements.add(Announcement("shared", MessageRef(Platform.TELEGRAM, CHAT.id, "77")))
+        await uow.announcements.add(Announcement("ended", MessageRef(Platform.TELEGRAM, OTHER_CHAT.id, "78")))
+        await uow.commit()
+    async with uow_factory() as uow:
+        found = [s.id for s in await uow.spaces.upcoming_in_chat(CHAT)]
+        assert found == ["soon-a", "soon-b", "live", "shared", "late"]
+        assert [s.id for s in await uow.spaces.upcoming_in_chat(CHAT, limit=2)] == ["soon-a", "soon-b"]
+        assert [s.id for s in await uow.spaces.upcoming_in_chat(OTHER_CHAT)] == ["elsewhere", "shared"]
+        assert await uow.spaces.upcoming_in_chat(ChatRef(Platform.TELEGRAM, "-1")) == []
+        (first, *_) = await uow.spaces.upcoming_in_chat(CHAT)
+        assert first == space("soon-a", starts_at=T0)  # whole Spaces, not ids
+
+
+# --------------------------------------------------------------------------- subscriptions
+
+
+async def test_subscriptions_add_remove_exists_count_list(uow_factory: UnitOfWorkFactory) -> None:
+    await add_spaces(uow_factory, space("sp1"), space("sp2"))
+    alice = Subscription("sp1", ALICE, T0 + timedelta(minutes=2), via_chat=CHAT)
+    bob = Subscription("sp1", BOB, T0 + timedelta(minutes=1))
+    carol = Subscription("sp1", CAROL, T0 + timedelta(minutes=1))  # same instant as bob: by user
+    async with uow_factory() as uow:
+        assert await uow.subscriptions.add(alice) is True
+        assert await uow.subscriptions.add(carol) is True
+        assert await uow.subscriptions.add(bob) is True
+        # already subscribed: False, and nothing changes (not the time, not the chat)
+        assert await uow.subscriptions.add(Subscription("sp1", ALICE, T0 + timedelta(hours=1))) is False
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert await uow.subscriptions.exists("sp1", ALICE) is True
+        assert await uow.subscriptions.exists("sp2", ALICE) is False
+        assert await uow.subscriptions.count("sp1") == 3
+        assert await uow.subscriptions.count("sp2") == 0
+        assert await uow.subscriptions.list("sp1") == [bob, carol, alice]  # by (created_at, user)
+        assert await uow.subscriptions.list("sp2") == []
+        assert await uow.subscriptions.remove("sp1", ALICE) is True
+        assert await uow.subscriptions.remove("sp1", ALICE) is False
+        assert await uow.subscriptions.remove("sp2", BOB) is False
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert await uow.subscriptions.exists("sp1", ALICE) is False
+        assert await uow.subscriptions.count("sp1") == 2
+        assert await uow.subscriptions.list("sp1") == [bob, carol]
+
+
+# --------------------------------------------------------------------------- deliveries
+
+
+async def test_delivery_round_trips_every_field(uow_factory: UnitOfWorkFactory) -> None:
+    await add_spaces(uow_factory, space())
+    d = row(
+        "sp1",
+        "mention:1",
+        kind=DeliveryKind.MENTION,
+        recipient=str(CHAT),
+        subject=str(ALICE),
+        about=DeliveryKind.HOST_T0,
+        revision=4,
+        status=DeliveryStatus.SENT,
+        claimed_by="w9",
+        lease_until=T0 + LEASE,
+        attempts=2,
+        last_error="HTTP 502",
+        sent_ref="telegram:msg:-100200:5",
+        sent_at=T0 + timedelta(seconds=3),
+        late_by=3.25,
+        id=424242,  # the store numbers rows itself
+    )
+    assert await add_rows(uow_factory, [d]) == 1
+    (got,) = await rows_of(uow_factory)
+    assert got.id is not None and got.id != 424242
+    assert got == replace(d, id=got.id)
+
+
+async def test_delivery_add_ignores_existing_keys_also_within_one_call(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    await add_spaces(uow_factory, space())
+    assert await add_rows(uow_factory, [row("sp1", "a"), row("sp1", "b")]) == 2
+    again = [
+        row("sp1", "a", recipient="telegram:user:other"),
+        row("sp1", "c"),
+        row("sp1", "c", recipient="telegram:user:second-c"),
+    ]
+    assert await add_rows(uow_factory, again) == 1
+    assert await add_rows(uow_factory, []) == 0
+    rows = await by_key(uow_factory)
+    assert sorted(rows) == ["a", "b", "c"]
+    assert rows["a"].recipient == "telegram:user:a"  # the existing row wins
+    assert rows["c"].recipient == "telegram:user:c"  # the first of the call wins
+    assert _id(rows["a"]) < _id(rows["b"]) < _id(rows["c"])
+
+
+async def test_list_for_space_is_that_space_by_due_time_then_id(uow_factory: UnitOfWorkFactory) -> None:
+    await add_spaces(uow_factory, space("sp1"), space("sp2"))
+    m = timedelta(minutes=1)
+    for d in (row("sp1", "third", T0 + 2 * m), row("sp1", "first", T0 + m), row("sp1", "second", T0 + m)):
+        await add_rows(uow_factory, [d])
+    await add_rows(uow_factory, [row("sp2", "elsewhere", T0)])
+    assert [d.key for d in await rows_of(uow_factory, "sp1")] == ["first", "second", "third"]
+    assert [d.key for d in await rows_of(uow_factory, "sp2")] == ["elsewhere"]
+    assert await rows_of(uow_factory, "nope") == []
+
+
+async def test_fan_out_writes_one_row_per_subscriber_once(uow_factory: UnitOfWorkFactory) -> None:
+    await add_spaces(uow_factory, space("sp1"), space("sp2"), space("empty"))
+    async with uow_factory() as uow:
+        await uow.subscriptions.add(Subscription("sp1", ALICE, T0, via_chat=OTHER_CHAT))
+        await uow.subscriptions.add(Subscription("sp1", BOB, T0))
+        await uow.subscriptions.add(Subscription("sp2", CAROL, T0))
+        await uow.commit()
+    prefix = "space:sp1:r2:live_notice"
+    due = T0 + timedelta(minutes=5)
+    async with uow_factory() as uow:
+        assert await uow.deliveries.fan_out("sp1", 2, DeliveryKind.LIVE_NOTICE, due, prefix) == 2
+        assert await uow.deliveries.fan_out("empty", 1, DeliveryKind.LIVE_NOTICE, due, "space:empty") == 0
+        await uow.commit()
+    rows = await by_key(uow_factory)
+    assert sorted(rows) == [f"{prefix}:{ALICE}", f"{prefix}:{BOB}"]
+    a = rows[f"{prefix}:{ALICE}"]
+    assert a == Delivery(
+        key=f"{prefix}:{ALICE}",
+        kind=DeliveryKind.LIVE_NOTICE,
+        platform=Platform.TELEGRAM,
+        recipient=str(ALICE),
+        space_id="sp1",
+        revision=2,
+        due_at=due,
+        status=DeliveryStatus.PENDING,
+        subject=str(OTHER_CHAT),  # the subscription's via_chat
+        id=a.id,
+    )
+    assert rows[f"{prefix}:{BOB}"].subject is None  # no via_chat
+    assert await rows_of(uow_factory, "sp2") == []
+    # idempotent: a second fan-out with the same prefix writes only for new subscribers
+    async with uow_factory() as uow:
+        assert await uow.deliveries.fan_out("sp1", 2, DeliveryKind.LIVE_NOTICE, due, prefix) == 0
+        await uow.subscriptions.add(Subscription("sp1", CAROL, T0))
+        assert await uow.deliveries.fan_out("sp1", 2, DeliveryKind.LIVE_NOTICE, due, prefix) == 1
+        await uow.commit()
+    assert len(await rows_of(uow_factory)) == 3
+
+
+async def test_withdraw_touches_only_pending_rows_of_those_kinds(
+    uow_factory: UnitOfWorkFactory, outbox: Outbox
+) -> None:
+    await add_spaces(uow_factory, space("sp1"), space("sp2"))
+    later, past = T0 + timedelta(hours=1), T0 - timedelta(hours=1)
+    K = DeliveryKind
+    await add_rows(
+        uow_factory,
+        [
+            row("sp1", "t30", later, kind=K.HOST_T30),
+            row("sp1", "t0", later, kind=K.HOST_T0),
+            row("sp1", "live", later, kind=K.LIVE_NOTICE),
+            row("sp1", "t30-claimed", past, kind=K.HOST_T30),
+            row("sp1", "t0-sent", past, kind=K.HOST_T0),
+            row("sp2", "t30-elsewhere", later, kind=K.HOST_T30),
+        ],
+    )
+    claimed = {d.key: d for d in await outbox.claim_due(now=T0, worker="w1", lease=LEASE, batch=10)}
+    assert sorted(claimed) == ["t0-sent", "t30-claimed"]
+    assert await outbox.settle(_id(claimed["t0-sent"]), worker="w1", status=DeliveryStatus.SENT, now=T0)
+    async with uow_factory() as uow:
+        assert await uow.deliveries.withdraw("sp1", [K.HOST_T30, K.HOST_T0], "rescheduled") == 2
+        assert await uow.deliveries.withdraw("sp1", [], "nothing") == 0
+        await uow.commit()
+    rows = await by_key(uow_factory)
+    assert {k: d.status for k, d in rows.items()} == {
+        "t30": DeliveryStatus.WITHDRAWN,
+        "t0": DeliveryStatus.WITHDRAWN,
+        "live": DeliveryStatus.PENDING,
+        "t30-claimed": DeliveryStatus.CLAIMED,
+        "t0-sent": DeliveryStatus.SENT,
+    }
+    assert rows["t30"].last_error == rows["t0"].last_error == "rescheduled"
+    assert rows["live"].last_error is None and rows["t30-claimed"].last_error is None
+    (elsewhere,) = await rows_of(uow_factory, "sp2")
+    assert elsewhere.status is DeliveryStatus.PENDING
+    async with uow_factory() as uow:  # already withdrawn: not again
+        assert await uow.deliveries.withdraw("sp1", [K.HOST_T30, K.HOST_T0], "again") == 0
+        await uow.commit()
+    assert (await by_key(uow_factory))["t30"].last_error == "rescheduled"
+
+
+# --------------------------------------------------------------------------- announcements
+
+
+async def test_announcements_are_idempotent_on_the_message_handle(uow_factory: UnitOfWorkFactory) -> None:
+    await add_spaces(uow_factory, space("sp1"), space("sp2"))
+    m1 = MessageRef(Platform.TELEGRAM, CHAT.id, "10")
+    m2 = MessageRef(Platform.TELEGRAM, OTHER_CHAT.id, "11")
+    async with uow_factory() as uow:
+        await uow.announcements.add(Announcement("sp1", m1))
+        await uow.announcements.add(Announcement("sp1", m2))
+        await uow.announcements.add(Announcement("sp1", m1))
+        await uow.commit()
+    async with uow_factory() as uow:
+        await uow.announcements.add(Announcement("sp1", m1))
+        await uow.announcements.add(Announcement("sp2", m1))  # a handle belongs to one Space
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert await uow.announcements.list("sp1") == [Announcement("sp1", m1), Announcement("sp1", m2)]
+        assert await uow.announcements.list("sp2") == []
+
+
+# --------------------------------------------------------------------------- users, communities, inbound
+
+
+async def test_user_profiles(uow_factory: UnitOfWorkFactory) -> None:
+    full = UserProfile(
+        ALICE, tz="Europe/Paris", locale="fr", dm_reachable=True, dm_channel="D1", display_name="Al"
+    )
+    same_id_elsewhere = UserProfile(UserRef(Platform.DISCORD, ALICE.id), locale="en")
+    async with uow_factory() as uow:
+        assert await uow.users.get(ALICE) is None
+        await uow.users.upsert(full)
+        await uow.users.upsert(same_id_elsewhere)
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert await uow.users.get(ALICE) == full
+        assert await uow.users.get_many([ALICE, BOB, ALICE]) == {ALICE: full}
+        assert await uow.users.get_many([]) == {}
+        await uow.users.upsert(UserProfile(ALICE, locale="de"))  # replaces the whole profile
+        await uow.users.set_reachable(BOB, False)  # creates a profile if missing
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert await uow.users.get(ALICE) == UserProfile(ALICE, locale="de")
+        assert await uow.users.get(BOB) == UserProfile(BOB, dm_reachable=False)
+        await uow.users.set_reachable(ALICE, False)  # changes only dm_reachable
+        await uow.users.set_reachable(BOB, True)
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert await uow.users.get_many([ALICE, BOB, same_id_elsewhere.user]) == {
+            ALICE: UserProfile(ALICE, locale="de", dm_reachable=False),
+            BOB: UserProfile(BOB, dm_reachable=True),
+            same_id_elsewhere.user: same_id_elsewhere,
+        }
+
+
+async def test_communities(uow_factory: UnitOfWorkFactory) -> None:
+    full = Community(CHAT, tz="Europe/Paris", locale="fr", moderator_role="mods")
+    async with uow_factory() as uow:
+        assert await uow.communities.get(CHAT) is None
+        await uow.communities.upsert(full)
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert await uow.communities.get(CHAT) == full
+        assert await uow.communities.get(OTHER_CHAT) is None
+        await uow.communities.upsert(Community(CHAT, locale="de"))  # replaces the whole row
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert await uow.communities.get(CHAT) == Community(CHAT, locale="de")
+
+
+async def test_inbound_remember_returns_the_earlier_result(uow_factory: UnitOfWorkFactory) -> None:
+    async with uow_factory() as uow:
+        assert await uow.inbound.remember(Platform.TELEGRAM, "upd-1", "A") is None
+        assert await uow.inbound.remember(Platform.TELEGRAM, "upd-1", "B") == "A"  # same transaction
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert await uow.inbound.remember(Platform.TELEGRAM, "upd-1", "C") == "A"
+        assert await uow.inbound.remember(Platform.DISCORD, "upd-1", "D") is None  # per platform
+        assert await uow.inbound.remember(Platform.TELEGRAM, "upd-2", "E") is None
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert await uow.inbound.remember(Platform.TELEGRAM, "upd-1", "F") == "A"
+        assert await uow.inbound.remember(Platform.DISCORD, "upd-1", "G") == "D"
+        assert await uow.inbound.remember(Platform.TELEGRAM, "upd-3", "H") is None
+        # not committed: upd-3 is not remembered
+    async with uow_factory() as uow:
+        assert await uow.inbound.remember(Platform.TELEGRAM, "upd-3", "I") is None
+
+
+# --------------------------------------------------------------------------- unit of work
+
+
+async def _write_everything(uow: UnitOfWork) -> None:
+    await uow.spaces.add(space())
+    await uow.subscriptions.add(Subscription("sp1", ALICE, T0))
+    await uow.deliveries.add([row("sp1", "k1", T0 - timedelta(minutes=1))])
+    await uow.deliveries.fan_out("sp1", 1, DeliveryKind.LIVE_NOTICE, T0, "live")
+    await uow.announcements.add(Announcement("sp1", MessageRef(Platform.TELEGRAM, CHAT.id, "1")))
+    await uow.users.upsert(UserProfile(BOB, locale="fr"))
+    await uow.users.set_reachable(ALICE, False)
+    await uow.communities.upsert(Community(CHAT, locale="fr"))
+    assert await uow.inbound.remember(Platform.TELEGRAM, "upd-1", "sp1") is None
+    # the unit of work reads its own writes
+    assert await uow.spaces.get("sp1") == space()
+    assert await uow.subscriptions.count("sp1") == 1
+    assert len(await uow.deliveries.list_for_space("sp1")) == 2
+
+
+async def _assert_nothing_persisted(uow_factory: UnitOfWorkFactory, outbox: Outbox) -> None:
+    async with uow_factory() as uow:
+        assert await uow.spaces.get("sp1") is None
+        assert await uow.spaces.count_open_by_host(HOST) == 0
+        assert await uow.subscriptions.count("sp1") == 0
+        assert await uow.deliveries.list_for_space("sp1") == []
+        assert await uow.announcements.list("sp1") == []
+        assert await uow.users.get_many([ALICE, BOB]) == {}
+        assert await uow.communities.get(CHAT) is None
+        assert await uow.inbound.remember(Platform.TELEGRAM, "upd-1", "again") is None
+    assert await outbox.next_due() is None
+    assert await outbox.claim_due(now=T0 + timedelta(days=1), worker="w1", lease=LEASE, batch=10) == []
+
+
+async def test_an_exception_rolls_everything_back(uow_factory: UnitOfWorkFactory, outbox: Outbox) -> None:
+    with pytest.raises(RuntimeError, match="boom"):
+        async with uow_factory() as uow:
+            await _write_everything(uow)
+            raise RuntimeError("boom")
+    await _assert_nothing_persisted(uow_factory, outbox)
+
+
+async def test_leaving_without_commit_persists_nothing(
+    uow_factory: UnitOfWorkFactory, outbox: Outbox
+) -> None:
+    async with uow_factory() as uow:
+        await _write_everything(uow)
+    await _assert_nothing_persisted(uow_factory, outbox)
+
+
+async def test_commit_persists_and_later_writes_need_another_commit(
+    uow_factory: UnitOfWorkFactory, outbox: Outbox
+) -> None:
+    async with uow_factory() as uow:
+        await _write_everything(uow)
+        await uow.commit()
+        await uow.spaces.add(space("sp2"))  # after the commit: a new transaction, never committed
+    async with uow_factory() as uow:
+        assert await uow.spaces.get("sp1") == space()
+        assert await uow.spaces.get("sp2") is None
+        assert await uow.users.get(ALICE) == UserProfile(ALICE, dm_reachable=False)
+        assert await uow.inbound.remember(Platform.TELEGRAM, "upd-1", "again") == "sp1"
+    assert await outbox.next_due() == T0 - timedelta(minutes=1)
+
+
+# --------------------------------------------------------------------------- the engine's outbox
+
+
+async def test_claim_due_takes_due_rows_oldest_first_up_to_the_batch(
+    uow_factory: UnitOfWorkFactory, outbox: Outbox
+) -> None:
+    await add_spaces(uow_factory, space())
+    m = timedelta(minutes=1)
+    for d in (
+        row("sp1", "late", T0 - 5 * m),
+        row("sp1", "now", T0),  # due exactly now: due
+        row("sp1", "early", T0 - 10 * m),
+        row("sp1", "early-too", T0 - 10 * m),  # same due time: by id
+        row("sp1", "future", T0 + m),
+        row("sp1", "sent", T0 - 20 * m, status=DeliveryStatus.SENT),
+        row("sp1", "withdrawn", T0 - 20 * m, status=DeliveryStatus.WITHDRAWN),
+        row("sp1", "dead", T0 - 20 * m, status=DeliveryStatus.DEAD, attempts=5),
+    ):
+        await add_rows(uow_factory, [d])
+    assert await outbox.claim_due(now=T0, worker="w1", lease=LEASE, batch=0) == []
+    first = await outbox.claim_due(now=T0, worker="w1", lease=LEASE, batch=3)
+    assert [d.key for d in first] == ["early", "early-too", "late"]
+    for d in first:
+        assert (d.status, d.claimed_by, d.lease_until, d.attempts) == (
+            DeliveryStatus.CLAIMED,
+            "w1",
+            T0 + LEASE,
+            1,
+        )
+    rest = await outbox.claim_due(now=T0, worker="w2", lease=LEASE, batch=10)
+    assert [d.key for d in rest] == ["now"]
+    assert await outbox.claim_due(now=T0, worker="w3", lease=LEASE, batch=10) == []
+    # what was handed out is what is stored
+    stored = await by_key(uow_factory)
+    for d in [*first, *rest]:
+        assert stored[d.key] == d
+    assert stored["future"].status is DeliveryStatus.PENDING and stored["future"].attempts == 0
+
+
+async def test_a_held_lease_is_respected_and_an_expired_one_reclaimed(
+    uow_factory: UnitOfWorkFactory, outbox: Outbox
+) -> None:
+    await add_spaces(uow_factory, space())
+    await add_rows(uow_factory, [row("sp1", "k", T0)])
+    (mine,) = await outbox.claim_due(now=T0, worker="w1", lease=LEASE, batch=10)
+    assert await outbox.claim_due(now=T0 + timedelta(minutes=1), worker="w2", lease=LEASE, batch=10) == []
+    # a lease ending exactly now still holds
+    assert await outbox.claim_due(now=T0 + LEASE, worker="w2", lease=LEASE, batch=10) == []
+    later = T0 + LEASE + timedelta(seconds=1)
+    (theirs,) = await outbox.claim_due(now=later, worker="w2", lease=LEASE, batch=10)
+    assert theirs.id == mine.id
+    assert (theirs.claimed_by, theirs.lease_until, theirs.attempts) == ("w2", later + LEASE, 2)
+    assert await outbox.settle(_id(mine), worker="w1", status=DeliveryStatus.SENT, now=later) is False
+    assert await outbox.settle(_id(theirs), worker="w2", status=DeliveryStatus.SENT, now=later) is True
+
+
+async def test_settle_records_the_outcome_only_for_the_lease_holder(
+    uow_factory: UnitOfWorkFactory, outbox: Outbox
+) -> None:
+    await add_spaces(uow_factory, space())
+    await add_rows(uow_factory, [row("sp1", "k", T0 - timedelta(minutes=1))])
+    (d,) = await outbox.claim_due(now=T0, worker="w1", lease=LEASE, batch=10)
+    sent_at = T0 + timedelta(seconds=5)
+    assert await outbox.settle(_id(d), worker="w2", status=DeliveryStatus.SENT, now=sent_at) is False
+    assert (await by_key(uow_factory))["k"] == d  # untouched
+    ok = await outbox.settle(
+        _id(d),
+        worker="w1",
+        status=DeliveryStatus.SENT,
+        now=sent_at,
+        sent_ref="telegram:msg:1:2",
+        late_by=65.0,
+    )
+    assert ok is True
+    assert (await by_key(uow_factory))["k"] == replace(
+        d,
+        status=DeliveryStatus.SENT,
+        lease_until=None,  # claimed_by stays: who sent it
+        sent_ref="telegram:msg:1:2",
+        sent_at=sent_at,
+        late_by=65.0,
+    )
+    # settled: not claimed any more, so not settled again
+    assert await outbox.settle(_id(d), worker="w1", status=DeliveryStatus.DEAD, now=sent_at) is False
+    assert await outbox.settle(10**9, worker="w1", status=DeliveryStatus.SENT, now=sent_at) is False
+    with pytest.raises(ValueError):
+        await outbox.settle(_id(d), worker="w1", status=DeliveryStatus.CLAIMED, now=sent_at)
+
+
+async def test_settle_pending_frees_the_row_for_a_retry(
+    uow_factory: UnitOfWorkFactory, outbox: Outbox
+) -> None:
+    await add_spaces(uow_factory, space())
+    await add_rows(uow_factory, [row("sp1", "k", T0)])
+    s = timedelta(seconds=1)
+    (d,) = await outbox.claim_due(now=T0, worker="w1", lease=LEASE, batch=10)
+    assert await outbox.settle(
+        _id(d), worker="w1", status=DeliveryStatus.PENDING, now=T0, error="HTTP 502", due_at=T0 + 30 * s
+    )
+    assert (await by_key(uow_factory))["k"] == replace(
+        d,
+        status=DeliveryStatus.PENDING,
+        due_at=T0 + 30 * s,
+        claimed_by=None,
+        lease_until=None,
+        attempts=1,  # the attempt counts
+        last_error="HTTP 502",
+    )
+    assert await outbox.next_due() == T0 + 30 * s
+    assert await outbox.claim_due(now=T0 + 29 * s, worker="w2", lease=LEASE, batch=10) == []
+    (d,) = await outbox.claim_due(now=T0 + 30 * s, worker="w2", lease=LEASE, batch=10)
+    assert d.attempts == 2
+    # a rate limit gives the attempt back
+    assert await outbox.settle(
+        _id(d),
+        worker="w2",
+        status=DeliveryStatus.PENDING,
+        now=T0 + 30 * s,
+        error="rate limited",
+        due_at=T0 + 40 * s,
+        refund_attempt=True,
+    )
+    got = (await by_key(uow_factory))["k"]
+    assert (got.status, got.attempts, got.due_at, got.last_error) == (
+        DeliveryStatus.PENDING,
+        1,
+        T0 + 40 * s,
+        "rate limited",
+    )
+    # no due_at: due now
+    (d,) = await outbox.claim_due(now=T0 + 40 * s, worker="w1", lease=LEASE, batch=10)
+    assert await outbox.settle(_id(d), worker="w1", status=DeliveryStatus.PENDING, now=T0 + 50 * s)
+    assert await outbox.next_due() == T0 + 50 * s
+
+
+async def test_settle_keeps_the_fields_it_is_not_given(
+    uow_factory: UnitOfWorkFactory, outbox: Outbox
+) -> None:
+    await add_spaces(uow_factory, space())
+    await add_rows(uow_factory, [row("sp1", "retried", T0), row("sp1", "unreachable", T0)])
+    claimed = {d.key: d for d in await outbox.claim_due(now=T0, worker="w1", lease=LEASE, batch=10)}
+    r, u = _id(claimed["retried"]), _id(claimed["unreachable"])
+    assert await outbox.settle(
+        r, worker="w1", status=DeliveryStatus.PENDING, now=T0, error="HTTP 502", due_at=T0
+    )
+    (again,) = await outbox.claim_due(now=T0, worker="w1", lease=LEASE, batch=10)
+    assert again.id == r
+    assert await outbox.settle(
+        r, worker="w1", status=DeliveryStatus.SENT, now=T0, sent_ref="telegram:msg:1:9"
+    )
+    assert await outbox.settle(u, worker="w1", status=DeliveryStatus.FALLBACK, now=T0, error="unreachable")
+    rows = await by_key(uow_factory)
+    assert rows["retried"].last_error == "HTTP 502"  # the earlier reason stays: no error given
+    assert rows["retried"].late_by is None and rows["retried"].sent_at == T0
+    assert (rows["unreachable"].status, rows["unreachable"].last_error) == (
+        DeliveryStatus.FALLBACK,
+        "unreachable",
+    )
+    assert rows["unreachable"].sent_at is None and rows["unreachable"].sent_ref is None
+    assert rows["unreachable"].claimed_by == "w1" and rows["unreachable"].lease_until is None
+
+
+async def test_next_due_is_the_earliest_pending_row(uow_factory: UnitOfWorkFactory, outbox: Outbox) -> None:
+    assert await outbox.next_due() is None
+    await add_spaces(uow_factory, space())
+    m = timedelta(minutes=1)
+    await add_rows(
+        uow_factory,
+        [
+            row("sp1", "later", T0 + 10 * m),
+            row("sp1", "sooner", T0 + 5 * m),
+            row("sp1", "sent", T0 - 60 * m, status=DeliveryStatus.SENT),
+            row("sp1", "claimed", T0 - 30 * m),
+        ],
+    )
+    assert await outbox.next_due() == T0 - 30 * m
+    (claimed,) = await outbox.claim_due(now=T0 - 29 * m, worker="w1", lease=LEASE, batch=10)
+    assert claimed.key == "claimed"
+    assert await outbox.next_due() == T0 + 5 * m  # claimed and settled rows do not count
+
+
+async def test_counts_lists_every_status(uow_factory: UnitOfWorkFactory, outbox: Outbox) -> None:
+    zero = {str(s): 0 for s in DeliveryStatus}
+    assert await outbox.counts() == zero
+    await add_spaces(uow_factory, space())
+    await add_rows(
+        uow_factory,
+        [
+            row("sp1", "p1", T0 + timedelta(hours=1)),
+            row("sp1", "p2", T0 + timedelta(hours=1)),
+            row("sp1", "c", T0),
+            row("sp1", "s", T0 - timedelta(hours=1), status=DeliveryStatus.SENT),
+            row("sp1", "w", T0 - timedelta(hours=1), status=DeliveryStatus.WITHDRAWN),
+        ],
+    )
+    await outbox.claim_due(now=T0, worker="w1", lease=LEASE, batch=10)
+    assert await outbox.counts() == {**zero, "pending": 2, "claimed": 1, "sent": 1, "withdrawn": 1}
