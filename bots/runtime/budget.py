@@ -23,11 +23,12 @@ class Rate:
     burst: float
 
 
-# Published or observed limits, kept a little under the edge.
+# Published or observed limits, kept a little under the edge. A bucket lets ``burst + rate`` through in
+# its first second, and the platforms count in sliding windows: burst + rate stays under the limit.
 DEFAULT_GLOBAL: dict[Platform, Rate] = {
-    Platform.DISCORD: Rate(45.0, 45.0),  # 50 req/s global
-    Platform.TELEGRAM: Rate(25.0, 25.0),  # ~30 msg/s
-    Platform.SLACK: Rate(10.0, 10.0),  # chat.postMessage is special-tier; per-channel is the real limit
+    Platform.DISCORD: Rate(42.0, 5.0),  # 50 requests/s global
+    Platform.TELEGRAM: Rate(25.0, 3.0),  # ~30 messages/s
+    Platform.SLACK: Rate(10.0, 3.0),  # chat.postMessage is special-tier; per-channel is the real limit
     Platform.CONSOLE: Rate(1000.0, 1000.0),
 }
 DEFAULT_PER_CHAT: dict[Platform, Rate] = {

@@ -6,10 +6,12 @@ knows nothing of other processes); Telegram's ``retry_after`` comes back to the 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import json
 import logging
+import warnings
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ from telegram import BotCommand, LinkPreviewOptions, Message, Update
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.ext import Application, ApplicationBuilder
+from telegram.warnings import PTBUserWarning
 
 from bots.telegram.handlers import Handlers
 from bots.telegram.render import Rendered, render, render_mentions
@@ -65,8 +68,10 @@ class TelegramPlatform:
         links: Links,
         clock: Clock,
         receive: bool = True,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.config = config
+        self._sleep = sleep
         self._receive = receive  # False in worker-only processes: they send, the web process receives
         self._handlers = Handlers(
             self,
@@ -78,6 +83,7 @@ class TelegramPlatform:
         )
         self._app: Application[Any, Any, Any, Any, Any, Any] | None = None
         self._recent_updates: OrderedDict[int, None] = OrderedDict()
+        self._poller: asyncio.Task[None] | None = None
         self.username = ""
 
     # ------------------------------------------------------------------ lifecycle
@@ -101,9 +107,13 @@ class TelegramPlatform:
             .base_file_url(self.config.file_base)
             .job_queue(None)  # scheduling belongs to the core (PLATFORMS.md: don't use PTB's JobQueue)
             .concurrent_updates(True)
+            # PTB's default pool is one connection: the engine's concurrent sends would queue behind it
+            .connection_pool_size(32)
+            .pool_timeout(30.0)
         )
-        if not (self._receive and self.config.mode == "polling"):
-            builder = builder.updater(None)
+        # no PTB Updater: its polling loop retries a batch holding one unparsable update forever (the bot
+        # goes deaf); ours takes updates one by one, through the same door as the webhook
+        builder = builder.updater(None)
         app = builder.build()
         self._handlers.register(app)
         await app.initialize()  # getMe
@@ -126,22 +136,19 @@ class TelegramPlatform:
             )
             log.info("telegram webhook set", extra={"url": url})
         else:
-            assert app.updater is not None
             await app.bot.delete_webhook()
-            await app.updater.start_polling(
-                poll_interval=0.0,
-                timeout=timedelta(seconds=self.config.poll_timeout),
-                allowed_updates=ALLOWED_UPDATES,
-            )
+            self._poller = asyncio.create_task(self._poll(), name="telegram-polling")
             log.info("telegram long polling started", extra={"bot": self.username})
 
     async def stop(self) -> None:
+        poller, self._poller = self._poller, None
+        if poller is not None:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await poller
         app, self._app = self._app, None
         if app is None:
             return
-        with contextlib.suppress(Exception):
-            if app.updater is not None and app.updater.running:
-                await app.updater.stop()
         with contextlib.suppress(Exception):
             if app.running:
                 await app.stop()
@@ -160,11 +167,16 @@ class TelegramPlatform:
             data = json.loads(await request.read())
         except (ValueError, UnicodeDecodeError):
             return web.Response(status=400, text="not JSON")
-        update_id = data.get("update_id") if isinstance(data, dict) else None
-        if not isinstance(update_id, int):
+        if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
             return web.Response(status=400, text="no update_id")
+        await self._accept(data)
+        return web.Response(status=200)  # also for a malformed update: retrying it cannot help
+
+    async def _accept(self, data: dict[str, Any]) -> None:
+        """One raw update, from the webhook or from polling: dedupe on update_id, parse, queue."""
+        update_id = int(data["update_id"])
         if update_id in self._recent_updates:  # Telegram retried an update we already took
-            return web.Response(status=200)
+            return
         self._recent_updates[update_id] = None
         if len(self._recent_updates) > 10_000:
             self._recent_updates.popitem(last=False)
@@ -172,9 +184,44 @@ class TelegramPlatform:
             update = Update.de_json(data, self.app.bot)
         except Exception:
             log.warning("malformed telegram update ignored", extra={"update_id": update_id})
-            return web.Response(status=200)  # retrying a malformed update cannot help
+            return
         await self.app.update_queue.put(update)
-        return web.Response(status=200)
+
+    async def _poll(self) -> None:
+        """Long polling (getUpdates), update by update; errors back off and never end the loop."""
+        offset: int | None = None
+        failures = 0
+        while True:
+            try:
+                with warnings.catch_warnings():  # PTB prefers get_updates(), which parses the batch whole
+                    warnings.simplefilter("ignore", PTBUserWarning)
+                    raw = await self.app.bot.do_api_request(
+                        "getUpdates",
+                        api_kwargs={
+                            "offset": offset,
+                            "timeout": int(self.config.poll_timeout),
+                            "allowed_updates": ALLOWED_UPDATES,
+                        },
+                        read_timeout=self.config.poll_timeout + 10,
+                    )
+            except asyncio.CancelledError:
+                raise
+            except RetryAfter as e:
+                wait = e.retry_after
+                await asyncio.sleep(wait.total_seconds() if isinstance(wait, timedelta) else float(wait))
+                continue
+            except Exception as e:  # TelegramError, or a body we cannot read
+                failures += 1
+                delay = min(30.0, 0.5 * 2 ** min(failures, 6))
+                log.warning("getUpdates failed (%s); retrying in %.1f s", e, delay)
+                await asyncio.sleep(delay)
+                continue
+            failures = 0
+            for item in raw if isinstance(raw, list) else []:
+                if isinstance(item, dict) and isinstance(item.get("update_id"), int):
+                    # confirmed whatever happens next: an update we cannot parse must not block the rest
+                    offset = max(offset or 0, item["update_id"] + 1)
+                    await self._accept(item)
 
     # ------------------------------------------------------------------ sending (core.ports.ChatPlatform)
 
@@ -210,19 +257,27 @@ class TelegramPlatform:
         return MessageRef(Platform.TELEGRAM, chat.id, str(msg.message_id))
 
     async def reply(self, chat_id: int, rendered: Rendered, *, reply_to: int | None = None) -> None:
-        """An answer to someone who just wrote to us (not a delivery: no outbox, best effort)."""
-        try:
-            await self.app.bot.send_message(
-                chat_id,
-                rendered.text,
-                parse_mode=ParseMode.HTML,
-                reply_markup=rendered.markup,
-                reply_to_message_id=reply_to,
-                allow_sending_without_reply=True,
-                link_preview_options=LinkPreviewOptions(is_disabled=True),
-            )
-        except TelegramError as e:
-            log.warning("reply failed: %s", e, extra={"chat_id": chat_id})
+        """An answer to someone who just wrote to us (not a delivery: no outbox). A flood limit is waited
+        out a few times — a burst of commands in one group must still get every answer."""
+        for _ in range(4):
+            try:
+                await self.app.bot.send_message(
+                    chat_id,
+                    rendered.text,
+                    parse_mode=ParseMode.HTML,
+                    reply_markup=rendered.markup,
+                    reply_to_message_id=reply_to,
+                    allow_sending_without_reply=True,
+                    link_preview_options=LinkPreviewOptions(is_disabled=True),
+                )
+                return
+            except RetryAfter as e:
+                wait = e.retry_after
+                await self._sleep(wait.total_seconds() if isinstance(wait, timedelta) else float(wait))
+            except TelegramError as e:
+                log.warning("reply failed: %s", e, extra={"chat_id": chat_id})
+                return
+        log.warning("reply dropped after repeated flood limits", extra={"chat_id": chat_id})
 
     async def _send(self, chat_id: int, r: Rendered, *, to_user: bool) -> Message:
         return await self._call(

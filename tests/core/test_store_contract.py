@@ -11,6 +11,7 @@ drift from the real thing:
 * ``settle`` overwrites only the fields it is given (``last_error``, ``sent_ref``, ``late_by``), stamps
   ``sent_at`` on SENT, always clears ``lease_until``, keeps ``claimed_by`` on settled rows, and on PENDING
   frees the row (``claimed_by`` None) at ``due_at`` (default: now); CLAIMED is not an outcome (ValueError);
+  ``settle_many`` is the same per outcome, in one transaction: a batch with an invalid outcome records none;
 * ``counts()`` lists every DeliveryStatus, with 0 for statuses without rows;
 * objects handed out are copies: changing one changes nothing stored.
 
@@ -33,6 +34,7 @@ from core.models import (
     Delivery,
     DeliveryKind,
     DeliveryStatus,
+    Outcome,
     Space,
     SpaceStatus,
     Subscription,
@@ -735,6 +737,69 @@ async def test_settle_pending_frees_the_row_for_a_retry(
     (d,) = await outbox.claim_due(now=T0 + 40 * s, worker="w1", lease=LEASE, batch=10)
     assert await outbox.settle(_id(d), worker="w1", status=DeliveryStatus.PENDING, now=T0 + 50 * s)
     assert await outbox.next_due() == T0 + 50 * s
+
+
+async def test_settle_many_records_each_outcome_whose_lease_is_held(
+    uow_factory: UnitOfWorkFactory, outbox: Outbox
+) -> None:
+    assert await outbox.settle_many([], worker="w1", now=T0) == []
+    await add_spaces(uow_factory, space())
+    await add_rows(
+        uow_factory,
+        [
+            row("sp1", "theirs", T0 - timedelta(minutes=1)),
+            *(row("sp1", k, T0) for k in ("sent", "retry", "twice")),
+        ],
+    )
+    mine = {d.key: d for d in await outbox.claim_due(now=T0, worker="w1", lease=LEASE, batch=3)}
+    assert sorted(mine) == ["retry", "sent", "theirs"]
+    (twice,) = await outbox.claim_due(now=T0, worker="w1", lease=LEASE, batch=10)
+    later = T0 + LEASE + timedelta(seconds=1)  # "theirs": w1's lease ran out and w2 took it over
+    (theirs,) = await outbox.claim_due(now=later, worker="w2", lease=LEASE, batch=1)
+    assert theirs.key == "theirs"
+    # w1's leases on "sent", "retry" ran out too, but nobody took them over: still w1's to settle
+    results = await outbox.settle_many(
+        [
+            Outcome(_id(mine["sent"]), DeliveryStatus.SENT, sent_ref="telegram:msg:1:2", late_by=1.5),
+            Outcome(_id(mine["retry"]), DeliveryStatus.PENDING, error="HTTP 502", due_at=later + LEASE),
+            Outcome(_id(theirs), DeliveryStatus.SENT),
+            Outcome(10**9, DeliveryStatus.SENT),
+            Outcome(_id(twice), DeliveryStatus.SKIPPED, error="stale"),
+            Outcome(_id(twice), DeliveryStatus.SENT),  # already settled by the outcome before
+        ],
+        worker="w1",
+        now=later,
+    )
+    assert results == [True, True, False, False, True, False]
+    rows = await by_key(uow_factory)
+    assert (rows["sent"].status, rows["sent"].sent_ref, rows["sent"].sent_at, rows["sent"].late_by) == (
+        DeliveryStatus.SENT,
+        "telegram:msg:1:2",
+        later,
+        1.5,
+    )
+    assert (rows["retry"].status, rows["retry"].due_at, rows["retry"].claimed_by) == (
+        DeliveryStatus.PENDING,
+        later + LEASE,
+        None,
+    )
+    assert rows["theirs"] == theirs  # untouched: w2 holds it
+    assert (rows["twice"].status, rows["twice"].last_error) == (DeliveryStatus.SKIPPED, "stale")
+
+
+async def test_settle_many_with_an_invalid_outcome_records_none(
+    uow_factory: UnitOfWorkFactory, outbox: Outbox
+) -> None:
+    await add_spaces(uow_factory, space())
+    await add_rows(uow_factory, [row("sp1", "a", T0), row("sp1", "b", T0)])
+    a, b = await outbox.claim_due(now=T0, worker="w1", lease=LEASE, batch=10)
+    with pytest.raises(ValueError):
+        await outbox.settle_many(
+            [Outcome(_id(a), DeliveryStatus.SENT), Outcome(_id(b), DeliveryStatus.CLAIMED)],
+            worker="w1",
+            now=T0,
+        )
+    assert {d.key: d for d in await rows_of(uow_factory)} == {"a": a, "b": b}  # one transaction: nothing
 
 
 async def test_settle_keeps_the_fields_it_is_not_given(

@@ -278,6 +278,9 @@ class MemoryOutbox:
         return (await self.settle_many([outcome], worker=worker, now=now))[0]
 
     async def settle_many(self, outcomes: Sequence[Outcome], *, worker: str, now: datetime) -> list[bool]:
+        # one transaction, as SqlOutbox: an invalid outcome anywhere in the batch records none of them
+        if any(o.status is DeliveryStatus.CLAIMED for o in outcomes):
+            raise ValueError("settle() records an outcome; CLAIMED is not one")
         return [self._settle_one(o, worker, now) for o in outcomes]
 
     def _settle_one(self, o: Outcome, worker: str, now: datetime) -> bool:
