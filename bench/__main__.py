@@ -223,7 +223,18 @@ def throughput_processes(url: str, n: int, workers: int) -> float:
         t0 = time.perf_counter()
         procs = [
             subprocess.Popen(
-                [sys.executable, "-m", "tests.delivery.worker", url, f"w{i}", str(log), "--batch", "200"],
+                [
+                    sys.executable,
+                    "-m",
+                    "tests.delivery.worker",
+                    url,
+                    f"w{i}",
+                    str(log),
+                    "--batch",
+                    "200",
+                    "--lease",
+                    "60",
+                ],
                 cwd=ROOT,
                 env={**os.environ, "PYTHONPATH": str(ROOT)},
             )
