@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
@@ -163,4 +163,4 @@ class SpaceView:
     space: Space
     subscribers: int
     link: str  # the shareable Space link (web page)
-    extra: dict[str, str] = field(default_factory=dict)
+    zone: str | None = None  # show times in this zone (the chat's for cards, the reader's for DMs)

@@ -71,7 +71,7 @@ def parse_callback(value: str) -> tuple[Verb, str] | None:
 
 
 def _when(view: SpaceView, locale: str) -> str:
-    return format_local(view.space.starts_at, view.space.tz, locale)
+    return format_local(view.space.starts_at, view.zone or view.space.tz, locale)
 
 
 def _delayed(late_by: float | None, locale: str) -> tuple[str, ...]:

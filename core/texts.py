@@ -105,6 +105,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "reply.open_dm": "🔔 Reminder set! Press Start in our private chat so I can message you; "
         "until then I'll mention you here.",
         "reply.live_now": "“{title}” is live right now — join: {link}",
+        "reply.host_open_dm": "Scheduled ✓ “{title}”. Tap below and press Start, so I can send you your "
+        "reminders privately (otherwise I'll mention you here).",
+        "button.get_reminders": "🔔 Get my reminders",
         "perm.admins_only": "Only admins of this chat can change its settings.",
         "conversation.cancelled": "OK, nothing was scheduled.",
         "input.too_long": "That message is too long for me to read — keep it under {limit} characters.",
@@ -197,6 +200,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "reply.open_dm": "🔔 Rappel activé ! Appuyez sur Démarrer dans notre conversation privée pour que je puisse "
         "vous écrire ; en attendant je vous mentionnerai ici.",
         "reply.live_now": "« {title} » est en direct — rejoignez : {link}",
+        "reply.host_open_dm": "Programmé ✓ « {title} ». Touchez ci-dessous puis Démarrer, pour que je vous "
+        "envoie vos rappels en privé (sinon je vous mentionnerai ici).",
+        "button.get_reminders": "🔔 Recevoir mes rappels",
         "perm.admins_only": "Seuls les admins de ce groupe peuvent changer ses réglages.",
         "conversation.cancelled": "D'accord, rien n'a été programmé.",
         "input.too_long": "Ce message est trop long pour moi — moins de {limit} caractères, s'il vous plaît.",

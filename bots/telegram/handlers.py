@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from telegram import ForceReply, Update
+from telegram import ForceReply, InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.ext import (
     Application,
     CallbackQueryHandler,
@@ -217,6 +217,19 @@ class Handlers:
             await self._answer(
                 update,
                 t(locale, "reply.scheduled", title=space.title, when=when, link=self._links.space(space.id)),
+            )
+            return
+        profile = await self._profiles.get(user)
+        if not (profile and profile.dm_reachable):
+            # host reminders take the subscribers' path: the deep link opens the DM (and says "you're the host")
+            button = InlineKeyboardButton(
+                t(locale, "button.get_reminders"), url=tr.deep_link(self._tg.username, space.id)
+            )
+            text = rich(t(locale, "reply.host_open_dm", title=space.title))
+            await self._tg.reply(
+                chat.id,
+                Rendered(text, InlineKeyboardMarkup([[button]])),
+                reply_to=update.effective_message.message_id if update.effective_message else None,
             )
 
     async def on_text(self, update: Update, context: Ctx) -> None:

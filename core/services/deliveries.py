@@ -13,7 +13,7 @@ import logging
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -83,6 +83,7 @@ class _Context:
 
     spaces: dict[str, Space | None] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
+    chat_zones: dict[str, str | None] = field(default_factory=dict)  # space id → its chat's zone
     profiles: dict[UserRef, UserProfile] = field(default_factory=dict)
 
 
@@ -187,6 +188,8 @@ class DeliveryEngine:
                 ctx.spaces[sid] = space
                 if space is not None:
                     users.add(space.host)
+                    community = await uow.communities.get(space.chat)
+                    ctx.chat_zones[sid] = community.tz if community else None
                     if any(
                         r.space_id == sid and r.kind in (DeliveryKind.CARD_POST, DeliveryKind.CARD_EDIT)
                         for r in rows
@@ -210,7 +213,10 @@ class DeliveryEngine:
             await self._settle(row, DeliveryStatus.SKIPPED, error=verdict.reason)
             return
         assert space is not None
-        view = SpaceView(space, ctx.counts.get(space.id, 0), self._links.space(space.id))
+        # cards show the time in the chat's zone; DMs in the reader's (else the host's, as scheduled)
+        view = SpaceView(
+            space, ctx.counts.get(space.id, 0), self._links.space(space.id), zone=ctx.chat_zones.get(space.id)
+        )
         host_name = self._name(space.host, ctx)
         try:
             if row.kind is DeliveryKind.CARD_POST:
@@ -235,7 +241,8 @@ class DeliveryEngine:
                     await self._fall_back(row, space, "known unreachable")
                     return
                 locale = (profile.locale if profile else None) or space.locale
-                notice = notices.for_delivery(row.kind, view, host_name, locale, verdict.late_by)
+                reader = replace(view, zone=profile.tz if profile and profile.tz else view.zone)
+                notice = notices.for_delivery(row.kind, reader, host_name, locale, verdict.late_by)
                 await self._spend(row, None)
                 ref = await self._platform.direct(user, notice, key=nonce_for(row.key))
                 await self._settle(row, DeliveryStatus.SENT, sent_ref=str(ref), late_by=verdict.late_by)
@@ -265,7 +272,7 @@ class DeliveryEngine:
             return
         chat = parse_chat(live[0].recipient)
         about = live[0].about or DeliveryKind.LIVE_NOTICE
-        view = SpaceView(space, 0, self._links.space(space.id))
+        view = SpaceView(space, 0, self._links.space(space.id), zone=ctx.chat_zones.get(space.id))
         late_by = max(0.0, (now - min(r.due_at for r in live)).total_seconds())
         notice = notices.for_delivery(about, view, self._name(space.host, ctx), space.locale, late_by)
         users = {u: self._name(u, ctx) for u in (parse_user(r.subject) for r in live if r.subject)}

@@ -212,3 +212,39 @@ async def test_a_blocked_subscriber_falls_back_to_a_mention_and_is_recorded(tg_e
     assert by_user[f"telegram:user:{fan.id}"].status is DeliveryStatus.SENT
     profile = await tg_env.profiles.get(user_ref(quitter.id))
     assert profile is not None and profile.dm_reachable is False
+
+
+async def test_a_host_who_never_opened_the_bot_is_offered_the_deep_link(tg_env: TgEnv) -> None:
+    host, group, card = await schedule_in_group(tg_env)
+    space = await _space(tg_env, group)
+    hint = next(m for m in tg_env.tg.bot_messages(group) if "Get my reminders" in str(m.buttons))
+    assert hint.buttons[0]["url"] == f"https://t.me/{tg_env.platform.username}?start=s_{space.id}"
+    await tg_env.tg.user_starts_bot(host, f"s_{space.id}")
+    await tg_env.tg.wait_for_message(host.id, lambda m: "You're the host" in m.text)
+    profile = await tg_env.profiles.get(user_ref(host.id))
+    assert profile is not None and profile.dm_reachable is True  # reminders now go to the DM
+    tg_env.clock.set(space.starts_at)
+    await tg_env.deliver()
+    assert [m for m in tg_env.tg.bot_messages(host.id) if "It's time" in m.text]
+
+
+async def test_cards_show_the_chats_zone_and_dms_the_readers(tg_env: TgEnv) -> None:
+    host = tg_env.tg.create_user("Hana", started=True)
+    group = tg_env.tg.create_group("NYC builders", creator=host)
+    await tg_env.tg.user_sends(host, group, "/chattz America/New_York")
+    await tg_env.tg.wait_for_message(group, lambda m: "America/New_York" in m.text)
+    await tg_env.tg.user_sends(host, group, "/space 2026-12-01 18:30 Europe/Paris Cross-Atlantic")
+    (space,) = await tg_env.eventually(lambda: tg_env.spaces.upcoming(_chat(group)))
+    await tg_env.deliver()
+    card = tg_env.tg.bot_messages(group)[-1]
+    assert "Tue 1 Dec 2026, 12:30 EST" in card.text  # 18:30 in Paris, shown in the chat's zone
+    fan = tg_env.tg.create_user("Kiran", started=True)
+    await tg_env.tg.user_sends(fan, None, "/tz Asia/Kolkata")
+    await tg_env.tg.wait_for_message(fan.id, lambda m: "Asia/Kolkata" in m.text)
+    await tg_env.tg.press_button(fan, card, f"sub:{space.id}")
+    await tg_env.eventually(lambda: _count_is(tg_env, space.id, 1))
+    await tg_env.tg.user_sends(host, group, f"/reschedule {space.id} 2026-12-01 19:30 Europe/Paris")
+    await tg_env.tg.wait_for_message(group, lambda m: "Rescheduled" in m.text)
+    await tg_env.deliver()
+    moved = next(m for m in tg_env.tg.bot_messages(fan.id) if "moved to" in m.text)
+    assert "Wed 2 Dec 2026, 00:00 IST" in moved.text  # the reader's zone
