@@ -45,23 +45,28 @@ class Waker:
         self._sweep_every = sweep_every
         self._on_sweep = on_sweep
         self._scheduler: AsyncIOScheduler | None = None
-        self._armed_at: datetime | None = None
+        self._early: datetime | None = None  # armed before start(): scheduled by start()
+        self._stopped = False
         self._task: asyncio.Task[None] | None = None
         self._again = False
         self.runs = 0
 
     async def start(self) -> None:
+        if self._scheduler is not None or self._stopped:
+            return
         scheduler = AsyncIOScheduler(
             job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1}
         )
-        scheduler.add_job(
-            self._sweep, IntervalTrigger(seconds=self._sweep_every.total_seconds()), id=SWEEP_JOB
-        )
+        scheduler.add_job(self._sweep, IntervalTrigger(seconds=self._sweep_every.total_seconds()), id=SWEEP_JOB)
         scheduler.start()
         self._scheduler = scheduler
+        if self._early is not None:
+            early, self._early = self._early, None
+            self.arm(early)
         self.kick()  # catch-up at boot: whatever came due while we were down
 
     async def stop(self) -> None:
+        self._stopped = True  # no new runs from late arms or kicks (web handlers may still call us)
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
@@ -73,18 +78,25 @@ class Waker:
 
     def arm(self, at: datetime) -> None:
         """core.ports.WakeUps.arm: never postpones an earlier armed wake."""
-        now = self._clock.now()
-        if at <= now:
+        if self._stopped:
+            return
+        if at <= self._clock.now():
             self.kick()
             return
-        if self._armed_at is not None and now < self._armed_at <= at:
+        if self._scheduler is None:
+            self._early = at if self._early is None else min(self._early, at)
             return
-        self._armed_at = at
-        if self._scheduler is not None:
-            self._scheduler.add_job(self._fire, DateTrigger(run_date=at), id=WAKE_JOB, replace_existing=True)
+        # the scheduler's own record of the pending wake is the truth: a wake that is due but has not fired
+        # yet (a busy loop) still counts as armed, and must not be pushed back
+        job = self._scheduler.get_job(WAKE_JOB)
+        if job is not None and job.next_run_time is not None and job.next_run_time <= at:
+            return
+        self._scheduler.add_job(self._fire, DateTrigger(run_date=at), id=WAKE_JOB, replace_existing=True)
 
     def kick(self) -> None:
         """Run the engine now, or once more right after the run in progress."""
+        if self._stopped:
+            return
         if self._task is not None and not self._task.done():
             self._again = True
             return
@@ -99,7 +111,6 @@ class Waker:
             await asyncio.shield(self._task)
 
     async def _fire(self) -> None:
-        self._armed_at = None
         self.kick()
 
     async def _sweep(self) -> None:

@@ -32,10 +32,10 @@ from tests.fakes.telegram import TelegramEmulator
 
 
 class VirtualTime:
-    """Telegram time, running SCALE times faster than the wall clock: the send budget and the emulator's
+    """Telegram time, running SCALE times faster than the wall clock (not more: it also magnifies network jitter): the send budget and the emulator's
     flood windows both read it, so pacing and limits are exactly as in production, just quicker."""
 
-    SCALE = 10.0
+    SCALE = 4.0
 
     def __init__(self) -> None:
         self._origin = time.monotonic()

@@ -215,7 +215,7 @@ async def test_a_blocked_subscriber_falls_back_to_a_mention_and_is_recorded(tg_e
 
 
 async def test_a_host_who_never_opened_the_bot_is_offered_the_deep_link(tg_env: TgEnv) -> None:
-    host, group, card = await schedule_in_group(tg_env)
+    host, group, _card = await schedule_in_group(tg_env)
     space = await _space(tg_env, group)
     hint = next(m for m in tg_env.tg.bot_messages(group) if "Get my reminders" in str(m.buttons))
     assert hint.buttons[0]["url"] == f"https://t.me/{tg_env.platform.username}?start=s_{space.id}"
