@@ -46,6 +46,7 @@ from storage.db import make_engine, make_session_factory, normalize_url
 from storage.stores import SqlHeartbeats, SqlOutbox, unit_of_work_factory
 
 log = logging.getLogger(__name__)
+SHUTDOWN_GRACE = 10.0  # seconds the delivery run in progress gets to finish its batch at shutdown
 
 VERSION = "0.1.0"
 
@@ -231,12 +232,15 @@ class Service:
             self._repl_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._repl_task
-        if self.waker is not None:
-            with _logged("stopping the waker"):
-                await self.waker.stop()
+        # inbound first (no new webhooks), then let the delivery run in progress finish its batch so its
+        # sends are recorded rather than repeated after the lease, then the platforms it sends through
         if self._runner is not None:
             with _logged("stopping the web server"):
                 await self._runner.cleanup()
+        self.engine.request_stop()
+        if self.waker is not None:
+            with _logged("stopping the waker"):
+                await self.waker.stop(grace=SHUTDOWN_GRACE)
         with _logged("stopping platforms"):
             await self.router.stop()
         if self.role.delivers and self._started:

@@ -178,6 +178,7 @@ def for_delivery(
         return Notice(
             kind=kind,
             title=t(locale, "notice.cancelled", title=s.title, when=when),
+            lines=_delayed(late_by, locale),
             space_id=s.id,
             link=view.link,
             locale=locale,
@@ -186,6 +187,7 @@ def for_delivery(
         return Notice(
             kind=kind,
             title=t(locale, "notice.rescheduled", title=s.title, when=when),
+            lines=_delayed(late_by, locale),
             actions=(link_action,),
             space_id=s.id,
             link=view.link,

@@ -252,8 +252,9 @@ class Budget(Protocol):
         Returns the seconds waited."""
         ...
 
-    def penalise(self, platform: Platform, retry_after: float) -> None:
-        """A 429 arrived: hold every sender of that platform back for ``retry_after`` seconds."""
+    def penalise(self, platform: Platform, retry_after: float, *, chat: str | None = None) -> None:
+        """A 429 arrived: hold back sends to ``chat`` (or, with no chat, every send of the platform) for
+        ``retry_after`` seconds."""
         ...
 
 

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from core.errors import InvalidTime, InvalidTitle, NotAllowed, TooManySpaces, WrongState
 from core.models import Delivery, DeliveryKind, Space, SpaceStatus
 from core.refs import UserRef
+from core.texts import TextKey
 
 TITLE_MAX = 100
 DESCRIPTION_MAX = 1000
@@ -75,7 +76,7 @@ class Actor:
 def check_may_manage(actor: Actor, space: Space, action: str) -> None:
     if actor.user == space.host or actor.is_moderator:
         return
-    raise NotAllowed("perm.not_allowed", action=action)
+    raise NotAllowed("perm.not_allowed", action=TextKey(f"action.{action}"))
 
 
 _ALLOWED_FROM: dict[str, tuple[SpaceStatus, ...]] = {
@@ -89,7 +90,11 @@ _ALLOWED_FROM: dict[str, tuple[SpaceStatus, ...]] = {
 
 def check_transition(space: Space, action: str) -> None:
     if space.status not in _ALLOWED_FROM[action]:
-        raise WrongState("space.wrong_state", status=space.status.value, action=action)
+        raise WrongState(
+            "space.wrong_state",
+            status=TextKey(f"status.{space.status.value}"),
+            action=TextKey(f"action.{action}"),
+        )
 
 
 def host_reminder_plan(starts_at: datetime, now: datetime) -> list[tuple[DeliveryKind, datetime]]:
@@ -118,10 +123,10 @@ def decide(delivery: Delivery, space: Space | None, now: datetime) -> Send | Ski
     late_by = max(0.0, (now - delivery.due_at).total_seconds())
     if space is None:
         return Skip("space deleted")
-    if delivery.revision != space.revision and delivery.kind in (DeliveryKind.HOST_T30, DeliveryKind.HOST_T0):
-        return Skip(f"planned for revision {delivery.revision}, Space is at {space.revision}")
     kind = delivery.kind
     about = delivery.about if kind is DeliveryKind.MENTION and delivery.about else kind
+    if delivery.revision != space.revision and about in (DeliveryKind.HOST_T30, DeliveryKind.HOST_T0):
+        return Skip(f"planned for revision {delivery.revision}, Space is at {space.revision}")
     if about in (DeliveryKind.HOST_T30, DeliveryKind.HOST_T0):
         if space.status is SpaceStatus.LIVE:
             return Skip("already live")

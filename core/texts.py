@@ -33,19 +33,15 @@ TEXTS: dict[str, dict[str, str]] = {
         "End or cancel one first.",
         "perm.not_allowed": "Only the host or a moderator of this community can {action} this Space.",
         "space.not_found": "I can't find a Space with the id “{space_id}” — check the link.",
-        "space.wrong_state": "This Space is {status}, so it can't be {action}.",
+        "space.wrong_state": "This Space is {status}, so you can't {action} it.",
         "space.same_time": "The Space is already scheduled for {when}.",
         "sub.closed": "This Space is {status}: reminders are closed.",
         "sub.host": "You're the host — you'll get your own reminders.",
         # --- actions (verbs used in messages above) ---
         "action.cancel": "cancel",
-        "action.cancelled": "cancelled",
         "action.reschedule": "reschedule",
-        "action.rescheduled": "rescheduled",
         "action.start": "start",
-        "action.started": "started",
         "action.end": "end",
-        "action.ended": "ended",
         "action.edit": "edit",
         "status.scheduled": "scheduled",
         "status.live": "live",
@@ -57,6 +53,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "reply.cancelled": "Cancelled “{title}”. Subscribers are being told.",
         "reply.started": "You're live 🟣 “{title}”. {count} subscribers are being notified.",
         "reply.ended": "Ended “{title}”. Thanks for hosting!",
+        "reply.already_live": "“{title}” is already live.",
         "reply.subscribed": "🔔 Reminder set for “{title}” — I'll message you when it starts.",
         "reply.already_subscribed": "You're already subscribed to “{title}”.",
         "reply.unsubscribed": "Reminder removed for “{title}”.",
@@ -82,7 +79,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "notice.host_t0": "⏰ It's time: your Space “{title}” is scheduled to start now.",
         "notice.host_hint": "Press Start when you're ready — your subscribers are notified the moment you do.",
         "notice.live": "🟣 “{title}” is live now — hosted by {host}.",
-        "notice.cancelled": "❌ “{title}” ({when}) was cancelled by the host.",
+        "notice.cancelled": "❌ “{title}” ({when}) was cancelled.",
         "notice.rescheduled": "🗓 “{title}” moved to {when}.",
         "notice.mention": "{mentions} — I couldn't message you privately:",
         "notice.delayed": "(delayed by {minutes} min — the service was catching up)",
@@ -137,13 +134,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "sub.closed": "Ce Space est {status} : les rappels sont fermés.",
         "sub.host": "Vous êtes l'hôte — vous recevrez vos propres rappels.",
         "action.cancel": "annuler",
-        "action.cancelled": "annuler",
         "action.reschedule": "reprogrammer",
-        "action.rescheduled": "reprogrammer",
         "action.start": "démarrer",
-        "action.started": "démarrer",
         "action.end": "terminer",
-        "action.ended": "terminer",
         "action.edit": "modifier",
         "status.scheduled": "programmé",
         "status.live": "en direct",
@@ -154,6 +147,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "reply.cancelled": "« {title} » est annulé. Les abonnés sont prévenus.",
         "reply.started": "Vous êtes en direct 🟣 « {title} ». {count} abonnés sont prévenus.",
         "reply.ended": "« {title} » est terminé. Merci d'avoir animé !",
+        "reply.already_live": "« {title} » est déjà en direct.",
         "reply.subscribed": "🔔 Rappel activé pour « {title} » — je vous écris dès qu'il commence.",
         "reply.already_subscribed": "Vous êtes déjà abonné à « {title} ».",
         "reply.unsubscribed": "Rappel supprimé pour « {title} ».",
@@ -178,7 +172,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "notice.host_t0": "⏰ C'est l'heure : votre Space « {title} » doit commencer maintenant.",
         "notice.host_hint": "Appuyez sur Démarrer quand vous êtes prêt — vos abonnés sont prévenus à ce moment-là.",
         "notice.live": "🟣 « {title} » est en direct — animé par {host}.",
-        "notice.cancelled": "❌ « {title} » ({when}) a été annulé par l'hôte.",
+        "notice.cancelled": "❌ « {title} » ({when}) a été annulé.",
         "notice.rescheduled": "🗓 « {title} » est déplacé au {when}.",
         "notice.mention": "{mentions} — je n'ai pas pu vous écrire en privé :",
         "notice.delayed": "(en retard de {minutes} min — le service rattrapait son retard)",
@@ -210,6 +204,13 @@ TEXTS: dict[str, dict[str, str]] = {
 }
 
 
+class TextKey(str):
+    """A parameter that is itself a text key, translated along with the message it goes into
+    (``UserError("space.wrong_state", status=TextKey("status.live"))`` → « en direct » in French)."""
+
+    __slots__ = ()
+
+
 def pick_locale(code: str | None) -> str:
     """Map a platform language code ('fr', 'fr-CA', 'en_US', None) to a supported locale."""
     if not code:
@@ -224,5 +225,13 @@ def t(locale: str | None, key: str, **params: Any) -> str:
     List parameters are joined as a human list ("a or b" is the caller's job: we join with ' / ')."""
     loc = pick_locale(locale)
     template = TEXTS[loc].get(key) or TEXTS[DEFAULT_LOCALE][key]
-    shown = {k: " / ".join(map(str, v)) if isinstance(v, list | tuple) else v for k, v in params.items()}
+    shown = {k: _shown(loc, v) for k, v in params.items()}
     return template.format(**shown)
+
+
+def _shown(locale: str, value: Any) -> Any:
+    if isinstance(value, TextKey):
+        return TEXTS[locale].get(value) or TEXTS[DEFAULT_LOCALE].get(value, str(value))
+    if isinstance(value, list | tuple):
+        return " / ".join(str(_shown(locale, v)) for v in value)
+    return value

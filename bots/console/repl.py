@@ -18,19 +18,17 @@ from typing import TextIO
 from bots.console import translate as tr
 from bots.console.adapter import ConsolePlatform
 from core.commands import (
-    CancelSpace,
-    EndSpace,
-    RescheduleSpace,
     ScheduleSpace,
-    StartSpace,
     Subscribe,
     Unsubscribe,
 )
 from core.errors import UserError
 from core.models import Space
+from core.notices import Verb
 from core.ports import Links
 from core.refs import ChatRef, Platform, UserRef
 from core.rules import Actor
+from core.services.manage import ManageService, ModeratorCheck
 from core.services.spaces import SpaceService
 from core.texts import pick_locale, t
 from core.timeparse import check_zone, format_local
@@ -85,6 +83,7 @@ class ConsoleRepl:
         self._spaces = spaces
         self._platform = platform
         self._links = links
+        self._manage = ManageService(spaces, links)
         self._on_quit = on_quit
         self._chat = chat
         self._state = _State(pick_locale(default_locale))
@@ -203,22 +202,30 @@ class ConsoleRepl:
             res = await self._spaces.unsubscribe(Unsubscribe(user, cmd.space_id))
             key = "reply.unsubscribed" if res.changed else "reply.not_subscribed"
             self._say(t(loc, key, title=res.space.title))
-        elif isinstance(cmd, tr.Start):
-            started = await self._spaces.start(StartSpace(actor, cmd.space_id))
-            self._say(t(loc, "reply.started", title=started.space.title, count=started.notified))
-        elif isinstance(cmd, tr.End):
-            space = await self._spaces.end(EndSpace(actor, cmd.space_id))
-            self._say(t(loc, "reply.ended", title=space.title))
-        elif isinstance(cmd, tr.Cancel):
-            space = await self._spaces.cancel(CancelSpace(actor, cmd.space_id))
-            self._say(t(loc, "reply.cancelled", title=space.title))
-        elif isinstance(cmd, tr.Reschedule):
-            space = await self._spaces.reschedule(
-                RescheduleSpace(actor, cmd.space_id, cmd.when_text, tz=me.tz)
+        elif isinstance(cmd, tr.Start | tr.End | tr.Cancel):
+            verb = (
+                Verb.START
+                if isinstance(cmd, tr.Start)
+                else Verb.END
+                if isinstance(cmd, tr.End)
+                else Verb.CANCEL
             )
-            self._say(t(loc, "reply.rescheduled", title=space.title, when=self._when(space, loc)))
+            reply = await self._manage.run(verb, user, loc, cmd.space_id, is_moderator=self._moderator(me))
+            self._say(reply.text)
+        elif isinstance(cmd, tr.Reschedule):
+            reply = await self._manage.reschedule(
+                user, loc, cmd.space_id, cmd.when_text, is_moderator=self._moderator(me)
+            )
+            self._say(reply.text)
 
     # ------------------------------------------------------------------ helpers
+
+    @staticmethod
+    def _moderator(me: _Person) -> ModeratorCheck:
+        async def check(chat: ChatRef, user: UserRef) -> bool:
+            return me.moderator  # the console's /mod switch stands for the platform's admin check
+
+        return check
 
     @staticmethod
     def _when(space: Space, locale: str) -> str:

@@ -32,10 +32,17 @@ DEFAULT_GLOBAL: dict[Platform, Rate] = {
     Platform.CONSOLE: Rate(1000.0, 1000.0),
 }
 DEFAULT_PER_CHAT: dict[Platform, Rate] = {
-    Platform.TELEGRAM: Rate(1.0, 3.0),  # 1/s per chat, short bursts tolerated; groups also 20/min
+    Platform.TELEGRAM: Rate(1.0, 3.0),  # 1/s per chat, short bursts tolerated
     Platform.SLACK: Rate(1.0, 3.0),
-    Platform.DISCORD: Rate(5.0, 5.0),  # 5 messages / 5 s per channel
+    Platform.DISCORD: Rate(1.0, 4.0),  # 5 messages / 5 s per channel
 }
+# Telegram also allows a group 20 messages a minute (its group and supergroup ids are negative):
+# 2 + 0.3 x 60 = 20 in any minute.
+DEFAULT_PER_GROUP: dict[Platform, Rate] = {Platform.TELEGRAM: Rate(0.3, 2.0)}
+
+
+def is_group(platform: Platform, chat: str) -> bool:
+    return platform is Platform.TELEGRAM and chat.startswith("-")
 
 
 class _Bucket:
@@ -63,26 +70,46 @@ class TokenBucketBudget:
         self,
         global_rates: dict[Platform, Rate] | None = None,
         per_chat: dict[Platform, Rate] | None = None,
+        per_group: dict[Platform, Rate] | None = None,
         *,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._global_rates = dict(DEFAULT_GLOBAL if global_rates is None else global_rates)
         self._chat_rates = dict(DEFAULT_PER_CHAT if per_chat is None else per_chat)
+        self._group_rates = dict(DEFAULT_PER_GROUP if per_group is None else per_group)
         self._monotonic = monotonic
         self._sleep = sleep
         self._global: dict[Platform, _Bucket] = {}
         self._chats: OrderedDict[tuple[Platform, str], _Bucket] = OrderedDict()
         self._held_until: dict[Platform, float] = {}
+        self._chat_held_until: OrderedDict[tuple[Platform, str], float] = OrderedDict()
         self._share = 1
 
     def set_share(self, workers: int) -> None:
         """``workers`` live processes share each platform's global limit equally."""
         self._share = max(1, workers)
 
-    def penalise(self, platform: Platform, retry_after: float) -> None:
+    def penalise(self, platform: Platform, retry_after: float, *, chat: str | None = None) -> None:
         until = self._monotonic() + retry_after
-        self._held_until[platform] = max(self._held_until.get(platform, 0.0), until)
+        if chat is None:
+            self._held_until[platform] = max(self._held_until.get(platform, 0.0), until)
+            return
+        key = (platform, chat)
+        self._chat_held_until[key] = max(self._chat_held_until.get(key, 0.0), until)
+        self._chat_held_until.move_to_end(key)
+        if len(self._chat_held_until) > self.MAX_CHATS:
+            self._chat_held_until.popitem(last=False)
+
+    def _take(self, key: tuple[Platform, str], rate: Rate, now: float) -> float:
+        bucket = self._chats.get(key)
+        if bucket is None:
+            bucket = self._chats[key] = _Bucket(rate, now)
+            if len(self._chats) > self.MAX_CHATS:
+                self._chats.popitem(last=False)
+        else:
+            self._chats.move_to_end(key)
+        return bucket.take(now, rate.per_second)
 
     async def acquire(self, platform: Platform, chat: str | None = None) -> float:
         now = self._monotonic()
@@ -95,17 +122,14 @@ class TokenBucketBudget:
                     Rate(rate.per_second, max(1.0, rate.burst / self._share)), now
                 )
             wait = max(wait, bucket.take(now, rate.per_second / self._share))
-        chat_rate = self._chat_rates.get(platform)
-        if chat is not None and chat_rate is not None:
-            key = (platform, chat)
-            cb = self._chats.get(key)
-            if cb is None:
-                cb = self._chats[key] = _Bucket(chat_rate, now)
-                if len(self._chats) > self.MAX_CHATS:
-                    self._chats.popitem(last=False)
-            else:
-                self._chats.move_to_end(key)
-            wait = max(wait, cb.take(now, chat_rate.per_second))
+        if chat is not None:
+            wait = max(wait, self._chat_held_until.get((platform, chat), 0.0) - now)
+            chat_rate = self._chat_rates.get(platform)
+            if chat_rate is not None:
+                wait = max(wait, self._take((platform, chat), chat_rate, now))
+            group_rate = self._group_rates.get(platform)
+            if group_rate is not None and is_group(platform, chat):
+                wait = max(wait, self._take((platform, f"group:{chat}"), group_rate, now))
         if wait > 0:
             await self._sleep(wait)
         return wait
@@ -117,7 +141,7 @@ class Unlimited:
     def set_share(self, workers: int) -> None:
         pass
 
-    def penalise(self, platform: Platform, retry_after: float) -> None:
+    def penalise(self, platform: Platform, retry_after: float, *, chat: str | None = None) -> None:
         pass
 
     async def acquire(self, platform: Platform, chat: str | None = None) -> float:

@@ -57,7 +57,9 @@ class Waker:
         scheduler = AsyncIOScheduler(
             job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1}
         )
-        scheduler.add_job(self._sweep, IntervalTrigger(seconds=self._sweep_every.total_seconds()), id=SWEEP_JOB)
+        scheduler.add_job(
+            self._sweep, IntervalTrigger(seconds=self._sweep_every.total_seconds()), id=SWEEP_JOB
+        )
         scheduler.start()
         self._scheduler = scheduler
         if self._early is not None:
@@ -65,16 +67,22 @@ class Waker:
             self.arm(early)
         self.kick()  # catch-up at boot: whatever came due while we were down
 
-    async def stop(self) -> None:
-        self._stopped = True  # no new runs from late arms or kicks (web handlers may still call us)
+    async def stop(self, grace: float = 0.0) -> None:
+        """No new runs from now on (late arms or kicks are ignored); give the run in progress ``grace``
+        seconds to finish its batch (its sends are recorded, not repeated later), then cancel it."""
+        self._stopped = True
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        if task is None or task.done():
+            return
+        if grace > 0:
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
+                await asyncio.wait_for(asyncio.shield(task), grace)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
 
     def arm(self, at: datetime) -> None:
         """core.ports.WakeUps.arm: never postpones an earlier armed wake."""

@@ -134,6 +134,12 @@ class Handlers:
     def _error(locale: str, e: UserError) -> str:
         return t(locale, e.key, **e.params)
 
+    def _forget_old_drafts(self) -> None:
+        """Abandoned conversations must not pile up in memory."""
+        now = time.monotonic()
+        for key in [k for k, d in self._drafts.items() if now - d.started > DRAFT_TTL]:
+            del self._drafts[key]
+
     def _too_long(self, text: str) -> bool:
         return len(text) > tr.MAX_INPUT
 
@@ -172,6 +178,7 @@ class Handlers:
         assert msg is not None and chat is not None
         args = tr.schedule_args(" ".join(context.args or []))
         if not args:  # a bare /space: ask for the title, then the time
+            self._forget_old_drafts()
             self._drafts[(chat.id, user_id(user))] = _Draft("title", time.monotonic())
             await self._ask(chat.id, msg.message_id, t(locale, "ask.title"))
             return

@@ -30,7 +30,7 @@ from core.models import (
     UserProfile,
 )
 from core.ports import Budget, ChatPlatform, Clock, Links, Outbox, UnitOfWorkFactory, WakeUps
-from core.refs import UserRef, parse_chat, parse_message, parse_user
+from core.refs import MessageRef, UserRef, parse_chat, parse_message, parse_user
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,19 @@ class NullObserver:
         pass
 
 
+SPACE_FRESHNESS = timedelta(seconds=1)  # how long a batch may use its copy of a Space before re-reading it
+
+
+def _recipient_chat(row: Delivery) -> str | None:
+    """The chat a row posts in (the key of per-chat limits); None for a DM. Raises ValueError if malformed."""
+    if row.kind.to_user:
+        parse_user(row.recipient)
+        return None
+    if row.kind is DeliveryKind.CARD_EDIT:
+        return parse_message(row.recipient).chat_id
+    return parse_chat(row.recipient).id
+
+
 class _LeaseTooShort(Exception):
     """Raised by _spend: give the row back rather than risk sending it twice."""
 
@@ -83,6 +96,7 @@ class _Context:
 
     spaces: dict[str, Space | None] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
+    loaded: dict[str, datetime] = field(default_factory=dict)  # space id → when it was read (core clock)
     chat_zones: dict[str, str | None] = field(default_factory=dict)  # space id → its chat's zone
     profiles: dict[UserRef, UserProfile] = field(default_factory=dict)
 
@@ -123,12 +137,17 @@ class DeliveryEngine:
         self._obs: EngineObserver = observer or NullObserver()
         self._rng = rng or random.Random()
         self._outcomes: list[tuple[Delivery, Outcome]] = []
+        self._stopping = False
+
+    def request_stop(self) -> None:
+        """Finish the batch in hand, claim no more (shutdown: what is left stays pending for the next run)."""
+        self._stopping = True
 
     async def deliver_due(self, max_batches: int | None = None) -> int:
         """Claim and settle batches until nothing is due. Returns the number of rows handled."""
         handled = 0
         batches = 0
-        while max_batches is None or batches < max_batches:
+        while (max_batches is None or batches < max_batches) and not self._stopping:
             t0 = time.perf_counter()
             rows = await self._outbox.claim_due(
                 now=self._clock.now(),
@@ -142,7 +161,7 @@ class DeliveryEngine:
             try:
                 await self._handle_batch(rows)
             finally:
-                await self._flush()
+                await self._flush(final=True)
             handled += len(rows)
             batches += 1
         nxt = await self._outbox.next_due()
@@ -153,6 +172,7 @@ class DeliveryEngine:
     # ------------------------------------------------------------------ batch
 
     async def _handle_batch(self, rows: Sequence[Delivery]) -> None:
+        rows = await self._drop_poison(rows)
         ctx = await self._load_context(rows)
         mentions: dict[tuple[str, str, str], list[Delivery]] = {}
         singles: list[Delivery] = []
@@ -170,7 +190,7 @@ class DeliveryEngine:
                         await self._handle_mentions(coro_rows, ctx)
                     else:
                         await self._handle_one(coro_rows[0], ctx)
-                except Exception:  # never let one row take the batch down; its lease will expire and retry
+                except Exception:  # a bug: the lease expires, the row is retried, and _drop_poison caps it
                     log.exception("delivery crashed", extra={"delivery_id": coro_rows[0].id})
 
         tasks = [guarded([r], False) for r in singles]
@@ -179,6 +199,24 @@ class DeliveryEngine:
                 tasks.append(guarded(group[i : i + self.config.mention_chunk], True))
         await asyncio.gather(*tasks)
 
+    async def _drop_poison(self, rows: Sequence[Delivery]) -> list[Delivery]:
+        """Dead-letter rows that can never be handled: unparsable references, or rows whose handling
+        crashed so often (claimed, lease expired, claimed again) that they would block the queue's head."""
+        keep: list[Delivery] = []
+        for row in rows:
+            try:
+                _recipient_chat(row)
+                if row.kind is DeliveryKind.MENTION and row.subject:
+                    parse_user(row.subject)
+            except ValueError as e:
+                await self._settle(row, DeliveryStatus.DEAD, error=f"malformed delivery: {e}")
+                continue
+            if row.attempts > rules.MAX_ATTEMPTS + 2:
+                await self._settle(row, DeliveryStatus.DEAD, error=f"gave up after {row.attempts} attempts")
+                continue
+            keep.append(row)
+        return keep
+
     async def _load_context(self, rows: Sequence[Delivery]) -> _Context:
         ctx = _Context()
         users: set[UserRef] = set()
@@ -186,6 +224,7 @@ class DeliveryEngine:
             for sid in {r.space_id for r in rows}:
                 space = await uow.spaces.get(sid)
                 ctx.spaces[sid] = space
+                ctx.loaded[sid] = self._clock.now()
                 if space is not None:
                     users.add(space.host)
                     community = await uow.communities.get(space.chat)
@@ -203,12 +242,36 @@ class DeliveryEngine:
             ctx.profiles = await uow.users.get_many(sorted(users, key=str))
         return ctx
 
+    async def _current(self, space_id: str, ctx: _Context) -> Space | None:
+        """The Space as it is now, not as it was when the batch was claimed: budget waits can be long,
+        and a reminder must not go out for a Space cancelled or moved meanwhile (re-read at most 1/s)."""
+        now = self._clock.now()
+        read_at = ctx.loaded.get(space_id)
+        if read_at is None or now - read_at > SPACE_FRESHNESS:
+            async with self._uow() as uow:
+                ctx.spaces[space_id] = await uow.spaces.get(space_id)
+            ctx.loaded[space_id] = now
+        return ctx.spaces.get(space_id)
+
     # ------------------------------------------------------------------ one row
 
     async def _handle_one(self, row: Delivery, ctx: _Context) -> None:
-        now = self._clock.now()
-        space = ctx.spaces.get(row.space_id)
-        verdict = rules.decide(row, space, now)
+        user = parse_user(row.recipient) if row.kind.to_user else None
+        profile = ctx.profiles.get(user) if user is not None else None
+        chat_key = _recipient_chat(row)
+        try:
+            if user is not None and profile is not None and profile.dm_reachable is False:
+                # don't knock on a closed door: on Discord failed DMs count toward the IP ban
+                space = await self._current(row.space_id, ctx)
+                if space is not None and isinstance(rules.decide(row, space, self._clock.now()), rules.Send):
+                    await self._fall_back(row, space, "known unreachable")
+                    return
+            await self._spend(row, chat_key)
+        except _LeaseTooShort:
+            await self._give_back(row)
+            return
+        space = await self._current(row.space_id, ctx)  # decided after the budget wait, on today's Space
+        verdict = rules.decide(row, space, self._clock.now())
         if isinstance(verdict, rules.Skip):
             await self._settle(row, DeliveryStatus.SKIPPED, error=verdict.reason)
             return
@@ -220,47 +283,86 @@ class DeliveryEngine:
         host_name = self._name(space.host, ctx)
         try:
             if row.kind is DeliveryKind.CARD_POST:
-                chat = parse_chat(row.recipient)
-                notice = notices.card(view, host_name, space.locale)
-                await self._spend(row, chat.id)
-                ref = await self._platform.post(chat, notice, key=nonce_for(row.key))
-                async with self._uow() as uow:  # the handle is what every later edit targets
-                    await uow.announcements.add(Announcement(space.id, ref))
-                    await uow.commit()
-                await self._settle(row, DeliveryStatus.SENT, sent_ref=str(ref), late_by=verdict.late_by)
+                ref = await self._platform.post(
+                    parse_chat(row.recipient),
+                    notices.card(view, host_name, space.locale),
+                    key=nonce_for(row.key),
+                )
             elif row.kind is DeliveryKind.CARD_EDIT:
-                msg = parse_message(row.recipient)
-                await self._spend(row, msg.chat_id)
-                await self._platform.edit(msg, notices.card(view, host_name, space.locale))
-                await self._settle(row, DeliveryStatus.SENT, sent_ref=row.recipient, late_by=verdict.late_by)
+                await self._platform.edit(
+                    parse_message(row.recipient), notices.card(view, host_name, space.locale)
+                )
+                ref = None
             else:
-                user = parse_user(row.recipient)
-                profile = ctx.profiles.get(user)
-                if profile is not None and profile.dm_reachable is False:
-                    # don't knock on a closed door: on Discord failed DMs count toward the IP ban
-                    await self._fall_back(row, space, "known unreachable")
-                    return
+                assert user is not None
                 locale = (profile.locale if profile else None) or space.locale
                 reader = replace(view, zone=profile.tz if profile and profile.tz else view.zone)
                 notice = notices.for_delivery(row.kind, reader, host_name, locale, verdict.late_by)
-                await self._spend(row, None)
                 ref = await self._platform.direct(user, notice, key=nonce_for(row.key))
-                await self._settle(row, DeliveryStatus.SENT, sent_ref=str(ref), late_by=verdict.late_by)
-        except _LeaseTooShort:
-            await self._give_back(row)
         except RecipientUnreachable as e:
-            await self._mark_unreachable(parse_user(row.recipient))
+            assert user is not None
+            await self._mark_unreachable(user)
             await self._fall_back(row, space, f"unreachable: {e}")
+            return
         except RateLimited as e:
-            await self._rate_limited(row, e)
+            await self._rate_limited(row, e, chat_key)
+            return
         except ChatUnavailable as e:
             await self._settle(row, DeliveryStatus.DEAD, error=f"chat unavailable: {e}")
+            return
         except Exception as e:  # transient or unknown: retry with backoff, then dead-letter with the reason
             await self._retry(row, e)
+            return
+        # sent: from here on nothing may lead to sending it again
+        if row.kind is DeliveryKind.CARD_POST and ref is not None:
+            await self._remember_card(space, ref)
+        sent_ref = str(ref) if ref is not None else row.recipient
+        await self._settle(row, DeliveryStatus.SENT, sent_ref=sent_ref, late_by=verdict.late_by)
+
+    async def _remember_card(self, rendered: Space, ref: MessageRef) -> None:
+        """Store the card's handle (what every later edit targets). If the Space changed while the card was
+        on its way (started, moved), the edit that change queued could not know this card: queue one now."""
+        try:
+            async with self._uow() as uow:
+                await uow.announcements.add(Announcement(rendered.id, ref))
+                now_space = await uow.spaces.get(rendered.id)
+                if now_space is not None and (
+                    now_space.status,
+                    now_space.revision,
+                    now_space.title,
+                    now_space.description,
+                ) != (rendered.status, rendered.revision, rendered.title, rendered.description):
+                    await uow.deliveries.add(
+                        [
+                            Delivery(
+                                key=f"space:{rendered.id}:edit:catch-up:{ref}",
+                                kind=DeliveryKind.CARD_EDIT,
+                                platform=ref.platform,
+                                recipient=str(ref),
+                                space_id=rendered.id,
+                                revision=now_space.revision,
+                                due_at=self._clock.now(),
+                            )
+                        ]
+                    )
+                    self._wake.arm(self._clock.now())
+                await uow.commit()
+        except Exception:
+            # never retry a posted card over this: a second card is worse than one that misses an edit
+            log.exception(
+                "could not store the card's handle", extra={"space_id": rendered.id, "ref": str(ref)}
+            )
 
     async def _handle_mentions(self, rows: Sequence[Delivery], ctx: _Context) -> None:
+        chat = parse_chat(rows[0].recipient)
+        try:
+            await self._spend(rows[0], chat.id)
+        except _LeaseTooShort:
+            for row in rows:
+                await self._give_back(row)
+            return
         now = self._clock.now()
-        space = ctx.spaces.get(rows[0].space_id)
+        space = await self._current(rows[0].space_id, ctx)
         live: list[Delivery] = []
         for row in rows:
             verdict = rules.decide(row, space, now)
@@ -270,7 +372,6 @@ class DeliveryEngine:
                 live.append(row)
         if not live or space is None:
             return
-        chat = parse_chat(live[0].recipient)
         about = live[0].about or DeliveryKind.LIVE_NOTICE
         view = SpaceView(space, 0, self._links.space(space.id), zone=ctx.chat_zones.get(space.id))
         late_by = max(0.0, (now - min(r.due_at for r in live)).total_seconds())
@@ -279,15 +380,10 @@ class DeliveryEngine:
         # the batch's nonce: the sorted keys, so the same batch retried is recognised as the same message
         key = nonce_for("|".join(sorted(r.key for r in live)))
         try:
-            await self._spend(live[0], chat.id)
             ref = await self._platform.mention(chat, users, notice, key=key)
-        except _LeaseTooShort:
-            for row in live:
-                await self._give_back(row)
-            return
         except RateLimited as e:
             for row in live:
-                await self._rate_limited(row, e)
+                await self._rate_limited(row, e, chat.id)
             return
         except ChatUnavailable as e:
             for row in live:  # no DM and no chat: unreachable, counted and shown to the host
@@ -342,9 +438,11 @@ class DeliveryEngine:
             await uow.users.set_reachable(user, False)
             await uow.commit()
 
-    async def _rate_limited(self, row: Delivery, e: RateLimited) -> None:
+    async def _rate_limited(self, row: Delivery, e: RateLimited, chat: str | None) -> None:
+        """A 429. For a chat's message, hold back that chat (one busy group must not stall every DM of
+        the platform); for a DM, the platform-wide limit was hit: hold back the whole platform."""
         self._obs.rate_limited(row.platform)
-        self._budget.penalise(row.platform, e.retry_after)
+        self._budget.penalise(row.platform, e.retry_after, chat=chat)
         due = self._clock.now() + timedelta(seconds=e.retry_after)
         await self._settle(row, DeliveryStatus.PENDING, error=str(e), due_at=due, refund=True)
 
@@ -388,22 +486,39 @@ class DeliveryEngine:
         if len(self._outcomes) >= self.config.flush_every:
             await self._flush()
 
-    async def _flush(self) -> None:
-        pending, self._outcomes = self._outcomes, []
-        if not pending:
+    async def _flush(self, *, final: bool = False) -> None:
+        """Record the queued outcomes in one transaction. A failed write keeps them queued (they are sent:
+        forgetting them would send them again after the lease); the batch's final flush retries, then
+        gives up loudly — the rows stay claimed and, if the database never answers, are redone later."""
+        attempts = 3 if final else 1
+        for attempt in range(attempts):
+            pending, self._outcomes = self._outcomes, []
+            if not pending:
+                return
+            try:
+                recorded = await self._outbox.settle_many(
+                    [o for _, o in pending], worker=self.config.worker_id, now=self._clock.now()
+                )
+            except Exception:
+                self._outcomes = pending + self._outcomes
+                log.exception("recording outcomes failed", extra={"count": len(pending)})
+                if attempt + 1 < attempts:
+                    await asyncio.sleep(0.5 * 2**attempt)
+                    continue
+                if final:
+                    self._outcomes = []
+                    raise
+                return
+            for (row, outcome), ok in zip(pending, recorded, strict=True):
+                if not ok:
+                    # another worker took the row over after our lease expired; it will settle it
+                    self._obs.lease_lost()
+                    log.warning("lease lost", extra={"delivery_id": row.id, "key": row.key})
+                    continue
+                self._obs.settled(row.platform, row.kind, outcome.status, outcome.late_by)
+                if outcome.due_at is not None:
+                    self._wake.arm(outcome.due_at)
             return
-        recorded = await self._outbox.settle_many(
-            [o for _, o in pending], worker=self.config.worker_id, now=self._clock.now()
-        )
-        for (row, outcome), ok in zip(pending, recorded, strict=True):
-            if not ok:
-                # another worker took the row over after our lease expired; it will settle it
-                self._obs.lease_lost()
-                log.warning("lease lost", extra={"delivery_id": row.id, "key": row.key})
-                continue
-            self._obs.settled(row.platform, row.kind, outcome.status, outcome.late_by)
-            if outcome.due_at is not None:
-                self._wake.arm(outcome.due_at)
 
     @staticmethod
     def _name(user: UserRef, ctx: _Context) -> str:

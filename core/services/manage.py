@@ -60,6 +60,8 @@ class ManageService:
         actor = await self.actor_for(user, space, locale, is_moderator)
         if verb is Verb.START:
             res = await self._spaces.start(StartSpace(actor, space_id, request_id))
+            if res.already_live:
+                return Reply(t(locale, "reply.already_live", title=res.space.title), res.space)
             return Reply(t(locale, "reply.started", title=res.space.title, count=res.notified), res.space)
         if verb is Verb.END:
             space = await self._spaces.end(EndSpace(actor, space_id, request_id))

@@ -28,7 +28,7 @@ from core.ids import new_space_id
 from core.models import Delivery, DeliveryKind, Space, SpaceStatus, Subscription, UserProfile
 from core.ports import Clock, UnitOfWork, UnitOfWorkFactory, WakeUps
 from core.refs import ChatRef, UserRef
-from core.texts import pick_locale
+from core.texts import TextKey, pick_locale
 from core.timeparse import check_zone, format_local, parse_when, split_when_and_title
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,7 @@ class SubscribeResult:
 class StartResult:
     space: Space
     notified: int  # live notices queued
+    already_live: bool = False  # a double tap or a retried request: nothing was done again
 
 
 class SpaceService:
@@ -211,11 +212,11 @@ class SpaceService:
         async with self._uow() as uow:
             if await self._seen(uow, cmd.actor.user, cmd.request_id):
                 space = await self._load(uow, cmd.space_id)
-                return StartResult(space, 0)
+                return StartResult(space, 0, already_live=space.status is SpaceStatus.LIVE)
             space = await self._load(uow, cmd.space_id, for_update=True)
             rules.check_may_manage(cmd.actor, space, "start")
             if space.status is SpaceStatus.LIVE:  # a double tap on "Start": already done, say so kindly
-                return StartResult(space, 0)
+                return StartResult(space, 0, already_live=True)
             rules.check_transition(space, "start")
             space.status = SpaceStatus.LIVE
             space.started_at = now
@@ -275,10 +276,12 @@ class SpaceService:
     ) -> SubscribeResult:
         now = self._clock.now()
         async with self._uow() as uow:
-            space = await self._load(uow, space_id)
+            # locked: a subscription committing after start()'s fan-out read the subscribers would get no
+            # live notice (PostgreSQL; SQLite's write lock already serialises the two)
+            space = await self._load(uow, space_id, for_update=True)
             if on:
                 if not space.status.is_open:
-                    raise WrongState("sub.closed", status=space.status.value)
+                    raise WrongState("sub.closed", status=TextKey(f"status.{space.status.value}"))
                 if user == space.host:
                     raise UserError("sub.host")
                 changed = await uow.subscriptions.add(Subscription(space.id, user, now, via_chat=via))

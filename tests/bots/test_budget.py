@@ -24,10 +24,13 @@ def ft() -> FakeTime:
     return FakeTime()
 
 
-def budget(ft: FakeTime, rate: float = 10, burst: float = 10, chat: Rate | None = None) -> TokenBucketBudget:
+def budget(
+    ft: FakeTime, rate: float = 10, burst: float = 10, chat: Rate | None = None, group: Rate | None = None
+) -> TokenBucketBudget:
     return TokenBucketBudget(
         {Platform.TELEGRAM: Rate(rate, burst)},
         {Platform.TELEGRAM: chat} if chat else {},
+        {Platform.TELEGRAM: group} if group else {},
         monotonic=ft.monotonic,
         sleep=ft.sleep,
     )
@@ -52,10 +55,10 @@ async def test_workers_share_the_global_limit(ft: FakeTime) -> None:
 async def test_per_chat_limit(ft: FakeTime) -> None:
     b = budget(ft, rate=100, burst=100, chat=Rate(1.0, 1.0))
     for _ in range(5):
-        await b.acquire(Platform.TELEGRAM, "-100")
+        await b.acquire(Platform.TELEGRAM, "100")
     assert ft.now == pytest.approx(4.0)
     before = ft.now
-    await b.acquire(Platform.TELEGRAM, "-200")  # another chat is not held back
+    await b.acquire(Platform.TELEGRAM, "200")  # another chat is not held back
     assert ft.now == before
 
 
@@ -71,3 +74,33 @@ async def test_unlisted_platform_is_not_paced(ft: FakeTime) -> None:
     for _ in range(1000):
         await b.acquire(Platform.SLACK)
     assert ft.now == 0.0
+
+
+async def test_telegram_groups_get_at_most_20_messages_a_minute(ft: FakeTime) -> None:
+    b = TokenBucketBudget(monotonic=ft.monotonic, sleep=ft.sleep)  # production defaults
+    stamps = []
+    for _ in range(60):
+        await b.acquire(Platform.TELEGRAM, "-1001")
+        stamps.append(ft.now)
+    # in any sliding minute, at most 20 (Telegram's group limit)
+    assert max(sum(1 for t in stamps if s <= t < s + 60) for s in stamps) <= 20
+    before = ft.now
+    await b.acquire(Platform.TELEGRAM, "42")  # a DM is not a group
+    assert ft.now - before < 1
+
+
+async def test_global_defaults_fit_a_sliding_second(ft: FakeTime) -> None:
+    b = TokenBucketBudget(monotonic=ft.monotonic, sleep=ft.sleep)
+    stamps = []
+    for i in range(200):
+        await b.acquire(Platform.TELEGRAM, str(i))
+        stamps.append(ft.now)
+    assert max(sum(1 for t in stamps if s <= t < s + 1) for s in stamps) <= 30  # ~30 messages/s
+
+
+async def test_a_chat_429_holds_back_that_chat_only(ft: FakeTime) -> None:
+    b = budget(ft, chat=Rate(100, 100))
+    b.penalise(Platform.TELEGRAM, 30.0, chat="-100")
+    assert await b.acquire(Platform.TELEGRAM, "7") == 0  # other chats and DMs go on
+    assert await b.acquire(Platform.TELEGRAM) == 0
+    assert await b.acquire(Platform.TELEGRAM, "-100") == pytest.approx(30.0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from bots.runtime.budget import Unlimited
 from core.commands import ScheduleSpace, StartSpace, Subscribe
 from core.models import DeliveryKind, DeliveryStatus
 from core.refs import ChatRef, UserRef
@@ -176,7 +177,7 @@ async def test_a_row_whose_lease_ran_out_while_waiting_for_budget_is_given_back_
             clock.advance(timedelta(minutes=5))  # longer than the 2-minute lease
             return 300.0
 
-        def penalise(self, platform: object, retry_after: float) -> None:
+        def penalise(self, platform: object, retry_after: float, *, chat: str | None = None) -> None:
             pass
 
     core_env.engine._budget = SlowBudget()
@@ -185,3 +186,120 @@ async def test_a_row_whose_lease_ran_out_while_waiting_for_budget_is_given_back_
     assert not core_env.platform.dms_to(core_env.host)  # another worker may own it now: not sent
     r = await row(core_env, DeliveryKind.HOST_T30)
     assert r.status is DeliveryStatus.PENDING and r.attempts == 0 and "lease" in (r.last_error or "")
+
+
+async def test_a_reminder_is_decided_on_the_space_as_it_is_after_the_budget_wait(core_env: CoreEnv) -> None:
+    from core.commands import RescheduleSpace
+
+    space = await _space(core_env)
+    env = core_env
+
+    class BudgetDuringWhichTheHostReschedules:
+        async def acquire(self, platform: object, chat: str | None = None) -> float:
+            if chat is None:  # the host's T-30 DM waits; meanwhile the host moves the Space
+                env.clock.advance(timedelta(seconds=5))
+                env.engine._budget = Unlimited()
+                await env.spaces.reschedule(RescheduleSpace(env.actor(), space.id, "2026-11-26 20:00"))
+            return 5.0
+
+        def penalise(self, platform: object, retry_after: float, *, chat: str | None = None) -> None:
+            pass
+
+    env.engine._budget = BudgetDuringWhichTheHostReschedules()
+    env.clock.set(space.starts_at - timedelta(minutes=30))
+    await env.engine.deliver_due(max_batches=1)
+    assert not env.platform.dms_to(env.host)  # not "starts in 30 minutes" for a Space moved to tomorrow
+    old = [d for d in await env.deliveries() if d.kind is DeliveryKind.HOST_T30 and d.revision == 1]
+    assert old[0].status is DeliveryStatus.SKIPPED and "revision" in (old[0].last_error or "")
+
+
+async def test_a_card_posted_while_the_space_went_live_is_edited_to_live(core_env: CoreEnv) -> None:
+    env = core_env
+    space = await env.spaces.schedule(ScheduleSpace(env.actor(), env.chat, "Race", "2026-11-25 20:00"))
+    real_post = env.platform.post
+
+    async def post_while_host_starts(chat, notice, *, key):  # type: ignore[no-untyped-def]
+        ref = await real_post(chat, notice, key=key)
+        await env.spaces.start(StartSpace(env.actor(), space.id))  # before the card's handle is stored
+        return ref
+
+    env.platform.post = post_while_host_starts  # type: ignore[method-assign]
+    await env.run()
+    await env.run()
+    (post,) = env.platform.of("post")
+    assert post.notice.marker is None  # rendered while scheduled
+    assert env.platform.of("edit")[-1].notice.marker == "🟣 LIVE"  # caught up
+
+
+async def test_a_failed_outcome_write_is_kept_and_retried_not_resent(core_env: CoreEnv) -> None:
+    env = core_env
+    space = await _space(env)
+    outbox = env.engine._outbox
+    real = outbox.settle_many
+    failures = [1]
+
+    async def flaky(outcomes, *, worker, now):  # type: ignore[no-untyped-def]
+        if failures:
+            failures.pop()
+            raise OSError("database connection lost")
+        return await real(outcomes, worker=worker, now=now)
+
+    outbox.settle_many = flaky  # type: ignore[method-assign]
+    env.clock.set(space.starts_at - timedelta(minutes=30))
+    await env.run()
+    assert len(env.platform.dms_to(env.host)) == 1
+    assert (await row(env, DeliveryKind.HOST_T30)).status is DeliveryStatus.SENT
+
+
+async def test_poison_rows_are_dead_lettered_instead_of_blocking_the_queue(core_env: CoreEnv) -> None:
+    from core.models import Delivery
+
+    env = core_env
+    space = await _space(env)
+    async with env.db.uow() as uow:
+        await uow.deliveries.add(
+            [
+                Delivery(
+                    key="bad",
+                    kind=DeliveryKind.LIVE_NOTICE,
+                    platform=env.chat.platform,
+                    recipient="not a ref",
+                    space_id=space.id,
+                    revision=1,
+                    due_at=env.clock.now(),
+                ),
+            ]
+        )
+        await uow.commit()
+    await env.run()
+    bad = next(d for d in await env.deliveries() if d.key == "bad")
+    assert bad.status is DeliveryStatus.DEAD and "malformed" in (bad.last_error or "")
+
+
+async def test_a_chat_rate_limit_holds_back_that_chat_only(core_env: CoreEnv) -> None:
+    env = core_env
+    space = await _space(env)
+    held: list[tuple[float, str | None]] = []
+
+    class Recording(Unlimited):
+        def penalise(self, platform: object, retry_after: float, *, chat: str | None = None) -> None:
+            held.append((retry_after, chat))
+
+    env.engine._budget = Recording()
+    env.platform.rate_limit_next = [9.0]
+    await env.spaces.start(StartSpace(env.actor(), space.id))  # queues a card edit in the chat
+    await env.run()
+    assert held == [(9.0, env.chat.id)]
+
+
+async def test_late_cancellation_notices_say_so(core_env: CoreEnv) -> None:
+    from core.commands import CancelSpace
+
+    env = core_env
+    space = await _space(env)
+    alice = UserRef(env.chat.platform, "alice")
+    await env.spaces.subscribe(Subscribe(alice, space.id))
+    await env.spaces.cancel(CancelSpace(env.actor(), space.id))
+    await env.advance(timedelta(minutes=7))  # the service was down for a while
+    (note,) = env.platform.dms_to(alice)
+    assert "was cancelled" in note.notice.title and any("delayed by 7 min" in x for x in note.notice.lines)

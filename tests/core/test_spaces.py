@@ -280,3 +280,25 @@ async def test_time_zone_precedence(core_env: CoreEnv) -> None:
     assert space.starts_at == datetime(2026, 11, 26, 1, 0, tzinfo=UTC)
     space2 = await schedule(core_env, when="2026-11-26 20:00 Asia/Kolkata", title="Zone in text")
     assert space2.tz == "Asia/Kolkata" and space2.starts_at == datetime(2026, 11, 26, 14, 30, tzinfo=UTC)
+
+
+async def test_state_and_permission_errors_read_naturally_in_both_languages(core_env: CoreEnv) -> None:
+    space = await schedule(core_env)
+    await core_env.spaces.cancel(CancelSpace(core_env.actor(), space.id))
+    with pytest.raises(WrongState) as e:
+        await core_env.spaces.start(StartSpace(core_env.actor(), space.id))
+    assert t("en", e.value.key, **e.value.params) == "This Space is cancelled, so you can't start it."
+    assert t("fr", e.value.key, **e.value.params) == "Ce Space est annulé : impossible de le démarrer."
+    other = await schedule(core_env, title="Other")
+    with pytest.raises(NotAllowed) as e2:
+        await core_env.spaces.reschedule(RescheduleSpace(core_env.actor("eve"), other.id, "tomorrow 21:00"))
+    assert t("fr", e2.value.key, **e2.value.params) == (
+        "Seul l'hôte ou un modérateur de cette communauté peut reprogrammer ce Space."
+    )
+
+
+async def test_a_second_start_says_already_live(core_env: CoreEnv) -> None:
+    space = await schedule(core_env)
+    first = await core_env.spaces.start(StartSpace(core_env.actor(), space.id))
+    second = await core_env.spaces.start(StartSpace(core_env.actor(), space.id))
+    assert not first.already_live and second.already_live and second.notified == 0

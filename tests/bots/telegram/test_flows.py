@@ -20,7 +20,8 @@ async def schedule_in_group(
     await env.tg.user_sends(host, group, text)
     spaces = await env.eventually(lambda: env.spaces.upcoming(_chat(group)))
     await env.deliver()
-    card = env.tg.bot_messages(group)[-1]
+    # the card (the host may also get a "get my reminders" hint, in either order)
+    card = next(m for m in reversed(env.tg.bot_messages(group)) if f"sub:{spaces[0].id}" in m.callback_data)
     assert spaces[0].title in card.text
     return host, group, card
 
