@@ -258,7 +258,10 @@ class Service:
         await self._stop_requested.wait()
 
     async def heartbeat(self) -> int:
-        """Register this worker as alive; each live worker takes an equal share of the platforms' rates."""
+        """Register this worker as alive; each live worker takes an equal share of the platforms' rates.
+        Also closes Spaces left open long after their time (several workers may race: each close locks)."""
+        with _logged("closing stale spaces"):
+            await self.spaces.close_stale()
         live = await self.heartbeats.beat(self.settings.worker_id, self.clock.now())
         self.budget.set_share(live)
         self.metrics.workers(live)

@@ -103,6 +103,13 @@ class SpaceStore(Protocol):
         """Scheduled or live Spaces announced in ``chat``, soonest first."""
         ...
 
+    async def list_stale(
+        self, *, scheduled_before: datetime, live_before: datetime, limit: int
+    ) -> list[Space]:
+        """Scheduled Spaces whose start is before ``scheduled_before`` (never started), and live Spaces
+        started before ``live_before`` (never ended), oldest first."""
+        ...
+
 
 class SubscriptionStore(Protocol):
     async def add(self, sub: Subscription) -> bool:

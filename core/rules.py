@@ -25,6 +25,9 @@ HOST_EARLY_REMINDER = timedelta(minutes=30)
 LATE_MARK_AFTER = timedelta(minutes=1)
 # a live notice more than this late is still sent (the Space is still live), but a host T-0 reminder
 # that arrives after the Space ended makes no sense; see decide()
+# A Space nobody started, or nobody ended, is closed this long after its start: it must not block its
+# host's quota, stay "upcoming" in /spaces, or keep collecting subscribers forever.
+STALE_AFTER = timedelta(hours=12)
 MAX_ATTEMPTS = 8
 BACKOFF_BASE = 5.0  # seconds
 BACKOFF_CAP = 15 * 60.0

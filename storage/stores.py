@@ -141,6 +141,25 @@ class SqlSpaceStore:
         )
         return [space_from_row(r) for r in (await conn.execute(stmt)).all()]
 
+    async def list_stale(
+        self, *, scheduled_before: datetime, live_before: datetime, limit: int
+    ) -> list[Space]:
+        conn = await self._tx.conn()
+        stmt = (
+            select(space_t)
+            .where(
+                or_(
+                    and_(
+                        space_t.c.status == str(SpaceStatus.SCHEDULED), space_t.c.starts_at < scheduled_before
+                    ),
+                    and_(space_t.c.status == str(SpaceStatus.LIVE), space_t.c.started_at < live_before),
+                )
+            )
+            .order_by(space_t.c.starts_at, space_t.c.id)
+            .limit(limit)
+        )
+        return [space_from_row(r) for r in (await conn.execute(stmt)).all()]
+
 
 class SqlSubscriptionStore:
     def __init__(self, tx: _Tx) -> None:

@@ -258,6 +258,37 @@ class SpaceService:
         self._wake.arm(now)
         return space
 
+    async def close_stale(self, limit: int = 100) -> int:
+        """End Spaces that were never started, or never ended, ``rules.STALE_AFTER`` after their start
+        (the worker's sweep calls this). Their pending notifications are withdrawn and their cards show
+        "Ended"; nobody is notified. Returns how many were closed."""
+        now = self._clock.now()
+        closed = 0
+        async with self._uow() as uow:
+            stale = await uow.spaces.list_stale(
+                scheduled_before=now - rules.STALE_AFTER, live_before=now - rules.STALE_AFTER, limit=limit
+            )
+        for candidate in stale:
+            async with self._uow() as uow:
+                space = await self._load(uow, candidate.id, for_update=True)
+                if space.status != candidate.status:  # someone acted on it meanwhile
+                    continue
+                space.status = SpaceStatus.ENDED
+                space.ended_at = now
+                await uow.spaces.save(space)
+                await uow.deliveries.withdraw(
+                    space.id,
+                    (*_HOST_REMINDERS, DeliveryKind.RESCHEDULED_NOTICE, DeliveryKind.LIVE_NOTICE),
+                    "closed: stale",
+                )
+                await uow.deliveries.add(await self._card_edits(uow, space, now, tag="stale"))
+                await uow.commit()
+            closed += 1
+            log.info("closed a stale space", extra={"space_id": space.id})
+        if closed:
+            self._wake.arm(now)
+        return closed
+
     async def subscribe(self, cmd: Subscribe) -> SubscribeResult:
         return await self._set_subscription(cmd.user, cmd.space_id, True, cmd.via_chat, cmd.locale)
 

@@ -302,3 +302,23 @@ async def test_a_second_start_says_already_live(core_env: CoreEnv) -> None:
     first = await core_env.spaces.start(StartSpace(core_env.actor(), space.id))
     second = await core_env.spaces.start(StartSpace(core_env.actor(), space.id))
     assert not first.already_live and second.already_live and second.notified == 0
+
+
+async def test_spaces_left_open_are_closed_and_free_the_hosts_quota(core_env: CoreEnv) -> None:
+    from core.rules import STALE_AFTER
+
+    never_started = await schedule(core_env, when="2026-11-25 20:00", title="Forgotten")
+    never_ended = await schedule(core_env, when="2026-11-25 21:00", title="Still on air")
+    keeps = await schedule(core_env, when="2026-11-27 21:00", title="Next week")
+    await core_env.run()
+    core_env.clock.set(never_ended.starts_at)
+    await core_env.spaces.start(StartSpace(core_env.actor(), never_ended.id))
+    core_env.clock.set(never_ended.starts_at + STALE_AFTER - timedelta(minutes=1))
+    assert await core_env.spaces.close_stale() == 1  # only the one never started is old enough yet
+    core_env.clock.advance(timedelta(minutes=2))
+    assert await core_env.spaces.close_stale() == 1
+    statuses = [(await core_env.spaces.get(s.id)).status for s in (never_started, never_ended, keeps)]
+    assert statuses == [SpaceStatus.ENDED, SpaceStatus.ENDED, SpaceStatus.SCHEDULED]
+    await core_env.run()
+    assert {e.notice.marker for e in core_env.platform.of("edit")} >= {"Ended"}
+    assert [s.id for s in await core_env.spaces.upcoming(core_env.chat)] == [keeps.id]

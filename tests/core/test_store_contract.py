@@ -279,6 +279,25 @@ async def test_upcoming_in_chat_is_open_spaces_announced_there_soonest_first(
         assert first == space("soon-a", starts_at=T0)  # whole Spaces, not ids
 
 
+async def test_list_stale_is_spaces_never_started_or_never_ended_oldest_first(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    h = timedelta(hours=1)
+    await add_spaces(
+        uow_factory,
+        space("old-sched", starts_at=T0 - 20 * h),
+        space("new-sched", starts_at=T0 - h),
+        space("old-live", starts_at=T0 - 30 * h, status=SpaceStatus.LIVE, started_at=T0 - 30 * h),
+        space("new-live", starts_at=T0 - 40 * h, status=SpaceStatus.LIVE, started_at=T0 - 2 * h),
+        space("ended", starts_at=T0 - 50 * h, status=SpaceStatus.ENDED),
+    )
+    async with uow_factory() as uow:
+        found = await uow.spaces.list_stale(scheduled_before=T0 - 12 * h, live_before=T0 - 12 * h, limit=10)
+        assert [x.id for x in found] == ["old-live", "old-sched"]
+        one = await uow.spaces.list_stale(scheduled_before=T0 - 12 * h, live_before=T0 - 12 * h, limit=1)
+        assert [x.id for x in one] == ["old-live"]
+
+
 # --------------------------------------------------------------------------- subscriptions
 
 

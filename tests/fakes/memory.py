@@ -26,6 +26,7 @@ from core.models import (
     DeliveryStatus,
     Outcome,
     Space,
+    SpaceStatus,
     Subscription,
     UserProfile,
 )
@@ -95,6 +96,18 @@ class MemorySpaceStore(_Stores):
         announced = {a.space_id for a in self.st.announcements if a.message.chat == chat}
         found = [
             s for s in self.st.spaces.values() if s.status.is_open and (s.chat == chat or s.id in announced)
+        ]
+        found.sort(key=lambda s: (s.starts_at, s.id))
+        return [copy.copy(s) for s in found[: max(limit, 0)]]
+
+    async def list_stale(
+        self, *, scheduled_before: datetime, live_before: datetime, limit: int
+    ) -> list[Space]:
+        found = [
+            s
+            for s in self.st.spaces.values()
+            if (s.status is SpaceStatus.SCHEDULED and s.starts_at < scheduled_before)
+            or (s.status is SpaceStatus.LIVE and s.started_at is not None and s.started_at < live_before)
         ]
         found.sort(key=lambda s: (s.starts_at, s.id))
         return [copy.copy(s) for s in found[: max(limit, 0)]]
