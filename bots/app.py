@@ -43,6 +43,7 @@ from core.refs import Platform
 from core.services.deliveries import DeliveryEngine, EngineConfig
 from core.services.spaces import SpaceService
 from storage.db import make_engine, make_session_factory, normalize_url
+from storage.notify import PgWakeChannel
 from storage.stores import SqlHeartbeats, SqlOutbox, unit_of_work_factory
 
 log = logging.getLogger(__name__)
@@ -151,6 +152,18 @@ _platform_factories: tuple[PlatformFactory, ...] = (
 # ------------------------------------------------------------------------------------------ the service
 
 
+class _Broadcast:
+    """WakeUps: this process's waker, and every other process through the database's wake channel."""
+
+    def __init__(self, local: WakeUps, channel: PgWakeChannel) -> None:
+        self._local = local
+        self._channel = channel
+
+    def arm(self, at: datetime) -> None:
+        self._local.arm(at)
+        self._channel.publish_soon(at)
+
+
 class _NoWake:
     """WakeUps for the web role: nothing to wake here; a worker's sweep finds the new rows."""
 
@@ -185,6 +198,7 @@ class Service:
     links: WebLinks
     web_app: web.Application
     waker: Waker | None
+    wake_channel: PgWakeChannel | None  # PostgreSQL: wake-ups across processes
     repl: ConsoleRepl | None
     console_io: ConsoleIO | None
     statuses: list[PlatformStatus]
@@ -206,6 +220,7 @@ class Service:
         await self.router.start()
         if self.role.delivers and self.waker is not None:
             await self.heartbeat()
+            await self._listen()
             await self.waker.start()  # includes the catch-up run: whatever came due while we were down
         if self.role.serves_web:
             runner = web.AppRunner(self.web_app, access_log=None, handle_signals=False)
@@ -241,6 +256,9 @@ class Service:
         if self.waker is not None:
             with _logged("stopping the waker"):
                 await self.waker.stop(grace=SHUTDOWN_GRACE)
+        if self.wake_channel is not None:
+            with _logged("closing the wake channel"):
+                await self.wake_channel.close()
         with _logged("stopping platforms"):
             await self.router.stop()
         if self.role.delivers and self._started:
@@ -249,6 +267,13 @@ class Service:
         with _logged("closing the database"):
             await self.db.dispose()
         log.info("stopped", extra={"role": str(self.role)})
+
+    async def _listen(self) -> None:
+        """Workers on PostgreSQL hear other processes' new rows at once (LISTEN), not at their next sweep.
+        Called at start and at every sweep, which reconnects a listener the database dropped."""
+        if self.wake_channel is not None and self.waker is not None:
+            with _logged("listening for wake-ups"):
+                await self.wake_channel.listen(self.waker.arm)
 
     def request_stop(self) -> None:
         """Ask :meth:`wait` to return (signals, /quit). Safe from signal handlers on the loop."""
@@ -262,6 +287,7 @@ class Service:
         Also closes Spaces left open long after their time (several workers may race: each close locks)."""
         with _logged("closing stale spaces"):
             await self.spaces.close_stale()
+        await self._listen()
         live = await self.heartbeats.beat(self.settings.worker_id, self.clock.now())
         self.budget.set_share(live)
         self.metrics.workers(live)
@@ -381,8 +407,11 @@ async def build(
         wake = waker
     else:
         wake = _NoWake()
+    # PostgreSQL: changes made here (a webhook's new Space, a subscription) wake every worker at once
+    wake_channel = PgWakeChannel(db) if db.dialect.name == "postgresql" else None
+    service_wake: WakeUps = wake if wake_channel is None else _Broadcast(wake, wake_channel)
 
-    spaces = SpaceService(uow, clock, wake, default_tz=settings.default_tz)
+    spaces = SpaceService(uow, clock, service_wake, default_tz=settings.default_tz)
     console_color = console_io.color if console_io is not None else None
     console = ConsolePlatform(console_io.output if console_io is not None else out, color=console_color)
 
@@ -447,6 +476,7 @@ async def build(
         links=links,
         web_app=web_app,
         waker=waker,
+        wake_channel=wake_channel,
         repl=None,
         console_io=console_io,
         statuses=statuses,

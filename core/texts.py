@@ -54,6 +54,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "reply.started": "You're live 🟣 “{title}”. {count} subscribers are being notified.",
         "reply.ended": "Ended “{title}”. Thanks for hosting!",
         "reply.already_live": "“{title}” is already live.",
+        "reply.reach": "Your live notice: {messaged} messaged, {mentioned} mentioned in the chat (DMs closed), "
+        "{unreachable} unreachable.",
         "reply.subscribed": "🔔 Reminder set for “{title}” — I'll message you when it starts.",
         "reply.already_subscribed": "You're already subscribed to “{title}”.",
         "reply.unsubscribed": "Reminder removed for “{title}”.",
@@ -148,6 +150,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "reply.started": "Vous êtes en direct 🟣 « {title} ». {count} abonnés sont prévenus.",
         "reply.ended": "« {title} » est terminé. Merci d'avoir animé !",
         "reply.already_live": "« {title} » est déjà en direct.",
+        "reply.reach": "Votre annonce du direct : {messaged} prévenus en privé, {mentioned} mentionnés dans le "
+        "groupe (messages privés fermés), {unreachable} injoignables.",
         "reply.subscribed": "🔔 Rappel activé pour « {title} » — je vous écris dès qu'il commence.",
         "reply.already_subscribed": "Vous êtes déjà abonné à « {title} ».",
         "reply.unsubscribed": "Rappel supprimé pour « {title} ».",

@@ -65,7 +65,18 @@ class ManageService:
             return Reply(t(locale, "reply.started", title=res.space.title, count=res.notified), res.space)
         if verb is Verb.END:
             space = await self._spaces.end(EndSpace(actor, space_id, request_id))
-            return Reply(t(locale, "reply.ended", title=space.title), space)
+            reach = await self._spaces.reach(space_id)
+            text = t(locale, "reply.ended", title=space.title)
+            if reach.messaged or reach.mentioned or reach.unreachable:
+                # ENGINE.md: whoever could not be reached is shown to the host, as a count
+                text += "\n" + t(
+                    locale,
+                    "reply.reach",
+                    messaged=reach.messaged,
+                    mentioned=reach.mentioned,
+                    unreachable=reach.unreachable,
+                )
+            return Reply(text, space)
         space = await self._spaces.cancel(CancelSpace(actor, space_id, request_id))
         return Reply(t(locale, "reply.cancelled", title=space.title), space)
 

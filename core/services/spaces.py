@@ -25,7 +25,7 @@ from core.commands import (
 )
 from core.errors import NotFound, UserError, WrongState
 from core.ids import new_space_id
-from core.models import Delivery, DeliveryKind, Space, SpaceStatus, Subscription, UserProfile
+from core.models import Delivery, DeliveryKind, DeliveryStatus, Space, SpaceStatus, Subscription, UserProfile
 from core.ports import Clock, UnitOfWork, UnitOfWorkFactory, WakeUps
 from core.refs import ChatRef, UserRef
 from core.texts import TextKey, pick_locale
@@ -46,6 +46,16 @@ class SubscribeResult:
     subscribed: bool  # the state after the call
     changed: bool  # False when it already was in that state
     subscribers: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reach:
+    """How the live notice reached the subscribers — what the host is told when the Space ends."""
+
+    messaged: int  # DMed
+    mentioned: int  # DMs closed: mentioned in the chat instead
+    unreachable: int  # neither worked (reason recorded on the row)
+    pending: int  # still on their way
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +98,19 @@ class SpaceService:
     async def is_subscribed(self, space_id: str, user: UserRef) -> bool:
         async with self._uow() as uow:
             return await uow.subscriptions.exists(space_id, user)
+
+    async def reach(self, space_id: str) -> Reach:
+        async with self._uow() as uow:
+            rows = await uow.deliveries.list_for_space(space_id)
+        live = [r for r in rows if r.kind is DeliveryKind.LIVE_NOTICE]
+        mentions = [r for r in rows if r.kind is DeliveryKind.MENTION and r.about is DeliveryKind.LIVE_NOTICE]
+        waiting = (DeliveryStatus.PENDING, DeliveryStatus.CLAIMED)
+        return Reach(
+            messaged=sum(r.status is DeliveryStatus.SENT for r in live),
+            mentioned=sum(r.status is DeliveryStatus.SENT for r in mentions),
+            unreachable=sum(r.status is DeliveryStatus.DEAD for r in live + mentions),
+            pending=sum(r.status in waiting for r in live + mentions),
+        )
 
     async def zone_for(self, user: UserRef, chat: ChatRef | None, override: str | None = None) -> str:
         async with self._uow() as uow:

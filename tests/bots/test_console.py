@@ -226,7 +226,6 @@ async def test_console_colours_only_on_a_terminal() -> None:
 
 
 async def test_telegram_is_wired_when_configured(tmp_path: Path) -> None:
-    pytest.importorskip("bots.telegram.handlers")  # the adapter is being written alongside
     settings = settings_for(
         tmp_path,
         TELEGRAM_BOT_TOKEN="123:" + "x" * 35,

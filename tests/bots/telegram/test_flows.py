@@ -213,6 +213,10 @@ async def test_a_blocked_subscriber_falls_back_to_a_mention_and_is_recorded(tg_e
     assert by_user[f"telegram:user:{fan.id}"].status is DeliveryStatus.SENT
     profile = await tg_env.profiles.get(user_ref(quitter.id))
     assert profile is not None and profile.dm_reachable is False
+    # when the Space ends, the host learns how the live notice reached people
+    await tg_env.tg.user_sends(host, group, f"/end {space.id}")
+    report = await tg_env.tg.wait_for_message(group, lambda m: "Your live notice" in m.text)
+    assert "1 messaged, 1 mentioned in the chat (DMs closed), 0 unreachable" in report.text
 
 
 async def test_a_host_who_never_opened_the_bot_is_offered_the_deep_link(tg_env: TgEnv) -> None:
