@@ -38,6 +38,7 @@ from bots.runtime.clock import SystemClock
 from bots.runtime.waker import Waker
 from bots.web.app import ContributesRoutes, WebDeps, WebLinks, WebRoute, make_web_app
 from config.settings import Settings
+from core import rules
 from core.ports import ChatPlatform, Clock, Links, UnitOfWorkFactory, WakeUps
 from core.refs import Platform
 from core.services.deliveries import DeliveryEngine, EngineConfig
@@ -47,6 +48,7 @@ from storage.notify import PgWakeChannel
 from storage.stores import SqlHeartbeats, SqlOutbox, unit_of_work_factory
 
 log = logging.getLogger(__name__)
+PRUNE_EVERY = timedelta(hours=1)
 SHUTDOWN_GRACE = 10.0  # seconds the delivery run in progress gets to finish its batch at shutdown
 
 VERSION = "0.1.0"
@@ -208,6 +210,7 @@ class Service:
     _repl_task: asyncio.Task[None] | None = None
     _started: bool = False
     _stopped: bool = False
+    _pruned_at: datetime | None = None
     _stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
 
     # ------------------------------------------------------------------ lifecycle
@@ -287,6 +290,14 @@ class Service:
         Also closes Spaces left open long after their time (several workers may race: each close locks)."""
         with _logged("closing stale spaces"):
             await self.spaces.close_stale()
+        now = self.clock.now()
+        if self._pruned_at is None or now - self._pruned_at >= PRUNE_EVERY:
+            self._pruned_at = now
+            with _logged("pruning the outbox"):
+                n = await self.outbox.prune(
+                    settled_before=now - rules.KEEP_SETTLED, requests_before=now - rules.KEEP_REQUEST_IDS
+                )
+                log.info("pruned", extra={"rows": n})
         await self._listen()
         live = await self.heartbeats.beat(self.settings.worker_id, self.clock.now())
         self.budget.set_share(live)

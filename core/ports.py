@@ -242,6 +242,13 @@ class Outbox(Protocol):
         """Rows by status, for metrics and the doctor."""
         ...
 
+    async def prune(self, *, settled_before: datetime, requests_before: datetime) -> int:
+        """Housekeeping. Delete settled rows (sent, skipped, fallback, withdrawn — dead rows are kept for
+        investigation) due before ``settled_before`` whose Space is over (ended or cancelled: no service
+        ever inserts its keys again, so deleting them cannot let a message through twice), and inbound
+        request ids recorded before ``requests_before``. Returns the number of rows deleted."""
+        ...
+
 
 # --------------------------------------------------------------------------- runtime
 

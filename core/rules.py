@@ -28,6 +28,10 @@ LATE_MARK_AFTER = timedelta(minutes=1)
 # A Space nobody started, or nobody ended, is closed this long after its start: it must not block its
 # host's quota, stay "upcoming" in /spaces, or keep collecting subscribers forever.
 STALE_AFTER = timedelta(hours=12)
+# Housekeeping: settled notifications of finished Spaces are kept this long (reach counts, investigation),
+# processed inbound request ids this long (platforms retry within minutes, at most hours).
+KEEP_SETTLED = timedelta(days=30)
+KEEP_REQUEST_IDS = timedelta(days=2)
 MAX_ATTEMPTS = 8
 BACKOFF_BASE = 5.0  # seconds
 BACKOFF_CAP = 15 * 60.0

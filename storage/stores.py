@@ -573,6 +573,29 @@ class SqlOutbox:
         result.update({str(status): int(n) for status, n in rows})
         return result
 
+    async def prune(self, *, settled_before: datetime, requests_before: datetime) -> int:
+        d = delivery_t.c
+        over = select(space_t.c.id).where(
+            space_t.c.status.in_([str(SpaceStatus.ENDED), str(SpaceStatus.CANCELLED)])
+        )
+        settled = [
+            str(s)
+            for s in (
+                DeliveryStatus.SENT,
+                DeliveryStatus.SKIPPED,
+                DeliveryStatus.FALLBACK,
+                DeliveryStatus.WITHDRAWN,
+            )
+        ]
+        async with self._write() as conn:
+            gone = await conn.execute(
+                delete(delivery_t).where(
+                    d.status.in_(settled), d.due_at < settled_before, d.space_id.in_(over)
+                )
+            )
+            old = await conn.execute(delete(inbound_t).where(inbound_t.c.created_at < requests_before))
+        return int(gone.rowcount or 0) + int(old.rowcount or 0)
+
     def _write(self) -> _WriteTx:
         return _WriteTx(self._engine)
 

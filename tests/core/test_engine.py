@@ -50,14 +50,32 @@ async def test_stale_t30_after_start_time_is_skipped_with_a_reason(core_env: Cor
     assert any("delayed by 3 min" in line for line in dm.notice.lines)
 
 
-async def test_t30_of_a_space_already_live_is_skipped(core_env: CoreEnv) -> None:
+async def test_starting_withdraws_the_pending_host_reminders(core_env: CoreEnv) -> None:
     space = await _space(core_env)
-    # claimed before the start but decided after it: the rule is applied at send time
-    await core_env.spaces.start(StartSpace(core_env.actor(), space.id))
+    await core_env.spaces.start(StartSpace(core_env.actor(), space.id))  # early, before T-30
     core_env.clock.set(space.starts_at)
     await core_env.run()
     assert not core_env.platform.dms_to(core_env.host)
     assert (await row(core_env, DeliveryKind.HOST_T30)).status is DeliveryStatus.WITHDRAWN
+
+
+async def test_a_t30_claimed_before_the_start_and_decided_after_it_is_skipped(core_env: CoreEnv) -> None:
+    env = core_env
+    space = await _space(env)
+
+    class BudgetDuringWhichTheHostStarts(Unlimited):
+        async def acquire(self, platform: object, chat: str | None = None) -> float:
+            env.clock.advance(timedelta(seconds=3))
+            env.engine._budget = Unlimited()
+            await env.spaces.start(StartSpace(env.actor(), space.id))  # the row is claimed: not withdrawn
+            return 3.0
+
+    env.engine._budget = BudgetDuringWhichTheHostStarts()
+    env.clock.set(space.starts_at - timedelta(minutes=30))
+    await env.engine.deliver_due(max_batches=1)
+    assert not env.platform.dms_to(env.host)
+    t30 = await row(env, DeliveryKind.HOST_T30)
+    assert t30.status is DeliveryStatus.SKIPPED and t30.last_error == "already live"
 
 
 async def test_closed_dm_falls_back_to_a_batched_mention_and_is_remembered(core_env: CoreEnv) -> None:

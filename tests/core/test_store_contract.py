@@ -883,3 +883,35 @@ async def test_counts_lists_every_status(uow_factory: UnitOfWorkFactory, outbox:
     )
     await outbox.claim_due(now=T0, worker="w1", lease=LEASE, batch=10)
     assert await outbox.counts() == {**zero, "pending": 2, "claimed": 1, "sent": 1, "withdrawn": 1}
+
+
+async def test_prune_deletes_only_settled_rows_of_finished_spaces_and_old_request_ids(
+    uow_factory: UnitOfWorkFactory, outbox: Outbox
+) -> None:
+    h = timedelta(hours=1)
+    await add_spaces(uow_factory, space("over", status=SpaceStatus.ENDED), space("open"))
+    await add_rows(
+        uow_factory,
+        [
+            row("over", "sent-old", T0 - 100 * h),
+            row("over", "dead-old", T0 - 100 * h),
+            row("over", "sent-new", T0),
+            row("open", "open-old", T0 - 100 * h),
+        ],
+    )
+    claimed = await outbox.claim_due(now=T0, worker="w", lease=LEASE, batch=10)
+    status = {"dead-old": DeliveryStatus.DEAD}
+    await outbox.settle_many(
+        [Outcome(_id(d), status.get(d.key, DeliveryStatus.SENT)) for d in claimed], worker="w", now=T0
+    )
+    async with uow_factory() as uow:
+        assert await uow.inbound.remember(Platform.TELEGRAM, "u1", "x") is None
+        await uow.commit()
+    deleted = await outbox.prune(settled_before=T0 - h, requests_before=datetime(2000, 1, 1, tzinfo=UTC))
+    assert deleted == 1
+    assert set(await by_key(uow_factory, "over")) == {"dead-old", "sent-new"}  # dead rows are kept
+    assert set(await by_key(uow_factory, "open")) == {"open-old"}  # its Space may still insert keys
+    # request ids: recorded "now" (wall clock), so a cut-off in the future removes it
+    assert await outbox.prune(settled_before=T0 - h, requests_before=datetime.now(UTC) + h) == 1
+    async with uow_factory() as uow:
+        assert await uow.inbound.remember(Platform.TELEGRAM, "u1", "y") is None  # forgotten

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 
 from core.models import (
@@ -42,7 +42,7 @@ class _State:
     announcements: list[Announcement] = field(default_factory=list)
     users: dict[UserRef, UserProfile] = field(default_factory=dict)
     communities: dict[ChatRef, Community] = field(default_factory=dict)
-    inbound: dict[tuple[str, str], str] = field(default_factory=dict)
+    inbound: dict[tuple[str, str], tuple[str, datetime]] = field(default_factory=dict)
     next_id: int = 1
 
 
@@ -224,8 +224,8 @@ class MemoryInboundStore(_Stores):
     async def remember(self, platform: Platform, request_id: str, result: str) -> str | None:
         k = (str(platform), request_id)
         if k in self.st.inbound:
-            return self.st.inbound[k]
-        self.st.inbound[k] = result
+            return self.st.inbound[k][0]
+        self.st.inbound[k] = (result, datetime.now(UTC))  # bookkeeping time, as the SQL store
         return None
 
 
@@ -322,6 +322,27 @@ class MemoryOutbox:
     async def next_due(self) -> datetime | None:
         due = [d.due_at for d in self._db.state.deliveries.values() if d.status is DeliveryStatus.PENDING]
         return min(due) if due else None
+
+    async def prune(self, *, settled_before: datetime, requests_before: datetime) -> int:
+        st = self._db.state
+        over = {sid for sid, s in st.spaces.items() if s.status in (SpaceStatus.ENDED, SpaceStatus.CANCELLED)}
+        settled = {
+            DeliveryStatus.SENT,
+            DeliveryStatus.SKIPPED,
+            DeliveryStatus.FALLBACK,
+            DeliveryStatus.WITHDRAWN,
+        }
+        gone = [
+            i
+            for i, d in st.deliveries.items()
+            if d.status in settled and d.space_id in over and d.due_at < settled_before
+        ]
+        for i in gone:
+            st.keys.discard(st.deliveries.pop(i).key)
+        old = [k for k, (_, at) in st.inbound.items() if at < requests_before]
+        for k in old:
+            del st.inbound[k]
+        return len(gone) + len(old)
 
     async def counts(self) -> dict[str, int]:
         """Rows by status; every status is listed, with 0 when it has no rows (as SqlOutbox.counts)."""
