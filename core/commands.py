@@ -11,6 +11,15 @@ from dataclasses import dataclass
 from core.refs import ChatRef, UserRef
 from core.rules import Actor
 
+SCHEDULE_VERBS = ("schedule", "programmer")
+
+
+def schedule_text(args: str) -> str:
+    """What follows ``/space``: ``schedule tomorrow 20:00 AMA`` and ``tomorrow 20:00 AMA`` mean the same
+    (the verb is optional on every platform; Discord and Slack show it as a subcommand)."""
+    first, _, rest = args.strip().partition(" ")
+    return rest.strip() if first.lower() in SCHEDULE_VERBS else args.strip()
+
 
 @dataclass(frozen=True, slots=True)
 class ScheduleSpace:

@@ -51,7 +51,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "reply.scheduled": "Scheduled ✓ “{title}” — {when}. Share it: {link}",
         "reply.rescheduled": "Rescheduled ✓ “{title}” — now {when}.",
         "reply.cancelled": "Cancelled “{title}”. Subscribers are being told.",
-        "reply.started": "You're live 🟣 “{title}”. {count} subscribers are being notified.",
+        "reply.started": "You're live 🟣 “{title}” — notifying your subscribers ({count}).",
         "reply.ended": "Ended “{title}”. Thanks for hosting!",
         "reply.already_live": "“{title}” is already live.",
         "reply.reach": "Your live notice: {messaged} messaged, {mentioned} mentioned in the chat (DMs closed), "
@@ -147,7 +147,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "reply.scheduled": "Programmé ✓ « {title} » — {when}. À partager : {link}",
         "reply.rescheduled": "Reprogrammé ✓ « {title} » — désormais {when}.",
         "reply.cancelled": "« {title} » est annulé. Les abonnés sont prévenus.",
-        "reply.started": "Vous êtes en direct 🟣 « {title} ». {count} abonnés sont prévenus.",
+        "reply.started": "Vous êtes en direct 🟣 « {title} » — vos abonnés sont prévenus ({count}).",
         "reply.ended": "« {title} » est terminé. Merci d'avoir animé !",
         "reply.already_live": "« {title} » est déjà en direct.",
         "reply.reach": "Votre annonce du direct : {messaged} prévenus en privé, {mentioned} mentionnés dans le "

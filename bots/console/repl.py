@@ -118,10 +118,10 @@ class ConsoleRepl:
     def greet(self) -> None:
         self._say(
             'Console ready — you are "you", the host, in #main. Try:\n'
-            "  /space schedule in 1 hour Weekly AMA\n"
+            "  /space in 31 minutes Weekly AMA     (both reminders in half an hour)\n"
             "then /as alice and /subscribe <id>, and /as you and /start <id>. /help lists everything.\n"
-            "To reach a real community, set DISCORD_BOT_TOKEN, TELEGRAM_BOT_TOKEN or SLACK_BOT_TOKEN (see\n"
-            "config/example.env and README.md) and restart; `spaces doctor` checks the settings."
+            "To reach a real community, set TELEGRAM_BOT_TOKEN (see README.md, “Connecting a platform”)\n"
+            "and restart; `spaces doctor` checks the settings. Discord and Slack are coming next."
         )
 
     # ------------------------------------------------------------------ one line

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.commands import schedule_text
+
 HELP = """\
 Commands (ids are the 10-character codes shown on cards):
-  /space schedule <when> <title>   schedule a Space, e.g. /space schedule tomorrow 20:00 Weekly AMA
+  /space <when> <title>            schedule a Space, e.g. /space tomorrow 20:00 Weekly AMA
   /spaces                          list upcoming Spaces in this chat
   /subscribe <id>                  get a DM when it starts      /unsubscribe <id>
   /start <id>   /end <id>          go live / finish (host or moderator)
@@ -148,14 +150,10 @@ def parse(line: str) -> Command:
     verb = head.lower()
     rest = rest.strip()
     if verb == "space":
-        sub, _, args = rest.partition(" ")
-        if sub.lower() != "schedule":
-            return Problem(
-                "Usage: /space schedule <when> <title>, e.g. /space schedule tomorrow 20:00 Weekly AMA"
-            )
-        if not args.strip():
-            return Problem("Say when and what: /space schedule tomorrow 20:00 Weekly AMA")
-        return Schedule(args.strip())
+        args = schedule_text(rest)
+        if not args:
+            return Problem("Say when and what: /space tomorrow 20:00 Weekly AMA")
+        return Schedule(args)
     if verb == "spaces":
         return ListSpaces()
     if verb in _ID_COMMANDS:

@@ -20,7 +20,7 @@ from telegram.ext import (
 
 from bots.telegram import translate as tr
 from bots.telegram.render import Rendered, plain, rich
-from core.commands import ScheduleSpace, Subscribe
+from core.commands import ScheduleSpace, Subscribe, schedule_text
 from core.errors import UserError
 from core.models import SpaceStatus
 from core.notices import Verb, parse_callback
@@ -176,7 +176,7 @@ class Handlers:
         user, locale = await self._who(update)
         msg, chat = update.effective_message, update.effective_chat
         assert msg is not None and chat is not None
-        args = tr.schedule_args(" ".join(context.args or []))
+        args = schedule_text(" ".join(context.args or []))
         if not args:  # a bare /space: ask for the title, then the time
             self._forget_old_drafts()
             self._drafts[(chat.id, user_id(user))] = _Draft("title", time.monotonic())

@@ -69,12 +69,6 @@ def parse_command(text: str, bot_username: str) -> CommandText | None:
     return CommandText(name.lower(), rest.strip(), other)
 
 
-def schedule_args(args: str) -> str:
-    """``/space schedule tomorrow 20:00 AMA`` and ``/space tomorrow 20:00 AMA`` mean the same."""
-    first, _, rest = args.partition(" ")
-    return rest.strip() if first.lower() in ("schedule", "programmer") else args.strip()
-
-
 def split_id(args: str) -> tuple[str | None, str]:
     """``<id> rest…`` → (id, rest); the id is normalised (lower-case) and validated."""
     first, _, rest = args.strip().partition(" ")

@@ -87,7 +87,7 @@ async def test_schedule_subscribe_remind_start(service: Service) -> None:
     await repl.handle(f"/start {space.id}")
     await settle(service)
     text = output(service)
-    assert "You're live 🟣 “Weekly AMA”. 1 subscribers are being notified." in text
+    assert "You're live 🟣 “Weekly AMA” — notifying your subscribers (1)." in text
     assert "[DM → alice] 🟣 “Weekly AMA” is live now — hosted by you." in text
     assert "(edited card 1) 🟣 LIVE Weekly AMA" in text
 
