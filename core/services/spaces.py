@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 CARD_COUNT_WINDOW = timedelta(seconds=30)
 # user kinds withdrawn when the Space stops being "scheduled"
 _HOST_REMINDERS = (DeliveryKind.HOST_T30, DeliveryKind.HOST_T0)
+_ALL_PENDING_NOTICES = (*_HOST_REMINDERS, DeliveryKind.RESCHEDULED_NOTICE, DeliveryKind.LIVE_NOTICE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,15 +211,7 @@ class SpaceService:
             space = await self._load(uow, cmd.space_id, for_update=True)
             rules.check_may_manage(cmd.actor, space, "cancel")
             rules.check_transition(space, "cancel")
-            space.status = SpaceStatus.CANCELLED
-            space.ended_at = now
-            await uow.spaces.save(space)
-            await uow.deliveries.withdraw(
-                space.id,
-                (*_HOST_REMINDERS, DeliveryKind.RESCHEDULED_NOTICE, DeliveryKind.LIVE_NOTICE),
-                "cancelled",
-            )
-            await uow.deliveries.add(await self._card_edits(uow, space, now, tag="cancel"))
+            await self._finish(uow, space, SpaceStatus.CANCELLED, now, _ALL_PENDING_NOTICES, "cancelled")
             await uow.deliveries.fan_out(
                 space.id,
                 space.revision,
@@ -271,12 +264,8 @@ class SpaceService:
             if space.status is SpaceStatus.ENDED:
                 return space
             rules.check_transition(space, "end")
-            space.status = SpaceStatus.ENDED
-            space.ended_at = now
-            await uow.spaces.save(space)
             # pending live notices would now point at a finished Space (decide() also skips claimed ones)
-            await uow.deliveries.withdraw(space.id, (DeliveryKind.LIVE_NOTICE,), "ended")
-            await uow.deliveries.add(await self._card_edits(uow, space, now, tag="ended"))
+            await self._finish(uow, space, SpaceStatus.ENDED, now, (DeliveryKind.LIVE_NOTICE,), "ended")
             await uow.commit()
         self._wake.arm(now)
         return space
@@ -296,15 +285,7 @@ class SpaceService:
                 space = await self._load(uow, candidate.id, for_update=True)
                 if space.status != candidate.status:  # someone acted on it meanwhile
                     continue
-                space.status = SpaceStatus.ENDED
-                space.ended_at = now
-                await uow.spaces.save(space)
-                await uow.deliveries.withdraw(
-                    space.id,
-                    (*_HOST_REMINDERS, DeliveryKind.RESCHEDULED_NOTICE, DeliveryKind.LIVE_NOTICE),
-                    "closed: stale",
-                )
-                await uow.deliveries.add(await self._card_edits(uow, space, now, tag="stale"))
+                await self._finish(uow, space, SpaceStatus.ENDED, now, _ALL_PENDING_NOTICES, "closed: stale")
                 await uow.commit()
             closed += 1
             log.info("closed a stale space", extra={"space_id": space.id})
@@ -354,6 +335,23 @@ class SpaceService:
             await uow.commit()
         self._arm(rows)
         return SubscribeResult(space, on, changed, count)
+
+    async def _finish(
+        self,
+        uow: UnitOfWork,
+        space: Space,
+        status: SpaceStatus,
+        now: datetime,
+        withdraw: Sequence[DeliveryKind],
+        reason: str,
+    ) -> None:
+        """The end of a Space's life (ended, cancelled, closed as stale): save, withdraw what no longer makes
+        sense, and turn every card."""
+        space.status = status
+        space.ended_at = now
+        await uow.spaces.save(space)
+        await uow.deliveries.withdraw(space.id, withdraw, reason)
+        await uow.deliveries.add(await self._card_edits(uow, space, now, tag=reason.replace(" ", "")))
 
     async def _load(self, uow: UnitOfWork, space_id: str, *, for_update: bool = False) -> Space:
         space = await (uow.spaces.get_for_update(space_id) if for_update else uow.spaces.get(space_id))
