@@ -29,6 +29,8 @@ BATCH = 50
 ROOT = Path(__file__).resolve().parents[2]
 
 
+# The lease: short enough that the killed worker's rows come back quickly, long enough (with the lease
+# guard's margin) that a loaded 2-core CI machine never sees a lease expire under a healthy worker.
 def _spawn(url: str, worker: str, log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
@@ -39,7 +41,7 @@ def _spawn(url: str, worker: str, log: Path) -> subprocess.Popen[bytes]:
             worker,
             str(log),
             "--lease",
-            "2",
+            "5",
             "--delay",
             "0.002",
             "--batch",
