@@ -221,8 +221,8 @@ def check_platforms(settings: Settings) -> list[Check]:
             Check(
                 "platforms",
                 Status.WARN,
-                "no platform configured: only the console works — set "
-                "DISCORD_BOT_TOKEN, TELEGRAM_BOT_TOKEN or SLACK_BOT_TOKEN (see README)",
+                "no platform configured: only the console works — set TELEGRAM_BOT_TOKEN "
+                "(README, “Connecting a platform”); Discord and Slack adapters are not in this build yet",
             )
         )
     return checks
