@@ -33,7 +33,7 @@ from bots.console.adapter import ConsolePlatform
 from bots.console.repl import HOST_NAME, MAIN_CHAT, ConsoleIO, ConsoleRepl
 from bots.metrics import Metrics
 from bots.router import Router
-from bots.runtime.budget import TokenBucketBudget
+from bots.runtime.budget import DEFAULT_GLOBAL, PAID_TELEGRAM, Rate, TokenBucketBudget
 from bots.runtime.clock import SystemClock
 from bots.runtime.waker import Waker
 from bots.web.app import ContributesRoutes, WebDeps, WebLinks, WebRoute, make_web_app
@@ -85,6 +85,14 @@ class AdapterContext:
     receive: bool
 
 
+def budget_rates(settings: Settings) -> dict[Platform, Rate]:
+    """Each platform's global send rate, as configured (paid Telegram broadcasts lift Telegram's)."""
+    rates = dict(DEFAULT_GLOBAL)
+    if settings.telegram_paid_broadcast:
+        rates[Platform.TELEGRAM] = PAID_TELEGRAM
+    return rates
+
+
 def _telegram_file_base(api_base: str) -> str:
     """https://api.telegram.org/bot → https://api.telegram.org/file/bot (the same for an emulator's URL)."""
     root = api_base.removesuffix("/bot")
@@ -105,6 +113,7 @@ def _telegram(ctx: AdapterContext) -> ChatPlatform:
         public_url=s.public_url,
         api_base=s.telegram_api_base,
         file_base=_telegram_file_base(s.telegram_api_base),
+        paid_broadcast=s.telegram_paid_broadcast,
     )
     return TelegramPlatform(
         config,
@@ -396,7 +405,7 @@ async def build(
         db, ttl=max(timedelta(seconds=30), timedelta(seconds=3 * settings.sweep_seconds))
     )
     metrics = Metrics()
-    budget = TokenBucketBudget()
+    budget = TokenBucketBudget(budget_rates(settings))
     links = WebLinks(settings.public_url)
 
     waker: Waker | None = None

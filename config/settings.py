@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     telegram_webhook_secret: SecretStr | None = Field(None, validation_alias="TELEGRAM_WEBHOOK_SECRET")
     telegram_mode: Literal["polling", "webhook"] = Field("polling", validation_alias="TELEGRAM_MODE")
     telegram_api_base: str = Field("https://api.telegram.org/bot", validation_alias="TELEGRAM_API_BASE")
+    # Telegram's paid broadcasts: up to 1,000 messages/s for live notices, billed in Stars by Telegram
+    telegram_paid_broadcast: bool = Field(False, validation_alias="TELEGRAM_PAID_BROADCAST")
 
     # --- Slack -------------------------------------------------------------------------------------------
     slack_bot_token: SecretStr | None = Field(None, validation_alias="SLACK_BOT_TOKEN")
@@ -231,4 +233,5 @@ _ENV_NAMES: dict[str, str] = {
     "log_level": "SPACES_LOG_LEVEL",
     "telegram_mode": "TELEGRAM_MODE",
     "telegram_api_base": "TELEGRAM_API_BASE",
+    "telegram_paid_broadcast": "TELEGRAM_PAID_BROADCAST",
 }

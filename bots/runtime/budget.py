@@ -31,6 +31,8 @@ DEFAULT_GLOBAL: dict[Platform, Rate] = {
     Platform.SLACK: Rate(10.0, 3.0),  # chat.postMessage is special-tier; per-channel is the real limit
     Platform.CONSOLE: Rate(1000.0, 1000.0),
 }
+# TELEGRAM_PAID_BROADCAST: Telegram lets paid broadcasts through at up to 1,000 messages/s
+PAID_TELEGRAM = Rate(900.0, 50.0)
 DEFAULT_PER_CHAT: dict[Platform, Rate] = {
     Platform.TELEGRAM: Rate(1.0, 3.0),  # 1/s per chat, short bursts tolerated
     Platform.SLACK: Rate(1.0, 3.0),

@@ -110,7 +110,9 @@ class EngineConfig:
     batch: int = 100
     concurrency: int = 16  # sends in flight per worker; the budget paces them
     mention_chunk: int = 20  # users per fallback mention message (within every platform's length limit)
-    flush_every: int = 25  # outcomes recorded per transaction: fewer write locks, a slightly wider crash window
+    flush_every: int = (
+        25  # outcomes recorded per transaction: fewer write locks, a slightly wider crash window
+    )
 
 
 class DeliveryEngine:

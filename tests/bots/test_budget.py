@@ -104,3 +104,17 @@ async def test_a_chat_429_holds_back_that_chat_only(ft: FakeTime) -> None:
     assert await b.acquire(Platform.TELEGRAM, "7") == 0  # other chats and DMs go on
     assert await b.acquire(Platform.TELEGRAM) == 0
     assert await b.acquire(Platform.TELEGRAM, "-100") == pytest.approx(30.0)
+
+
+def test_paid_telegram_broadcasts_lift_the_telegram_rate_only() -> None:
+    from bots.app import budget_rates
+    from bots.runtime.budget import DEFAULT_GLOBAL, PAID_TELEGRAM
+    from config.settings import Settings
+
+    free = budget_rates(Settings.from_env({}))
+    paid = budget_rates(Settings.from_env({"TELEGRAM_PAID_BROADCAST": "true"}))
+    assert free == DEFAULT_GLOBAL
+    assert (
+        paid[Platform.TELEGRAM] == PAID_TELEGRAM
+        and paid[Platform.DISCORD] == DEFAULT_GLOBAL[Platform.DISCORD]
+    )
