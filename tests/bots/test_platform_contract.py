@@ -1,0 +1,161 @@
+"""One contract for every ChatPlatform (core.ports.ChatPlatform): the in-memory fake, the console, and
+Telegram through the real python-telegram-bot against the Bot API emulator. An adapter that passes it is
+one the delivery engine can trust: handles are returned (never None), a no-op edit succeeds, closed DMs
+raise RecipientUnreachable, a chat the bot lost raises ChatUnavailable, and stop() is idempotent."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import pytest
+
+from bots.console.adapter import ConsolePlatform
+from bots.telegram.adapter import TelegramConfig, TelegramPlatform
+from bots.telegram.translate import chat_ref, user_ref
+from core.errors import ChatUnavailable, RecipientUnreachable
+from core.notices import Action, ActionKind, Notice
+from core.ports import ChatPlatform
+from core.refs import ChatRef, Platform, UserRef
+from core.services.profiles import ProfileService
+from core.services.spaces import SpaceService
+from tests.fakes.clock import FakeClock, RecordingWake
+from tests.fakes.memory import MemoryDB
+from tests.fakes.platform import FakePlatform
+from tests.fakes.telegram import TelegramEmulator
+
+NOTICE = Notice(
+    kind="card",
+    title="<b>Weekly</b> AMA & @everyone",
+    lines=("🗓 Thu 26 Nov 2026, 20:00 CET", "line with `code`"),
+    actions=(
+        Action("🔔 Set reminder", ActionKind.CALLBACK, "sub:abcdefghjk"),
+        Action("Share", ActionKind.URL, "https://spaces.example/s/abcdefghjk", share=True),
+    ),
+    space_id="abcdefghjk",
+    link="https://spaces.example/s/abcdefghjk",
+)
+LIVE = Notice(kind="card", title="Weekly AMA", marker="🟣 LIVE", space_id="abcdefghjk")
+
+
+@dataclass
+class Subject:
+    platform: ChatPlatform
+    chat: ChatRef
+    reachable: UserRef
+    unreachable: UserRef | None  # None: the platform has no closed DMs (the console)
+    lose_chat: Callable[[], Awaitable[None]] | None  # makes the bot lose ``chat``; None: it cannot happen
+
+
+async def _fake() -> AsyncIterator[Subject]:
+    p = FakePlatform()
+    chat = ChatRef(Platform.CONSOLE, "main")
+    closed = UserRef(Platform.CONSOLE, "closed")
+    p.closed_dms.add(closed)
+
+    async def lose() -> None:
+        p.gone_chats.add(chat)
+
+    yield Subject(p, chat, UserRef(Platform.CONSOLE, "alice"), closed, lose)
+
+
+async def _console() -> AsyncIterator[Subject]:
+    yield Subject(
+        ConsolePlatform(io.StringIO()),
+        ChatRef(Platform.CONSOLE, "main"),
+        UserRef(Platform.CONSOLE, "alice"),
+        None,
+        None,
+    )
+
+
+async def _telegram() -> AsyncIterator[Subject]:
+    db = MemoryDB()
+    clock = FakeClock()
+    spaces = SpaceService(db.uow, clock, RecordingWake())
+
+    class Links:
+        def space(self, space_id: str) -> str:
+            return f"https://spaces.example/s/{space_id}"
+
+    async with TelegramEmulator() as tg:
+        alice = tg.create_user("Alice", started=True)
+        stranger = tg.create_user("Sam")  # never opened the bot
+        group = tg.create_group("Builders", members=[alice])
+        p = TelegramPlatform(
+            TelegramConfig(token=tg.token, api_base=tg.base_url, file_base=tg.base_file_url),
+            spaces=spaces,
+            profiles=ProfileService(db.uow),
+            links=Links(),
+            clock=clock,
+            receive=False,
+        )
+
+        async def lose() -> None:
+            await tg.kick_bot(group)
+
+        yield Subject(p, chat_ref(group.id), user_ref(alice.id), user_ref(stranger.id), lose)
+
+
+@pytest.fixture(params=["fake", "console", "telegram"])
+async def subject(request: pytest.FixtureRequest) -> AsyncIterator[Subject]:
+    factory = {"fake": _fake, "console": _console, "telegram": _telegram}[request.param]
+    async for s in factory():
+        await s.platform.start()
+        try:
+            yield s
+        finally:
+            await s.platform.stop()
+
+
+async def test_post_returns_a_handle_in_that_chat(subject: Subject) -> None:
+    ref = await subject.platform.post(subject.chat, NOTICE, key="k1")
+    assert ref is not None and ref.platform is subject.chat.platform and ref.chat == subject.chat
+
+
+async def test_edits_succeed_also_when_nothing_changes(subject: Subject) -> None:
+    ref = await subject.platform.post(subject.chat, NOTICE, key="k2")
+    await subject.platform.edit(ref, LIVE)
+    await subject.platform.edit(ref, LIVE)  # Telegram: "message is not modified" — still a success
+
+
+async def test_direct_reaches_a_reachable_user(subject: Subject) -> None:
+    ref = await subject.platform.direct(subject.reachable, NOTICE, key="k3")
+    assert ref is not None and ref.platform is subject.reachable.platform
+
+
+async def test_closed_dms_raise_recipient_unreachable(subject: Subject) -> None:
+    if subject.unreachable is None:
+        assert isinstance(subject.platform, ConsolePlatform)  # everyone can be reached in a terminal
+        return
+    with pytest.raises(RecipientUnreachable):
+        await subject.platform.direct(subject.unreachable, NOTICE, key="k4")
+
+
+async def test_mentions_many_users_in_one_message(subject: Subject) -> None:
+    users = {subject.reachable: "Alice <3"}
+    if subject.unreachable is not None:
+        users[subject.unreachable] = "Sam & co"
+    ref = await subject.platform.mention(subject.chat, users, NOTICE, key="k5")
+    assert ref.chat == subject.chat
+
+
+async def test_a_lost_chat_raises_chat_unavailable(subject: Subject) -> None:
+    if subject.lose_chat is None:
+        assert isinstance(subject.platform, ConsolePlatform)
+        return
+    await subject.lose_chat()
+    with pytest.raises(ChatUnavailable):
+        await subject.platform.post(subject.chat, NOTICE, key="k6")
+
+
+async def test_stop_is_idempotent(subject: Subject) -> None:
+    await subject.platform.stop()
+    await subject.platform.stop()
+
+
+async def test_stop_before_start_is_safe() -> None:
+    for factory in (_fake, _console, _telegram):
+        async for s in factory():
+            await s.platform.stop()
