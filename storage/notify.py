@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import text
@@ -30,11 +30,17 @@ class PgWakeChannel:
         self._engine = engine
         self._listen_conn: AsyncConnection | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._published: datetime | None = None  # the earliest future time already announced
 
     # ------------------------------------------------------------------ publishing
 
     def publish_soon(self, at: datetime) -> None:
-        """core.ports.WakeUps.arm for other processes: fire and forget (called from sync code paths)."""
+        """core.ports.WakeUps.arm for other processes: fire and forget (called from sync code paths).
+        A time no earlier than one already announced and still ahead is not announced again: the workers
+        are armed for it (a burst of subscriptions is one notification, not hundreds)."""
+        if self._published is not None and self._published <= at and self._published > datetime.now(UTC):
+            return
+        self._published = at
         task = asyncio.get_running_loop().create_task(self.publish(at))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

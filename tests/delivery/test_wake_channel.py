@@ -77,3 +77,24 @@ async def test_a_space_scheduled_by_the_web_process_is_posted_by_the_worker_at_o
     finally:
         await web_only.stop()
         await worker.stop()
+
+
+async def test_a_burst_of_arms_for_the_same_future_time_is_announced_once(pg_url: str) -> None:
+    from datetime import timedelta
+
+    engine = make_engine(normalize_url(pg_url))
+    channel = PgWakeChannel(engine)
+    sent: list[datetime] = []
+
+    async def record(at: datetime) -> None:
+        sent.append(at)
+
+    channel.publish = record  # type: ignore[method-assign]
+    soon = datetime.now(UTC) + timedelta(minutes=5)
+    for _ in range(100):
+        channel.publish_soon(soon)
+    channel.publish_soon(soon - timedelta(minutes=1))  # earlier: announced
+    channel.publish_soon(soon + timedelta(minutes=1))  # later than one still ahead: not
+    await channel.close()
+    await engine.dispose()
+    assert sent == [soon, soon - timedelta(minutes=1)]
