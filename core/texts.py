@@ -85,6 +85,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "notice.rescheduled": "🗓 “{title}” moved to {when}.",
         "notice.mention": "{mentions} — I couldn't message you privately:",
         "notice.delayed": "(delayed by {minutes} min — the service was catching up)",
+        "web.your_time": "Your time:",
         # --- conversations and chat commands (all platforms) ---
         "welcome": "Hi {name}! I announce live audio Spaces and remind you when they start.\n"
         "Schedule one in a group or here: `/space tomorrow 20:00 Weekly AMA`.",
@@ -180,6 +181,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "notice.rescheduled": "🗓 « {title} » est déplacé au {when}.",
         "notice.mention": "{mentions} — je n'ai pas pu vous écrire en privé :",
         "notice.delayed": "(en retard de {minutes} min — le service rattrapait son retard)",
+        "web.your_time": "Votre heure :",
         "welcome": "Bonjour {name} ! J'annonce des Spaces audio en direct et je vous préviens quand ils commencent.\n"
         "Programmez-en un dans un groupe ou ici : `/space demain 20h AMA hebdo`.",
         "help": "`/space <quand> <titre>` — programmer (ou juste `/space` et je vous demande)\n"

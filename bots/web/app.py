@@ -14,6 +14,9 @@ This package talks to the core's ports only (no ``storage``): the import contrac
 
 from __future__ import annotations
 
+import base64
+import functools
+import hashlib
 import html
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -161,7 +164,10 @@ def _space_html(space: Space, subscribers: int, locale: str) -> str:
     if marker:
         parts.append(f'<p class="marker">{e(marker)}</p>')
     parts.append(f"<h1>{e(space.title)}</h1>")
-    parts.append(f'<p class="when"><time datetime="{e(space.starts_at.isoformat())}">{e(when)}</time></p>')
+    parts.append(
+        f'<p class="when"><time datetime="{e(space.starts_at.isoformat())}" '
+        f'data-local-label="{e(t(locale, "web.your_time"))}">{e(when)}</time></p>'
+    )
     parts.append(f'<p class="status">{e(status)}</p>')
     if space.status.is_open:
         parts.append(f'<p class="subscribers">{e(t(locale, "card.subscribers", count=subscribers))}</p>')
@@ -182,14 +188,31 @@ def _locale(request: web.Request, default: str) -> str:
     return pick_locale(first) if first else pick_locale(default)
 
 
+# Each viewer sees the start in their own zone too (the page is shared across time zones). The script is
+# fixed text, allowed by its hash in the Content-Security-Policy: no other script can run on the page.
+LOCAL_TIME_JS = (
+    "for(const t of document.querySelectorAll('time[datetime]')){"
+    "const d=new Date(t.dateTime);if(isNaN(d))continue;"
+    "const p=document.createElement('p');p.className='local';"
+    "p.textContent=(t.dataset.localLabel||'')+' '+d.toLocaleString(undefined,{weekday:'short',day:'numeric',"
+    "month:'short',year:'numeric',hour:'2-digit',minute:'2-digit',timeZoneName:'short'});"
+    "t.parentNode.after(p)}"
+)
+
+
+@functools.cache
+def _script_hash() -> str:
+    return "sha256-" + base64.b64encode(hashlib.sha256(LOCAL_TIME_JS.encode()).digest()).decode()
+
+
 def _page(title: str, body: str, *, status: int = 200) -> web.Response:
     doc = (
         '<!doctype html>\n<html><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{html.escape(title)} · Spaces</title>"
         "<style>body{font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem}"
-        ".marker{font-weight:bold}.when{font-size:1.2rem}</style></head>\n"
-        f"<body>\n{body}\n</body></html>\n"
+        ".marker{font-weight:bold}.when{font-size:1.2rem}.local{color:#555}</style></head>\n"
+        f"<body>\n{body}\n<script>{LOCAL_TIME_JS}</script>\n</body></html>\n"
     )
     return web.Response(
         text=doc,
@@ -198,7 +221,7 @@ def _page(title: str, body: str, *, status: int = 200) -> web.Response:
         charset="utf-8",
         headers={
             "X-Content-Type-Options": "nosniff",
-            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+            "Content-Security-Policy": f"default-src 'none'; style-src 'unsafe-inline'; script-src '{_script_hash()}'",
             "Referrer-Policy": "no-referrer",
         },
     )
