@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import TextIO
+from typing import Protocol, TextIO, runtime_checkable
 
 from aiohttp import web
 from sqlalchemy.engine import make_url
@@ -163,6 +163,15 @@ _platform_factories: tuple[PlatformFactory, ...] = (
 # ------------------------------------------------------------------------------------------ the service
 
 
+@runtime_checkable
+class _Receives(Protocol):
+    """An adapter that can stop taking updates before it stops sending (shutdown order)."""
+
+    platform: Platform
+
+    async def stop_receiving(self) -> None: ...
+
+
 class _Broadcast:
     """WakeUps: this process's waker, and every other process through the database's wake channel."""
 
@@ -231,6 +240,7 @@ class Service:
         log.info("starting", extra={"role": str(self.role), "worker_id": self.settings.worker_id})
         await self.router.start()
         if self.role.delivers and self.waker is not None:
+            self._pruned_at = self.clock.now()  # housekeeping waits for a sweep: boot is for the catch-up
             await self.heartbeat()
             await self._listen()
             await self.waker.start()  # includes the catch-up run: whatever came due while we were down
@@ -264,15 +274,19 @@ class Service:
         if self._runner is not None:
             with _logged("stopping the web server"):
                 await self._runner.cleanup()
+        for p in self.router.platforms:
+            if isinstance(p, _Receives):
+                with _logged(f"stopping {p.platform} updates"):
+                    await p.stop_receiving()
         self.engine.request_stop()
         if self.waker is not None:
             with _logged("stopping the waker"):
                 await self.waker.stop(grace=SHUTDOWN_GRACE)
+        with _logged("stopping platforms"):
+            await self.router.stop()
         if self.wake_channel is not None:
             with _logged("closing the wake channel"):
                 await self.wake_channel.close()
-        with _logged("stopping platforms"):
-            await self.router.stop()
         if self.role.delivers and self._started:
             with _logged("forgetting the heartbeat"):
                 await self.heartbeats.forget(self.settings.worker_id)  # others take our budget share now

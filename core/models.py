@@ -126,6 +126,9 @@ class Outcome:
     late_by: float | None = None
     due_at: datetime | None = None  # PENDING: when to try again
     refund_attempt: bool = False  # PENDING after a rate limit: the attempt does not count
+    # the claim this outcome belongs to (its lease_until): a fencing token, so that an outcome can never
+    # land on a later claim of the same row, even by a process reusing the same worker id
+    lease_until: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

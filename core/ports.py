@@ -7,6 +7,7 @@ against every store implementation).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -242,11 +243,12 @@ class Outbox(Protocol):
         """Rows by status, for metrics and the doctor."""
         ...
 
-    async def prune(self, *, settled_before: datetime, requests_before: datetime) -> int:
+    async def prune(self, *, settled_before: datetime, requests_before: datetime, chunk: int = 5000) -> int:
         """Housekeeping. Delete settled rows (sent, skipped, fallback, withdrawn — dead rows are kept for
         investigation) due before ``settled_before`` whose Space is over (ended or cancelled: no service
         ever inserts its keys again, so deleting them cannot let a message through twice), and inbound
-        request ids recorded before ``requests_before``. Returns the number of rows deleted."""
+        request ids recorded before ``requests_before``, in transactions of at most ``chunk`` rows (never one
+        long lock). Returns the number of rows deleted."""
         ...
 
 
@@ -261,9 +263,12 @@ class WakeUps(Protocol):
 
 
 class Budget(Protocol):
-    async def acquire(self, platform: Platform, chat: str | None = None) -> float:
-        """Wait until a send to ``platform`` (and to ``chat``, for per-chat limits) is within budget.
-        Returns the seconds waited."""
+    async def acquire(
+        self, platform: Platform, chat: str | None = None, *, max_wait: float = math.inf
+    ) -> float:
+        """Wait until a send to ``platform`` (and to ``chat``, for per-chat limits) is within budget, and
+        take that send's share. Returns the seconds waited. If the wait would be longer than ``max_wait``,
+        take nothing, wait not at all, and return minus the wait needed: the caller comes back then."""
         ...
 
     def penalise(self, platform: Platform, retry_after: float, *, chat: str | None = None) -> None:

@@ -132,7 +132,11 @@ def decide(delivery: Delivery, space: Space | None, now: datetime) -> Send | Ski
         return Skip("space deleted")
     kind = delivery.kind
     about = delivery.about if kind is DeliveryKind.MENTION and delivery.about else kind
-    if delivery.revision != space.revision and about in (DeliveryKind.HOST_T30, DeliveryKind.HOST_T0):
+    if delivery.revision != space.revision and about in (
+        DeliveryKind.HOST_T30,
+        DeliveryKind.HOST_T0,
+        DeliveryKind.RESCHEDULED_NOTICE,  # moved again since: only the latest "moved to" is worth sending
+    ):
         return Skip(f"planned for revision {delivery.revision}, Space is at {space.revision}")
     if about in (DeliveryKind.HOST_T30, DeliveryKind.HOST_T0):
         if space.status is SpaceStatus.LIVE:

@@ -86,6 +86,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "notice.mention": "{mentions} — I couldn't message you privately:",
         "notice.delayed": "(delayed by {minutes} min — the service was catching up)",
         "web.your_time": "Your time:",
+        "tg.anonymous": "I can't tell who you are when you post anonymously or as a channel — send it as "
+        "yourself to schedule or manage a Space.",
+        "tg.unsubscribed": "Reminder removed for “{title}”. Tap 🔔 again to set it back.",
+        "error.generic": "Something went wrong on my side — please try again in a moment.",
         # --- conversations and chat commands (all platforms) ---
         "welcome": "Hi {name}! I announce live audio Spaces and remind you when they start.\n"
         "Schedule one in a group or here: `/space tomorrow 20:00 Weekly AMA`.",
@@ -182,6 +186,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "notice.mention": "{mentions} — je n'ai pas pu vous écrire en privé :",
         "notice.delayed": "(en retard de {minutes} min — le service rattrapait son retard)",
         "web.your_time": "Votre heure :",
+        "tg.anonymous": "Je ne sais pas qui vous êtes quand vous écrivez anonymement ou au nom d'un canal — "
+        "écrivez en votre nom pour programmer ou gérer un Space.",
+        "tg.unsubscribed": "Rappel supprimé pour « {title} ». Touchez 🔔 à nouveau pour le remettre.",
+        "error.generic": "Quelque chose s'est mal passé de mon côté — réessayez dans un instant.",
         "welcome": "Bonjour {name} ! J'annonce des Spaces audio en direct et je vous préviens quand ils commencent.\n"
         "Programmez-en un dans un groupe ou ici : `/space demain 20h AMA hebdo`.",
         "help": "`/space <quand> <titre>` — programmer (ou juste `/space` et je vous demande)\n"

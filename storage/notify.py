@@ -41,19 +41,25 @@ class PgWakeChannel:
         if self._published is not None and self._published <= at and self._published > datetime.now(UTC):
             return
         self._published = at
-        task = asyncio.get_running_loop().create_task(self.publish(at))
+        task = asyncio.get_running_loop().create_task(self._announce(at))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def publish(self, at: datetime) -> None:
+    async def _announce(self, at: datetime) -> None:
+        if not await self.publish(at) and self._published == at:
+            self._published = None  # it did not go out: the next arm must try again, not assume it
+
+    async def publish(self, at: datetime) -> bool:
         try:
             async with self._engine.connect() as conn:
                 await conn.execute(
                     text("SELECT pg_notify(:channel, :at)"), {"channel": CHANNEL, "at": at.isoformat()}
                 )
                 await conn.commit()
+            return True
         except Exception as e:  # a hint only: the sweep covers a lost one
             log.warning("wake notification not sent: %s", e)
+            return False
 
     # ------------------------------------------------------------------ listening
 

@@ -551,11 +551,12 @@ class SqlOutbox:
                 greatest = func.max if self._dialect == "sqlite" else func.greatest
                 values["attempts"] = greatest(d.attempts - 1, 0)
         # claimed_by stays on settled rows: who sent it, for the logs
-        return (
-            update(delivery_t)
-            .where(d.id == o.delivery_id, d.claimed_by == worker, d.status == str(DeliveryStatus.CLAIMED))
-            .values(values)
+        stmt = update(delivery_t).where(
+            d.id == o.delivery_id, d.claimed_by == worker, d.status == str(DeliveryStatus.CLAIMED)
         )
+        if o.lease_until is not None:  # fencing: this claim, not a later one of the same worker id
+            stmt = stmt.where(d.lease_until == o.lease_until)
+        return stmt.values(values)
 
     async def next_due(self) -> datetime | None:
         stmt = select(func.min(delivery_t.c.due_at)).where(delivery_t.c.status == str(DeliveryStatus.PENDING))
@@ -573,7 +574,9 @@ class SqlOutbox:
         result.update({str(status): int(n) for status, n in rows})
         return result
 
-    async def prune(self, *, settled_before: datetime, requests_before: datetime) -> int:
+    async def prune(self, *, settled_before: datetime, requests_before: datetime, chunk: int = 5000) -> int:
+        """In chunks of ``chunk`` rows, each its own short transaction: a month of a large community must
+        not hold SQLite's one write lock (or a long PostgreSQL transaction) while deliveries wait."""
         d = delivery_t.c
         over = select(space_t.c.id).where(
             space_t.c.status.in_([str(SpaceStatus.ENDED), str(SpaceStatus.CANCELLED)])
@@ -587,14 +590,30 @@ class SqlOutbox:
                 DeliveryStatus.WITHDRAWN,
             )
         ]
-        async with self._write() as conn:
-            gone = await conn.execute(
-                delete(delivery_t).where(
-                    d.status.in_(settled), d.due_at < settled_before, d.space_id.in_(over)
-                )
-            )
-            old = await conn.execute(delete(inbound_t).where(inbound_t.c.created_at < requests_before))
-        return int(gone.rowcount or 0) + int(old.rowcount or 0)
+        old_rows = (
+            select(d.id)
+            .where(d.status.in_(settled), d.due_at < settled_before, d.space_id.in_(over))
+            .limit(chunk)
+            .scalar_subquery()
+        )
+        old_ids = (
+            select(inbound_t.c.id)
+            .where(inbound_t.c.created_at < requests_before)
+            .limit(chunk)
+            .scalar_subquery()
+        )
+        total = 0
+        for stmt in (
+            delete(delivery_t).where(d.id.in_(old_rows)),
+            delete(inbound_t).where(inbound_t.c.id.in_(old_ids)),
+        ):
+            while True:
+                async with self._write() as conn:
+                    n = int((await conn.execute(stmt)).rowcount or 0)
+                total += n
+                if n < chunk:
+                    break
+        return total
 
     def _write(self) -> _WriteTx:
         return _WriteTx(self._engine)

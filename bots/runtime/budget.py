@@ -9,6 +9,7 @@ The budget paces; a 429 is the exception that proves the pacing wrong — ``pena
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -55,12 +56,14 @@ class _Bucket:
         self.tokens = rate.burst
         self.updated = now
 
-    def take(self, now: float, per_second: float) -> float:
-        """Take one token; return how long the caller must wait before sending (0 if none)."""
-        self.tokens = min(self.rate.burst, self.tokens + (now - self.updated) * per_second)
+    def need(self, now: float, per_second: float) -> float:
+        """How long a send would have to wait for a token now (nothing is taken)."""
+        tokens = min(self.rate.burst, self.tokens + (now - self.updated) * per_second)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / per_second
+
+    def take(self, now: float, per_second: float) -> None:
+        self.tokens = min(self.rate.burst, self.tokens + (now - self.updated) * per_second) - 1.0
         self.updated = now
-        self.tokens -= 1.0
-        return 0.0 if self.tokens >= 0 else -self.tokens / per_second
 
 
 class TokenBucketBudget:
@@ -89,8 +92,11 @@ class TokenBucketBudget:
         self._share = 1
 
     def set_share(self, workers: int) -> None:
-        """``workers`` live processes share each platform's global limit equally."""
-        self._share = max(1, workers)
+        """``workers`` live processes share each platform's limits equally."""
+        share = max(1, workers)
+        if share != self._share:
+            self._share = share
+            self._global.clear()  # the burst is per share too: rebuild the global buckets
 
     def penalise(self, platform: Platform, retry_after: float, *, chat: str | None = None) -> None:
         until = self._monotonic() + retry_after
@@ -103,7 +109,7 @@ class TokenBucketBudget:
         if len(self._chat_held_until) > self.MAX_CHATS:
             self._chat_held_until.popitem(last=False)
 
-    def _take(self, key: tuple[Platform, str], rate: Rate, now: float) -> float:
+    def _chat_bucket(self, key: tuple[Platform, str], rate: Rate, now: float) -> _Bucket:
         bucket = self._chats.get(key)
         if bucket is None:
             bucket = self._chats[key] = _Bucket(rate, now)
@@ -111,11 +117,12 @@ class TokenBucketBudget:
                 self._chats.popitem(last=False)
         else:
             self._chats.move_to_end(key)
-        return bucket.take(now, rate.per_second)
+        return bucket
 
-    async def acquire(self, platform: Platform, chat: str | None = None) -> float:
-        now = self._monotonic()
-        wait = max(0.0, self._held_until.get(platform, 0.0) - now)
+    def _buckets(self, platform: Platform, chat: str | None, now: float) -> list[tuple[_Bucket, float]]:
+        """Every bucket a send to ``chat`` draws from, with its rate for this worker (limits are shared:
+        each of N live workers gets 1/N of every global, per-chat and per-group rate)."""
+        found: list[tuple[_Bucket, float]] = []
         rate = self._global_rates.get(platform)
         if rate is not None:
             bucket = self._global.get(platform)
@@ -123,15 +130,33 @@ class TokenBucketBudget:
                 bucket = self._global[platform] = _Bucket(
                     Rate(rate.per_second, max(1.0, rate.burst / self._share)), now
                 )
-            wait = max(wait, bucket.take(now, rate.per_second / self._share))
+            found.append((bucket, rate.per_second / self._share))
         if chat is not None:
-            wait = max(wait, self._chat_held_until.get((platform, chat), 0.0) - now)
             chat_rate = self._chat_rates.get(platform)
             if chat_rate is not None:
-                wait = max(wait, self._take((platform, chat), chat_rate, now))
+                found.append(
+                    (self._chat_bucket((platform, chat), chat_rate, now), chat_rate.per_second / self._share)
+                )
             group_rate = self._group_rates.get(platform)
             if group_rate is not None and is_group(platform, chat):
-                wait = max(wait, self._take((platform, f"group:{chat}"), group_rate, now))
+                bucket = self._chat_bucket((platform, f"group:{chat}"), group_rate, now)
+                found.append((bucket, group_rate.per_second / self._share))
+        return found
+
+    async def acquire(
+        self, platform: Platform, chat: str | None = None, *, max_wait: float = math.inf
+    ) -> float:
+        now = self._monotonic()
+        wait = max(0.0, self._held_until.get(platform, 0.0) - now)
+        if chat is not None:
+            wait = max(wait, self._chat_held_until.get((platform, chat), 0.0) - now)
+        buckets = self._buckets(platform, chat, now)
+        for bucket, per_second in buckets:
+            wait = max(wait, bucket.need(now, per_second))
+        if wait > max_wait:
+            return -wait  # not granted, nothing taken: the caller comes back later instead of sleeping here
+        for bucket, per_second in buckets:
+            bucket.take(now, per_second)
         if wait > 0:
             await self._sleep(wait)
         return wait
@@ -146,5 +171,7 @@ class Unlimited:
     def penalise(self, platform: Platform, retry_after: float, *, chat: str | None = None) -> None:
         pass
 
-    async def acquire(self, platform: Platform, chat: str | None = None) -> float:
+    async def acquire(
+        self, platform: Platform, chat: str | None = None, *, max_wait: float = math.inf
+    ) -> float:
         return 0.0

@@ -21,7 +21,15 @@ from typing import Any, TypeVar
 from aiohttp import web
 from telegram import BotCommand, LinkPreviewOptions, Message, Update
 from telegram.constants import ParseMode
-from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Forbidden,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+    TimedOut,
+)
 from telegram.ext import Application, ApplicationBuilder
 from telegram.warnings import PTBUserWarning
 
@@ -101,6 +109,9 @@ class TelegramPlatform:
         return []
 
     async def start(self) -> None:
+        if self._receive and self.config.mode == "webhook" and not self.config.webhook_secret:
+            # without it every update would be refused with 403: a deaf bot; say so at start-up instead
+            raise ValueError("TELEGRAM_MODE=webhook needs TELEGRAM_WEBHOOK_SECRET")
         builder = (
             ApplicationBuilder()
             .token(self.config.token)
@@ -141,12 +152,16 @@ class TelegramPlatform:
             self._poller = asyncio.create_task(self._poll(), name="telegram-polling")
             log.info("telegram long polling started", extra={"bot": self.username})
 
-    async def stop(self) -> None:
+    async def stop_receiving(self) -> None:
+        """Shutdown, first step: no new updates (polling ends); sending keeps working for the last batch."""
         poller, self._poller = self._poller, None
         if poller is not None:
             poller.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await poller
+
+    async def stop(self) -> None:
+        await self.stop_receiving()
         app, self._app = self._app, None
         if app is None:
             return
@@ -228,11 +243,12 @@ class TelegramPlatform:
 
     async def post(self, chat: ChatRef, notice: Notice, *, key: str) -> MessageRef:
         msg = await self._send(int(chat.id), render(notice), to_user=False)
-        return MessageRef(Platform.TELEGRAM, chat.id, str(msg.message_id))
+        # the chat the message really landed in: a group upgraded to a supergroup has a new id
+        return MessageRef(Platform.TELEGRAM, str(msg.chat_id), str(msg.message_id))
 
     async def edit(self, message: MessageRef, notice: Notice) -> None:
         r = render(notice)
-        with contextlib.suppress(_NotModified):  # the contract: an edit that changes nothing succeeds
+        try:
             await self._call(
                 self.app.bot.edit_message_text(
                     chat_id=int(message.chat_id),
@@ -244,6 +260,12 @@ class TelegramPlatform:
                 ),
                 to_user=False,
             )
+        except _NotModified:
+            pass  # the contract: an edit that changes nothing succeeds
+        except _Migrated as e:
+            raise ChatUnavailable(
+                f"the group became supergroup {e.new_chat_id}; its old card cannot be edited"
+            ) from e
 
     async def direct(self, user: UserRef, notice: Notice, *, key: str) -> MessageRef:
         # a private chat's id is the user's id
@@ -255,14 +277,15 @@ class TelegramPlatform:
     ) -> MessageRef:
         prefix = t(notice.locale, "notice.mention", mentions="{mentions}")
         msg = await self._send(int(chat.id), render_mentions(users, notice, prefix), to_user=False)
-        return MessageRef(Platform.TELEGRAM, chat.id, str(msg.message_id))
+        return MessageRef(Platform.TELEGRAM, str(msg.chat_id), str(msg.message_id))
 
-    async def reply(self, chat_id: int, rendered: Rendered, *, reply_to: int | None = None) -> None:
+    async def reply(self, chat_id: int, rendered: Rendered, *, reply_to: int | None = None) -> int | None:
         """An answer to someone who just wrote to us (not a delivery: no outbox). A flood limit is waited
-        out a few times — a burst of commands in one group must still get every answer."""
+        out a few times — a burst of commands in one group must still get every answer. Returns the sent
+        message's id (None if it could not be sent)."""
         for _ in range(4):
             try:
-                await self.app.bot.send_message(
+                msg = await self.app.bot.send_message(
                     chat_id,
                     rendered.text,
                     parse_mode=ParseMode.HTML,
@@ -271,28 +294,34 @@ class TelegramPlatform:
                     allow_sending_without_reply=True,
                     link_preview_options=LinkPreviewOptions(is_disabled=True),
                 )
-                return
+                return int(msg.message_id)
             except RetryAfter as e:
                 wait = e.retry_after
                 await self._sleep(wait.total_seconds() if isinstance(wait, timedelta) else float(wait))
             except TelegramError as e:
                 log.warning("reply failed: %s", e, extra={"chat_id": chat_id})
-                return
+                return None
         log.warning("reply dropped after repeated flood limits", extra={"chat_id": chat_id})
+        return None
 
     async def _send(self, chat_id: int, r: Rendered, *, to_user: bool) -> Message:
-        return await self._call(
-            self.app.bot.send_message(
-                chat_id,
+        def call(target: int) -> Awaitable[Message]:
+            return self.app.bot.send_message(
+                target,
                 r.text,
                 parse_mode=ParseMode.HTML,
                 reply_markup=r.markup,
                 link_preview_options=LinkPreviewOptions(is_disabled=True),
                 # only DMs: the fan-out is what needs the higher rate; chats keep their own limits anyway
                 allow_paid_broadcast=True if to_user and self.config.paid_broadcast else None,
-            ),
-            to_user=to_user,
-        )
+            )
+
+        try:
+            return await self._call(call(chat_id), to_user=to_user)
+        except _Migrated as m:
+            # Telegram upgraded the group to a supergroup: same people, new id — post there
+            log.info("telegram group migrated", extra={"old": chat_id, "new": m.new_chat_id})
+            return await self._call(call(m.new_chat_id), to_user=to_user)
 
     async def _call(self, call: Awaitable[T], *, to_user: bool) -> T:
         """Map PTB's errors onto what the engine understands."""
@@ -302,6 +331,8 @@ class TelegramPlatform:
             wait = e.retry_after
             seconds = wait.total_seconds() if isinstance(wait, timedelta) else float(wait)
             raise RateLimited(seconds, "telegram") from e
+        except ChatMigrated as e:
+            raise _Migrated(int(e.new_chat_id)) from e
         except Forbidden as e:  # blocked, never started, kicked from the group
             if to_user:
                 raise RecipientUnreachable(e.message) from e
@@ -334,3 +365,9 @@ class TelegramPlatform:
 
 class _NotModified(Exception):
     pass
+
+
+class _Migrated(Exception):
+    def __init__(self, new_chat_id: int) -> None:
+        super().__init__(new_chat_id)
+        self.new_chat_id = new_chat_id

@@ -1,10 +1,15 @@
-"""Thin PTB handlers: translate the update, call the core, show the answer in the user's language."""
+"""Thin PTB handlers: translate the update, call the core, show the answer in the user's language.
+
+Updates are processed concurrently (``concurrent_updates``): anything shared between two updates of the same
+person (the ``/space`` conversation) is claimed before the first ``await``.
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
-import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from telegram import ForceReply, InlineKeyboardButton, InlineKeyboardMarkup, Update
@@ -19,7 +24,7 @@ from telegram.ext import (
 )
 
 from bots.telegram import translate as tr
-from bots.telegram.render import Rendered, plain, rich
+from bots.telegram.render import Rendered, plain, plain_lines, rich
 from core.commands import ScheduleSpace, Subscribe, schedule_text
 from core.errors import UserError
 from core.models import SpaceStatus
@@ -38,15 +43,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DRAFT_TTL = 600.0  # seconds a "/space" conversation waits for the next answer
+DRAFT_TTL = timedelta(minutes=10)  # how long a "/space" conversation waits for the next answer
 CALLBACK_TEXT_LIMIT = 200  # Telegram's limit for answerCallbackQuery text
 Ctx = ContextTypes.DEFAULT_TYPE
+_VERBS = {"cancel": Verb.CANCEL, "live": Verb.START, "end": Verb.END}
 
 
 @dataclass(slots=True)
 class _Draft:
     step: str  # "title" | "time"
-    started: float
+    started: datetime
+    question: int | None  # the message_id of our question: in groups only a reply to it continues
     title: str = ""
 
 
@@ -73,7 +80,8 @@ class Handlers:
         app.add_handler(CommandHandler("start", self.on_start, filters.ChatType.PRIVATE))
         app.add_handler(CommandHandler(["space", "schedule"], self.on_space))
         app.add_handler(CommandHandler("spaces", self.on_list))
-        app.add_handler(CommandHandler(["cancel", "live", "end"], self.on_manage))
+        for name, verb in _VERBS.items():  # one handler each: the verb never depends on parsing the text
+            app.add_handler(CommandHandler(name, functools.partial(self.on_manage, verb=verb, command=name)))
         app.add_handler(CommandHandler("reschedule", self.on_reschedule))
         app.add_handler(CommandHandler("tz", self.on_tz))
         app.add_handler(CommandHandler("chattz", self.on_chat_tz))
@@ -120,12 +128,26 @@ class Handlers:
         )
         return user, locale
 
-    async def _answer(self, update: Update, text: str | Rendered) -> None:
+    async def _refuse_anonymous(self, update: Update) -> bool:
+        """Anonymous admins and posts "as a channel" reach us with a shared placeholder user: acting as them
+        would let anyone posting anonymously anywhere manage a Space. Ask for a personal message instead."""
+        msg, u = update.effective_message, update.effective_user
+        if msg is None or not tr.is_anonymous(u.id if u else None, msg.sender_chat is not None):
+            return False
+        locale = pick_locale(u.language_code if u else None)
+        await self._answer(update, t(locale, "tg.anonymous"))
+        return True
+
+    async def _answer(self, update: Update, text: str | Rendered) -> int | None:
         msg = update.effective_message
         if msg is None:
-            return
+            return None
         rendered = plain(text) if isinstance(text, str) else text
-        await self._tg.reply(msg.chat_id, rendered, reply_to=msg.message_id)
+        return await self._tg.reply(msg.chat_id, rendered, reply_to=msg.message_id)
+
+    async def _ask(self, update: Update, text: str) -> int | None:
+        """A question answered by replying to it (which privacy mode lets through in groups)."""
+        return await self._answer(update, Rendered(rich(text), ForceReply(selective=True)))
 
     async def _is_mod(self, chat: ChatRef, user: UserRef) -> bool:
         return await self._tg.is_admin(chat, user)
@@ -136,12 +158,9 @@ class Handlers:
 
     def _forget_old_drafts(self) -> None:
         """Abandoned conversations must not pile up in memory."""
-        now = time.monotonic()
+        now = self._clock.now()
         for key in [k for k, d in self._drafts.items() if now - d.started > DRAFT_TTL]:
             del self._drafts[key]
-
-    def _too_long(self, text: str) -> bool:
-        return len(text) > tr.MAX_INPUT
 
     # ------------------------------------------------------------------ commands
 
@@ -160,9 +179,8 @@ class Handlers:
             await self._answer(update, self._error(locale, e))
             return
         if res.space.status is SpaceStatus.LIVE:
-            await self._answer(
-                update, t(locale, "reply.live_now", title=res.space.title, link=self._links.space(space_id))
-            )
+            link = self._links.space(space_id)
+            await self._answer(update, t(locale, "reply.live_now", title=res.space.title, link=link))
             return
         await self._answer(update, t(locale, "reply.subscribed", title=res.space.title))
 
@@ -173,36 +191,27 @@ class Handlers:
         await self._answer(update, t(locale, "help", zone=zone))
 
     async def on_space(self, update: Update, context: Ctx) -> None:
-        user, locale = await self._who(update)
-        msg, chat = update.effective_message, update.effective_chat
-        assert msg is not None and chat is not None
+        if await self._refuse_anonymous(update):
+            return
+        msg, chat, u = update.effective_message, update.effective_chat, update.effective_user
+        assert msg is not None and chat is not None and u is not None
         args = schedule_text(" ".join(context.args or []))
         if not args:  # a bare /space: ask for the title, then the time
             self._forget_old_drafts()
-            self._drafts[(chat.id, user_id(user))] = _Draft("title", time.monotonic())
-            await self._ask(chat.id, msg.message_id, t(locale, "ask.title"))
+            draft = _Draft("title", self._clock.now(), None)
+            self._drafts[(chat.id, u.id)] = draft  # claimed before any await
+            _, locale = await self._who(update)
+            draft.question = await self._ask(update, t(locale, "ask.title"))
             return
-        if self._too_long(args):
+        user, locale = await self._who(update)
+        if len(args) > tr.MAX_INPUT:
             await self._answer(update, t(locale, "input.too_long", limit=tr.MAX_INPUT))
             return
         await self._schedule(update, user, locale, when_text=args, title="")
 
-    async def _ask(self, chat_id: int, reply_to: int, text: str) -> None:
-        try:
-            await self._tg.app.bot.send_message(
-                chat_id,
-                rich(text),
-                parse_mode="HTML",
-                reply_to_message_id=reply_to,
-                allow_sending_without_reply=True,
-                reply_markup=ForceReply(selective=True),
-            )
-        except Exception as e:
-            log.warning("could not ask: %s", e)
-
     async def _schedule(
         self, update: Update, user: UserRef, locale: str, *, when_text: str, title: str
-    ) -> None:
+    ) -> bool:
         chat = update.effective_chat
         assert chat is not None
         try:
@@ -217,15 +226,13 @@ class Handlers:
             )
         except UserError as e:
             await self._answer(update, self._error(locale, e))
-            return
+            return False
         if chat.type == "private":
             # in a group the card itself is the confirmation; in a DM say where to share it from
             when = format_local(space.starts_at, space.tz, locale)
-            await self._answer(
-                update,
-                t(locale, "reply.scheduled", title=space.title, when=when, link=self._links.space(space.id)),
-            )
-            return
+            link = self._links.space(space.id)
+            await self._answer(update, t(locale, "reply.scheduled", title=space.title, when=when, link=link))
+            return True
         profile = await self._profiles.get(user)
         if not (profile and profile.dm_reachable):
             # host reminders take the subscribers' path: the deep link opens the DM (and says "you're the host")
@@ -233,11 +240,8 @@ class Handlers:
                 t(locale, "button.get_reminders"), url=tr.deep_link(self._tg.username, space.id)
             )
             text = rich(t(locale, "reply.host_open_dm", title=space.title))
-            await self._tg.reply(
-                chat.id,
-                Rendered(text, InlineKeyboardMarkup([[button]])),
-                reply_to=update.effective_message.message_id if update.effective_message else None,
-            )
+            await self._answer(update, Rendered(text, InlineKeyboardMarkup([[button]])))
+        return True
 
     async def on_text(self, update: Update, context: Ctx) -> None:
         msg, chat, u = update.effective_message, update.effective_chat, update.effective_user
@@ -245,25 +249,39 @@ class Handlers:
             return
         key = (chat.id, u.id)
         draft = self._drafts.get(key)
-        if draft is None or time.monotonic() - draft.started > DRAFT_TTL:
+        if draft is None:
+            return  # not a conversation of ours (a DM about something else, a reply to someone else)
+        if self._clock.now() - draft.started > DRAFT_TTL:
             self._drafts.pop(key, None)
-            return  # not a conversation of ours (a DM about something else, or a reply to another message)
+            return
+        replied = msg.reply_to_message.message_id if msg.reply_to_message else None
+        if chat.type != "private" and (draft.question is None or replied != draft.question):
+            return  # in a group, only an answer to our question continues the conversation
+        # claim this step before any await: a second quick answer must not schedule a second Space
+        step, title = draft.step, draft.title
+        self._drafts.pop(key, None)
         user, locale = await self._who(update)
         text = msg.text.strip()
-        if self._too_long(text):
-            await self._answer(update, t(locale, "input.too_long", limit=tr.MAX_INPUT))
+        if len(text) > tr.MAX_INPUT:
+            self._drafts[key] = draft
+            draft.question = await self._ask(update, t(locale, "input.too_long", limit=tr.MAX_INPUT))
             return
-        if draft.step == "title":
+        if step == "title":
             try:
-                draft.title = clean_title(text)
-            except UserError as e:
-                await self._answer(update, self._error(locale, e))
+                title = clean_title(text)
+            except UserError as e:  # ask again: the conversation goes on
+                self._drafts[key] = draft
+                draft.question = await self._ask(update, self._error(locale, e))
                 return
-            draft.step, draft.started = "time", time.monotonic()
-            await self._ask(chat.id, msg.message_id, t(locale, "ask.time", title=draft.title))
+            nxt = _Draft("time", self._clock.now(), None, title)
+            self._drafts[key] = nxt
+            nxt.question = await self._ask(update, t(locale, "ask.time", title=title))
             return
-        self._drafts.pop(key, None)
-        await self._schedule(update, user, locale, when_text=text, title=draft.title)
+        if not await self._schedule(update, user, locale, when_text=text, title=title):
+            # a time we could not use: the error was said; ask again rather than drop the conversation
+            again = _Draft("time", self._clock.now(), None, title)
+            self._drafts[key] = again
+            again.question = await self._ask(update, t(locale, "ask.time", title=title))
 
     async def on_list(self, update: Update, context: Ctx) -> None:
         _, locale = await self._who(update)
@@ -278,18 +296,16 @@ class Handlers:
             marker = "🟣 " if s.status is SpaceStatus.LIVE else ""
             when = format_local(s.starts_at, s.tz, locale)
             lines.append(t(locale, "list.item", marker=marker, title=s.title, when=when, space_id=s.id))
-        await self._answer(update, "\n".join(lines))
+        await self._answer(update, plain_lines(lines))
 
-    async def on_manage(self, update: Update, context: Ctx) -> None:
+    async def on_manage(self, update: Update, context: Ctx, *, verb: Verb, command: str) -> None:
+        if await self._refuse_anonymous(update):
+            return
         user, locale = await self._who(update)
-        msg = update.effective_message
-        assert msg is not None and msg.text is not None
-        command = (tr.parse_command(msg.text, self._tg.username) or tr.CommandText("cancel", "")).command
         space_id, _ = tr.split_id(" ".join(context.args or []))
         if space_id is None:
             await self._answer(update, t(locale, "usage.id", command=command))
             return
-        verb = {"cancel": Verb.CANCEL, "live": Verb.START, "end": Verb.END}[command]
         try:
             reply = await self._manage.run(
                 verb,
@@ -305,6 +321,8 @@ class Handlers:
         await self._answer(update, reply.text)
 
     async def on_reschedule(self, update: Update, context: Ctx) -> None:
+        if await self._refuse_anonymous(update):
+            return
         user, locale = await self._who(update)
         space_id, when = tr.split_id(" ".join(context.args or []))
         if space_id is None or not when:
@@ -337,6 +355,8 @@ class Handlers:
         await self._answer(update, t(locale, "reply.zone_set", zone=zone))
 
     async def on_chat_tz(self, update: Update, context: Ctx) -> None:
+        if await self._refuse_anonymous(update):
+            return
         user, locale = await self._who(update)
         chat = update.effective_chat
         assert chat is not None
@@ -389,6 +409,12 @@ class Handlers:
                 # link; pressing Start there completes the subscription and makes reminders deliverable
                 await query.answer(url=tr.deep_link(self._tg.username, space_id))
                 return
+        if sub is not None and not sub.subscribed:
+            # the card's one button toggles: say plainly that this tap removed the reminder
+            await query.answer(
+                t(locale, "tg.unsubscribed", title=sub.space.title)[:CALLBACK_TEXT_LIMIT], show_alert=True
+            )
+            return
         await query.answer(reply.text[:CALLBACK_TEXT_LIMIT])
 
     async def on_my_chat_member(self, update: Update, context: Ctx) -> None:
@@ -402,8 +428,17 @@ class Handlers:
         )
 
     async def on_error(self, update: object, context: Ctx) -> None:
+        """A bug or an outage: log it, and never leave the person waiting (a spinning button, no answer)."""
         log.error("telegram handler failed", exc_info=context.error)
-
-
-def user_id(user: UserRef) -> int:
-    return int(user.id)
+        if not isinstance(update, Update):
+            return
+        locale = pick_locale(update.effective_user.language_code if update.effective_user else None)
+        try:
+            if update.callback_query is not None:
+                await update.callback_query.answer(
+                    t(locale, "error.generic")[:CALLBACK_TEXT_LIMIT], show_alert=True
+                )
+            elif update.effective_message is not None and update.effective_message.text:
+                await self._answer(update, t(locale, "error.generic"))
+        except Exception:
+            log.warning("could not tell the user about the failure", exc_info=True)

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+from telegram import ForceReply, InlineKeyboardButton, InlineKeyboardMarkup
 
 from bots.telegram.translate import share_link
 from core.notices import Action, ActionKind, Notice
@@ -19,13 +19,14 @@ from core.refs import UserRef
 
 TEXT_LIMIT = 4096
 CALLBACK_LIMIT = 64  # bytes
+NAME_LIMIT = 32  # characters of a person's name in a mention (20 of them always fit in one message)
 _CODE = re.compile(r"`([^`\n]+)`")
 
 
 @dataclass(frozen=True, slots=True)
 class Rendered:
     text: str
-    markup: InlineKeyboardMarkup | None
+    markup: InlineKeyboardMarkup | ForceReply | None
 
 
 def rich(text: str) -> str:
@@ -64,12 +65,15 @@ def keyboard(notice: Notice) -> InlineKeyboardMarkup | None:
 
 def render(notice: Notice) -> Rendered:
     head = html.escape(f"{notice.marker} {notice.title}" if notice.marker else notice.title, quote=False)
+    if notice.link:  # the title opens the Space's page (details, each viewer's local time)
+        head = f'<a href="{html.escape(notice.link)}">{head}</a>'
     parts = [f"<b>{head}</b>", *(rich(line) for line in notice.lines)]
     return Rendered(_fit(parts), keyboard(notice))
 
 
 def mention(user_id: str, name: str) -> str:
-    return f'<a href="tg://user?id={int(user_id)}">{html.escape(name, quote=False)}</a>'
+    short = name if len(name) <= NAME_LIMIT else name[: NAME_LIMIT - 1] + "…"
+    return f'<a href="tg://user?id={int(user_id)}">{html.escape(short, quote=False)}</a>'
 
 
 def render_mentions(users: Mapping[UserRef, str], notice: Notice, prefix_template: str) -> Rendered:
@@ -80,5 +84,18 @@ def render_mentions(users: Mapping[UserRef, str], notice: Notice, prefix_templat
     return Rendered(_fit([intro, body.text]), body.markup)
 
 
+RAW_LINE_LIMIT = 700  # escaped, even 700 '&' stay under 4096: a cut never lands inside an entity
+
+
+def _line(text: str) -> str:
+    return rich(text if len(text) <= RAW_LINE_LIMIT else text[: RAW_LINE_LIMIT - 1] + "…")
+
+
 def plain(text: str) -> Rendered:
-    return Rendered(_fit([rich(text)]), None)
+    return plain_lines(text.split("\n"))
+
+
+def plain_lines(lines: list[str]) -> Rendered:
+    """Replies and lists (``/spaces``): each line capped before escaping, whole lines dropped to fit —
+    never a cut inside an HTML entity (an echoed 1,000-character input included)."""
+    return Rendered(_fit([_line(line) for line in lines]), None)

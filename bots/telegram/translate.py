@@ -15,6 +15,15 @@ GROUP_TYPES = frozenset({"group", "supergroup"})
 MAX_INPUT = 1000  # characters of a command's arguments we are willing to parse
 
 
+# Placeholder senders Telegram uses for posts that hide the person: anonymous group admins
+# (GroupAnonymousBot), posts sent "as a channel" (Channel_Bot), and channel posts forwarded to a discussion.
+ANONYMOUS_SENDERS = frozenset({1087968824, 136817688, 777000})
+
+
+def is_anonymous(user_id: int | None, has_sender_chat: bool) -> bool:
+    return has_sender_chat or user_id is None or user_id in ANONYMOUS_SENDERS
+
+
 def user_ref(user_id: int) -> UserRef:
     return UserRef(Platform.TELEGRAM, str(user_id))
 

@@ -76,6 +76,11 @@ class NullObserver:
 
 
 SPACE_FRESHNESS = timedelta(seconds=1)  # how long a batch may use its copy of a Space before re-reading it
+# A send waits at most this long for its budget inside a batch; a longer wait (a busy group's 20/min, a
+# 429 hold) puts the row back, due when the budget allows, instead of holding a slot and the lease.
+MAX_INLINE_WAIT = 5.0
+# Outcomes are recorded at the latest this long after the send: far inside any lease.
+FLUSH_AFTER = timedelta(seconds=5)
 
 
 def _recipient_chat(row: Delivery) -> str | None:
@@ -90,6 +95,14 @@ def _recipient_chat(row: Delivery) -> str | None:
 
 class _LeaseTooShort(Exception):
     """Raised by _spend: give the row back rather than risk sending it twice."""
+
+
+class _NotYet(Exception):
+    """Raised by _spend: the budget allows this send only in ``wait`` seconds; the row comes back then."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(wait)
+        self.wait = wait
 
 
 @dataclass(slots=True)
@@ -141,7 +154,9 @@ class DeliveryEngine:
         self._obs: EngineObserver = observer or NullObserver()
         self._rng = rng or random.Random()
         self._outcomes: list[tuple[Delivery, Outcome]] = []
+        self._outcomes_since = self._clock.now()  # when the oldest queued outcome was queued
         self._stopping = False
+        self._flush_pause = 0.5  # seconds before retrying a failed outcome write (doubling)
 
     def request_stop(self) -> None:
         """Finish the batch in hand, claim no more (shutdown: what is left stays pending for the next run)."""
@@ -151,6 +166,8 @@ class DeliveryEngine:
         """Claim and settle batches until nothing is due. Returns the number of rows handled."""
         handled = 0
         batches = 0
+        # outcomes a failed write left queued: recorded first, while their leases still hold
+        await self._flush(final=True)
         while (max_batches is None or batches < max_batches) and not self._stopping:
             t0 = time.perf_counter()
             rows = await self._outbox.claim_due(
@@ -274,6 +291,9 @@ class DeliveryEngine:
         except _LeaseTooShort:
             await self._give_back(row)
             return
+        except _NotYet as e:
+            await self._give_back(row, after=e.wait)
+            return
         space = await self._current(row.space_id, ctx)  # decided after the budget wait, on today's Space
         verdict = rules.decide(row, space, self._clock.now())
         if isinstance(verdict, rules.Skip):
@@ -365,6 +385,10 @@ class DeliveryEngine:
             for row in rows:
                 await self._give_back(row)
             return
+        except _NotYet as e:
+            for row in rows:
+                await self._give_back(row, after=e.wait)
+            return
         now = self._clock.now()
         space = await self._current(rows[0].space_id, ctx)
         live: list[Delivery] = []
@@ -407,13 +431,23 @@ class DeliveryEngine:
     async def _spend(self, row: Delivery, chat: str | None) -> None:
         """Wait for the send budget, then make sure the lease still covers the send.
 
-        A row whose lease is about to run out (a long budget wait, a slow database) is put back instead of
-        sent: past its lease another worker may already own it, and sending then is how duplicates happen.
-        """
-        waited = await self._budget.acquire(row.platform, chat)
+        A long wait is not slept here: the row goes back to pending, due when the budget allows (_NotYet),
+        so a busy chat never holds a concurrency slot or a lease. A row whose lease is about to run out is
+        given back unsent (_LeaseTooShort): past its lease another worker may own it, and sending then is
+        how duplicates happen."""
+        if self._outcomes and self._clock.now() - self._outcomes_since >= FLUSH_AFTER:
+            await self._flush()
+        margin = min(timedelta(seconds=30), self.config.lease / 4)
+        left = (
+            (row.lease_until - self._clock.now() - margin).total_seconds()
+            if row.lease_until
+            else MAX_INLINE_WAIT
+        )
+        waited = await self._budget.acquire(row.platform, chat, max_wait=max(0.0, min(MAX_INLINE_WAIT, left)))
+        if waited < 0:
+            raise _NotYet(-waited)
         if waited:
             self._obs.budget_waited(row.platform, waited)
-        margin = min(timedelta(seconds=30), self.config.lease / 4)
         if row.lease_until is not None and self._clock.now() + margin >= row.lease_until:
             raise _LeaseTooShort()
 
@@ -427,7 +461,7 @@ class DeliveryEngine:
             recipient=chat,
             space_id=row.space_id,
             revision=row.revision,
-            due_at=self._clock.now(),
+            due_at=row.due_at,  # claimable at once, and its lateness (the "delayed" mark) stays true
             subject=row.recipient,
             about=row.kind,
         )
@@ -450,15 +484,17 @@ class DeliveryEngine:
         due = self._clock.now() + timedelta(seconds=e.retry_after)
         await self._settle(row, DeliveryStatus.PENDING, error=str(e), due_at=due, refund=True)
 
-    async def _give_back(self, row: Delivery) -> None:
-        log.warning("lease too short to send; released", extra={"delivery_id": row.id, "key": row.key})
-        await self._settle(
-            row,
-            DeliveryStatus.PENDING,
-            error="released: lease nearly expired before the send",
-            due_at=self._clock.now(),
-            refund=True,
-        )
+    async def _give_back(self, row: Delivery, *, after: float | None = None) -> None:
+        """Back to pending unsent, the attempt refunded: now (lease nearly over) or when the budget allows."""
+        if after is None:
+            log.warning("lease too short to send; released", extra={"delivery_id": row.id, "key": row.key})
+            reason, due = "released: lease nearly expired before the send", self._clock.now()
+        else:
+            reason, due = (
+                f"paced: the send budget allows it in {after:.1f}s",
+                self._clock.now() + timedelta(seconds=after),
+            )
+        await self._settle(row, DeliveryStatus.PENDING, error=reason, due_at=due, refund=True)
 
     async def _retry(self, row: Delivery, e: Exception) -> None:
         reason = f"{type(e).__name__}: {e}"[:500]
@@ -486,8 +522,16 @@ class DeliveryEngine:
         One write per batch instead of one per row: on SQLite every write takes the database lock, and four
         workers settling row by row spend their leases queueing for it."""
         assert row.id is not None
-        self._outcomes.append((row, Outcome(row.id, status, sent_ref, error, late_by, due_at, refund)))
-        if len(self._outcomes) >= self.config.flush_every:
+        if not self._outcomes:
+            self._outcomes_since = self._clock.now()
+        outcome = Outcome(
+            row.id, status, sent_ref, error, late_by, due_at, refund, lease_until=row.lease_until
+        )
+        self._outcomes.append((row, outcome))
+        if (
+            len(self._outcomes) >= self.config.flush_every
+            or self._clock.now() - self._outcomes_since >= FLUSH_AFTER
+        ):
             await self._flush()
 
     async def _flush(self, *, final: bool = False) -> None:
@@ -507,10 +551,10 @@ class DeliveryEngine:
                 self._outcomes = pending + self._outcomes
                 log.exception("recording outcomes failed", extra={"count": len(pending)})
                 if attempt + 1 < attempts:
-                    await asyncio.sleep(0.5 * 2**attempt)
+                    await asyncio.sleep(self._flush_pause * 2**attempt)
                     continue
                 if final:
-                    self._outcomes = []
+                    # kept: the next run records them first (deliver_due), before any new claim
                     raise
                 return
             for (row, outcome), ok in zip(pending, recorded, strict=True):

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from bots.runtime.budget import Unlimited
 from core.commands import ScheduleSpace, StartSpace, Subscribe
 from core.models import DeliveryKind, DeliveryStatus
 from core.refs import ChatRef, UserRef
 from core.rules import MAX_ATTEMPTS
-from core.services.deliveries import NONCE_LENGTH, nonce_for
+from core.services.deliveries import NONCE_LENGTH, EngineConfig, nonce_for
 from tests.conftest import CoreEnv
 
 
@@ -64,7 +66,7 @@ async def test_a_t30_claimed_before_the_start_and_decided_after_it_is_skipped(co
     space = await _space(env)
 
     class BudgetDuringWhichTheHostStarts(Unlimited):
-        async def acquire(self, platform: object, chat: str | None = None) -> float:
+        async def acquire(self, platform: object, chat: str | None = None, *, max_wait: float = 1e9) -> float:
             env.clock.advance(timedelta(seconds=3))
             env.engine._budget = Unlimited()
             await env.spaces.start(StartSpace(env.actor(), space.id))  # the row is claimed: not withdrawn
@@ -191,7 +193,7 @@ async def test_a_row_whose_lease_ran_out_while_waiting_for_budget_is_given_back_
     clock = core_env.clock
 
     class SlowBudget:
-        async def acquire(self, platform: object, chat: str | None = None) -> float:
+        async def acquire(self, platform: object, chat: str | None = None, *, max_wait: float = 1e9) -> float:
             clock.advance(timedelta(minutes=5))  # longer than the 2-minute lease
             return 300.0
 
@@ -213,7 +215,7 @@ async def test_a_reminder_is_decided_on_the_space_as_it_is_after_the_budget_wait
     env = core_env
 
     class BudgetDuringWhichTheHostReschedules:
-        async def acquire(self, platform: object, chat: str | None = None) -> float:
+        async def acquire(self, platform: object, chat: str | None = None, *, max_wait: float = 1e9) -> float:
             if chat is None:  # the host's T-30 DM waits; meanwhile the host moves the Space
                 env.clock.advance(timedelta(seconds=5))
                 env.engine._budget = Unlimited()
@@ -321,3 +323,129 @@ async def test_late_cancellation_notices_say_so(core_env: CoreEnv) -> None:
     await env.advance(timedelta(minutes=7))  # the service was down for a while
     (note,) = env.platform.dms_to(alice)
     assert "was cancelled" in note.notice.title and any("delayed by 7 min" in x for x in note.notice.lines)
+
+
+async def test_a_long_budget_wait_puts_the_row_back_instead_of_sleeping_in_the_batch(
+    core_env: CoreEnv,
+) -> None:
+    from bots.runtime.budget import TokenBucketBudget
+    from core.refs import Platform
+
+    env = core_env
+    space = await _space(env)
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    budget = TokenBucketBudget(monotonic=lambda: 1000.0, sleep=sleep)
+    budget.penalise(Platform.CONSOLE, 180.0)  # a 429 said: nothing for three minutes
+    env.engine._budget = budget
+    env.clock.set(space.starts_at - timedelta(minutes=30))
+    await env.engine.deliver_due(max_batches=1)
+    t30 = await row(env, DeliveryKind.HOST_T30)
+    assert slept == [] and not env.platform.dms_to(env.host)
+    assert t30.status is DeliveryStatus.PENDING and t30.attempts == 0
+    assert t30.due_at == env.clock.now() + timedelta(seconds=180) and "paced" in (t30.last_error or "")
+
+
+async def test_outcomes_are_recorded_within_seconds_not_only_at_the_end_of_the_batch(
+    core_env: CoreEnv,
+) -> None:
+    env = core_env
+    space = await _space(env)
+    for i in range(3):
+        await env.spaces.subscribe(Subscribe(UserRef(env.chat.platform, f"u{i}"), space.id))
+    await env.spaces.start(StartSpace(env.actor(), space.id))
+    seen: list[dict[str, int]] = []
+    outbox = env.engine._outbox
+
+    class SlowPlatformDays(Unlimited):
+        async def acquire(self, platform: object, chat: str | None = None, *, max_wait: float = 1e9) -> float:
+            seen.append({k: v for k, v in (await outbox.counts()).items() if v})
+            env.clock.advance(timedelta(seconds=6))  # each send takes a while (on the core clock)
+            return 0.0
+
+    env.engine.config = EngineConfig(worker_id="w1", concurrency=1)
+    env.engine._budget = SlowPlatformDays()
+    await env.engine.deliver_due(max_batches=1)
+    # by the third send, the first ones were already recorded as sent — not held until the batch ended
+    assert seen[-1].get("sent", 0) >= 1
+
+
+async def test_outcomes_that_could_not_be_written_are_kept_and_written_first_next_time(
+    core_env: CoreEnv,
+) -> None:
+    env = core_env
+    space = await _space(env)
+    outbox = env.engine._outbox
+    real = outbox.settle_many
+    down = [True]
+
+    async def flaky(outcomes, *, worker, now):  # type: ignore[no-untyped-def]
+        if down[0]:
+            raise OSError("database unreachable")
+        return await real(outcomes, worker=worker, now=now)
+
+    outbox.settle_many = flaky  # type: ignore[method-assign]
+    env.engine._flush_pause = 0.0
+    env.clock.set(space.starts_at - timedelta(minutes=30))
+    with pytest.raises(OSError):
+        await env.run()
+    down[0] = False
+    await env.run()  # the database is back: the queued outcome is recorded, nothing is sent again
+    assert len(env.platform.dms_to(env.host)) == 1
+    assert (await row(env, DeliveryKind.HOST_T30)).status is DeliveryStatus.SENT
+
+
+async def test_a_fallback_mention_keeps_the_delayed_mark(core_env: CoreEnv) -> None:
+    env = core_env
+    space = await _space(env)
+    env.platform.closed_dms.add(env.host)
+    env.clock.set(space.starts_at + timedelta(minutes=10))  # down across T-0
+    await env.run()
+    (mention,) = env.platform.of("mention")
+    assert any("delayed by 10 min" in line for line in mention.notice.lines)
+
+
+async def test_moving_twice_sends_one_moved_notice(core_env: CoreEnv) -> None:
+    from core.commands import RescheduleSpace
+
+    env = core_env
+    space = await _space(env)
+    alice = UserRef(env.chat.platform, "alice")
+    await env.spaces.subscribe(Subscribe(alice, space.id))
+    await env.spaces.reschedule(RescheduleSpace(env.actor(), space.id, "2026-11-26 20:00"))
+
+    class BudgetDuringWhichTheHostMovesItAgain(Unlimited):
+        async def acquire(self, platform: object, chat: str | None = None, *, max_wait: float = 1e9) -> float:
+            if chat is None:  # the first "moved" DM is in flight (claimed): the host moves the Space again
+                env.engine._budget = Unlimited()
+                env.clock.advance(timedelta(seconds=2))
+                await env.spaces.reschedule(RescheduleSpace(env.actor(), space.id, "2026-11-27 20:00"))
+            return 0.0
+
+    env.engine._budget = BudgetDuringWhichTheHostMovesItAgain()
+    await env.run()
+    await env.run()
+    moved = [d for d in env.platform.dms_to(alice) if "moved to" in d.notice.title]
+    assert len(moved) == 1 and "27 Nov" in moved[0].notice.title
+
+
+async def test_an_outcome_never_lands_on_a_later_claim_of_the_same_worker_id(core_env: CoreEnv) -> None:
+    from core.models import Outcome
+
+    env = core_env
+    space = await _space(env)
+    env.clock.set(space.starts_at - timedelta(minutes=30))
+    outbox = env.db.outbox()
+    (first,) = await outbox.claim_due(
+        now=env.clock.now(), worker="twin", lease=timedelta(minutes=2), batch=10
+    )
+    later = env.clock.now() + timedelta(minutes=3)  # the lease expired; a process with the same id re-claims
+    (second,) = await outbox.claim_due(now=later, worker="twin", lease=timedelta(minutes=2), batch=10)
+    assert first.id == second.id
+    stale = Outcome(first.id or 0, DeliveryStatus.SENT, lease_until=first.lease_until)
+    assert await outbox.settle_many([stale], worker="twin", now=later) == [False]
+    fresh = Outcome(second.id or 0, DeliveryStatus.SENT, lease_until=second.lease_until)
+    assert await outbox.settle_many([fresh], worker="twin", now=later) == [True]

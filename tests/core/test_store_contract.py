@@ -907,11 +907,13 @@ async def test_prune_deletes_only_settled_rows_of_finished_spaces_and_old_reques
     async with uow_factory() as uow:
         assert await uow.inbound.remember(Platform.TELEGRAM, "u1", "x") is None
         await uow.commit()
-    deleted = await outbox.prune(settled_before=T0 - h, requests_before=datetime(2000, 1, 1, tzinfo=UTC))
+    deleted = await outbox.prune(
+        settled_before=T0 - h, requests_before=datetime(2000, 1, 1, tzinfo=UTC), chunk=1
+    )
     assert deleted == 1
     assert set(await by_key(uow_factory, "over")) == {"dead-old", "sent-new"}  # dead rows are kept
     assert set(await by_key(uow_factory, "open")) == {"open-old"}  # its Space may still insert keys
     # request ids: recorded "now" (wall clock), so a cut-off in the future removes it
-    assert await outbox.prune(settled_before=T0 - h, requests_before=datetime.now(UTC) + h) == 1
+    assert await outbox.prune(settled_before=T0 - h, requests_before=datetime.now(UTC) + h, chunk=1) == 1
     async with uow_factory() as uow:
         assert await uow.inbound.remember(Platform.TELEGRAM, "u1", "y") is None  # forgotten

@@ -86,8 +86,9 @@ async def test_a_burst_of_arms_for_the_same_future_time_is_announced_once(pg_url
     channel = PgWakeChannel(engine)
     sent: list[datetime] = []
 
-    async def record(at: datetime) -> None:
+    async def record(at: datetime) -> bool:
         sent.append(at)
+        return True
 
     channel.publish = record  # type: ignore[method-assign]
     soon = datetime.now(UTC) + timedelta(minutes=5)

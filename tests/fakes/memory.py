@@ -302,6 +302,8 @@ class MemoryOutbox:
         d = self._db.state.deliveries.get(o.delivery_id)
         if d is None or d.claimed_by != worker or d.status is not DeliveryStatus.CLAIMED:
             return False
+        if o.lease_until is not None and d.lease_until != o.lease_until:
+            return False
         d.status = o.status
         d.lease_until = None
         if o.error is not None:
@@ -323,7 +325,7 @@ class MemoryOutbox:
         due = [d.due_at for d in self._db.state.deliveries.values() if d.status is DeliveryStatus.PENDING]
         return min(due) if due else None
 
-    async def prune(self, *, settled_before: datetime, requests_before: datetime) -> int:
+    async def prune(self, *, settled_before: datetime, requests_before: datetime, chunk: int = 5000) -> int:
         st = self._db.state
         over = {sid for sid, s in st.spaces.items() if s.status in (SpaceStatus.ENDED, SpaceStatus.CANCELLED)}
         settled = {

@@ -197,6 +197,7 @@ async def test_a_blocked_subscriber_falls_back_to_a_mention_and_is_recorded(tg_e
     fan, quitter = tg_env.tg.create_user("Fan", started=True), tg_env.tg.create_user("Quinn", started=True)
     for u in (fan, quitter):
         await tg_env.tg.user_starts_bot(u)
+        await tg_env.tg.wait_for_message(u.id, lambda m: "Hi" in m.text)  # /start handled before blocking
         await tg_env.tg.press_button(u, card, f"sub:{space.id}")
     await tg_env.eventually(lambda: _count_is(tg_env, space.id, 2))
     await tg_env.tg.block_bot(quitter)
