@@ -412,7 +412,9 @@ async def build(
     clock = clock or SystemClock()
     out = out or (console_io.output if console_io is not None else sys.stdout)
     db = make_engine(normalize_url(settings.database_url))
-    uow = unit_of_work_factory(make_session_factory(db))
+    sessions = make_session_factory(db)
+    uow = unit_of_work_factory(sessions)
+    read_uow = unit_of_work_factory(sessions, write_lock=False)  # queries: no SQLite write lock
     outbox = SqlOutbox(db)
     # a worker silent for three sweeps is presumed dead and its budget share goes to the others
     heartbeats = SqlHeartbeats(
@@ -445,7 +447,7 @@ async def build(
     wake_channel = PgWakeChannel(db) if db.dialect.name == "postgresql" else None
     service_wake: WakeUps = wake if wake_channel is None else _Broadcast(wake, wake_channel)
 
-    spaces = SpaceService(uow, clock, service_wake, default_tz=settings.default_tz)
+    spaces = SpaceService(uow, clock, service_wake, default_tz=settings.default_tz, read_uow=read_uow)
     console_color = console_io.color if console_io is not None else None
     console = ConsolePlatform(console_io.output if console_io is not None else out, color=console_color)
 
@@ -474,6 +476,7 @@ async def build(
         wake,
         EngineConfig(worker_id=settings.worker_id),
         observer=metrics,
+        read_uow=read_uow,
     )
     engine_ref.append(engine)
 

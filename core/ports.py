@@ -140,8 +140,17 @@ class DeliveryStore(Protocol):
         ``f"{key_prefix}:{user}"``, recipient the user, subject the user's ``via_chat``. Returns the count."""
         ...
 
-    async def withdraw(self, space_id: str, kinds: Sequence[DeliveryKind], reason: str) -> int:
-        """Pending rows of those kinds for the Space become WITHDRAWN with ``reason``. Returns the count."""
+    async def withdraw(
+        self, space_id: str, kinds: Sequence[DeliveryKind], reason: str, *, recipient: str | None = None
+    ) -> int:
+        """Pending rows of those kinds for the Space (only ``recipient``'s, if given) become WITHDRAWN with
+        ``reason``. Returns the count."""
+        ...
+
+    async def tally(
+        self, space_id: str
+    ) -> dict[tuple[DeliveryKind, DeliveryKind | None, DeliveryStatus], int]:
+        """How many of the Space's rows there are by (kind, about, status) — counted in the database."""
         ...
 
     async def list_for_space(self, space_id: str) -> list[Delivery]: ...

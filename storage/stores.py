@@ -264,20 +264,36 @@ class SqlDeliveryStore:
         )
         return int((await conn.execute(stmt)).rowcount)
 
-    async def withdraw(self, space_id: str, kinds: Sequence[DeliveryKind], reason: str) -> int:
+    async def withdraw(
+        self, space_id: str, kinds: Sequence[DeliveryKind], reason: str, *, recipient: str | None = None
+    ) -> int:
         if not kinds:
             return 0
         conn = await self._tx.conn()
-        stmt = (
-            update(delivery_t)
-            .where(
-                delivery_t.c.space_id == space_id,
-                delivery_t.c.kind.in_([str(k) for k in kinds]),
-                delivery_t.c.status == str(DeliveryStatus.PENDING),
-            )
-            .values(status=str(DeliveryStatus.WITHDRAWN), last_error=reason)
+        stmt = update(delivery_t).where(
+            delivery_t.c.space_id == space_id,
+            delivery_t.c.kind.in_([str(k) for k in kinds]),
+            delivery_t.c.status == str(DeliveryStatus.PENDING),
         )
+        if recipient is not None:
+            stmt = stmt.where(delivery_t.c.recipient == recipient)
+        stmt = stmt.values(status=str(DeliveryStatus.WITHDRAWN), last_error=reason)
         return int((await conn.execute(stmt)).rowcount)
+
+    async def tally(
+        self, space_id: str
+    ) -> dict[tuple[DeliveryKind, DeliveryKind | None, DeliveryStatus], int]:
+        conn = await self._tx.conn()
+        d = delivery_t.c
+        stmt = (
+            select(d.kind, d.about, d.status, func.count())
+            .where(d.space_id == space_id)
+            .group_by(d.kind, d.about, d.status)
+        )
+        return {
+            (DeliveryKind(kind), DeliveryKind(about) if about else None, DeliveryStatus(status)): int(n)
+            for kind, about, status, n in (await conn.execute(stmt)).all()
+        }
 
     async def list_for_space(self, space_id: str) -> list[Delivery]:
         conn = await self._tx.conn()

@@ -142,9 +142,11 @@ class DeliveryEngine:
         *,
         observer: EngineObserver | None = None,
         rng: random.Random | None = None,
+        read_uow: UnitOfWorkFactory | None = None,
     ) -> None:
         self._outbox = outbox
         self._uow = uow
+        self._read = read_uow or uow  # the batch's context and re-reads: no write lock needed on SQLite
         self._platform = platform  # the router: dispatches on each ref's platform
         self._clock = clock
         self._budget = budget
@@ -241,7 +243,7 @@ class DeliveryEngine:
     async def _load_context(self, rows: Sequence[Delivery]) -> _Context:
         ctx = _Context()
         users: set[UserRef] = set()
-        async with self._uow() as uow:
+        async with self._read() as uow:
             for sid in {r.space_id for r in rows}:
                 space = await uow.spaces.get(sid)
                 ctx.spaces[sid] = space
@@ -269,7 +271,7 @@ class DeliveryEngine:
         now = self._clock.now()
         read_at = ctx.loaded.get(space_id)
         if read_at is None or now - read_at > SPACE_FRESHNESS:
-            async with self._uow() as uow:
+            async with self._read() as uow:
                 ctx.spaces[space_id] = await uow.spaces.get(space_id)
             ctx.loaded[space_id] = now
         return ctx.spaces.get(space_id)

@@ -75,8 +75,11 @@ class SpaceService:
         *,
         default_tz: str = "UTC",
         new_id: Callable[[], str] = new_space_id,
+        read_uow: UnitOfWorkFactory | None = None,
     ) -> None:
         self._uow = uow
+        # queries that never write: on SQLite they must not queue for the one write lock
+        self._read = read_uow or uow
         self._clock = clock
         self._wake = wake
         self._default_tz = default_tz
@@ -85,36 +88,39 @@ class SpaceService:
     # ------------------------------------------------------------------ queries
 
     async def get(self, space_id: str) -> Space:
-        async with self._uow() as uow:
+        async with self._read() as uow:
             return await self._load(uow, space_id)
 
     async def upcoming(self, chat: ChatRef, limit: int = 20) -> list[Space]:
-        async with self._uow() as uow:
+        async with self._read() as uow:
             return await uow.spaces.upcoming_in_chat(chat, limit)
 
     async def subscriber_count(self, space_id: str) -> int:
-        async with self._uow() as uow:
+        async with self._read() as uow:
             return await uow.subscriptions.count(space_id)
 
     async def is_subscribed(self, space_id: str, user: UserRef) -> bool:
-        async with self._uow() as uow:
+        async with self._read() as uow:
             return await uow.subscriptions.exists(space_id, user)
 
     async def reach(self, space_id: str) -> Reach:
-        async with self._uow() as uow:
-            rows = await uow.deliveries.list_for_space(space_id)
-        live = [r for r in rows if r.kind is DeliveryKind.LIVE_NOTICE]
-        mentions = [r for r in rows if r.kind is DeliveryKind.MENTION and r.about is DeliveryKind.LIVE_NOTICE]
+        async with self._read() as uow:
+            tally = await uow.deliveries.tally(space_id)
+
+        def count(kind: DeliveryKind, about: DeliveryKind | None, *statuses: DeliveryStatus) -> int:
+            return sum(tally.get((kind, about, s), 0) for s in statuses)
+
+        live, mention = (DeliveryKind.LIVE_NOTICE, None), (DeliveryKind.MENTION, DeliveryKind.LIVE_NOTICE)
         waiting = (DeliveryStatus.PENDING, DeliveryStatus.CLAIMED)
         return Reach(
-            messaged=sum(r.status is DeliveryStatus.SENT for r in live),
-            mentioned=sum(r.status is DeliveryStatus.SENT for r in mentions),
-            unreachable=sum(r.status is DeliveryStatus.DEAD for r in live + mentions),
-            pending=sum(r.status in waiting for r in live + mentions),
+            messaged=count(*live, DeliveryStatus.SENT),
+            mentioned=count(*mention, DeliveryStatus.SENT),
+            unreachable=count(*live, DeliveryStatus.DEAD) + count(*mention, DeliveryStatus.DEAD),
+            pending=count(*live, *waiting) + count(*mention, *waiting),
         )
 
     async def zone_for(self, user: UserRef, chat: ChatRef | None, override: str | None = None) -> str:
-        async with self._uow() as uow:
+        async with self._read() as uow:
             return await self._zone(uow, user, chat, override)
 
     # ------------------------------------------------------------------ commands
@@ -324,6 +330,17 @@ class SpaceService:
                     await self._remember_user(uow, rules.Actor(user, locale=locale))
             else:
                 changed = await uow.subscriptions.remove(space.id, user)
+                # whatever was still on its way to them about this Space stays unsent
+                await uow.deliveries.withdraw(
+                    space.id,
+                    (
+                        DeliveryKind.LIVE_NOTICE,
+                        DeliveryKind.RESCHEDULED_NOTICE,
+                        DeliveryKind.CANCELLED_NOTICE,
+                    ),
+                    "unsubscribed",
+                    recipient=str(user),
+                )
             rows: list[Delivery] = []
             if changed:
                 # one coalesced card refresh per window: the key is per window, the edit renders the count then

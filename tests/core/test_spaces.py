@@ -322,3 +322,13 @@ async def test_spaces_left_open_are_closed_and_free_the_hosts_quota(core_env: Co
     await core_env.run()
     assert {e.notice.marker for e in core_env.platform.of("edit")} >= {"Ended"}
     assert [s.id for s in await core_env.spaces.upcoming(core_env.chat)] == [keeps.id]
+
+
+async def test_unsubscribing_withdraws_what_was_still_on_its_way(core_env: CoreEnv) -> None:
+    space = await schedule(core_env)
+    alice = UserRef(core_env.chat.platform, "alice")
+    await core_env.spaces.subscribe(Subscribe(alice, space.id))
+    await core_env.spaces.start(StartSpace(core_env.actor(), space.id))  # alice's live notice is queued
+    await core_env.spaces.unsubscribe(Unsubscribe(alice, space.id))  # …and she changes her mind at once
+    await core_env.run()
+    assert not core_env.platform.dms_to(alice)

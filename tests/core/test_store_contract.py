@@ -917,3 +917,32 @@ async def test_prune_deletes_only_settled_rows_of_finished_spaces_and_old_reques
     assert await outbox.prune(settled_before=T0 - h, requests_before=datetime.now(UTC) + h, chunk=1) == 1
     async with uow_factory() as uow:
         assert await uow.inbound.remember(Platform.TELEGRAM, "u1", "y") is None  # forgotten
+
+
+async def test_tally_counts_by_kind_about_and_status_and_withdraw_can_target_one_recipient(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    await add_spaces(uow_factory, space("sp1"))
+    await add_rows(
+        uow_factory,
+        [
+            row("sp1", "a"),
+            row("sp1", "b"),
+            row("sp1", "m", kind=DeliveryKind.MENTION, about=DeliveryKind.LIVE_NOTICE, recipient=str(CHAT)),
+        ],
+    )
+    async with uow_factory() as uow:
+        assert (
+            await uow.deliveries.withdraw(
+                "sp1", [DeliveryKind.LIVE_NOTICE], "unsubscribed", recipient="telegram:user:a"
+            )
+            == 1
+        )
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert await uow.deliveries.tally("sp1") == {
+            (DeliveryKind.LIVE_NOTICE, None, DeliveryStatus.WITHDRAWN): 1,
+            (DeliveryKind.LIVE_NOTICE, None, DeliveryStatus.PENDING): 1,
+            (DeliveryKind.MENTION, DeliveryKind.LIVE_NOTICE, DeliveryStatus.PENDING): 1,
+        }
+        assert await uow.deliveries.tally("nope") == {}

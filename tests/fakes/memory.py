@@ -169,14 +169,28 @@ class MemoryDeliveryStore(_Stores):
         ]
         return await self.add(rows)
 
-    async def withdraw(self, space_id: str, kinds: Sequence[DeliveryKind], reason: str) -> int:
+    async def withdraw(
+        self, space_id: str, kinds: Sequence[DeliveryKind], reason: str, *, recipient: str | None = None
+    ) -> int:
         n = 0
         for d in self.st.deliveries.values():
+            if recipient is not None and d.recipient != recipient:
+                continue
             if d.space_id == space_id and d.kind in kinds and d.status is DeliveryStatus.PENDING:
                 d.status = DeliveryStatus.WITHDRAWN
                 d.last_error = reason
                 n += 1
         return n
+
+    async def tally(
+        self, space_id: str
+    ) -> dict[tuple[DeliveryKind, DeliveryKind | None, DeliveryStatus], int]:
+        out: dict[tuple[DeliveryKind, DeliveryKind | None, DeliveryStatus], int] = {}
+        for d in self.st.deliveries.values():
+            if d.space_id == space_id:
+                k = (d.kind, d.about, d.status)
+                out[k] = out.get(k, 0) + 1
+        return out
 
     async def list_for_space(self, space_id: str) -> list[Delivery]:
         found = [copy.copy(d) for d in self.st.deliveries.values() if d.space_id == space_id]
