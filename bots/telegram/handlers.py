@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -32,7 +33,7 @@ from core.notices import Verb, parse_callback
 from core.ports import Clock, Links
 from core.refs import ChatRef, UserRef
 from core.rules import Actor, clean_title
-from core.services.manage import ManageService
+from core.services.manage import ManageService, Reply
 from core.services.profiles import ProfileService
 from core.services.spaces import SpaceService
 from core.texts import pick_locale, t
@@ -306,19 +307,12 @@ class Handlers:
         if space_id is None:
             await self._answer(update, t(locale, "usage.id", command=command))
             return
-        try:
-            reply = await self._manage.run(
-                verb,
-                user,
-                locale,
-                space_id,
-                is_moderator=self._is_mod,
-                request_id=f"update:{update.update_id}",
-            )
-        except UserError as e:
-            await self._answer(update, self._error(locale, e))
-            return
-        await self._answer(update, reply.text)
+        request = f"update:{update.update_id}"
+        await self._reply_with(
+            update,
+            locale,
+            self._manage.run(verb, user, locale, space_id, is_moderator=self._is_mod, request_id=request),
+        )
 
     async def on_reschedule(self, update: Update, context: Ctx) -> None:
         if await self._refuse_anonymous(update):
@@ -328,15 +322,19 @@ class Handlers:
         if space_id is None or not when:
             await self._answer(update, t(locale, "usage.reschedule"))
             return
+        request = f"update:{update.update_id}"
+        await self._reply_with(
+            update,
+            locale,
+            self._manage.reschedule(
+                user, locale, space_id, when, is_moderator=self._is_mod, request_id=request
+            ),
+        )
+
+    async def _reply_with(self, update: Update, locale: str, action: Awaitable[Reply]) -> None:
+        """Run a management action and answer with its reply, or with the reason it was refused."""
         try:
-            reply = await self._manage.reschedule(
-                user,
-                locale,
-                space_id,
-                when,
-                is_moderator=self._is_mod,
-                request_id=f"update:{update.update_id}",
-            )
+            reply = await action
         except UserError as e:
             await self._answer(update, self._error(locale, e))
             return
