@@ -6,7 +6,7 @@ reschedule shows up in every later message.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
 from core.models import DeliveryKind, SpaceStatus, SpaceView
@@ -49,7 +49,6 @@ class Notice:
     link: str | None = None
     locale: str = "en"
     marker: str | None = None  # a status badge shown before the title, e.g. "🟣 LIVE"
-    extra: dict[str, str] = field(default_factory=dict)
 
     def plain(self) -> str:
         """Everything as plain text (console, logs, notification previews)."""
@@ -194,8 +193,3 @@ def for_delivery(
             locale=locale,
         )
     raise ValueError(f"{kind} is not a user notice")
-
-
-def reply(locale: str, key: str, **params: object) -> Notice:
-    """A short answer to the person who acted (ephemeral on Discord/Slack, a reply on Telegram)."""
-    return Notice(kind="reply", title=t(locale, key, **params), locale=locale)

@@ -77,9 +77,3 @@ def parse_message(text: str) -> MessageRef:
     # chat ids never contain ':' on any platform; message ids may (none do today)
     platform, (cid, mid) = _split(text, "msg", 2)
     return MessageRef(platform, cid, mid)
-
-
-def parse_recipient(text: str) -> UserRef | ChatRef:
-    """A delivery goes to a user (a DM) or to a chat (a card or a batch of mentions)."""
-    kind = text.split(":", 2)[1] if text.count(":") >= 2 else ""
-    return parse_user(text) if kind == "user" else parse_chat(text)

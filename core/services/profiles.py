@@ -55,10 +55,6 @@ class ProfileService:
             await uow.commit()
         return name
 
-    async def community(self, chat: ChatRef) -> Community | None:
-        async with self._uow() as uow:
-            return await uow.communities.get(chat)
-
     async def set_community(
         self,
         chat: ChatRef,

@@ -99,10 +99,6 @@ class SpaceService:
         async with self._read() as uow:
             return await uow.subscriptions.count(space_id)
 
-    async def is_subscribed(self, space_id: str, user: UserRef) -> bool:
-        async with self._read() as uow:
-            return await uow.subscriptions.exists(space_id, user)
-
     async def reach(self, space_id: str) -> Reach:
         async with self._read() as uow:
             tally = await uow.deliveries.tally(space_id)

@@ -23,7 +23,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 from sqlalchemy.exc import IntegrityError
@@ -43,12 +42,8 @@ from core.models import (
 from core.ports import Outbox, UnitOfWork, UnitOfWorkFactory
 from core.refs import ChatRef, MessageRef, Platform, UserRef
 from tests.backends import StoreBackend
+from tests.builders import CHAT, HOST, LEASE, OTHER_CHAT, T0, row, row_id, space
 
-T0 = datetime(2026, 3, 14, 18, 30, tzinfo=UTC)
-LEASE = timedelta(minutes=2)
-HOST = UserRef(Platform.TELEGRAM, "1001")
-CHAT = ChatRef(Platform.TELEGRAM, "-100200")
-OTHER_CHAT = ChatRef(Platform.TELEGRAM, "-100300")
 ALICE = UserRef(Platform.TELEGRAM, "alice")
 BOB = UserRef(Platform.TELEGRAM, "bob")
 CAROL = UserRef(Platform.TELEGRAM, "carol")
@@ -76,35 +71,6 @@ def outbox(backend: tuple[UnitOfWorkFactory, Outbox]) -> Outbox:
     return backend[1]
 
 
-def space(space_id: str = "sp1", **overrides: Any) -> Space:
-    fields: dict[str, Any] = {
-        "id": space_id,
-        "title": "Friday jam",
-        "host": HOST,
-        "chat": CHAT,
-        "starts_at": T0,
-        "tz": "Europe/Paris",
-        "locale": "fr",
-        "created_at": T0 - timedelta(hours=8),
-    }
-    fields.update(overrides)
-    return Space(**fields)
-
-
-def row(space_id: str, key: str, due_at: datetime = T0, **overrides: Any) -> Delivery:
-    fields: dict[str, Any] = {
-        "key": key,
-        "kind": DeliveryKind.LIVE_NOTICE,
-        "platform": Platform.TELEGRAM,
-        "recipient": f"telegram:user:{key}",
-        "space_id": space_id,
-        "revision": 1,
-        "due_at": due_at,
-    }
-    fields.update(overrides)
-    return Delivery(**fields)
-
-
 async def add_spaces(uow_factory: UnitOfWorkFactory, *spaces: Space) -> None:
     async with uow_factory() as uow:
         for sp in spaces:
@@ -126,11 +92,6 @@ async def rows_of(uow_factory: UnitOfWorkFactory, space_id: str = "sp1") -> list
 
 async def by_key(uow_factory: UnitOfWorkFactory, space_id: str = "sp1") -> dict[str, Delivery]:
     return {d.key: d for d in await rows_of(uow_factory, space_id)}
-
-
-def _id(d: Delivery) -> int:
-    assert d.id is not None
-    return d.id
 
 
 # --------------------------------------------------------------------------- spaces
@@ -375,7 +336,7 @@ async def test_delivery_add_ignores_existing_keys_also_within_one_call(
     assert sorted(rows) == ["a", "b", "c"]
     assert rows["a"].recipient == "telegram:user:a"  # the existing row wins
     assert rows["c"].recipient == "telegram:user:c"  # the first of the call wins
-    assert _id(rows["a"]) < _id(rows["b"]) < _id(rows["c"])
+    assert row_id(rows["a"]) < row_id(rows["b"]) < row_id(rows["c"])
 
 
 async def test_list_for_space_is_that_space_by_due_time_then_id(uow_factory: UnitOfWorkFactory) -> None:
@@ -447,7 +408,7 @@ async def test_withdraw_touches_only_pending_rows_of_those_kinds(
     )
     claimed = {d.key: d for d in await outbox.claim_due(now=T0, worker="w1", lease=LEASE, batch=10)}
     assert sorted(claimed) == ["t0-sent", "t30-claimed"]
-    assert await outbox.settle(_id(claimed["t0-sent"]), worker="w1", status=DeliveryStatus.SENT, now=T0)
+    assert await outbox.settle(row_id(claimed["t0-sent"]), worker="w1", status=DeliveryStatus.SENT, now=T0)
     async with uow_factory() as uow:
         assert await uow.deliveries.withdraw("sp1", [K.HOST_T30, K.HOST_T0], "rescheduled") == 2
         assert await uow.deliveries.withdraw("sp1", [], "nothing") == 0
@@ -675,8 +636,8 @@ async def test_a_held_lease_is_respected_and_an_expired_one_reclaimed(
     (theirs,) = await outbox.claim_due(now=later, worker="w2", lease=LEASE, batch=10)
     assert theirs.id == mine.id
     assert (theirs.claimed_by, theirs.lease_until, theirs.attempts) == ("w2", later + LEASE, 2)
-    assert await outbox.settle(_id(mine), worker="w1", status=DeliveryStatus.SENT, now=later) is False
-    assert await outbox.settle(_id(theirs), worker="w2", status=DeliveryStatus.SENT, now=later) is True
+    assert await outbox.settle(row_id(mine), worker="w1", status=DeliveryStatus.SENT, now=later) is False
+    assert await outbox.settle(row_id(theirs), worker="w2", status=DeliveryStatus.SENT, now=later) is True
 
 
 async def test_settle_records_the_outcome_only_for_the_lease_holder(
@@ -686,10 +647,10 @@ async def test_settle_records_the_outcome_only_for_the_lease_holder(
     await add_rows(uow_factory, [row("sp1", "k", T0 - timedelta(minutes=1))])
     (d,) = await outbox.claim_due(now=T0, worker="w1", lease=LEASE, batch=10)
     sent_at = T0 + timedelta(seconds=5)
-    assert await outbox.settle(_id(d), worker="w2", status=DeliveryStatus.SENT, now=sent_at) is False
+    assert await outbox.settle(row_id(d), worker="w2", status=DeliveryStatus.SENT, now=sent_at) is False
     assert (await by_key(uow_factory))["k"] == d  # untouched
     ok = await outbox.settle(
-        _id(d),
+        row_id(d),
         worker="w1",
         status=DeliveryStatus.SENT,
         now=sent_at,
@@ -706,10 +667,10 @@ async def test_settle_records_the_outcome_only_for_the_lease_holder(
         late_by=65.0,
     )
     # settled: not claimed any more, so not settled again
-    assert await outbox.settle(_id(d), worker="w1", status=DeliveryStatus.DEAD, now=sent_at) is False
+    assert await outbox.settle(row_id(d), worker="w1", status=DeliveryStatus.DEAD, now=sent_at) is False
     assert await outbox.settle(10**9, worker="w1", status=DeliveryStatus.SENT, now=sent_at) is False
     with pytest.raises(ValueError):
-        await outbox.settle(_id(d), worker="w1", status=DeliveryStatus.CLAIMED, now=sent_at)
+        await outbox.settle(row_id(d), worker="w1", status=DeliveryStatus.CLAIMED, now=sent_at)
 
 
 async def test_settle_pending_frees_the_row_for_a_retry(
@@ -720,7 +681,7 @@ async def test_settle_pending_frees_the_row_for_a_retry(
     s = timedelta(seconds=1)
     (d,) = await outbox.claim_due(now=T0, worker="w1", lease=LEASE, batch=10)
     assert await outbox.settle(
-        _id(d), worker="w1", status=DeliveryStatus.PENDING, now=T0, error="HTTP 502", due_at=T0 + 30 * s
+        row_id(d), worker="w1", status=DeliveryStatus.PENDING, now=T0, error="HTTP 502", due_at=T0 + 30 * s
     )
     assert (await by_key(uow_factory))["k"] == replace(
         d,
@@ -737,7 +698,7 @@ async def test_settle_pending_frees_the_row_for_a_retry(
     assert d.attempts == 2
     # a rate limit gives the attempt back
     assert await outbox.settle(
-        _id(d),
+        row_id(d),
         worker="w2",
         status=DeliveryStatus.PENDING,
         now=T0 + 30 * s,
@@ -754,7 +715,7 @@ async def test_settle_pending_frees_the_row_for_a_retry(
     )
     # no due_at: due now
     (d,) = await outbox.claim_due(now=T0 + 40 * s, worker="w1", lease=LEASE, batch=10)
-    assert await outbox.settle(_id(d), worker="w1", status=DeliveryStatus.PENDING, now=T0 + 50 * s)
+    assert await outbox.settle(row_id(d), worker="w1", status=DeliveryStatus.PENDING, now=T0 + 50 * s)
     assert await outbox.next_due() == T0 + 50 * s
 
 
@@ -779,12 +740,12 @@ async def test_settle_many_records_each_outcome_whose_lease_is_held(
     # w1's leases on "sent", "retry" ran out too, but nobody took them over: still w1's to settle
     results = await outbox.settle_many(
         [
-            Outcome(_id(mine["sent"]), DeliveryStatus.SENT, sent_ref="telegram:msg:1:2", late_by=1.5),
-            Outcome(_id(mine["retry"]), DeliveryStatus.PENDING, error="HTTP 502", due_at=later + LEASE),
-            Outcome(_id(theirs), DeliveryStatus.SENT),
+            Outcome(row_id(mine["sent"]), DeliveryStatus.SENT, sent_ref="telegram:msg:1:2", late_by=1.5),
+            Outcome(row_id(mine["retry"]), DeliveryStatus.PENDING, error="HTTP 502", due_at=later + LEASE),
+            Outcome(row_id(theirs), DeliveryStatus.SENT),
             Outcome(10**9, DeliveryStatus.SENT),
-            Outcome(_id(twice), DeliveryStatus.SKIPPED, error="stale"),
-            Outcome(_id(twice), DeliveryStatus.SENT),  # already settled by the outcome before
+            Outcome(row_id(twice), DeliveryStatus.SKIPPED, error="stale"),
+            Outcome(row_id(twice), DeliveryStatus.SENT),  # already settled by the outcome before
         ],
         worker="w1",
         now=later,
@@ -814,7 +775,7 @@ async def test_settle_many_with_an_invalid_outcome_records_none(
     a, b = await outbox.claim_due(now=T0, worker="w1", lease=LEASE, batch=10)
     with pytest.raises(ValueError):
         await outbox.settle_many(
-            [Outcome(_id(a), DeliveryStatus.SENT), Outcome(_id(b), DeliveryStatus.CLAIMED)],
+            [Outcome(row_id(a), DeliveryStatus.SENT), Outcome(row_id(b), DeliveryStatus.CLAIMED)],
             worker="w1",
             now=T0,
         )
@@ -827,7 +788,7 @@ async def test_settle_keeps_the_fields_it_is_not_given(
     await add_spaces(uow_factory, space())
     await add_rows(uow_factory, [row("sp1", "retried", T0), row("sp1", "unreachable", T0)])
     claimed = {d.key: d for d in await outbox.claim_due(now=T0, worker="w1", lease=LEASE, batch=10)}
-    r, u = _id(claimed["retried"]), _id(claimed["unreachable"])
+    r, u = row_id(claimed["retried"]), row_id(claimed["unreachable"])
     assert await outbox.settle(
         r, worker="w1", status=DeliveryStatus.PENDING, now=T0, error="HTTP 502", due_at=T0
     )
@@ -902,7 +863,7 @@ async def test_prune_deletes_only_settled_rows_of_finished_spaces_and_old_reques
     claimed = await outbox.claim_due(now=T0, worker="w", lease=LEASE, batch=10)
     status = {"dead-old": DeliveryStatus.DEAD}
     await outbox.settle_many(
-        [Outcome(_id(d), status.get(d.key, DeliveryStatus.SENT)) for d in claimed], worker="w", now=T0
+        [Outcome(row_id(d), status.get(d.key, DeliveryStatus.SENT)) for d in claimed], worker="w", now=T0
     )
     async with uow_factory() as uow:
         assert await uow.inbound.remember(Platform.TELEGRAM, "u1", "x") is None

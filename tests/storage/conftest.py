@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -20,11 +19,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from core.models import Space
-from core.refs import ChatRef, Platform, UserRef
 from storage.db import make_engine, make_session_factory
 from storage.migrate import upgrade
 from storage.stores import SqlUnitOfWork
 from storage.tables import TABLES
+from tests.builders import space as space_sample
 from tests.databases import BACKENDS, new_database
 
 
@@ -68,30 +67,15 @@ def uow(sessions: async_sessionmaker[AsyncSession]) -> SqlUnitOfWork:
 
 # --------------------------------------------------------------------------- sample data
 
-T0 = datetime(2026, 3, 14, 18, 30, tzinfo=UTC)
-HOST = UserRef(Platform.TELEGRAM, "1001")
-CHAT = ChatRef(Platform.TELEGRAM, "-100200")
-
-
-def _make_space(space_id: str = "abcdefghjk", **overrides: Any) -> Space:
-    fields: dict[str, Any] = {
-        "id": space_id,
-        "title": "Friday jam",
-        "host": HOST,
-        "chat": CHAT,
-        "starts_at": T0,
-        "tz": "Europe/Paris",
-        "locale": "fr",
-        "created_at": T0.replace(hour=10),
-    }
-    fields.update(overrides)
-    return Space(**fields)
-
 
 @pytest.fixture
 def new_space() -> Callable[..., Space]:
     """``new_space(id="…", title=…)``: a scheduled Telegram Space at 2026-03-14 18:30 UTC."""
-    return _make_space
+
+    def make(space_id: str = "abcdefghjk", **overrides: Any) -> Space:
+        return space_sample(space_id, **overrides)
+
+    return make
 
 
 @pytest.fixture

@@ -9,40 +9,19 @@ import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from core.models import Delivery, DeliveryKind, DeliveryStatus, Space
-from core.refs import Platform
+from core.models import Delivery, DeliveryStatus, Space
 from storage.db import make_engine
 from storage.stores import SqlHeartbeats, SqlOutbox, SqlUnitOfWork
 from storage.tables import delivery_t
+from tests.builders import LEASE, row, row_id
 
 NOW = datetime(2026, 3, 14, 18, 0, tzinfo=UTC)
-LEASE = timedelta(minutes=2)
 ROOT = Path(__file__).resolve().parents[2]  # the project, for the worker subprocesses' PYTHONPATH
-
-
-def row(space_id: str, key: str, due_at: datetime, **kw: Any) -> Delivery:
-    fields: dict[str, Any] = {
-        "key": key,
-        "kind": DeliveryKind.LIVE_NOTICE,
-        "platform": Platform.TELEGRAM,
-        "recipient": f"telegram:user:{key}",
-        "space_id": space_id,
-        "revision": 1,
-        "due_at": due_at,
-    }
-    fields.update(kw)
-    return Delivery(**fields)
-
-
-def _id(d: Delivery) -> int:
-    assert d.id is not None
-    return d.id
 
 
 async def add(uow: SqlUnitOfWork, rows: list[Delivery]) -> None:
@@ -94,10 +73,14 @@ async def test_expired_lease_is_claimed_again(uow: SqlUnitOfWork, space: Space, 
     assert taken.id == mine.id and taken.claimed_by == "w2" and taken.attempts == 2
     # w1 comes back and tries to record: refused, the row is w2's
     assert not await outbox.settle(
-        _id(mine), worker="w1", status=DeliveryStatus.SENT, now=NOW + LEASE * 2, sent_ref="telegram:msg:1:1"
+        row_id(mine),
+        worker="w1",
+        status=DeliveryStatus.SENT,
+        now=NOW + LEASE * 2,
+        sent_ref="telegram:msg:1:1",
     )
     assert await outbox.settle(
-        _id(mine),
+        row_id(mine),
         worker="w2",
         status=DeliveryStatus.SENT,
         now=NOW + LEASE * 2,
@@ -115,7 +98,7 @@ async def test_settle_outcomes(uow: SqlUnitOfWork, space: Space, engine: AsyncEn
     await add(uow, [row(space.id, k, NOW) for k in keys])
     outbox = SqlOutbox(engine)
     claimed = {d.key: d for d in await outbox.claim_due(now=NOW, worker="w", lease=LEASE, batch=10)}
-    ids = {k: _id(claimed[k]) for k in keys}
+    ids = {k: row_id(claimed[k]) for k in keys}
     later = NOW + timedelta(seconds=5)
 
     assert await outbox.settle(
@@ -234,10 +217,10 @@ async def test_settle_after_lease_lost_to_concurrent_claimer(
     assert d.id is not None
     later = NOW + timedelta(seconds=2)
     (d2,) = await outbox.claim_due(now=later, worker="fast", lease=LEASE, batch=1)
-    assert await outbox.settle(_id(d2), worker="fast", status=DeliveryStatus.SENT, now=later)
+    assert await outbox.settle(row_id(d2), worker="fast", status=DeliveryStatus.SENT, now=later)
     # the slow worker's retry request must not resurrect a sent row
     assert not await outbox.settle(
-        _id(d), worker="slow", status=DeliveryStatus.PENDING, now=later, due_at=later
+        row_id(d), worker="slow", status=DeliveryStatus.PENDING, now=later, due_at=later
     )
     async with engine.connect() as conn:
         status = (await conn.execute(select(delivery_t.c.status))).scalar_one()

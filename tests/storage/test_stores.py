@@ -26,8 +26,8 @@ from core.models import (
 from core.refs import ChatRef, MessageRef, Platform, UserRef
 from storage.stores import SqlUnitOfWork, unit_of_work_factory
 from storage.tables import delivery_t
+from tests.builders import T0, row
 
-T0 = datetime(2026, 3, 14, 18, 30, tzinfo=UTC)
 PARIS = timezone(timedelta(hours=1))
 
 
@@ -36,17 +36,9 @@ def sub(space_id: str, uid: str, via: ChatRef | None = None, at: datetime = T0) 
 
 
 def delivery(space_id: str, key: str, **kw: Any) -> Delivery:
-    fields: dict[str, Any] = {
-        "key": key,
-        "kind": DeliveryKind.HOST_T30,
-        "platform": Platform.TELEGRAM,
-        "recipient": "telegram:user:1001",
-        "space_id": space_id,
-        "revision": 1,
-        "due_at": T0 - timedelta(minutes=30),
-    }
-    fields.update(kw)
-    return Delivery(**fields)
+    """A host T-30 reminder (the storage tests' usual row)."""
+    fields: dict[str, Any] = {"kind": DeliveryKind.HOST_T30, "recipient": "telegram:user:1001", **kw}
+    return row(space_id, key, fields.pop("due_at", T0 - timedelta(minutes=30)), **fields)
 
 
 # --------------------------------------------------------------------------- unit of work
