@@ -78,7 +78,8 @@ class ManageService:
                 )
             return Reply(text, space)
         space = await self._spaces.cancel(CancelSpace(actor, space_id, request_id))
-        return Reply(t(locale, "reply.cancelled", title=space.title), space)
+        told = await self._spaces.subscriber_count(space_id)  # "subscribers are being told" only if any
+        return Reply(t(locale, "reply.cancelled", title=space.title, count=told), space)
 
     async def reschedule(
         self,
