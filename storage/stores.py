@@ -492,7 +492,7 @@ def unit_of_work_factory(
 
 
 class SqlOutbox:
-    """The delivery engine's side of the outbox (ENGINE.md): claim with a lease, settle if still ours.
+    """The delivery engine's side of the outbox (docs/architecture.md): claim with a lease, settle if still ours.
 
     Each method is its own short transaction on a connection of its own from ``engine``'s pool.
     """

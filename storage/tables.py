@@ -120,7 +120,7 @@ class AnnouncementRow(SQLModel, table=True):
 
 
 class DeliveryRow(SQLModel, table=True):
-    """The outbox (ENGINE.md). Claimed with a lease; settled only by the lease holder."""
+    """The outbox (docs/architecture.md, Flow B). Claimed with a lease; settled only by the lease holder."""
 
     __tablename__ = "delivery"
     __table_args__ = (

@@ -68,7 +68,7 @@ class ManageService:
             reach = await self._spaces.reach(space_id)
             text = t(locale, "reply.ended", title=space.title)
             if reach.messaged or reach.mentioned or reach.unreachable:
-                # ENGINE.md: whoever could not be reached is shown to the host, as a count
+                # whoever could not be reached is shown to the host, as a count: nothing fails silently
                 text += "\n" + t(
                     locale,
                     "reply.reach",

@@ -3,7 +3,7 @@
 Point PTB at it with ``ApplicationBuilder().token(tg.token).base_url(tg.base_url)`` (and
 ``.base_file_url(tg.base_file_url)``), or ``telegram.Bot(tg.token, base_url=tg.base_url)``. It speaks the
 real Bot API over HTTP (urlencoded, multipart or JSON requests; ``{"ok": ..., "result"|"error_code"...}``
-answers), checks every request against the official description (``shared/specs/telegram-bot-api.json``)
+answers), checks every request against the official description (``tests/fakes/specs/telegram-bot-api.json``)
 and enforces the rules that bite in production: flood limits (429 + ``retry_after``), users who never opened
 the bot or blocked it (403), text length, HTML parse errors, ``callback_data`` size, edits that change
 nothing, stale callback queries.
