@@ -19,6 +19,7 @@ from config.settings import Settings
 from core.notices import Action, ActionKind, Notice, callback
 from core.notices import Verb as V
 from core.refs import ChatRef, MessageRef, Platform, UserRef
+from tests.fakes import secrets
 from tests.fakes.clock import FakeClock
 
 
@@ -294,9 +295,9 @@ async def test_console_colours_only_on_a_terminal() -> None:
 async def test_telegram_is_wired_when_configured(tmp_path: Path) -> None:
     settings = settings_for(
         tmp_path,
-        TELEGRAM_BOT_TOKEN="123:" + "x" * 35,
+        TELEGRAM_BOT_TOKEN=secrets.TELEGRAM_TOKEN,
         TELEGRAM_MODE="webhook",
-        TELEGRAM_WEBHOOK_SECRET="s3cret",
+        TELEGRAM_WEBHOOK_SECRET=secrets.TELEGRAM_WEBHOOK_SECRET,
         TELEGRAM_API_BASE="http://127.0.0.1:9/bot",
     )
     web_only = await build(settings, role=Role.WEB, clock=FakeClock(), out=io.StringIO())
