@@ -346,8 +346,8 @@ def check_metrics(settings: Settings) -> list[Check]:
             Check(
                 "metrics",
                 Status.WARN,
-                f"/metrics is open to anyone who reaches {settings.public_url} — set SPACES_METRICS_TOKEN, "
-                "or SPACES_METRICS_PORT to serve it on a private listener",
+                f"/metrics is open to anyone who reaches port {settings.port} (HOST={settings.host}) — set "
+                "SPACES_METRICS_TOKEN, or SPACES_METRICS_PORT to serve it on a private listener",
             )
         ]
     return [Check("metrics", Status.OK, f"/metrics {where}")]
