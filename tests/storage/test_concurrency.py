@@ -8,7 +8,9 @@ Without the per-user lock (``UserStore.lock``), PostgreSQL lets all 15 concurren
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
+import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.commands import ScheduleSpace
@@ -18,17 +20,35 @@ from core.rules import MAX_OPEN_PER_HOST, Actor
 from core.services.profiles import ProfileService
 from core.services.spaces import SpaceService
 from core.texts import t
-from storage.db import make_session_factory
+from storage.db import make_engine, make_session_factory
 from storage.stores import unit_of_work_factory
 from tests.fakes.clock import FakeClock, RecordingWake
 
 HOST = UserRef(Platform.TELEGRAM, "42")
 CHAT = ChatRef(Platform.TELEGRAM, "-100")
 CONCURRENT = 15
+# Connections at once: enough that many transactions overlap (without the lock, PostgreSQL creates 15 with
+# 8), few enough to leave room on a PostgreSQL server that other test runs share (max_connections 100).
+CONNECTIONS = 8
 
 
-async def test_the_host_quota_holds_against_concurrent_schedules(engine: AsyncEngine) -> None:
-    uow = unit_of_work_factory(make_session_factory(engine))
+@pytest.fixture
+async def pool(engine: AsyncEngine) -> AsyncIterator[AsyncEngine]:
+    """A second engine on the (emptied) test database, with CONNECTIONS connections."""
+    url = engine.url.render_as_string(hide_password=False)
+    sized = (
+        make_engine(url, pool_size=CONNECTIONS, max_overflow=0)
+        if engine.dialect.name == "postgresql"
+        else make_engine(url)
+    )
+    try:
+        yield sized
+    finally:
+        await sized.dispose()
+
+
+async def test_the_host_quota_holds_against_concurrent_schedules(pool: AsyncEngine) -> None:
+    uow = unit_of_work_factory(make_session_factory(pool))
     spaces = SpaceService(uow, FakeClock(), RecordingWake(), default_tz="UTC")
 
     async def schedule(i: int) -> object:
@@ -49,10 +69,10 @@ async def test_the_host_quota_holds_against_concurrent_schedules(engine: AsyncEn
     }
 
 
-async def test_concurrent_profile_changes_are_all_kept(engine: AsyncEngine) -> None:
+async def test_concurrent_profile_changes_are_all_kept(pool: AsyncEngine) -> None:
     """Each change reads the whole profile and writes it back: unlocked, the later write undoes the other."""
-    profiles = ProfileService(unit_of_work_factory(make_session_factory(engine)))
-    users = [UserRef(Platform.TELEGRAM, str(1000 + i)) for i in range(10)]
+    profiles = ProfileService(unit_of_work_factory(make_session_factory(pool)))
+    users = [UserRef(Platform.TELEGRAM, str(1000 + i)) for i in range(CONNECTIONS // 2)]
 
     async def both(user: UserRef) -> None:
         await asyncio.gather(
