@@ -48,6 +48,8 @@ def _capture_logs(request: pytest.FixtureRequest) -> Iterator[None]:
     handlers, level = list(root.handlers), root.level
     logs.attach()
     yield
+    for added in set(root.handlers) - set(handlers) - {logs.handler}:
+        added.close()  # e.g. the file handler of a `cli.main` run in this process
     root.handlers[:] = handlers
     root.setLevel(level)
     logs.attach()

@@ -13,7 +13,6 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -26,17 +25,6 @@ from tests.fakes.telegram import TelegramEmulator
 from tests.logcapture import scan
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def restore_logging() -> AsyncIterator[None]:
-    """configure_logging replaces the root handlers and levels: put the session's back afterwards."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield  # type: ignore[misc]
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    logs.hold_libraries()
 
 
 def record(msg: str, *args: object, exc: BaseException | None = None, **extra: object) -> logging.LogRecord:
@@ -117,7 +105,8 @@ def test_settings_secrets_lists_every_secret_and_the_database_password() -> None
     assert set(settings_secrets(s)) == set(secrets.ALL)
 
 
-def test_libraries_stay_above_their_floor_even_at_debug(restore_logging: None, tmp_path: Path) -> None:
+def test_libraries_stay_above_their_floor_even_at_debug(tmp_path: Path) -> None:
+    # configure_logging replaces the root handlers: tests/conftest.py puts the session's back afterwards
     stream = io.StringIO()
     configure_logging(
         "DEBUG", stream, secrets=[secrets.TELEGRAM_TOKEN], log_file=str(tmp_path / "x-{pid}.log")
