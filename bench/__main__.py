@@ -5,8 +5,8 @@
    bottleneck of a fan-out.
 2. lateness: 100,000 Spaces scheduled (200,000 future reminder rows), plus 1,000 reminders coming due over
    a 20 s window, woken by the real Waker (APScheduler) on the real clock: p50/p99 of send time − due time.
-   Floor: about a second (ENGINE.md promise 3). Also the process's RSS growth while holding them all:
-   the waker holds only the next due time, so it must stay flat (promise 4).
+   Floor: about a second (a reminder is on time). Also the process's RSS growth while holding them all:
+   the waker holds only the next due time, so it must stay flat.
 
     python -m bench [--quick] [--only throughput|lateness] [--backend sqlite|postgres]
 """

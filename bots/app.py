@@ -31,12 +31,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bots.console.adapter import ConsolePlatform
 from bots.console.repl import HOST_NAME, MAIN_CHAT, ConsoleIO, ConsoleRepl
-from bots.metrics import Metrics
+from bots.metrics import FleetView, Metrics
 from bots.router import Router
 from bots.runtime.budget import DEFAULT_GLOBAL, PAID_TELEGRAM, Rate, TokenBucketBudget
 from bots.runtime.clock import SystemClock
 from bots.runtime.waker import Waker
-from bots.web.app import ContributesRoutes, WebDeps, WebLinks, WebRoute, make_web_app
+from bots.web.app import ContributesRoutes, WebDeps, WebLinks, WebRoute, make_metrics_app, make_web_app
 from config.settings import Settings
 from core import rules
 from core.ports import ChatPlatform, Clock, Links, UnitOfWorkFactory, WakeUps
@@ -44,6 +44,7 @@ from core.refs import Platform
 from core.services.deliveries import DeliveryEngine, EngineConfig
 from core.services.spaces import SpaceService
 from storage.db import make_engine, make_session_factory, normalize_url
+from storage.metrics import SqlMetricSnapshots
 from storage.notify import PgWakeChannel
 from storage.stores import SqlHeartbeats, SqlOutbox, unit_of_work_factory
 
@@ -224,6 +225,11 @@ class Service:
     statuses: list[PlatformStatus]
     out: TextIO
     web_url: str | None = None
+    # workers publish their metrics here at each heartbeat; a web process's /metrics reads every worker's
+    metric_snapshots: SqlMetricSnapshots | None = None
+    metrics_app: web.Application | None = None  # /metrics on its own listener (SPACES_METRICS_PORT)
+    metrics_url: str | None = None
+    _metrics_runner: web.AppRunner | None = None
     _runner: web.AppRunner | None = None
     _repl_task: asyncio.Task[None] | None = None
     _started: bool = False
@@ -253,6 +259,13 @@ class Service:
             self.web_url = _bound_url(runner, self.settings.host, self.settings.port)
             if self.settings.public_url_setting is None:  # PORT=0 picks a port: links must name the real one
                 self.links.base = self.web_url
+            if self.metrics_app is not None and self.settings.metrics_port is not None:
+                metrics_runner = web.AppRunner(self.metrics_app, access_log=None, handle_signals=False)
+                await metrics_runner.setup()
+                self._metrics_runner = metrics_runner
+                host, port = self.settings.metrics_host, self.settings.metrics_port
+                await web.TCPSite(metrics_runner, host, port).start()
+                self.metrics_url = _bound_url(metrics_runner, host, port) + "/metrics"
         self._print_banner()
         if self.repl is not None and self.console_io is not None:
             self.repl.greet()
@@ -274,6 +287,9 @@ class Service:
         if self._runner is not None:
             with _logged("stopping the web server"):
                 await self._runner.cleanup()
+        if self._metrics_runner is not None:
+            with _logged("stopping the metrics listener"):
+                await self._metrics_runner.cleanup()
         for p in self.router.platforms:
             if isinstance(p, _Receives):
                 with _logged(f"stopping {p.platform} updates"):
@@ -290,6 +306,9 @@ class Service:
         if self.role.delivers and self._started:
             with _logged("forgetting the heartbeat"):
                 await self.heartbeats.forget(self.settings.worker_id)  # others take our budget share now
+            if self.metric_snapshots is not None:
+                with _logged("forgetting the metrics snapshot"):
+                    await self.metric_snapshots.forget(self.settings.worker_id)
         with _logged("closing the database"):
             await self.db.dispose()
         log.info("stopped", extra={"role": str(self.role)})
@@ -325,6 +344,11 @@ class Service:
         live = await self.heartbeats.beat(self.settings.worker_id, self.clock.now())
         self.budget.set_share(live)
         self.metrics.workers(live)
+        if self.metric_snapshots is not None:  # so that a web process's /metrics shows this worker too
+            with _logged("publishing metrics"):
+                await self.metric_snapshots.publish(
+                    self.settings.worker_id, self.clock.now(), self.metrics.snapshot()
+                )
         return live
 
     # ------------------------------------------------------------------ banner
@@ -334,7 +358,11 @@ class Service:
         lines = [f"Spaces {VERSION} — {self.role}"]
         if self.role.serves_web:
             url = self.web_url or f"http://{s.host}:{s.port}"
-            lines.append(f"  web        {url}   (/healthz, /metrics; Space links: {self.links.base}/s/<id>)")
+            paths = "/healthz" if self.metrics_app is not None else "/healthz, /metrics"
+            lines.append(f"  web        {url}   ({paths}; Space links: {self.links.base}/s/<id>)")
+            if self.metrics_app is not None:
+                shown = self.metrics_url or f"http://{s.metrics_host}:{s.metrics_port}/metrics"
+                lines.append(f"  metrics    {shown}   (every worker's figures)")
             if s.host in ("127.0.0.1", "localhost", "::1"):
                 lines.append("             listening on this machine only — set HOST=0.0.0.0 in production")
         lines.append(f"  database   {display_url(s.database_url)}")
@@ -420,7 +448,13 @@ async def build(
     heartbeats = SqlHeartbeats(
         db, ttl=max(timedelta(seconds=30), timedelta(seconds=3 * settings.sweep_seconds))
     )
-    metrics = Metrics()
+    metrics = Metrics(delivers=role.delivers)
+    metric_snapshots = SqlMetricSnapshots(db, ttl=heartbeats.ttl)
+
+    async def fleet() -> FleetView:
+        live, snapshots = await metric_snapshots.fleet(clock.now())
+        return FleetView(live, snapshots)
+
     budget = TokenBucketBudget(budget_rates(settings))
     links = WebLinks(settings.public_url)
 
@@ -484,17 +518,21 @@ async def build(
     for p in adapters:
         if isinstance(p, ContributesRoutes):
             routes += p.web_routes()
-    web_app = make_web_app(
-        WebDeps(
-            spaces=spaces,
-            outbox=outbox,
-            registry=metrics.registry,
-            on_counts=metrics.outbox_counts,
-            routes=routes,
-            default_locale=settings.default_locale,
-            extra_health={"role": str(role)},
-        )
+    web_deps = WebDeps(
+        spaces=spaces,
+        outbox=outbox,
+        registry=metrics.registry,
+        on_counts=metrics.outbox_counts,
+        routes=routes,
+        default_locale=settings.default_locale,
+        extra_health={"role": str(role)},
+        fleet=fleet,
+        on_fleet=metrics.fleet_seen,
+        worker_label=settings.worker_id if role.delivers else None,
+        metrics_token=settings.metrics_token.get_secret_value() if settings.metrics_token else None,
+        public_metrics=settings.metrics_port is None,
     )
+    web_app = make_web_app(web_deps)
 
     service = Service(
         settings=settings,
@@ -518,6 +556,8 @@ async def build(
         console_io=console_io,
         statuses=statuses,
         out=out,
+        metric_snapshots=metric_snapshots,
+        metrics_app=make_metrics_app(web_deps) if settings.metrics_port is not None else None,
     )
     service_ref.append(service)
     if console_io is not None and role is Role.RUN:

@@ -15,14 +15,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TextIO
 
+from bots.logs import KeyValueFormatter, Redactor, configure_logging, settings_secrets
 from config.settings import Settings, explain
 
 log = logging.getLogger("bots.cli")
+
+LOG_FILE_ENV = "SPACES_LOG_FILE"
+__all__ = ["KeyValueFormatter", "configure_logging", "main", "prepare_database"]
 
 COMMANDS = ("run", "web", "worker", "migrate", "doctor")
 
@@ -54,23 +59,33 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.command == "doctor":
-        from bots.doctor import run_doctor  # only the doctor needs it
+        from bots.doctor import check_environment, run_doctor  # only the doctor needs it
 
-        configure_logging("WARNING")
-        return asyncio.run(run_doctor())  # reports an invalid configuration itself, as failed checks
+        checked, _ = check_environment()
+        start_logging(checked, "WARNING")
+        return asyncio.run(run_doctor(checked))  # reports an invalid configuration itself, as failed checks
     try:
         settings = Settings.from_env()
     except Exception as e:  # pydantic.ValidationError: say which variable, in plain words
+        clean = start_logging(None, "WARNING").redact
         _err("The configuration is not valid:")
         for line in explain(e):
-            _err(f"  - {line}")
+            _err(f"  - {clean(line)}")
         _err("See config/example.env for every variable.")
         return 2
-    configure_logging(settings.log_level)
+    redactor = start_logging(settings, settings.log_level)
     if args.command == "migrate":
         return asyncio.run(_migrate(settings))
     console = args.command == "run" and not getattr(args, "no_console", False) and _is_tty(sys.stdin)
-    return asyncio.run(_serve(settings, args.command, console))
+    return asyncio.run(_serve(settings, args.command, console, redactor))
+
+
+def start_logging(settings: Settings | None, level: str) -> Redactor:
+    """The process's logging: ``level`` to stderr (and to SPACES_LOG_FILE), every secret of ``settings``
+    redacted. Without valid settings, SPACES_LOG_FILE is still read from the environment."""
+    if settings is None:
+        return configure_logging(level, log_file=os.environ.get(LOG_FILE_ENV) or None)
+    return configure_logging(level, secrets=settings_secrets(settings), log_file=settings.log_file)
 
 
 # ---------------------------------------------------------------------------------------------- commands
@@ -103,21 +118,31 @@ async def prepare_database(settings: Settings) -> str | None:
     )
 
 
-async def _serve(settings: Settings, command: str, console: bool) -> int:
+async def _serve(settings: Settings, command: str, console: bool, redactor: Redactor | None = None) -> int:
     from bots.app import Role, build, display_url
     from bots.console.repl import ConsoleIO
+    from bots.doctor import listen_addresses, port_problem
 
+    clean = redactor.redact if redactor is not None else Redactor(settings_secrets(settings)).redact
+    role = Role(command)
+    if role.serves_web:
+        # before anything starts (Telegram polling would already be taking updates): one line, no traceback
+        for host, port, name in listen_addresses(settings):
+            hint = port_problem(host, port, name)
+            if hint is not None:
+                _err(hint)
+                return 1
     try:
         problem = await prepare_database(settings)
     except Exception as e:
-        _err(f"Cannot open the database {display_url(settings.database_url)}: {e}")
+        _err(clean(f"Cannot open the database {display_url(settings.database_url)}: {e}"))
         _err("Check DATABASE_URL, or run `spaces doctor`.")
         return 1
     if problem is not None:
         _err(problem)
         return 1
     io = ConsoleIO(sys.stdin, sys.stdout) if console else None
-    service = await build(settings, role=Role(command), console_io=io)
+    service = await build(settings, role=role, console_io=io)
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -129,9 +154,13 @@ async def _serve(settings: Settings, command: str, console: bool) -> int:
     try:
         try:
             await service.start()
-        except Exception as e:  # a port in use, a platform refusing its token …
+        except Exception as e:  # a port taken meanwhile, a platform refusing its token …
+            in_use = _in_use_hint(e, settings)
+            if in_use is not None:
+                _err(in_use)
+                return 1
             log.error("start-up failed", exc_info=not isinstance(e, OSError))
-            _err(f"Cannot start: {e}")
+            _err(clean(f"Cannot start: {e}"))  # a refused token's error repeats the token: never print it
             return 1
         await service.wait()
         log.info("shutting down")
@@ -142,38 +171,19 @@ async def _serve(settings: Settings, command: str, console: bool) -> int:
     return 0
 
 
+def _in_use_hint(e: BaseException, settings: Settings) -> str | None:
+    """A listener that failed to bind after the pre-flight check (taken meanwhile): the same one-line hint."""
+    from bots.doctor import bind_hint, listen_addresses
+
+    if not isinstance(e, OSError):
+        return None
+    for host, port, name in listen_addresses(settings):
+        if str(port) in str(e):
+            return bind_hint(e, host, port, name)
+    return bind_hint(e, settings.host, settings.port, "PORT")
+
+
 # ---------------------------------------------------------------------------------------------- helpers
-
-
-class KeyValueFormatter(logging.Formatter):
-    """``time level logger message key=value …``: the ``extra={...}`` fields (space_id, delivery_id, key)
-    are appended, so a grep for ``space_id=abc`` finds a Space's whole story."""
-
-    _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
-
-    def format(self, record: logging.LogRecord) -> str:
-        base = super().format(record)
-        extras = {k: v for k, v in vars(record).items() if k not in self._STANDARD}
-        if not extras:
-            return base
-        pairs = " ".join(f"{k}={_kv(v)}" for k, v in sorted(extras.items()))
-        head, sep, tail = base.partition("\n")  # keep tracebacks after the key=values
-        return f"{head} {pairs}{sep}{tail}"
-
-
-def _kv(value: Any) -> str:
-    text = str(value)
-    return repr(text) if (not text or any(c.isspace() or c in "\"'=" for c in text)) else text
-
-
-def configure_logging(level: str, stream: TextIO | None = None) -> None:
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(KeyValueFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    for noisy in ("apscheduler", "aiohttp.access", "alembic"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 
 def _is_tty(stream: TextIO) -> bool:

@@ -1,14 +1,20 @@
 """``spaces doctor``: is this installation ready? One line per check, in plain words, exit 1 on any failure.
 
-Checks, in order: configuration, database (reachable, migrated), ffmpeg (runs, has libopus), the public URL,
-and each configured platform's settings (token shapes, companions). No network calls to the platforms: a
-token of the right shape may still be revoked — the platform's own error at start-up says so.
+Checks, in order: configuration, database (reachable, migrated), ffmpeg (runs, has libopus), the public URL
+(links on cards must open for other people), the listening ports, /metrics exposure, and each configured
+platform's settings (token shapes, companions). A Telegram token of the right shape is then tried for real
+(``getMe``, within :data:`API_TIMEOUT`): a revoked token fails here rather than at start-up.
+
+No check ever prints a secret: messages name the variable, never its value.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import ipaddress
 import re
+import socket
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -41,18 +47,29 @@ TELEGRAM_TOKEN_RE = re.compile(r"\d+:[\w-]{30,}")
 DISCORD_KEY_RE = re.compile(r"[0-9a-fA-F]{64}")
 DISCORD_APP_ID_RE = re.compile(r"\d{15,22}")
 FFMPEG_TIMEOUT = 15.0
-_LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "0.0.0.0")
+API_TIMEOUT = 10.0  # seconds for a platform's API to answer the token check
+_LOCAL_NAMES = ("localhost", "ip6-localhost", "ip6-loopback")
 
 
-async def diagnose(settings: Settings, *, database: bool = True, ffmpeg: bool = True) -> list[Check]:
-    """Every check for ``settings`` (already valid: :func:`check_environment` covers an invalid one)."""
+async def diagnose(
+    settings: Settings, *, database: bool = True, ffmpeg: bool = True, network: bool = True
+) -> list[Check]:
+    """Every check for ``settings`` (already valid: :func:`check_environment` covers an invalid one).
+    ``network=False`` leaves out the calls to the platforms' APIs."""
     checks = [Check("configuration", Status.OK, "all variables are valid")]
     if database:
         checks.append(await check_database(settings))
     if ffmpeg:
         checks += await check_ffmpeg(settings)
     checks += check_public_url(settings)
-    checks += check_platforms(settings)
+    checks += check_ports(settings)
+    checks += check_metrics(settings)
+    platforms = check_platforms(settings)
+    if network and any(c.name == "telegram" and c.status is Status.OK for c in platforms):
+        api = await check_telegram_api(settings)  # the shape is right: does Telegram know the token?
+        platforms = [api if c.name == "telegram" and c.status is Status.OK else c for c in platforms]
+    checks += platforms
+    checks += check_secret_lengths(settings)
     return checks
 
 
@@ -191,7 +208,7 @@ def check_public_url(settings: Settings) -> list[Check]:
                 "public url", Status.FAIL, f"SPACES_PUBLIC_URL must be an absolute http(s) URL, got {url!r}"
             )
         ]
-    local = parts.hostname in _LOCAL_HOSTS or parts.hostname.endswith(".localhost")
+    local = is_local_host(parts.hostname)
     if local and settings.webhook_mode:
         return [
             Check(
@@ -201,11 +218,139 @@ def check_public_url(settings: Settings) -> list[Check]:
                 "set SPACES_PUBLIC_URL to the address the internet reaches (https://…)",
             )
         ]
+    platforms = configured_platforms(settings)
+    if local and platforms:
+        return [
+            Check(
+                "public url",
+                Status.WARN,
+                f"{url} only opens on this machine, but {' and '.join(platforms)} is configured: Space "
+                "cards would carry links nobody else can open — set SPACES_PUBLIC_URL to the address "
+                "people reach (https://…)",
+            )
+        ]
     if parts.scheme == "http" and not local and settings.webhook_mode:
         return [
             Check("public url", Status.WARN, f"{url} is plain http: platforms send webhooks to https only")
         ]
     return [Check("public url", Status.OK, f"Space links point at {url}/s/<id>")]
+
+
+def is_local_host(host: str) -> bool:
+    """A loopback or unspecified address, or a name for one: reachable from this machine only."""
+    name = host.strip("[]").lower().rstrip(".")
+    if name in _LOCAL_NAMES or name.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
+
+
+def _listens_locally(host: str) -> bool:
+    """A listener on this address is reachable from this machine only (0.0.0.0 listens everywhere)."""
+    return is_local_host(host) and host.strip("[]") not in ("0.0.0.0", "::", "")
+
+
+def configured_platforms(settings: Settings) -> list[str]:
+    return [
+        name
+        for name, on in (
+            ("Discord", settings.discord_enabled),
+            ("Telegram", settings.telegram_enabled),
+            ("Slack", settings.slack_enabled),
+        )
+        if on
+    ]
+
+
+# ---------------------------------------------------------------------------------------------- ports
+
+
+def listen_addresses(settings: Settings) -> list[tuple[str, int, str]]:
+    """(host, port, the variable that sets the port) of every listener ``spaces run``/``web`` opens."""
+    found = [(settings.host, settings.port, "PORT")]
+    if settings.metrics_port is not None:
+        found.append((settings.metrics_host, settings.metrics_port, "SPACES_METRICS_PORT"))
+    return found
+
+
+def port_problem(host: str, port: int, setting: str = "PORT") -> str | None:
+    """A one-line hint when ``host:port`` cannot be listened on (in use, reserved), else None."""
+    if port == 0:  # the system picks a free one
+        return None
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError:
+        return None  # an unknown host: the server's own error says so
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        # the server sets SO_REUSEADDR too: a port in TIME_WAIT is free for it, one with a listener is not
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as e:
+            return bind_hint(e, host, port, setting)
+    return None
+
+
+def bind_hint(e: OSError, host: str, port: int, setting: str) -> str | None:
+    """What to do about a failed bind, in one line; None when the error is something else."""
+    if e.errno == errno.EADDRINUSE:
+        return (
+            f"Port {port} on {host} is already in use (another `spaces` process?): stop it, "
+            f"or set {setting} to a free port."
+        )
+    if e.errno == errno.EACCES:
+        return f"Port {port} on {host} needs privileges this user does not have: set {setting} above 1023."
+    if e.errno == errno.EADDRNOTAVAIL:
+        return f"{host} is not an address of this machine: set HOST to one of its addresses, or 0.0.0.0."
+    return None
+
+
+def check_ports(settings: Settings) -> list[Check]:
+    checks: list[Check] = []
+    if settings.metrics_port is not None and settings.metrics_port == settings.port != 0:
+        checks.append(
+            Check(
+                "ports",
+                Status.FAIL,
+                f"SPACES_METRICS_PORT and PORT are both {settings.port}: give /metrics a port of its own",
+            )
+        )
+        return checks
+    for host, port, name in listen_addresses(settings):
+        hint = port_problem(host, port, name)
+        if hint is not None:
+            checks.append(Check("ports", Status.WARN, f"{hint} (Fine if it is this service, running.)"))
+    if not checks:
+        shown = ", ".join(f"{h}:{p}" for h, p, _ in listen_addresses(settings))
+        checks.append(Check("ports", Status.OK, f"{shown} free for `spaces run` / `spaces web`"))
+    return checks
+
+
+# ---------------------------------------------------------------------------------------------- metrics
+
+
+def check_metrics(settings: Settings) -> list[Check]:
+    where = (
+        f"on its own listener {settings.metrics_host}:{settings.metrics_port}"
+        if settings.metrics_port is not None
+        else "on the web port"
+    )
+    if settings.metrics_token is not None:
+        return [Check("metrics", Status.OK, f"/metrics {where}, behind SPACES_METRICS_TOKEN")]
+    if settings.metrics_port is None and not _listens_locally(settings.host):
+        return [
+            Check(
+                "metrics",
+                Status.WARN,
+                f"/metrics is open to anyone who reaches port {settings.port} (HOST={settings.host}) — set "
+                "SPACES_METRICS_TOKEN, or SPACES_METRICS_PORT to serve it on a private listener",
+            )
+        ]
+    return [Check("metrics", Status.OK, f"/metrics {where}")]
 
 
 # ---------------------------------------------------------------------------------------------- platforms
@@ -338,6 +483,81 @@ def _platform_checks(name: str, problems: list[str], ok: str) -> list[Check]:
     return [Check(name, Status.FAIL, p) for p in problems]
 
 
+async def check_telegram_api(settings: Settings, *, within: float = API_TIMEOUT) -> Check:
+    """``getMe`` with the configured token: does Telegram (or TELEGRAM_API_BASE) accept it?"""
+    import aiohttp  # the doctor's only HTTP call
+
+    token = _secret(settings.telegram_bot_token).strip()
+    mode = f"{settings.telegram_mode} mode"
+    host = urlsplit(settings.telegram_api_base).netloc or settings.telegram_api_base
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=within)) as http,
+            http.get(f"{settings.telegram_api_base}{token}/getMe") as resp,
+        ):
+            status = resp.status
+            body = await resp.json(content_type=None)
+    except TimeoutError:
+        return Check(
+            "telegram",
+            Status.WARN,
+            f"the token looks right, but {host} did not answer within {within:g} s: it could not be "
+            "checked — is this machine online (or TELEGRAM_API_BASE right)?",
+        )
+    except aiohttp.ClientError as e:
+        # aiohttp's connection errors name the host and port, never the path (the token is in the path)
+        return Check(
+            "telegram",
+            Status.WARN,
+            f"the token looks right, but {host} could not be reached ({_first_line(e, token)}): it could "
+            "not be checked",
+        )
+    except ValueError:
+        return Check(
+            "telegram",
+            Status.WARN,
+            f"{host} answered, but not as the Bot API does (HTTP {status}) — check TELEGRAM_API_BASE",
+        )
+    if isinstance(body, dict) and body.get("ok") and isinstance(body.get("result"), dict):
+        username = body["result"].get("username") or body["result"].get("first_name") or "?"
+        return Check("telegram", Status.OK, f"Telegram accepts the token: this is @{username} ({mode})")
+    code = body.get("error_code", status) if isinstance(body, dict) else status
+    about = str(body.get("description", "")) if isinstance(body, dict) else ""
+    about = _clean(about, token)[:200]
+    if code in (401, 404):
+        return Check(
+            "telegram",
+            Status.FAIL,
+            f"Telegram refused TELEGRAM_BOT_TOKEN ({code} {about}): it was revoked or mistyped — get the "
+            "current one from @BotFather (/mybots → your bot → API Token)",
+        )
+    return Check("telegram", Status.WARN, f"Telegram answered getMe with {code} {about}".rstrip())
+
+
+def check_secret_lengths(settings: Settings) -> list[Check]:
+    """A secret too short to guess-proof is also too short for the log filter to spot reliably."""
+    from bots.logs import MIN_SECRET_LENGTH
+
+    names = {
+        "telegram_webhook_secret": "TELEGRAM_WEBHOOK_SECRET",
+        "slack_signing_secret": "SLACK_SIGNING_SECRET",
+        "metrics_token": "SPACES_METRICS_TOKEN",
+    }
+    checks = []
+    for field, name in names.items():
+        value = _secret(getattr(settings, field, None))
+        if value and len(value) < MIN_SECRET_LENGTH * 2:
+            checks.append(
+                Check(
+                    "secrets",
+                    Status.WARN,
+                    f"{name} is only {len(value)} characters long: use a long random value "
+                    '(python -c "import secrets; print(secrets.token_urlsafe(32))")',
+                )
+            )
+    return checks
+
+
 # ---------------------------------------------------------------------------------------------- output
 
 
@@ -372,6 +592,12 @@ async def run_doctor(settings: Settings | None = None, *, out: TextIO | None = N
     return 1 if any(c.failed for c in checks) else 0
 
 
-def _first_line(e: BaseException) -> str:
+def _first_line(e: BaseException, *secrets: str) -> str:
     text = str(e).strip() or type(e).__name__
-    return text.splitlines()[0][:300]
+    return _clean(text.splitlines()[0][:300], *secrets)
+
+
+def _clean(text: str, *secrets: str) -> str:
+    from bots.logs import Redactor
+
+    return Redactor(secrets).redact(text)

@@ -1,15 +1,24 @@
-"""Prometheus metrics: the delivery engine's observer plus outbox gauges refreshed on scrape.
+"""Prometheus metrics: the delivery engine's observer, fleet gauges refreshed on scrape, and the merge that
+lets one scrape show every worker.
 
 Everything lives in a per-service ``CollectorRegistry`` (never the global one): a test can build many services
-in one process, and ``/metrics`` shows exactly this service's figures.
+in one process. Workers serve no HTTP, so each publishes :meth:`Metrics.snapshot` at its heartbeat (through
+the database), and a web process's ``/metrics`` (:func:`render`) shows its own series plus every live worker's,
+each labelled ``worker="<SPACES_WORKER_ID>"``. The fleet gauges (:data:`FLEET_FAMILIES`: the outbox, the
+database, the live workers) are read from the database on each scrape and carry no worker label.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.samples import Sample
 
 log = logging.getLogger(__name__)
 
@@ -19,12 +28,29 @@ BATCH_BUCKETS = (0, 1, 2, 5, 10, 25, 50, 100, 250, 500)
 SECONDS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
-class Metrics:
-    """Implements core.services.deliveries.EngineObserver. Every hook is cheap and never raises."""
+# series that describe the whole deployment (read from the database on scrape), not one process
+FLEET_FAMILIES = frozenset({"spaces_outbox_rows", "spaces_database_up", "spaces_live_workers"})
+WORKER_LABEL = "worker"
+SNAPSHOT_VERSION = 1
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+
+@dataclass(frozen=True, slots=True)
+class FleetView:
+    """What a scrape learns from the database: live workers, and each one's latest :meth:`Metrics.snapshot`."""
+
+    live_workers: int
+    snapshots: Mapping[str, str] = field(default_factory=dict)
+
+
+class Metrics:
+    """Implements core.services.deliveries.EngineObserver. Every hook is cheap and never raises.
+
+    ``delivers=False`` (the web role): the engine's series are kept out of the registry — this process sends
+    nothing, and its scrape shows the workers' series instead of a set of zeros."""
+
+    def __init__(self, registry: CollectorRegistry | None = None, *, delivers: bool = True) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
-        r = self.registry
+        r = self.registry if delivers else None
         self.deliveries = Counter(
             "spaces_deliveries",
             "Outbox rows settled, by platform, kind and outcome (sent, skipped, fallback, "
@@ -73,17 +99,17 @@ class Metrics:
             "spaces_outbox_rows",
             "Outbox rows by status (refreshed on scrape).",
             ["status"],
-            registry=r,
+            registry=self.registry,
         )
         self.live_workers = Gauge(
             "spaces_live_workers",
-            "Worker processes with a fresh heartbeat, as last seen by this one.",
-            registry=r,
+            "Worker processes with a fresh heartbeat (read from the database on scrape).",
+            registry=self.registry,
         )
         self.outbox_up = Gauge(
             "spaces_database_up",
             "1 if the last outbox count succeeded, else 0.",
-            registry=r,
+            registry=self.registry,
         )
 
     # ----------------------------------------------------------------- EngineObserver
@@ -134,3 +160,87 @@ class Metrics:
 
     def workers(self, live: int) -> None:
         self.live_workers.set(live)
+
+    def fleet_seen(self, fleet: FleetView | None) -> None:
+        """A scrape read the fleet from the database (None: it could not)."""
+        if fleet is not None:
+            self.live_workers.set(fleet.live_workers)
+
+    # ----------------------------------------------------------------- publishing
+
+    def snapshot(self) -> str:
+        """This process's own series (not the fleet gauges), as text for the database."""
+        families = [_encode(m) for m in self.registry.collect() if m.name not in FLEET_FAMILIES]
+        return json.dumps({"v": SNAPSHOT_VERSION, "families": families}, separators=(",", ":"))
+
+
+def render(
+    registry: CollectorRegistry, *, own_worker: str | None = None, fleet: FleetView | None = None
+) -> bytes:
+    """The Prometheus text for one scrape: ``registry`` (its series labelled ``worker=own_worker``, except the
+    fleet gauges), merged with every other live worker's snapshot, labelled with its id."""
+    merged = _Merged()
+    for metric in registry.collect():
+        merged.add(metric, None if metric.name in FLEET_FAMILIES else own_worker)
+    if fleet is not None:
+        for worker, snapshot in sorted(fleet.snapshots.items()):
+            if worker == own_worker:  # our own figures are fresher in memory
+                continue
+            for metric in decode(snapshot):
+                merged.add(metric, worker)
+    return generate_latest(merged)
+
+
+def decode(snapshot: str) -> list[Metric]:
+    """A snapshot back into metric families; an unreadable one (another version's) is skipped, and said so."""
+    try:
+        data = json.loads(snapshot)
+        if data.get("v") != SNAPSHOT_VERSION:
+            raise ValueError(f"snapshot version {data.get('v')!r}")
+        families = []
+        for f in data["families"]:
+            metric = Metric(str(f["name"]), str(f["help"]), str(f["type"]), str(f.get("unit", "")))
+            for name, labels, value in f["samples"]:
+                metric.samples.append(
+                    Sample(str(name), {str(k): str(v) for k, v in labels.items()}, float(value))
+                )
+            families.append(metric)
+        return families
+    except Exception as e:
+        log.warning("a worker's metrics snapshot could not be read: %s", e)
+        return []
+
+
+def _encode(metric: Metric) -> dict[str, Any]:
+    return {
+        "name": metric.name,
+        "type": metric.type,
+        "help": metric.documentation,
+        "unit": metric.unit,
+        "samples": [[s.name, s.labels, s.value] for s in metric.samples],
+    }
+
+
+class _Merged:
+    """A collector of families merged by name (Prometheus wants each family once per exposition)."""
+
+    def __init__(self) -> None:
+        self._families: dict[str, Metric] = {}
+
+    def add(self, metric: Metric, worker: str | None) -> None:
+        family = self._families.get(metric.name)
+        if family is None:
+            family = self._families[metric.name] = Metric(
+                metric.name, metric.documentation, metric.type, metric.unit
+            )
+        elif family.type != metric.type:  # workers of two versions disagree: keep the first kind
+            log.warning("metric %s is a %s here and a %s elsewhere", metric.name, family.type, metric.type)
+            return
+        for sample in metric.samples:
+            labels = dict(sample.labels)
+            if worker is not None:
+                labels[WORKER_LABEL] = worker
+            family.samples.append(sample._replace(labels=labels))
+
+    def collect(self) -> Iterable[Metric]:
+        return list(self._families.values())

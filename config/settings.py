@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     worker_id: str = Field(default_factory=_default_worker_id, validation_alias="SPACES_WORKER_ID")
     sweep_seconds: float = Field(15.0, gt=0, le=3600, validation_alias="SPACES_SWEEP_SECONDS")
     log_level: str = Field("INFO", validation_alias="SPACES_LOG_LEVEL")
+    # also append every log line to this file ("{pid}" becomes the process id: one file per process)
+    log_file: str | None = Field(None, validation_alias="SPACES_LOG_FILE")
+    # /metrics: a bearer token to require, and/or its own listener (then the public port serves no /metrics)
+    metrics_token: SecretStr | None = Field(None, validation_alias="SPACES_METRICS_TOKEN")
+    metrics_port: int | None = Field(None, ge=0, le=65535, validation_alias="SPACES_METRICS_PORT")
+    metrics_host: str = Field("127.0.0.1", validation_alias="SPACES_METRICS_HOST")
 
     # --- Discord -----------------------------------------------------------------------------------------
     discord_bot_token: SecretStr | None = Field(None, validation_alias="DISCORD_BOT_TOKEN")
@@ -231,6 +237,10 @@ _ENV_NAMES: dict[str, str] = {
     "worker_id": "SPACES_WORKER_ID",
     "sweep_seconds": "SPACES_SWEEP_SECONDS",
     "log_level": "SPACES_LOG_LEVEL",
+    "log_file": "SPACES_LOG_FILE",
+    "metrics_token": "SPACES_METRICS_TOKEN",
+    "metrics_port": "SPACES_METRICS_PORT",
+    "metrics_host": "SPACES_METRICS_HOST",
     "telegram_mode": "TELEGRAM_MODE",
     "telegram_api_base": "TELEGRAM_API_BASE",
     "telegram_paid_broadcast": "TELEGRAM_PAID_BROADCAST",

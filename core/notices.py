@@ -1,6 +1,6 @@
 """What to say, platform-neutral: a Notice is text plus buttons; adapters render it (pure functions).
 
-Builders take the Space *as it is at send time* (ENGINE.md: render at send time), so a title edit or a
+Builders take the Space *as it is at send time* (rendered when sent, not when queued), so a title edit or a
 reschedule shows up in every later message.
 """
 
@@ -74,7 +74,7 @@ def _when(view: SpaceView, locale: str) -> str:
 
 
 def _delayed(late_by: float | None, locale: str) -> tuple[str, ...]:
-    # ENGINE.md: anything more than a minute late says so, visibly
+    # anything more than a minute late says so, visibly: users must not mistake a catch-up for news
     if late_by is None or late_by < 60:
         return ()
     return (t(locale, "notice.delayed", minutes=max(1, round(late_by / 60))),)

@@ -173,6 +173,12 @@ class UserStore(Protocol):
 
     async def set_reachable(self, user: UserRef, reachable: bool) -> None: ...
 
+    async def lock(self, user: UserRef) -> None:
+        """Create the user's row if there is none, and hold it locked until the unit of work ends: a
+        check-then-insert rule about one user (the host quota) or a read-modify-write of their profile then
+        runs one at a time, across processes (PostgreSQL ``FOR UPDATE``; SQLite's write lock already does)."""
+        ...
+
 
 class CommunityStore(Protocol):
     async def get(self, chat: ChatRef) -> Community | None: ...

@@ -2,6 +2,9 @@
 
 Keys are stable identifiers used by notices and by ``UserError.key``; parameters are ``str.format`` fields.
 A missing French text falls back to English, and a missing key is a bug caught by tests/core/test_texts.py.
+
+Counts: a text given an integer ``count`` may have plural variants, ``<key>#zero`` (said differently when there
+are none) and ``<key>#one`` (the singular: 1 in English; 0 and 1 in French, "0 abonné"). :func:`t` picks them.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "Add the offset to choose: {alternatives}.",
         "time.past": "That time ({when}) has already passed — pick a time in the future.",
         "time.too_far": "That's too far ahead: Spaces can be scheduled up to {days} days in advance.",
-        "title.empty": "Give your Space a title, e.g. `/space schedule tomorrow 20:00 Weekly AMA`.",
+        "title.empty": "Give your Space a title, e.g. `/space tomorrow 20:00 Weekly AMA`.",
         "title.too_long": "That title is {length} characters long; keep it under {limit}.",
         "title.invalid": "Titles can't contain control characters — please type it again.",
         "description.too_long": "That description is {length} characters long; keep it under {limit}.",
@@ -50,8 +53,12 @@ TEXTS: dict[str, dict[str, str]] = {
         # --- replies to the actor ---
         "reply.scheduled": "Scheduled ✓ “{title}” — {when}. Share it: {link}",
         "reply.rescheduled": "Rescheduled ✓ “{title}” — now {when}.",
-        "reply.cancelled": "Cancelled “{title}”. Subscribers are being told.",
+        "reply.cancelled": "Cancelled “{title}”. Its {count} subscribers are being told.",
+        "reply.cancelled#one": "Cancelled “{title}”. Its subscriber is being told.",
+        "reply.cancelled#zero": "Cancelled “{title}”. Nobody had subscribed yet.",
         "reply.started": "You're live 🟣 “{title}” — notifying your subscribers ({count}).",
+        "reply.started#one": "You're live 🟣 “{title}” — notifying your subscriber.",
+        "reply.started#zero": "You're live 🟣 “{title}” — nobody has subscribed yet: share the link!",
         "reply.ended": "Ended “{title}”. Thanks for hosting!",
         "reply.already_live": "“{title}” is already live.",
         "reply.reach": "Your live notice: {messaged} messaged, {mentioned} mentioned in the chat (DMs closed), "
@@ -60,7 +67,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "reply.already_subscribed": "You're already subscribed to “{title}”.",
         "reply.unsubscribed": "Reminder removed for “{title}”.",
         "reply.not_subscribed": "You weren't subscribed to “{title}”.",
-        "reply.no_spaces": "No upcoming Spaces here. Schedule one with `/space schedule tomorrow 20:00 Title`.",
+        "reply.no_spaces": "No upcoming Spaces here. Schedule one with `/space tomorrow 20:00 Title`.",
         # --- cards and notices ---
         "card.scheduled": "🗓 {when}",
         "card.host": "Host: {host}",
@@ -98,7 +105,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "`/reschedule <id> <when>` · `/cancel <id>` · `/live <id>` · `/end <id>` — host and admins\n"
         "`/tz <zone>` — your time zone (now {zone}) · `/chattz <zone>` — this chat's (admins)",
         "ask.title": "What's the title of your Space? (reply to this message)",
-        "ask.time": "When does “{title}” start? e.g. `tomorrow 20:00`, `in 2 hours`, `2026-12-01 18:30 Europe/Paris`",
+        "ask.time": "When does “{title}” start? e.g. `tomorrow 20:00`, `in 2 hours`, `friday 18:30 Europe/Paris`",
         "list.header": "Upcoming Spaces here:",
         "list.item": "{marker}{title} — {when} · id `{space_id}`",
         "usage.id": "Tell me which Space: `/{command} <id>` — `/spaces` lists them.",
@@ -115,6 +122,45 @@ TEXTS: dict[str, dict[str, str]] = {
         "perm.admins_only": "Only admins of this chat can change its settings.",
         "conversation.cancelled": "OK, nothing was scheduled.",
         "input.too_long": "That message is too long for me to read — keep it under {limit} characters.",
+        # --- the console (a terminal: `spaces run`) ---
+        "console.greet": 'Console ready — you are "{host}", the host, in #{chat}. Try:\n'
+        "  /space in 31 minutes Weekly AMA     (both reminders in half an hour)\n"
+        "then /as alice and /subscribe <id>, and /as {host} and /start <id>. /help lists everything. "
+        "/lang fr: en français.\n"
+        "To reach a real community, set TELEGRAM_BOT_TOKEN (see README.md, “Connecting a platform”)\n"
+        "and restart; `spaces doctor` checks the settings. Discord and Slack are coming next.",
+        "console.help": "Commands (ids are the 10-character codes shown on cards):\n"
+        "  /space <when> <title>            schedule a Space, e.g. /space tomorrow 20:00 Weekly AMA\n"
+        "  /spaces                          list upcoming Spaces in this chat, in your time zone\n"
+        "  /subscribe <id>                  get a DM when it starts      /unsubscribe <id>\n"
+        "  /start <id>   /end <id>          go live / finish (host or moderator)\n"
+        "  /cancel <id>                     cancel a scheduled Space\n"
+        "  /reschedule <id> <when>          move it, e.g. /reschedule abcd234567 friday 18:00\n"
+        '  /as <name>                       act as someone else (you are "{host}", the host; try /as alice)\n'
+        "  /mod on|off                      give the acting user moderator rights\n"
+        "  /tz <zone>                       your time zone, e.g. /tz Europe/Paris (now {zone})\n"
+        "  /lang en|fr                      your language\n"
+        "  /help                            this text              /quit   stop the service",
+        "console.scheduled_hint": "  id {space_id} — /as alice then /subscribe {space_id} to get its reminders",
+        "console.bye": "Bye.",
+        "console.as_host": 'You are "{host}" again, the host.',
+        "console.as_listener": "You are now {name}, a listener. /as {host} to switch back.",
+        "console.mod_on": "{name} is now a moderator of #{chat}.",
+        "console.mod_off": "{name} is no longer a moderator of #{chat}.",
+        "console.zone_set": "Time zone for {name}: {zone}. Times you type and /spaces now read in it.",
+        "console.lang_set": "Language for {name}: English.",
+        "console.error": "Something went wrong on our side (see the log); the command was not completed.",
+        "console.edited": "(edited {kind} {id})",
+        "console.host_only": "(host)",
+        "console.not_a_command": "Commands start with '/'. Type /help to see them.",
+        "console.unknown": "I don't know /{command}. Type /help to see the commands.",
+        "console.usage.space": "Say when and what: /space tomorrow 20:00 Weekly AMA",
+        "console.usage.id": "Which Space? Usage: /{command} <id> (see /spaces for ids)",
+        "console.usage.reschedule": "Usage: /reschedule <id> <when>, e.g. /reschedule abcd234567 friday 18:00",
+        "console.usage.as": "Usage: /as <name> — letters, digits, '_', '-' or '.', e.g. /as alice",
+        "console.usage.mod": "Usage: /mod on  or  /mod off",
+        "console.usage.tz": "Usage: /tz <IANA zone>, e.g. /tz Europe/Paris",
+        "console.usage.lang": "Usage: /lang {choices}",
     },
     "fr": {
         "time.unreadable": "Je n'ai pas compris « {text} » comme une date et une heure — essayez `demain 20h`, "
@@ -151,12 +197,17 @@ TEXTS: dict[str, dict[str, str]] = {
         "status.cancelled": "annulé",
         "reply.scheduled": "Programmé ✓ « {title} » — {when}. À partager : {link}",
         "reply.rescheduled": "Reprogrammé ✓ « {title} » — désormais {when}.",
-        "reply.cancelled": "« {title} » est annulé. Les abonnés sont prévenus.",
+        "reply.cancelled": "« {title} » est annulé. Ses {count} abonnés sont prévenus.",
+        "reply.cancelled#one": "« {title} » est annulé. Son abonné est prévenu.",
+        "reply.cancelled#zero": "« {title} » est annulé. Personne ne s'y était encore abonné.",
         "reply.started": "Vous êtes en direct 🟣 « {title} » — vos abonnés sont prévenus ({count}).",
+        "reply.started#one": "Vous êtes en direct 🟣 « {title} » — votre abonné est prévenu.",
+        "reply.started#zero": "Vous êtes en direct 🟣 « {title} » — personne ne s'est encore abonné : "
+        "partagez le lien !",
         "reply.ended": "« {title} » est terminé. Merci d'avoir animé !",
         "reply.already_live": "« {title} » est déjà en direct.",
-        "reply.reach": "Votre annonce du direct : {messaged} prévenus en privé, {mentioned} mentionnés dans le "
-        "groupe (messages privés fermés), {unreachable} injoignables.",
+        "reply.reach": "Votre annonce du direct — prévenus en privé : {messaged}, mentionnés dans le groupe "
+        "(messages privés fermés) : {mentioned}, injoignables : {unreachable}.",
         "reply.subscribed": "🔔 Rappel activé pour « {title} » — je vous écris dès qu'il commence.",
         "reply.already_subscribed": "Vous êtes déjà abonné à « {title} ».",
         "reply.unsubscribed": "Rappel supprimé pour « {title} ».",
@@ -165,6 +216,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "card.scheduled": "🗓 {when}",
         "card.host": "Hôte : {host}",
         "card.subscribers": "🔔 {count} abonnés",
+        "card.subscribers#one": "🔔 {count} abonné",
         "card.live": "🟣 EN DIRECT",
         "card.ended": "Terminé",
         "card.cancelled": "❌ Annulé",
@@ -197,7 +249,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "`/reschedule <id> <quand>` · `/cancel <id>` · `/live <id>` · `/end <id>` — hôte et admins\n"
         "`/tz <fuseau>` — votre fuseau (actuellement {zone}) · `/chattz <fuseau>` — celui du groupe (admins)",
         "ask.title": "Quel est le titre de votre Space ? (répondez à ce message)",
-        "ask.time": "Quand commence « {title} » ? par ex. `demain 20h`, `dans 2 heures`, `2026-12-01 18:30 Europe/Paris`",
+        "ask.time": "Quand commence « {title} » ? par ex. `demain 20h`, `dans 2 heures`, `vendredi 18h30 Europe/Paris`",
         "list.header": "Spaces à venir ici :",
         "list.item": "{marker}{title} — {when} · id `{space_id}`",
         "usage.id": "Dites-moi quel Space : `/{command} <id>` — `/spaces` les liste.",
@@ -214,6 +266,47 @@ TEXTS: dict[str, dict[str, str]] = {
         "perm.admins_only": "Seuls les admins de ce groupe peuvent changer ses réglages.",
         "conversation.cancelled": "D'accord, rien n'a été programmé.",
         "input.too_long": "Ce message est trop long pour moi — moins de {limit} caractères, s'il vous plaît.",
+        "console.greet": "Console prête — vous êtes « {host} », l'hôte, dans #{chat}. Essayez :\n"
+        "  /space dans 31 minutes AMA hebdo     (les deux rappels dans une demi-heure)\n"
+        "puis /as alice et /subscribe <id>, et /as {host} et /start <id>. /help liste tout. "
+        "/lang en: in English.\n"
+        "Pour toucher une vraie communauté, définissez TELEGRAM_BOT_TOKEN (voir README.md, "
+        "« Connecting a platform »)\n"
+        "et redémarrez ; `spaces doctor` vérifie les réglages. Discord et Slack arrivent ensuite.",
+        "console.help": "Commandes (les id sont les codes de 10 caractères affichés sur les cartes) :\n"
+        "  /space <quand> <titre>           programmer un Space, par ex. /space demain 20h AMA hebdo\n"
+        "  /spaces                          les Spaces à venir ici, dans votre fuseau\n"
+        "  /subscribe <id>                  un message privé quand il commence      /unsubscribe <id>\n"
+        "  /start <id>   /end <id>          démarrer / terminer (hôte ou modérateur)\n"
+        "  /cancel <id>                     annuler un Space programmé\n"
+        "  /reschedule <id> <quand>         le déplacer, par ex. /reschedule abcd234567 vendredi 18h\n"
+        "  /as <nom>                        agir au nom de quelqu'un d'autre (vous êtes « {host} », l'hôte ; "
+        "essayez /as alice)\n"
+        "  /mod on|off                      donner les droits de modérateur à l'utilisateur actuel\n"
+        "  /tz <fuseau>                     votre fuseau, par ex. /tz Europe/Paris (actuellement {zone})\n"
+        "  /lang en|fr                      votre langue\n"
+        "  /help                            ce texte              /quit   arrêter le service",
+        "console.scheduled_hint": "  id {space_id} — /as alice puis /subscribe {space_id} pour recevoir ses rappels",
+        "console.bye": "Au revoir.",
+        "console.as_host": "Vous êtes de nouveau « {host} », l'hôte.",
+        "console.as_listener": "Vous êtes maintenant {name}, auditeur. /as {host} pour revenir.",
+        "console.mod_on": "{name} est maintenant modérateur de #{chat}.",
+        "console.mod_off": "{name} n'est plus modérateur de #{chat}.",
+        "console.zone_set": "Fuseau de {name} : {zone}. Les heures tapées et /spaces s'y lisent désormais.",
+        "console.lang_set": "Langue de {name} : français.",
+        "console.error": "Quelque chose s'est mal passé de notre côté (voir le journal) ; la commande n'a pas "
+        "abouti.",
+        "console.edited": "(modifié : {kind} {id})",
+        "console.host_only": "(hôte)",
+        "console.not_a_command": "Les commandes commencent par « / ». Tapez /help pour les voir.",
+        "console.unknown": "Je ne connais pas /{command}. Tapez /help pour voir les commandes.",
+        "console.usage.space": "Dites quand et quoi : /space demain 20h AMA hebdo",
+        "console.usage.id": "Quel Space ? Usage : /{command} <id> (/spaces affiche les id)",
+        "console.usage.reschedule": "Usage : /reschedule <id> <quand>, par ex. /reschedule abcd234567 vendredi 18h",
+        "console.usage.as": "Usage : /as <nom> — lettres, chiffres, « _ », « - » ou « . », par ex. /as alice",
+        "console.usage.mod": "Usage : /mod on  ou  /mod off",
+        "console.usage.tz": "Usage : /tz <fuseau IANA>, par ex. /tz Europe/Paris",
+        "console.usage.lang": "Usage : /lang {choices}",
     },
 }
 
@@ -236,11 +329,33 @@ def pick_locale(code: str | None) -> str:
 def t(locale: str | None, key: str, **params: Any) -> str:
     """The text for ``key`` in ``locale`` (falling back to English), formatted with ``params``.
 
-    List parameters are joined as a human list ("a or b" is the caller's job: we join with ' / ')."""
+    With an integer ``count``, the plural variant of the key is used when there is one (see the module
+    notes). List parameters are joined as a human list ("a or b" is the caller's job: we join with ' / ')."""
     loc = pick_locale(locale)
+    count = params.get("count")
+    if isinstance(count, int) and not isinstance(count, bool):
+        key = _plural_key(loc, key, count)
     template = TEXTS[loc].get(key) or TEXTS[DEFAULT_LOCALE][key]
     shown = {k: _shown(loc, v) for k, v in params.items()}
     return template.format(**shown)
+
+
+def plural_one(locale: str, count: int) -> bool:
+    """Does ``count`` take the singular? English: 1 only. French: 0 and 1 ("0 abonné", "1 abonné")."""
+    if locale == "fr":
+        return count in (0, 1)
+    return count == 1
+
+
+def _plural_key(locale: str, key: str, count: int) -> str:
+    def known(k: str) -> bool:
+        return k in TEXTS[locale] or k in TEXTS[DEFAULT_LOCALE]
+
+    if count == 0 and known(f"{key}#zero"):
+        return f"{key}#zero"
+    if plural_one(locale, count) and f"{key}#one" in TEXTS[locale]:
+        return f"{key}#one"
+    return key
 
 
 def _shown(locale: str, value: Any) -> Any:

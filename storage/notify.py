@@ -1,4 +1,4 @@
-"""Cross-process wake-ups over PostgreSQL LISTEN/NOTIFY (ENGINE.md, "Waking up").
+"""Cross-process wake-ups over PostgreSQL LISTEN/NOTIFY (docs/architecture.md, "Roles").
 
 A process that writes outbox rows (a `web` process handling a webhook, or any worker) publishes the earliest
 due time on the ``spaces_wake`` channel; every worker listens and arms its own waker. Without it, other

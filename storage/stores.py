@@ -364,6 +364,20 @@ class SqlUserStore:
         stmt = stmt.on_conflict_do_update(index_elements=["user_ref"], set_={"dm_reachable": reachable})
         await conn.execute(stmt)
 
+    async def lock(self, user: UserRef) -> None:
+        conn = await self._tx.conn()
+        # a row to lock first: a concurrent insert of the same user waits on the unique key, then finds it
+        create = (
+            _insert(self._tx.dialect, user_t)
+            .values(user_ref=str(user), platform=str(user.platform))
+            .on_conflict_do_nothing(index_elements=["user_ref"])
+        )
+        await conn.execute(create)
+        if self._tx.dialect == "postgresql":  # SQLite: BEGIN IMMEDIATE already serialises writers
+            await conn.execute(
+                select(user_t.c.user_ref).where(user_t.c.user_ref == str(user)).with_for_update()
+            )
+
 
 class SqlCommunityStore:
     def __init__(self, tx: _Tx) -> None:
@@ -478,7 +492,7 @@ def unit_of_work_factory(
 
 
 class SqlOutbox:
-    """The delivery engine's side of the outbox (ENGINE.md): claim with a lease, settle if still ours.
+    """The delivery engine's side of the outbox (docs/architecture.md): claim with a lease, settle if still ours.
 
     Each method is its own short transaction on a connection of its own from ``engine``'s pool.
     """

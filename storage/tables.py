@@ -120,7 +120,7 @@ class AnnouncementRow(SQLModel, table=True):
 
 
 class DeliveryRow(SQLModel, table=True):
-    """The outbox (ENGINE.md). Claimed with a lease; settled only by the lease holder."""
+    """The outbox (docs/architecture.md, Flow B). Claimed with a lease; settled only by the lease holder."""
 
     __tablename__ = "delivery"
     __table_args__ = (
@@ -173,6 +173,17 @@ class WorkerHeartbeatRow(SQLModel, table=True):
     last_seen: datetime = Field(sa_type=UTCDateTime, nullable=False, index=True)
 
 
+class WorkerMetricsRow(SQLModel, table=True):
+    """Each worker's latest metrics (a JSON snapshot, written at every heartbeat), so that one scrape of a web
+    process shows every worker's figures: workers serve no HTTP (a PaaS worker dyno cannot be reached)."""
+
+    __tablename__ = "worker_metrics"
+
+    worker_id: str = Field(primary_key=True, max_length=255)
+    updated_at: datetime = Field(sa_type=UTCDateTime, nullable=False, index=True)
+    snapshot: str
+
+
 metadata = SQLModel.metadata
 space_t = SpaceRow.__table__  # type: ignore[attr-defined]
 subscription_t = SubscriptionRow.__table__  # type: ignore[attr-defined]
@@ -182,8 +193,19 @@ announcement_t = AnnouncementRow.__table__  # type: ignore[attr-defined]
 delivery_t = DeliveryRow.__table__  # type: ignore[attr-defined]
 inbound_t = InboundRequestRow.__table__  # type: ignore[attr-defined]
 heartbeat_t = WorkerHeartbeatRow.__table__  # type: ignore[attr-defined]
+worker_metrics_t = WorkerMetricsRow.__table__  # type: ignore[attr-defined]
 
-TABLES = (space_t, subscription_t, user_t, community_t, announcement_t, delivery_t, inbound_t, heartbeat_t)
+TABLES = (
+    space_t,
+    subscription_t,
+    user_t,
+    community_t,
+    announcement_t,
+    delivery_t,
+    inbound_t,
+    heartbeat_t,
+    worker_metrics_t,
+)
 
 
 def include_object_for(dialect_name: str) -> Any:

@@ -1,6 +1,9 @@
 """Shared fixtures. ``core_env`` wires the core services over a persistence backend, a fake platform and a
 controllable clock — the cosmic-python "bootstrap with fakes" shape.
 
+The session also captures every log line (this process at DEBUG, and each spawned ``spaces`` process through
+``SPACES_LOG_FILE``) and fails if a test secret appears in any of them: tests/logcapture.py.
+
 Every test using ``core_env`` (or ``store_backend``) runs on each backend of tests/backends.py, with test ids
 ``[memory]``, ``[sqlite]`` and ``[postgres]``: the in-memory fake, and storage/ on a database migrated once
 per test module and emptied before each test. PostgreSQL unreachable: that third is skipped loudly (failed
@@ -9,6 +12,7 @@ under CI=true), see tests/databases.py.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -25,6 +29,53 @@ from core.services.spaces import SpaceService
 from tests.backends import BACKEND_IDS, StoreBackend, close_backend, migrated_database, open_backend
 from tests.fakes.clock import FakeClock, RecordingWake
 from tests.fakes.platform import FakePlatform
+from tests.logcapture import SessionLogs
+
+_LOGS = pytest.StashKey[SessionLogs]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    logs = SessionLogs()
+    logs.start()
+    config.stash[_LOGS] = logs
+
+
+@pytest.fixture(autouse=True)
+def _capture_logs(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Keep the session's capture in place around each test (``cli.main`` replaces the root handlers)."""
+    logs = request.config.stash[_LOGS]
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    logs.attach()
+    yield
+    for added in set(root.handlers) - set(handlers) - {logs.handler}:
+        added.close()  # e.g. the file handler of a `cli.main` run in this process
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    logs.attach()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    logs = session.config.stash.get(_LOGS, None)
+    if logs is None:
+        return
+    logs.stop()
+    leaks = logs.leaks()
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if not leaks:
+        logs.cleanup()
+        return
+    lines = [f"{len(leaks)} log line(s) hold a test secret (logs kept in {logs.folder}):"]
+    lines += [f"  {leak}" for leak in leaks[:20]]
+    if reporter is not None:
+        reporter.write("\n")
+        reporter.write_sep("=", "SECRET IN THE LOGS", red=True, bold=True)
+        for line in lines:
+            reporter.write_line(line, red=True)
+    else:
+        print("\n".join(lines))
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 class StaticLinks:

@@ -96,7 +96,7 @@ class ConsolePlatform:
         kind = self._kinds.get(message.id, notice.kind)
         self._print(
             self._style.chat(f"[#{message.chat_id}]"),
-            self._style.dim(f"(edited {kind} {message.id})"),
+            self._style.dim(t(notice.locale, "console.edited", kind=kind, id=message.id)),
             notice,
         )
 
@@ -138,7 +138,8 @@ class ConsolePlatform:
                 continue
             verb, space_id = parsed
             command = f"{_VERB_COMMANDS.get(verb, '/' + verb.value)} {space_id}"
-            buttons.append(f"[{action.label}: {command}{' (host)' if action.host_only else ''}]")
+            host_only = " " + t(notice.locale, "console.host_only") if action.host_only else ""
+            buttons.append(f"[{action.label}: {command}{host_only}]")
         if buttons:
             lines.append(_INDENT + self._style.dim(" ".join(buttons)))
         return lines

@@ -116,13 +116,7 @@ class ConsoleRepl:
         self._on_quit()
 
     def greet(self) -> None:
-        self._say(
-            'Console ready — you are "you", the host, in #main. Try:\n'
-            "  /space in 31 minutes Weekly AMA     (both reminders in half an hour)\n"
-            "then /as alice and /subscribe <id>, and /as you and /start <id>. /help lists everything.\n"
-            "To reach a real community, set TELEGRAM_BOT_TOKEN (see README.md, “Connecting a platform”)\n"
-            "and restart; `spaces doctor` checks the settings. Discord and Slack are coming next."
-        )
+        self._say(t(self._state.default_locale, "console.greet", host=HOST_NAME, chat=self._chat.id))
 
     # ------------------------------------------------------------------ one line
 
@@ -136,34 +130,39 @@ class ConsoleRepl:
             self._say(t(me.locale, e.key, **e.params))
         except Exception:
             log.exception("console command failed", extra={"line": line.strip()[:200]})
-            self._say("Something went wrong on our side (see the log); the command was not completed.")
+            self._say(t(me.locale, "console.error"))
         return True
 
     async def _execute(self, cmd: tr.Command, me: _Person) -> bool:
         if isinstance(cmd, tr.Empty):
             return True
+        loc = me.locale
         if isinstance(cmd, tr.Problem):
-            self._say(cmd.message)
+            # a Problem without a key (English only) is still shown rather than lost
+            self._say(t(loc, cmd.key, **cmd.params) if cmd.key else cmd.message)
         elif isinstance(cmd, tr.Help):
-            self._say(tr.HELP)
+            zone = await self._zone(me)
+            self._say(t(loc, "console.help", host=HOST_NAME, zone=zone))
         elif isinstance(cmd, tr.Quit):
-            self._say("Bye.")
+            self._say(t(loc, "console.bye"))
             return False
         elif isinstance(cmd, tr.ActAs):
             self._state.acting = cmd.name
+            now = self._state.person()  # who is acting from now on: answered in their language
             if cmd.name == HOST_NAME:
-                self._say(f'You are "{HOST_NAME}" again, the host.')
+                self._say(t(now.locale, "console.as_host", host=HOST_NAME))
             else:
-                self._say(f"You are now {cmd.name}, a listener. /as {HOST_NAME} to switch back.")
+                self._say(t(now.locale, "console.as_listener", name=cmd.name, host=HOST_NAME))
         elif isinstance(cmd, tr.SetModerator):
             me.moderator = cmd.on
-            self._say(f"{me.name} is {'now' if cmd.on else 'no longer'} a moderator of #{self._chat.id}.")
+            key = "console.mod_on" if cmd.on else "console.mod_off"
+            self._say(t(loc, key, name=me.name, chat=self._chat.id))
         elif isinstance(cmd, tr.SetZone):
             me.tz = check_zone(cmd.zone)
-            self._say(f"Time zone for {me.name}: {me.tz}")
+            self._say(t(loc, "console.zone_set", name=me.name, zone=me.tz))
         elif isinstance(cmd, tr.SetLanguage):
             me.locale = cmd.locale
-            self._say(f"Language for {me.name}: {cmd.locale}")
+            self._say(t(me.locale, "console.lang_set", name=me.name))  # said in the new language
         else:
             await self._space_command(cmd, me)
         return True
@@ -186,14 +185,15 @@ class ConsoleRepl:
                     link=self._links.space(space.id),
                 )
             )
-            self._say(f"  id {space.id} — /as alice then /subscribe {space.id} to get its reminders")
+            self._say(t(loc, "console.scheduled_hint", space_id=space.id))
         elif isinstance(cmd, tr.ListSpaces):
             found = await self._spaces.upcoming(self._chat)
             if not found:
                 self._say(t(loc, "reply.no_spaces"))
+            zone = await self._zone(me)  # the reader's zone, not each Space's: one list, one clock
             for s in found:
                 status = t(loc, f"status.{s.status.value}")
-                self._say(f"  {s.id}  {self._when(s, loc)}  {s.title}  [{status}]")
+                self._say(f"  {s.id}  {format_local(s.starts_at, zone, loc)}  {s.title}  [{status}]")
         elif isinstance(cmd, tr.SubscribeTo):
             res = await self._spaces.subscribe(Subscribe(user, cmd.space_id, via_chat=self._chat, locale=loc))
             key = "reply.subscribed" if res.changed else "reply.already_subscribed"
@@ -230,6 +230,10 @@ class ConsoleRepl:
     @staticmethod
     def _when(space: Space, locale: str) -> str:
         return format_local(space.starts_at, space.tz, locale)
+
+    async def _zone(self, me: _Person) -> str:
+        """The acting user's zone: /tz, else their profile's, else the chat's, else the default."""
+        return await self._spaces.zone_for(UserRef(Platform.CONSOLE, me.name), self._chat, me.tz)
 
     def _say(self, text: str) -> None:
         self._platform.say(text)

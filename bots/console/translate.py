@@ -5,23 +5,11 @@ No core calls here, so every parse is a one-line unit test; :mod:`bots.console.r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from core.commands import schedule_text
-
-HELP = """\
-Commands (ids are the 10-character codes shown on cards):
-  /space <when> <title>            schedule a Space, e.g. /space tomorrow 20:00 Weekly AMA
-  /spaces                          list upcoming Spaces in this chat
-  /subscribe <id>                  get a DM when it starts      /unsubscribe <id>
-  /start <id>   /end <id>          go live / finish (host or moderator)
-  /cancel <id>                     cancel a scheduled Space
-  /reschedule <id> <when>          move it, e.g. /reschedule abcd234567 friday 18:00
-  /as <name>                       act as someone else (you are "you", the host; try /as alice)
-  /mod on|off                      give the acting user moderator rights
-  /tz <zone>                       your time zone, e.g. /tz Europe/Paris
-  /lang en|fr                      your language
-  /help                            this text              /quit   stop the service"""
+from core.texts import t
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,9 +90,16 @@ class Empty:
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """The line could not be understood; ``message`` says how to write it."""
+    """The line could not be understood; ``message`` says how to write it (in English), ``key`` and
+    ``params`` the same in the reader's language (core/texts.py)."""
 
     message: str
+    key: str | None = None
+    params: Mapping[str, str] = field(default_factory=dict)
+
+
+def _problem(key: str, **params: str) -> Problem:
+    return Problem(t("en", key, **params), key, params)
 
 
 Command = (
@@ -145,48 +140,48 @@ def parse(line: str) -> Command:
     if not text:
         return Empty()
     if not text.startswith("/"):
-        return Problem("Commands start with '/'. Type /help to see them.")
+        return _problem("console.not_a_command")
     head, _, rest = text[1:].partition(" ")
     verb = head.lower()
     rest = rest.strip()
     if verb == "space":
         args = schedule_text(rest)
         if not args:
-            return Problem("Say when and what: /space tomorrow 20:00 Weekly AMA")
+            return _problem("console.usage.space")
         return Schedule(args)
     if verb == "spaces":
         return ListSpaces()
     if verb in _ID_COMMANDS:
         space_id = rest.split(" ", 1)[0] if rest else ""
         if not space_id:
-            return Problem(f"Which Space? Usage: /{verb} <id> (see /spaces for ids)")
+            return _problem("console.usage.id", command=verb)
         return _ID_COMMANDS[verb](space_id)
     if verb == "reschedule":
         space_id, _, when = rest.partition(" ")
         if not space_id or not when.strip():
-            return Problem("Usage: /reschedule <id> <when>, e.g. /reschedule abcd234567 friday 18:00")
+            return _problem("console.usage.reschedule")
         return Reschedule(space_id, when.strip())
     if verb == "as":
         name = rest.split(" ", 1)[0].lstrip("@") if rest else ""
         if not name or len(name) > _NAME_MAX or not all(c.isalnum() or c in "_-." for c in name):
-            return Problem("Usage: /as <name> — letters, digits, '_', '-' or '.', e.g. /as alice")
+            return _problem("console.usage.as")
         return ActAs(name.lower())
     if verb == "mod":
         flag = rest.lower()
         if flag not in ("on", "off"):
-            return Problem("Usage: /mod on  or  /mod off")
+            return _problem("console.usage.mod")
         return SetModerator(flag == "on")
     if verb == "tz":
         if not rest or " " in rest:
-            return Problem("Usage: /tz <IANA zone>, e.g. /tz Europe/Paris")
+            return _problem("console.usage.tz")
         return SetZone(rest)
     if verb in ("lang", "language"):
         loc = rest.lower()
         if loc not in _LANGS:
-            return Problem(f"Usage: /lang {'|'.join(_LANGS)}")
+            return _problem("console.usage.lang", choices="|".join(_LANGS))
         return SetLanguage(loc)
     if verb in ("help", "?"):
         return Help()
     if verb in ("quit", "exit"):
         return Quit()
-    return Problem(f"I don't know /{head}. Type /help to see the commands.")
+    return _problem("console.unknown", command=head)

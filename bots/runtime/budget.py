@@ -1,4 +1,4 @@
-"""Send budgets: pace every send under each platform's global limit and per-chat limit (ENGINE.md).
+"""Send budgets: pace every send under each platform's global limit and per-chat limit (docs/architecture.md).
 
 One bucket per platform, plus a keyed bucket per chat where the platform limits chats (Telegram ~1 msg/s per
 chat, Slack ~1 msg/s per channel). Across processes the global rate is *shared*: each live worker takes an

@@ -1,6 +1,6 @@
 """Wakes the delivery engine: APScheduler (memory job store) only ever holds the NEXT due time.
 
-ENGINE.md: one date job "wake", re-armed to the earliest pending due_at, plus an interval sweep and a
+The design (docs/architecture.md, Flow B): one date job "wake", re-armed to the earliest pending due_at, plus an interval sweep and a
 catch-up at boot. The database is the truth; losing this process loses nothing but a wake-up, which the
 sweep of any worker (or the boot catch-up) makes up for.
 

@@ -117,7 +117,7 @@ class TelegramPlatform:
             .token(self.config.token)
             .base_url(self.config.api_base)
             .base_file_url(self.config.file_base)
-            .job_queue(None)  # scheduling belongs to the core (PLATFORMS.md: don't use PTB's JobQueue)
+            .job_queue(None)  # scheduling belongs to the core's outbox and waker, never to PTB's JobQueue
             .concurrent_updates(True)
             # PTB's default pool is one connection: the engine's concurrent sends would queue behind it
             .connection_pool_size(32)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import hmac
 import html
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -24,8 +25,9 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
+from bots.metrics import FleetView, render
 from core.errors import NotFound
 from core.ids import looks_like_space_id
 from core.models import Space, SpaceStatus
@@ -74,6 +76,12 @@ class WebDeps:
     routes: Sequence[WebRoute] = ()
     default_locale: str = "en"
     extra_health: dict[str, str] = field(default_factory=dict)  # e.g. role, worker id
+    # /metrics: the live workers' figures, read from the database on each scrape (None: this process only)
+    fleet: Callable[[], Awaitable[FleetView]] | None = None
+    on_fleet: Callable[[FleetView | None], None] = lambda fleet: None
+    worker_label: str | None = None  # this process's own series get worker=<id> (it delivers)
+    metrics_token: str | None = None  # require `Authorization: Bearer <token>`
+    public_metrics: bool = True  # False: /metrics lives on its own listener (make_metrics_app)
 
 
 DEPS_KEY: web.AppKey[WebDeps] = web.AppKey("spaces_deps", WebDeps)
@@ -83,7 +91,8 @@ def make_web_app(deps: WebDeps) -> web.Application:
     app = web.Application(client_max_size=1024 * 1024)  # webhooks are small; refuse large bodies early
     app[DEPS_KEY] = deps
     app.router.add_get("/healthz", _healthz)
-    app.router.add_get("/metrics", _metrics)
+    if deps.public_metrics:
+        app.router.add_get("/metrics", _metrics)
     app.router.add_get("/s/{space_id}", _space_page)
     app.router.add_get("/", _index)
     claimed: set[tuple[str, str]] = set()
@@ -93,6 +102,14 @@ def make_web_app(deps: WebDeps) -> web.Application:
             raise ValueError(f"two adapters claim {method} {path}")
         claimed.add(key)
         app.router.add_route(method.upper(), path, handler)
+    return app
+
+
+def make_metrics_app(deps: WebDeps) -> web.Application:
+    """/metrics alone, for its own listener (SPACES_METRICS_PORT): kept off the public port."""
+    app = web.Application(client_max_size=1024)
+    app[DEPS_KEY] = deps
+    app.router.add_get("/metrics", _metrics)
     return app
 
 
@@ -126,9 +143,41 @@ async def _healthz(request: web.Request) -> web.Response:
 
 async def _metrics(request: web.Request) -> web.Response:
     deps = request.app[DEPS_KEY]
+    if deps.metrics_token is not None and not _bearer_ok(request, deps.metrics_token):
+        return web.Response(
+            status=401,
+            text="/metrics needs `Authorization: Bearer <SPACES_METRICS_TOKEN>`\n",
+            headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+        )
     deps.on_counts(await _counts(deps))  # gauges refreshed on scrape: the database is the truth
-    payload = generate_latest(deps.registry)
+    fleet = await _fleet(deps)
+    deps.on_fleet(fleet)
+    payload = render(deps.registry, own_worker=deps.worker_label, fleet=fleet)
     return web.Response(body=payload, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _fleet(deps: WebDeps) -> FleetView | None:
+    if deps.fleet is None:
+        return None
+    try:
+        return await deps.fleet()
+    except Exception:
+        log.warning("reading the workers' metrics failed", exc_info=True)
+        return None
+
+
+def _bearer_ok(request: web.Request, token: str) -> bool:
+    """Exactly one Authorization header, ``Bearer <token>``, compared in constant time."""
+    values = request.headers.getall("Authorization", [])
+    if len(values) != 1:
+        return False
+    scheme, _, given = values[0].partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    # surrogateescape: a header aiohttp could not decode compares as its raw bytes (and fails), not raises
+    return hmac.compare_digest(
+        given.strip().encode("utf-8", "surrogateescape"), token.encode("utf-8", "surrogateescape")
+    )
 
 
 async def _index(request: web.Request) -> web.Response:

@@ -68,7 +68,7 @@ class ManageService:
             reach = await self._spaces.reach(space_id)
             text = t(locale, "reply.ended", title=space.title)
             if reach.messaged or reach.mentioned or reach.unreachable:
-                # ENGINE.md: whoever could not be reached is shown to the host, as a count
+                # whoever could not be reached is shown to the host, as a count: nothing fails silently
                 text += "\n" + t(
                     locale,
                     "reply.reach",
@@ -78,7 +78,8 @@ class ManageService:
                 )
             return Reply(text, space)
         space = await self._spaces.cancel(CancelSpace(actor, space_id, request_id))
-        return Reply(t(locale, "reply.cancelled", title=space.title), space)
+        told = await self._spaces.subscriber_count(space_id)  # "subscribers are being told" only if any
+        return Reply(t(locale, "reply.cancelled", title=space.title, count=told), space)
 
     async def reschedule(
         self,

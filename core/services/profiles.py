@@ -28,6 +28,8 @@ class ProfileService:
     ) -> UserProfile:
         """Record what an interaction tells us. Writes only when something changed."""
         async with self._uow() as uow:
+            # read-modify-write of the whole profile: locked, or a concurrent set_zone() would be undone
+            await uow.users.lock(user)
             profile = await uow.users.get(user) or UserProfile(user)
             before = (profile.display_name, profile.locale, profile.dm_reachable)
             if display_name:
@@ -49,6 +51,7 @@ class ProfileService:
         """Raises InvalidTime("time.unknown_zone") for a zone that does not exist."""
         name = check_zone(zone)
         async with self._uow() as uow:
+            await uow.users.lock(user)
             profile = await uow.users.get(user) or UserProfile(user)
             profile.tz = name
             await uow.users.upsert(profile)

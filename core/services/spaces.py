@@ -142,6 +142,9 @@ class SpaceService:
                 title = rules.clean_title(rest)
             locale = pick_locale(cmd.actor.locale)
             rules.check_start_time(parsed.at, now, format_local(parsed.at, parsed.tz, locale))
+            # one schedule per host at a time, until commit: 15 concurrent /space commands on PostgreSQL
+            # must not all count 9 open Spaces and all insert (check-then-insert needs the lock)
+            await uow.users.lock(cmd.actor.user)
             rules.check_host_quota(await uow.spaces.count_open_by_host(cmd.actor.user))
             space = Space(
                 id=space_id,
@@ -390,6 +393,7 @@ class SpaceService:
         return self._default_tz
 
     async def _remember_user(self, uow: UnitOfWork, actor: rules.Actor) -> None:
+        await uow.users.lock(actor.user)  # read-modify-write: a concurrent profile change must not be lost
         profile = await uow.users.get(actor.user) or UserProfile(actor.user)
         new_locale = pick_locale(actor.locale) if actor.locale else profile.locale
         if new_locale != profile.locale:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 import logging
+import socket
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,8 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **env: str) ->
     """main() reads the process environment and ./.env: give it a clean directory and exactly ``env``."""
     monkeypatch.chdir(tmp_path)
     for name in list(__import__("os").environ):
+        if name == "SPACES_LOG_FILE":  # the session's log capture: every process writes its lines there
+            continue
         if name.startswith(("SPACES_", "DISCORD_", "TELEGRAM_", "SLACK_")) or name in (
             "DATABASE_URL",
             "PORT",
@@ -121,3 +124,32 @@ def test_log_lines_carry_the_extra_fields() -> None:
     line = stream.getvalue()
     assert "INFO" in line and "scheduled" in line
     assert "space_id=abcd234567" in line and "note='two words'" in line
+
+
+def test_a_port_in_use_is_one_line_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        isolated_env(monkeypatch, tmp_path, DATABASE_URL=f"sqlite:///{tmp_path / 'p.db'}", PORT=str(port))
+        assert cli.main(["web"]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        f"Port {port} on 127.0.0.1 is already in use (another `spaces` process?): stop it, "
+        "or set PORT to a free port.\n"
+    )
+    assert not (tmp_path / "p.db").exists()  # stopped before touching anything
+
+
+def test_the_metrics_port_is_checked_too(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        isolated_env(monkeypatch, tmp_path, PORT="0", SPACES_METRICS_PORT=str(port))
+        assert cli.main(["run", "--no-console"]) == 1
+    assert "set SPACES_METRICS_PORT to a free port" in capsys.readouterr().err

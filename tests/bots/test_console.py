@@ -19,6 +19,7 @@ from config.settings import Settings
 from core.notices import Action, ActionKind, Notice, callback
 from core.notices import Verb as V
 from core.refs import ChatRef, MessageRef, Platform, UserRef
+from tests.fakes import secrets
 from tests.fakes.clock import FakeClock
 
 
@@ -87,7 +88,7 @@ async def test_schedule_subscribe_remind_start(service: Service) -> None:
     await repl.handle(f"/start {space.id}")
     await settle(service)
     text = output(service)
-    assert "You're live 🟣 “Weekly AMA” — notifying your subscribers (1)." in text
+    assert "You're live 🟣 “Weekly AMA” — notifying your subscriber." in text
     assert "[DM → alice] 🟣 “Weekly AMA” is live now — hosted by you." in text
     assert "(edited card 1) 🟣 LIVE Weekly AMA" in text
 
@@ -104,7 +105,7 @@ async def test_errors_are_shown_in_the_users_language(service: Service) -> None:
     assert "Cette heure" in text and "est déjà passée" in text
     assert "Je ne trouve pas de Space avec l'identifiant « abcd234567 »" in text
     assert "Je ne connais pas le fuseau « Mars/Olympus »" in text
-    assert "I don't know /frobnicate" in text
+    assert "Je ne connais pas /frobnicate. Tapez /help pour voir les commandes." in text
 
 
 async def test_moderator_can_cancel_and_list(service: Service) -> None:
@@ -123,7 +124,73 @@ async def test_moderator_can_cancel_and_list(service: Service) -> None:
     await repl.handle(f"/reschedule {space.id} 2026-12-02 18:30")
     assert "Rescheduled ✓ “Launch party”" in output(service)
     await repl.handle(f"/cancel {space.id}")
-    assert "Cancelled “Launch party”." in output(service)
+    assert "Cancelled “Launch party”. Nobody had subscribed yet." in output(service)  # not "being told"
+
+
+async def test_the_console_speaks_the_chosen_language_everywhere(service: Service) -> None:
+    repl = service.repl
+    assert repl is not None
+    for line in (
+        "/lang fr",
+        "/help",
+        "/tz Europe/Paris",
+        "/mod on",
+        "/as alice",
+        "/lang fr",
+        "/as you",
+        "/space",
+    ):
+        await repl.handle(line)
+    await repl.handle("/space demain 20h Apéro")
+    (space,) = await service.spaces.upcoming(ChatRef(Platform.CONSOLE, "main"))
+    await repl.handle("/as alice")
+    await repl.handle(f"/subscribe {space.id}")
+    await repl.handle("/as you")
+    await repl.handle(f"/cancel {space.id}")
+    await repl.handle("/quit")
+    text = output(service)
+    for french in (
+        "Langue de you : français.",
+        "Commandes (les id sont les codes de 10 caractères affichés sur les cartes) :",
+        "/tz <fuseau>                     votre fuseau, par ex. /tz Europe/Paris (actuellement UTC)",
+        "Fuseau de you : Europe/Paris.",
+        "you est maintenant modérateur de #main.",
+        "Vous êtes maintenant alice, auditeur. /as you pour revenir.",
+        "Langue de alice : français.",
+        "Vous êtes de nouveau « you », l'hôte.",
+        "Dites quand et quoi : /space demain 20h AMA hebdo",
+        f"  id {space.id} — /as alice puis /subscribe {space.id} pour recevoir ses rappels",
+        "🔔 Rappel activé pour « Apéro »",
+        "« Apéro » est annulé. Son abonné est prévenu.",
+        "Au revoir.",
+    ):
+        assert french in text, french
+    for english in ("Language for", "Time zone for", "Bye.", "Commands (ids", "is now a moderator"):
+        assert english not in text
+
+
+async def test_spaces_lists_times_in_the_readers_zone(service: Service) -> None:
+    repl = service.repl
+    assert repl is not None
+    await repl.handle("/tz Asia/Tokyo")
+    await repl.handle("/space 2026-12-01 18:30 Europe/Paris Launch party")  # 17:30 UTC = 02:30 in Tokyo
+    (space,) = await service.spaces.upcoming(ChatRef(Platform.CONSOLE, "main"))
+    await repl.handle("/as alice")
+    await repl.handle("/tz America/New_York")
+    await repl.handle("/spaces")
+    assert f"  {space.id}  Tue 1 Dec 2026, 12:30 EST  Launch party  [scheduled]" in output(service)
+    await repl.handle("/as you")
+    await repl.handle("/spaces")
+    assert f"  {space.id}  Wed 2 Dec 2026, 02:30 JST  Launch party  [scheduled]" in output(service)
+
+
+async def test_no_subscribers_is_said_plainly(service: Service) -> None:
+    repl = service.repl
+    assert repl is not None
+    await repl.handle("/space in 2 hours Lonely AMA")
+    (space,) = await service.spaces.upcoming(ChatRef(Platform.CONSOLE, "main"))
+    await repl.handle(f"/start {space.id}")
+    assert "You're live 🟣 “Lonely AMA” — nobody has subscribed yet: share the link!" in output(service)
 
 
 async def test_repl_reads_a_stream_until_quit(tmp_path: Path) -> None:
@@ -228,9 +295,9 @@ async def test_console_colours_only_on_a_terminal() -> None:
 async def test_telegram_is_wired_when_configured(tmp_path: Path) -> None:
     settings = settings_for(
         tmp_path,
-        TELEGRAM_BOT_TOKEN="123:" + "x" * 35,
+        TELEGRAM_BOT_TOKEN=secrets.TELEGRAM_TOKEN,
         TELEGRAM_MODE="webhook",
-        TELEGRAM_WEBHOOK_SECRET="s3cret",
+        TELEGRAM_WEBHOOK_SECRET=secrets.TELEGRAM_WEBHOOK_SECRET,
         TELEGRAM_API_BASE="http://127.0.0.1:9/bot",
     )
     web_only = await build(settings, role=Role.WEB, clock=FakeClock(), out=io.StringIO())

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from bots.console import translate as tr
+from core.texts import t
 
 
 @pytest.mark.parametrize(
@@ -61,7 +62,16 @@ def test_problems_explain_the_syntax(line: str) -> None:
     assert result.message
 
 
-def test_help_mentions_every_command() -> None:
+def test_problems_have_a_text_in_every_language() -> None:
+    problem = tr.parse("/lang de")
+    assert isinstance(problem, tr.Problem) and problem.key == "console.usage.lang"
+    assert problem.message == "Usage: /lang en|fr"
+    assert t("fr", problem.key, **problem.params) == "Usage : /lang en|fr"
+
+
+@pytest.mark.parametrize("locale", ["en", "fr"])
+def test_help_mentions_every_command(locale: str) -> None:
+    text = t(locale, "console.help", host="you", zone="UTC")
     for word in (
         "/space",
         "/spaces",
@@ -78,4 +88,4 @@ def test_help_mentions_every_command() -> None:
         "/help",
         "/quit",
     ):
-        assert word in tr.HELP
+        assert word in text

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import asyncio
 import io
+import socket
 from pathlib import Path
 
 import pytest
@@ -9,8 +11,10 @@ from bots import doctor
 from bots.cli import prepare_database
 from bots.doctor import Check, Status, check_environment, check_platforms, check_public_url, diagnose
 from config.settings import Settings
+from tests.fakes import secrets
+from tests.fakes.telegram import TelegramEmulator
 
-TELEGRAM_TOKEN = "123456789:AAE" + "x" * 32
+TELEGRAM_TOKEN = secrets.TELEGRAM_TOKEN
 DISCORD_KEY = "ab" * 32
 
 
@@ -23,33 +27,106 @@ def by_name(checks: list[Check], name: str) -> list[Check]:
 
 
 async def test_good_configuration_passes(tmp_path: Path) -> None:
-    s = settings(
-        DATABASE_URL=f"sqlite:///{tmp_path / 'ok.db'}",
-        TELEGRAM_BOT_TOKEN=TELEGRAM_TOKEN,
-        SLACK_BOT_TOKEN="xoxb-1-2-abc",
-        SLACK_SIGNING_SECRET="0123456789abcdef0123456789abcdef",
-        SLACK_APP_TOKEN="xapp-1-A-1-abc",
-        DISCORD_BOT_TOKEN="MTA.Gx.abc",
-        DISCORD_PUBLIC_KEY=DISCORD_KEY,
-        DISCORD_APPLICATION_ID="123456789012345678",
+    async with TelegramEmulator() as tg:
+        s = settings(
+            DATABASE_URL=f"sqlite:///{tmp_path / 'ok.db'}",
+            PORT="0",
+            SPACES_PUBLIC_URL="https://spaces.example.org",
+            TELEGRAM_BOT_TOKEN=tg.token,
+            TELEGRAM_API_BASE=tg.base_url,
+            SLACK_BOT_TOKEN=secrets.SLACK_BOT_TOKEN,
+            SLACK_SIGNING_SECRET=secrets.SLACK_SIGNING_SECRET,
+            SLACK_APP_TOKEN=secrets.SLACK_APP_TOKEN,
+            DISCORD_BOT_TOKEN=secrets.DISCORD_BOT_TOKEN,
+            DISCORD_PUBLIC_KEY=DISCORD_KEY,
+            DISCORD_APPLICATION_ID="123456789012345678",
+            SPACES_METRICS_TOKEN=secrets.METRICS_TOKEN,
+        )
+        await prepare_database(s)
+        checks = await diagnose(s)
+        assert [c for c in checks if c.status is not Status.OK] == []
+        names = [c.name for c in checks]
+        assert names == [
+            "configuration",
+            "database",
+            "ffmpeg",
+            "opus",
+            "public url",
+            "ports",
+            "metrics",
+            "discord",
+            "telegram",
+            "slack",
+        ]
+        (telegram,) = by_name(checks, "telegram")
+        assert telegram.message == "Telegram accepts the token: this is @SpacesTestBot (polling mode)"
+        assert [c.method for c in tg.calls()] == ["getMe"]  # checked for real, once
+        out = io.StringIO()
+        assert await doctor.run_doctor(s, out=out) == 0
+        assert out.getvalue().rstrip().endswith("All good.")
+        assert not any(secret in out.getvalue() for secret in secrets.ALL)
+
+
+async def test_a_refused_token_fails_without_showing_it(tmp_path: Path) -> None:
+    async with TelegramEmulator(token="7000000002:AAE-some-other-bot-0123456789abcdefgh") as tg:
+        s = settings(
+            DATABASE_URL=f"sqlite:///{tmp_path / 'ok.db'}",
+            TELEGRAM_BOT_TOKEN=TELEGRAM_TOKEN,  # not the emulator's bot: refused, like a revoked token
+            TELEGRAM_API_BASE=tg.base_url,
+        )
+        (check,) = by_name(await diagnose(s, database=False, ffmpeg=False), "telegram")
+        assert [v.kind for v in tg.take_violations()] == ["token"]  # refused on purpose
+    assert check.failed
+    assert check.message.startswith("Telegram refused TELEGRAM_BOT_TOKEN (401")
+    assert "@BotFather" in check.message and TELEGRAM_TOKEN not in check.message
+
+
+async def test_an_unreachable_api_is_a_warning_within_the_timeout(tmp_path: Path) -> None:
+    silent = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)  # accepts, never answers
+    port = silent.sockets[0].getsockname()[1]
+    try:
+        s = settings(TELEGRAM_BOT_TOKEN=TELEGRAM_TOKEN, TELEGRAM_API_BASE=f"http://127.0.0.1:{port}/bot")
+        check = await doctor.check_telegram_api(s, within=0.3)
+        assert check.status is Status.WARN and "did not answer within 0.3 s" in check.message
+        closed = settings(TELEGRAM_BOT_TOKEN=TELEGRAM_TOKEN, TELEGRAM_API_BASE="http://127.0.0.1:1/bot")
+        check = await doctor.check_telegram_api(closed)
+        assert check.status is Status.WARN and "could not be reached" in check.message
+        assert TELEGRAM_TOKEN not in check.message
+    finally:
+        silent.close()
+        await silent.wait_closed()
+
+
+def test_a_port_in_use_is_one_line_with_the_fix() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        hint = doctor.port_problem("127.0.0.1", port)
+        (check,) = doctor.check_ports(settings(PORT=str(port)))
+    assert hint == (
+        f"Port {port} on 127.0.0.1 is already in use (another `spaces` process?): stop it, "
+        "or set PORT to a free port."
     )
-    await prepare_database(s)
-    checks = await diagnose(s)
-    assert [c for c in checks if c.status is not Status.OK] == []
-    names = [c.name for c in checks]
-    assert names == [
-        "configuration",
-        "database",
-        "ffmpeg",
-        "opus",
-        "public url",
-        "discord",
-        "telegram",
-        "slack",
-    ]
-    out = io.StringIO()
-    assert await doctor.run_doctor(s, out=out) == 0
-    assert out.getvalue().rstrip().endswith("All good.")
+    assert check.status is Status.WARN and hint in check.message
+    assert doctor.port_problem("127.0.0.1", port) is None  # free again
+    assert doctor.port_problem("127.0.0.1", 0) is None
+
+
+def test_metrics_exposure() -> None:
+    (open_check,) = doctor.check_metrics(settings(HOST="0.0.0.0"))
+    assert open_check.status is Status.WARN and "SPACES_METRICS_TOKEN" in open_check.message
+    assert doctor.check_metrics(settings())[0].status is Status.OK  # 127.0.0.1: this machine only
+    assert doctor.check_metrics(settings(HOST="0.0.0.0", SPACES_METRICS_PORT="9100"))[0].status is Status.OK
+    same = doctor.check_ports(settings(PORT="8080", SPACES_METRICS_PORT="8080"))
+    assert [c.status for c in same] == [Status.FAIL]
+
+
+def test_short_secrets_are_a_warning() -> None:
+    checks = doctor.check_secret_lengths(
+        settings(TELEGRAM_BOT_TOKEN=TELEGRAM_TOKEN, SPACES_METRICS_TOKEN="pw")
+    )
+    assert [c.message.split(" ")[0] for c in checks] == ["SPACES_METRICS_TOKEN"]
 
 
 async def test_unmigrated_sqlite_is_a_warning_and_unreachable_db_a_failure(tmp_path: Path) -> None:
@@ -127,9 +204,21 @@ def test_no_platform_is_a_warning() -> None:
     assert check.status is Status.WARN and "TELEGRAM_BOT_TOKEN" in check.message
 
 
-def test_secrets_never_appear_in_messages() -> None:
-    checks = check_platforms(settings(TELEGRAM_BOT_TOKEN="hunter2-secret", SLACK_BOT_TOKEN="xoxp-hunter3"))
-    assert not any("hunter" in c.message for c in checks)
+async def test_secrets_never_appear_in_messages(tmp_path: Path) -> None:
+    bad = {"TELEGRAM_BOT_TOKEN": "LeakCanary-not-a-token", "SLACK_BOT_TOKEN": "xoxp-LeakCanary"}
+    checks = check_platforms(settings(**bad))
+    checks += await diagnose(
+        settings(
+            DATABASE_URL=f"postgresql://spaces:{secrets.DB_PASSWORD}@127.0.0.1:1/spaces",
+            TELEGRAM_BOT_TOKEN=TELEGRAM_TOKEN,
+            TELEGRAM_API_BASE="http://127.0.0.1:1/bot",
+            TELEGRAM_MODE="webhook",
+            TELEGRAM_WEBHOOK_SECRET=secrets.TELEGRAM_WEBHOOK_SECRET,
+            SPACES_METRICS_TOKEN=secrets.METRICS_TOKEN,
+        ),
+        ffmpeg=False,
+    )
+    assert not any(secrets.CANARY in c.message for c in checks), checks
 
 
 @pytest.mark.parametrize(
@@ -150,12 +239,23 @@ def test_secrets_never_appear_in_messages() -> None:
             },
             Status.OK,
         ),
-        ({"TELEGRAM_BOT_TOKEN": TELEGRAM_TOKEN}, Status.OK),  # polling needs no public URL
+        # polling needs no public URL, but the cards' links would open on this machine only
+        ({"TELEGRAM_BOT_TOKEN": TELEGRAM_TOKEN}, Status.WARN),
+        ({"TELEGRAM_BOT_TOKEN": TELEGRAM_TOKEN, "SPACES_PUBLIC_URL": "http://127.0.0.2:8080"}, Status.WARN),
+        ({"TELEGRAM_BOT_TOKEN": TELEGRAM_TOKEN, "SPACES_PUBLIC_URL": "http://[::1]:8080"}, Status.WARN),
+        ({"TELEGRAM_BOT_TOKEN": TELEGRAM_TOKEN, "SPACES_PUBLIC_URL": "http://app.localhost"}, Status.WARN),
+        ({"TELEGRAM_BOT_TOKEN": TELEGRAM_TOKEN, "SPACES_PUBLIC_URL": "http://192.168.1.5:8080"}, Status.OK),
+        ({"SPACES_PUBLIC_URL": "http://localhost:8080"}, Status.OK),  # the console alone: local is fine
     ],
 )
 def test_public_url(env: dict[str, str], status: Status) -> None:
     (check,) = check_public_url(settings(**env))
     assert check.status is status, check
+
+
+def test_a_loopback_public_url_says_why_it_matters() -> None:
+    (check,) = check_public_url(settings(TELEGRAM_BOT_TOKEN=TELEGRAM_TOKEN))
+    assert "Telegram is configured" in check.message and "links nobody else can open" in check.message
 
 
 def test_invalid_environment_becomes_failed_checks() -> None:

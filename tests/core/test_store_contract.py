@@ -486,6 +486,20 @@ async def test_user_profiles(uow_factory: UnitOfWorkFactory) -> None:
         }
 
 
+async def test_lock_creates_an_empty_profile_and_keeps_an_existing_one(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    async with uow_factory() as uow:
+        await uow.users.upsert(UserProfile(ALICE, tz="Europe/Paris", locale="fr"))
+        await uow.users.lock(ALICE)
+        await uow.users.lock(BOB)
+        await uow.users.lock(BOB)  # twice in one unit of work: no error
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert await uow.users.get(ALICE) == UserProfile(ALICE, tz="Europe/Paris", locale="fr")
+        assert await uow.users.get(BOB) == UserProfile(BOB)
+
+
 async def test_communities(uow_factory: UnitOfWorkFactory) -> None:
     full = Community(CHAT, tz="Europe/Paris", locale="fr", moderator_role="mods")
     async with uow_factory() as uow:

@@ -1,4 +1,4 @@
-"""ENGINE.md promises, shown with real processes: 4 workers deliver 10,000 due notifications with 0 losses
+"""The delivery engine's promises, shown with real processes: 4 workers deliver 10,000 due notifications with 0 losses
 and 0 duplicates, including when one worker is killed with SIGKILL mid-batch and restarted.
 
 "Duplicates" are counted as a platform that honours the idempotency key (Discord's nonce) sees them: unique

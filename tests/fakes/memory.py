@@ -224,6 +224,10 @@ class MemoryUserStore(_Stores):
         p.dm_reachable = reachable
         self.st.users[user] = p
 
+    async def lock(self, user: UserRef) -> None:
+        # the row exists afterwards, as in storage/; the lock itself is not modelled (see the module notes)
+        self.st.users.setdefault(user, UserProfile(user))
+
 
 class MemoryCommunityStore(_Stores):
     async def get(self, chat: ChatRef) -> Community | None:

@@ -3,7 +3,7 @@
 Point PTB at it with ``ApplicationBuilder().token(tg.token).base_url(tg.base_url)`` (and
 ``.base_file_url(tg.base_file_url)``), or ``telegram.Bot(tg.token, base_url=tg.base_url)``. It speaks the
 real Bot API over HTTP (urlencoded, multipart or JSON requests; ``{"ok": ..., "result"|"error_code"...}``
-answers), checks every request against the official description (``shared/specs/telegram-bot-api.json``)
+answers), checks every request against the official description (``tests/fakes/specs/telegram-bot-api.json``)
 and enforces the rules that bite in production: flood limits (429 + ``retry_after``), users who never opened
 the bot or blocked it (403), text length, HTML parse errors, ``callback_data`` size, edits that change
 nothing, stale callback queries.
@@ -39,6 +39,7 @@ import aiohttp
 import pytest_asyncio
 from aiohttp import web
 
+from tests.fakes.secrets import TELEGRAM_TOKEN
 from tests.fakes.telegram_spec import BotApiSpec, EntityParseError, load_spec, parse_html, utf16_len
 
 __all__ = [
@@ -55,7 +56,7 @@ __all__ = [
     "telegram_emulator",
 ]
 
-DEFAULT_TOKEN = "7000000001:AAEmulatorTokenForSpacesTests-0123456789"
+DEFAULT_TOKEN = TELEGRAM_TOKEN  # a canary: the session fails if it shows up in any log (tests/logcapture.py)
 _TOKEN_RE = re.compile(r"^\d{1,20}:[A-Za-z0-9_-]{20,}$")
 _DEEP_LINK_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _COMMAND_RE = re.compile(r"^/([A-Za-z0-9_]{1,64})(?:@([A-Za-z0-9_]{1,64}))?(?=\s|$)")

@@ -1,7 +1,8 @@
 """What the Telegram Bot API accepts: request validation against the official description, HTML parsing.
 
 Used by the Telegram emulator in ``tests/fakes/telegram.py``. The description is the machine-readable
-``telegram-bot-api.json`` from ``shared/specs`` (Bot API 10.1), loaded lazily once per process.
+``tests/fakes/specs/telegram-bot-api.json`` (Bot API 10.1; source and licence in ``tests/fakes/specs/README.md``),
+loaded lazily once per process.
 
 Two things live here:
 
@@ -16,14 +17,14 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 SPEC_FILE = "telegram-bot-api.json"
-SPEC_ENV = "SPACES_TELEGRAM_SPEC"
+#: the vendored API descriptions: inside the repository, so that a clone anywhere runs its tests
+SPECS_DIR = Path(__file__).resolve().parent / "specs"
 
 _PRIMITIVES = {"Integer", "String", "Boolean", "Float", "InputFile", "True"}
 _INT_RE = re.compile(r"^[+-]?\d+$")
@@ -31,20 +32,8 @@ _DISCRIMINATOR_RE = re.compile(r'(?:must be|always)\s+["“]?([a-z_]+)')
 
 
 def find_spec_path() -> Path:
-    """Locate ``shared/specs/telegram-bot-api.json``.
-
-    Order: ``$SPACES_TELEGRAM_SPEC``; a ``shared/specs`` folder in this file's ancestors or beside them
-    (CI clones the repository next to a copy of ``shared/``); ``/work/shared/specs``.
-    """
-    env = os.environ.get(SPEC_ENV)
-    if env:
-        return Path(env)
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        candidate = parent / "shared" / "specs" / SPEC_FILE
-        if candidate.is_file():
-            return candidate
-    return Path("/work/shared/specs") / SPEC_FILE
+    """``tests/fakes/specs/telegram-bot-api.json``: the repository's own copy, never a file outside it."""
+    return SPECS_DIR / SPEC_FILE
 
 
 @dataclass(frozen=True)

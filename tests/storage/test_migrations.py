@@ -22,6 +22,7 @@ EXPECTED_TABLES = {
     "delivery",
     "inbound_request",
     "worker_heartbeat",
+    "worker_metrics",
 }
 
 
