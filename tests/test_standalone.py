@@ -9,8 +9,6 @@ import re
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from tests.fakes import telegram_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,12 +64,6 @@ def test_nothing_cites_a_file_outside_the_repository() -> None:
     assert citations(files) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="README.md still cites a design note from outside the repository in its benchmark table; whoever "
-    "rewrites that table removes this "
-    "mark (strict: the test fails as soon as the README is clean, so the mark cannot outlive the problem)",
-)
 def test_the_readme_cites_no_file_outside_the_repository() -> None:
     assert citations([ROOT / "README.md"]) == []
 
