@@ -155,6 +155,10 @@ class DeliveryStore(Protocol):
 
     async def list_for_space(self, space_id: str) -> list[Delivery]: ...
 
+    async def get_by_key(self, key: str) -> Delivery | None:
+        """The row with this idempotency key, or None (e.g. to learn which message a sent reply became)."""
+        ...
+
 
 class AnnouncementStore(Protocol):
     async def add(self, ann: Announcement) -> None:
@@ -186,6 +190,10 @@ class InboundStore(Protocol):
     async def remember(self, platform: Platform, request_id: str, result: str) -> str | None:
         """Record ``request_id`` with ``result``. If it was already recorded, return the earlier result
         (and record nothing). Runs in the caller's transaction, so it commits with the change it guards."""
+        ...
+
+    async def recall(self, platform: Platform, request_id: str) -> str | None:
+        """The result recorded for ``request_id``, or None if it was never recorded. Reads only."""
         ...
 
 
