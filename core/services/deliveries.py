@@ -489,8 +489,17 @@ class DeliveryEngine:
             raise _LeaseTooShort()
 
     async def _fall_back(self, row: Delivery, space: Space, reason: str) -> None:
-        """Next step of the recipient's chain: a mention in the chat they subscribed from (or the Space's)."""
-        chat = row.subject or str(space.chat)
+        """Next step of the recipient's chain: a mention in the group they subscribed from (the host: the
+        Space's chat). Never anywhere else: someone who subscribed privately has no group to be named in
+        (naming them in one they may not even be in would publish their subscription) — unreachable,
+        recorded, and shown to the host as a count."""
+        if row.subject is not None:
+            chat = row.subject
+        elif row.kind in (DeliveryKind.HOST_T30, DeliveryKind.HOST_T0):
+            chat = str(space.chat)
+        else:
+            await self._settle(row, DeliveryStatus.DEAD, error=f"{reason}; no group to mention them in")
+            return
         mention = Delivery(
             key=f"{row.key}:mention",
             kind=DeliveryKind.MENTION,
