@@ -75,4 +75,3 @@ class Subscribe:
 class Unsubscribe:
     user: UserRef
     space_id: str
-

@@ -60,7 +60,8 @@ def to_payload(notice: Notice) -> str:
         "lines": list(notice.lines),
         "locale": notice.locale,
         "actions": [
-            {"label": a.label, "kind": str(a.kind), "value": a.value, "share": a.share} for a in notice.actions
+            {"label": a.label, "kind": str(a.kind), "value": a.value, "share": a.share}
+            for a in notice.actions
         ],
     }
     if notice.reply_to is not None:
@@ -77,7 +78,9 @@ def from_payload(payload: str | None) -> Notice:
     try:
         body = json.loads(payload)
         if not isinstance(body, dict) or body.get("v") != _VERSION:
-            raise ValueError(f"unknown reply payload version {body.get('v') if isinstance(body, dict) else '?'}")
+            raise ValueError(
+                f"unknown reply payload version {body.get('v') if isinstance(body, dict) else '?'}"
+            )
         lines = tuple(str(line) for line in body["lines"])
         actions = tuple(
             Action(str(a["label"]), ActionKind(a["kind"]), str(a["value"]), share=bool(a.get("share")))

@@ -41,7 +41,7 @@ async def test_schedule_in_a_group_posts_a_card_with_buttons(tg_env: TgEnv) -> N
     assert space.starts_at.isoformat() == "2026-11-26T19:00:00+00:00"  # 20:00 Paris
     assert "<b>" not in card.text  # entities, not raw markup, reach the user
     assert "Weekly AMA" in card.text and "Thu 26 Nov 2026, 20:00 CET" in card.text and "Hana" in card.text
-    assert card.callback_data == [f"sub:{space.id}", f"start:{space.id}"]
+    assert card.callback_data == [f"sub:{space.id}", f"unsub:{space.id}", f"start:{space.id}"]
     share = [b for b in card.buttons if "url" in b]
     assert share and share[0]["url"].startswith(
         "https://t.me/share/url?url=https%3A%2F%2Fspaces.example%2Fs%2F"
@@ -242,7 +242,7 @@ async def test_cards_show_the_chats_zone_and_dms_the_readers(tg_env: TgEnv) -> N
     await tg_env.tg.user_sends(host, group, "/space 2026-12-01 18:30 Europe/Paris Cross-Atlantic")
     (space,) = await tg_env.eventually(lambda: tg_env.spaces.upcoming(_chat(group)))
     await tg_env.deliver()
-    card = tg_env.tg.bot_messages(group)[-1]
+    card = await tg_env.tg.wait_for_message(group, lambda m: f"sub:{space.id}" in m.callback_data)
     assert "Tue 1 Dec 2026, 12:30 EST" in card.text  # 18:30 in Paris, shown in the chat's zone
     fan = tg_env.tg.create_user("Kiran", started=True)
     await tg_env.tg.user_sends(fan, None, "/tz Asia/Kolkata")
