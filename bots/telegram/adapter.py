@@ -46,7 +46,7 @@ from telegram.warnings import PTBUserWarning
 
 from bots.telegram.handlers import Handlers
 from bots.telegram.render import Rendered, render, render_mentions
-from bots.telegram.translate import chat_ref
+from bots.telegram.translate import chat_ref, update_problem
 from core.errors import ChatUnavailable, RateLimited, RecipientUnreachable, TransientError
 from core.notices import Notice
 from core.ports import Clock, Links
@@ -307,12 +307,14 @@ class TelegramPlatform:
         except Exception as e:
             log.warning("database unavailable; update %s left for later: %s", update_id, type(e).__name__)
             return _Fate.RETRY
-        try:
-            update = Update.de_json(data, self.app.bot)
-        except Exception as e:  # a shape PTB cannot read: retrying cannot help
-            log.warning(
-                "malformed telegram update ignored: %s", type(e).__name__, extra={"update_id": update_id}
-            )
+        problem = update_problem(data)
+        if problem is None:
+            try:
+                update = Update.de_json(data, self.app.bot)
+            except Exception as e:
+                problem = f"unreadable ({type(e).__name__})"
+        if problem is not None:  # forged or corrupted: retrying cannot help; one line, no traceback
+            log.warning("malformed telegram update ignored: %s", problem, extra={"update_id": update_id})
             return _Fate.DONE
         attempts = self._failures.get(update_id, 0)
         run = _Run(key)

@@ -19,11 +19,13 @@ import functools
 import hashlib
 import html
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+import sys
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from core.errors import NotFound
@@ -78,9 +80,35 @@ class WebDeps:
 
 DEPS_KEY: web.AppKey[WebDeps] = web.AppKey("spaces_deps", WebDeps)
 
+# A connection has this long to deliver a complete request line and headers (and, kept alive, to start
+# the next request): a client that stalls mid-headers is cut off instead of holding a connection forever.
+# Bodies are the handlers' to time out (the Telegram webhook gives a body 5 s).
+HEADER_TIMEOUT = 5.0
+
+
+class _ServerLog(logging.LoggerAdapter[logging.Logger]):
+    """aiohttp's server logger, without tracebacks for what a client did wrong (a malformed request line or
+    header, a connection cut mid-request): one line at INFO. Our own failures keep their traceback."""
+
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
+        error = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
+        if isinstance(error, (HttpProcessingError, ConnectionError)):
+            self.info("%s: %s", str(msg) % args if args else msg, type(error).__name__)
+            return
+        self.error(msg, *args, exc_info=exc_info, **kwargs)
+
+
+def server_options() -> Mapping[str, Any]:
+    """Options of the HTTP server under the web app (aiohttp's request handler)."""
+    return {
+        "keepalive_timeout": HEADER_TIMEOUT,
+        "logger": _ServerLog(logging.getLogger("aiohttp.server"), {}),
+    }
+
 
 def make_web_app(deps: WebDeps) -> web.Application:
-    app = web.Application(client_max_size=1024 * 1024)  # webhooks are small; refuse large bodies early
+    # webhooks are small; refuse large bodies early (413)
+    app = web.Application(client_max_size=1024 * 1024, handler_args=server_options())
     app[DEPS_KEY] = deps
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", _metrics)
