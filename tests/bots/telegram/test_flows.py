@@ -283,7 +283,9 @@ async def test_a_space_scheduled_in_a_dm_never_mentions_anyone_in_a_private_chat
     assert "1 messaged, 0 mentioned in the chat (DMs closed), 2 unreachable" in report.text
     # the host's own reminders, once they blocked the bot: no mention in their private chat either
     await tg.user_sends(host, None, "/space in 10 minutes Quick one")
-    await tg.wait_for_message(host.id, lambda m: "Quick one" in m.text and m.message_id > scheduled.message_id)
+    await tg.wait_for_message(
+        host.id, lambda m: "Quick one" in m.text and m.message_id > scheduled.message_id
+    )
     quick = next(s for s in await tg_env.spaces.upcoming(_chat_of(host.id)) if s.title == "Quick one")
     await tg.block_bot(host)
     await tg.wait_updates_consumed()
