@@ -84,7 +84,7 @@ class AdapterContext:
     # receive inbound events (webhooks, polling, gateway commands) here? Only where the web app runs: a
     # `spaces worker` process sends and nothing else, so one update is never handled by two processes.
     receive: bool
-    replies: RepliesService | None = None  # answers to inbound events, through the outbox
+    replies: RepliesService  # answers to inbound events, written to the outbox with the event's effect
 
 
 def budget_rates(settings: Settings) -> dict[Platform, Rate]:
@@ -118,7 +118,6 @@ def _telegram(ctx: AdapterContext) -> ChatPlatform:
         paid_broadcast=s.telegram_paid_broadcast,
         take_over_webhook=s.telegram_take_over_webhook,
     )
-    assert ctx.replies is not None
     return TelegramPlatform(
         config,
         spaces=ctx.spaces,

@@ -372,6 +372,8 @@ class TelegramPlatform:
             return web.Response(status=400, text="not JSON")
         if not isinstance(data, dict) or type(data.get("update_id")) is not int:
             return web.Response(status=400, text="no update_id")
+        if self._app is None:  # starting or stopping: Telegram keeps the update and comes back
+            return _retry_later("not ready")
         if self._waiting >= MAX_WAITING_UPDATES:
             # bounded work: Telegram keeps the update and retries; an unbounded queue would only move
             # the overload into our memory
