@@ -65,8 +65,8 @@ ALLOWED_UPDATES = ["message", "callback_query", "my_chat_member"]
 # Updates handled at once in this process: each holds a database connection for a moment, and the event
 # loop must stay free for /healthz and the other routes however large the burst.
 MAX_CONCURRENT_UPDATES = 8
-# Webhook requests allowed to wait for one of those slots; beyond it Telegram is told to come back later
-# (503 + Retry-After: it retries) instead of the process queueing without bound.
+# Webhook requests held at once (being handled or waiting for a slot); beyond it Telegram is told to come
+# back later (503 + Retry-After: it retries) instead of the process queueing without bound.
 MAX_WAITING_UPDATES = 64
 RETRY_LATER_SECONDS = 1
 BODY_TIMEOUT = 5.0  # seconds to receive a webhook body: a stalled client is cut off, not waited for
@@ -170,7 +170,7 @@ class TelegramPlatform:
         self._slots = asyncio.Semaphore(MAX_CONCURRENT_UPDATES)
         self._waiting = 0  # webhook requests queued for a slot or a chat's turn
         self._chat_turns: dict[str, tuple[asyncio.Lock, int]] = {}  # order key → (lock, users)
-        self.receive_error: str | None = None  # why updates stopped arriving (shown in logs and /healthz)
+        self.receive_error: str | None = None  # why updates stopped arriving (also logged, once)
         self.username = ""
         self.bot_id = 0
 
