@@ -29,7 +29,7 @@ from core.services.spaces import SpaceService
 from storage.db import make_engine, make_session_factory
 from storage.migrate import upgrade
 from storage.stores import unit_of_work_factory
-from storage.tables import delivery_t
+from storage.tables import delivery_t, inbound_t
 from tests.databases import new_database
 from tests.fakes.clock import RecordingWake
 from tests.fakes.telegram import TelegramEmulator
@@ -153,8 +153,8 @@ async def _burst_survives_a_kill(world: dict[str, Any], *, webhook: bool) -> Non
             await tg.wait_for_call("getUpdates", lambda c: bool(c.result), within=60)  # handed over
         # SIGKILL while the burst is being handled: some updates done, others not (or not yet confirmed)
         done_at_kill = await _kill_mid_burst(web, spaces, space.id)
-        print(f"\n{'webhook' if webhook else 'polling'}: killed with {done_at_kill}/{FANS} subscribed")
         await web.proc.wait()  # type: ignore[union-attr]
+        marked = await _handled_marks(world["db"])
         await web.start()
         for fan in fans:
             await tg.wait_for_message(fan.id, lambda m: "Reminder set" in m.text, within=60)
@@ -164,6 +164,18 @@ async def _burst_survives_a_kill(world: dict[str, Any], *, webhook: bool) -> Non
         await web.stop()
         await worker.stop()
     told = {fan.id: [m for m in tg.bot_messages(fan.id) if "Reminder set" in m.text] for fan in fans}
+    if webhook:
+        handed = f"{len(tg.webhook_deliveries)} webhook attempts"
+    else:
+        handed = (
+            f"{sum(len(c.result or []) for c in tg.calls('getUpdates'))} updates handed over by getUpdates"
+        )
+    print(
+        f"\n{'webhook' if webhook else 'polling'}: SIGKILL with {done_at_kill}/{FANS} subscribed and "
+        f"{marked} updates marked handled; {handed}; at the emulator: "
+        f"{sum(len(v) for v in told.values())} 'Reminder set' for {FANS} people, "
+        f"max {max(len(v) for v in told.values())} per person"
+    )
     assert {len(v) for v in told.values()} == {1}, {k: len(v) for k, v in told.items() if len(v) != 1}
     assert await spaces.subscriber_count(space.id) == FANS
     # nothing but these answers was sent to the fans, and no process logged a secret
@@ -186,6 +198,13 @@ async def _kill_mid_burst(web: Process, spaces: SpaceService, space_id: str) -> 
         await asyncio.sleep(0.002)
     web.kill()
     return done
+
+
+async def _handled_marks(db: Any) -> int:
+    i = inbound_t.c
+    async with db.connect() as conn:
+        stmt = select(func.count()).where(i.request_id.like("%:handled"))
+        return int((await conn.execute(stmt)).scalar_one())
 
 
 async def _answers_settled(db: Any) -> None:
