@@ -263,7 +263,8 @@ class Outbox(Protocol):
     async def prune(self, *, settled_before: datetime, requests_before: datetime, chunk: int = 5000) -> int:
         """Housekeeping. Delete settled rows (sent, skipped, fallback, withdrawn — dead rows are kept for
         investigation) due before ``settled_before`` whose Space is over (ended or cancelled: no service
-        ever inserts its keys again, so deleting them cannot let a message through twice), and inbound
+        ever inserts its keys again, so deleting them cannot let a message through twice) or that are
+        replies (no Space; their event's request id is pruned much earlier), and inbound
         request ids recorded before ``requests_before``, in transactions of at most ``chunk`` rows (never one
         long lock). Returns the number of rows deleted."""
         ...
