@@ -369,3 +369,30 @@ async def test_answers_under_a_tight_flood_limit_are_all_delivered_once(tmp_path
         assert await env.spaces.subscriber_count(space.id) == 40
         replies = [d for d in await env.rows() if d.kind is DeliveryKind.REPLY]
         assert len(replies) == 40 and {d.status for d in replies} == {DeliveryStatus.SENT}
+
+
+async def test_a_handler_that_keeps_failing_is_given_up_with_one_answer(
+    tg_env: TgEnv, caplog: pytest.LogCaptureFixture
+) -> None:
+    from telegram.ext import CommandHandler
+
+    tg = tg_env.tg
+    calls: list[int] = []
+
+    async def broken(update: Any, context: Any) -> None:  # a bug meeting some input
+        calls.append(update.update_id)
+        raise RuntimeError("bug")
+
+    tg_env.platform.app.add_handler(CommandHandler("boom", broken), group=-1)
+    user = tg.create_user("Kim", started=True)
+    await tg.user_sends(user, None, "/boom")
+    sorry = await tg.wait_for_message(user.id, lambda m: "Something went wrong" in m.text, within=15)
+    assert len(calls) == 3 and len(set(calls)) == 1  # retried (not confirmed), then given up
+    # confirmed: the bot goes on with the next updates, and says it once
+    await tg.user_sends(user, None, "/help")
+    await tg.wait_for_message(user.id, lambda m: "/spaces" in m.text)
+    await tg_env.settled()
+    assert [m.message_id for m in tg.bot_messages(user.id) if "Something went wrong" in m.text] == [
+        sorry.message_id
+    ]
+    assert len([r for r in caplog.records if r.getMessage() == "telegram handler failed"]) == 3
