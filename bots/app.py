@@ -42,6 +42,7 @@ from core import rules
 from core.ports import ChatPlatform, Clock, Links, UnitOfWorkFactory, WakeUps
 from core.refs import Platform
 from core.services.deliveries import DeliveryEngine, EngineConfig
+from core.services.replies import RepliesService
 from core.services.spaces import SpaceService
 from storage.db import make_engine, make_session_factory, normalize_url
 from storage.metrics import SqlMetricSnapshots
@@ -84,6 +85,7 @@ class AdapterContext:
     # receive inbound events (webhooks, polling, gateway commands) here? Only where the web app runs: a
     # `spaces worker` process sends and nothing else, so one update is never handled by two processes.
     receive: bool
+    replies: RepliesService  # answers to inbound events, written to the outbox with the event's effect
 
 
 def budget_rates(settings: Settings) -> dict[Platform, Rate]:
@@ -115,11 +117,13 @@ def _telegram(ctx: AdapterContext) -> ChatPlatform:
         api_base=s.telegram_api_base,
         file_base=_telegram_file_base(s.telegram_api_base),
         paid_broadcast=s.telegram_paid_broadcast,
+        take_over_webhook=s.telegram_take_over_webhook,
     )
     return TelegramPlatform(
         config,
         spaces=ctx.spaces,
         profiles=ProfileService(ctx.uow),
+        replies=ctx.replies,
         links=ctx.links,
         clock=ctx.clock,
         receive=ctx.receive,
@@ -482,6 +486,7 @@ async def build(
     service_wake: WakeUps = wake if wake_channel is None else _Broadcast(wake, wake_channel)
 
     spaces = SpaceService(uow, clock, service_wake, default_tz=settings.default_tz, read_uow=read_uow)
+    replies = RepliesService(uow, clock, service_wake, read_uow=read_uow)
     console_color = console_io.color if console_io is not None else None
     console = ConsolePlatform(console_io.output if console_io is not None else out, color=console_color)
 
@@ -492,7 +497,7 @@ async def build(
         statuses += [PlatformStatus(p.platform, True, "connected") for p in adapters]
     else:
         adapters, more = _configured_adapters(
-            AdapterContext(settings, spaces, uow, clock, links, receive=role.serves_web)
+            AdapterContext(settings, spaces, uow, clock, links, receive=role.serves_web, replies=replies)
         )
         statuses += more
     if not any(p.platform is Platform.CONSOLE for p in adapters):

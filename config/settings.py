@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     telegram_api_base: str = Field("https://api.telegram.org/bot", validation_alias="TELEGRAM_API_BASE")
     # Telegram's paid broadcasts: up to 1,000 messages/s for live notices, billed in Stars by Telegram
     telegram_paid_broadcast: bool = Field(False, validation_alias="TELEGRAM_PAID_BROADCAST")
+    # polling: delete a webhook another deployment set, instead of refusing to start
+    telegram_take_over_webhook: bool = Field(False, validation_alias="TELEGRAM_TAKE_OVER_WEBHOOK")
 
     # --- Slack -------------------------------------------------------------------------------------------
     slack_bot_token: SecretStr | None = Field(None, validation_alias="SLACK_BOT_TOKEN")
@@ -244,4 +246,5 @@ _ENV_NAMES: dict[str, str] = {
     "telegram_mode": "TELEGRAM_MODE",
     "telegram_api_base": "TELEGRAM_API_BASE",
     "telegram_paid_broadcast": "TELEGRAM_PAID_BROADCAST",
+    "telegram_take_over_webhook": "TELEGRAM_TAKE_OVER_WEBHOOK",
 }

@@ -75,13 +75,3 @@ class Subscribe:
 class Unsubscribe:
     user: UserRef
     space_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class ToggleSubscription:
-    """The card's one button: subscribe if not subscribed, else unsubscribe."""
-
-    user: UserRef
-    space_id: str
-    via_chat: ChatRef | None = None
-    locale: str | None = None

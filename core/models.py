@@ -61,6 +61,10 @@ class DeliveryKind(StrEnum):
     CARD_POST = "card_post"  # recipient: a chat; the sent MessageRef becomes an Announcement
     CARD_EDIT = "card_edit"  # recipient: an announcement's MessageRef string
     MENTION = "mention"  # fallback: the subject is mentioned in the recipient chat (batched)
+    # an answer to someone who wrote to us (a command, a button, a deep link): recipient a chat, content
+    # in ``payload`` (rendered when the answer was decided), no Space. Through the outbox so that it is
+    # paced with everything else, retried, and written with the effect it reports (never lost in a crash)
+    REPLY = "reply"
 
     @property
     def to_user(self) -> bool:
@@ -96,7 +100,7 @@ class Delivery:
     kind: DeliveryKind
     platform: Platform
     recipient: str  # str(UserRef) | str(ChatRef) | str(MessageRef) for CARD_EDIT
-    space_id: str
+    space_id: str | None  # None for a REPLY: an answer is about a message, not a Space
     revision: int
     due_at: datetime
     status: DeliveryStatus = DeliveryStatus.PENDING
@@ -113,6 +117,8 @@ class Delivery:
     sent_ref: str | None = None
     sent_at: datetime | None = None
     late_by: float | None = None  # seconds between due_at and the send
+    # REPLY: what to say, platform-neutral (JSON, see core.services.replies); None for every other kind
+    payload: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

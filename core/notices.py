@@ -22,7 +22,10 @@ class ActionKind(StrEnum):
 class Verb(StrEnum):
     """Button verbs; ``f"{verb}:{space_id}"`` stays well under Telegram's 64-byte callback_data limit."""
 
-    SUBSCRIBE = "sub"  # toggles: subscribe, or unsubscribe when already subscribed
+    # each states the result it asks for: a retried or double press lands on the same state, never flips
+    # it back (cards from before this rule carry "sub" alone, which now means exactly "subscribe")
+    SUBSCRIBE = "sub"
+    UNSUBSCRIBE = "unsub"
     START = "start"
     END = "end"
     CANCEL = "cancel"
@@ -49,6 +52,10 @@ class Notice:
     link: str | None = None
     locale: str = "en"
     marker: str | None = None  # a status badge shown before the title, e.g. "🟣 LIVE"
+    # answers (kind "reply"): the message this one answers (its id in the same chat), and whether the
+    # reader is asked to answer it back (platforms may open a reply box: Telegram's ForceReply)
+    reply_to: str | None = None
+    ask: bool = False
 
     def plain(self) -> str:
         """Everything as plain text (console, logs, notification previews)."""
@@ -94,6 +101,7 @@ def card(view: SpaceView, host_name: str, locale: str) -> Notice:
         lines.append(t(locale, "card.subscribers", count=view.subscribers))
         actions += [
             Action(t(locale, "button.subscribe"), ActionKind.CALLBACK, callback(Verb.SUBSCRIBE, s.id)),
+            Action(t(locale, "button.unsubscribe"), ActionKind.CALLBACK, callback(Verb.UNSUBSCRIBE, s.id)),
             Action(t(locale, "button.share"), ActionKind.URL, view.link, share=True),
             Action(
                 t(locale, "button.start"), ActionKind.CALLBACK, callback(Verb.START, s.id), host_only=True
@@ -124,6 +132,29 @@ def card(view: SpaceView, host_name: str, locale: str) -> Notice:
         link=view.link,
         locale=locale,
         marker=marker,
+    )
+
+
+REPLY = "reply"  # Notice.kind of an answer (see :func:`reply`)
+
+
+def reply(
+    text: str,
+    *,
+    locale: str = "en",
+    reply_to: str | None = None,
+    ask: bool = False,
+    actions: tuple[Action, ...] = (),
+) -> Notice:
+    """An answer to someone who wrote to us: plain text (`code` spans allowed), no title, maybe buttons."""
+    return Notice(
+        kind=REPLY,
+        title="",
+        lines=tuple(text.split("\n")),
+        actions=actions,
+        locale=locale,
+        reply_to=reply_to,
+        ask=ask,
     )
 
 

@@ -155,6 +155,10 @@ class DeliveryStore(Protocol):
 
     async def list_for_space(self, space_id: str) -> list[Delivery]: ...
 
+    async def get_by_key(self, key: str) -> Delivery | None:
+        """The row with this idempotency key, or None (e.g. to learn which message a sent reply became)."""
+        ...
+
 
 class AnnouncementStore(Protocol):
     async def add(self, ann: Announcement) -> None:
@@ -192,6 +196,10 @@ class InboundStore(Protocol):
     async def remember(self, platform: Platform, request_id: str, result: str) -> str | None:
         """Record ``request_id`` with ``result``. If it was already recorded, return the earlier result
         (and record nothing). Runs in the caller's transaction, so it commits with the change it guards."""
+        ...
+
+    async def recall(self, platform: Platform, request_id: str) -> str | None:
+        """The result recorded for ``request_id``, or None if it was never recorded. Reads only."""
         ...
 
 
@@ -261,7 +269,8 @@ class Outbox(Protocol):
     async def prune(self, *, settled_before: datetime, requests_before: datetime, chunk: int = 5000) -> int:
         """Housekeeping. Delete settled rows (sent, skipped, fallback, withdrawn — dead rows are kept for
         investigation) due before ``settled_before`` whose Space is over (ended or cancelled: no service
-        ever inserts its keys again, so deleting them cannot let a message through twice), and inbound
+        ever inserts its keys again, so deleting them cannot let a message through twice) or that are
+        replies (no Space; their event's request id is pruned much earlier), and inbound
         request ids recorded before ``requests_before``, in transactions of at most ``chunk`` rows (never one
         long lock). Returns the number of rows deleted."""
         ...

@@ -304,6 +304,11 @@ class SqlDeliveryStore:
         )
         return [delivery_from_row(r) for r in (await conn.execute(stmt)).all()]
 
+    async def get_by_key(self, key: str) -> Delivery | None:
+        conn = await self._tx.conn()
+        row = (await conn.execute(select(delivery_t).where(delivery_t.c.key == key))).first()
+        return delivery_from_row(row) if row is not None else None
+
 
 class SqlAnnouncementStore:
     def __init__(self, tx: _Tx) -> None:
@@ -420,6 +425,14 @@ class SqlInboundStore:
             inbound_t.c.platform == str(platform), inbound_t.c.request_id == request_id
         )
         return str((await conn.execute(earlier)).scalar_one())
+
+    async def recall(self, platform: Platform, request_id: str) -> str | None:
+        conn = await self._tx.conn()
+        stmt = select(inbound_t.c.result).where(
+            inbound_t.c.platform == str(platform), inbound_t.c.request_id == request_id
+        )
+        value = (await conn.execute(stmt)).scalar()
+        return None if value is None else str(value)
 
 
 class SqlUnitOfWork:
@@ -622,7 +635,13 @@ class SqlOutbox:
         ]
         old_rows = (
             select(d.id)
-            .where(d.status.in_(settled), d.due_at < settled_before, d.space_id.in_(over))
+            .where(
+                d.status.in_(settled),
+                d.due_at < settled_before,
+                # a reply has no Space: its key (the inbound event's) is never written again once the
+                # event's request id is pruned (KEEP_REQUEST_IDS, much shorter than KEEP_SETTLED)
+                or_(d.space_id.in_(over), and_(d.space_id.is_(None), d.kind == str(DeliveryKind.REPLY))),
+            )
             .limit(chunk)
             .scalar_subquery()
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, Integer, UniqueConstraint, text
+from sqlalchemy import BigInteger, Index, Integer, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 from sqlmodel.sql.sqltypes import UTCDateTime
 
@@ -138,7 +138,10 @@ class DeliveryRow(SQLModel, table=True):
     recipient: str = Field(max_length=REF)
     subject: str | None = Field(default=None, max_length=REF)
     about: str | None = Field(default=None, max_length=SHORT)
-    space_id: str = Field(foreign_key="space.id", ondelete="CASCADE", index=True, max_length=64)
+    # NULL for replies (kind "reply"): an answer to a message is about no Space
+    space_id: str | None = Field(
+        default=None, foreign_key="space.id", ondelete="CASCADE", index=True, max_length=64, nullable=True
+    )
     revision: int
     due_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
     status: str = Field(max_length=SHORT)
@@ -149,6 +152,7 @@ class DeliveryRow(SQLModel, table=True):
     sent_ref: str | None = Field(default=None, max_length=REF)
     sent_at: datetime | None = _utc(nullable=True)
     late_by: float | None = Field(default=None)
+    payload: str | None = Field(default=None, sa_type=Text, nullable=True)  # a reply's content (JSON)
 
 
 class InboundRequestRow(SQLModel, table=True):
@@ -304,6 +308,7 @@ def delivery_values(d: Delivery) -> dict[str, Any]:
         "sent_ref": d.sent_ref,
         "sent_at": d.sent_at,
         "late_by": d.late_by,
+        "payload": d.payload,
     }
     if d.id is not None:
         values["id"] = d.id
@@ -330,6 +335,7 @@ def delivery_from_row(row: Any) -> Delivery:
         sent_ref=row.sent_ref,
         sent_at=row.sent_at,
         late_by=row.late_by,
+        payload=row.payload,
     )
 
 

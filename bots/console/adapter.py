@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 _VERB_COMMANDS: dict[Verb, str] = {
     Verb.SUBSCRIBE: "/subscribe",
+    Verb.UNSUBSCRIBE: "/unsubscribe",
     Verb.START: "/start",
     Verb.END: "/end",
     Verb.CANCEL: "/cancel",

@@ -1,7 +1,15 @@
-"""Thin PTB handlers: translate the update, call the core, show the answer in the user's language.
+"""Thin PTB handlers: translate the update, call the core, decide the answer in the user's language.
 
-Updates are processed concurrently (``concurrent_updates``): anything shared between two updates of the same
-person (the ``/space`` conversation) is claimed before the first ``await``.
+Answers are not sent from here: :meth:`Handlers._answer` hands them to the adapter, which queues them in the
+outbox once the whole update is handled (``core.services.replies``), so a crash can neither lose an answer
+nor send it twice. Only callback-query toasts are answered inline: they are not chat messages, must come
+within seconds, and are harmless if repeated.
+
+Every effect is idempotent on the update, because Telegram may deliver an update again after a crash:
+schedule and manage carry the request id ``tg:<bot id>:<update id>``, subscribing and unsubscribing set a
+state. Updates of one chat are handled one at a time, in order (the adapter sees to it).
+
+Odd updates (no sender, no chat, anonymous posts) get a plain answer or nothing — never an assertion.
 """
 
 from __future__ import annotations
@@ -9,11 +17,12 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from telegram import ForceReply, InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram import CallbackQuery, Update
+from telegram.error import TelegramError
 from telegram.ext import (
     Application,
     CallbackQueryHandler,
@@ -25,16 +34,16 @@ from telegram.ext import (
 )
 
 from bots.telegram import translate as tr
-from bots.telegram.render import Rendered, plain, plain_lines, rich
 from core.commands import ScheduleSpace, Subscribe, schedule_text
 from core.errors import UserError
 from core.models import SpaceStatus
-from core.notices import Verb, parse_callback
+from core.notices import Action, ActionKind, Verb, callback, parse_callback, reply
 from core.ports import Clock, Links
 from core.refs import ChatRef, UserRef
 from core.rules import Actor, clean_title
 from core.services.manage import ManageService, Reply
 from core.services.profiles import ProfileService
+from core.services.replies import Answer, RepliesService
 from core.services.spaces import SpaceService
 from core.texts import pick_locale, t
 from core.timeparse import format_local
@@ -54,7 +63,9 @@ _VERBS = {"cancel": Verb.CANCEL, "live": Verb.START, "end": Verb.END}
 class _Draft:
     step: str  # "title" | "time"
     started: datetime
-    question: int | None  # the message_id of our question: in groups only a reply to it continues
+    # the outbox keys of our questions in this conversation: in groups only a reply to one continues it
+    # (their message ids are known once the engine has sent them)
+    questions: list[str] = field(default_factory=list)
     title: str = ""
 
 
@@ -66,6 +77,7 @@ class Handlers:
         spaces: SpaceService,
         manage: ManageService,
         profiles: ProfileService,
+        replies: RepliesService,
         links: Links,
         clock: Clock,
     ) -> None:
@@ -73,8 +85,10 @@ class Handlers:
         self._spaces = spaces
         self._manage = manage
         self._profiles = profiles
+        self._replies = replies
         self._links = links
         self._clock = clock
+        # conversations live in the process that receives them (see docs/architecture.md, known limits)
         self._drafts: dict[tuple[int, int], _Draft] = {}
 
     def register(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
@@ -113,10 +127,16 @@ class Handlers:
 
     # ------------------------------------------------------------------ helpers
 
-    async def _who(self, update: Update) -> tuple[UserRef, str]:
-        """The acting user and their locale; remembers their name, language and (in a DM) reachability."""
+    def _request_id(self, update: Update) -> str:
+        """The core's request id for this update's effect: a redelivered update finds it done."""
+        return self._tg.event_key(update.update_id)
+
+    async def _who(self, update: Update) -> tuple[UserRef, str] | None:
+        """The acting user and their locale; remembers their name, language and (in a DM) reachability.
+        None when the update names nobody (a channel post, an odd shape): there is no one to act for."""
         u = update.effective_user
-        assert u is not None
+        if u is None:
+            return None
         user = tr.user_ref(u.id)
         locale = pick_locale(u.language_code)
         chat = update.effective_chat
@@ -136,19 +156,39 @@ class Handlers:
         if msg is None or not tr.is_anonymous(u.id if u else None, msg.sender_chat is not None):
             return False
         locale = pick_locale(u.language_code if u else None)
-        await self._answer(update, t(locale, "tg.anonymous"))
+        self._answer(update, t(locale, "tg.anonymous"), locale=locale)
         return True
 
-    async def _answer(self, update: Update, text: str | Rendered) -> int | None:
+    def _answer(
+        self,
+        update: Update,
+        text: str,
+        *,
+        locale: str,
+        ask: bool = False,
+        actions: tuple[Action, ...] = (),
+    ) -> str | None:
+        """Answer the update's message (queued; sent once the update is done). Returns the answer's outbox
+        key, None if there is no message to answer."""
         msg = update.effective_message
         if msg is None:
             return None
-        rendered = plain(text) if isinstance(text, str) else text
-        return await self._tg.reply(msg.chat_id, rendered, reply_to=msg.message_id)
+        notice = reply(text, locale=locale, reply_to=str(msg.message_id), ask=ask, actions=actions)
+        return self._tg.answer(update.update_id, msg.chat_id, notice)
 
-    async def _ask(self, update: Update, text: str) -> int | None:
+    def _ask(self, update: Update, text: str, locale: str) -> str | None:
         """A question answered by replying to it (which privacy mode lets through in groups)."""
-        return await self._answer(update, Rendered(rich(text), ForceReply(selective=True)))
+        return self._answer(update, text, locale=locale, ask=True)
+
+    async def _toast(
+        self, query: CallbackQuery, text: str | None = None, *, alert: bool = False, url: str | None = None
+    ) -> None:
+        """Answer a button press inline. Failing to (the press is too old, Telegram is slow) must not fail
+        the update: its effect is done, and a second try would not be any younger."""
+        try:
+            await query.answer(text[:CALLBACK_TEXT_LIMIT] if text else None, show_alert=alert, url=url)
+        except TelegramError as e:
+            log.info("callback answer not delivered: %s", e.message)
 
     async def _is_mod(self, chat: ChatRef, user: UserRef) -> bool:
         return await self._tg.is_admin(chat, user)
@@ -166,47 +206,62 @@ class Handlers:
     # ------------------------------------------------------------------ commands
 
     async def on_start(self, update: Update, context: Ctx) -> None:
-        user, locale = await self._who(update)
+        who = await self._who(update)
+        if who is None:
+            return
+        user, locale = who
         payload = context.args[0] if context.args else None
         space_id = tr.parse_start_payload(payload)
         if space_id is None:
-            name = update.effective_user.first_name if update.effective_user else ""
-            await self._answer(update, t(locale, "welcome", name=name))
+            u = update.effective_user
+            self._answer(update, t(locale, "welcome", name=u.first_name if u else ""), locale=locale)
             return
-        # the deep link from a group's "Set reminder": completes the subscription where we can DM later
+        # the deep link from a group's "Set reminder": completes the subscription where we can DM later.
+        # Subscribing sets a state: the same link opened twice (or this update delivered twice) is one
+        # subscription and one "Reminder set".
         try:
             res = await self._spaces.subscribe(Subscribe(user, space_id, locale=locale))
         except UserError as e:
-            await self._answer(update, self._error(locale, e))
+            self._answer(update, self._error(locale, e), locale=locale)
             return
         if res.space.status is SpaceStatus.LIVE:
             link = self._links.space(space_id)
-            await self._answer(update, t(locale, "reply.live_now", title=res.space.title, link=link))
+            self._answer(update, t(locale, "reply.live_now", title=res.space.title, link=link), locale=locale)
             return
-        await self._answer(update, t(locale, "reply.subscribed", title=res.space.title))
+        undo = Action(
+            t(locale, "button.unsubscribe"), ActionKind.CALLBACK, callback(Verb.UNSUBSCRIBE, space_id)
+        )
+        self._answer(
+            update, t(locale, "reply.subscribed", title=res.space.title), locale=locale, actions=(undo,)
+        )
 
     async def on_help(self, update: Update, context: Ctx) -> None:
-        user, locale = await self._who(update)
+        who = await self._who(update)
+        if who is None:
+            return
+        user, locale = who
         chat = update.effective_chat
         zone = await self._spaces.zone_for(user, tr.chat_ref(chat.id) if chat else None)
-        await self._answer(update, t(locale, "help", zone=zone))
+        self._answer(update, t(locale, "help", zone=zone), locale=locale)
 
     async def on_space(self, update: Update, context: Ctx) -> None:
         if await self._refuse_anonymous(update):
             return
-        msg, chat, u = update.effective_message, update.effective_chat, update.effective_user
-        assert msg is not None and chat is not None and u is not None
+        chat, u = update.effective_chat, update.effective_user
+        who = await self._who(update)
+        if chat is None or u is None or who is None:
+            return
+        user, locale = who
         args = schedule_text(" ".join(context.args or []))
         if not args:  # a bare /space: ask for the title, then the time
             self._forget_old_drafts()
-            draft = _Draft("title", self._clock.now(), None)
-            self._drafts[(chat.id, u.id)] = draft  # claimed before any await
-            _, locale = await self._who(update)
-            draft.question = await self._ask(update, t(locale, "ask.title"))
+            draft = _Draft("title", self._clock.now())
+            self._drafts[(chat.id, u.id)] = draft
+            question = self._ask(update, t(locale, "ask.title"), locale)
+            draft.questions += [question] if question else []
             return
-        user, locale = await self._who(update)
         if len(args) > tr.MAX_INPUT:
-            await self._answer(update, t(locale, "input.too_long", limit=tr.MAX_INPUT))
+            self._answer(update, t(locale, "input.too_long", limit=tr.MAX_INPUT), locale=locale)
             return
         await self._schedule(update, user, locale, when_text=args, title="")
 
@@ -214,7 +269,8 @@ class Handlers:
         self, update: Update, user: UserRef, locale: str, *, when_text: str, title: str
     ) -> bool:
         chat = update.effective_chat
-        assert chat is not None
+        if chat is None:
+            return False
         try:
             space = await self._spaces.schedule(
                 ScheduleSpace(
@@ -222,27 +278,40 @@ class Handlers:
                     chat=tr.chat_ref(chat.id),
                     title=title,
                     when_text=when_text,
-                    request_id=f"update:{update.update_id}",
+                    request_id=self._request_id(update),
                 )
             )
         except UserError as e:
-            await self._answer(update, self._error(locale, e))
+            self._answer(update, self._error(locale, e), locale=locale)
             return False
         if chat.type == "private":
             # in a group the card itself is the confirmation; in a DM say where to share it from
             when = format_local(space.starts_at, space.tz, locale)
             link = self._links.space(space.id)
-            await self._answer(update, t(locale, "reply.scheduled", title=space.title, when=when, link=link))
+            text = t(locale, "reply.scheduled", title=space.title, when=when, link=link)
+            self._answer(update, text, locale=locale)
             return True
         profile = await self._profiles.get(user)
         if not (profile and profile.dm_reachable):
             # host reminders take the subscribers' path: the deep link opens the DM (and says "you're the host")
-            button = InlineKeyboardButton(
-                t(locale, "button.get_reminders"), url=tr.deep_link(self._tg.username, space.id)
+            button = Action(
+                t(locale, "button.get_reminders"), ActionKind.URL, tr.deep_link(self._tg.username, space.id)
             )
-            text = rich(t(locale, "reply.host_open_dm", title=space.title))
-            await self._answer(update, Rendered(text, InlineKeyboardMarkup([[button]])))
+            text = t(locale, "reply.host_open_dm", title=space.title)
+            self._answer(update, text, locale=locale, actions=(button,))
         return True
+
+    async def _is_our_question(self, draft: _Draft, chat_id: int, message_id: int) -> bool:
+        """Whether ``message_id`` is one of this conversation's questions. A question the engine has not
+        recorded as sent yet may be the one: then any reply to one of our messages is taken."""
+        unknown = False
+        for key in draft.questions:
+            ref = await self._replies.sent_message(key)
+            if ref is None:
+                unknown = True
+            elif ref.chat_id == str(chat_id) and ref.id == str(message_id):
+                return True
+        return unknown
 
     async def on_text(self, update: Update, context: Ctx) -> None:
         msg, chat, u = update.effective_message, update.effective_chat, update.effective_user
@@ -255,122 +324,145 @@ class Handlers:
         if self._clock.now() - draft.started > DRAFT_TTL:
             self._drafts.pop(key, None)
             return
-        replied = msg.reply_to_message.message_id if msg.reply_to_message else None
-        if chat.type != "private" and (draft.question is None or replied != draft.question):
-            return  # in a group, only an answer to our question continues the conversation
-        # claim this step before any await: a second quick answer must not schedule a second Space
+        if chat.type != "private":
+            # in a group, only an answer to our question continues the conversation
+            replied = msg.reply_to_message
+            if replied is None or replied.from_user is None or replied.from_user.id != self._tg.bot_id:
+                return
+            if not await self._is_our_question(draft, chat.id, replied.message_id):
+                return
+        if self._drafts.get(key) is not draft:
+            return  # another update of this person took this step meanwhile
         step, title = draft.step, draft.title
         self._drafts.pop(key, None)
-        user, locale = await self._who(update)
+        who = await self._who(update)
+        if who is None:
+            return
+        user, locale = who
         text = msg.text.strip()
         if len(text) > tr.MAX_INPUT:
             self._drafts[key] = draft
-            draft.question = await self._ask(update, t(locale, "input.too_long", limit=tr.MAX_INPUT))
+            draft.questions += _some(
+                self._ask(update, t(locale, "input.too_long", limit=tr.MAX_INPUT), locale)
+            )
             return
         if step == "title":
             try:
                 title = clean_title(text)
             except UserError as e:  # ask again: the conversation goes on
                 self._drafts[key] = draft
-                draft.question = await self._ask(update, self._error(locale, e))
+                draft.questions += _some(self._ask(update, self._error(locale, e), locale))
                 return
-            nxt = _Draft("time", self._clock.now(), None, title)
+            nxt = _Draft("time", self._clock.now(), title=title)
             self._drafts[key] = nxt
-            nxt.question = await self._ask(update, t(locale, "ask.time", title=title))
+            nxt.questions += _some(self._ask(update, t(locale, "ask.time", title=title), locale))
             return
         if not await self._schedule(update, user, locale, when_text=text, title=title):
             # a time we could not use: the error was said; ask again rather than drop the conversation
-            again = _Draft("time", self._clock.now(), None, title)
+            again = _Draft("time", self._clock.now(), title=title)
             self._drafts[key] = again
-            again.question = await self._ask(update, t(locale, "ask.time", title=title))
+            again.questions += _some(self._ask(update, t(locale, "ask.time", title=title), locale))
 
     async def on_list(self, update: Update, context: Ctx) -> None:
-        _, locale = await self._who(update)
+        who = await self._who(update)
         chat = update.effective_chat
-        assert chat is not None
+        if who is None or chat is None:
+            return
+        _, locale = who
         spaces = await self._spaces.upcoming(tr.chat_ref(chat.id), limit=15)
         if not spaces:
-            await self._answer(update, t(locale, "reply.no_spaces"))
+            self._answer(update, t(locale, "reply.no_spaces"), locale=locale)
             return
         lines = [t(locale, "list.header")]
         for s in spaces:
             marker = "🟣 " if s.status is SpaceStatus.LIVE else ""
             when = format_local(s.starts_at, s.tz, locale)
             lines.append(t(locale, "list.item", marker=marker, title=s.title, when=when, space_id=s.id))
-        await self._answer(update, plain_lines(lines))
+        self._answer(update, "\n".join(lines), locale=locale)
 
     async def on_manage(self, update: Update, context: Ctx, *, verb: Verb, command: str) -> None:
         if await self._refuse_anonymous(update):
             return
-        user, locale = await self._who(update)
+        who = await self._who(update)
+        if who is None:
+            return
+        user, locale = who
         space_id, _ = tr.split_id(" ".join(context.args or []))
         if space_id is None:
-            await self._answer(update, t(locale, "usage.id", command=command))
+            self._answer(update, t(locale, "usage.id", command=command), locale=locale)
             return
-        request = f"update:{update.update_id}"
         await self._reply_with(
             update,
             locale,
-            self._manage.run(verb, user, locale, space_id, is_moderator=self._is_mod, request_id=request),
+            self._manage.run(
+                verb, user, locale, space_id, is_moderator=self._is_mod, request_id=self._request_id(update)
+            ),
         )
 
     async def on_reschedule(self, update: Update, context: Ctx) -> None:
         if await self._refuse_anonymous(update):
             return
-        user, locale = await self._who(update)
+        who = await self._who(update)
+        if who is None:
+            return
+        user, locale = who
         space_id, when = tr.split_id(" ".join(context.args or []))
         if space_id is None or not when:
-            await self._answer(update, t(locale, "usage.reschedule"))
+            self._answer(update, t(locale, "usage.reschedule"), locale=locale)
             return
-        request = f"update:{update.update_id}"
         await self._reply_with(
             update,
             locale,
             self._manage.reschedule(
-                user, locale, space_id, when, is_moderator=self._is_mod, request_id=request
+                user, locale, space_id, when, is_moderator=self._is_mod, request_id=self._request_id(update)
             ),
         )
 
     async def _reply_with(self, update: Update, locale: str, action: Awaitable[Reply]) -> None:
         """Run a management action and answer with its reply, or with the reason it was refused."""
         try:
-            reply = await action
+            result = await action
         except UserError as e:
-            await self._answer(update, self._error(locale, e))
+            self._answer(update, self._error(locale, e), locale=locale)
             return
-        await self._answer(update, reply.text)
+        self._answer(update, result.text, locale=locale)
 
     async def on_tz(self, update: Update, context: Ctx) -> None:
-        user, locale = await self._who(update)
+        who = await self._who(update)
+        if who is None:
+            return
+        user, locale = who
         if not context.args:
-            await self._answer(update, t(locale, "usage.tz"))
+            self._answer(update, t(locale, "usage.tz"), locale=locale)
             return
         try:
             zone = await self._profiles.set_zone(user, context.args[0])
         except UserError as e:
-            await self._answer(update, self._error(locale, e))
+            self._answer(update, self._error(locale, e), locale=locale)
             return
-        await self._answer(update, t(locale, "reply.zone_set", zone=zone))
+        self._answer(update, t(locale, "reply.zone_set", zone=zone), locale=locale)
 
     async def on_chat_tz(self, update: Update, context: Ctx) -> None:
         if await self._refuse_anonymous(update):
             return
-        user, locale = await self._who(update)
+        who = await self._who(update)
         chat = update.effective_chat
-        assert chat is not None
+        if who is None or chat is None:
+            return
+        user, locale = who
         ref = tr.chat_ref(chat.id)
         if not context.args:
-            await self._answer(update, t(locale, "usage.tz"))
+            self._answer(update, t(locale, "usage.tz"), locale=locale)
             return
         if not await self._is_mod(ref, user):
-            await self._answer(update, t(locale, "perm.admins_only"))
+            self._answer(update, t(locale, "perm.admins_only"), locale=locale)
             return
         try:
             community = await self._profiles.set_community(ref, zone=context.args[0])
         except UserError as e:
-            await self._answer(update, self._error(locale, e))
+            self._answer(update, self._error(locale, e), locale=locale)
             return
-        await self._answer(update, t(locale, "reply.community_zone_set", zone=community.tz))
+        self._answer(update, t(locale, "reply.community_zone_set", zone=community.tz), locale=locale)
 
     # ------------------------------------------------------------------ buttons and membership
 
@@ -378,65 +470,83 @@ class Handlers:
         query = update.callback_query
         if query is None:
             return
-        user, locale = await self._who(update)
+        who = await self._who(update)
+        if who is None:
+            await self._toast(query)
+            return
+        user, locale = who
         parsed = parse_callback(query.data or "")
         if parsed is None:  # a button we did not make, or from an older version of the bot
-            await query.answer()
+            await self._toast(query)
             return
         verb, space_id = parsed
         chat = update.effective_chat
         via = tr.chat_ref(chat.id) if chat is not None and chat.type in tr.GROUP_TYPES else None
+        # subscribe and unsubscribe set a state: a retried press lands on the same state; the others carry
+        # the update's request id
+        stateless = verb in (Verb.SUBSCRIBE, Verb.UNSUBSCRIBE)
         try:
-            reply = await self._manage.run(
+            result = await self._manage.run(
                 verb,
                 user,
                 locale,
                 space_id,
                 is_moderator=self._is_mod,
                 via_chat=via,
-                request_id=f"update:{update.update_id}" if verb is not Verb.SUBSCRIBE else None,
+                request_id=None if stateless else self._request_id(update),
             )
         except UserError as e:
-            await query.answer(self._error(locale, e)[:CALLBACK_TEXT_LIMIT], show_alert=True)
+            await self._toast(query, self._error(locale, e), alert=True)
             return
-        sub = reply.subscription
-        if sub is not None and sub.subscribed and via is not None:
+        sub = result.subscription
+        if verb is Verb.SUBSCRIBE and sub is not None and via is not None:
             profile = await self._profiles.get(user)
             if not (profile and profile.dm_reachable):
                 # never opened the bot: Telegram lets a callback answer open the bot's DM through a deep
                 # link; pressing Start there completes the subscription and makes reminders deliverable
-                await query.answer(url=tr.deep_link(self._tg.username, space_id))
+                await self._toast(query, url=tr.deep_link(self._tg.username, space_id))
                 return
-        if sub is not None and not sub.subscribed:
-            # the card's one button toggles: say plainly that this tap removed the reminder
-            await query.answer(
-                t(locale, "tg.unsubscribed", title=sub.space.title)[:CALLBACK_TEXT_LIMIT], show_alert=True
-            )
+        if verb is Verb.UNSUBSCRIBE and sub is not None and sub.changed:
+            # say plainly that this press removed the reminder (and how to set it back)
+            await self._toast(query, t(locale, "tg.unsubscribed", title=sub.space.title), alert=True)
             return
-        await query.answer(reply.text[:CALLBACK_TEXT_LIMIT])
+        await self._toast(query, result.text)
 
     async def on_my_chat_member(self, update: Update, context: Ctx) -> None:
         change = update.my_chat_member
-        if change is None or change.chat.type != "private":
+        if change is None or change.chat.type != "private" or change.from_user is None:
             return
-        status = change.new_chat_member.status
+        status = change.new_chat_member.status if change.new_chat_member else None
         # a user who blocks the bot is unreachable until they unblock it; no knocking in between
         await self._profiles.seen(
             tr.user_ref(change.from_user.id), dm_reachable=status not in ("kicked", "left")
         )
 
     async def on_error(self, update: object, context: Ctx) -> None:
-        """A bug or an outage: log it, and never leave the person waiting (a spinning button, no answer)."""
-        log.error("telegram handler failed", exc_info=context.error)
-        if not isinstance(update, Update):
-            return
-        locale = pick_locale(update.effective_user.language_code if update.effective_user else None)
-        try:
-            if update.callback_query is not None:
-                await update.callback_query.answer(
-                    t(locale, "error.generic")[:CALLBACK_TEXT_LIMIT], show_alert=True
-                )
-            elif update.effective_message is not None and update.effective_message.text:
-                await self._answer(update, t(locale, "error.generic"))
-        except Exception:
-            log.warning("could not tell the user about the failure", exc_info=True)
+        """A handler failed (a bug, or the database went away): this attempt does not count — the update is
+        not confirmed, and comes again. After a few failed attempts the adapter gives up (:meth:`give_up`)."""
+        if isinstance(update, Update):
+            self._tg.failed(update.update_id, context.error)
+            log.error(
+                "telegram handler failed", exc_info=context.error, extra={"update_id": update.update_id}
+            )
+        else:
+            log.error("telegram handler failed", exc_info=context.error)
+
+    async def give_up(self, update: Update) -> list[Answer]:
+        """The update failed again and again: tell the person (never leave a button spinning or a command
+        unanswered) and let it go. Returns the answers to queue."""
+        u = update.effective_user
+        locale = pick_locale(u.language_code if u else None)
+        if update.callback_query is not None:
+            await self._toast(update.callback_query, t(locale, "error.generic"), alert=True)
+            return []
+        msg = update.effective_message
+        if msg is None or not msg.text:
+            return []
+        notice = reply(t(locale, "error.generic"), locale=locale, reply_to=str(msg.message_id))
+        return [Answer(tr.chat_ref(msg.chat_id), notice)]
+
+
+def _some(key: str | None) -> list[str]:
+    return [key] if key is not None else []

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from telegram import ForceReply, InlineKeyboardButton, InlineKeyboardMarkup
 
 from bots.telegram.translate import share_link
-from core.notices import Action, ActionKind, Notice
+from core.notices import REPLY, Action, ActionKind, Notice
 from core.refs import UserRef
 
 TEXT_LIMIT = 4096
@@ -27,6 +27,7 @@ _CODE = re.compile(r"`([^`\n]+)`")
 class Rendered:
     text: str
     markup: InlineKeyboardMarkup | ForceReply | None
+    reply_to: int | None = None  # the message (in the same chat) this one answers
 
 
 def rich(text: str) -> str:
@@ -64,6 +65,8 @@ def keyboard(notice: Notice) -> InlineKeyboardMarkup | None:
 
 
 def render(notice: Notice) -> Rendered:
+    if notice.kind == REPLY:
+        return render_reply(notice)
     head = html.escape(f"{notice.marker} {notice.title}" if notice.marker else notice.title, quote=False)
     if notice.link:  # the title opens the Space's page (details, each viewer's local time)
         head = f'<a href="{html.escape(notice.link)}">{head}</a>'
@@ -99,3 +102,16 @@ def plain_lines(lines: list[str]) -> Rendered:
     """Replies and lists (``/spaces``): each line capped before escaping, whole lines dropped to fit —
     never a cut inside an HTML entity (an echoed 1,000-character input included)."""
     return Rendered(_fit([_line(line) for line in lines]), None)
+
+
+def render_reply(notice: Notice) -> Rendered:
+    """An answer (core.notices.reply): plain lines, its buttons, or a reply box when it asks a question
+    (ForceReply, selective: in a group only the person asked gets the box — and privacy mode lets their
+    reply through to us)."""
+    body = plain_lines(list(notice.lines))
+    markup: InlineKeyboardMarkup | ForceReply | None = (
+        ForceReply(selective=True) if notice.ask else keyboard(notice)
+    )
+    target = notice.reply_to
+    reply_to = int(target) if target is not None and target.isdigit() else None
+    return Rendered(body.text, markup, reply_to)

@@ -14,17 +14,20 @@ This package talks to the core's ports only (no ``storage``): the import contrac
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import functools
 import hashlib
 import hmac
 import html
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+import sys
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
 from bots.metrics import FleetView, render
@@ -86,10 +89,37 @@ class WebDeps:
 
 DEPS_KEY: web.AppKey[WebDeps] = web.AppKey("spaces_deps", WebDeps)
 
+# A connection has this long to deliver a complete request line and headers (and, kept alive, to start
+# the next request): a client that stalls mid-headers is cut off instead of holding a connection forever.
+# Bodies are the handlers' to time out (the Telegram webhook gives a body 5 s).
+HEADER_TIMEOUT = 5.0
+
+
+class _ServerLog(logging.LoggerAdapter[logging.Logger]):
+    """aiohttp's server logger, without tracebacks for what a client did wrong (a malformed request line or
+    header, a connection cut mid-request): one line at INFO. Our own failures keep their traceback."""
+
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
+        error = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
+        if isinstance(error, (HttpProcessingError, ConnectionError)):
+            self.info("%s: %s", str(msg) % args if args else msg, type(error).__name__)
+            return
+        self.error(msg, *args, exc_info=exc_info, **kwargs)
+
+
+def server_options() -> Mapping[str, Any]:
+    """Options of the HTTP server under the web app (aiohttp's request handler)."""
+    return {
+        "keepalive_timeout": HEADER_TIMEOUT,
+        "logger": _ServerLog(logging.getLogger("aiohttp.server"), {}),
+    }
+
 
 def make_web_app(deps: WebDeps) -> web.Application:
-    app = web.Application(client_max_size=1024 * 1024)  # webhooks are small; refuse large bodies early
+    # webhooks are small; refuse large bodies early (413)
+    app = web.Application(client_max_size=1024 * 1024, handler_args=server_options())
     app[DEPS_KEY] = deps
+    app[HEALTH_KEY] = _Health()
     app.router.add_get("/healthz", _healthz)
     if deps.public_metrics:
         app.router.add_get("/metrics", _metrics)
@@ -124,15 +154,52 @@ async def _counts(deps: WebDeps) -> dict[str, int] | None:
         return None
 
 
+# /healthz answers from the last database check while it is fresh, and never queues behind a busy database
+# for longer than that: a load balancer probing during a burst must see a busy service, not a dead one.
+HEALTH_FRESH = 2.0  # seconds a database check is reused; an older one is redone in the background
+HEALTH_STALE = 10.0  # a check older than this is waited for (also the very first one)
+HEALTH_TIMEOUT = 3.0  # a database that takes longer to answer is reported down
+
+
+@dataclass(slots=True)
+class _Health:
+    counts: dict[str, int] | None = None
+    at: float = -1e18  # loop time of the last check
+    refresh: asyncio.Task[None] | None = None
+
+
+HEALTH_KEY: web.AppKey[_Health] = web.AppKey("spaces_health", _Health)
+
+
+async def _check(deps: WebDeps, state: _Health) -> None:
+    try:
+        async with asyncio.timeout(HEALTH_TIMEOUT):
+            counts = await deps.outbox.counts()
+    except TimeoutError:
+        log.warning("database check timed out after %.0f s", HEALTH_TIMEOUT)
+        counts = None
+    except Exception:
+        log.warning("database check failed", exc_info=True)
+        counts = None
+    state.counts, state.at = counts, asyncio.get_running_loop().time()
+
+
 async def _healthz(request: web.Request) -> web.Response:
-    deps = request.app[DEPS_KEY]
-    counts = await _counts(deps)
+    deps, state = request.app[DEPS_KEY], request.app[HEALTH_KEY]
+    age = asyncio.get_running_loop().time() - state.at
+    if age > HEALTH_FRESH and (state.refresh is None or state.refresh.done()):
+        state.refresh = asyncio.create_task(_check(deps, state), name="healthz-check")
+    if age > HEALTH_STALE and state.refresh is not None:
+        await asyncio.shield(state.refresh)
+    counts = state.counts
+    checked = round(max(0.0, asyncio.get_running_loop().time() - state.at), 1)
     if counts is None:
-        body = {"ok": False, "db": "error", **deps.extra_health}
+        body = {"ok": False, "db": "error", "checked_s_ago": checked, **deps.extra_health}
         return web.json_response(body, status=503)
     body = {
         "ok": True,
         "db": "ok",
+        "checked_s_ago": checked,
         "pending": counts.get("pending", 0),
         "claimed": counts.get("claimed", 0),
         "dead": counts.get("dead", 0),

@@ -33,6 +33,7 @@ from core.models import (
 )
 from core.ports import Budget, ChatPlatform, Clock, Links, Outbox, UnitOfWorkFactory, WakeUps
 from core.refs import MessageRef, UserRef, parse_chat, parse_message, parse_user
+from core.services.replies import send_reply
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +198,7 @@ class DeliveryEngine:
     async def _handle_batch(self, rows: Sequence[Delivery]) -> None:
         rows = await self._drop_poison(rows)
         ctx = await self._load_context(rows)
-        mentions: dict[tuple[str, str, str], list[Delivery]] = {}
+        mentions: dict[tuple[str, str | None, str], list[Delivery]] = {}
         singles: list[Delivery] = []
         for row in rows:
             if row.kind is DeliveryKind.MENTION:
@@ -244,7 +245,7 @@ class DeliveryEngine:
         ctx = _Context()
         users: set[UserRef] = set()
         async with self._read() as uow:
-            for sid in {r.space_id for r in rows}:
+            for sid in {r.space_id for r in rows if r.space_id is not None}:
                 space = await uow.spaces.get(sid)
                 ctx.spaces[sid] = space
                 ctx.loaded[sid] = self._clock.now()
@@ -265,9 +266,11 @@ class DeliveryEngine:
             ctx.profiles = await uow.users.get_many(sorted(users, key=str))
         return ctx
 
-    async def _current(self, space_id: str, ctx: _Context) -> Space | None:
+    async def _current(self, space_id: str | None, ctx: _Context) -> Space | None:
         """The Space as it is now, not as it was when the batch was claimed: budget waits can be long,
         and a reminder must not go out for a Space cancelled or moved meanwhile (re-read at most 1/s)."""
+        if space_id is None:
+            return None
         now = self._clock.now()
         read_at = ctx.loaded.get(space_id)
         if read_at is None or now - read_at > SPACE_FRESHNESS:
@@ -279,6 +282,9 @@ class DeliveryEngine:
     # ------------------------------------------------------------------ one row
 
     async def _handle_one(self, row: Delivery, ctx: _Context) -> None:
+        if row.kind is DeliveryKind.REPLY:
+            await self._handle_reply(row)
+            return
         user = parse_user(row.recipient) if row.kind.to_user else None
         profile = ctx.profiles.get(user) if user is not None else None
         chat_key = _recipient_chat(row)
@@ -344,6 +350,35 @@ class DeliveryEngine:
             await self._remember_card(space, ref)
         sent_ref = str(ref) if ref is not None else row.recipient
         await self._settle(row, DeliveryStatus.SENT, sent_ref=sent_ref, late_by=verdict.late_by)
+
+    async def _handle_reply(self, row: Delivery) -> None:
+        """An answer to someone who wrote to us (core.services.replies): its content is in the row, there
+        is no Space to decide on. Same budget, lease guard and outcomes as everything else: a flood limit
+        or an outage delays it, never drops it."""
+        try:
+            await self._spend(row, _recipient_chat(row))
+        except _LeaseTooShort:
+            await self._give_back(row)
+            return
+        except _NotYet as e:
+            await self._give_back(row, after=e.wait)
+            return
+        try:
+            ref = await send_reply(self._platform, row, key=nonce_for(row.key))
+        except ValueError as e:
+            await self._settle(row, DeliveryStatus.DEAD, error=f"malformed reply: {e}")
+            return
+        except RateLimited as e:
+            await self._rate_limited(row, e, _recipient_chat(row))
+            return
+        except ChatUnavailable as e:
+            await self._settle(row, DeliveryStatus.DEAD, error=f"chat unavailable: {e}")
+            return
+        except Exception as e:
+            await self._retry(row, e)
+            return
+        late_by = max(0.0, (self._clock.now() - row.due_at).total_seconds())
+        await self._settle(row, DeliveryStatus.SENT, sent_ref=str(ref), late_by=late_by)
 
     async def _remember_card(self, rendered: Space, ref: MessageRef) -> None:
         """Store the card's handle (what every later edit targets). If the Space changed while the card was
@@ -454,8 +489,17 @@ class DeliveryEngine:
             raise _LeaseTooShort()
 
     async def _fall_back(self, row: Delivery, space: Space, reason: str) -> None:
-        """Next step of the recipient's chain: a mention in the chat they subscribed from (or the Space's)."""
-        chat = row.subject or str(space.chat)
+        """Next step of the recipient's chain: a mention in the group they subscribed from (the host: the
+        Space's chat). Never anywhere else: someone who subscribed privately has no group to be named in
+        (naming them in one they may not even be in would publish their subscription) — unreachable,
+        recorded, and shown to the host as a count."""
+        if row.subject is not None:
+            chat = row.subject
+        elif row.kind in (DeliveryKind.HOST_T30, DeliveryKind.HOST_T0):
+            chat = str(space.chat)
+        else:
+            await self._settle(row, DeliveryStatus.DEAD, error=f"{reason}; no group to mention them in")
+            return
         mention = Delivery(
             key=f"{row.key}:mention",
             kind=DeliveryKind.MENTION,

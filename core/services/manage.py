@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from core.commands import CancelSpace, EndSpace, RescheduleSpace, StartSpace, ToggleSubscription
+from core.commands import CancelSpace, EndSpace, RescheduleSpace, StartSpace, Subscribe, Unsubscribe
 from core.errors import UserError
 from core.models import Space, SpaceStatus
 from core.notices import Verb
@@ -55,7 +55,9 @@ class ManageService:
     ) -> Reply:
         """Do ``verb`` and say what happened. Raises UserError (render it with core.texts.t)."""
         if verb is Verb.SUBSCRIBE:
-            return await self.toggle(user, locale, space_id, via_chat)
+            return await self.subscribe(user, locale, space_id, via_chat)
+        if verb is Verb.UNSUBSCRIBE:
+            return await self.unsubscribe(user, locale, space_id)
         space = await self._spaces.get(space_id)
         actor = await self.actor_for(user, space, locale, is_moderator)
         if verb is Verb.START:
@@ -99,11 +101,20 @@ class ManageService:
         when = format_local(space.starts_at, space.tz, locale)
         return Reply(t(locale, "reply.rescheduled", title=space.title, when=when), space)
 
-    async def toggle(self, user: UserRef, locale: str, space_id: str, via_chat: ChatRef | None) -> Reply:
+    async def subscribe(
+        self, user: UserRef, locale: str, space_id: str, via_chat: ChatRef | None = None
+    ) -> Reply:
+        """Sets the state "subscribed": pressing twice, or a retried press, says so and changes nothing."""
         space = await self._spaces.get(space_id)
         if space.status is SpaceStatus.LIVE:
             # too late for a reminder: point straight at the room instead
             raise UserError("reply.live_now", title=space.title, link=self._links.space(space.id))
-        res = await self._spaces.toggle(ToggleSubscription(user, space_id, via_chat=via_chat, locale=locale))
-        key = "reply.subscribed" if res.subscribed else "reply.unsubscribed"
+        res = await self._spaces.subscribe(Subscribe(user, space_id, via_chat=via_chat, locale=locale))
+        key = "reply.subscribed" if res.changed else "reply.already_subscribed"
+        return Reply(t(locale, key, title=res.space.title), res.space, res)
+
+    async def unsubscribe(self, user: UserRef, locale: str, space_id: str) -> Reply:
+        """Sets the state "not subscribed" (idempotent, like :meth:`subscribe`)."""
+        res = await self._spaces.unsubscribe(Unsubscribe(user, space_id))
+        key = "reply.unsubscribed" if res.changed else "reply.not_subscribed"
         return Reply(t(locale, key, title=res.space.title), res.space, res)

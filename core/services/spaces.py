@@ -20,7 +20,6 @@ from core.commands import (
     ScheduleSpace,
     StartSpace,
     Subscribe,
-    ToggleSubscription,
     Unsubscribe,
 )
 from core.errors import NotFound, UserError, WrongState
@@ -303,11 +302,6 @@ class SpaceService:
 
     async def unsubscribe(self, cmd: Unsubscribe) -> SubscribeResult:
         return await self._set_subscription(cmd.user, cmd.space_id, False, None, None)
-
-    async def toggle(self, cmd: ToggleSubscription) -> SubscribeResult:
-        async with self._uow() as uow:
-            subscribed = await uow.subscriptions.exists(cmd.space_id, cmd.user)
-        return await self._set_subscription(cmd.user, cmd.space_id, not subscribed, cmd.via_chat, cmd.locale)
 
     # ------------------------------------------------------------------ helpers
 

@@ -169,11 +169,12 @@ async def _read_until(stream: asyncio.StreamReader, needle: str, within: float =
     return seen
 
 
-async def test_a_web_process_at_debug_logs_no_token(tmp_path: Path) -> None:
+async def test_a_process_at_debug_logs_no_token(tmp_path: Path) -> None:
+    # `run`: the web role receives the update, the worker role sends the answer (answers are outbox rows)
     async with TelegramEmulator() as tg:
         proc = await _spawn(
             tmp_path,
-            "web",
+            "run",
             TELEGRAM_BOT_TOKEN=tg.token,
             TELEGRAM_API_BASE=tg.base_url,
             SPACES_LOG_LEVEL="DEBUG",

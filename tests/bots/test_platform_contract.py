@@ -19,6 +19,7 @@ from core.notices import Action, ActionKind, Notice
 from core.ports import ChatPlatform
 from core.refs import ChatRef, Platform, UserRef
 from core.services.profiles import ProfileService
+from core.services.replies import RepliesService
 from core.services.spaces import SpaceService
 from tests.fakes.clock import FakeClock, RecordingWake
 from tests.fakes.memory import MemoryDB
@@ -87,6 +88,7 @@ async def _telegram() -> AsyncIterator[Subject]:
             TelegramConfig(token=tg.token, api_base=tg.base_url, file_base=tg.base_file_url),
             spaces=spaces,
             profiles=ProfileService(db.uow),
+            replies=RepliesService(db.uow, clock, RecordingWake()),
             links=Links(),
             clock=clock,
             receive=False,

@@ -111,8 +111,12 @@ async def test_known_unreachable_users_are_not_dmed_again(core_env: CoreEnv) -> 
     await core_env.spaces.start(StartSpace(core_env.actor(), space.id))
     await core_env.run()
     assert not core_env.platform.dms_to(alice)
-    (mention,) = core_env.platform.of("mention")
-    assert mention.target == str(core_env.chat)  # the Space's own chat when no via_chat
+    # subscribed privately (no via_chat): there is no group of theirs to mention them in — never the
+    # Space's own chat, which may be someone's private chat, or a group they are not in
+    assert not core_env.platform.of("mention")
+    (notice,) = [d for d in await core_env.deliveries() if d.kind is DeliveryKind.LIVE_NOTICE]
+    assert notice.status is DeliveryStatus.DEAD and "no group to mention them in" in (notice.last_error or "")
+    assert (await core_env.spaces.reach(space.id)).unreachable == 1
 
 
 async def test_rate_limit_is_honoured_without_costing_an_attempt(core_env: CoreEnv) -> None:

@@ -13,7 +13,6 @@ from core.commands import (
     ScheduleSpace,
     StartSpace,
     Subscribe,
-    ToggleSubscription,
     Unsubscribe,
 )
 from core.errors import InvalidTime, InvalidTitle, NotAllowed, NotFound, TooManySpaces, UserError, WrongState
@@ -101,16 +100,17 @@ async def test_subscribers_are_notified_when_the_host_starts_not_at_the_schedule
     assert len(core_env.platform.dms_to(alice)) == 1
 
 
-async def test_subscription_toggle_and_counts(core_env: CoreEnv) -> None:
+async def test_subscribe_and_unsubscribe_set_a_state_and_counts(core_env: CoreEnv) -> None:
     space = await schedule(core_env)
     alice = UserRef(core_env.chat.platform, "alice")
-    r1 = await core_env.spaces.toggle(ToggleSubscription(alice, space.id))
-    r2 = await core_env.spaces.subscribe(Subscribe(alice, space.id))
-    assert (r1.subscribed, r1.subscribers, r2.changed) == (True, 1, False)
-    r3 = await core_env.spaces.toggle(ToggleSubscription(alice, space.id))
-    assert (r3.subscribed, r3.subscribers) == (False, 0)
+    r1 = await core_env.spaces.subscribe(Subscribe(alice, space.id))
+    r2 = await core_env.spaces.subscribe(Subscribe(alice, space.id))  # a retried or double press
+    assert (r1.subscribed, r1.subscribers, r1.changed) == (True, 1, True)
+    assert (r2.subscribed, r2.subscribers, r2.changed) == (True, 1, False)
+    r3 = await core_env.spaces.unsubscribe(Unsubscribe(alice, space.id))
     r4 = await core_env.spaces.unsubscribe(Unsubscribe(alice, space.id))
-    assert not r4.changed
+    assert (r3.subscribed, r3.subscribers, r3.changed) == (False, 0, True)
+    assert (r4.subscribed, r4.subscribers, r4.changed) == (False, 0, False)
     with pytest.raises(UserError) as e:
         await core_env.spaces.subscribe(Subscribe(core_env.host, space.id))
     assert e.value.key == "sub.host"

@@ -140,7 +140,8 @@ class MemoryDeliveryStore(_Stores):
     async def add(self, deliveries: Sequence[Delivery]) -> int:
         n = 0
         for d in deliveries:
-            self._space_exists(d.space_id)
+            if d.space_id is not None:  # a reply has no Space (storage: a NULL foreign key)
+                self._space_exists(d.space_id)
             if d.key in self.st.keys:
                 continue
             row = replace(d, id=self.st.next_id)
@@ -196,6 +197,10 @@ class MemoryDeliveryStore(_Stores):
         found = [copy.copy(d) for d in self.st.deliveries.values() if d.space_id == space_id]
         return sorted(found, key=lambda d: (d.due_at, d.id or 0))
 
+    async def get_by_key(self, key: str) -> Delivery | None:
+        found = next((d for d in self.st.deliveries.values() if d.key == key), None)
+        return copy.copy(found) if found else None
+
 
 class MemoryAnnouncementStore(_Stores):
     async def add(self, ann: Announcement) -> None:
@@ -245,6 +250,10 @@ class MemoryInboundStore(_Stores):
             return self.st.inbound[k][0]
         self.st.inbound[k] = (result, datetime.now(UTC))  # bookkeeping time, as the SQL store
         return None
+
+    async def recall(self, platform: Platform, request_id: str) -> str | None:
+        found = self.st.inbound.get((str(platform), request_id))
+        return found[0] if found else None
 
 
 class MemoryUnitOfWork:
@@ -355,7 +364,9 @@ class MemoryOutbox:
         gone = [
             i
             for i, d in st.deliveries.items()
-            if d.status in settled and d.space_id in over and d.due_at < settled_before
+            if d.status in settled
+            and (d.space_id in over or (d.space_id is None and d.kind is DeliveryKind.REPLY))
+            and d.due_at < settled_before
         ]
         for i in gone:
             st.keys.discard(st.deliveries.pop(i).key)

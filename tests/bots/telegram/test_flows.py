@@ -41,7 +41,7 @@ async def test_schedule_in_a_group_posts_a_card_with_buttons(tg_env: TgEnv) -> N
     assert space.starts_at.isoformat() == "2026-11-26T19:00:00+00:00"  # 20:00 Paris
     assert "<b>" not in card.text  # entities, not raw markup, reach the user
     assert "Weekly AMA" in card.text and "Thu 26 Nov 2026, 20:00 CET" in card.text and "Hana" in card.text
-    assert card.callback_data == [f"sub:{space.id}", f"start:{space.id}"]
+    assert card.callback_data == [f"sub:{space.id}", f"unsub:{space.id}", f"start:{space.id}"]
     share = [b for b in card.buttons if "url" in b]
     assert share and share[0]["url"].startswith(
         "https://t.me/share/url?url=https%3A%2F%2Fspaces.example%2Fs%2F"
@@ -242,7 +242,7 @@ async def test_cards_show_the_chats_zone_and_dms_the_readers(tg_env: TgEnv) -> N
     await tg_env.tg.user_sends(host, group, "/space 2026-12-01 18:30 Europe/Paris Cross-Atlantic")
     (space,) = await tg_env.eventually(lambda: tg_env.spaces.upcoming(_chat(group)))
     await tg_env.deliver()
-    card = tg_env.tg.bot_messages(group)[-1]
+    card = await tg_env.tg.wait_for_message(group, lambda m: f"sub:{space.id}" in m.callback_data)
     assert "Tue 1 Dec 2026, 12:30 EST" in card.text  # 18:30 in Paris, shown in the chat's zone
     fan = tg_env.tg.create_user("Kiran", started=True)
     await tg_env.tg.user_sends(fan, None, "/tz Asia/Kolkata")
@@ -254,3 +254,49 @@ async def test_cards_show_the_chats_zone_and_dms_the_readers(tg_env: TgEnv) -> N
     await tg_env.deliver()
     moved = next(m for m in tg_env.tg.bot_messages(fan.id) if "moved to" in m.text)
     assert "Wed 2 Dec 2026, 00:00 IST" in moved.text  # the reader's zone
+
+
+async def test_a_space_scheduled_in_a_dm_never_mentions_anyone_in_a_private_chat(tg_env: TgEnv) -> None:
+    tg = tg_env.tg
+    host = tg.create_user("Hana", started=True)
+    await tg.user_starts_bot(host)
+    await tg.user_sends(host, None, "/space tomorrow 20:00 Private AMA")
+    scheduled = await tg.wait_for_message(host.id, lambda m: "Scheduled ✓" in m.text)
+    (space,) = await tg_env.spaces.upcoming(_chat_of(host.id))
+    fans = [tg.create_user(f"Fan{i}") for i in range(3)]
+    for fan in fans:  # the shared link: subscribed privately, from no group
+        await tg.user_starts_bot(fan, f"s_{space.id}")
+        await tg.wait_for_message(fan.id, lambda m: "Reminder set" in m.text)
+    for fan in fans[1:]:
+        await tg.block_bot(fan)
+    await tg.wait_updates_consumed()
+    await tg.user_sends(host, None, f"/live {space.id}")
+    await tg.wait_for_message(host.id, lambda m: "You're live" in m.text)
+    await tg_env.deliver()
+    assert [m for m in tg.bot_messages(fans[0].id) if "is live now" in m.text]
+    live = {d.recipient: d for d in await tg_env.rows() if d.kind is DeliveryKind.LIVE_NOTICE}
+    for fan in fans[1:]:
+        row = live[str(user_ref(fan.id))]
+        assert row.status is DeliveryStatus.DEAD and "no group to mention them in" in (row.last_error or "")
+    await tg.user_sends(host, None, f"/end {space.id}")
+    report = await tg.wait_for_message(host.id, lambda m: "Your live notice" in m.text)
+    assert "1 messaged, 0 mentioned in the chat (DMs closed), 2 unreachable" in report.text
+    # the host's own reminders, once they blocked the bot: no mention in their private chat either
+    await tg.user_sends(host, None, "/space in 10 minutes Quick one")
+    await tg.wait_for_message(
+        host.id, lambda m: "Quick one" in m.text and m.message_id > scheduled.message_id
+    )
+    quick = next(s for s in await tg_env.spaces.upcoming(_chat_of(host.id)) if s.title == "Quick one")
+    await tg.block_bot(host)
+    await tg.wait_updates_consumed()
+    tg_env.clock.set(quick.starts_at)
+    await tg_env.deliver()
+    rows = {d.kind: d for d in await tg_env.rows() if d.space_id == quick.id}
+    assert rows[DeliveryKind.HOST_T0].status is DeliveryStatus.FALLBACK
+    assert rows[DeliveryKind.MENTION].status is DeliveryStatus.DEAD
+    mentions = [c for c in tg.calls("sendMessage") if "couldn't message you privately" in str(c.params)]
+    assert mentions == []  # never, in any chat
+
+
+def _chat_of(user_id: int) -> ChatRef:
+    return chat_ref(user_id)  # a private chat's id is its user's
