@@ -15,6 +15,7 @@ from sqlalchemy import BigInteger, Index, Integer, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 from sqlmodel.sql.sqltypes import UTCDateTime
 
+from core import rules
 from core.models import (
     Announcement,
     Community,
@@ -149,6 +150,8 @@ class DeliveryRow(SQLModel, table=True):
     sent_ref: str | None = Field(default=None, max_length=REF)
     sent_at: datetime | None = _utc(nullable=True)
     late_by: float | None = Field(default=None)
+    priority: int = Field(default=rules.PRIORITY_OTHER)  # claim order, lower first (core.rules.priority)
+    claim_token: str | None = Field(default=None, max_length=SHORT)  # fencing token of the current claim
 
 
 class InboundRequestRow(SQLModel, table=True):
@@ -171,6 +174,9 @@ class WorkerHeartbeatRow(SQLModel, table=True):
 
     worker_id: str = Field(primary_key=True, max_length=255)
     last_seen: datetime = Field(sa_type=UTCDateTime, nullable=False, index=True)
+    # since when some worker has been alive without a gap, as this worker inherited it when it joined: the
+    # oldest value among live rows tells whether the service was running when a notification came due
+    fleet_since: datetime | None = _utc(nullable=True)
 
 
 metadata = SQLModel.metadata
@@ -282,6 +288,8 @@ def delivery_values(d: Delivery) -> dict[str, Any]:
         "sent_ref": d.sent_ref,
         "sent_at": d.sent_at,
         "late_by": d.late_by,
+        "priority": d.priority if d.priority is not None else rules.priority(d.kind),
+        "claim_token": d.claim,
     }
     if d.id is not None:
         values["id"] = d.id
@@ -308,6 +316,8 @@ def delivery_from_row(row: Any) -> Delivery:
         sent_ref=row.sent_ref,
         sent_at=row.sent_at,
         late_by=row.late_by,
+        priority=row.priority,
+        claim=row.claim_token,
     )
 
 
