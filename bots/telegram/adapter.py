@@ -61,6 +61,12 @@ class TelegramConfig:
     file_base: str = "https://api.telegram.org/file/bot"
     poll_timeout: float = 10.0  # long-polling hold, seconds
     paid_broadcast: bool = False  # DMs with allow_paid_broadcast: ~1,000/s instead of ~30/s, paid in Stars
+    # HTTP timeouts of every Bot API call but getUpdates, per phase (seconds); the composition root derives
+    # them from the engine's send timeout (config/timing.py) so that a call gives up before its lease does
+    connect_timeout: float = 2.5
+    read_timeout: float = 5.0
+    write_timeout: float = 2.5
+    pool_timeout: float = 2.5
 
 
 class TelegramPlatform:
@@ -121,7 +127,10 @@ class TelegramPlatform:
             .concurrent_updates(True)
             # PTB's default pool is one connection: the engine's concurrent sends would queue behind it
             .connection_pool_size(32)
-            .pool_timeout(30.0)
+            .connect_timeout(self.config.connect_timeout)
+            .read_timeout(self.config.read_timeout)
+            .write_timeout(self.config.write_timeout)
+            .pool_timeout(self.config.pool_timeout)
         )
         # no PTB Updater: its polling loop retries a batch holding one unparsable update forever (the bot
         # goes deaf); ours takes updates one by one, through the same door as the webhook
