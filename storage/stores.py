@@ -610,13 +610,20 @@ class SqlOutbox:
         tokens = sorted(set(claims))
         async with self._write() as conn:  # one short write for every claim in hand
             for i in range(0, len(tokens), _IN_CHUNK):
-                stmt = (
-                    update(delivery_t)
+                mine = (
+                    select(d.id)
                     .where(
                         d.claim_token.in_(tokens[i : i + _IN_CHUNK]),
                         d.claimed_by == worker,
                         d.status == str(DeliveryStatus.CLAIMED),
                     )
+                    .order_by(d.id)
+                )
+                if self._dialect == "postgresql":
+                    mine = mine.with_for_update()  # locked in id order, as settle_many does: no deadlock
+                stmt = (
+                    update(delivery_t)
+                    .where(d.id.in_(mine.scalar_subquery()), d.status == str(DeliveryStatus.CLAIMED))
                     .values(lease_until=now + lease)
                     .returning(d.id, d.claim_token)
                 )
@@ -645,8 +652,14 @@ class SqlOutbox:
         if not outcomes:
             return []
         statements = [self._settle_stmt(o, worker, now) for o in outcomes]
+        # rows are locked in id order by every statement that locks several (settle, renew): two
+        # transactions of one worker (a renewal and a group commit) never wait for each other in a circle
+        order = sorted(range(len(outcomes)), key=lambda i: outcomes[i].delivery_id)
+        recorded = [False] * len(outcomes)
         async with self._write() as conn:  # one write lock and one commit for the whole batch
-            return [(await conn.execute(stmt)).rowcount == 1 for stmt in statements]
+            for i in order:
+                recorded[i] = (await conn.execute(statements[i])).rowcount == 1
+        return recorded
 
     def _settle_stmt(self, o: Outcome, worker: str, now: datetime) -> Any:
         if o.status is DeliveryStatus.CLAIMED:
