@@ -247,6 +247,8 @@ class Service:
         await self.router.start()
         if self.role.delivers and self.waker is not None:
             self._pruned_at = self.clock.now()  # housekeeping waits for a sweep: boot is for the catch-up
+            # a crashed process of this worker id left rows claimed: they are ours to redo, now
+            await self.engine.recover()
             await self.heartbeat()
             await self._listen()
             await self.waker.start()  # includes the catch-up run: whatever came due while we were down

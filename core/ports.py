@@ -236,6 +236,12 @@ class Outbox(Protocol):
         missing from its token's set was taken over by another worker (its lease had run out) or settled."""
         ...
 
+    async def release(self, *, worker: str, now: datetime) -> int:
+        """At a worker's start: every row still CLAIMED under its worker id belongs to an earlier process of
+        that id which died (worker ids are unique among running workers). Those rows become PENDING at once
+        (their due time kept), instead of waiting for their lease to run out. Returns the count."""
+        ...
+
     async def settle(
         self,
         delivery_id: int,

@@ -631,6 +631,22 @@ class SqlOutbox:
                     renewed[token].add(int(rid))
         return renewed
 
+    async def release(self, *, worker: str, now: datetime) -> int:
+        d = delivery_t.c
+        stmt = (
+            update(delivery_t)
+            .where(d.claimed_by == worker, d.status == str(DeliveryStatus.CLAIMED))
+            .values(
+                status=str(DeliveryStatus.PENDING),
+                claimed_by=None,
+                lease_until=None,
+                claim_token=None,
+                last_error="released: its worker restarted",
+            )
+        )
+        async with self._write() as conn:
+            return int((await conn.execute(stmt)).rowcount or 0)
+
     async def settle(
         self,
         delivery_id: int,

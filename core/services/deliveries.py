@@ -249,8 +249,10 @@ class _Pace:
         self._since = monotonic()
 
     def begin(self) -> None:
-        """A run starts: its pace is measured from now (an idle gap before it is not slowness)."""
+        """A run starts: its pace is measured from now (an idle gap before it is not slowness, and what was
+        sent before it, e.g. a card, says nothing of the fan-out now due)."""
         self._since = self._monotonic()
+        self._done.clear()
 
     def finished(self, n: int = 1) -> None:
         now = self._monotonic()
@@ -264,8 +266,9 @@ class _Pace:
     def per_second(self) -> float:
         now = self._monotonic()
         self._trim(now)
+        # at least a second: the first sends of a run go out on the budget's burst, faster than its pace
         span = min(PACE_WINDOW, now - self._since)
-        return len(self._done) / max(span, 0.05)
+        return len(self._done) / max(span, 1.0)
 
 
 class DeliveryEngine:
@@ -320,6 +323,17 @@ class DeliveryEngine:
     def request_stop(self) -> None:
         """Finish the rows in hand, claim no more (shutdown: what is left stays pending for the next run)."""
         self._stopping = True
+
+    async def recover(self) -> int:
+        """At start, before the first claim: take back what an earlier process with this worker id still
+        held when it died (a supervisor restarting it under the same name), at once rather than one lease
+        later. Returns the number of rows released."""
+        if self._held:
+            raise RuntimeError("recover() is for start-up: this engine holds claims")
+        released = await self._outbox.release(worker=self.config.worker_id, now=self._clock.now())
+        if released:
+            log.warning("released the claims of an earlier process", extra={"count": released})
+        return released
 
     def claim_size(self) -> int:
         """How many rows to hold: about ``claim_horizon`` seconds of sending at this worker's pace."""

@@ -618,6 +618,8 @@ def test_a_claim_holds_about_a_second_of_this_workers_pace() -> None:
     )
     engine._pace.begin()
     assert engine.claim_size() == 8  # pace unknown: start small
+    engine._pace.finished(8)  # the first claim went out at once (the budget's burst): not yet a pace
+    assert engine.claim_size() == 8
     for _ in range(30):  # 7.5 rows a second (Telegram's 30/s shared by four workers)
         t[0] += 1 / 7.5
         engine._pace.finished()
@@ -707,3 +709,15 @@ async def test_a_platform_call_that_hangs_is_cut_at_the_send_timeout_and_retried
     assert t30.status is DeliveryStatus.PENDING and "SendTimedOut" in (t30.last_error or "")
     assert t30.due_at > env.clock.now()  # backoff, like any transient error
     assert env.engine.sends_in_flight == 0
+
+
+async def test_a_restarted_worker_takes_back_at_once_what_it_held_when_it_died(core_env: CoreEnv) -> None:
+    env = core_env
+    _, fans = await _live_with_fans(env, 3)
+    held = await env.db.outbox().claim_due(
+        now=env.clock.now(), worker="w1", lease=timedelta(hours=1), batch=10
+    )
+    assert held  # the process named w1 died holding these; a new one starts under the same name
+    assert await env.engine.recover() == len(held)
+    await env.run()  # no waiting for the hour-long lease
+    assert sorted(env.platform.received()) == sorted(str(u) for u in fans)

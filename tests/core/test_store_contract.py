@@ -1035,3 +1035,27 @@ async def test_fan_out_settles_known_unreachable_subscribers_with_their_mention_
         assert await uow.deliveries.fan_out("sp1", 1, DeliveryKind.LIVE_NOTICE, T0, prefix) == 0
         await uow.commit()
     assert len(await rows_of(uow_factory)) == 5
+
+
+async def test_release_gives_back_what_a_dead_process_of_the_same_worker_id_held(
+    uow_factory: UnitOfWorkFactory, outbox: Outbox
+) -> None:
+    await add_spaces(uow_factory, space())
+    await add_rows(uow_factory, [row("sp1", k, T0) for k in ("a", "b", "c")])
+    mine = await outbox.claim_due(now=T0, worker="w1", lease=LEASE, batch=2)
+    (theirs,) = await outbox.claim_due(now=T0, worker="w2", lease=LEASE, batch=2)
+    assert await outbox.release(worker="w1", now=T0 + timedelta(seconds=1)) == 2
+    rows = await by_key(uow_factory)
+    for d in mine:
+        got = rows[d.key]
+        assert (got.status, got.claimed_by, got.lease_until, got.claim) == (
+            DeliveryStatus.PENDING,
+            None,
+            None,
+            None,
+        )
+        assert got.due_at == d.due_at and got.attempts == 1  # its due time kept; the crash was an attempt
+    assert rows[theirs.key] == theirs  # another worker's claim is untouched
+    again = await outbox.claim_due(now=T0 + timedelta(seconds=1), worker="w1", lease=LEASE, batch=10)
+    assert {d.key for d in again} == {d.key for d in mine}
+    assert await outbox.release(worker="nobody", now=T0) == 0

@@ -36,7 +36,7 @@ from storage.db import make_engine, make_session_factory, normalize_url
 from storage.migrate import upgrade
 from storage.notify import PgWakeChannel
 from storage.stores import unit_of_work_factory
-from storage.tables import delivery_t
+from storage.tables import delivery_t, heartbeat_t
 from tests.fakes.telegram import TelegramEmulator, TgUser
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -213,6 +213,8 @@ async def fan_out(
                     "TELEGRAM_BOT_TOKEN": tg.token,
                     "TELEGRAM_API_BASE": tg.base_url,
                     "SPACES_LOG_LEVEL": "WARNING",
+                    # heartbeats every 2 s: each worker learns its share of the send budget soon after start
+                    "SPACES_SWEEP_SECONDS": "2",
                 },
                 log_dir,
             )
@@ -221,6 +223,10 @@ async def fan_out(
                 await fleet.spawn(name)
             for name in names:
                 await fleet.ready(name)
+            # every worker has beaten since the last one joined: each now takes 1/N of the budget (the budget
+            # split by heartbeats is per process; a worker that started alone would send at the full rate)
+            joined = datetime.now(UTC)
+            await _wait(lambda: _all_beaten_since(url, joined, workers), within, "heartbeats")
             await _wait(lambda: _settled(url, [space.id], due_only=True), within, "the card was not posted")
             if chaos is not None:
                 tg.inject_faults(seed=chaos.seed, error_rate=chaos.error_rate, reset_rate=chaos.reset_rate)
@@ -290,6 +296,17 @@ async def fan_out(
             await fleet.stop()
         await channel.close()
         await db.dispose()
+
+
+async def _all_beaten_since(url: str, since: datetime, workers: int) -> bool:
+    engine = make_engine(url)
+    try:
+        async with engine.connect() as conn:
+            h = heartbeat_t.c
+            rows = (await conn.execute(select(h.last_seen))).scalars().all()
+            return len(rows) >= workers and all(seen > since for seen in rows)
+    finally:
+        await engine.dispose()
 
 
 async def _senders(url: str, space_id: str) -> Counter[str]:

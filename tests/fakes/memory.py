@@ -336,6 +336,15 @@ class MemoryOutbox:
                 renewed[d.claim].add(d.id)
         return renewed
 
+    async def release(self, *, worker: str, now: datetime) -> int:
+        n = 0
+        for d in self._db.state.deliveries.values():
+            if d.claimed_by == worker and d.status is DeliveryStatus.CLAIMED:
+                d.status, d.claimed_by, d.lease_until, d.claim = DeliveryStatus.PENDING, None, None, None
+                d.last_error = "released: its worker restarted"
+                n += 1
+        return n
+
     async def settle(
         self,
         delivery_id: int,
