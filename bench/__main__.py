@@ -10,7 +10,7 @@
    the target is flat.
 2. lateness (SQLite and PostgreSQL): 100,000 Spaces scheduled (200,000 future reminder rows), plus 1,000
    reminders coming due over a 20 s window, woken by the real Waker on the real clock: p50/p99 of send time
-   − due time. Floor: about a second (ENGINE.md promise 3).
+   − due time. Floor: about a second (the waker's promise).
 3. fanout (PostgreSQL): live notices to Telegram subscribers through 4 real `spaces worker` processes and
    the Bot API emulator (tests/delivery/harness.py), counted at the emulator per recipient:
    - clean, 2,000 subscribers: time vs the floor (2,000 / 30 per second); a host's T-0 reminder for another

@@ -90,7 +90,7 @@ class DeliveryStatus(StrEnum):
 
 @dataclass(slots=True)
 class Delivery:
-    """One row of the outbox: a notification decided but not yet settled (see ENGINE.md)."""
+    """One row of the outbox: a notification decided but not yet settled (docs/architecture.md, "The outbox row lifecycle")."""
 
     key: str  # unique idempotency key; hashed into the platform nonce where one exists
     kind: DeliveryKind

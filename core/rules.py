@@ -35,7 +35,7 @@ KEEP_REQUEST_IDS = timedelta(days=2)
 MAX_ATTEMPTS = 8
 BACKOFF_BASE = 5.0  # seconds
 BACKOFF_CAP = 15 * 60.0
-# why a fan-out row was settled as a fallback at once: a DM to this user failed before (ENGINE.md: on
+# why a fan-out row was settled as a fallback at once: a DM to this user failed before (on
 # Discord failed DMs count toward the IP ban, and a closed door is not knocked on again)
 KNOWN_UNREACHABLE = "known unreachable"
 

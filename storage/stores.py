@@ -553,7 +553,7 @@ def unit_of_work_factory(
 
 
 class SqlOutbox:
-    """The delivery engine's side of the outbox (ENGINE.md): claim with a lease, settle if still ours.
+    """The delivery engine's side of the outbox: claim with a renewable lease, settle if the claim is still ours.
 
     Each method is its own short transaction on a connection of its own from ``engine``'s pool.
     """

@@ -121,7 +121,7 @@ class AnnouncementRow(SQLModel, table=True):
 
 
 class DeliveryRow(SQLModel, table=True):
-    """The outbox (ENGINE.md). Claimed with a lease; settled only by the lease holder."""
+    """The outbox (docs/architecture.md). Claimed with a lease; settled only under the claim's token."""
 
     __tablename__ = "delivery"
     __table_args__ = (

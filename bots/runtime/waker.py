@@ -1,6 +1,6 @@
 """Wakes the delivery engine: it only ever holds the NEXT due time, plus two periodic jobs.
 
-ENGINE.md: one "wake" timer, re-armed to the earliest time something becomes claimable (a pending row's
+One "wake" timer, re-armed to the earliest time something becomes claimable (a pending row's
 due time, or a claimed row's lease end — a dead worker's rows come back then), an interval sweep, and a
 catch-up at boot. The database is the truth; losing this process loses nothing but a wake-up, which the
 sweep of any worker (or the boot catch-up) makes up for. A third job renews the leases of the rows this

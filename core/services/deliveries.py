@@ -1,4 +1,4 @@
-"""The delivery engine: claim due outbox rows under a lease, decide, render, send, record (ENGINE.md).
+"""The delivery engine: claim due outbox rows under a lease, decide, render, send, record.
 
 Promises: nothing is lost (every row ends sent, skipped with a reason, fallen back or dead with the error);
 nothing is sent twice by the engine (outcomes are recorded only under the claim they belong to, and a row

@@ -1,4 +1,4 @@
-"""ENGINE.md promises, shown with real processes: 4 workers deliver 10,000 due notifications with 0 losses
+"""The engine's promises, shown with real processes: 4 workers deliver 10,000 due notifications with 0 losses
 and 0 duplicates, and when one worker is killed with SIGKILL mid-fan-out and restarted, the only copies
 beyond the first are sends the killed worker had in flight (its outcomes are recorded as soon as the
 platform answers).
