@@ -179,6 +179,7 @@ class _Recorder:
         self._clock = clock
         self._on_recorded = on_recorded
         self._queue: list[_Entry] = []
+        self._writing: set[int] = set()
         self._task: asyncio.Task[None] | None = None
         self.failing = False
         self.writes = 0  # transactions written (tests, metrics)
@@ -187,6 +188,10 @@ class _Recorder:
     @property
     def queued(self) -> int:
         return len(self._queue)
+
+    def queued_ids(self) -> set[int]:
+        """Rows whose outcome is queued or being written (their claim must stay renewed)."""
+        return {e.outcome.delivery_id for e in self._queue} | self._writing
 
     async def record(self, entries: Sequence[_Entry]) -> None:
         """Queue and wait until recorded (or kept: the database is failing)."""
@@ -203,6 +208,7 @@ class _Recorder:
     async def _write_all(self) -> None:
         while self._queue and not self.failing:
             batch, self._queue = self._queue, []
+            self._writing = {e.outcome.delivery_id for e in batch}
             try:
                 recorded = await self._outbox.settle_many(
                     [e.outcome for e in batch], worker=self._worker, now=self._clock.now()
@@ -210,11 +216,13 @@ class _Recorder:
             except Exception as e:
                 log.exception("recording outcomes failed", extra={"count": len(batch)})
                 self._queue = batch + self._queue
+                self._writing = set()
                 self.failing, self.error = True, e
                 for entry in batch:  # kept, not recorded: the sends wait no longer, and no new one starts
                     entry.done.set()
                 return
             self.writes += 1
+            self._writing = set()
             self.failing, self.error = False, None
             for entry, ok in zip(batch, recorded, strict=True):
                 self._on_recorded(entry, ok)
@@ -382,7 +390,12 @@ class DeliveryEngine:
                 handled += len(rows)
                 in_hand[0] += len(rows)
                 self._hold(rows)
-                for task in await self._start(rows, sem, in_hand):
+                try:
+                    tasks = await self._start(rows, sem, in_hand)
+                except BaseException:
+                    self._abandon(rows)  # not renewed any more: back to any worker after their lease
+                    raise
+                for task in tasks:
                     running.add(task)
                     task.add_done_callback(running.discard)
         finally:
@@ -443,6 +456,14 @@ class DeliveryEngine:
                 del self._held[token]
                 self._leases.pop(token, None)
 
+    def _abandon(self, rows: Sequence[Delivery]) -> None:
+        """Stop renewing rows whose handling failed without an outcome: their lease runs out and they are
+        claimed again (a bug's row is retried, then dead-lettered by _drop_poison — never held forever)."""
+        queued = self.recorder.queued_ids()
+        for row in rows:
+            if row.id not in queued:
+                self._release(row)
+
     def _recorded(self, entry: _Entry, ok: bool) -> None:
         row, outcome = entry.row, entry.outcome
         self._release(row)
@@ -502,6 +523,7 @@ class DeliveryEngine:
                     await self._handle_one(rows[0], ctx)
         except Exception:  # a bug: the lease expires, the row is retried, and _drop_poison caps it
             log.exception("delivery crashed", extra={"delivery_id": rows[0].id})
+            self._abandon(rows)
         finally:
             in_hand[0] -= len(rows)
             self._pace.finished(len(rows))

@@ -721,3 +721,39 @@ async def test_a_restarted_worker_takes_back_at_once_what_it_held_when_it_died(c
     assert await env.engine.recover() == len(held)
     await env.run()  # no waiting for the hour-long lease
     assert sorted(env.platform.received()) == sorted(str(u) for u in fans)
+
+
+async def test_a_row_whose_handling_crashes_is_not_renewed_and_ends_dead_lettered(
+    core_env: CoreEnv, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug must not pin a row: renewals stop for it, its lease runs out, it is retried, and after a few
+    crashes _drop_poison dead-letters it (no worker holds it forever, nothing else waits behind it)."""
+    from core.models import Delivery
+
+    env = core_env
+    space = await _space(env)
+    async with env.db.uow() as uow:
+        await uow.deliveries.add(
+            [
+                Delivery(  # a mention "about" a card: no notice renders that — the handler raises
+                    key="odd",
+                    kind=DeliveryKind.MENTION,
+                    platform=env.chat.platform,
+                    recipient=str(env.chat),
+                    subject=str(env.host),
+                    about=DeliveryKind.CARD_POST,
+                    space_id=space.id,
+                    revision=1,
+                    due_at=env.clock.now(),
+                )
+            ]
+        )
+        await uow.commit()
+    lease = env.engine.config.lease
+    for _ in range(MAX_ATTEMPTS + 3):
+        await env.run()
+        assert await env.engine.renew_leases() == 0  # nothing held: the crashed row is not kept alive
+        env.clock.advance(lease)
+    odd = next(d for d in await env.deliveries() if d.key == "odd")
+    assert odd.status is DeliveryStatus.DEAD and "gave up" in (odd.last_error or "")
+    assert "delivery crashed" in caplog.text
