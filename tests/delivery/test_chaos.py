@@ -42,4 +42,3 @@ async def test_a_fan_out_survives_killed_workers_and_a_flaky_platform(pg_url: st
     assert r.kills >= 3, "the chaos did not happen: the fan-out ended too soon"
     assert r.lost == 0
     assert r.duplicates <= r.duplicate_bound
-    assert max(r.received.values()) <= 2
