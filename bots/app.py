@@ -8,7 +8,8 @@ Roles (one process may play several):
 * ``run``    web + worker, and the console when stdin is a terminal — the embedded, one-process default.
 * ``web``    the web app only (webhooks, pages, /healthz, /metrics). Its writes arm nothing: the workers'
              periodic sweep picks new rows up (within SPACES_SWEEP_SECONDS).
-* ``worker`` the delivery engine, its waker and the heartbeat that shares the platforms' send budgets.
+* ``worker`` the delivery engine, its waker (wake-ups, sweep, lease renewal) and the heartbeat that shares
+             the platforms' send budgets.
 
 Adding a platform: write ``bots/<platform>/adapter.py`` and add one entry to ``_platform_factories`` below.
 """
@@ -118,6 +119,11 @@ def _telegram(ctx: AdapterContext) -> ChatPlatform:
         file_base=_telegram_file_base(s.telegram_api_base),
         paid_broadcast=s.telegram_paid_broadcast,
         take_over_webhook=s.telegram_take_over_webhook,
+        # every Bot API call gives up before the engine's send timeout (config/timing.py)
+        connect_timeout=s.timings.http_connect,
+        read_timeout=s.timings.http_read,
+        write_timeout=s.timings.http_write,
+        pool_timeout=s.timings.http_pool,
     )
     return TelegramPlatform(
         config,
@@ -251,6 +257,8 @@ class Service:
         await self.router.start()
         if self.role.delivers and self.waker is not None:
             self._pruned_at = self.clock.now()  # housekeeping waits for a sweep: boot is for the catch-up
+            # a crashed process of this worker id left rows claimed: they are ours to redo, now
+            await self.engine.recover()
             await self.heartbeat()
             await self._listen()
             await self.waker.start()  # includes the catch-up run: whatever came due while we were down
@@ -345,15 +353,17 @@ class Service:
                 )
                 log.info("pruned", extra={"rows": n})
         await self._listen()
-        live = await self.heartbeats.beat(self.settings.worker_id, self.clock.now())
-        self.budget.set_share(live)
-        self.metrics.workers(live)
+        fleet = await self.heartbeats.beat_status(self.settings.worker_id, self.clock.now())
+        self.budget.set_share(fleet.live)
+        self.metrics.workers(fleet.live)
+        # a notice due before the service last came up is late because of an outage (core.rules)
+        self.engine.up_since = fleet.up_since
         if self.metric_snapshots is not None:  # so that a web process's /metrics shows this worker too
             with _logged("publishing metrics"):
                 await self.metric_snapshots.publish(
                     self.settings.worker_id, self.clock.now(), self.metrics.snapshot()
                 )
-        return live
+        return fleet.live
 
     # ------------------------------------------------------------------ banner
 
@@ -465,9 +475,13 @@ async def build(
     waker: Waker | None = None
     wake: WakeUps
     engine_ref: list[DeliveryEngine] = []
+    timings = settings.timings
 
     async def deliver() -> int:
         return await engine_ref[0].deliver_due()
+
+    async def renew() -> int:
+        return await engine_ref[0].renew_leases()
 
     service_ref: list[Service] = []
 
@@ -476,7 +490,13 @@ async def build(
 
     if role.delivers:
         waker = Waker(
-            deliver, clock, sweep_every=timedelta(seconds=settings.sweep_seconds), on_sweep=on_sweep
+            deliver,
+            clock,
+            sweep_every=timedelta(seconds=settings.sweep_seconds),
+            on_sweep=on_sweep,
+            # short leases, renewed while this worker lives: a dead worker's rows come back within a lease
+            renew_every=timings.renew_every,
+            on_renew=renew,
         )
         wake = waker
     else:
@@ -513,7 +533,12 @@ async def build(
         budget,
         links,
         wake,
-        EngineConfig(worker_id=settings.worker_id),
+        EngineConfig(
+            worker_id=settings.worker_id,
+            lease=timings.lease,
+            lease_margin=timings.lease_margin,
+            send_timeout=timings.send_timeout,
+        ),
         observer=metrics,
         read_uow=read_uow,
     )

@@ -20,6 +20,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from config.timing import Timings
+
 DEFAULT_DATABASE_URL = "sqlite:///./spaces.db"
 LOCALES = ("en", "fr")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -61,6 +63,9 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = Field(None, validation_alias="SPACES_METRICS_TOKEN")
     metrics_port: int | None = Field(None, ge=0, le=65535, validation_alias="SPACES_METRICS_PORT")
     metrics_host: str = Field("127.0.0.1", validation_alias="SPACES_METRICS_HOST")
+    # the delivery engine's time limits (config/timing.py derives every other one from these two)
+    lease_seconds: float = Field(12.0, gt=0, le=3600, validation_alias="SPACES_LEASE_SECONDS")
+    send_timeout: float = Field(5.0, gt=0, le=300, validation_alias="SPACES_SEND_TIMEOUT")
 
     # --- Discord -----------------------------------------------------------------------------------------
     discord_bot_token: SecretStr | None = Field(None, validation_alias="DISCORD_BOT_TOKEN")
@@ -153,6 +158,11 @@ class Settings(BaseSettings):
             raise ValueError("SPACES_WORKER_ID must not be blank")
         return self
 
+    @model_validator(mode="after")
+    def _timings(self) -> Settings:
+        self.timings  # noqa: B018 — raises ValueError (naming the variables) when they do not fit together
+        return self
+
     # ------------------------------------------------------------------------------------------ derived
 
     @property
@@ -172,6 +182,11 @@ class Settings(BaseSettings):
         import imageio_ffmpeg  # lazy on purpose: the import looks for the binary
 
         return str(imageio_ffmpeg.get_ffmpeg_exe())
+
+    @property
+    def timings(self) -> Timings:
+        """Every time limit of the delivery engine: lease, renewal, send and HTTP timeouts."""
+        return Timings(lease_seconds=self.lease_seconds, send_timeout=self.send_timeout)
 
     @property
     def is_sqlite(self) -> bool:
@@ -243,6 +258,8 @@ _ENV_NAMES: dict[str, str] = {
     "metrics_token": "SPACES_METRICS_TOKEN",
     "metrics_port": "SPACES_METRICS_PORT",
     "metrics_host": "SPACES_METRICS_HOST",
+    "lease_seconds": "SPACES_LEASE_SECONDS",
+    "send_timeout": "SPACES_SEND_TIMEOUT",
     "telegram_mode": "TELEGRAM_MODE",
     "telegram_api_base": "TELEGRAM_API_BASE",
     "telegram_paid_broadcast": "TELEGRAM_PAID_BROADCAST",

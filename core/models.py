@@ -94,7 +94,7 @@ class DeliveryStatus(StrEnum):
 
 @dataclass(slots=True)
 class Delivery:
-    """One row of the outbox: a notification decided but not yet settled (docs/architecture.md, Flow B)."""
+    """One row of the outbox: a notification decided but not yet settled (docs/architecture.md, "The outbox row lifecycle")."""
 
     key: str  # unique idempotency key; hashed into the platform nonce where one exists
     kind: DeliveryKind
@@ -119,6 +119,11 @@ class Delivery:
     late_by: float | None = None  # seconds between due_at and the send
     # REPLY: what to say, platform-neutral (JSON, see core.services.replies); None for every other kind
     payload: str | None = None
+    # claim order: lower first (rules.priority decides it from the kind; None: decided when stored)
+    priority: int | None = None
+    # the claim's fencing token, new at every claim: an outcome or a lease renewal lands only on the claim
+    # it was made for, never on a later claim of the same row (even by a process reusing the worker id)
+    claim: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,9 +137,9 @@ class Outcome:
     late_by: float | None = None
     due_at: datetime | None = None  # PENDING: when to try again
     refund_attempt: bool = False  # PENDING after a rate limit: the attempt does not count
-    # the claim this outcome belongs to (its lease_until): a fencing token, so that an outcome can never
+    # the claim this outcome belongs to (Delivery.claim): a fencing token, so that an outcome can never
     # land on a later claim of the same row, even by a process reusing the same worker id
-    lease_until: datetime | None = None
+    claim: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -137,7 +137,14 @@ class DeliveryStore(Protocol):
         self, space_id: str, revision: int, kind: DeliveryKind, due_at: datetime, key_prefix: str
     ) -> int:
         """One row per subscriber of the Space, in one statement (INSERT … SELECT), key
-        ``f"{key_prefix}:{user}"``, recipient the user, subject the user's ``via_chat``. Returns the count."""
+        ``f"{key_prefix}:{user}"``, recipient the user, subject the user's ``via_chat``. Returns the count.
+
+        A subscriber already known unreachable by DM (``dm_reachable`` False) gets that row as FALLBACK
+        ("known unreachable") and, in the same statement's transaction, its MENTION row (key
+        ``f"{key_prefix}:{user}:mention"``, in ``via_chat``, ``about`` ``kind``): their mentions are due with
+        the first DMs instead of after every DM was tried. One who subscribed privately (no ``via_chat``) has
+        no group to be mentioned in: the row is DEAD (``rules.NO_GROUP_TO_MENTION``), never a mention in a
+        private chat."""
         ...
 
     async def withdraw(
@@ -230,9 +237,25 @@ class Outbox(Protocol):
     """The delivery engine's view of the outbox. Each method is its own short transaction."""
 
     async def claim_due(self, *, now: datetime, worker: str, lease: timedelta, batch: int) -> list[Delivery]:
-        """Atomically claim up to ``batch`` rows that are pending and due, or claimed with an expired lease,
-        oldest due first: status CLAIMED, claimed_by=worker, lease_until=now+lease, attempts+1.
-        Concurrent callers (other processes) MUST never receive the same row while its lease holds."""
+        """Atomically claim up to ``batch`` rows that are pending and due (``due_at <= now``), or claimed
+        with an expired lease (``lease_until <= now``: the claimer died), most urgent first: by
+        ``priority``, then ``due_at``, then id. Each becomes CLAIMED with claimed_by=worker,
+        lease_until=now+lease, attempts+1 and a new ``claim`` token (one per call). Concurrent callers
+        (other processes) MUST never receive the same row while its lease holds. Returned in that order."""
+        ...
+
+    async def renew(
+        self, claims: Sequence[str], *, worker: str, now: datetime, lease: timedelta
+    ) -> dict[str, set[int]]:
+        """Extend the lease of every row still CLAIMED under one of these ``claims`` tokens to now+lease
+        (the claimer is alive and still working on them). Returns, per token, the ids renewed: a row
+        missing from its token's set was taken over by another worker (its lease had run out) or settled."""
+        ...
+
+    async def release(self, *, worker: str, now: datetime) -> int:
+        """At a worker's start: every row still CLAIMED under its worker id belongs to an earlier process of
+        that id which died (worker ids are unique among running workers). Those rows become PENDING at once
+        (their due time kept), instead of waiting for their lease to run out. Returns the count."""
         ...
 
     async def settle(
@@ -247,19 +270,23 @@ class Outbox(Protocol):
         late_by: float | None = None,
         due_at: datetime | None = None,
         refund_attempt: bool = False,
+        claim: str | None = None,
     ) -> bool:
-        """Record an outcome, only if ``worker`` still holds the claim. PENDING means retry at ``due_at``
-        (``refund_attempt`` gives back the attempt, for rate limits). Returns False if the lease was lost."""
+        """Record an outcome, only if ``worker`` still holds the claim (and, given ``claim``, that very
+        claim). PENDING means retry at ``due_at`` (``refund_attempt`` gives back the attempt, for rate
+        limits). Returns False if the claim was lost."""
         ...
 
     async def settle_many(self, outcomes: Sequence[Outcome], *, worker: str, now: datetime) -> list[bool]:
         """Record several outcomes in ONE transaction (one write lock on SQLite, one commit), each only if
-        ``worker`` still holds its claim; same semantics as :meth:`settle`. Returns, per outcome, whether it
-        was recorded (False: the lease was lost)."""
+        ``worker`` still holds its claim (``Outcome.claim``, when given); same semantics as :meth:`settle`.
+        Returns, per outcome, whether it was recorded (False: the claim was lost)."""
         ...
 
     async def next_due(self) -> datetime | None:
-        """Earliest due_at of pending rows, or None."""
+        """When the engine next has something to claim: the earliest ``due_at`` of pending rows or
+        ``lease_until`` of claimed ones (a lease that runs out frees its rows: whoever wakes then takes them
+        over), or None."""
         ...
 
     async def counts(self) -> dict[str, int]:

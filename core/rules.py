@@ -35,6 +35,11 @@ KEEP_REQUEST_IDS = timedelta(days=2)
 MAX_ATTEMPTS = 8
 BACKOFF_BASE = 5.0  # seconds
 BACKOFF_CAP = 15 * 60.0
+# why a fan-out row was settled as a fallback at once: a DM to this user failed before (on
+# Discord failed DMs count toward the IP ban, and a closed door is not knocked on again)
+KNOWN_UNREACHABLE = "known unreachable"
+# a subscriber who cannot be DMed and subscribed privately: there is no group to mention them in
+NO_GROUP_TO_MENTION = f"{KNOWN_UNREACHABLE}; no group to mention them in"
 
 
 def clean_title(raw: str) -> str:
@@ -117,7 +122,15 @@ def host_reminder_plan(starts_at: datetime, now: datetime) -> list[tuple[Deliver
 
 @dataclass(frozen=True, slots=True)
 class Send:
-    late_by: float  # seconds; > LATE_MARK_AFTER means the notice carries a visible "delayed" mark
+    late_by: float  # seconds between due and now, whatever the reason (kept on the row, for the metrics)
+    # the notice says "delayed by N min": late by more than LATE_MARK_AFTER because of an outage
+    # (see late_because_of_an_outage), not merely queued behind the platform's limits
+    marked: bool = False
+
+    @property
+    def shown_late_by(self) -> float | None:
+        """The lateness to show in the notice, or None: no "delayed" mark."""
+        return self.late_by if self.marked else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,8 +138,13 @@ class Skip:
     reason: str
 
 
-def decide(delivery: Delivery, space: Space | None, now: datetime) -> Send | Skip:
-    """Send, send late (marked), or skip (stale) — decided at send time from the row and the Space now."""
+def decide(
+    delivery: Delivery, space: Space | None, now: datetime, *, up_since: datetime | None = None
+) -> Send | Skip:
+    """Send, send late (marked), or skip (stale) — decided at send time from the row and the Space now.
+
+    ``up_since``: since when the delivery service has been running without a gap (every worker down at
+    once), as the workers' heartbeats tell it; None when unknown (then only failed attempts mark a row)."""
     late_by = max(0.0, (now - delivery.due_at).total_seconds())
     if space is None:
         return Skip("space deleted")
@@ -149,11 +167,56 @@ def decide(delivery: Delivery, space: Space | None, now: datetime) -> Send | Ski
         return Skip(f"space {space.status.value}, no longer live")
     if about is DeliveryKind.RESCHEDULED_NOTICE and space.status is not SpaceStatus.SCHEDULED:
         return Skip(f"space {space.status.value}")
-    return Send(late_by)
+    return Send(late_by, late_because_of_an_outage(delivery, now, up_since))
 
 
 def is_marked_late(late_by: float) -> bool:
     return late_by > LATE_MARK_AFTER.total_seconds()
+
+
+def late_because_of_an_outage(delivery: Delivery, now: datetime, up_since: datetime | None) -> bool:
+    """Does this notice, sent now, carry the visible "delayed" mark?
+
+    Only when it is more than LATE_MARK_AFTER late AND an outage is to blame: no worker was running when it
+    came due (``due_at`` before ``up_since``: the service was down or restarting), or an earlier attempt at
+    this very row failed (a platform error put it back, or the worker sending it died: ``attempts`` > 1 —
+    rate limits and pacing give their attempt back, so they never count). A live notice that merely waited
+    its turn behind the platform's limits during a big fan-out is on time as far as the service can help
+    it: no mark.
+    """
+    if not is_marked_late((now - delivery.due_at).total_seconds()):
+        return False
+    service_was_down = up_since is not None and delivery.due_at < up_since
+    return service_was_down or delivery.attempts > 1
+
+
+# --------------------------------------------------------------------------- claim order
+
+# Small, time-critical sends go ahead of bulk ones: a host's T-0 reminder must not wait behind a 2,000-person
+# fan-out, nor a card's "LIVE" edit, nor the mentions of people who cannot be DMed. Lower is sooner; the
+# value is stored on the row when it is written (the claim orders by it, then by due time).
+PRIORITY_REPLY = 0  # someone just wrote to us and waits for the answer
+PRIORITY_HOST = 10  # the host's own reminders: T-30, T-0
+PRIORITY_CHAT = 20  # cards (post, edit) and fallback mentions: one message each, seen by many
+PRIORITY_OTHER = 30  # a kind this version does not know: assume one addressee, ahead of bulk
+PRIORITY_BULK = 90  # fan-outs to every subscriber: live, moved, cancelled
+
+_PRIORITIES: dict[str, int] = {
+    "reply": PRIORITY_REPLY,  # by name: the kind is added by the reply outbox
+    DeliveryKind.HOST_T30: PRIORITY_HOST,
+    DeliveryKind.HOST_T0: PRIORITY_HOST,
+    DeliveryKind.CARD_POST: PRIORITY_CHAT,
+    DeliveryKind.CARD_EDIT: PRIORITY_CHAT,
+    DeliveryKind.MENTION: PRIORITY_CHAT,
+    DeliveryKind.LIVE_NOTICE: PRIORITY_BULK,
+    DeliveryKind.RESCHEDULED_NOTICE: PRIORITY_BULK,
+    DeliveryKind.CANCELLED_NOTICE: PRIORITY_BULK,
+}
+
+
+def priority(kind: str) -> int:
+    """Claim order of a delivery kind (lower first); unknown kinds go after the urgent ones, before bulk."""
+    return _PRIORITIES.get(str(kind), PRIORITY_OTHER)
 
 
 def backoff(attempts: int, rng: random.Random | None = None) -> float:

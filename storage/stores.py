@@ -6,17 +6,20 @@ so nothing can lazy-load or go stale, and every store method is one or two state
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
-from sqlalchemy import and_, delete, func, literal, or_, select, update
+from sqlalchemy import and_, case, delete, func, literal, null, or_, select, update
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.sql.schema import Table
 
+from core import rules
 from core.models import (
     Announcement,
     Community,
@@ -59,6 +62,15 @@ if TYPE_CHECKING:  # the ports are Protocols: conformance is structural, checked
 
 _OPEN: Final = (str(SpaceStatus.SCHEDULED), str(SpaceStatus.LIVE))
 _IN_CHUNK: Final = 500  # bound parameters per IN (…) list: well under SQLite's and asyncpg's limits
+
+
+def new_claim_token() -> str:
+    """A claim's fencing token: unique per claim, so an outcome never lands on a later claim of its row."""
+    return secrets.token_hex(16)
+
+
+def _claim_order(d: Delivery) -> tuple[int, datetime, int]:
+    return (d.priority if d.priority is not None else rules.PRIORITY_OTHER, d.due_at, d.id or 0)
 
 
 def _insert(dialect: str, table: Table) -> Any:
@@ -229,20 +241,90 @@ class SqlDeliveryStore:
         self, space_id: str, revision: int, kind: DeliveryKind, due_at: datetime, key_prefix: str
     ) -> int:
         conn = await self._tx.conn()
-        s = subscription_t.c
-        source = select(
-            literal(key_prefix + ":") + s.user_ref,
-            literal(str(kind)),
-            s.platform,
-            s.user_ref,
-            s.via_chat,
-            s.space_id,
-            literal(revision),
-            literal(due_at, type_=delivery_t.c.due_at.type),
-            literal(str(DeliveryStatus.PENDING)),
-            literal(0),
-        ).where(s.space_id == space_id)  # SQLite needs a WHERE in INSERT … SELECT … ON CONFLICT: it has one
-        d = delivery_t.c
+        s, u, d = subscription_t.c, user_t.c, delivery_t.c
+        # known unreachable by DM: settled as a fallback at once, its mention due with the first DMs
+        # (a mention only in the group they subscribed from: someone who subscribed privately has none —
+        # unreachable, recorded, never named in a chat they may not even be in)
+        closed = u.dm_reachable.is_(False)
+        status = case(
+            (and_(closed, s.via_chat.is_not(None)), str(DeliveryStatus.FALLBACK)),
+            (closed, str(DeliveryStatus.DEAD)),
+            else_=str(DeliveryStatus.PENDING),
+        )
+        reason = case(
+            (and_(closed, s.via_chat.is_not(None)), literal(rules.KNOWN_UNREACHABLE)),
+            (closed, literal(rules.NO_GROUP_TO_MENTION)),
+            else_=null(),
+        )
+        subscribers = subscription_t.outerjoin(user_t, u.user_ref == s.user_ref)
+        source = (
+            select(
+                literal(key_prefix + ":") + s.user_ref,
+                literal(str(kind)),
+                s.platform,
+                s.user_ref,
+                s.via_chat,
+                s.space_id,
+                literal(revision),
+                literal(due_at, type_=d.due_at.type),
+                status,
+                reason,
+                literal(0),
+                literal(rules.priority(kind)),
+            )
+            .select_from(subscribers)
+            .where(
+                s.space_id == space_id
+            )  # SQLite needs a WHERE in INSERT … SELECT … ON CONFLICT: it has one
+        )
+        columns = [
+            d.key,
+            d.kind,
+            d.platform,
+            d.recipient,
+            d.subject,
+            d.space_id,
+            d.revision,
+            d.due_at,
+            d.status,
+            d.last_error,
+            d.attempts,
+            d.priority,
+        ]
+        stmt = (
+            _insert(self._tx.dialect, delivery_t)
+            .from_select(columns, source)
+            .on_conflict_do_nothing(index_elements=["key"])
+        )
+        inserted = int((await conn.execute(stmt)).rowcount)
+        fallen = delivery_t.alias("fallen")
+        mentions = (
+            select(
+                literal(key_prefix + ":") + s.user_ref + literal(":mention"),
+                literal(str(DeliveryKind.MENTION)),
+                s.platform,
+                s.via_chat,
+                s.user_ref,
+                literal(str(kind)),
+                s.space_id,
+                literal(revision),
+                literal(due_at, type_=d.due_at.type),
+                literal(str(DeliveryStatus.PENDING)),
+                literal(0),
+                literal(rules.priority(DeliveryKind.MENTION)),
+            )
+            .select_from(subscription_t.join(space_t, space_t.c.id == s.space_id))
+            .where(
+                s.space_id == space_id,
+                # only for the rows this fan-out just settled as a fallback (not for a row that existed)
+                select(literal(1))
+                .where(
+                    fallen.c.key == literal(key_prefix + ":") + s.user_ref,
+                    fallen.c.status == str(DeliveryStatus.FALLBACK),
+                )
+                .exists(),
+            )
+        )
         stmt = (
             _insert(self._tx.dialect, delivery_t)
             .from_select(
@@ -252,17 +334,20 @@ class SqlDeliveryStore:
                     d.platform,
                     d.recipient,
                     d.subject,
+                    d.about,
                     d.space_id,
                     d.revision,
                     d.due_at,
                     d.status,
                     d.attempts,
+                    d.priority,
                 ],
-                source,
+                mentions,
             )
             .on_conflict_do_nothing(index_elements=["key"])
         )
-        return int((await conn.execute(stmt)).rowcount)
+        await conn.execute(stmt)
+        return inserted
 
     async def withdraw(
         self, space_id: str, kinds: Sequence[DeliveryKind], reason: str, *, recipient: str | None = None
@@ -505,7 +590,7 @@ def unit_of_work_factory(
 
 
 class SqlOutbox:
-    """The delivery engine's side of the outbox (docs/architecture.md): claim with a lease, settle if still ours.
+    """The delivery engine's side of the outbox: claim with a renewable lease, settle if the claim is still ours.
 
     Each method is its own short transaction on a connection of its own from ``engine``'s pool.
     """
@@ -523,10 +608,11 @@ class SqlOutbox:
             .where(
                 or_(
                     and_(d.status == str(DeliveryStatus.PENDING), d.due_at <= now),
-                    and_(d.status == str(DeliveryStatus.CLAIMED), d.lease_until < now),
+                    and_(d.status == str(DeliveryStatus.CLAIMED), d.lease_until <= now),
                 )
             )
-            .order_by(d.due_at, d.id)
+            # most urgent first: a host's T-0 reminder is not claimed behind a 2,000-person fan-out
+            .order_by(d.priority, d.due_at, d.id)
             .limit(batch)
         )
         if self._dialect == "postgresql":
@@ -541,14 +627,62 @@ class SqlOutbox:
                 claimed_by=worker,
                 lease_until=now + lease,
                 attempts=d.attempts + 1,
+                claim_token=new_claim_token(),
             )
             .returning(*delivery_t.c)
         )
         async with self._write() as conn:
             rows = (await conn.execute(stmt)).all()
         claimed = [delivery_from_row(r) for r in rows]
-        claimed.sort(key=lambda x: (x.due_at, x.id or 0))  # RETURNING order is unspecified
+        claimed.sort(key=_claim_order)  # RETURNING order is unspecified
         return claimed
+
+    async def renew(
+        self, claims: Sequence[str], *, worker: str, now: datetime, lease: timedelta
+    ) -> dict[str, set[int]]:
+        renewed: dict[str, set[int]] = {c: set() for c in claims}
+        if not claims:
+            return renewed
+        d = delivery_t.c
+        tokens = sorted(set(claims))
+        async with self._write() as conn:  # one short write for every claim in hand
+            for i in range(0, len(tokens), _IN_CHUNK):
+                mine = (
+                    select(d.id)
+                    .where(
+                        d.claim_token.in_(tokens[i : i + _IN_CHUNK]),
+                        d.claimed_by == worker,
+                        d.status == str(DeliveryStatus.CLAIMED),
+                    )
+                    .order_by(d.id)
+                )
+                if self._dialect == "postgresql":
+                    mine = mine.with_for_update()  # locked in id order, as settle_many does: no deadlock
+                stmt = (
+                    update(delivery_t)
+                    .where(d.id.in_(mine.scalar_subquery()), d.status == str(DeliveryStatus.CLAIMED))
+                    .values(lease_until=now + lease)
+                    .returning(d.id, d.claim_token)
+                )
+                for rid, token in (await conn.execute(stmt)).all():
+                    renewed[token].add(int(rid))
+        return renewed
+
+    async def release(self, *, worker: str, now: datetime) -> int:
+        d = delivery_t.c
+        stmt = (
+            update(delivery_t)
+            .where(d.claimed_by == worker, d.status == str(DeliveryStatus.CLAIMED))
+            .values(
+                status=str(DeliveryStatus.PENDING),
+                claimed_by=None,
+                lease_until=None,
+                claim_token=None,
+                last_error="released: its worker restarted",
+            )
+        )
+        async with self._write() as conn:
+            return int((await conn.execute(stmt)).rowcount or 0)
 
     async def settle(
         self,
@@ -562,22 +696,29 @@ class SqlOutbox:
         late_by: float | None = None,
         due_at: datetime | None = None,
         refund_attempt: bool = False,
+        claim: str | None = None,
     ) -> bool:
-        outcome = Outcome(delivery_id, status, sent_ref, error, late_by, due_at, refund_attempt)
+        outcome = Outcome(delivery_id, status, sent_ref, error, late_by, due_at, refund_attempt, claim)
         return (await self.settle_many([outcome], worker=worker, now=now))[0]
 
     async def settle_many(self, outcomes: Sequence[Outcome], *, worker: str, now: datetime) -> list[bool]:
         if not outcomes:
             return []
         statements = [self._settle_stmt(o, worker, now) for o in outcomes]
+        # rows are locked in id order by every statement that locks several (settle, renew): two
+        # transactions of one worker (a renewal and a group commit) never wait for each other in a circle
+        order = sorted(range(len(outcomes)), key=lambda i: outcomes[i].delivery_id)
+        recorded = [False] * len(outcomes)
         async with self._write() as conn:  # one write lock and one commit for the whole batch
-            return [(await conn.execute(stmt)).rowcount == 1 for stmt in statements]
+            for i in order:
+                recorded[i] = (await conn.execute(statements[i])).rowcount == 1
+        return recorded
 
     def _settle_stmt(self, o: Outcome, worker: str, now: datetime) -> Any:
         if o.status is DeliveryStatus.CLAIMED:
             raise ValueError("settle() records an outcome; CLAIMED is not one")
         d = delivery_t.c
-        values: dict[str, Any] = {"status": str(o.status), "lease_until": None}
+        values: dict[str, Any] = {"status": str(o.status), "lease_until": None, "claim_token": None}
         if o.error is not None:
             values["last_error"] = o.error
         if o.sent_ref is not None:
@@ -597,17 +738,20 @@ class SqlOutbox:
         stmt = update(delivery_t).where(
             d.id == o.delivery_id, d.claimed_by == worker, d.status == str(DeliveryStatus.CLAIMED)
         )
-        if o.lease_until is not None:  # fencing: this claim, not a later one of the same worker id
-            stmt = stmt.where(d.lease_until == o.lease_until)
+        if o.claim is not None:  # fencing: this claim, not a later one of the same worker id
+            stmt = stmt.where(d.claim_token == o.claim)
         return stmt.values(values)
 
     async def next_due(self) -> datetime | None:
-        stmt = select(func.min(delivery_t.c.due_at)).where(delivery_t.c.status == str(DeliveryStatus.PENDING))
+        d = delivery_t.c
+        pending = select(func.min(d.due_at)).where(d.status == str(DeliveryStatus.PENDING))
+        leases = select(func.min(d.lease_until)).where(d.status == str(DeliveryStatus.CLAIMED))
         async with self._engine.connect() as conn:
-            value = (await conn.execute(stmt)).scalar()
+            values = [(await conn.execute(stmt)).scalar() for stmt in (pending, leases)]
         # min() is typed like its argument: UTCDateTime, aware UTC on both dialects
-        assert value is None or isinstance(value, datetime)
-        return value
+        found = [v for v in values if v is not None]
+        assert all(isinstance(v, datetime) for v in found)
+        return min(found) if found else None
 
     async def counts(self) -> dict[str, int]:
         stmt = select(delivery_t.c.status, func.count()).group_by(delivery_t.c.status)
@@ -703,11 +847,25 @@ class _WriteTx:
 # --------------------------------------------------------------------------- shared send budgets
 
 
+@dataclass(frozen=True, slots=True)
+class Fleet:
+    """What a heartbeat learns: how many workers are alive, and since when the service has been running
+    without a gap (some worker alive at every instant since then)."""
+
+    live: int
+    up_since: datetime
+
+
 class SqlHeartbeats:
     """Live workers, registered by heartbeat: each takes ``rate / live_count`` of a platform's global budget.
 
     Call :meth:`beat` every few seconds (well under ``ttl``); a worker silent for ``ttl`` is presumed dead and
     its row is deleted by whoever beats next.
+
+    Each row also carries ``fleet_since``: a worker joining while others are alive inherits the oldest of
+    theirs (the service never stopped: rolling restarts and crashes of single workers keep it), one joining
+    an empty fleet starts a new period at ``now``. The oldest value among live rows is when the service last
+    came up — what tells a notice late because of an outage from one merely queued (core.rules).
     """
 
     def __init__(self, engine: AsyncEngine, *, ttl: timedelta = timedelta(seconds=30)) -> None:
@@ -717,14 +875,24 @@ class SqlHeartbeats:
 
     async def beat(self, worker_id: str, now: datetime) -> int:
         """Record that ``worker_id`` is alive at ``now``; forget the silent ones. Returns the live count (≥ 1)."""
+        return (await self.beat_status(worker_id, now)).live
+
+    async def beat_status(self, worker_id: str, now: datetime) -> Fleet:
+        """:meth:`beat`, also returning since when the fleet has been up without a gap."""
         h = heartbeat_t.c
-        upsert = _insert(self._dialect, heartbeat_t).values(worker_id=worker_id, last_seen=now)
-        upsert = upsert.on_conflict_do_update(index_elements=["worker_id"], set_={"last_seen": now})
         async with _WriteTx(self._engine) as conn:
-            await conn.execute(upsert)
             await conn.execute(delete(heartbeat_t).where(h.last_seen < now - self.ttl))
+            inherited = (await conn.execute(select(func.min(h.fleet_since)))).scalar()
+            since = min(inherited, now) if isinstance(inherited, datetime) else now
+            upsert = _insert(self._dialect, heartbeat_t).values(
+                worker_id=worker_id, last_seen=now, fleet_since=since
+            )
+            upsert = upsert.on_conflict_do_update(
+                index_elements=["worker_id"], set_={"last_seen": now, "fleet_since": since}
+            )
+            await conn.execute(upsert)
             live = (await conn.execute(select(func.count()).select_from(heartbeat_t))).scalar_one()
-        return max(int(live), 1)
+        return Fleet(max(int(live), 1), since)
 
     async def forget(self, worker_id: str) -> None:
         """A clean shutdown: the others take over this worker's slice at their next beat."""
@@ -740,6 +908,7 @@ if TYPE_CHECKING:  # mypy: the implementations satisfy the core's ports
 
 
 __all__ = [
+    "Fleet",
     "SqlAnnouncementStore",
     "SqlCommunityStore",
     "SqlDeliveryStore",

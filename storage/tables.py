@@ -15,6 +15,7 @@ from sqlalchemy import BigInteger, Index, Integer, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 from sqlmodel.sql.sqltypes import UTCDateTime
 
+from core import rules
 from core.models import (
     Announcement,
     Community,
@@ -120,7 +121,7 @@ class AnnouncementRow(SQLModel, table=True):
 
 
 class DeliveryRow(SQLModel, table=True):
-    """The outbox (docs/architecture.md, Flow B). Claimed with a lease; settled only by the lease holder."""
+    """The outbox (docs/architecture.md). Claimed with a lease; settled only under the claim's token."""
 
     __tablename__ = "delivery"
     __table_args__ = (
@@ -153,6 +154,8 @@ class DeliveryRow(SQLModel, table=True):
     sent_at: datetime | None = _utc(nullable=True)
     late_by: float | None = Field(default=None)
     payload: str | None = Field(default=None, sa_type=Text, nullable=True)  # a reply's content (JSON)
+    priority: int = Field(default=rules.PRIORITY_OTHER)  # claim order, lower first (core.rules.priority)
+    claim_token: str | None = Field(default=None, max_length=SHORT)  # fencing token of the current claim
 
 
 class InboundRequestRow(SQLModel, table=True):
@@ -175,6 +178,9 @@ class WorkerHeartbeatRow(SQLModel, table=True):
 
     worker_id: str = Field(primary_key=True, max_length=255)
     last_seen: datetime = Field(sa_type=UTCDateTime, nullable=False, index=True)
+    # since when some worker has been alive without a gap, as this worker inherited it when it joined: the
+    # oldest value among live rows tells whether the service was running when a notification came due
+    fleet_since: datetime | None = _utc(nullable=True)
 
 
 class WorkerMetricsRow(SQLModel, table=True):
@@ -309,6 +315,8 @@ def delivery_values(d: Delivery) -> dict[str, Any]:
         "sent_at": d.sent_at,
         "late_by": d.late_by,
         "payload": d.payload,
+        "priority": d.priority if d.priority is not None else rules.priority(d.kind),
+        "claim_token": d.claim,
     }
     if d.id is not None:
         values["id"] = d.id
@@ -336,6 +344,8 @@ def delivery_from_row(row: Any) -> Delivery:
         sent_at=row.sent_at,
         late_by=row.late_by,
         payload=row.payload,
+        priority=row.priority,
+        claim=row.claim_token,
     )
 
 

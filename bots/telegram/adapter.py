@@ -92,6 +92,12 @@ class TelegramConfig:
     paid_broadcast: bool = False  # DMs with allow_paid_broadcast: ~1,000/s instead of ~30/s, paid in Stars
     # polling: delete a webhook someone else set (TELEGRAM_TAKE_OVER_WEBHOOK) instead of refusing to start
     take_over_webhook: bool = False
+    # HTTP timeouts of every Bot API call but getUpdates, per phase (seconds); the composition root derives
+    # them from the engine's send timeout (config/timing.py) so that a call gives up before its lease does
+    connect_timeout: float = 2.5
+    read_timeout: float = 5.0
+    write_timeout: float = 2.5
+    pool_timeout: float = 2.5
 
 
 class _Fate(enum.Enum):
@@ -199,7 +205,10 @@ class TelegramPlatform:
             .job_queue(None)  # scheduling belongs to the core's outbox and waker, never to PTB's JobQueue
             # PTB's default pool is one connection: the engine's concurrent sends would queue behind it
             .connection_pool_size(32)
-            .pool_timeout(30.0)
+            .connect_timeout(self.config.connect_timeout)
+            .read_timeout(self.config.read_timeout)
+            .write_timeout(self.config.write_timeout)
+            .pool_timeout(self.config.pool_timeout)
         )
         # no PTB Updater and no update queue: updates are handled here one by one (_handle), each confirmed
         # to Telegram only once its effect is committed

@@ -1,10 +1,16 @@
 """The delivery engine: claim due outbox rows under a lease, decide, render, send, record.
 
 Promises: nothing is lost (every row ends sent, skipped with a reason, fallen back or dead with the error);
-nothing is sent twice by the engine (outcomes are recorded only while the lease is ours, and a row whose
-lease is nearly over is given back unsent) — only a crash can repeat the sends whose outcomes were not yet
-recorded, at most the batch in hand, and the platform's idempotency key removes those where it has one;
-lateness is bounded by the waker; a late message says so.
+nothing is sent twice by the engine (outcomes are recorded only under the claim they belong to, and a row
+whose lease is nearly over is given back unsent) — only a crash can repeat a send: the ones in flight at
+that instant, because each outcome is made durable right after the platform answers (group commit), and
+the platform's idempotency key removes even those where it has one; lateness is bounded by the waker, and
+urgent rows go ahead of bulk ones; a notice late because of an outage says so.
+
+Claims are small (what this worker sends in about a second) and leases short and renewed (``renew_leases``,
+called by the waker every lease / 3): a dead worker's rows come back within one lease, a T-0 reminder due
+in the middle of a 2,000-person fan-out is claimed at the next claim, and a small fan-out spreads over every
+idle worker instead of being swallowed by the first one.
 """
 
 from __future__ import annotations
@@ -12,12 +18,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import random
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from core import notices, rules
 from core.errors import ChatUnavailable, RateLimited, RecipientUnreachable
@@ -36,6 +44,7 @@ from core.refs import MessageRef, UserRef, parse_chat, parse_message, parse_user
 from core.services.replies import send_reply
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Discord's nonce is at most 25 characters: the engine hands platforms a short digest of the row's key
 NONCE_LENGTH = 25
@@ -77,11 +86,11 @@ class NullObserver:
 
 
 SPACE_FRESHNESS = timedelta(seconds=1)  # how long a batch may use its copy of a Space before re-reading it
-# A send waits at most this long for its budget inside a batch; a longer wait (a busy group's 20/min, a
+# A send waits at most this long for its budget inside a claim; a longer wait (a busy group's 20/min, a
 # 429 hold) puts the row back, due when the budget allows, instead of holding a slot and the lease.
 MAX_INLINE_WAIT = 5.0
-# Outcomes are recorded at the latest this long after the send: far inside any lease.
-FLUSH_AFTER = timedelta(seconds=5)
+# How far back the engine looks to measure its own sending pace (rows finished per second).
+PACE_WINDOW = 3.0
 
 
 def _recipient_chat(row: Delivery) -> str | None:
@@ -106,6 +115,10 @@ class _NotYet(Exception):
         self.wait = wait
 
 
+class SendTimedOut(Exception):
+    """A platform call took longer than EngineConfig.send_timeout; whether it arrived is unknown."""
+
+
 @dataclass(slots=True)
 class _Context:
     """What a claimed batch needs to render, loaded once per batch."""
@@ -119,14 +132,152 @@ class _Context:
 
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
+    """The engine's limits. In production they come from config.timing.Timings (one place for every time
+    limit); the defaults here are the same."""
+
     worker_id: str
-    lease: timedelta = timedelta(minutes=2)  # several times a send's worst case (timeouts are ~30 s)
-    batch: int = 100
-    concurrency: int = 16  # sends in flight per worker; the budget paces them
+    lease: timedelta = timedelta(seconds=12)  # renewed every lease / 3 while the worker lives
+    # a send starts only if the lease holds this much longer: its worst case plus the time to record it
+    lease_margin: timedelta = timedelta(seconds=6)
+    send_timeout: float = 5.0  # seconds one platform call may take, whatever the HTTP client does
+    batch: int = 200  # the most rows one claim takes
+    min_claim: int = 8  # the fewest (while the pace is unknown: start small, so idle workers share the work)
+    claim_horizon: float = 1.0  # seconds of sending one worker holds, at the pace it achieves
+    concurrency: int = 16  # rows handled at once per worker (sends in flight at most); the budget paces them
     mention_chunk: int = 20  # users per fallback mention message (within every platform's length limit)
-    flush_every: int = (
-        25  # outcomes recorded per transaction: fewer write locks, a slightly wider crash window
-    )
+
+    def __post_init__(self) -> None:
+        if not timedelta(seconds=self.send_timeout) < self.lease_margin < self.lease:
+            raise ValueError("EngineConfig: send_timeout < lease_margin < lease")
+        if not 1 <= self.min_claim <= self.batch:
+            raise ValueError("EngineConfig: 1 <= min_claim <= batch")
+
+
+@dataclass(eq=False, slots=True)
+class _Entry:
+    """One outcome on its way to the database; ``done`` is set once it is recorded (or kept after a failed
+    write)."""
+
+    row: Delivery
+    outcome: Outcome
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class _Recorder:
+    """Group commit: every outcome is written as soon as the write before it finished, all the outcomes that
+    arrived meanwhile in one transaction. A send's outcome is durable a few milliseconds after the platform
+    answered, so a crash repeats at most the sends in flight; and there is one write per burst of answers,
+    not one per row (SQLite has one writer).
+
+    A failed write keeps its outcomes (they were sent: forgetting them would send them again after the
+    lease) and sets ``failing``: the engine then sends nothing more until a write succeeds."""
+
+    def __init__(
+        self, outbox: Outbox, worker: str, clock: Clock, on_recorded: Callable[[_Entry, bool], None]
+    ) -> None:
+        self._outbox = outbox
+        self._worker = worker
+        self._clock = clock
+        self._on_recorded = on_recorded
+        self._queue: list[_Entry] = []
+        self._writing: set[int] = set()
+        self._task: asyncio.Task[None] | None = None
+        self.failing = False
+        self.writes = 0  # transactions written (tests, metrics)
+        self.error: BaseException | None = None
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def queued_ids(self) -> set[int]:
+        """Rows whose outcome is queued or being written (their claim must stay renewed)."""
+        return {e.outcome.delivery_id for e in self._queue} | self._writing
+
+    async def record(self, entries: Sequence[_Entry]) -> None:
+        """Queue and wait until recorded (or kept: the database is failing)."""
+        self._queue.extend(entries)
+        if self.failing:
+            return
+        self._start()
+        await asyncio.gather(*(e.done.wait() for e in entries))
+
+    def _start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._write_all(), name="engine-recorder")
+
+    async def _write_all(self) -> None:
+        while self._queue and not self.failing:
+            batch, self._queue = self._queue, []
+            self._writing = {e.outcome.delivery_id for e in batch}
+            try:
+                recorded = await self._outbox.settle_many(
+                    [e.outcome for e in batch], worker=self._worker, now=self._clock.now()
+                )
+            except Exception as e:
+                log.exception("recording outcomes failed", extra={"count": len(batch)})
+                self._queue = batch + self._queue
+                self._writing = set()
+                self.failing, self.error = True, e
+                for entry in batch:  # kept, not recorded: the sends wait no longer, and no new one starts
+                    entry.done.set()
+                return
+            self.writes += 1
+            self._writing = set()
+            self.failing, self.error = False, None
+            for entry, ok in zip(batch, recorded, strict=True):
+                self._on_recorded(entry, ok)
+                entry.done.set()
+
+    async def flush(self, *, attempts: int = 3, pause: float = 0.5) -> None:
+        """Wait until everything queued is recorded; retry a failing database ``attempts`` times (pauses
+        doubling), then raise — the outcomes stay queued and the next run records them first."""
+        for attempt in range(attempts):
+            if self._task is not None:
+                await asyncio.shield(self._task)
+            if not self._queue:
+                return
+            if attempt:
+                await asyncio.sleep(pause * 2 ** (attempt - 1))
+            self.failing = False
+            self._start()
+        if self._task is not None:
+            await asyncio.shield(self._task)
+        if self._queue:
+            assert self.error is not None
+            raise self.error
+
+
+class _Pace:
+    """This worker's sending pace: rows finished per second over the last few seconds of activity (since
+    the run began, if that is more recent). What sizes claims: about a second's worth of rows."""
+
+    def __init__(self, monotonic: Callable[[], float]) -> None:
+        self._monotonic = monotonic
+        self._done: deque[float] = deque()
+        self._since = monotonic()
+
+    def begin(self) -> None:
+        """A run starts: its pace is measured from now (an idle gap before it is not slowness, and what was
+        sent before it, e.g. a card, says nothing of the fan-out now due)."""
+        self._since = self._monotonic()
+        self._done.clear()
+
+    def finished(self, n: int = 1) -> None:
+        now = self._monotonic()
+        self._done.extend([now] * n)
+        self._trim(now)
+
+    def _trim(self, now: float) -> None:
+        while self._done and self._done[0] < now - PACE_WINDOW:
+            self._done.popleft()
+
+    def per_second(self) -> float:
+        now = self._monotonic()
+        self._trim(now)
+        # at least a second: the first sends of a run go out on the budget's burst, faster than its pace
+        span = min(PACE_WINDOW, now - self._since)
+        return len(self._done) / max(span, 1.0)
 
 
 class DeliveryEngine:
@@ -144,6 +295,7 @@ class DeliveryEngine:
         observer: EngineObserver | None = None,
         rng: random.Random | None = None,
         read_uow: UnitOfWorkFactory | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._outbox = outbox
         self._uow = uow
@@ -156,89 +308,247 @@ class DeliveryEngine:
         self.config = config
         self._obs: EngineObserver = observer or NullObserver()
         self._rng = rng or random.Random()
-        self._outcomes: list[tuple[Delivery, Outcome]] = []
-        self._outcomes_since = self._clock.now()  # when the oldest queued outcome was queued
         self._stopping = False
         self._flush_pause = 0.5  # seconds before retrying a failed outcome write (doubling)
+        self._recorder: _Recorder | None = None
+        self._pace = _Pace(monotonic)
+        # the claims in hand: token → lease end (renewed), and the rows of each not yet durably settled
+        self._leases: dict[str, datetime] = {}
+        self._held: dict[str, set[int]] = {}
+        self._lost: set[int] = set()  # rows a renewal found taken over: never sent by us
+        # since when the delivery service has been up without a gap (heartbeats); None: unknown
+        self.up_since: datetime | None = None
+        self._holds: dict[str, int] = {}  # platform → platform-wide 429s seen (sends waiting re-check)
+        self.sends_in_flight = 0  # platform calls started and not yet answered
+        self.max_sends_in_flight = 0
+
+    @property
+    def recorder(self) -> _Recorder:
+        # made on first use: it needs the running loop (asyncio.Event), which build() may not have yet
+        if self._recorder is None:
+            self._recorder = _Recorder(self._outbox, self.config.worker_id, self._clock, self._recorded)
+        return self._recorder
 
     def request_stop(self) -> None:
-        """Finish the batch in hand, claim no more (shutdown: what is left stays pending for the next run)."""
+        """Finish the rows in hand, claim no more (shutdown: what is left stays pending for the next run)."""
         self._stopping = True
 
+    async def recover(self) -> int:
+        """At start, before the first claim: take back what an earlier process with this worker id still
+        held when it died (a supervisor restarting it under the same name), at once rather than one lease
+        later. Returns the number of rows released."""
+        if self._held:
+            raise RuntimeError("recover() is for start-up: this engine holds claims")
+        released = await self._outbox.release(worker=self.config.worker_id, now=self._clock.now())
+        if released:
+            log.warning("released the claims of an earlier process", extra={"count": released})
+        return released
+
+    def claim_size(self) -> int:
+        """How many rows to hold: about ``claim_horizon`` seconds of sending at this worker's pace."""
+        c = self.config
+        return max(c.min_claim, min(c.batch, math.ceil(self._pace.per_second() * c.claim_horizon)))
+
     async def deliver_due(self, max_batches: int | None = None) -> int:
-        """Claim and settle batches until nothing is due. Returns the number of rows handled."""
+        """Claim and send until nothing is due. Claims are topped up while sending (never more in hand
+        than about ``claim_horizon`` seconds of work). ``max_batches``: claim at most that many times.
+        Returns the number of rows claimed."""
+        recorder = self.recorder
+        # outcomes a failed write left queued: recorded first, while their claims still hold
+        await recorder.flush(attempts=3, pause=self._flush_pause)
+        self._pace.begin()
         handled = 0
-        batches = 0
-        # outcomes a failed write left queued: recorded first, while their leases still hold
-        await self._flush(final=True)
-        while (max_batches is None or batches < max_batches) and not self._stopping:
-            t0 = time.perf_counter()
-            rows = await self._outbox.claim_due(
-                now=self._clock.now(),
-                worker=self.config.worker_id,
-                lease=self.config.lease,
-                batch=self.config.batch,
-            )
-            self._obs.claimed(len(rows), time.perf_counter() - t0)
-            if not rows:
-                break
-            try:
-                await self._handle_batch(rows)
-            finally:
-                await self._flush(final=True)
-            handled += len(rows)
-            batches += 1
+        claims = 0
+        running: set[asyncio.Task[None]] = set()
+        in_hand = [0]
+        sem = asyncio.Semaphore(self.config.concurrency)
+        try:
+            while not self._stopping and not recorder.failing:
+                if max_batches is not None and claims >= max_batches:
+                    break
+                want = self.claim_size()
+                if running and in_hand[0] > want // 2:
+                    # enough in hand: top up when half of it is sent, not before (urgent rows claimed
+                    # meanwhile by any worker would otherwise queue behind ours)
+                    await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                t0 = time.perf_counter()
+                rows = await self._outbox.claim_due(
+                    now=self._clock.now(),
+                    worker=self.config.worker_id,
+                    lease=self.config.lease,
+                    batch=want - in_hand[0],
+                )
+                self._obs.claimed(len(rows), time.perf_counter() - t0)
+                claims += 1
+                if not rows:
+                    if not running:
+                        break
+                    # nothing more is due now; what is in hand may still add rows (a fallback's mention,
+                    # a row given back): claim once more after it, then stop
+                    await asyncio.wait(running)
+                    continue
+                handled += len(rows)
+                in_hand[0] += len(rows)
+                self._hold(rows)
+                try:
+                    tasks = await self._start(rows, sem, in_hand)
+                except BaseException:
+                    self._abandon(rows)  # not renewed any more: back to any worker after their lease
+                    raise
+                for task in tasks:
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+        finally:
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
+            await recorder.flush(attempts=3, pause=self._flush_pause)
         nxt = await self._outbox.next_due()
         if nxt is not None:
             self._wake.arm(nxt)
         return handled
 
+    async def renew_leases(self) -> int:
+        """Extend the lease of every claim in hand (the waker calls this every lease / 3). A row that was
+        taken over meanwhile (our lease ran out: a stall) is marked lost and will not be sent by us.
+        Returns the number of rows renewed."""
+        tokens = [t for t, ids in self._held.items() if ids]
+        if not tokens:
+            return 0
+        now = self._clock.now()
+        renewed = await self._outbox.renew(
+            tokens, worker=self.config.worker_id, now=now, lease=self.config.lease
+        )
+        count = 0
+        for token, ids in renewed.items():
+            held = self._held.get(token)
+            if held is None:
+                continue
+            lost = held - ids
+            if lost:
+                self._lost |= lost
+                log.warning("claims taken over by another worker", extra={"count": len(lost)})
+            self._leases[token] = now + self.config.lease
+            count += len(ids)
+        return count
+
+    # ------------------------------------------------------------------ claims in hand
+
+    def _hold(self, rows: Sequence[Delivery]) -> None:
+        for row in rows:
+            if row.claim is None or row.id is None:
+                continue
+            self._held.setdefault(row.claim, set()).add(row.id)
+            if row.lease_until is not None:
+                self._leases[row.claim] = max(self._leases.get(row.claim, row.lease_until), row.lease_until)
+
+    def _release(self, row: Delivery) -> None:
+        """The row's outcome is durable (or it was lost): no more renewals for it."""
+        if row.id is None:
+            return
+        self._lost.discard(row.id)
+        token = row.claim
+        if token is None:
+            return
+        ids = self._held.get(token)
+        if ids is not None:
+            ids.discard(row.id)
+            if not ids:
+                del self._held[token]
+                self._leases.pop(token, None)
+
+    def _abandon(self, rows: Sequence[Delivery]) -> None:
+        """Stop renewing rows whose handling failed without an outcome: their lease runs out and they are
+        claimed again (a bug's row is retried, then dead-lettered by _drop_poison — never held forever)."""
+        queued = self.recorder.queued_ids()
+        for row in rows:
+            if row.id not in queued:
+                self._release(row)
+
+    def _recorded(self, entry: _Entry, ok: bool) -> None:
+        row, outcome = entry.row, entry.outcome
+        self._release(row)
+        if not ok:
+            # another worker took the row over after our lease ran out; it will settle it
+            self._obs.lease_lost()
+            log.warning("lease lost", extra={"delivery_id": row.id, "key": row.key})
+            return
+        self._obs.settled(row.platform, row.kind, outcome.status, outcome.late_by)
+        if outcome.due_at is not None:
+            self._wake.arm(outcome.due_at)
+
     # ------------------------------------------------------------------ batch
 
-    async def _handle_batch(self, rows: Sequence[Delivery]) -> None:
-        rows = await self._drop_poison(rows)
+    async def _start(
+        self, rows: Sequence[Delivery], sem: asyncio.Semaphore, in_hand: list[int]
+    ) -> list[asyncio.Task[None]]:
+        """Start handling one claim's rows, most urgent first (they come in claim order)."""
+        rows = await self._drop_poison(rows, in_hand)
+        if not rows:
+            return []
         ctx = await self._load_context(rows)
+        units: list[list[Delivery]] = []
         mentions: dict[tuple[str, str | None, str], list[Delivery]] = {}
-        singles: list[Delivery] = []
         for row in rows:
             if row.kind is DeliveryKind.MENTION:
-                mentions.setdefault((row.recipient, row.space_id, str(row.about)), []).append(row)
+                group = mentions.setdefault((row.recipient, row.space_id, str(row.about)), [])
+                if not group:
+                    units.append(group)  # in the claim order of its first row
+                group.append(row)
             else:
-                singles.append(row)
-        sem = asyncio.Semaphore(self.config.concurrency)
+                units.append([row])
+        loop = asyncio.get_running_loop()
+        tasks: list[asyncio.Task[None]] = []
+        for unit in units:
+            if unit[0].kind is DeliveryKind.MENTION:
+                for i in range(0, len(unit), self.config.mention_chunk):
+                    chunk = unit[i : i + self.config.mention_chunk]
+                    tasks.append(loop.create_task(self._guarded(chunk, True, ctx, sem, in_hand)))
+            else:
+                tasks.append(loop.create_task(self._guarded(unit, False, ctx, sem, in_hand)))
+        return tasks
 
-        async def guarded(coro_rows: Sequence[Delivery], mention: bool) -> None:
+    async def _guarded(
+        self,
+        rows: Sequence[Delivery],
+        mention: bool,
+        ctx: _Context,
+        sem: asyncio.Semaphore,
+        in_hand: list[int],
+    ) -> None:
+        try:
             async with sem:
-                try:
-                    if mention:
-                        await self._handle_mentions(coro_rows, ctx)
-                    else:
-                        await self._handle_one(coro_rows[0], ctx)
-                except Exception:  # a bug: the lease expires, the row is retried, and _drop_poison caps it
-                    log.exception("delivery crashed", extra={"delivery_id": coro_rows[0].id})
+                if mention:
+                    await self._handle_mentions(rows, ctx)
+                else:
+                    await self._handle_one(rows[0], ctx)
+        except Exception:  # a bug: the lease expires, the row is retried, and _drop_poison caps it
+            log.exception("delivery crashed", extra={"delivery_id": rows[0].id})
+            self._abandon(rows)
+        finally:
+            in_hand[0] -= len(rows)
+            self._pace.finished(len(rows))
 
-        tasks = [guarded([r], False) for r in singles]
-        for group in mentions.values():
-            for i in range(0, len(group), self.config.mention_chunk):
-                tasks.append(guarded(group[i : i + self.config.mention_chunk], True))
-        await asyncio.gather(*tasks)
-
-    async def _drop_poison(self, rows: Sequence[Delivery]) -> list[Delivery]:
+    async def _drop_poison(self, rows: Sequence[Delivery], in_hand: list[int]) -> list[Delivery]:
         """Dead-letter rows that can never be handled: unparsable references, or rows whose handling
         crashed so often (claimed, lease expired, claimed again) that they would block the queue's head."""
         keep: list[Delivery] = []
+        dead: list[tuple[Delivery, str]] = []
         for row in rows:
             try:
                 _recipient_chat(row)
                 if row.kind is DeliveryKind.MENTION and row.subject:
                     parse_user(row.subject)
             except ValueError as e:
-                await self._settle(row, DeliveryStatus.DEAD, error=f"malformed delivery: {e}")
+                dead.append((row, f"malformed delivery: {e}"))
                 continue
             if row.attempts > rules.MAX_ATTEMPTS + 2:
-                await self._settle(row, DeliveryStatus.DEAD, error=f"gave up after {row.attempts} attempts")
+                dead.append((row, f"gave up after {row.attempts} attempts"))
                 continue
             keep.append(row)
+        if dead:
+            await asyncio.gather(*(self._settle(r, DeliveryStatus.DEAD, error=why) for r, why in dead))
+            in_hand[0] -= len(dead)
         return keep
 
     async def _load_context(self, rows: Sequence[Delivery]) -> _Context:
@@ -281,6 +591,9 @@ class DeliveryEngine:
 
     # ------------------------------------------------------------------ one row
 
+    def _decide(self, row: Delivery, space: Space | None) -> rules.Send | rules.Skip:
+        return rules.decide(row, space, self._clock.now(), up_since=self.up_since)
+
     async def _handle_one(self, row: Delivery, ctx: _Context) -> None:
         if row.kind is DeliveryKind.REPLY:
             await self._handle_reply(row)
@@ -292,8 +605,8 @@ class DeliveryEngine:
             if user is not None and profile is not None and profile.dm_reachable is False:
                 # don't knock on a closed door: on Discord failed DMs count toward the IP ban
                 space = await self._current(row.space_id, ctx)
-                if space is not None and isinstance(rules.decide(row, space, self._clock.now()), rules.Send):
-                    await self._fall_back(row, space, "known unreachable")
+                if space is not None and isinstance(self._decide(row, space), rules.Send):
+                    await self._fall_back(row, space, rules.KNOWN_UNREACHABLE)
                     return
             await self._spend(row, chat_key)
         except _LeaseTooShort:
@@ -303,7 +616,7 @@ class DeliveryEngine:
             await self._give_back(row, after=e.wait)
             return
         space = await self._current(row.space_id, ctx)  # decided after the budget wait, on today's Space
-        verdict = rules.decide(row, space, self._clock.now())
+        verdict = self._decide(row, space)
         if isinstance(verdict, rules.Skip):
             await self._settle(row, DeliveryStatus.SKIPPED, error=verdict.reason)
             return
@@ -313,24 +626,22 @@ class DeliveryEngine:
             space, ctx.counts.get(space.id, 0), self._links.space(space.id), zone=ctx.chat_zones.get(space.id)
         )
         host_name = self._name(space.host, ctx)
+        ref: MessageRef | None = None
         try:
             if row.kind is DeliveryKind.CARD_POST:
-                ref = await self._platform.post(
-                    parse_chat(row.recipient),
-                    notices.card(view, host_name, space.locale),
-                    key=nonce_for(row.key),
+                card = notices.card(view, host_name, space.locale)
+                ref = await self._send(
+                    self._platform.post(parse_chat(row.recipient), card, key=nonce_for(row.key))
                 )
             elif row.kind is DeliveryKind.CARD_EDIT:
-                await self._platform.edit(
-                    parse_message(row.recipient), notices.card(view, host_name, space.locale)
-                )
-                ref = None
+                card = notices.card(view, host_name, space.locale)
+                await self._send(self._platform.edit(parse_message(row.recipient), card))
             else:
                 assert user is not None
                 locale = (profile.locale if profile else None) or space.locale
                 reader = replace(view, zone=profile.tz if profile and profile.tz else view.zone)
-                notice = notices.for_delivery(row.kind, reader, host_name, locale, verdict.late_by)
-                ref = await self._platform.direct(user, notice, key=nonce_for(row.key))
+                notice = notices.for_delivery(row.kind, reader, host_name, locale, verdict.shown_late_by)
+                ref = await self._send(self._platform.direct(user, notice, key=nonce_for(row.key)))
         except RecipientUnreachable as e:
             assert user is not None
             await self._mark_unreachable(user)
@@ -364,7 +675,7 @@ class DeliveryEngine:
             await self._give_back(row, after=e.wait)
             return
         try:
-            ref = await send_reply(self._platform, row, key=nonce_for(row.key))
+            ref = await self._send(send_reply(self._platform, row, key=nonce_for(row.key)))
         except ValueError as e:
             await self._settle(row, DeliveryStatus.DEAD, error=f"malformed reply: {e}")
             return
@@ -379,6 +690,20 @@ class DeliveryEngine:
             return
         late_by = max(0.0, (self._clock.now() - row.due_at).total_seconds())
         await self._settle(row, DeliveryStatus.SENT, sent_ref=str(ref), late_by=late_by)
+
+    async def _send(self, call: Awaitable[T]) -> T:
+        """One platform call, bounded by ``send_timeout`` whatever the HTTP client does (a call still going
+        when the lease is taken over would be a duplicate). A timed-out send may have arrived: it is
+        retried like any transient error."""
+        self.sends_in_flight += 1
+        self.max_sends_in_flight = max(self.max_sends_in_flight, self.sends_in_flight)
+        try:
+            async with asyncio.timeout(self.config.send_timeout):
+                return await call
+        except TimeoutError as e:
+            raise SendTimedOut(f"no answer within {self.config.send_timeout:g} s") from e
+        finally:
+            self.sends_in_flight -= 1
 
     async def _remember_card(self, rendered: Space, ref: MessageRef) -> None:
         """Store the card's handle (what every later edit targets). If the Space changed while the card was
@@ -417,76 +742,89 @@ class DeliveryEngine:
     async def _handle_mentions(self, rows: Sequence[Delivery], ctx: _Context) -> None:
         chat = parse_chat(rows[0].recipient)
         try:
-            await self._spend(rows[0], chat.id)
+            await self._spend(rows[0], chat.id, also=rows[1:])
         except _LeaseTooShort:
-            for row in rows:
-                await self._give_back(row)
+            await asyncio.gather(*(self._give_back(row) for row in rows))
             return
         except _NotYet as e:
-            for row in rows:
-                await self._give_back(row, after=e.wait)
+            await asyncio.gather(*(self._give_back(row, after=e.wait) for row in rows))
             return
-        now = self._clock.now()
         space = await self._current(rows[0].space_id, ctx)
-        live: list[Delivery] = []
+        live: list[tuple[Delivery, rules.Send]] = []
+        skipped: list[tuple[Delivery, str]] = []
         for row in rows:
-            verdict = rules.decide(row, space, now)
+            verdict = self._decide(row, space)
             if isinstance(verdict, rules.Skip):
-                await self._settle(row, DeliveryStatus.SKIPPED, error=verdict.reason)
+                skipped.append((row, verdict.reason))
             else:
-                live.append(row)
+                live.append((row, verdict))
+        if skipped:
+            await asyncio.gather(
+                *(self._settle(row, DeliveryStatus.SKIPPED, error=why) for row, why in skipped)
+            )
         if not live or space is None:
             return
-        about = live[0].about or DeliveryKind.LIVE_NOTICE
+        about = live[0][0].about or DeliveryKind.LIVE_NOTICE
         view = SpaceView(space, 0, self._links.space(space.id), zone=ctx.chat_zones.get(space.id))
-        late_by = max(0.0, (now - min(r.due_at for r in live)).total_seconds())
-        notice = notices.for_delivery(about, view, self._name(space.host, ctx), space.locale, late_by)
-        users = {u: self._name(u, ctx) for u in (parse_user(r.subject) for r in live if r.subject)}
+        # one message for all: marked if any of them is late because of an outage, by the most late of those
+        shown = max((v.shown_late_by for _, v in live if v.shown_late_by is not None), default=None)
+        notice = notices.for_delivery(about, view, self._name(space.host, ctx), space.locale, shown)
+        users = {u: self._name(u, ctx) for u in (parse_user(r.subject) for r, _ in live if r.subject)}
         # the batch's nonce: the sorted keys, so the same batch retried is recognised as the same message
-        key = nonce_for("|".join(sorted(r.key for r in live)))
+        key = nonce_for("|".join(sorted(r.key for r, _ in live)))
         try:
-            ref = await self._platform.mention(chat, users, notice, key=key)
+            ref = await self._send(self._platform.mention(chat, users, notice, key=key))
         except RateLimited as e:
-            for row in live:
-                await self._rate_limited(row, e, chat.id)
+            await asyncio.gather(*(self._rate_limited(row, e, chat.id) for row, _ in live))
             return
         except ChatUnavailable as e:
-            for row in live:  # no DM and no chat: unreachable, counted and shown to the host
-                await self._settle(
-                    row, DeliveryStatus.DEAD, error=f"unreachable: no DM, chat unavailable: {e}"
-                )
+            # no DM and no chat: unreachable, counted and shown to the host
+            error = f"unreachable: no DM, chat unavailable: {e}"
+            await asyncio.gather(*(self._settle(row, DeliveryStatus.DEAD, error=error) for row, _ in live))
             return
         except Exception as e:
-            for row in live:
-                await self._retry(row, e)
+            await asyncio.gather(*(self._retry(row, e) for row, _ in live))
             return
-        for row in live:
-            await self._settle(row, DeliveryStatus.SENT, sent_ref=str(ref), late_by=late_by)
+        await asyncio.gather(
+            *(self._settle(row, DeliveryStatus.SENT, sent_ref=str(ref), late_by=v.late_by) for row, v in live)
+        )
 
     # ------------------------------------------------------------------ outcomes
 
-    async def _spend(self, row: Delivery, chat: str | None) -> None:
-        """Wait for the send budget, then make sure the lease still covers the send.
+    async def _spend(self, row: Delivery, chat: str | None, *, also: Sequence[Delivery] = ()) -> None:
+        """Wait for the send budget, then make sure the claim still covers the send.
 
         A long wait is not slept here: the row goes back to pending, due when the budget allows (_NotYet),
-        so a busy chat never holds a concurrency slot or a lease. A row whose lease is about to run out is
-        given back unsent (_LeaseTooShort): past its lease another worker may own it, and sending then is
-        how duplicates happen."""
-        if self._outcomes and self._clock.now() - self._outcomes_since >= FLUSH_AFTER:
-            await self._flush()
-        margin = min(timedelta(seconds=30), self.config.lease / 4)
-        left = (
-            (row.lease_until - self._clock.now() - margin).total_seconds()
-            if row.lease_until
-            else MAX_INLINE_WAIT
-        )
-        waited = await self._budget.acquire(row.platform, chat, max_wait=max(0.0, min(MAX_INLINE_WAIT, left)))
-        if waited < 0:
-            raise _NotYet(-waited)
+        so a busy chat never holds a concurrency slot or a lease. A row whose lease is about to run out (its
+        renewals failed), or was taken over, is given back unsent (_LeaseTooShort): past its lease another
+        worker may own it, and sending then is how duplicates happen. While outcomes cannot be recorded,
+        nothing more is sent either (each unrecorded send is one a crash would repeat)."""
+        self._check_claim(row, *also)
+        waited = 0.0
+        while True:
+            holds = self._holds.get(row.platform, 0)
+            wait = await self._budget.acquire(row.platform, chat, max_wait=MAX_INLINE_WAIT)
+            if wait < 0:
+                raise _NotYet(-wait)
+            waited += wait
+            # a 429 for the whole platform arrived while this send waited for its turn: the turn it was
+            # given predates the hold, so it asks again (the budget now makes it wait the hold out)
+            if self._holds.get(row.platform, 0) == holds or waited >= MAX_INLINE_WAIT:
+                break
         if waited:
             self._obs.budget_waited(row.platform, waited)
-        if row.lease_until is not None and self._clock.now() + margin >= row.lease_until:
+        self._check_claim(row, *also)
+
+    def _check_claim(self, *rows: Delivery) -> None:
+        if self.recorder.failing:
             raise _LeaseTooShort()
+        deadline = self._clock.now() + self.config.lease_margin
+        for row in rows:
+            if row.id in self._lost:
+                raise _LeaseTooShort()
+            lease = self._leases.get(row.claim) if row.claim is not None else row.lease_until
+            if lease is not None and deadline >= lease:
+                raise _LeaseTooShort()
 
     async def _fall_back(self, row: Delivery, space: Space, reason: str) -> None:
         """Next step of the recipient's chain: a mention in the group they subscribed from (the host: the
@@ -527,6 +865,8 @@ class DeliveryEngine:
         the platform); for a DM, the platform-wide limit was hit: hold back the whole platform."""
         self._obs.rate_limited(row.platform)
         self._budget.penalise(row.platform, e.retry_after, chat=chat)
+        if chat is None:
+            self._holds[row.platform] = self._holds.get(row.platform, 0) + 1
         due = self._clock.now() + timedelta(seconds=e.retry_after)
         await self._settle(row, DeliveryStatus.PENDING, error=str(e), due_at=due, refund=True)
 
@@ -563,56 +903,11 @@ class DeliveryEngine:
         due_at: datetime | None = None,
         refund: bool = False,
     ) -> None:
-        """Queue the outcome; :meth:`_flush` records the batch's outcomes in one transaction.
-
-        One write per batch instead of one per row: on SQLite every write takes the database lock, and four
-        workers settling row by row spend their leases queueing for it."""
+        """Record the outcome under this row's claim, and return once it is durable (group commit: the
+        outcomes of every send answered meanwhile go in the same transaction)."""
         assert row.id is not None
-        if not self._outcomes:
-            self._outcomes_since = self._clock.now()
-        outcome = Outcome(
-            row.id, status, sent_ref, error, late_by, due_at, refund, lease_until=row.lease_until
-        )
-        self._outcomes.append((row, outcome))
-        if (
-            len(self._outcomes) >= self.config.flush_every
-            or self._clock.now() - self._outcomes_since >= FLUSH_AFTER
-        ):
-            await self._flush()
-
-    async def _flush(self, *, final: bool = False) -> None:
-        """Record the queued outcomes in one transaction. A failed write keeps them queued (they are sent:
-        forgetting them would send them again after the lease); the batch's final flush retries, then
-        gives up loudly — the rows stay claimed and, if the database never answers, are redone later."""
-        attempts = 3 if final else 1
-        for attempt in range(attempts):
-            pending, self._outcomes = self._outcomes, []
-            if not pending:
-                return
-            try:
-                recorded = await self._outbox.settle_many(
-                    [o for _, o in pending], worker=self.config.worker_id, now=self._clock.now()
-                )
-            except Exception:
-                self._outcomes = pending + self._outcomes
-                log.exception("recording outcomes failed", extra={"count": len(pending)})
-                if attempt + 1 < attempts:
-                    await asyncio.sleep(self._flush_pause * 2**attempt)
-                    continue
-                if final:
-                    # kept: the next run records them first (deliver_due), before any new claim
-                    raise
-                return
-            for (row, outcome), ok in zip(pending, recorded, strict=True):
-                if not ok:
-                    # another worker took the row over after our lease expired; it will settle it
-                    self._obs.lease_lost()
-                    log.warning("lease lost", extra={"delivery_id": row.id, "key": row.key})
-                    continue
-                self._obs.settled(row.platform, row.kind, outcome.status, outcome.late_by)
-                if outcome.due_at is not None:
-                    self._wake.arm(outcome.due_at)
-            return
+        outcome = Outcome(row.id, status, sent_ref, error, late_by, due_at, refund, claim=row.claim)
+        await self.recorder.record([_Entry(row, outcome)])
 
     @staticmethod
     def _name(user: UserRef, ctx: _Context) -> str:

@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -136,7 +137,9 @@ def test_scan_finds_a_secret_in_any_file(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------ real processes
 
 
-async def _spawn(tmp_path: Path, command: str, **env: str) -> asyncio.subprocess.Process:
+async def _spawn(
+    tmp_path: Path, command: str, *, stderr: Any = asyncio.subprocess.PIPE, **env: str
+) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -154,7 +157,7 @@ async def _spawn(tmp_path: Path, command: str, **env: str) -> asyncio.subprocess
         },
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        stderr=stderr,
     )
 
 
@@ -172,9 +175,12 @@ async def _read_until(stream: asyncio.StreamReader, needle: str, within: float =
 async def test_a_process_at_debug_logs_no_token(tmp_path: Path) -> None:
     # `run`: the web role receives the update, the worker role sends the answer (answers are outbox rows)
     async with TelegramEmulator() as tg:
+        # at DEBUG the process writes far more than a pipe holds: a file, or it would block on stderr
+        stderr_file = (tmp_path / "stderr.txt").open("wb")
         proc = await _spawn(
             tmp_path,
             "run",
+            stderr=stderr_file,
             TELEGRAM_BOT_TOKEN=tg.token,
             TELEGRAM_API_BASE=tg.base_url,
             SPACES_LOG_LEVEL="DEBUG",
@@ -187,8 +193,10 @@ async def test_a_process_at_debug_logs_no_token(tmp_path: Path) -> None:
             await tg.wait_for_message(user.id, within=20)
         finally:
             proc.send_signal(signal.SIGTERM)
-            _, err = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode == 0, err.decode()
+            await asyncio.wait_for(proc.wait(), 30)
+            stderr_file.close()
+    err = (tmp_path / "stderr.txt").read_bytes()
+    assert proc.returncode == 0, err.decode()[-3000:]
     written = (tmp_path / f"spaces-{proc.pid}.log").read_text()
     assert "DEBUG" in written and "started" in written  # it did log, at DEBUG
     assert tg.token not in written and tg.token not in err.decode()

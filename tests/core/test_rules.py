@@ -114,3 +114,36 @@ def test_every_text_exists_in_both_languages_with_the_same_fields() -> None:
         assert fields_fr <= fields_en, key  # a translation may leave a detail out, never invent one
     assert t("fr-CA", "button.subscribe") == "🔔 Me le rappeler"
     assert t(None, "button.subscribe") == t("de", "button.subscribe") == "🔔 Set reminder"
+
+
+def test_urgent_kinds_are_claimed_before_bulk_ones_and_unknown_kinds_in_between() -> None:
+    p = rules.priority
+    assert p("reply") < p(DeliveryKind.HOST_T0) == p(DeliveryKind.HOST_T30)
+    assert p(DeliveryKind.HOST_T0) < p(DeliveryKind.CARD_EDIT) == p(DeliveryKind.MENTION)
+    assert p(DeliveryKind.MENTION) < p("a_kind_of_a_later_version") < p(DeliveryKind.LIVE_NOTICE)
+    assert (
+        p(DeliveryKind.LIVE_NOTICE) == p(DeliveryKind.RESCHEDULED_NOTICE) == p(DeliveryKind.CANCELLED_NOTICE)
+    )
+
+
+@pytest.mark.parametrize(
+    ("late_minutes", "up_since_minutes", "attempts", "marked"),
+    [
+        (5, -60, 1, False),  # queued behind the limits while the service ran: no mark
+        (5, None, 1, False),  # uptime unknown, first attempt: no mark
+        (5, 3, 1, True),  # nobody was running when it came due
+        (5, -60, 2, True),  # an earlier attempt failed (a platform error, or its worker died)
+        (0.5, 3, 2, False),  # under a minute late: never marked
+    ],
+)
+def test_the_delayed_mark_is_for_outages_only(
+    late_minutes: float, up_since_minutes: float | None, attempts: int, marked: bool
+) -> None:
+    s = space(status=SpaceStatus.LIVE)
+    d = delivery(DeliveryKind.LIVE_NOTICE, NOW)
+    d.attempts = attempts
+    up = None if up_since_minutes is None else NOW + timedelta(minutes=up_since_minutes)
+    verdict = rules.decide(d, s, NOW + timedelta(minutes=late_minutes), up_since=up)
+    assert isinstance(verdict, rules.Send)
+    assert verdict.late_by == late_minutes * 60 and verdict.marked is marked
+    assert verdict.shown_late_by == (late_minutes * 60 if marked else None)

@@ -5,11 +5,14 @@ What the docstrings of core/ports.py leave open is pinned here, as storage/ does
 drift from the real thing:
 
 * orderings: ``upcoming_in_chat`` by (starts_at, id); ``subscriptions.list`` by (created_at, user);
-  ``list_for_space`` by (due_at, id); ``claim_due`` by (due_at, id); ``announcements.list`` as added;
+  ``list_for_space`` by (due_at, id); ``claim_due`` by (priority, due_at, id); ``announcements.list`` as
+  added; a row stored without a priority gets ``rules.priority(kind)``;
+* a lease ends at ``lease_until`` (free from that instant); every claim has a new ``claim`` token, which
+  ``renew`` and ``settle`` (given it) are fenced on;
 * a duplicate Space id, or a row naming a Space that does not exist, is rejected (primary / foreign key;
   ``IntegrityError`` on SQL), and ``save`` of an unknown Space raises ``LookupError``;
 * ``settle`` overwrites only the fields it is given (``last_error``, ``sent_ref``, ``late_by``), stamps
-  ``sent_at`` on SENT, always clears ``lease_until``, keeps ``claimed_by`` on settled rows, and on PENDING
+  ``sent_at`` on SENT, always clears ``lease_until`` and ``claim``, keeps ``claimed_by`` on settled rows, and on PENDING
   frees the row (``claimed_by`` None) at ``due_at`` (default: now); CLAIMED is not an outcome (ValueError);
   ``settle_many`` is the same per outcome, in one transaction: a batch with an invalid outcome records none;
 * ``counts()`` lists every DeliveryStatus, with 0 for statuses without rows;
@@ -27,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy.exc import IntegrityError
 
+from core import rules
 from core.models import (
     Announcement,
     Community,
@@ -312,6 +316,8 @@ async def test_delivery_round_trips_every_field(uow_factory: UnitOfWorkFactory) 
         sent_ref="telegram:msg:-100200:5",
         sent_at=T0 + timedelta(seconds=3),
         late_by=3.25,
+        priority=5,
+        claim="c0ffee",
         id=424242,  # the store numbers rows itself
     )
     assert await add_rows(uow_factory, [d]) == 1
@@ -376,6 +382,7 @@ async def test_fan_out_writes_one_row_per_subscriber_once(uow_factory: UnitOfWor
         due_at=due,
         status=DeliveryStatus.PENDING,
         subject=str(OTHER_CHAT),  # the subscription's via_chat
+        priority=rules.PRIORITY_BULK,
         id=a.id,
     )
     assert rows[f"{prefix}:{BOB}"].subject is None  # no via_chat
@@ -643,11 +650,13 @@ async def test_a_held_lease_is_respected_and_an_expired_one_reclaimed(
     await add_spaces(uow_factory, space())
     await add_rows(uow_factory, [row("sp1", "k", T0)])
     (mine,) = await outbox.claim_due(now=T0, worker="w1", lease=LEASE, batch=10)
-    assert await outbox.claim_due(now=T0 + timedelta(minutes=1), worker="w2", lease=LEASE, batch=10) == []
-    # a lease ending exactly now still holds
-    assert await outbox.claim_due(now=T0 + LEASE, worker="w2", lease=LEASE, batch=10) == []
-    later = T0 + LEASE + timedelta(seconds=1)
+    almost = T0 + LEASE - timedelta(microseconds=1)
+    assert await outbox.claim_due(now=almost, worker="w2", lease=LEASE, batch=10) == []
+    # lease_until is the first instant the row is free again (next_due wakes the others exactly then)
+    assert await outbox.next_due() == T0 + LEASE
+    later = T0 + LEASE
     (theirs,) = await outbox.claim_due(now=later, worker="w2", lease=LEASE, batch=10)
+    assert theirs.claim is not None and theirs.claim != mine.claim
     assert theirs.id == mine.id
     assert (theirs.claimed_by, theirs.lease_until, theirs.attempts) == ("w2", later + LEASE, 2)
     assert await outbox.settle(row_id(mine), worker="w1", status=DeliveryStatus.SENT, now=later) is False
@@ -676,6 +685,7 @@ async def test_settle_records_the_outcome_only_for_the_lease_holder(
         d,
         status=DeliveryStatus.SENT,
         lease_until=None,  # claimed_by stays: who sent it
+        claim=None,
         sent_ref="telegram:msg:1:2",
         sent_at=sent_at,
         late_by=65.0,
@@ -703,6 +713,7 @@ async def test_settle_pending_frees_the_row_for_a_retry(
         due_at=T0 + 30 * s,
         claimed_by=None,
         lease_until=None,
+        claim=None,
         attempts=1,  # the attempt counts
         last_error="HTTP 502",
     )
@@ -839,7 +850,10 @@ async def test_next_due_is_the_earliest_pending_row(uow_factory: UnitOfWorkFacto
     assert await outbox.next_due() == T0 - 30 * m
     (claimed,) = await outbox.claim_due(now=T0 - 29 * m, worker="w1", lease=LEASE, batch=10)
     assert claimed.key == "claimed"
-    assert await outbox.next_due() == T0 + 5 * m  # claimed and settled rows do not count
+    # a claimed row counts by its lease's end: a dead claimer's rows are taken over then
+    assert await outbox.next_due() == T0 - 29 * m + LEASE
+    assert await outbox.settle(row_id(claimed), worker="w1", status=DeliveryStatus.SENT, now=T0)
+    assert await outbox.next_due() == T0 + 5 * m  # settled rows do not count
 
 
 async def test_counts_lists_every_status(uow_factory: UnitOfWorkFactory, outbox: Outbox) -> None:
@@ -921,3 +935,141 @@ async def test_tally_counts_by_kind_about_and_status_and_withdraw_can_target_one
             (DeliveryKind.MENTION, DeliveryKind.LIVE_NOTICE, DeliveryStatus.PENDING): 1,
         }
         assert await uow.deliveries.tally("nope") == {}
+
+
+# --------------------------------------------------------------------------- priorities, claims, renewals
+
+
+async def test_claim_due_takes_the_most_urgent_first_then_the_oldest(
+    uow_factory: UnitOfWorkFactory, outbox: Outbox
+) -> None:
+    await add_spaces(uow_factory, space())
+    m = timedelta(minutes=1)
+    await add_rows(
+        uow_factory,
+        [
+            *(row("sp1", f"fan{i}", T0 - 10 * m) for i in range(3)),  # a fan-out, due for a while
+            row("sp1", "t0", T0, kind=DeliveryKind.HOST_T0, recipient=str(HOST)),  # just due
+            row("sp1", "edit", T0 - m, kind=DeliveryKind.CARD_EDIT, recipient=f"{CHAT}:msg:1"),
+            row("sp1", "later-t0", T0 + m, kind=DeliveryKind.HOST_T0, recipient=str(HOST)),  # not due
+            row("sp1", "custom", T0 - 20 * m, priority=1),  # a priority given by the writer is kept
+        ],
+    )
+    stored = await by_key(uow_factory)
+    assert stored["t0"].priority == rules.PRIORITY_HOST and stored["fan0"].priority == rules.PRIORITY_BULK
+    assert stored["edit"].priority == rules.PRIORITY_CHAT and stored["custom"].priority == 1
+    first = await outbox.claim_due(now=T0, worker="w1", lease=LEASE, batch=3)
+    assert [d.key for d in first] == ["custom", "t0", "edit"]
+    assert len({d.claim for d in first}) == 1 and first[0].claim is not None  # one token per claim
+    rest = await outbox.claim_due(now=T0, worker="w2", lease=LEASE, batch=10)
+    assert [d.key for d in rest] == ["fan0", "fan1", "fan2"]
+    assert rest[0].claim != first[0].claim
+
+
+async def test_a_claim_token_fences_outcomes_and_renewals(
+    uow_factory: UnitOfWorkFactory, outbox: Outbox
+) -> None:
+    await add_spaces(uow_factory, space())
+    await add_rows(uow_factory, [row("sp1", "a", T0), row("sp1", "b", T0)])
+    a, b = await outbox.claim_due(now=T0, worker="w1", lease=LEASE, batch=10)
+    token = a.claim
+    assert token is not None and b.claim == token
+    # renewed while w1 lives: the lease moves on, nobody can take the rows
+    renewed_at = T0 + LEASE / 2
+    assert await outbox.renew([token], worker="w1", now=renewed_at, lease=LEASE) == {
+        token: {row_id(a), row_id(b)}
+    }
+    assert await outbox.claim_due(now=T0 + LEASE, worker="w2", lease=LEASE, batch=10) == []
+    assert (await by_key(uow_factory))["a"].lease_until == renewed_at + LEASE
+    # w1 stalls; after its renewed lease, a process reusing the worker id "w1" claims the rows again
+    again = await outbox.claim_due(now=renewed_at + LEASE, worker="w1", lease=LEASE, batch=10)
+    assert {d.key for d in again} == {"a", "b"} and again[0].claim not in (None, token)
+    # the stalled claim can neither renew nor settle what is now the later claim's
+    assert await outbox.renew([token], worker="w1", now=renewed_at + LEASE, lease=LEASE) == {token: set()}
+    assert await outbox.renew(["unknown"], worker="w1", now=renewed_at + LEASE, lease=LEASE) == {
+        "unknown": set()
+    }
+    assert await outbox.renew([], worker="w1", now=renewed_at, lease=LEASE) == {}
+    old = Outcome(row_id(a), DeliveryStatus.SENT, claim=token)
+    new = Outcome(row_id(b), DeliveryStatus.SENT, claim=again[0].claim)
+    assert await outbox.settle_many([old, new], worker="w1", now=renewed_at + LEASE) == [False, True]
+    assert not await outbox.settle(
+        row_id(a), worker="w1", status=DeliveryStatus.SENT, now=renewed_at + LEASE, claim=token
+    )
+    rows = await by_key(uow_factory)
+    assert rows["a"].status is DeliveryStatus.CLAIMED and rows["a"].claim == again[0].claim
+    assert rows["b"].status is DeliveryStatus.SENT and rows["b"].claim is None
+    # another worker's token renews nothing of w1's
+    assert await outbox.renew([again[0].claim or ""], worker="w2", now=renewed_at, lease=LEASE) == {
+        again[0].claim: set()
+    }
+
+
+async def test_fan_out_settles_known_unreachable_subscribers_with_their_mention_at_once(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    await add_spaces(uow_factory, space("sp1"))
+    async with uow_factory() as uow:
+        await uow.subscriptions.add(Subscription("sp1", ALICE, T0, via_chat=OTHER_CHAT))
+        await uow.subscriptions.add(Subscription("sp1", BOB, T0))  # privately: no group to mention him in
+        await uow.subscriptions.add(Subscription("sp1", CAROL, T0))
+        await uow.users.set_reachable(ALICE, False)
+        await uow.users.set_reachable(BOB, False)
+        await uow.users.set_reachable(CAROL, True)
+        await uow.commit()
+    prefix = "space:sp1:live_notice"
+    async with uow_factory() as uow:
+        assert await uow.deliveries.fan_out("sp1", 1, DeliveryKind.LIVE_NOTICE, T0, prefix) == 3
+        await uow.commit()
+    rows = await by_key(uow_factory)
+    assert sorted(rows) == sorted(
+        [f"{prefix}:{u}" for u in (ALICE, BOB, CAROL)] + [f"{prefix}:{ALICE}:mention"]
+    )
+    dm = rows[f"{prefix}:{ALICE}"]
+    assert (dm.status, dm.last_error) == (DeliveryStatus.FALLBACK, rules.KNOWN_UNREACHABLE)
+    dm = rows[f"{prefix}:{BOB}"]  # never named in a private chat: unreachable, recorded
+    assert (dm.status, dm.last_error) == (DeliveryStatus.DEAD, rules.NO_GROUP_TO_MENTION)
+    assert rows[f"{prefix}:{CAROL}"].status is DeliveryStatus.PENDING
+    alice = rows[f"{prefix}:{ALICE}:mention"]
+    assert alice == Delivery(
+        key=f"{prefix}:{ALICE}:mention",
+        kind=DeliveryKind.MENTION,
+        platform=Platform.TELEGRAM,
+        recipient=str(OTHER_CHAT),  # where she subscribed from
+        space_id="sp1",
+        revision=1,
+        due_at=T0,
+        subject=str(ALICE),
+        about=DeliveryKind.LIVE_NOTICE,
+        priority=rules.PRIORITY_CHAT,
+        id=alice.id,
+    )
+    # a second fan-out with the same prefix adds nothing, mentions included
+    async with uow_factory() as uow:
+        assert await uow.deliveries.fan_out("sp1", 1, DeliveryKind.LIVE_NOTICE, T0, prefix) == 0
+        await uow.commit()
+    assert len(await rows_of(uow_factory)) == 4
+
+
+async def test_release_gives_back_what_a_dead_process_of_the_same_worker_id_held(
+    uow_factory: UnitOfWorkFactory, outbox: Outbox
+) -> None:
+    await add_spaces(uow_factory, space())
+    await add_rows(uow_factory, [row("sp1", k, T0) for k in ("a", "b", "c")])
+    mine = await outbox.claim_due(now=T0, worker="w1", lease=LEASE, batch=2)
+    (theirs,) = await outbox.claim_due(now=T0, worker="w2", lease=LEASE, batch=2)
+    assert await outbox.release(worker="w1", now=T0 + timedelta(seconds=1)) == 2
+    rows = await by_key(uow_factory)
+    for d in mine:
+        got = rows[d.key]
+        assert (got.status, got.claimed_by, got.lease_until, got.claim) == (
+            DeliveryStatus.PENDING,
+            None,
+            None,
+            None,
+        )
+        assert got.due_at == d.due_at and got.attempts == 1  # its due time kept; the crash was an attempt
+    assert rows[theirs.key] == theirs  # another worker's claim is untouched
+    again = await outbox.claim_due(now=T0 + timedelta(seconds=1), worker="w1", lease=LEASE, batch=10)
+    assert {d.key for d in again} == {d.key for d in mine}
+    assert await outbox.release(worker="nobody", now=T0) == 0

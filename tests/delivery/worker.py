@@ -1,10 +1,11 @@
 """A delivery worker process for the multi-process tests and the benchmark.
 
-The real engine on the real storage, sending through a platform that appends one line per send to a shared
-file (O_APPEND writes of one line are atomic on Linux), so the parent can count losses and repeats even
-when this process is killed with SIGKILL mid-batch.
+The real engine on the real storage, woken by the real Waker (lease renewal included), sending through a
+platform that appends one line per send to a shared file (O_APPEND writes of one line are atomic on Linux),
+so the parent can count, per recipient, what was received — even when this process is killed with SIGKILL
+mid-batch. It exits once the outbox has nothing pending or claimed.
 
-    python -m tests.delivery.worker URL WORKER_ID LOG [--lease S] [--delay S]
+    python -m tests.delivery.worker URL WORKER_ID LOG [--lease S] [--delay S] [--batch N]
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import argparse
 import asyncio
 import os
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from bots.runtime.budget import Unlimited
 from bots.runtime.clock import SystemClock
+from bots.runtime.waker import Waker
 from core.notices import Notice
 from core.refs import ChatRef, MessageRef, Platform, UserRef
 from core.services.deliveries import DeliveryEngine, EngineConfig
@@ -25,7 +27,7 @@ from storage.stores import SqlOutbox, unit_of_work_factory
 
 
 class AppendLogPlatform:
-    """Records every send as ``<nonce>\\t<worker>``; a platform honouring the nonce would show each once."""
+    """Records every send as ``<recipient>\t<nonce>\t<worker>``: what each recipient received."""
 
     platform = Platform.CONSOLE
 
@@ -43,8 +45,8 @@ class AppendLogPlatform:
 
     async def _send(self, chat: str, key: str) -> MessageRef:
         if self._delay:
-            await asyncio.sleep(self._delay)
-        os.write(self._fd, f"{key}\t{self._worker}\n".encode())
+            await asyncio.sleep(self._delay)  # the platform's answer takes a while
+        os.write(self._fd, f"{chat}\t{key}\t{self._worker}\n".encode())
         self._n += 1
         return MessageRef(Platform.CONSOLE, chat, str(self._n))
 
@@ -68,34 +70,51 @@ class _Links:
         return f"http://127.0.0.1/s/{space_id}"
 
 
-class _NoWake:
-    def arm(self, at: datetime) -> None:
-        pass  # this loop polls: it exits once the outbox is settled
-
-
 async def run(url: str, worker: str, log: str, lease: float, delay: float, batch: int) -> None:
     engine = make_engine(url)
     outbox = SqlOutbox(engine)
     uow = unit_of_work_factory(make_session_factory(engine))
+    clock = SystemClock()
+    done = asyncio.Event()
+    deliveries: DeliveryEngine
+
+    async def deliver() -> int:
+        handled = await deliveries.deliver_due()
+        counts = await outbox.counts()
+        if counts.get("pending", 0) + counts.get("claimed", 0) == 0:
+            done.set()
+        return handled
+
+    lease_td = timedelta(seconds=lease)
+    waker = Waker(
+        deliver,
+        clock,
+        sweep_every=lease_td,  # the safety net; the lease ends of others' rows wake it anyway
+        renew_every=lease_td / 3,
+        on_renew=lambda: deliveries.renew_leases(),
+    )
     deliveries = DeliveryEngine(
         outbox,
         uow,
         AppendLogPlatform(log, worker, delay),
-        SystemClock(),
+        clock,
         Unlimited(),
         _Links(),
-        _NoWake(),
-        EngineConfig(worker_id=worker, lease=timedelta(seconds=lease), batch=batch, concurrency=16),
+        waker,
+        EngineConfig(
+            worker_id=worker,
+            lease=lease_td,
+            lease_margin=lease_td / 2,
+            send_timeout=lease / 4,
+            batch=batch,
+            concurrency=16,
+        ),
     )
     try:
-        while True:
-            handled = await deliveries.deliver_due()
-            counts = await outbox.counts()
-            if counts.get("pending", 0) + counts.get("claimed", 0) == 0:
-                return
-            if not handled:  # rows leased by someone else (maybe a dead worker): wait for the lease
-                await asyncio.sleep(0.05)
+        await waker.start()
+        await done.wait()
     finally:
+        await waker.stop(grace=lease)
         await engine.dispose()
 
 

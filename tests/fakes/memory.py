@@ -13,11 +13,13 @@ one unit of work at a time) and ``get_for_update``'s lock.
 from __future__ import annotations
 
 import copy
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 
+from core import rules
 from core.models import (
     Announcement,
     Community,
@@ -144,7 +146,11 @@ class MemoryDeliveryStore(_Stores):
                 self._space_exists(d.space_id)
             if d.key in self.st.keys:
                 continue
-            row = replace(d, id=self.st.next_id)
+            row = replace(
+                d,
+                id=self.st.next_id,
+                priority=d.priority if d.priority is not None else rules.priority(d.kind),
+            )
             self.st.next_id += 1
             self.st.deliveries[row.id or 0] = row
             self.st.keys.add(d.key)
@@ -154,21 +160,58 @@ class MemoryDeliveryStore(_Stores):
     async def fan_out(
         self, space_id: str, revision: int, kind: DeliveryKind, due_at: datetime, key_prefix: str
     ) -> int:
-        rows = [
-            Delivery(
-                key=f"{key_prefix}:{s.user}",
-                kind=kind,
-                platform=s.user.platform,
-                recipient=str(s.user),
-                space_id=space_id,
-                revision=revision,
-                due_at=due_at,
-                subject=str(s.via_chat) if s.via_chat else None,
+        space = self.st.spaces.get(space_id)
+        rows: list[Delivery] = []
+        mentions: list[Delivery] = []
+        for (sid, _), s in self.st.subs.items():
+            if sid != space_id:
+                continue
+            profile = self.st.users.get(s.user)
+            closed = profile is not None and profile.dm_reachable is False
+            key = f"{key_prefix}:{s.user}"
+            rows.append(
+                Delivery(
+                    key=key,
+                    kind=kind,
+                    platform=s.user.platform,
+                    recipient=str(s.user),
+                    space_id=space_id,
+                    revision=revision,
+                    due_at=due_at,
+                    subject=str(s.via_chat) if s.via_chat else None,
+                    status=(
+                        DeliveryStatus.PENDING
+                        if not closed
+                        else DeliveryStatus.FALLBACK
+                        if s.via_chat
+                        else DeliveryStatus.DEAD
+                    ),
+                    last_error=(
+                        None
+                        if not closed
+                        else rules.KNOWN_UNREACHABLE
+                        if s.via_chat
+                        else rules.NO_GROUP_TO_MENTION
+                    ),
+                )
             )
-            for (sid, _), s in self.st.subs.items()
-            if sid == space_id
-        ]
-        return await self.add(rows)
+            if closed and s.via_chat and key not in self.st.keys and space is not None:
+                mentions.append(
+                    Delivery(
+                        key=f"{key}:mention",
+                        kind=DeliveryKind.MENTION,
+                        platform=s.user.platform,
+                        recipient=str(s.via_chat),
+                        space_id=space_id,
+                        revision=revision,
+                        due_at=due_at,
+                        subject=str(s.user),
+                        about=kind,
+                    )
+                )
+        inserted = await self.add(rows)
+        await self.add(mentions)
+        return inserted
 
     async def withdraw(
         self, space_id: str, kinds: Sequence[DeliveryKind], reason: str, *, recipient: str | None = None
@@ -291,15 +334,41 @@ class MemoryOutbox:
             d
             for d in self._db.state.deliveries.values()
             if (d.status is DeliveryStatus.PENDING and d.due_at <= now)
-            or (d.status is DeliveryStatus.CLAIMED and d.lease_until is not None and d.lease_until < now)
+            or (d.status is DeliveryStatus.CLAIMED and d.lease_until is not None and d.lease_until <= now)
         ]
-        due.sort(key=lambda d: (d.due_at, d.id or 0))
+        due.sort(key=lambda d: (d.priority if d.priority is not None else 0, d.due_at, d.id or 0))
+        token = secrets.token_hex(16)
         out = []
         for d in due[:batch]:
             d.status, d.claimed_by, d.lease_until = DeliveryStatus.CLAIMED, worker, now + lease
             d.attempts += 1
+            d.claim = token
             out.append(copy.copy(d))
         return out
+
+    async def renew(
+        self, claims: Sequence[str], *, worker: str, now: datetime, lease: timedelta
+    ) -> dict[str, set[int]]:
+        renewed: dict[str, set[int]] = {c: set() for c in claims}
+        for d in self._db.state.deliveries.values():
+            if (
+                d.claim in renewed
+                and d.claimed_by == worker
+                and d.status is DeliveryStatus.CLAIMED
+                and d.id is not None
+            ):
+                d.lease_until = now + lease
+                renewed[d.claim].add(d.id)
+        return renewed
+
+    async def release(self, *, worker: str, now: datetime) -> int:
+        n = 0
+        for d in self._db.state.deliveries.values():
+            if d.claimed_by == worker and d.status is DeliveryStatus.CLAIMED:
+                d.status, d.claimed_by, d.lease_until, d.claim = DeliveryStatus.PENDING, None, None, None
+                d.last_error = "released: its worker restarted"
+                n += 1
+        return n
 
     async def settle(
         self,
@@ -313,8 +382,9 @@ class MemoryOutbox:
         late_by: float | None = None,
         due_at: datetime | None = None,
         refund_attempt: bool = False,
+        claim: str | None = None,
     ) -> bool:
-        outcome = Outcome(delivery_id, status, sent_ref, error, late_by, due_at, refund_attempt)
+        outcome = Outcome(delivery_id, status, sent_ref, error, late_by, due_at, refund_attempt, claim)
         return (await self.settle_many([outcome], worker=worker, now=now))[0]
 
     async def settle_many(self, outcomes: Sequence[Outcome], *, worker: str, now: datetime) -> list[bool]:
@@ -329,10 +399,11 @@ class MemoryOutbox:
         d = self._db.state.deliveries.get(o.delivery_id)
         if d is None or d.claimed_by != worker or d.status is not DeliveryStatus.CLAIMED:
             return False
-        if o.lease_until is not None and d.lease_until != o.lease_until:
+        if o.claim is not None and d.claim != o.claim:
             return False
         d.status = o.status
         d.lease_until = None
+        d.claim = None
         if o.error is not None:
             d.last_error = o.error
         if o.sent_ref is not None:
@@ -349,8 +420,13 @@ class MemoryOutbox:
         return True
 
     async def next_due(self) -> datetime | None:
-        due = [d.due_at for d in self._db.state.deliveries.values() if d.status is DeliveryStatus.PENDING]
-        return min(due) if due else None
+        times = [
+            d.due_at if d.status is DeliveryStatus.PENDING else d.lease_until
+            for d in self._db.state.deliveries.values()
+            if d.status in (DeliveryStatus.PENDING, DeliveryStatus.CLAIMED)
+        ]
+        found = [t for t in times if t is not None]
+        return min(found) if found else None
 
     async def prune(self, *, settled_before: datetime, requests_before: datetime, chunk: int = 5000) -> int:
         st = self._db.state

@@ -1,8 +1,15 @@
-"""A recording in-memory ChatPlatform with switchable failures (the contract suite runs it too)."""
+"""A recording in-memory ChatPlatform with switchable failures (the contract suite runs it too).
+
+Every send is recorded, repeats included: a platform without an idempotency key (Telegram, Slack) shows a
+repeated message twice, and the engine tests count duplicates from what was received here. A test that
+wants Discord's ``enforce_nonce`` (a repeated key shown once) asks for ``dedupe_nonces=True``; the repeats
+are still counted in ``repeats``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from core.errors import ChatUnavailable, RateLimited, RecipientUnreachable, TransientError
@@ -26,8 +33,11 @@ class FakePlatform:
     gone_chats: set[ChatRef] = field(default_factory=set)
     rate_limit_next: list[float] = field(default_factory=list)  # each entry: one 429 with that retry_after
     fail_next: int = 0  # that many TransientErrors
-    dedupe_nonces: bool = True  # like Discord's enforce_nonce: a repeated key is not shown twice
-    sent: list[Sent] = field(default_factory=list)
+    dedupe_nonces: bool = False  # True: like Discord's enforce_nonce, a repeated key is not shown twice
+    sent: list[Sent] = field(default_factory=list)  # what recipients received
+    repeats: int = 0  # sends whose key was seen before (shown or not, depending on dedupe_nonces)
+    # called at the start of every send (after the failure switches): tests observe the world mid-send
+    on_send: Callable[[str, str], Awaitable[None]] | None = None
     _next_id: int = 0
     _seen_keys: dict[str, MessageRef] = field(default_factory=dict)
     started: bool = False
@@ -45,9 +55,15 @@ class FakePlatform:
             self.fail_next -= 1
             raise TransientError("HTTP 502")
 
+    async def _observe(self, op: str, target: str) -> None:
+        if self.on_send is not None:
+            await self.on_send(op, target)
+
     def _msg(self, chat_id: str, key: str | None) -> MessageRef:
-        if key is not None and self.dedupe_nonces and key in self._seen_keys:
-            return self._seen_keys[key]
+        if key is not None and key in self._seen_keys:
+            self.repeats += 1
+            if self.dedupe_nonces:
+                return self._seen_keys[key]
         self._next_id += 1
         ref = MessageRef(self.platform, chat_id, str(self._next_id))
         if key is not None:
@@ -56,6 +72,7 @@ class FakePlatform:
 
     async def post(self, chat: ChatRef, notice: Notice, *, key: str) -> MessageRef:
         self._gate()
+        await self._observe("post", str(chat))
         if chat in self.gone_chats:
             raise ChatUnavailable(f"{chat} gone")
         dup = self.dedupe_nonces and key in self._seen_keys
@@ -66,12 +83,14 @@ class FakePlatform:
 
     async def edit(self, message: MessageRef, notice: Notice) -> None:
         self._gate()
+        await self._observe("edit", str(message))
         if message.chat in self.gone_chats:
             raise ChatUnavailable("message gone")
         self.sent.append(Sent("edit", str(message), notice))
 
     async def direct(self, user: UserRef, notice: Notice, *, key: str) -> MessageRef:
         self._gate()
+        await self._observe("direct", str(user))
         if user in self.closed_dms:
             raise RecipientUnreachable(f"{user} has closed DMs")
         dup = self.dedupe_nonces and key in self._seen_keys
@@ -84,10 +103,13 @@ class FakePlatform:
         self, chat: ChatRef, users: Mapping[UserRef, str], notice: Notice, *, key: str
     ) -> MessageRef:
         self._gate()
+        await self._observe("mention", str(chat))
         if chat in self.gone_chats:
             raise ChatUnavailable(f"{chat} gone")
+        dup = self.dedupe_nonces and key in self._seen_keys
         ref = self._msg(chat.id, key)
-        self.sent.append(Sent("mention", str(chat), notice, key, tuple(users)))
+        if not dup:
+            self.sent.append(Sent("mention", str(chat), notice, key, tuple(users)))
         return ref
 
     # --- inspection helpers ---
@@ -96,3 +118,7 @@ class FakePlatform:
 
     def dms_to(self, user: UserRef) -> list[Sent]:
         return [s for s in self.sent if s.op == "direct" and s.target == str(user)]
+
+    def received(self, op: str = "direct") -> Counter[str]:
+        """How many messages each recipient received (count duplicates from here, not from keys)."""
+        return Counter(s.target for s in self.sent if s.op == op)

@@ -27,10 +27,11 @@ import inspect
 import itertools
 import json
 import math
+import random
 import re
 import secrets
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -313,6 +314,24 @@ class _Fault:
     remaining: int
 
 
+@dataclass
+class _Chaos:
+    rng: random.Random
+    error_rate: float
+    reset_rate: float
+    methods: set[str]
+
+    def draw(self, method: str) -> str | None:
+        if method.lower() not in self.methods:
+            return None
+        x = self.rng.random()
+        if x < self.error_rate:
+            return "error"
+        if x < self.error_rate + self.reset_rate:
+            return "reset"
+        return None
+
+
 def _short(obj: Any, limit: int = 300) -> str:
     text = repr(obj)
     return text if len(text) <= limit else text[:limit] + "..."
@@ -415,6 +434,10 @@ class TelegramEmulator:
         self.webhook_allowed_updates: list[str] | None = None
         self.webhook_max_connections = 40
         self._webhook_last_error: tuple[int, str] | None = None
+
+        # random faults (inject_faults): seeded, so a failing run can be replayed
+        self._chaos: _Chaos | None = None
+        self.faults_injected: Counter[str] = Counter()  # "error" (not delivered), "reset" (delivered)
 
         # machinery
         self._windows: dict[tuple[str, int], deque[float]] = {}
@@ -539,6 +562,34 @@ class TelegramEmulator:
         if code == 429 and retry_after is None:
             retry_after = 1
         self._faults.append(_Fault(method.lower(), code, description, retry_after, times))
+
+    def inject_faults(
+        self,
+        *,
+        seed: int,
+        error_rate: float = 0.0,
+        reset_rate: float = 0.0,
+        methods: Iterable[str] = ("sendMessage",),
+    ) -> None:
+        """Random faults on valid calls of ``methods``, drawn from ``random.Random(seed)``:
+
+        * ``error_rate``: answer HTTP 500 *without* doing anything (the message is not delivered);
+        * ``reset_rate``: do the call (the message IS delivered), then cut the connection before answering
+          — the bot cannot know it arrived, and a platform without idempotency keys shows its retry twice.
+
+        Counted in ``faults_injected`` ("error", "reset"); ``inject_faults(seed=…)`` with no rates stops it."""
+        if error_rate + reset_rate > 1:
+            raise ValueError("error_rate + reset_rate must be at most 1")
+        self._chaos = _Chaos(random.Random(seed), error_rate, reset_rate, {m.lower() for m in methods})
+
+    def received(self, *, containing: str | None = None) -> Counter[int]:
+        """How many messages from the bot each chat received (not deleted), optionally only those whose text
+        contains ``containing``. What people saw: count losses and duplicates from here, not from keys."""
+        return Counter(
+            m.chat_id
+            for m in self.messages.values()
+            if m.from_bot and not m.deleted and (containing is None or containing in m.versions[0].text)
+        )
 
     # ------------------------------------------------------------------ acting as users
     def create_user(
@@ -916,6 +967,10 @@ class TelegramEmulator:
             msg = f"method {method} is valid but not implemented by the emulator: add it with add_method()"
             self._violate(method, "unimplemented", msg, raw_params)
             return self._answer(method, params, ApiError(400, "Bad Request: emulator: " + msg))
+        chaos = self._chaos.draw(method) if self._chaos is not None else None
+        if chaos == "error":
+            self.faults_injected["error"] += 1
+            return self._answer(method, params, ApiError(500, "Internal Server Error"))
         for fault in self._faults:
             if fault.method == method.lower() and fault.remaining > 0:
                 fault.remaining -= 1
@@ -931,6 +986,12 @@ class TelegramEmulator:
             if err.violation and (err.violation != "content" or self.content_errors_are_violations):
                 self._violate(method, err.violation, err.description, params)
             return self._answer(method, params, err)
+        if chaos == "reset":  # done (delivered), but the answer never reaches the bot
+            self.faults_injected["reset"] += 1
+            self._record(ApiCall(method, params, self.clock(), 0, result=result, description="reset"))
+            if request.transport is not None:
+                request.transport.abort()
+            raise web.HTTPServiceUnavailable()  # not sent: the connection is gone
         return self._answer(method, params, None, result)
 
     def _answer(

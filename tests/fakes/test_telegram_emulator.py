@@ -614,6 +614,28 @@ async def test_fault_injection(tg: TelegramEmulator, bot: Bot) -> None:
     await bot.send_message(user.id, "x")
 
 
+async def test_random_faults_errors_are_not_delivered_resets_are(tg: TelegramEmulator, bot: Bot) -> None:
+    tg.rate_limits = False  # 200 messages at once: the faults are what this test is about
+    users = [tg.create_user(f"U{i}", started=True) for i in range(200)]
+    tg.inject_faults(seed=7, error_rate=0.1, reset_rate=0.1)
+    outcomes = {"ok": set(), "failed": set()}
+    for u in users:
+        try:
+            await bot.send_message(u.id, "hello")
+            outcomes["ok"].add(u.id)
+        except NetworkError:  # a 500, or the connection cut before the answer: the bot cannot tell
+            outcomes["failed"].add(u.id)
+    errors, resets = tg.faults_injected["error"], tg.faults_injected["reset"]
+    assert errors > 5 and resets > 5 and len(outcomes["failed"]) == errors + resets
+    received = tg.received(containing="hello")
+    # what was received: every answered send, plus the resets (delivered, though the bot saw a failure)
+    assert set(received) - outcomes["ok"] and len(received) == len(outcomes["ok"]) + resets
+    assert set(received.values()) == {1}
+    tg.inject_faults(seed=7)  # no rates: off
+    await bot.send_message(users[0].id, "hello")
+    assert tg.received(containing="hello")[users[0].id] == 1 + (users[0].id in received)
+
+
 async def test_files_through_base_file_url(tg: TelegramEmulator, bot: Bot) -> None:
     file_id = tg.add_file(b"recording bytes", "voice/rec1.ogg")
     f = await bot.get_file(file_id)

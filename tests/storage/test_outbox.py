@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.models import Delivery, DeliveryStatus, Space
 from storage.db import make_engine
-from storage.stores import SqlHeartbeats, SqlOutbox, SqlUnitOfWork
+from storage.stores import Fleet, SqlHeartbeats, SqlOutbox, SqlUnitOfWork
 from storage.tables import delivery_t
 from tests.builders import LEASE, row, row_id
 
@@ -64,12 +64,11 @@ async def test_expired_lease_is_claimed_again(uow: SqlUnitOfWork, space: Space, 
     outbox = SqlOutbox(engine)
     (mine,) = await outbox.claim_due(now=NOW, worker="w1", lease=LEASE, batch=5)
     assert mine.id is not None
-    # lease still held, even at its last instant
-    assert await outbox.claim_due(now=NOW + LEASE, worker="w2", lease=LEASE, batch=5) == []
-    # w1 died: after the lease, w2 takes it over
-    (taken,) = await outbox.claim_due(
-        now=NOW + LEASE + timedelta(seconds=1), worker="w2", lease=LEASE, batch=5
-    )
+    # lease still held until its last instant
+    almost = NOW + LEASE - timedelta(microseconds=1)
+    assert await outbox.claim_due(now=almost, worker="w2", lease=LEASE, batch=5) == []
+    # w1 died: from the end of the lease, w2 takes it over
+    (taken,) = await outbox.claim_due(now=NOW + LEASE, worker="w2", lease=LEASE, batch=5)
     assert taken.id == mine.id and taken.claimed_by == "w2" and taken.attempts == 2
     # w1 comes back and tries to record: refused, the row is w2's
     assert not await outbox.settle(
@@ -241,6 +240,22 @@ async def test_heartbeats(engine: AsyncEngine) -> None:
     await beats.forget("c")
     await beats.forget("never-seen")
     assert await beats.beat("a", NOW + timedelta(seconds=42)) == 1
+
+
+async def test_the_fleet_is_up_since_its_last_gap(engine: AsyncEngine) -> None:
+    """Workers replacing each other one at a time keep the fleet's uptime; all of them gone starts anew."""
+    beats = SqlHeartbeats(engine, ttl=timedelta(seconds=30))
+    s = timedelta(seconds=1)
+    assert await beats.beat_status("a", NOW) == Fleet(1, NOW)
+    assert await beats.beat_status("b", NOW + 10 * s) == Fleet(2, NOW)  # joins a running fleet
+    await beats.forget("a")  # a rolling restart: a goes, c comes while b runs
+    assert await beats.beat_status("c", NOW + 20 * s) == Fleet(2, NOW)
+    assert await beats.beat_status("b", NOW + 40 * s) == Fleet(2, NOW)
+    # everyone silent (killed) longer than the TTL: the service was down; the next worker starts a new period
+    later = NOW + 40 * s + 31 * s
+    assert await beats.beat_status("d", later) == Fleet(1, later)
+    await beats.forget("d")  # a clean stop of the last worker is a gap too
+    assert await beats.beat_status("d", later + s) == Fleet(1, later + s)
 
 
 _WORKER = """
