@@ -25,7 +25,26 @@ TEXTS: dict[str, dict[str, str]] = {
         "Add the offset to choose: {alternatives}.",
         "time.past": "That time ({when}) has already passed — pick a time in the future.",
         "time.too_far": "That's too far ahead: Spaces can be scheduled up to {days} days in advance.",
+        "time.bad_clock": "“{time}” isn't a time of day: hours go from 0 to 23 (1 to 12 with am/pm) and "
+        "minutes from 0 to 59 — e.g. `20:00` or `8pm`.",
+        "time.bad_date": "“{date}” isn't a date in the calendar — check the day and the month (day first: "
+        "`24/12`, or with the month's name: `Dec 24`).",
+        "time.two_days": "“{text}” names two different days: {first} and {second}. Keep only the one you mean.",
+        "time.two_times": "Those two times differ: {first} and {second}. Keep only the one you mean.",
+        "time.which_hour": "“{text}” could be {choices} — add am or pm, or write the 24-hour time, e.g. `20:00`.",
+        "time.which_date": "“{text}” could be {choices} — write the month as a word, e.g. `Dec 1` or `Jan 12`.",
+        "time.which_day": "“{text}” could mean {choices} — name the day, e.g. with its date: `Dec 1 20:00`.",
+        "time.which_zone": "I'm not sure what “{zone}” means here: {choices}. Write the zone as a name "
+        "(`Europe/London`) or an offset (`UTC+1`) — or, if “{zone}” belongs to the title, put the title after "
+        "`|`: `/space tomorrow 20:00 | {zone} …`.",
+        "time.vague": "“{text}” is too vague to start a Space — give a time, e.g. `in 30 minutes` or "
+        "`tomorrow 20:00`.",
+        "time.no_unit": "“{text}” — minutes or hours? e.g. `{text} minutes`.",
+        "time.unclear_split": "I can't tell the time from the title in “{text}”. Put the time first and the title "
+        "after `|`, e.g. `/space tomorrow 20:00 | Weekly AMA`.",
         "title.empty": "Give your Space a title, e.g. `/space schedule tomorrow 20:00 Weekly AMA`.",
+        "title.missing": "I read the time as {when}, but found no title. Add it after the time, e.g. "
+        "`/space tomorrow 20:00 Weekly AMA`.",
         "title.too_long": "That title is {length} characters long; keep it under {limit}.",
         "title.invalid": "Titles can't contain control characters — please type it again.",
         "description.too_long": "That description is {length} characters long; keep it under {limit}.",
@@ -128,7 +147,30 @@ TEXTS: dict[str, dict[str, str]] = {
         "Ajoutez le décalage pour choisir : {alternatives}.",
         "time.past": "Cette heure ({when}) est déjà passée — choisissez une heure à venir.",
         "time.too_far": "C'est trop loin : on peut programmer un Space jusqu'à {days} jours à l'avance.",
+        "time.bad_clock": "« {time} » n'est pas une heure : les heures vont de 0 à 23 (de 1 à 12 avec am/pm) et "
+        "les minutes de 0 à 59 — par ex. `20h` ou `20:00`.",
+        "time.bad_date": "« {date} » n'est pas une date du calendrier — vérifiez le jour et le mois (le jour "
+        "d'abord : `24/12`, ou avec le nom du mois : `24 déc.`).",
+        "time.two_days": "« {text} » désigne deux jours différents : {first} et {second}. Gardez seulement "
+        "celui que vous voulez.",
+        "time.two_times": "Ces deux heures diffèrent : {first} et {second}. Gardez seulement celle que vous "
+        "voulez.",
+        "time.which_hour": "« {text} » peut vouloir dire {choices} — écrivez l'heure sur 24 heures, par ex. `20h`.",
+        "time.which_date": "« {text} » peut être {choices} — écrivez le mois en toutes lettres, par ex. "
+        "`1er déc.` ou `12 janv.`.",
+        "time.which_day": "« {text} » peut vouloir dire {choices} — précisez le jour, par ex. avec sa date : "
+        "`1er déc. 20h`.",
+        "time.which_zone": "Je ne sais pas ce que « {zone} » veut dire ici : {choices}. Écrivez le fuseau par "
+        "son nom (`Europe/London`) ou son décalage (`UTC+1`) — ou, si « {zone} » fait partie du titre, mettez "
+        "le titre après `|` : `/space demain 20h | {zone} …`.",
+        "time.vague": "« {text} » est trop vague pour lancer un Space — donnez une heure, par ex. "
+        "`dans 30 minutes` ou `demain 20h`.",
+        "time.no_unit": "« {text} » — minutes ou heures ? par ex. `{text} minutes`.",
+        "time.unclear_split": "Je n'arrive pas à séparer l'heure du titre dans « {text} ». Mettez l'heure d'abord "
+        "et le titre après `|`, par ex. `/space demain 20h | AMA hebdo`.",
         "title.empty": "Donnez un titre à votre Space, par ex. `/space demain 20h AMA hebdo`.",
+        "title.missing": "J'ai lu l'heure : {when}, mais pas de titre. Ajoutez-le après l'heure, par ex. "
+        "`/space demain 20h AMA hebdo`.",
         "title.too_long": "Ce titre fait {length} caractères ; limitez-le à {limit}.",
         "title.invalid": "Un titre ne peut pas contenir de caractères de contrôle — retapez-le.",
         "description.too_long": "Cette description fait {length} caractères ; limitez-la à {limit}.",

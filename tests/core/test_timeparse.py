@@ -13,8 +13,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from core.errors import InvalidTime
-from core.timeparse import ParsedTime, check_zone, format_local, parse_when, split_when_and_title
+from core.errors import InvalidTime, InvalidTitle
+from core.timeparse import (
+    MissingTitle,
+    ParsedTime,
+    check_zone,
+    format_local,
+    parse_when,
+    split_when_and_title,
+)
 
 NOW = datetime(2026, 11, 25, 16, 0, tzinfo=UTC)  # a Wednesday
 SATURDAY = datetime(2026, 11, 28, 15, 0, tzinfo=UTC)  # 16:00 in Paris
@@ -107,7 +114,7 @@ def error(text: str, zone: str = PARIS, now: datetime = NOW) -> InvalidTime:
         ("2026-12-01 18:30", NEW_YORK, (2026, 12, 1, 18, 30)),
         ("2026-12-01 18:30", KOLKATA, (2026, 12, 1, 18, 30)),
         ("1/12 18h30", PARIS, (2026, 12, 1, 18, 30)),
-        ("1/12 18:30", NEW_YORK, (2026, 12, 1, 18, 30)),  # day first everywhere
+        ("1/12 18:30", KOLKATA, (2026, 12, 1, 18, 30)),  # day first, except where month first is written too
         ("01/12/2026 18:30", PARIS, (2026, 12, 1, 18, 30)),
         ("le 1/12 à 18h30", PARIS, (2026, 12, 1, 18, 30)),
         ("1er déc. 18h30", PARIS, (2026, 12, 1, 18, 30)),
@@ -395,10 +402,6 @@ def test_abbreviations_must_be_capitals() -> None:
         "gibberish",
         "",
         "   ",
-        "31/02 20h",
-        "31/02/2027 20:00",
-        "32/12 20:00",
-        "tomorrow 25:00",
         "Weekly AMA",
         "x" * 200,
     ],
@@ -406,6 +409,35 @@ def test_abbreviations_must_be_capitals() -> None:
 def test_unreadable(text: str) -> None:
     e = error(text)
     assert (e.key, e.params) == ("time.unreadable", {"text": text, "example": "tomorrow 20:00"})
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "params"),
+    [
+        # the user typed a date or a time: say what is wrong with it, not "add a time" (issue 10)
+        ("31/02 20h", "time.bad_date", {"date": "31/02"}),
+        ("31/02/2027 20:00", "time.bad_date", {"date": "31/02/2027"}),
+        ("32/12 20:00", "time.bad_date", {"date": "32/12"}),
+        ("Feb 30 8pm", "time.bad_date", {"date": "Feb 30"}),
+        ("tomorrow 25:00", "time.bad_clock", {"time": "25:00"}),
+        ("tomorrow 20:75", "time.bad_clock", {"time": "20:75"}),
+        ("tomorrow 13pm", "time.bad_clock", {"time": "13pm"}),
+        ("demain 25h", "time.bad_clock", {"time": "25h"}),
+    ],
+)
+def test_a_wrong_date_or_clock_time_says_what_is_wrong(text: str, key: str, params: dict[str, str]) -> None:
+    e = error(text)
+    assert (e.key, e.params) == (key, params)
+
+
+@pytest.mark.parametrize("zone", [NEW_YORK, "America/Toronto", "America/Los_Angeles"])
+def test_day_or_month_first_is_asked_where_both_are_written(zone: str) -> None:
+    """1/12 is the 1st of December in Paris, but January 12th for most people in New York: never guessed."""
+    e = error("1/12 18:30", zone)
+    assert e.key == "time.which_date"
+    assert e.params == {"text": "1/12", "choices": ["Tue 1 Dec 2026", "Tue 12 Jan 2027"]}
+    check(parse("12/24 18:30", zone), zone, wall(zone, 2026, 12, 24, 18, 30))  # no other reading
+    check(parse("24/12 18:30", zone), zone, wall(zone, 2026, 12, 24, 18, 30))
 
 
 @pytest.mark.parametrize(
@@ -475,7 +507,6 @@ def test_now_must_be_aware() -> None:
         ("demain 20h Cet événement", (2026, 11, 26, 20, 0), "Cet événement"),
         ("tomorrow 20:00 ART exhibition", (2026, 11, 26, 20, 0), "ART exhibition"),  # not Argentina Time
         ("tomorrow 20:00 cet night", (2026, 11, 26, 20, 0), "cet night"),
-        ("tomorrow 20:00", (2026, 11, 26, 20, 0), ""),
         # title first, with a separator
         ("Weekly AMA | tomorrow 20:00", (2026, 11, 26, 20, 0), "Weekly AMA"),
         ("Weekly AMA|tomorrow 20:00", (2026, 11, 26, 20, 0), "Weekly AMA"),
@@ -534,6 +565,23 @@ def test_split_errors(text: str, key: str, params: dict[str, object] | None) -> 
     assert info.value.key == key
     if params is not None:
         assert info.value.params == params
+
+
+@pytest.mark.parametrize(
+    ("text", "when"),
+    [
+        ("tomorrow 20:00", "Thu 26 Nov 2026, 20:00 CET"),
+        ("in 3 hours", "Wed 25 Nov 2026, 20:00 CET"),
+        ("demain 20h |", "Thu 26 Nov 2026, 20:00 CET"),
+    ],
+)
+def test_a_time_without_a_title_is_refused_showing_the_time(text: str, when: str) -> None:
+    """Reading a word of the title into the time would have emptied it ("in 3 hours Second"): a time alone is
+    refused, and the refusal shows what was understood."""
+    with pytest.raises(MissingTitle) as info:
+        split_when_and_title(text, now=NOW, tz=PARIS)
+    assert (info.value.key, info.value.params) == ("title.missing", {"when": when})
+    assert isinstance(info.value, InvalidTime) and isinstance(info.value, InvalidTitle)
 
 
 def test_split_resolves_ambiguity_with_an_abbreviation() -> None:
