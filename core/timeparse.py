@@ -407,10 +407,11 @@ class _Reader:
             return self.m_iso(i)
         if self.toks[i].text == "/" and w.clock is not None and (w.zone or w.abbr):
             return self.m_other_zone_time(i + 1)
-        zone = self.m_zone(i)
+        zone = self.m_zone(i) if set(fillers) <= {","} else None  # "from Eastern Europe" is no zone
         if zone is not None:
             return zone
-        for day_matcher in (self.m_date, self.m_weekday, self.m_day_word):
+        at = bool(set(fillers) & _AT_FILLERS)
+        for day_matcher in () if at else (self.m_date, self.m_weekday, self.m_day_word):
             found = day_matcher(i, w, fillers)
             if found is not None:
                 return found
@@ -477,11 +478,9 @@ class _Reader:
                 return not (
                     self.is_capitalised(i) and w.day is not None and end < self.n and not comp.attached
                 )
-            if comp.attached:
-                return True
-            if w.clock.kind in ("bare", "soft"):
-                return not (self.is_capitalised(i) and end < self.n)
-            return False
+            if w.clock.kind not in ("bare", "soft"):
+                return False  # "8pm": the part of the day adds nothing ("tomorrow 8pm Evening prayers")
+            return comp.attached or not (self.is_capitalised(i) and end < self.n)
         return False
 
     def starts_phrase(self, i: int) -> bool:
@@ -770,11 +769,13 @@ class _Reader:
                         seen.append("m")
                         k += 2
                         break
-                    if (
-                        int(minutes_tok.text) < 60
-                        and nxt not in self.lex.units
-                        and nxt not in COUNT_NOUNS
-                        and not (self.tok(k + 1) is not None and self.glued(k + 1))
+                    if int(minutes_tok.text) < 60 and (
+                        not minutes_tok.space  # "1h30": minutes, whatever follows
+                        or (
+                            nxt not in self.lex.units
+                            and nxt not in COUNT_NOUNS
+                            and not (self.tok(k + 1) is not None and self.glued(k + 1))
+                        )
                     ):
                         span.exact += timedelta(minutes=int(minutes_tok.text))
                         seen.append("m")
@@ -864,7 +865,7 @@ class _Reader:
             if self.low(i + words_count) == "time" and i + words_count < self.n:
                 name = " ".join(self.low(i + k) for k in range(words_count))
                 zone = city_zone(name, _iana_cities())
-                if zone is not None:
+                if zone is not None and (len(name) > 3 or self.toks[i].text.isupper()):  # "LA time", not "la"
                     return _Zone("iana", self.text(i, i + words_count + 1), name=zone), i + words_count + 1
         fixed = self.phrases(i, self.lex.heure_francaise)
         if fixed is not None:
@@ -1308,12 +1309,15 @@ class _Reader:
             minutes_at = self.tok(k)
             if minutes_at is not None and minutes_at.kind == "num" and len(minutes_at.text) == 2:
                 word_after = self.low(k + 1)
-                if not minutes_at.space or (
+                if word_after in ("min", "mn", "minute", "minutes") and (
+                    minutes_at.space or self.glued(k + 1)
+                ):
+                    # "20 h 30 min", "20h30min" ("20h30 minute meditation": a title)
+                    minute, k = int(minutes_at.text), k + 2
+                elif not minutes_at.space or (
                     word_after not in COUNT_NOUNS and word_after not in lex.units and not self.glued(k + 1)
                 ):
                     minute, k = int(minutes_at.text), k + 1
-                    if self.low(k) in ("min", "mn") and self.glued(k):
-                        k += 1
             else:
                 frac = self.phrases(k, lex.fr_fractions)
                 if frac is not None:
@@ -1382,8 +1386,11 @@ class _Reader:
         end_clock, end = found
         if end_clock.error is not None or end_clock.kind in ("noon", "midnight"):
             return None
-        clear_end = end_clock.kind != "bare" or end_clock.meridiem is not None
-        if not clear_end:
+        # the end must look like a clock time ("22h", "21:00", "9pm"), and come after the start
+        if end_clock.meridiem is None and end_clock.text.isdigit():
+            return None
+        begins, ends = _minutes_of_day(start), _minutes_of_day(end_clock)
+        if begins is not None and ends is not None and ends <= begins:
             return None
         merged = replace(start, text=self.text(first, end))
         if start.kind == "bare" and end_clock.meridiem is not None:
@@ -1409,6 +1416,15 @@ class _Reader:
         if low in self.lex.period_words:
             return ("period", _Period(self.lex.period_words[low], False, self.toks[i].text), i + 1)
         return None
+
+
+def _minutes_of_day(clock: _Clock) -> int | None:
+    """Minutes since midnight when the clock time alone says it (not "8" or "8:30", which may be evening)."""
+    if clock.meridiem is not None:
+        return (clock.hour % 12 + (12 if clock.meridiem == "pm" else 0)) * 60 + clock.minute
+    if clock.kind == "fixed":
+        return clock.hour * 60 + clock.minute
+    return None
 
 
 class _Soft(Exception):
@@ -1780,18 +1796,18 @@ def _whole(toks: list[_Tok], s: str, ctx: _Context) -> ParsedTime | InvalidTime 
     reader.ctx_text = s
     try:
         w = reader.read(0)
+        end = w.end
+        while end < len(toks) and toks[end].text in (".", "!", "?", ")"):
+            end += 1
+        if end < len(toks) or w.empty or not w.has_time:
+            return None
+        if not w.complete:
+            return _incomplete(w)
+        return _resolve(w, ctx)
     except _Soft as soft:
         return soft.error
-    end = w.end
-    while end < len(toks) and toks[end].text in (".", "!", "?", ")"):
-        end += 1
-    if end < len(toks) or w.empty:
-        return None
-    if not w.has_time:
-        return None
-    if not w.complete:
-        return _incomplete(w)
-    return _resolve(w, ctx)
+    except InvalidTime as e:
+        return e
 
 
 def _incomplete(w: _When) -> InvalidTime:
@@ -1826,6 +1842,7 @@ def split_when_and_title(
     for p in dict.fromkeys((pipes[-1], pipes[0])) if pipes else ():
         left, right = s[: toks[p].start].strip(), s[toks[p].end :].strip()
         readings = []
+        hard: list[InvalidTime] = []
         for when, title in ((right, left), (left, right)):
             if not when or not title:
                 continue
@@ -1833,10 +1850,9 @@ def split_when_and_title(
             if isinstance(result, ParsedTime):
                 readings.append((result, _clean_title(title)))
             elif isinstance(result, InvalidTime):
-                if result.key in _SOFT_KEYS:
-                    soft.append(result)
-                else:
-                    raise result
+                (soft if result.key in _SOFT_KEYS else hard).append(result)
+        if not readings and hard:
+            raise hard[0]  # "Night owls | 2027-10-31 02:30": the time was found, and it needs a choice
         if len(readings) == 2:
             raise InvalidTime("time.unclear_split", text=s)
         if readings:

@@ -439,7 +439,6 @@ _CITY_ALIASES = {
     "lyon": "Europe/Paris",
     "marseille": "Europe/Paris",
     "toulouse": "Europe/Paris",
-    "nice": "Europe/Paris",
     "abidjan": "Africa/Abidjan",
     "dakar": "Africa/Dakar",
 }

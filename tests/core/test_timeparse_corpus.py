@@ -20,7 +20,9 @@ CASES = load()
 
 def test_the_corpus_is_large_and_covers_both_languages() -> None:
     assert len(CASES) >= 400
-    french = [c for c in CASES if any(w in c.text.lower() for w in ("demain", "dans ", "ce soir", "à ", "h "))]
+    french = [
+        c for c in CASES if any(w in c.text.lower() for w in ("demain", "dans ", "ce soir", "à ", "h "))
+    ]
     assert len(french) >= 120
     assert sum(c.at is None for c in CASES) >= 60  # refusals are part of reading well
 
