@@ -40,6 +40,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "time.vague": "“{text}” is too vague to start a Space — give a time, e.g. `in 30 minutes` or "
         "`tomorrow 20:00`.",
         "time.no_unit": "“{text}” — minutes or hours? e.g. `{text} minutes`.",
+        "time.recurring": "“{text}” repeats, but a Space happens once: give its date, e.g. `monday 20:00`, "
+        "and schedule the next ones later.",
         "time.unclear_split": "I can't tell the time from the title in “{text}”. Put the time first and the title "
         "after `|`, e.g. `/space tomorrow 20:00 | Weekly AMA`.",
         "title.empty": "Give your Space a title, e.g. `/space schedule tomorrow 20:00 Weekly AMA`.",
@@ -166,6 +168,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "time.vague": "« {text} » est trop vague pour lancer un Space — donnez une heure, par ex. "
         "`dans 30 minutes` ou `demain 20h`.",
         "time.no_unit": "« {text} » — minutes ou heures ? par ex. `{text} minutes`.",
+        "time.recurring": "« {text} » se répète, mais un Space n'a lieu qu'une fois : donnez sa date, par ex. "
+        "`lundi 20h`, et programmez les suivants plus tard.",
         "time.unclear_split": "Je n'arrive pas à séparer l'heure du titre dans « {text} ». Mettez l'heure d'abord "
         "et le titre après `|`, par ex. `/space demain 20h | AMA hebdo`.",
         "title.empty": "Donnez un titre à votre Space, par ex. `/space demain 20h AMA hebdo`.",

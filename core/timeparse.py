@@ -415,6 +415,10 @@ class _Reader:
             found = day_matcher(i, w, fillers)
             if found is not None:
                 return found
+        if w.day is not None and w.day.kind == "weekday" and w.clock is None and w.other_day is None:
+            dom = self.day_of_month_after_weekday(i, fillers)
+            if dom is not None:
+                return dom
         allow_bare = bool(set(fillers) & _AT_FILLERS) or (
             not fillers
             and w.end == i
@@ -590,6 +594,22 @@ class _Reader:
 
     # -- matchers: each returns (kind, component, end) or None
 
+    def day_of_month_after_weekday(self, i: int, fillers: list[str]) -> _Step | None:
+        """ "vendredi 27 à 20h", "Friday 27, 8pm": a bare number after a weekday is its date when a time follows
+        (or when it cannot be an hour); "friday 8 ..." stays an hour, to be asked about."""
+        tok = self.toks[i]
+        if fillers or tok.kind != "num" or len(tok.text) > 2 or not 1 <= int(tok.text) <= 31:
+            return None
+        if self.low(i + 1) in (":", "h", ".", "/") and self.glued(i + 1) or self.meridiem(i + 1) is not None:
+            return None
+        if self.low(i + 1) in self.lex.hour_marks or self.low(i + 1) in self.lex.oclock:
+            return None
+        j, after = self.skip_fillers(i + 1)
+        followed_by_time = j < self.n and self.clock_at(j, bool(set(after) & _AT_FILLERS)) is not None
+        if not (followed_by_time or int(tok.text) > 23):
+            return None
+        return ("day", _Day("dom", tok.text, day=int(tok.text)), i + 1)
+
     def m_now(self, i: int) -> _Step | None:
         found = self.phrases(i, self.lex.now)
         if found is None:
@@ -709,6 +729,9 @@ class _Reader:
                 break
             value, after = number
             tok = self.toks[k]
+            half = self.phrases(after, self.lex.and_a_half)
+            if half is not None and self.unit(half[1]) is not None:  # "one and a half hours"
+                value, after = value + 0.5, half[1]
             # "1:30" right after "in": a duration of 1 h 30
             if (
                 not seen
@@ -934,6 +957,10 @@ class _Reader:
             week_offset, k = 1, week[1]
         elif self.low(k) in lex.next_words or self.low(k) in lex.this_words:
             next_ = self.low(k) in lex.next_words
+            k += 1
+            if self.low(k) == "coming":  # "this coming friday"
+                k += 1
+        elif self.low(k) == "coming":
             k += 1
         low = self.low(k)
         abbreviated = False
@@ -1692,6 +1719,8 @@ def _check_day_is_clear(w: _When, ctx: _Context, today: date, now_local: datetim
         choices = (today, day)
     elif w.day.kind == "weekday" and w.day.next_ and day - today == timedelta(days=1):
         choices = (day, day + timedelta(days=7))
+    elif w.day.kind == "weekday" and w.day.week_offset and today.weekday() == 6:
+        choices = (day, day + timedelta(days=7))  # on a Sunday, "next week" starts tomorrow, or in a week
     if choices is not None:
         raise InvalidTime(
             "time.which_day", text=" ".join(w.words), choices=[_format_date(d, ctx.locale) for d in choices]
@@ -1863,6 +1892,7 @@ def split_when_and_title(
 
     reader = _Reader(toks, ctx)
     reader.ctx_text = s
+    _refuse_recurring(reader, 0, len(toks))
 
     # 2. the time first: "tomorrow 20:00 Weekly AMA"
     lead: _When | None = None
@@ -1873,7 +1903,10 @@ def split_when_and_title(
     if lead is not None and lead.has_time:
         if lead.complete:
             parsed = _resolve(lead, ctx)
-            title = _clean_title(s[toks[lead.end].start :] if lead.end < len(toks) else "")
+            start = lead.end
+            while start < len(toks) and toks[start].text in "!.?…" and not toks[start].space:
+                start += 1  # "tomorrow 8pm!!! Weekly AMA"
+            title = _clean_title(s[toks[start].start :] if start < len(toks) else "")
             if (lead.day is None and lead.span is None and _ends_with_day(reader, lead.end)) or (
                 lead.now and _ends_with_time(reader, lead.end)
             ):
@@ -1907,6 +1940,7 @@ def split_when_and_title(
         title = _clean_title(s[: toks[j].start], trailing=True)
         if not title:
             continue
+        _refuse_recurring(reader, 0, j)
         if _mentions_time(reader, 0, j):
             raise InvalidTime("time.unclear_split", text=s)
         return _resolve(w, ctx), title
@@ -1937,6 +1971,34 @@ def _clean_title(raw: str, *, trailing: bool = False) -> str:
         if title[0] not in inner and _QUOTES[title[0]] not in inner:
             title = inner.strip()
     return title
+
+
+_RECURRING = ({"every", "each", "chaque"}, {("tous", "les"), ("toutes", "les")})
+
+
+def _refuse_recurring(reader: _Reader, start: int, end: int) -> None:
+    """ "every monday 8pm", "Réunion tous les lundis à 20h": a Space happens once; say so rather than schedule
+    the first one silently (or read "every" into the title)."""
+    words, phrases = _RECURRING
+    for i in range(start, end):
+        low = reader.low(i)
+        after = i + 1 if low in words else reader.phrases(i, phrases)
+        if isinstance(after, tuple):
+            after = after[1]
+        if after is None:
+            continue
+        nxt = reader.low(after)
+        singular = nxt[:-1] if nxt.endswith("s") else nxt
+        lex = reader.lex
+        if (
+            nxt in lex.weekdays
+            or singular in lex.weekdays
+            or nxt in lex.day_words
+            or singular in lex.period_words
+            or singular in ("day", "week", "jour", "semaine", "mois", "month")
+            or (after < reader.n and reader.toks[after].kind == "num" and i == start)
+        ):
+            raise InvalidTime("time.recurring", text=reader.text(i, after + 1))
 
 
 def _ends_with_day(reader: _Reader, start: int) -> bool:
