@@ -600,7 +600,9 @@ class _Reader:
         tok = self.toks[i]
         if fillers or tok.kind != "num" or len(tok.text) > 2 or not 1 <= int(tok.text) <= 31:
             return None
-        if self.low(i + 1) in (":", "h", ".", "/") and self.glued(i + 1) or self.meridiem(i + 1) is not None:
+        if (self.low(i + 1) in (":", "h", ".", "/") and self.glued(i + 1)) or self.meridiem(
+            i + 1
+        ) is not None:
             return None
         if self.low(i + 1) in self.lex.hour_marks or self.low(i + 1) in self.lex.oclock:
             return None
