@@ -69,8 +69,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "status.ended": "over",
         "status.cancelled": "cancelled",
         # --- replies to the actor ---
-        "reply.scheduled": "Scheduled ✓ “{title}” — {when}. Share it: {link}",
-        "reply.rescheduled": "Rescheduled ✓ “{title}” — now {when}.",
+        # time and title on lines of their own, so that a misreading of either shows (core/replies.py)
+        "reply.scheduled": "Scheduled ✓\nTitle: {title}\nTime: {when}\nShare it: {link}",
+        "reply.rescheduled": "Rescheduled ✓\nTitle: {title}\nTime: {when}",
+        "reply.renamed": "Renamed ✓\nTitle: {title}\nTime: {when}",
+        "reply.fix": "Wrong title? `/rename {space_id} <new title>` · Wrong time? `/reschedule {space_id} <new time>`",
         "reply.cancelled": "Cancelled “{title}”. Subscribers are being told.",
         "reply.started": "You're live 🟣 “{title}” — notifying your subscribers ({count}).",
         "reply.ended": "Ended “{title}”. Thanks for hosting!",
@@ -116,7 +119,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "Schedule one in a group or here: `/space tomorrow 20:00 Weekly AMA`.",
         "help": "`/space <when> <title>` — schedule (or just `/space` and I'll ask)\n"
         "`/spaces` — upcoming Spaces here\n"
-        "`/reschedule <id> <when>` · `/cancel <id>` · `/live <id>` · `/end <id>` — host and admins\n"
+        "`/reschedule <id> <when>` · `/rename <id> <title>` · `/cancel <id>` · `/live <id>` · `/end <id>` — "
+        "host and admins\n"
         "`/tz <zone>` — your time zone (now {zone}) · `/chattz <zone>` — this chat's (admins)",
         "ask.title": "What's the title of your Space? (reply to this message)",
         "ask.time": "When does “{title}” start? e.g. `tomorrow 20:00`, `in 2 hours`, `2026-12-01 18:30 Europe/Paris`",
@@ -124,6 +128,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "list.item": "{marker}{title} — {when} · id `{space_id}`",
         "usage.id": "Tell me which Space: `/{command} <id>` — `/spaces` lists them.",
         "usage.reschedule": "Usage: `/reschedule <id> <new time>`, e.g. `/reschedule <id> tomorrow 21:00`.",
+        "usage.rename": "Usage: `/rename <id> <new title>`, e.g. `/rename <id> Weekly AMA #2`.",
         "usage.tz": "Usage: `/tz Europe/Paris` (an IANA time zone name).",
         "reply.zone_set": "Your time zone is now {zone}.",
         "reply.community_zone_set": "This chat's default time zone is now {zone}.",
@@ -195,8 +200,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "status.live": "en direct",
         "status.ended": "terminé",
         "status.cancelled": "annulé",
-        "reply.scheduled": "Programmé ✓ « {title} » — {when}. À partager : {link}",
-        "reply.rescheduled": "Reprogrammé ✓ « {title} » — désormais {when}.",
+        "reply.scheduled": "Programmé ✓\nTitre : {title}\nHeure : {when}\nÀ partager : {link}",
+        "reply.rescheduled": "Reprogrammé ✓\nTitre : {title}\nHeure : {when}",
+        "reply.renamed": "Renommé ✓\nTitre : {title}\nHeure : {when}",
+        "reply.fix": "Mauvais titre ? `/rename {space_id} <nouveau titre>` · Mauvaise heure ? "
+        "`/reschedule {space_id} <nouvelle heure>`",
         "reply.cancelled": "« {title} » est annulé. Les abonnés sont prévenus.",
         "reply.started": "Vous êtes en direct 🟣 « {title} » — vos abonnés sont prévenus ({count}).",
         "reply.ended": "« {title} » est terminé. Merci d'avoir animé !",
@@ -240,7 +248,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "Programmez-en un dans un groupe ou ici : `/space demain 20h AMA hebdo`.",
         "help": "`/space <quand> <titre>` — programmer (ou juste `/space` et je vous demande)\n"
         "`/spaces` — les Spaces à venir ici\n"
-        "`/reschedule <id> <quand>` · `/cancel <id>` · `/live <id>` · `/end <id>` — hôte et admins\n"
+        "`/reschedule <id> <quand>` · `/rename <id> <titre>` · `/cancel <id>` · `/live <id>` · `/end <id>` — "
+        "hôte et admins\n"
         "`/tz <fuseau>` — votre fuseau (actuellement {zone}) · `/chattz <fuseau>` — celui du groupe (admins)",
         "ask.title": "Quel est le titre de votre Space ? (répondez à ce message)",
         "ask.time": "Quand commence « {title} » ? par ex. `demain 20h`, `dans 2 heures`, `2026-12-01 18:30 Europe/Paris`",
@@ -248,6 +257,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "list.item": "{marker}{title} — {when} · id `{space_id}`",
         "usage.id": "Dites-moi quel Space : `/{command} <id>` — `/spaces` les liste.",
         "usage.reschedule": "Usage : `/reschedule <id> <nouvelle heure>`, par ex. `/reschedule <id> demain 21h`.",
+        "usage.rename": "Usage : `/rename <id> <nouveau titre>`, par ex. `/rename <id> AMA hebdo n°2`.",
         "usage.tz": "Usage : `/tz Europe/Paris` (un nom de fuseau IANA).",
         "reply.zone_set": "Votre fuseau horaire est désormais {zone}.",
         "reply.community_zone_set": "Le fuseau par défaut de ce groupe est désormais {zone}.",

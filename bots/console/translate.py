@@ -17,6 +17,7 @@ Commands (ids are the 10-character codes shown on cards):
   /start <id>   /end <id>          go live / finish (host or moderator)
   /cancel <id>                     cancel a scheduled Space
   /reschedule <id> <when>          move it, e.g. /reschedule abcd234567 friday 18:00
+  /rename <id> <title>             give it a new title, e.g. /rename abcd234567 Weekly AMA #2
   /as <name>                       act as someone else (you are "you", the host; try /as alice)
   /mod on|off                      give the acting user moderator rights
   /tz <zone>                       your time zone, e.g. /tz Europe/Paris
@@ -63,6 +64,12 @@ class Cancel:
 class Reschedule:
     space_id: str
     when_text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rename:
+    space_id: str
+    title: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +123,7 @@ Command = (
     | End
     | Cancel
     | Reschedule
+    | Rename
     | ActAs
     | SetModerator
     | SetZone
@@ -166,6 +174,11 @@ def parse(line: str) -> Command:
         if not space_id or not when.strip():
             return Problem("Usage: /reschedule <id> <when>, e.g. /reschedule abcd234567 friday 18:00")
         return Reschedule(space_id, when.strip())
+    if verb == "rename":
+        space_id, _, title = rest.partition(" ")
+        if not space_id or not title.strip():
+            return Problem("Usage: /rename <id> <new title>, e.g. /rename abcd234567 Weekly AMA #2")
+        return Rename(space_id, title.strip())
     if verb == "as":
         name = rest.split(" ", 1)[0].lstrip("@") if rest else ""
         if not name or len(name) > _NAME_MAX or not all(c.isalnum() or c in "_-." for c in name):
