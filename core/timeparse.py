@@ -654,6 +654,9 @@ class _Reader:
                     raise _Soft(InvalidTime("time.no_unit", text=self.text(i, number[1])))
                 return None
             span, end = amounts
+            found = self.phrases(end, self.lex.from_now) if low == "in" else None
+            if found is not None:  # "in 2 hours from now"
+                end = found[1]
             span.text = self.text(i, end)
             if low in ("dans", "d'ici") and span.days in (8, 15) and not span.exact and not span.months:
                 # French "dans huit jours" is a week, "dans quinze jours" two: which did the user count?
@@ -731,9 +734,9 @@ class _Reader:
                 break
             value, after = number
             tok = self.toks[k]
-            half = self.phrases(after, self.lex.and_a_half)
-            if half is not None and self.unit(half[1]) is not None:  # "one and a half hours"
-                value, after = value + 0.5, half[1]
+            part = self.phrases(after, self.lex.and_a_part)
+            if part is not None and self.unit(part[1]) is not None:  # "one and a half hours"
+                value, after = value + self.lex.and_a_part[part[0]] / 60, part[1]
             # "1:30" right after "in": a duration of 1 h 30
             if (
                 not seen
@@ -806,11 +809,11 @@ class _Reader:
                         seen.append("m")
                         k += 1
                         break
-                half = self.phrases(k, self.lex.and_a_half)
-                if half is not None:
-                    span.exact += timedelta(minutes=30)
+                part = self.phrases(k, self.lex.and_a_part)
+                if part is not None:
+                    span.exact += timedelta(minutes=self.lex.and_a_part[part[0]])
                     seen.append("m")
-                    k = half[1]
+                    k = part[1]
                     break
             # "and", "et", "," then another amount
             following = self.number(k + 1) if self.low(k) in self.lex.and_words else None
@@ -1249,6 +1252,8 @@ class _Reader:
         ranged = self.range_end(end, clock, i)
         if ranged is not None:
             clock, end = ranged
+        if self.low(end) == "-" and self.glued(end) and self.low(end + 1) in self.lex.clock_suffixes:
+            end += 1  # "8pm-ish"
         if self.low(end) in self.lex.clock_suffixes:
             end += 1
         return clock, end
@@ -1333,7 +1338,11 @@ class _Reader:
             if self.low(after) == "." and self.glued(after):
                 return None  # "24.12." is a date
             minute, form, k = int(minutes_tok.text), "dot", after
-        elif (nxt == "h" and (self.glued(k) or digits)) or nxt in lex.hour_marks:
+        elif (
+            (nxt in ("h", "hr", "hrs") and self.glued(k) and digits)
+            or (nxt == "h" and digits)
+            or (nxt in lex.hour_marks)
+        ):
             form, k = "h", k + 1
             minutes_at = self.tok(k)
             if minutes_at is not None and minutes_at.kind == "num" and len(minutes_at.text) == 2:
@@ -1362,6 +1371,8 @@ class _Reader:
         # "20:00 PM office hours": a 24-hour time; "PM" starts the title
         if suffix is not None and form in ("bare", "colon", "dot") and (self.glued(k) or h <= 12):
             ampm, k = suffix
+        if form == "bare" and ampm is None and (self.low(k) in lex.units or self.low(k) in COUNT_NOUNS):
+            return None  # "tonight 9 people", "tomorrow 20 hours": a quantity, not a clock time
         if form == "bare" and ampm is None:
             if self.low(k) in lex.oclock:
                 k += 1
@@ -1963,7 +1974,7 @@ def _missing_title(parsed: ParsedTime, ctx: _Context) -> MissingTitle:
 def _clean_title(raw: str, *, trailing: bool = False) -> str:
     """The title as typed, without the separator that set it apart from the time, or quotes around it all."""
     title = raw.strip()
-    while title and title[0] in _SEPARATORS and (len(title) == 1 or title[1] == " "):
+    while title and title[0] in _SEPARATORS and title[0] != "@" and (len(title) == 1 or title[1] == " "):
         title = title[1:].strip()
     if trailing:  # "Board game night: Friday, 7pm"
         while title and title[-1] in _SEPARATORS:

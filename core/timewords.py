@@ -264,7 +264,7 @@ _FILLERS = {
 _FILLERS_BEFORE_NUMBER = {"en": set[str](), "fr": {"a"}}
 _RANGE = {"en": {"-", "–", "to", "until", "till", "til"}, "fr": {"-", "–", "à", "a", "jusqu'à"}}
 # after a clock time: "8pm sharp", "midi pile"
-_CLOCK_SUFFIXES = {"en": {"sharp"}, "fr": {"pile", "précises", "precises", "précise", "precise"}}
+_CLOCK_SUFFIXES = {"en": {"sharp", "ish"}, "fr": {"pile", "précises", "precises", "précise", "precise"}}
 _OCLOCK = {"en": {"o'clock", "oclock"}, "fr": set[str]()}
 _HOUR_MARKS = {"en": set[str](), "fr": {"heure", "heures"}}
 _HALF_QUARTER: dict[str, dict[tuple[str, ...], int]] = {
@@ -392,9 +392,10 @@ _HALF_AMOUNTS: dict[str, dict[tuple[str, ...], timedelta]] = {
         ("trois", "quarts", "d'heure"): 0.75 * _H,
     },
 }
-_AND_A_HALF: dict[str, set[tuple[str, ...]]] = {
-    "en": {("and", "a", "half")},
-    "fr": {("et", "demie"), ("et", "demi")},
+# after a count of hours: "an hour and a half", "une heure et quart" (minutes added)
+_AND_A_PART: dict[str, dict[tuple[str, ...], int]] = {
+    "en": {("and", "a", "half"): 30, ("and", "a", "quarter"): 15},
+    "fr": {("et", "demie"): 30, ("et", "demi"): 30, ("et", "quart"): 15},
 }
 _ORDINAL_SUFFIXES = {"en": {"st", "nd", "rd", "th"}, "fr": {"er", "re", "e", "ème", "eme", "è"}}
 _DAY_OF_MONTH_PREFIXES: dict[str, set[tuple[str, ...]]] = {
@@ -653,7 +654,7 @@ class Lexicon:
     units: dict[str, str] = field(default_factory=dict)
     glued_units: dict[str, str] = field(default_factory=dict)
     half_amounts: dict[tuple[str, ...], timedelta] = field(default_factory=dict)
-    and_a_half: set[tuple[str, ...]] = field(default_factory=set)
+    and_a_part: dict[tuple[str, ...], int] = field(default_factory=dict)
     ordinal_suffixes: set[str] = field(default_factory=set)
     day_of_month_prefixes: set[tuple[str, ...]] = field(default_factory=set)
     of: set[str] = field(default_factory=set)
@@ -695,7 +696,7 @@ _TABLES = (
     ("units", _UNITS),
     ("glued_units", _GLUED_UNITS),
     ("half_amounts", _HALF_AMOUNTS),
-    ("and_a_half", _AND_A_HALF),
+    ("and_a_part", _AND_A_PART),
     ("ordinal_suffixes", _ORDINAL_SUFFIXES),
     ("day_of_month_prefixes", _DAY_OF_MONTH_PREFIXES),
     ("of", _OF),

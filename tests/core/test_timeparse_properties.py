@@ -119,7 +119,8 @@ titles = st.lists(st.sampled_from(WORDS), min_size=1, max_size=5).map(" ".join)
 
 
 # after an hour said as a bare number ("tonight 11", "at 8"): its unit, its half of the day, or a month (then
-# it was a date: "tonight 11 May" names two days, and is asked about)
+# it was a date: "tonight 11 May" names two days, and is asked about); before a unit or a count it was no
+# hour ("at 8 minutes")
 AFTER_BARE_HOUR = {
     "h", "heure", "heures", "am", "pm", "o'clock", "o", "dec", "décembre", "may", "mar", "de", "du", "in", "at",
     "le", "of", "morning", "matin", "evening", "soir", "night", "nuit", "afternoon", "l'après-midi",
@@ -136,10 +137,12 @@ def joins_legitimately(when: str, title: str) -> bool:
         return True
     # a duration in whole hours takes the minutes that follow it (issue 10: "in 1 hour 30" is 1 h 30), and
     # "and a half", "and 15 minutes" add to it
+    if when.startswith("in ") and words[:2] == ["from", "now"]:  # "in 2 hours from now"
+        return True
     in_hours = when.endswith(("hours", "heures", "h", "hour", "heure")) or when == "in 1h30"
     if in_hours and (first.isdigit() or first in ("and", "et", ",")):
         return True
-    if when.endswith(("11", "8")) and first.lower() in AFTER_BARE_HOUR:
+    if when.endswith(("11", "8")) and (first.lower() in AFTER_BARE_HOUR or first.lower() in UNITS_AND_COUNTS):
         return True
     # minutes said with their unit ("20 h 30 min"); before another unit or a count, "30" is a quantity of the
     # title ("20h 30 ans du club")
