@@ -288,6 +288,9 @@ class _When:
 
 _Step = tuple[str, object, int]  # (kind, component, end token index)
 
+_SINGULAR_UNITS = frozenset(
+    {"minute", "hour", "day", "week", "second", "heure", "jour", "semaine", "seconde"}
+)
 _SEPARATORS = frozenset({",", ":", "-", "–", "—", "|", "·", "•", ";", "/", "@"})
 _QUOTES = {'"': '"', "“": "”", "«": "»", "„": "“", "‘": "’", "'": "'"}
 _AT_FILLERS = frozenset(
@@ -762,6 +765,8 @@ class _Reader:
             u, end = unit
             if u == "s" and seen:
                 break
+            if seen and value != 1 and self.low(after) in _SINGULAR_UNITS:
+                break  # "in 1 hour 2 minute warning": "2 minute" describes the title
             if seen and order.index(u) >= order.index(seen[-1]):
                 break
             if u in "hm" and not float(value).is_integer() and u == "m":
@@ -800,7 +805,8 @@ class _Reader:
                     if int(minutes_tok.text) < 60 and (
                         not minutes_tok.space  # "1h30": minutes, whatever follows
                         or (
-                            nxt not in self.lex.units
+                            len(minutes_tok.text) == 2  # "in 1 hour 30", not "dans 1 heure 5 à 7"
+                            and nxt not in self.lex.units
                             and nxt not in COUNT_NOUNS
                             and not (self.tok(k + 1) is not None and self.glued(k + 1))
                         )
@@ -1226,6 +1232,8 @@ class _Reader:
 
     def meridiem(self, i: int) -> tuple[str, int] | None:
         low = self.low(i)
+        if low[:3] in ("am-", "pm-") and low[3:] in self.lex.clock_suffixes:  # "8pm-ish": one word
+            return low[:2], i + 1
         if low in ("am", "pm"):
             end = i + 1
             if self.low(end) == "." and self.glued(end):

@@ -250,7 +250,16 @@ _VAGUE_AMOUNTS: dict[str, set[tuple[str, ...]]] = {
         ("a", "little", "while"),
         ("a", "moment"),
     },
-    "fr": {("quelques",), ("un", "moment"), ("un", "peu"), ("peu", "de"), ("plusieurs",)},
+    "fr": {
+        ("quelques",),
+        ("un", "moment"),
+        ("un", "peu"),
+        ("peu", "de"),
+        ("plusieurs",),
+        ("une", "petite", "heure"),
+        ("une", "bonne", "heure"),
+        ("un", "petit", "moment"),
+    },
 }
 _IN = {"en": {"in"}, "fr": {"dans", "d'ici"}}
 _FROM_NOW: dict[str, set[tuple[str, ...]]] = {"en": {("from", "now")}, "fr": set()}
