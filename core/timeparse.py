@@ -288,6 +288,10 @@ class _When:
 
 _Step = tuple[str, object, int]  # (kind, component, end token index)
 
+_ENGLISH_WEEKDAYS = frozenset(
+    {"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "mon", "tue", "tues"}
+    | {"wed", "thu", "thur", "thurs", "fri", "sat", "sun"}
+)
 _SINGULAR_UNITS = frozenset(
     {"minute", "hour", "day", "week", "second", "heure", "jour", "semaine", "seconde"}
 )
@@ -469,6 +473,15 @@ class _Reader:
                         return False
                     if self.is_capitalised(i) and end < self.n and not self.changes(w, comp):
                         return False  # "20:00 Today in AI": the title's first word
+                    if (
+                        self.toks[i].text[:1].isupper()
+                        and end < self.n
+                        and self.toks[end].text[:1].isupper()
+                        and (comp.period is not None or self.toks[i].low not in _ENGLISH_WEEKDAYS)
+                    ):
+                        # "8pm Friday Night Live", "20h Vendredi Apéro", "8pm Tomorrow Land": the day, or the
+                        # title's first words? (An English weekday is capitalised anyway: "7pm Friday Jazz".)
+                        raise InvalidTime("time.unclear_split", text=self.ctx_text)
                 return True
             # a second day word, before the clock: the same day said twice, or an error (apply)
             return w.other_day is None and w.clock is None

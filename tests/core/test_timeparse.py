@@ -645,3 +645,39 @@ def test_local_isoformat_round_trips(text: str, zone: str) -> None:
     """Adapters settle the time once, then hand the service ``parsed.local.isoformat()`` and ``parsed.tz``."""
     parsed = parse(text, zone)
     assert parse_when(parsed.local.isoformat(), now=NOW, tz=parsed.tz) == parsed
+
+
+# ----------------------------------------------------------------------------- time first, then a day word
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "title"),
+    [
+        ("8pm tomorrow AMA", (2026, 11, 26, 20, 0), "AMA"),
+        ("20h vendredi Apéro", (2026, 11, 27, 20, 0), "Apéro"),
+        ("7pm Friday Game night", (2026, 11, 27, 19, 0), "Game night"),  # English weekdays are capitalised
+        ("20:00 Today in AI", (2026, 11, 25, 20, 0), "Today in AI"),  # "Today" would change nothing
+        ("8pm Tonight Show watch party", (2026, 11, 25, 20, 0), "Tonight Show watch party"),
+    ],
+)
+def test_a_day_after_the_clock_time(text: str, expected: tuple[int, ...], title: str) -> None:
+    parsed, rest = split_when_and_title(text, now=NOW, tz=PARIS)
+    check(parsed, PARIS, wall(PARIS, *expected))
+    assert rest == title
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "8pm Friday Night Live",  # a name, or Friday night?
+        "7pm Sunday Morning Coffee",
+        "20h Vendredi Apéro",  # a French weekday is capitalised only at the head of a title
+        "8pm Tomorrow Land",
+        "8pm Weekly AMA tomorrow",  # the day at the end: whose is it?
+        "Friday Night Live tomorrow 9pm",
+    ],
+)
+def test_a_day_word_that_may_begin_the_title_is_asked_about(text: str) -> None:
+    with pytest.raises(InvalidTime) as info:
+        split_when_and_title(text, now=NOW, tz=PARIS)
+    assert info.value.key == "time.unclear_split"
