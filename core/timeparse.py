@@ -670,6 +670,8 @@ class _Reader:
                     raise _Soft(InvalidTime("time.no_unit", text=self.text(i, number[1])))
                 return None
             span, end = amounts
+            if span.exact <= timedelta(0) and not span.days and not span.months:  # "in 0 minutes"
+                raise _Soft(InvalidTime("time.unreadable", text=self.text(i, end), example=EXAMPLE))
             found = self.phrases(end, self.lex.from_now) if low == "in" else None
             if found is not None:  # "in 2 hours from now"
                 end = found[1]
@@ -687,7 +689,7 @@ class _Reader:
                 )
             return ("span", span, end)
         amounts = self.amounts(i)
-        if amounts is not None:
+        if amounts is not None and amounts[0].exact > timedelta(0):
             span, end = amounts
             found = self.phrases(end, self.lex.from_now)
             if found is not None:
@@ -848,8 +850,6 @@ class _Reader:
             break
         if not seen:
             return None
-        if span.exact <= timedelta(0) and not span.days and not span.months:
-            return None
         return span, k
 
     # -- zones
@@ -966,10 +966,18 @@ class _Reader:
             end = i + 1
         else:
             return None
-        if period is None and self.low(end) in lex.period_words:  # "tomorrow morning", "demain soir"
-            period = lex.period_words[self.low(end)]
-            end += 1
+        if period is None:  # "tomorrow morning", "demain soir", "demain après midi"
+            period, end = self.period_after(end)
         return ("day", _Day("rel", self.text(i, end), n=n, period=period), end)
+
+    def period_after(self, i: int) -> tuple[Period | None, int]:
+        """A part of the day right after a day word, and where it ends."""
+        found = self.phrases(i, self.lex.period_word_phrases)
+        if found is not None:
+            return self.lex.period_word_phrases[found[0]], found[1]
+        if self.low(i) in self.lex.period_words:
+            return self.lex.period_words[self.low(i)], i + 1
+        return None, i
 
     def m_weekday(self, i: int, w: _When, fillers: list[str]) -> _Step | None:
         lex = self.lex
@@ -1020,10 +1028,7 @@ class _Reader:
             elif self.low(end) in lex.next_words:  # "vendredi prochain"
                 next_ = True
                 end += 1
-        period = None
-        if self.low(end) in lex.period_words:  # "friday evening", "vendredi soir"
-            period = lex.period_words[self.low(end)]
-            end += 1
+        period, end = self.period_after(end)  # "friday evening", "vendredi soir"
         day = _Day(
             "weekday",
             self.text(i, end),
@@ -1473,9 +1478,9 @@ class _Reader:
                 _Period(self.lex.period_phrases[found[0]], True, self.text(i, found[1])),
                 found[1],
             )
-        low = self.low(i)
-        if low in self.lex.period_words:
-            return ("period", _Period(self.lex.period_words[low], False, self.toks[i].text), i + 1)
+        period, end = self.period_after(i)
+        if period is not None:
+            return ("period", _Period(period, False, self.text(i, end)), end)
         return None
 
 
@@ -1973,7 +1978,7 @@ def split_when_and_title(
             break
         title = _clean_title(s[: toks[j].start], trailing=True)
         if not title:
-            continue
+            raise _missing_title(_resolve(w, ctx), ctx)  # " | demain 20h"
         _refuse_recurring(reader, 0, j)
         if _mentions_time(reader, 0, j):
             raise InvalidTime("time.unclear_split", text=s)

@@ -200,6 +200,11 @@ _PERIOD_WORDS = {
         "nuit": Period.NIGHT,
     },
 }
+# the same, in two words ("demain après midi")
+_PERIOD_WORD_PHRASES: dict[str, dict[tuple[str, ...], Period]] = {
+    "en": {},
+    "fr": {("après", "midi"): Period.AFTERNOON, ("apres", "midi"): Period.AFTERNOON},
+}
 # a part of the day that only qualifies a clock time ("8 in the evening", "8h du soir")
 _PERIOD_PHRASES: dict[str, dict[tuple[str, ...], Period]] = {
     "en": {
@@ -283,6 +288,7 @@ _HALF_QUARTER: dict[str, dict[tuple[str, ...], int]] = {
         ("quarter", "past"): 15,
         ("a", "quarter", "past"): 15,
         ("quarter", "to"): -15,
+        ("a", "quarter", "to"): -15,
     },
     "fr": {},
 }
@@ -638,6 +644,7 @@ class Lexicon:
     day_words: dict[str, tuple[int, Period | None]] = field(default_factory=dict)
     day_phrases: dict[tuple[str, ...], tuple[int, Period | None]] = field(default_factory=dict)
     period_words: dict[str, Period] = field(default_factory=dict)
+    period_word_phrases: dict[tuple[str, ...], Period] = field(default_factory=dict)
     period_phrases: dict[tuple[str, ...], Period] = field(default_factory=dict)
     next_words: set[str] = field(default_factory=set)
     this_words: set[str] = field(default_factory=set)
@@ -680,6 +687,7 @@ _TABLES = (
     ("day_words", _DAY_WORDS),
     ("day_phrases", _DAY_PHRASES),
     ("period_words", _PERIOD_WORDS),
+    ("period_word_phrases", _PERIOD_WORD_PHRASES),
     ("period_phrases", _PERIOD_PHRASES),
     ("next_words", _NEXT),
     ("this_words", _THIS),
