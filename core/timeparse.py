@@ -173,6 +173,8 @@ _TOKEN = re.compile(
     r"|(?P<word>[^\W\d_]+(?:['’][^\W\d_]+)*(?:-[^\W\d_]+(?:['’][^\W\d_]+)*)*)"
     r"|(?P<punct>\S)"
 )
+# Area/Location as IANA writes it: capitalised words ("Mars/Olympus" is a zone misspelt; "TCP/IP" is not)
+_ZONE_SHAPED = re.compile(r"[A-Z][a-z]+(?:_[A-Z][a-z]+)*(?:/[A-Z][a-z]+(?:_[A-Z][a-z]+)*)+")
 _PLAIN = re.compile(
     r"(?P<num>\d+)|(?P<word>[^\W\d_]+(?:['’][^\W\d_]+)*(?:-[^\W\d_]+(?:['’][^\W\d_]+)*)*)|(?P<punct>\S)"
 )
@@ -189,7 +191,10 @@ def _lex(s: str) -> list[_Tok]:
     for m in _TOKEN.finditer(s):
         kind = m.lastgroup or "punct"
         if kind == "zone" and m.group().split("/", 1)[0].lower() not in _zone_areas():
-            for sub in _PLAIN.finditer(m.group()):  # "TCP/IP", "and/or": plain words
+            if _ZONE_SHAPED.fullmatch(m.group()):
+                add(m, "zonelike")  # "Mars/Olympus": written like a zone name, and none
+                continue
+            for sub in _PLAIN.finditer(m.group()):  # "TCP/IP", "and/or", "24/7": plain words
                 add(sub, sub.lastgroup or "punct", m.start())
             continue
         add(m, kind)
@@ -869,6 +874,8 @@ class _Reader:
             if inner is not None and self.low(inner[1]) == ")":
                 return inner[0], inner[1] + 1
             return None
+        if tok.kind == "zonelike":
+            return _Zone("iana", tok.text, error=InvalidTime("time.unknown_zone", zone=tok.text)), i + 1
         if tok.kind == "zone":
             name = _zone_names().get(tok.low)
             if name is None:
