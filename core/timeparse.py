@@ -297,6 +297,7 @@ _ENGLISH_WEEKDAYS = frozenset(
     {"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "mon", "tue", "tues"}
     | {"wed", "thu", "thur", "thurs", "fri", "sat", "sun"}
 )
+_BRACKETS = {"(": ")", "[": "]"}
 _SINGULAR_UNITS = frozenset(
     {"minute", "hour", "day", "week", "second", "heure", "jour", "semaine", "seconde"}
 )
@@ -724,6 +725,18 @@ class _Reader:
             return float(self.lex.articles[tok.low]), i + 1
         return None
 
+    def fraction_of_hour(self, i: int) -> tuple[timedelta, int] | None:
+        top, bottom = _int(self.tok(i), 1), _int(self.tok(i + 2), 1)
+        if top is None or bottom not in (2, 4) or self.low(i + 1) != "/" or not top < bottom:
+            return None
+        if not (self.glued(i + 1) and self.glued(i + 2)):
+            return None
+        if self.low(i + 3) in ("d'heure", "heure", "hour", "hr", "h"):
+            return timedelta(hours=top / bottom), i + 4
+        if self.low(i + 3) == "of" and self.low(i + 4) in ("an", "a") and self.low(i + 5) == "hour":
+            return timedelta(hours=top / bottom), i + 6
+        return None
+
     def unit(self, i: int) -> tuple[str, int] | None:
         tok = self.tok(i)
         if tok is None:
@@ -746,6 +759,12 @@ class _Reader:
         seen: list[str] = []
         k = i
         while True:
+            fraction = self.fraction_of_hour(k) if not seen else None
+            if fraction is not None:  # "dans 3/4 d'heure", "in 1/2 hour"
+                span.exact += fraction[0]
+                seen.append("m")
+                k = fraction[1]
+                break
             half = self.phrases(k, self.lex.half_amounts)
             if half is not None and not seen:
                 span.exact += self.lex.half_amounts[half[0]]
@@ -869,10 +888,34 @@ class _Reader:
         tok = self.tok(i)
         if tok is None:
             return None
-        if tok.text == "(":
+        if tok.text in _BRACKETS:  # "(ET)", "[UTC]"
             inner = self.zone_at(i + 1)
-            if inner is not None and self.low(inner[1]) == ")":
+            if inner is not None and self.low(inner[1]) == _BRACKETS[tok.text]:
                 return inner[0], inner[1] + 1
+            return None
+        found = self.one_zone_at(i)
+        if (
+            found is None
+            or self.low(found[1]) != "/"
+            or not self.glued(found[1])
+            or not self.glued(found[1] + 1)
+        ):
+            return found
+        other = self.one_zone_at(found[1] + 1)
+        if other is None:
+            return found  # "5pm PT/8pm ET": another clock follows (m_other_zone_time)
+        # "CET/CEST", "EST/EDT": one zone's two names; "ET/PT": two zones, and one time
+        first, second = found[0], other[0]
+        homes = {_home(z) for z in (first, second)}
+        text = self.text(i, other[1])
+        if len(homes) == 1 and None not in homes and first.error is None and second.error is None:
+            return _Zone("iana", text, name=homes.pop() or ""), other[1]
+        names = [z.text for z in (first, second)]
+        return _Zone("iana", text, error=InvalidTime("time.which_zone", zone=text, choices=names)), other[1]
+
+    def one_zone_at(self, i: int) -> tuple[_Zone, int] | None:
+        tok = self.tok(i)
+        if tok is None:
             return None
         if tok.kind == "zonelike":
             return _Zone("iana", tok.text, error=InvalidTime("time.unknown_zone", zone=tok.text)), i + 1
@@ -1491,6 +1534,15 @@ class _Reader:
         return None
 
 
+def _home(zone: _Zone) -> str | None:
+    """The IANA zone an abbreviation or a zone word belongs to ("CEST" -> Europe/Paris)."""
+    if zone.kind == "iana":
+        return zone.name or None
+    if zone.kind == "abbr" and zone.name in ABBREVIATIONS and not ABBREVIATIONS[zone.name].doubtful:
+        return ABBREVIATIONS[zone.name].home
+    return None
+
+
 def _minutes_of_day(clock: _Clock) -> int | None:
     """Minutes since midnight when the clock time alone says it (not "8" or "8:30", which may be evening)."""
     if clock.meridiem is not None:
@@ -1953,9 +2005,11 @@ def split_when_and_title(
             while start < len(toks) and toks[start].text in "!.?…" and not toks[start].space:
                 start += 1  # "tomorrow 8pm!!! Weekly AMA"
             title = _clean_title(s[toks[start].start :] if start < len(toks) else "")
-            if (lead.day is None and lead.span is None and _ends_with_day(reader, lead.end)) or (
-                lead.now and _ends_with_time(reader, lead.end)
-            ):
+            if (
+                lead.day is None
+                and lead.span is None
+                and (_ends_with_day(reader, lead.end) or _names_a_holiday(reader, lead.end, len(toks)))
+            ) or (lead.now and _ends_with_time(reader, lead.end)):
                 raise InvalidTime("time.unclear_split", text=s)
             if not title:
                 raise _missing_title(parsed, ctx)
@@ -1987,7 +2041,7 @@ def split_when_and_title(
         if not title:
             raise _missing_title(_resolve(w, ctx), ctx)  # " | demain 20h"
         _refuse_recurring(reader, 0, j)
-        if _mentions_time(reader, 0, j):
+        if _mentions_time(reader, 0, j) or (w.day is None and _names_a_holiday(reader, 0, j)):
             raise InvalidTime("time.unclear_split", text=s)
         return _resolve(w, ctx), title
 
@@ -2045,6 +2099,19 @@ def _refuse_recurring(reader: _Reader, start: int, end: int) -> None:
             or (after < reader.n and reader.toks[after].kind == "num" and i == start)
         ):
             raise InvalidTime("time.recurring", text=reader.text(i, after + 1))
+
+
+_HOLIDAYS = (
+    ("christmas",), ("xmas",), ("noël",), ("noel",), ("halloween",), ("thanksgiving",), ("easter",),
+    ("pâques",), ("paques",), ("réveillon",), ("reveillon",), ("nye",), ("new", "year's"), ("new", "year"),
+    ("new", "years"), ("nouvel", "an"), ("saint-sylvestre",), ("valentine's",), ("saint-valentin",),
+    ("hanukkah",), ("diwali",), ("ramadan",), ("eid",),
+)  # fmt: skip
+
+
+def _names_a_holiday(reader: _Reader, start: int, end: int) -> bool:
+    """ "11pm New Year's Eve countdown": a time with no day, next to a named day — which day was meant?"""
+    return any(reader.phrase(i, words) is not None for i in range(start, end) for words in _HOLIDAYS)
 
 
 def _ends_with_day(reader: _Reader, start: int) -> bool:
