@@ -332,9 +332,10 @@ class _Context:
 class _Reader:
     """Reads time phrases from a token list (see the module docstring)."""
 
-    def __init__(self, toks: list[_Tok], ctx: _Context) -> None:
+    def __init__(self, toks: list[_Tok], text: str, ctx: _Context) -> None:
         self.toks = toks
         self.n = len(toks)
+        self.ctx_text = text  # the whitespace-collapsed text the tokens point into
         self.ctx = ctx
         self.lex = ctx.lex
 
@@ -369,8 +370,6 @@ class _Reader:
         if i >= j:
             return ""
         return self.ctx_text[self.toks[i].start : self.toks[j - 1].end]
-
-    ctx_text: str = ""
 
     # -- the phrase
 
@@ -466,8 +465,8 @@ class _Reader:
                 return comp.kind in ("iana", "offset") and self.starts_phrase(end)
             if comp.kind == "abbr":
                 return w.abbr is None and (w.zone is None or w.zone.kind == "iana")
-            if comp.kind == "iana":
-                return w.zone is None and (w.abbr is None or comp.kind == "iana")
+            if comp.kind == "iana":  # with an abbreviation that picks the fold: "02:30 CET Europe/Paris"
+                return w.zone is None
             return w.zone is None and w.abbr is None
         if kind == "day":
             assert isinstance(comp, _Day)
@@ -1752,8 +1751,6 @@ def _resolve(w: _When, ctx: _Context) -> ParsedTime:
         return _finish(_exact(now + span.exact, tz_out), ctx)
     if w.clock is None and not (span is not None and span.calendar):
         raise InvalidTime("time.missing_time", text=" ".join(w.words))
-    if w.day is not None and w.day.kind == "date" and w.day.year is None and w.day.error is None:
-        pass
     if span is not None:
         day = today
         if span.months:
@@ -1829,8 +1826,7 @@ def _which_day_frames(w: _When, ctx: _Context, text_today: date, user_today: dat
     """ "tomorrow 20:00 JST" typed in Paris at 17:00 — already tomorrow in Tokyo: whose tomorrow?"""
     choices = []
     for today in (user_today, text_today):
-        probe = replace(w, zone=w.zone, abbr=w.abbr)
-        day = _day_date(probe.day, ctx, today) if probe.day is not None else today
+        day = _day_date(w.day, ctx, today) if w.day is not None else today
         if w.span is not None and w.span.calendar:
             day = today + timedelta(days=w.span.days)
         if day is not None:
@@ -1919,8 +1915,7 @@ def _whole(toks: list[_Tok], s: str, ctx: _Context) -> ParsedTime | InvalidTime 
     if len(toks) == 1 and toks[0].kind == "iso":
         iso = _resolve_iso(toks[0], ctx)
         return iso if iso is not None else _unreadable(s)
-    reader = _Reader(toks, ctx)
-    reader.ctx_text = s
+    reader = _Reader(toks, s, ctx)
     try:
         w = reader.read(0)
         end = w.end
@@ -1988,8 +1983,7 @@ def split_when_and_title(
                 raise _missing_title(parsed, ctx)
             return parsed, title
 
-    reader = _Reader(toks, ctx)
-    reader.ctx_text = s
+    reader = _Reader(toks, s, ctx)
     _refuse_recurring(reader, 0, len(toks))
 
     # 2. the time first: "tomorrow 20:00 Weekly AMA"

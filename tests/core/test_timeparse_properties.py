@@ -10,7 +10,7 @@ title apart from its time.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
@@ -196,3 +196,27 @@ def test_every_when_reads_alone(when: str) -> None:
     """The phrases above are complete times on their own (else the properties would test nothing)."""
     for zone in ZONES:
         assert parse_when(when, now=NOW, tz=zone).at > NOW
+
+
+@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    words=st.lists(
+        st.one_of(st.sampled_from(WORDS + WHENS), st.text(min_size=1, max_size=6)), min_size=0, max_size=8
+    ),
+    zone=st.sampled_from(ZONES),
+)
+def test_any_text_is_read_or_refused_never_crashes(words: list[str], zone: str) -> None:
+    """Whatever is typed, the answer is an instant and a title, or an error the user can act on."""
+    text = " ".join(words)
+    for call in (
+        lambda: split_when_and_title(text, now=NOW, tz=zone),
+        lambda: parse_when(text, now=NOW, tz=zone),
+    ):
+        try:
+            result = call()
+        except InvalidTime:
+            continue
+        parsed = result[0] if isinstance(result, tuple) else result
+        assert parsed.at.tzinfo is UTC and NOW - timedelta(minutes=1) <= parsed.at <= NOW + timedelta(
+            days=366
+        )
