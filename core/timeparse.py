@@ -217,7 +217,8 @@ class _Day:
     day: int = 0
     period: Period | None = None
     abbreviated: bool = False  # "sat", "ven.": also ordinary words
-    month_first_ambiguous: bool = False  # 1/12 where month-first dates are written too
+    month_first_ambiguous: bool = False  # 1/12 where month-first dates are written too: asked
+    swapped: tuple[int, int] | None = None  # 1/12: the other reading (month, day), for a weekday to settle
     error: InvalidTime | None = None
 
 
@@ -276,6 +277,7 @@ class _When:
     abbr: _Zone | None = None
     now: bool = False
     words: list[str] = field(default_factory=list)
+    last: str = ""  # the kind of the last part read ("day", "clock"...)
 
     @property
     def empty(self) -> bool:
@@ -388,8 +390,18 @@ class _Reader:
                 break
             self.apply(w, kind, comp)
             w.words.append(self.text(i, end))
+            w.last = kind
             i = w.end = end
         return w
+
+    def fillers_before(self, i: int) -> list[str]:
+        """The filler words just before token ``i``."""
+        found: list[str] = []
+        k = i - 1
+        while k >= 0 and (self.low(k) in self.lex.fillers or self.low(k) in self.lex.fillers_before_number):
+            found.append(self.low(k))
+            k -= 1
+        return found
 
     def skip_fillers(self, i: int) -> tuple[int, list[str]]:
         fillers: list[str] = []
@@ -419,6 +431,10 @@ class _Reader:
             return self.m_iso(i)
         if self.toks[i].text == "/" and w.clock is not None and (w.zone or w.abbr):
             return self.m_other_zone_time(i + 1)
+        if self.toks[i].text in _BRACKETS and w.clock is not None and (w.zone or w.abbr):
+            also = self.m_other_zone_time(i + 1, close=_BRACKETS[self.toks[i].text])
+            if also is not None:
+                return also
         zone = self.m_zone(i) if set(fillers) <= {","} else None  # "from Eastern Europe" is no zone
         if zone is not None:
             return zone
@@ -427,13 +443,13 @@ class _Reader:
             found = day_matcher(i, w, fillers)
             if found is not None:
                 return found
-        if w.day is not None and w.day.kind == "weekday" and w.clock is None and w.other_day is None:
-            dom = self.day_of_month_after_weekday(i, fillers)
+        if w.day is not None and w.day.kind == "weekday" and w.other_day is None and w.last == "day":
+            dom = self.day_of_month_after_weekday(i, fillers, after_clock=w.clock is not None)
             if dom is not None:
                 return dom
         allow_bare = bool(set(fillers) & _AT_FILLERS) or (
-            not fillers
-            and w.end == i
+            set(fillers) <= {","}
+            and w.end == i - len(fillers)
             and (w.day is not None or w.period is not None or (w.span is not None and w.span.calendar))
         )
         clock = self.m_clock(i, allow_bare)
@@ -488,8 +504,9 @@ class _Reader:
                         # title's first words? (An English weekday is capitalised anyway: "7pm Friday Jazz".)
                         raise InvalidTime("time.unclear_split", text=self.ctx_text)
                 return True
-            # a second day word, before the clock: the same day said twice, or an error (apply)
-            return w.other_day is None and w.clock is None
+            # a second day word right after the first: the same day said twice ("Tuesday, December 1",
+            # "8pm on Friday, Dec 4"), or an error (apply)
+            return w.other_day is None and w.last == "day" and set(self.fillers_before(i)) <= {","}
         if kind == "clock":
             return w.clock is None
         if kind == "period":
@@ -598,6 +615,8 @@ class _Reader:
             shown = (first.text, second.text)
         elif first.kind == "weekday" or second.kind == "weekday":
             weekday, other = (first, second) if first.kind == "weekday" else (second, first)
+            if other.swapped is not None:  # "Sat 12/5": the reading that falls on a Saturday
+                _settle_with_weekday(other, weekday.weekday, self.ctx)
             fixed = _day_date(other, self.ctx)
             same = fixed is not None and fixed.weekday() == weekday.weekday
             shown = (weekday.text, _format_date(fixed, self.ctx.locale) if fixed else other.text)
@@ -615,7 +634,7 @@ class _Reader:
 
     # -- matchers: each returns (kind, component, end) or None
 
-    def day_of_month_after_weekday(self, i: int, fillers: list[str]) -> _Step | None:
+    def day_of_month_after_weekday(self, i: int, fillers: list[str], after_clock: bool) -> _Step | None:
         """ "vendredi 27 à 20h", "Friday 27, 8pm": a bare number after a weekday is its date when a time follows
         (or when it cannot be an hour); "friday 8 ..." stays an hour, to be asked about."""
         tok = self.toks[i]
@@ -629,7 +648,7 @@ class _Reader:
             return None
         j, after = self.skip_fillers(i + 1)
         followed_by_time = j < self.n and self.clock_at(j, bool(set(after) & _AT_FILLERS)) is not None
-        if not (followed_by_time or int(tok.text) > 23):
+        if not (followed_by_time or after_clock or int(tok.text) > 23):
             return None
         return ("day", _Day("dom", tok.text, day=int(tok.text)), i + 1)
 
@@ -639,15 +658,20 @@ class _Reader:
             return None
         return ("now", True, found[1])
 
-    def m_other_zone_time(self, i: int) -> _Step | None:
-        """ "2pm ET / 11am PT": the same instant on another clock (checked in apply)."""
+    def m_other_zone_time(self, i: int, close: str | None = None) -> _Step | None:
+        """ "2pm ET / 11am PT", "8pm EST (5pm PST)": the same instant on another clock (checked in apply)."""
         clock = self.m_clock(i, True)
         if clock is None:
             return None
         zone = self.zone_at(clock[1])
         if zone is None:
             return None
-        return ("also", (clock[0], zone[0]), zone[1])
+        end = zone[1]
+        if close is not None:
+            if self.low(end) != close:
+                return None
+            end += 1
+        return ("also", (clock[0], zone[0]), end)
 
     def m_iso(self, i: int) -> _Step | None:
         """2026-12-01T18:30[:00][+01:00|Z]: a date, a clock time and maybe an offset, in one token."""
@@ -1090,10 +1114,9 @@ class _Reader:
         return ("day", day, end)
 
     def m_date(self, i: int, w: _When, fillers: list[str]) -> _Step | None:
-        for matcher in (self.date_day_first, self.date_day_of_month):
-            found = matcher(i)
-            if found is not None:
-                return ("day", found[0], found[1])
+        found = self.date_day_first(i) or self.date_day_of_month(i, after_clock=w.clock is not None)
+        if found is not None:
+            return ("day", found[0], found[1])
         prefix = self.phrases(i, self.lex.day_of_month_prefixes)
         k = prefix[1] if prefix is not None else i
         for matcher in (self.date_iso, self.date_numeric, self.date_month_first):
@@ -1158,21 +1181,10 @@ class _Reader:
         if first > 12 and second > 12:
             return _Day("date", text, error=InvalidTime("time.bad_date", date=text)), end
         day = self.checked_date(text, year, second, first)
-        if first != second and _month_first_possible(self.ctx.zone):
-            day.month_first_ambiguous = True
-            alt = (year, first, second)
-            day.error = day.error or self.which_date(text, (year, second, first), alt)
+        if first != second:
+            day.swapped = (first, second)  # "Sat 12/5": the weekday may settle it
+            day.month_first_ambiguous = _month_first_possible(self.ctx.zone)
         return day, end
-
-    def which_date(
-        self, text: str, dmy: tuple[int | None, int, int], mdy: tuple[int | None, int, int]
-    ) -> InvalidTime:
-        choices = []
-        for year, month, day_ in (dmy, mdy):
-            probe = _Day("date", text, year=year, month=month, day=day_)
-            d = _day_date(probe, self.ctx)
-            choices.append(_format_date(d, self.ctx.locale) if d else f"{day_}/{month}")
-        return InvalidTime("time.which_date", text=text, choices=choices)
 
     def ordinal_day(self, i: int) -> tuple[int, int] | None:
         """A day of the month: "1", "1st", "1er", "premier", "3rd"."""
@@ -1218,7 +1230,7 @@ class _Reader:
         d, end = day
         if self.month_at(end) is not None:  # "mar. 1 déc.": a weekday and a date, not March
             return None
-        if self.low(end) in (":", "h", ".") and self.glued(end):  # "Dec 8:30"? not a day
+        if self.low(end) in (":", "h", ".", "/", "-") and self.glued(end):  # "Dec 8:30", "mar. 1/12"
             return None
         year = self.year_at(end)
         y = None
@@ -1248,7 +1260,7 @@ class _Reader:
             y, end = year
         return self.checked_date(self.text(i, end), y, m, d), end
 
-    def date_day_of_month(self, i: int) -> tuple[_Day, int] | None:
+    def date_day_of_month(self, i: int, after_clock: bool = False) -> tuple[_Day, int] | None:
         """the 28th, on the 3rd, le 28 (the month is this one, or the next if that day has passed)."""
         prefix = self.phrases(i, self.lex.day_of_month_prefixes)
         k = prefix[1] if prefix is not None else i
@@ -1261,7 +1273,7 @@ class _Reader:
             return None
         if prefix is not None and self.low(end) in (":", "h", ".", "/") and self.glued(end):
             return None  # "le 20h"? not a day
-        if prefix is not None and not has_suffix:
+        if prefix is not None and not has_suffix and not after_clock:
             # "le 28 à 20h": only before a time or at the end, else "le 3 ..." could be anything
             nxt, _ = self.skip_fillers(end)
             if nxt < self.n and self.m_clock(nxt, True) is None:
@@ -1370,7 +1382,7 @@ class _Reader:
         if hour is None:
             return None
         h, k, digits = hour
-        minute, second, form = 0, 0, "bare"
+        minute, second, form, mark = 0, 0, "bare", ""
         nxt = self.low(k)
         if (
             digits
@@ -1418,9 +1430,12 @@ class _Reader:
             or (nxt == "h" and digits)
             or (nxt in lex.hour_marks)
         ):
-            form, k = "h", k + 1
+            form, mark, k = "h", nxt, k + 1
             minutes_at = self.tok(k)
-            if minutes_at is not None and minutes_at.kind == "num" and len(minutes_at.text) == 2:
+            spoken = self.low(k - 1) in lex.hour_marks and self.low(k) in lex.number_words
+            if spoken and self.lex.number_words[self.low(k)] < 60 and self.low(k + 1) not in COUNT_NOUNS:
+                minute, k = self.lex.number_words[self.low(k)], k + 1  # "vingt heures trente"
+            elif minutes_at is not None and minutes_at.kind == "num" and len(minutes_at.text) == 2:
                 word_after = self.low(k + 1)
                 if word_after in ("min", "mn", "minute", "minutes") and (
                     minutes_at.space or self.glued(k + 1)
@@ -1451,12 +1466,14 @@ class _Reader:
         if form == "bare" and ampm is None:
             if self.low(k) in lex.oclock:
                 k += 1
+            elif self.low(k) == "ish" and self.glued(k):
+                k += 1  # "7ish": a bare hour, asked about
             elif not allow_bare and not (lookahead and self.day_part_at(k)):
                 return None
             if not digits and not allow_bare and self.low(k - 1) not in lex.oclock:
                 return None
-        if form == "h" and not digits and self.toks[k - 1].low not in lex.hour_marks:
-            return None
+        if form == "h" and not digits and mark not in lex.hour_marks:
+            return None  # "huit h"? a number word wants "heures"
         text = self.text(i, k)
         if ampm:
             kind = "fixed"
@@ -1564,6 +1581,30 @@ _SPECIFICITY = {"date": 3, "dom": 2, "rel": 1, "weekday": 0}
 
 
 # ------------------------------------------------------------------------------------------- resolution
+
+
+def _settle_with_weekday(day: _Day, weekday: int, ctx: _Context) -> None:
+    """A numeric date read both ways (1/12 or 12/1): keep the reading that falls on ``weekday`` if only one
+    does; either way, that date is then no longer ambiguous if the weekday decided it."""
+    assert day.swapped is not None
+    if not day.month_first_ambiguous:
+        return  # in Paris "vendredi 12/4" is the 12th of April, whatever the weekday says (then: two days)
+    alt = replace(day, month=day.swapped[0], day=day.swapped[1], swapped=None)
+    this, other = _day_date(replace(day, swapped=None), ctx), _day_date(alt, ctx)
+    fits = [d for d, candidate in ((this, day), (other, alt)) if d is not None and d.weekday() == weekday]
+    if len(fits) == 1:
+        if fits[0] == other:
+            day.month, day.day = alt.month, alt.day
+        day.swapped, day.month_first_ambiguous = None, False
+
+
+def _which_date(day: _Day, ctx: _Context) -> InvalidTime:
+    assert day.swapped is not None
+    choices = []
+    for month, dom in ((day.month, day.day), day.swapped):
+        d = _day_date(replace(day, month=month, day=dom, swapped=None), ctx)
+        choices.append(_format_date(d, ctx.locale) if d else f"{dom}/{month}")
+    return InvalidTime("time.which_date", text=day.text, choices=choices)
 
 
 def _day_date(day: _Day, ctx: _Context, today: date | None = None) -> date | None:
@@ -1736,6 +1777,8 @@ def _which_hour(clock: _Clock, ctx: _Context, w: _When) -> InvalidTime:
 def _resolve(w: _When, ctx: _Context) -> ParsedTime:
     """The instant of a complete phrase. Raises InvalidTime for everything a careful reader would ask about."""
     now = ctx.now
+    if w.day is not None and w.day.month_first_ambiguous:
+        raise _which_date(w.day, ctx)  # 1/12 in New York: the 1st of December, or January 12th?
     frame, tz_out, fixed = _frame(w, ctx)
     now_local = now.astimezone(frame)
     today = now_local.date()
@@ -2032,6 +2075,8 @@ def split_when_and_title(
             soft.append(_incomplete(w))
             break
         title = _clean_title(s[: toks[j].start], trailing=True)
+        if title.endswith(("(", "[")) and toks[-1].text in (")", "]"):
+            title = title[:-1].strip()  # "Quiz musical (demain 21h)"
         if not title:
             raise _missing_title(_resolve(w, ctx), ctx)  # " | demain 20h"
         _refuse_recurring(reader, 0, j)
