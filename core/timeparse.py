@@ -2045,7 +2045,11 @@ def split_when_and_title(
             if (
                 lead.day is None
                 and lead.span is None
-                and (_ends_with_day(reader, lead.end) or _names_a_holiday(reader, lead.end, len(toks)))
+                and (
+                    _ends_with_day(reader, lead.end)
+                    or _names_a_holiday(reader, lead.end, len(toks))
+                    or _begins_with_unread_day(reader, lead)
+                )
             ) or (lead.now and _ends_with_time(reader, lead.end)):
                 raise InvalidTime("time.unclear_split", text=s)
             if not title:
@@ -2151,6 +2155,25 @@ _HOLIDAYS = (
 def _names_a_holiday(reader: _Reader, start: int, end: int) -> bool:
     """ "11pm New Year's Eve countdown": a time with no day, next to a named day — which day was meant?"""
     return any(reader.phrase(i, words) is not None for i in range(start, end) for words in _HOLIDAYS)
+
+
+def _begins_with_unread_day(reader: _Reader, lead: _When) -> bool:
+    """A time without a day, then a day word the phrase did not take ("8pm Sat night party": Saturday, or
+    the title's first word?) — unless it is a word that would change nothing ("20:00 Today in AI")."""
+    i, _ = reader.skip_fillers(lead.end)
+    if i >= reader.n:
+        return False
+    probe = _When(i, i)
+    for matcher in (reader.m_date, reader.m_weekday, reader.m_day_word):
+        try:
+            found = matcher(i, probe, [])
+        except (_Soft, InvalidTime):
+            return True
+        if found is not None:
+            day = found[1]
+            assert isinstance(day, _Day)
+            return not (reader.is_capitalised(i) and not reader.changes(lead, day))
+    return reader.low(i) in reader.lex.weekday_abbreviations  # "8pm sat night": no date follows
 
 
 def _ends_with_day(reader: _Reader, start: int) -> bool:
