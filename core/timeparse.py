@@ -231,6 +231,7 @@ class _Clock:
     text: str
     meridiem: str | None = None
     second: int = 0
+    colon: bool = False  # written H:MM (English style), as opposed to 20h30
     error: InvalidTime | None = None
 
 
@@ -512,8 +513,8 @@ class _Reader:
         if kind == "period":
             assert isinstance(comp, _Period)
             day_period = w.day.period if w.day else None
-            if w.period is not None or (day_period is not None and not comp.attached):
-                return False
+            if w.period is not None or day_period is not None:
+                return False  # "demain matin 9h le matin ...": said already
             if w.span is not None:
                 return False
             if w.clock is None:
@@ -885,8 +886,9 @@ class _Reader:
                     break
             # "and", "et", "," then another amount
             following = self.number(k + 1) if self.low(k) in self.lex.and_words else None
-            if following is not None and self.unit(following[1]) is not None:
-                k += 1
+            then = self.unit(following[1]) if following is not None else None
+            if then is not None and order.index(then[0]) < order.index(u) and then[0] != "s":
+                k += 1  # "2 hours and 15 minutes"
                 continue
             # without "and": only a smaller unit of the same kind ("1 hour 30 minutes", "1 week 2 days");
             # "dans 2 jours 20h" is a day and a clock time, not 2 days and 20 hours
@@ -1483,7 +1485,8 @@ class _Reader:
             kind = "fixed"
         else:
             kind = "soft"
-        return self.validated(_Clock(h, minute, kind, text, meridiem=ampm, second=second)), k
+        clock = _Clock(h, minute, kind, text, meridiem=ampm, second=second, colon=form in ("colon", "dot"))
+        return self.validated(clock), k
 
     def day_part_at(self, i: int) -> bool:
         """Whether a day or a part of the day starts at ``i`` ("9 tonight", "8 in the evening")."""
@@ -1743,6 +1746,10 @@ def _hour(w: _When, ctx: _Context) -> tuple[int, int, int]:
             return shifted, m, clock.second
         if clock.kind == "bare" and h != 12:
             raise _which_hour(clock, ctx, w)
+        if clock.colon and 1 <= h <= 6:
+            raise _which_hour(
+                clock, ctx, w
+            )  # "at 1:30" at 11am means 13:30 to most, 01:30 by the clock: asked
         return h, m, clock.second
     if period is not None and not _fits(period, h):
         raise _which_hour(clock, ctx, w)
@@ -2024,6 +2031,8 @@ def split_when_and_title(
             parsed, title = readings[0]
             if not title:
                 raise _missing_title(parsed, ctx)
+            if _starts_with_clock(title, ctx):  # "Friday 8pm ET | 5pm PT watch party": "|" between times
+                raise InvalidTime("time.unclear_split", text=s)
             return parsed, title
 
     reader = _Reader(toks, s, ctx)
@@ -2073,8 +2082,11 @@ def split_when_and_title(
         end = w.end
         while end < len(toks) and toks[end].text in (".", "!", "?", ")"):
             end += 1
-        if end < len(toks) or not w.has_time or (w.day is not None and w.day.abbreviated and w.end > j):
+        if end < len(toks) or not w.has_time:
             continue
+        if w.day is not None and w.day.abbreviated:
+            # "Cookie swap Sat 2pm", but "Brunch with Sam 11am", "Fun in the Sun 2pm": asked
+            raise InvalidTime("time.unclear_split", text=s)
         if not w.complete:
             soft.append(_incomplete(w))
             break
@@ -2155,6 +2167,13 @@ _HOLIDAYS = (
 def _names_a_holiday(reader: _Reader, start: int, end: int) -> bool:
     """ "11pm New Year's Eve countdown": a time with no day, next to a named day — which day was meant?"""
     return any(reader.phrase(i, words) is not None for i in range(start, end) for words in _HOLIDAYS)
+
+
+def _starts_with_clock(title: str, ctx: _Context) -> bool:
+    """Whether a title begins with a written clock time ("5pm PT watch party"; not "Noon recap")."""
+    toks = _lex(title)
+    found = _Reader(toks, title, ctx).clock_at(0, False, lookahead=False) if toks else None
+    return found is not None and found[0].kind not in ("noon", "midnight")
 
 
 def _begins_with_unread_day(reader: _Reader, lead: _When) -> bool:

@@ -152,6 +152,20 @@ def joins_legitimately(when: str, title: str) -> bool:
     return first in RANGE_WORDS and len(words) > 1
 
 
+def begins_with_a_time(title: str) -> bool:
+    """ "20h Weekly", "24 o'clock": the first words are a clock time (or a wrong one)."""
+    words = title.split()
+    for n in (1, 2):
+        try:
+            parse_when(" ".join(words[:n]), now=NOW, tz="Europe/Paris")
+        except InvalidTime as e:
+            if e.key not in ("time.unreadable", "time.missing_time", "time.vague", "time.no_unit"):
+                return True
+            continue
+        return True
+    return False
+
+
 def title_reads_as_a_time(title: str) -> bool:
     try:
         parse_when(title, now=NOW, tz="Europe/Paris")
@@ -182,8 +196,9 @@ def test_when_then_title_keeps_both(when: str, title: str, zone: str) -> None:
 @given(when=st.sampled_from(WHENS), title=titles)
 def test_title_then_when_with_a_separator(when: str, title: str) -> None:
     """ "Weekly AMA | tomorrow 20:00" and "tomorrow 20:00 | Weekly AMA": the same, for any title that is not
-    itself a time (then the user is asked which side is the time)."""
+    itself a time and does not begin with one ("20h Weekly | tomorrow 20:00": the user is asked)."""
     assume("|" not in title and not title_reads_as_a_time(title))
+    assume(not begins_with_a_time(title))
     assume(title[0] not in "-–—,:@·\"“«'" or title.startswith("-2"))
     alone = parse_when(when, now=NOW, tz="Europe/Paris")
     for text in (f"{title} | {when}", f"{when} | {title}"):
