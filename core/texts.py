@@ -69,7 +69,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "status.ended": "over",
         "status.cancelled": "cancelled",
         # --- replies to the actor ---
-        # time and title on lines of their own, so that a misreading of either shows (core/replies.py)
+        # time and title on lines of their own, so that a misreading of either shows (core/confirmations.py)
         "reply.scheduled": "Scheduled ✓\nTitle: {title}\nTime: {when}\nShare it: {link}",
         "reply.rescheduled": "Rescheduled ✓\nTitle: {title}\nTime: {when}",
         "reply.renamed": "Renamed ✓\nTitle: {title}\nTime: {when}",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from core import replies
+from core import confirmations
 from core.commands import CancelSpace, EndSpace, RenameSpace, RescheduleSpace, StartSpace, ToggleSubscription
 from core.errors import UserError
 from core.models import Space, SpaceStatus
@@ -95,7 +95,7 @@ class ManageService:
         space = await self._spaces.reschedule(
             RescheduleSpace(actor, space_id, when_text, request_id=request_id)
         )
-        return Reply(replies.rescheduled(space, locale), space)
+        return Reply(confirmations.rescheduled(space, locale), space)
 
     async def rename(
         self,
@@ -111,11 +111,11 @@ class ManageService:
         space = await self._spaces.get(space_id)
         actor = await self.actor_for(user, space, locale, is_moderator)
         space = await self._spaces.rename(RenameSpace(actor, space_id, title, request_id=request_id))
-        return Reply(replies.renamed(space, locale), space)
+        return Reply(confirmations.renamed(space, locale), space)
 
     def scheduled(self, space: Space, locale: str) -> Reply:
         """The reply to whoever scheduled ``space``: its title and time apart, its link, the fixes."""
-        return Reply(replies.scheduled(space, locale, self._links.space(space.id)), space)
+        return Reply(confirmations.scheduled(space, locale, self._links.space(space.id)), space)
 
     async def toggle(self, user: UserRef, locale: str, space_id: str, via_chat: ChatRef | None) -> Reply:
         space = await self._spaces.get(space_id)

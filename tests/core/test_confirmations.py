@@ -1,4 +1,4 @@
-"""core.replies: the confirmation every platform shows after a schedule, a move or a rename."""
+"""core.confirmations: the confirmation every platform shows after a schedule, a move or a rename."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from core import replies
+from core import confirmations
 from core.models import Space
 from core.refs import ChatRef, Platform, UserRef
 
@@ -43,24 +43,24 @@ def space(title: str = "10 minute meditation") -> Space:
     ],
 )
 def test_scheduled_shows_title_and_time_apart_and_how_to_fix_each(locale: str, expected: str) -> None:
-    assert replies.scheduled(space(), locale, "https://spaces.test/s/abcd234567") == expected
+    assert confirmations.scheduled(space(), locale, "https://spaces.test/s/abcd234567") == expected
 
 
 def test_rescheduled_and_renamed_say_the_same_two_things() -> None:
-    assert replies.rescheduled(space(), "en").splitlines()[:3] == [
+    assert confirmations.rescheduled(space(), "en").splitlines()[:3] == [
         "Rescheduled ✓",
         "Title: 10 minute meditation",
         "Time: Tue 8 Dec 2026, 20:00 CET",
     ]
-    assert replies.renamed(space("Focus"), "fr").splitlines()[:3] == [
+    assert confirmations.renamed(space("Focus"), "fr").splitlines()[:3] == [
         "Renommé ✓",
         "Titre : Focus",
         "Heure : mar. 8 déc. 2026, 20:00 CET",
     ]
-    assert "/rename abcd234567" in replies.renamed(space(), "en").splitlines()[-1]
+    assert "/rename abcd234567" in confirmations.renamed(space(), "en").splitlines()[-1]
 
 
 def test_a_title_is_shown_as_typed() -> None:
     """No quotes around it: a title that itself holds quotes or braces reads as typed."""
-    text = replies.scheduled(space('"Q&A" {live}'), "en", "https://x")
+    text = confirmations.scheduled(space('"Q&A" {live}'), "en", "https://x")
     assert 'Title: "Q&A" {live}' in text
