@@ -1931,8 +1931,9 @@ def parse_when(
     """Read ``text`` as one instant. ``now`` (aware, any zone) anchors relative forms; ``tz`` is the default
     IANA zone; ``locale`` is the language of the dates shown in error messages. Raises InvalidTime
     (time.unreadable, time.missing_time, time.unknown_zone, time.nonexistent, time.ambiguous, time.bad_clock,
-    time.bad_date, time.two_days, time.which_hour, time.which_date, time.which_day, time.which_zone,
-    time.vague, time.no_unit, time.past, time.too_far)."""
+    time.bad_date, time.two_days, time.two_times, time.which_hour, time.which_date, time.which_day,
+    time.which_zone, time.vague, time.no_unit, time.past, time.too_far). ``languages`` limits the vocabulary
+    (both by default: a French speaker may well type "tomorrow")."""
     if now.tzinfo is None:
         raise ValueError("now must be an aware datetime")
     ctx = _Context(now, check_zone(tz), lexicon(tuple(languages)), locale)
@@ -1999,7 +2000,8 @@ def split_when_and_title(
     the text ("Weekly AMA tomorrow at 8pm").
 
     Raises InvalidTime (see parse_when; also time.unclear_split when the time and the title cannot be told
-    apart) or MissingTitle (title.missing: a time was read but no title follows)."""
+    apart, time.recurring for "every monday 8pm") or MissingTitle (title.missing: a time was read but no
+    title follows; it shows the time read)."""
     if now.tzinfo is None:
         raise ValueError("now must be an aware datetime")
     ctx = _Context(now, check_zone(tz), lexicon(tuple(languages)), locale)
