@@ -878,6 +878,14 @@ class _Reader:
                         seen.append("m")
                         k += 1
                         break
+                spoken = self.low(k - 1) in ("heures", "heure") and self.low(k) in self.lex.number_words
+                if spoken and self.lex.number_words[self.low(k)] < 60 and self.low(k + 1) not in COUNT_NOUNS:
+                    span.exact += timedelta(
+                        minutes=self.lex.number_words[self.low(k)]
+                    )  # "deux heures trente"
+                    seen.append("m")
+                    k += 1
+                    break
                 part = self.phrases(k, self.lex.and_a_part)
                 if part is not None:
                     span.exact += timedelta(minutes=self.lex.and_a_part[part[0]])
@@ -958,6 +966,11 @@ class _Reader:
             return _Zone("abbr", tok.text, name="GMT"), i + 1
         if tok.text == "Z" and (not tok.space or i == self.n - 1):
             return _Zone("offset", tok.text, offset=timedelta(0)), i + 1
+        if tok.text == "Z" and i > 0 and self.toks[i - 1].kind in ("num", "word") and self.low(i - 1) != "a":
+            # "17h Z Tea": Zulu time, or the title's first letter?
+            return _Zone(
+                "offset", tok.text, error=InvalidTime("time.which_zone", zone="Z", choices=["UTC"])
+            ), i + 1
         if tok.text in ("+", "-", "−"):
             offset = self.offset_at(i, glued=False)
             if offset is not None:
@@ -1466,13 +1479,17 @@ class _Reader:
         if form == "bare" and ampm is None and (self.low(k) in lex.units or self.low(k) in COUNT_NOUNS):
             return None  # "tonight 9 people", "tomorrow 20 hours": a quantity, not a clock time
         if form == "bare" and ampm is None:
-            if self.low(k) in lex.oclock:
+            oclock = self.low(k) in lex.oclock
+            if oclock:
                 k += 1
+                suffix = self.meridiem(k)
+                if suffix is not None:  # "5 o'clock pm"
+                    ampm, k = suffix
             elif self.low(k) == "ish" and self.glued(k):
                 k += 1  # "7ish": a bare hour, asked about
             elif not allow_bare and not (lookahead and self.day_part_at(k)):
                 return None
-            if not digits and not allow_bare and self.low(k - 1) not in lex.oclock:
+            if not digits and not allow_bare and not oclock:
                 return None
         if form == "h" and not digits and mark not in lex.hour_marks:
             return None  # "huit h"? a number word wants "heures"
