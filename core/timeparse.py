@@ -430,8 +430,16 @@ class _Reader:
                     return found
         if self.toks[i].kind == "iso":
             return self.m_iso(i)
-        if self.toks[i].text == "/" and w.clock is not None and (w.zone or w.abbr):
-            return self.m_other_zone_time(i + 1)
+        if w.clock is not None and (w.zone or w.abbr):
+            # the same time on another clock: "8pm ET / 5pm PT", "8pm EST, 5pm PST", "20:00 CET — 14:00 EST"
+            if self.toks[i].text in ("/", "—", "–") or (self.toks[i].text == "-" and self.toks[i].space):
+                also = self.m_other_zone_time(i + 1)
+                if also is not None or self.toks[i].text == "/":
+                    return also
+            elif fillers == [","]:
+                also = self.m_other_zone_time(i)
+                if also is not None:
+                    return also
         if self.toks[i].text in _BRACKETS and w.clock is not None and (w.zone or w.abbr):
             also = self.m_other_zone_time(i + 1, close=_BRACKETS[self.toks[i].text])
             if also is not None:

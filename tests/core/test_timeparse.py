@@ -681,3 +681,28 @@ def test_a_day_word_that_may_begin_the_title_is_asked_about(text: str) -> None:
     with pytest.raises(InvalidTime) as info:
         split_when_and_title(text, now=NOW, tz=PARIS)
     assert info.value.key == "time.unclear_split"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "tomorrow 8pm ET / 5pm PT AMA",
+        "tomorrow 8pm ET/5pm PT AMA",
+        "tomorrow 8pm EST, 5pm PST AMA",
+        "tomorrow 8pm ET - 5pm PT AMA",
+        "tomorrow 8pm EST (5pm PST) AMA",
+        "tomorrow 20:00 UTC — 21:00 CET AMA",
+    ],
+)
+def test_the_same_time_on_two_clocks_is_read_once(text: str) -> None:
+    parsed, title = split_when_and_title(text, now=NOW, tz=PARIS)
+    assert (parsed.at.hour, title) == (20 if "UTC" in text else 1, "AMA")
+
+
+def test_two_clocks_that_disagree_are_asked_about() -> None:
+    with pytest.raises(InvalidTime) as info:
+        split_when_and_title("tomorrow 8pm EST, 6pm PST AMA", now=NOW, tz=PARIS)
+    assert info.value.params == {
+        "first": "Fri 27 Nov 2026, 02:00 CET",
+        "second": "Fri 27 Nov 2026, 03:00 CET",
+    }
