@@ -32,7 +32,6 @@ LIBRARY_FLOORS: Final[dict[str, int]] = {
     "httpcore": logging.WARNING,  # DEBUG: connection and header traces
     "telegram": logging.INFO,  # DEBUG: "Set Bot API URL: …/bot<token>", call parameters (secret_token)
     "hpack": logging.WARNING,  # DEBUG: HTTP/2 header blocks (Authorization)
-    "apscheduler": logging.WARNING,  # every job run at INFO: noise
     "aiohttp.access": logging.WARNING,
     "alembic": logging.WARNING,
 }

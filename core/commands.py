@@ -43,6 +43,16 @@ class RescheduleSpace:
 
 
 @dataclass(frozen=True, slots=True)
+class RenameSpace:
+    """A new title for a scheduled or live Space (the one-step fix when the title came out wrong)."""
+
+    actor: Actor
+    space_id: str
+    title: str
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class CancelSpace:
     actor: Actor
     space_id: str

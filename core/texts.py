@@ -28,7 +28,28 @@ TEXTS: dict[str, dict[str, str]] = {
         "Add the offset to choose: {alternatives}.",
         "time.past": "That time ({when}) has already passed — pick a time in the future.",
         "time.too_far": "That's too far ahead: Spaces can be scheduled up to {days} days in advance.",
+        "time.bad_clock": "“{time}” isn't a time of day: hours go from 0 to 23 (1 to 12 with am/pm) and "
+        "minutes from 0 to 59 — e.g. `20:00` or `8pm`.",
+        "time.bad_date": "“{date}” isn't a date in the calendar — check the day and the month (day first: "
+        "`24/12`, or with the month's name: `Dec 24`).",
+        "time.two_days": "“{text}” names two different days: {first} and {second}. Keep only the one you mean.",
+        "time.two_times": "Those two times differ: {first} and {second}. Keep only the one you mean.",
+        "time.which_hour": "“{text}” could be {choices} — add am or pm, or write the 24-hour time, e.g. `20:00`.",
+        "time.which_date": "“{text}” could be {choices} — write the month as a word, e.g. `Dec 1` or `Jan 12`.",
+        "time.which_day": "“{text}” could mean {choices} — name the day, e.g. with its date: `Dec 1 20:00`.",
+        "time.which_zone": "I'm not sure what “{zone}” means here: {choices}. Write the zone as a name "
+        "(`Europe/London`) or an offset (`UTC+1`) — or, if “{zone}” belongs to the title, put the title after "
+        "`|`: `/space tomorrow 20:00 | {zone} …`.",
+        "time.vague": "“{text}” is too vague to start a Space — give a time, e.g. `in 30 minutes` or "
+        "`tomorrow 20:00`.",
+        "time.no_unit": "“{text}” — minutes or hours? e.g. `{text} minutes`.",
+        "time.recurring": "“{text}” repeats, but a Space happens once: give its date, e.g. `monday 20:00`, "
+        "and schedule the next ones later.",
+        "time.unclear_split": "I can't tell the time from the title in “{text}”. Put the time first and the title "
+        "after `|`, e.g. `/space tomorrow 20:00 | Weekly AMA`.",
         "title.empty": "Give your Space a title, e.g. `/space tomorrow 20:00 Weekly AMA`.",
+        "title.missing": "I read the time as {when}, but found no title. Add it after the time, e.g. "
+        "`/space tomorrow 20:00 Weekly AMA`.",
         "title.too_long": "That title is {length} characters long; keep it under {limit}.",
         "title.invalid": "Titles can't contain control characters — please type it again.",
         "description.too_long": "That description is {length} characters long; keep it under {limit}.",
@@ -51,8 +72,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "status.ended": "over",
         "status.cancelled": "cancelled",
         # --- replies to the actor ---
-        "reply.scheduled": "Scheduled ✓ “{title}” — {when}. Share it: {link}",
-        "reply.rescheduled": "Rescheduled ✓ “{title}” — now {when}.",
+        # time and title on lines of their own, so that a misreading of either shows (core/confirmations.py)
+        "reply.scheduled": "Scheduled ✓\nTitle: {title}\nTime: {when}\nShare it: {link}",
+        "reply.rescheduled": "Rescheduled ✓\nTitle: {title}\nTime: {when}",
+        "reply.renamed": "Renamed ✓\nTitle: {title}\nTime: {when}",
+        "reply.fix": "Wrong title? `/rename {space_id} <new title>` · Wrong time? `/reschedule {space_id} <new time>`",
         "reply.cancelled": "Cancelled “{title}”. Its {count} subscribers are being told.",
         "reply.cancelled#one": "Cancelled “{title}”. Its subscriber is being told.",
         "reply.cancelled#zero": "Cancelled “{title}”. Nobody had subscribed yet.",
@@ -102,7 +126,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "Schedule one in a group or here: `/space tomorrow 20:00 Weekly AMA`.",
         "help": "`/space <when> <title>` — schedule (or just `/space` and I'll ask)\n"
         "`/spaces` — upcoming Spaces here\n"
-        "`/reschedule <id> <when>` · `/cancel <id>` · `/live <id>` · `/end <id>` — host and admins\n"
+        "`/reschedule <id> <when>` · `/rename <id> <title>` · `/cancel <id>` · `/live <id>` · `/end <id>` — "
+        "host and admins\n"
         "`/tz <zone>` — your time zone (now {zone}) · `/chattz <zone>` — this chat's (admins)",
         "ask.title": "What's the title of your Space? (reply to this message)",
         "ask.time": "When does “{title}” start? e.g. `tomorrow 20:00`, `in 2 hours`, `friday 18:30 Europe/Paris`",
@@ -110,14 +135,15 @@ TEXTS: dict[str, dict[str, str]] = {
         "list.item": "{marker}{title} — {when} · id `{space_id}`",
         "usage.id": "Tell me which Space: `/{command} <id>` — `/spaces` lists them.",
         "usage.reschedule": "Usage: `/reschedule <id> <new time>`, e.g. `/reschedule <id> tomorrow 21:00`.",
+        "usage.rename": "Usage: `/rename <id> <new title>`, e.g. `/rename <id> Weekly AMA #2`.",
         "usage.tz": "Usage: `/tz Europe/Paris` (an IANA time zone name).",
         "reply.zone_set": "Your time zone is now {zone}.",
         "reply.community_zone_set": "This chat's default time zone is now {zone}.",
         "reply.open_dm": "🔔 Reminder set! Press Start in our private chat so I can message you; "
         "until then I'll mention you here.",
         "reply.live_now": "“{title}” is live right now — join: {link}",
-        "reply.host_open_dm": "Scheduled ✓ “{title}”. Tap below and press Start, so I can send you your "
-        "reminders privately (otherwise I'll mention you here).",
+        "reply.host_open_dm": "Tap below and press Start, so I can send you your reminders privately "
+        "(otherwise I'll mention you here).",
         "button.get_reminders": "🔔 Get my reminders",
         "perm.admins_only": "Only admins of this chat can change its settings.",
         "conversation.cancelled": "OK, nothing was scheduled.",
@@ -136,6 +162,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "  /start <id>   /end <id>          go live / finish (host or moderator)\n"
         "  /cancel <id>                     cancel a scheduled Space\n"
         "  /reschedule <id> <when>          move it, e.g. /reschedule abcd234567 friday 18:00\n"
+        "  /rename <id> <title>             give it a new title, e.g. /rename abcd234567 Weekly AMA #2\n"
         '  /as <name>                       act as someone else (you are "{host}", the host; try /as alice)\n'
         "  /mod on|off                      give the acting user moderator rights\n"
         "  /tz <zone>                       your time zone, e.g. /tz Europe/Paris (now {zone})\n"
@@ -174,7 +201,32 @@ TEXTS: dict[str, dict[str, str]] = {
         "Ajoutez le décalage pour choisir : {alternatives}.",
         "time.past": "Cette heure ({when}) est déjà passée — choisissez une heure à venir.",
         "time.too_far": "C'est trop loin : on peut programmer un Space jusqu'à {days} jours à l'avance.",
+        "time.bad_clock": "« {time} » n'est pas une heure : les heures vont de 0 à 23 (de 1 à 12 avec am/pm) et "
+        "les minutes de 0 à 59 — par ex. `20h` ou `20:00`.",
+        "time.bad_date": "« {date} » n'est pas une date du calendrier — vérifiez le jour et le mois (le jour "
+        "d'abord : `24/12`, ou avec le nom du mois : `24 déc.`).",
+        "time.two_days": "« {text} » désigne deux jours différents : {first} et {second}. Gardez seulement "
+        "celui que vous voulez.",
+        "time.two_times": "Ces deux heures diffèrent : {first} et {second}. Gardez seulement celle que vous "
+        "voulez.",
+        "time.which_hour": "« {text} » peut vouloir dire {choices} — écrivez l'heure sur 24 heures, par ex. `20h`.",
+        "time.which_date": "« {text} » peut être {choices} — écrivez le mois en toutes lettres, par ex. "
+        "`1er déc.` ou `12 janv.`.",
+        "time.which_day": "« {text} » peut vouloir dire {choices} — précisez le jour, par ex. avec sa date : "
+        "`1er déc. 20h`.",
+        "time.which_zone": "Je ne sais pas ce que « {zone} » veut dire ici : {choices}. Écrivez le fuseau par "
+        "son nom (`Europe/London`) ou son décalage (`UTC+1`) — ou, si « {zone} » fait partie du titre, mettez "
+        "le titre après `|` : `/space demain 20h | {zone} …`.",
+        "time.vague": "« {text} » est trop vague pour lancer un Space — donnez une heure, par ex. "
+        "`dans 30 minutes` ou `demain 20h`.",
+        "time.no_unit": "« {text} » — minutes ou heures ? par ex. `{text} minutes`.",
+        "time.recurring": "« {text} » se répète, mais un Space n'a lieu qu'une fois : donnez sa date, par ex. "
+        "`lundi 20h`, et programmez les suivants plus tard.",
+        "time.unclear_split": "Je n'arrive pas à séparer l'heure du titre dans « {text} ». Mettez l'heure d'abord "
+        "et le titre après `|`, par ex. `/space demain 20h | AMA hebdo`.",
         "title.empty": "Donnez un titre à votre Space, par ex. `/space demain 20h AMA hebdo`.",
+        "title.missing": "J'ai lu l'heure : {when}, mais pas de titre. Ajoutez-le après l'heure, par ex. "
+        "`/space demain 20h AMA hebdo`.",
         "title.too_long": "Ce titre fait {length} caractères ; limitez-le à {limit}.",
         "title.invalid": "Un titre ne peut pas contenir de caractères de contrôle — retapez-le.",
         "description.too_long": "Cette description fait {length} caractères ; limitez-la à {limit}.",
@@ -195,8 +247,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "status.live": "en direct",
         "status.ended": "terminé",
         "status.cancelled": "annulé",
-        "reply.scheduled": "Programmé ✓ « {title} » — {when}. À partager : {link}",
-        "reply.rescheduled": "Reprogrammé ✓ « {title} » — désormais {when}.",
+        "reply.scheduled": "Programmé ✓\nTitre : {title}\nHeure : {when}\nÀ partager : {link}",
+        "reply.rescheduled": "Reprogrammé ✓\nTitre : {title}\nHeure : {when}",
+        "reply.renamed": "Renommé ✓\nTitre : {title}\nHeure : {when}",
+        "reply.fix": "Mauvais titre ? `/rename {space_id} <nouveau titre>` · Mauvaise heure ? "
+        "`/reschedule {space_id} <nouvelle heure>`",
         "reply.cancelled": "« {title} » est annulé. Ses {count} abonnés sont prévenus.",
         "reply.cancelled#one": "« {title} » est annulé. Son abonné est prévenu.",
         "reply.cancelled#zero": "« {title} » est annulé. Personne ne s'y était encore abonné.",
@@ -246,7 +301,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "Programmez-en un dans un groupe ou ici : `/space demain 20h AMA hebdo`.",
         "help": "`/space <quand> <titre>` — programmer (ou juste `/space` et je vous demande)\n"
         "`/spaces` — les Spaces à venir ici\n"
-        "`/reschedule <id> <quand>` · `/cancel <id>` · `/live <id>` · `/end <id>` — hôte et admins\n"
+        "`/reschedule <id> <quand>` · `/rename <id> <titre>` · `/cancel <id>` · `/live <id>` · `/end <id>` — "
+        "hôte et admins\n"
         "`/tz <fuseau>` — votre fuseau (actuellement {zone}) · `/chattz <fuseau>` — celui du groupe (admins)",
         "ask.title": "Quel est le titre de votre Space ? (répondez à ce message)",
         "ask.time": "Quand commence « {title} » ? par ex. `demain 20h`, `dans 2 heures`, `vendredi 18h30 Europe/Paris`",
@@ -254,14 +310,15 @@ TEXTS: dict[str, dict[str, str]] = {
         "list.item": "{marker}{title} — {when} · id `{space_id}`",
         "usage.id": "Dites-moi quel Space : `/{command} <id>` — `/spaces` les liste.",
         "usage.reschedule": "Usage : `/reschedule <id> <nouvelle heure>`, par ex. `/reschedule <id> demain 21h`.",
+        "usage.rename": "Usage : `/rename <id> <nouveau titre>`, par ex. `/rename <id> AMA hebdo n°2`.",
         "usage.tz": "Usage : `/tz Europe/Paris` (un nom de fuseau IANA).",
         "reply.zone_set": "Votre fuseau horaire est désormais {zone}.",
         "reply.community_zone_set": "Le fuseau par défaut de ce groupe est désormais {zone}.",
         "reply.open_dm": "🔔 Rappel activé ! Appuyez sur Démarrer dans notre conversation privée pour que je puisse "
         "vous écrire ; en attendant je vous mentionnerai ici.",
         "reply.live_now": "« {title} » est en direct — rejoignez : {link}",
-        "reply.host_open_dm": "Programmé ✓ « {title} ». Touchez ci-dessous puis Démarrer, pour que je vous "
-        "envoie vos rappels en privé (sinon je vous mentionnerai ici).",
+        "reply.host_open_dm": "Touchez ci-dessous puis Démarrer, pour que je vous envoie vos rappels en privé "
+        "(sinon je vous mentionnerai ici).",
         "button.get_reminders": "🔔 Recevoir mes rappels",
         "perm.admins_only": "Seuls les admins de ce groupe peuvent changer ses réglages.",
         "conversation.cancelled": "D'accord, rien n'a été programmé.",
@@ -280,6 +337,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "  /start <id>   /end <id>          démarrer / terminer (hôte ou modérateur)\n"
         "  /cancel <id>                     annuler un Space programmé\n"
         "  /reschedule <id> <quand>         le déplacer, par ex. /reschedule abcd234567 vendredi 18h\n"
+        "  /rename <id> <titre>             lui donner un nouveau titre, par ex. /rename abcd234567 AMA hebdo n°2\n"
         "  /as <nom>                        agir au nom de quelqu'un d'autre (vous êtes « {host} », l'hôte ; "
         "essayez /as alice)\n"
         "  /mod on|off                      donner les droits de modérateur à l'utilisateur actuel\n"

@@ -176,15 +176,7 @@ class ConsoleRepl:
             space = await self._spaces.schedule(
                 ScheduleSpace(actor=actor, chat=self._chat, title="", when_text=cmd.text, tz=me.tz)
             )
-            self._say(
-                t(
-                    loc,
-                    "reply.scheduled",
-                    title=space.title,
-                    when=self._when(space, loc),
-                    link=self._links.space(space.id),
-                )
-            )
+            self._say(self._manage.scheduled(space, loc).text)
             self._say(t(loc, "console.scheduled_hint", space_id=space.id))
         elif isinstance(cmd, tr.ListSpaces):
             found = await self._spaces.upcoming(self._chat)
@@ -215,6 +207,11 @@ class ConsoleRepl:
         elif isinstance(cmd, tr.Reschedule):
             reply = await self._manage.reschedule(
                 user, loc, cmd.space_id, cmd.when_text, is_moderator=self._moderator(me)
+            )
+            self._say(reply.text)
+        elif isinstance(cmd, tr.Rename):
+            reply = await self._manage.rename(
+                user, loc, cmd.space_id, cmd.title, is_moderator=self._moderator(me)
             )
             self._say(reply.text)
 

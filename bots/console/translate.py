@@ -54,6 +54,12 @@ class Reschedule:
 
 
 @dataclass(frozen=True, slots=True)
+class Rename:
+    space_id: str
+    title: str
+
+
+@dataclass(frozen=True, slots=True)
 class ActAs:
     name: str
 
@@ -111,6 +117,7 @@ Command = (
     | End
     | Cancel
     | Reschedule
+    | Rename
     | ActAs
     | SetModerator
     | SetZone
@@ -161,6 +168,11 @@ def parse(line: str) -> Command:
         if not space_id or not when.strip():
             return _problem("console.usage.reschedule")
         return Reschedule(space_id, when.strip())
+    if verb == "rename":
+        space_id, _, title = rest.partition(" ")
+        if not space_id or not title.strip():
+            return Problem("Usage: /rename <id> <new title>, e.g. /rename abcd234567 Weekly AMA #2")
+        return Rename(space_id, title.strip())
     if verb == "as":
         name = rest.split(" ", 1)[0].lstrip("@") if rest else ""
         if not name or len(name) > _NAME_MAX or not all(c.isalnum() or c in "_-." for c in name):

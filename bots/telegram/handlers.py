@@ -98,6 +98,7 @@ class Handlers:
         for name, verb in _VERBS.items():  # one handler each: the verb never depends on parsing the text
             app.add_handler(CommandHandler(name, functools.partial(self.on_manage, verb=verb, command=name)))
         app.add_handler(CommandHandler("reschedule", self.on_reschedule))
+        app.add_handler(CommandHandler("rename", self.on_rename))
         app.add_handler(CommandHandler("tz", self.on_tz))
         app.add_handler(CommandHandler("chattz", self.on_chat_tz))
         app.add_handler(CommandHandler("help", self.on_help))
@@ -118,6 +119,7 @@ class Handlers:
             ("space", "Programmer un Space" if fr else "Schedule a Space"),
             ("spaces", "Spaces à venir ici" if fr else "Upcoming Spaces here"),
             ("reschedule", "Reprogrammer un Space" if fr else "Reschedule a Space"),
+            ("rename", "Renommer un Space" if fr else "Rename a Space"),
             ("cancel", "Annuler un Space" if fr else "Cancel a Space"),
             ("live", "Démarrer un Space" if fr else "Start a Space now"),
             ("end", "Terminer un Space" if fr else "End a live Space"),
@@ -284,21 +286,21 @@ class Handlers:
         except UserError as e:
             self._answer(update, self._error(locale, e), locale=locale)
             return False
-        if chat.type == "private":
-            # in a group the card itself is the confirmation; in a DM say where to share it from
-            when = format_local(space.starts_at, space.tz, locale)
-            link = self._links.space(space.id)
-            text = t(locale, "reply.scheduled", title=space.title, when=when, link=link)
-            self._answer(update, text, locale=locale)
-            return True
-        profile = await self._profiles.get(user)
-        if not (profile and profile.dm_reachable):
-            # host reminders take the subscribers' path: the deep link opens the DM (and says "you're the host")
-            button = Action(
-                t(locale, "button.get_reminders"), ActionKind.URL, tr.deep_link(self._tg.username, space.id)
-            )
-            text = t(locale, "reply.host_open_dm", title=space.title)
-            self._answer(update, text, locale=locale, actions=(button,))
+        # what was understood, title and time apart, with the one-step fixes: a misreading shows at once
+        text = self._manage.scheduled(space, locale).text
+        if chat.type != "private":
+            profile = await self._profiles.get(user)
+            if not (profile and profile.dm_reachable):
+                # host reminders take the subscribers' path: the deep link opens the DM ("you're the host")
+                button = Action(
+                    t(locale, "button.get_reminders"),
+                    ActionKind.URL,
+                    tr.deep_link(self._tg.username, space.id),
+                )
+                text += "\n\n" + t(locale, "reply.host_open_dm")
+                self._answer(update, text, locale=locale, actions=(button,))
+                return True
+        self._answer(update, text, locale=locale)
         return True
 
     async def _is_our_question(self, draft: _Draft, chat_id: int, message_id: int) -> bool:
@@ -415,6 +417,25 @@ class Handlers:
             locale,
             self._manage.reschedule(
                 user, locale, space_id, when, is_moderator=self._is_mod, request_id=self._request_id(update)
+            ),
+        )
+
+    async def on_rename(self, update: Update, context: Ctx) -> None:
+        if await self._refuse_anonymous(update):
+            return
+        who = await self._who(update)
+        if who is None:
+            return
+        user, locale = who
+        space_id, title = tr.split_id(" ".join(context.args or []))
+        if space_id is None or not title:
+            self._answer(update, t(locale, "usage.rename"), locale=locale)
+            return
+        await self._reply_with(
+            update,
+            locale,
+            self._manage.rename(
+                user, locale, space_id, title, is_moderator=self._is_mod, request_id=self._request_id(update)
             ),
         )
 

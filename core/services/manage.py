@@ -10,7 +10,16 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from core.commands import CancelSpace, EndSpace, RescheduleSpace, StartSpace, Subscribe, Unsubscribe
+from core import confirmations
+from core.commands import (
+    CancelSpace,
+    EndSpace,
+    RenameSpace,
+    RescheduleSpace,
+    StartSpace,
+    Subscribe,
+    Unsubscribe,
+)
 from core.errors import UserError
 from core.models import Space, SpaceStatus
 from core.notices import Verb
@@ -19,7 +28,6 @@ from core.refs import ChatRef, UserRef
 from core.rules import Actor
 from core.services.spaces import SpaceService, SubscribeResult
 from core.texts import t
-from core.timeparse import format_local
 
 ModeratorCheck = Callable[[ChatRef, UserRef], Awaitable[bool]]
 
@@ -98,8 +106,27 @@ class ManageService:
         space = await self._spaces.reschedule(
             RescheduleSpace(actor, space_id, when_text, request_id=request_id)
         )
-        when = format_local(space.starts_at, space.tz, locale)
-        return Reply(t(locale, "reply.rescheduled", title=space.title, when=when), space)
+        return Reply(confirmations.rescheduled(space, locale), space)
+
+    async def rename(
+        self,
+        user: UserRef,
+        locale: str,
+        space_id: str,
+        title: str,
+        *,
+        is_moderator: ModeratorCheck,
+        request_id: str | None = None,
+    ) -> Reply:
+        """``/rename <id> <new title>``: the one-step fix for a title that came out wrong."""
+        space = await self._spaces.get(space_id)
+        actor = await self.actor_for(user, space, locale, is_moderator)
+        space = await self._spaces.rename(RenameSpace(actor, space_id, title, request_id=request_id))
+        return Reply(confirmations.renamed(space, locale), space)
+
+    def scheduled(self, space: Space, locale: str) -> Reply:
+        """The reply to whoever scheduled ``space``: its title and time apart, its link, the fixes."""
+        return Reply(confirmations.scheduled(space, locale, self._links.space(space.id)), space)
 
     async def subscribe(
         self, user: UserRef, locale: str, space_id: str, via_chat: ChatRef | None = None

@@ -16,6 +16,7 @@ from core import rules
 from core.commands import (
     CancelSpace,
     EndSpace,
+    RenameSpace,
     RescheduleSpace,
     ScheduleSpace,
     StartSpace,
@@ -134,12 +135,12 @@ class SpaceService:
             else:
                 space_id = self._new_id()
             tz = await self._zone(uow, cmd.actor.user, cmd.chat, cmd.tz)
-            if title:
-                parsed = parse_when(cmd.when_text, now=now, tz=tz)
-            else:
-                parsed, rest = split_when_and_title(cmd.when_text, now=now, tz=tz)
-                title = rules.clean_title(rest)
             locale = pick_locale(cmd.actor.locale)
+            if title:
+                parsed = parse_when(cmd.when_text, now=now, tz=tz, locale=locale)
+            else:  # a time alone is refused by the parser (title.missing), showing the time it read
+                parsed, rest = split_when_and_title(cmd.when_text, now=now, tz=tz, locale=locale)
+                title = rules.clean_title(rest)
             rules.check_start_time(parsed.at, now, format_local(parsed.at, parsed.tz, locale))
             # one schedule per host at a time, until commit: 15 concurrent /space commands on PostgreSQL
             # must not all count 9 open Spaces and all insert (check-then-insert needs the lock)
@@ -180,8 +181,8 @@ class SpaceService:
             rules.check_may_manage(cmd.actor, space, "reschedule")
             rules.check_transition(space, "reschedule")
             tz = check_zone(cmd.tz) if cmd.tz else space.tz
-            parsed = parse_when(cmd.when_text, now=now, tz=tz)
             locale = pick_locale(cmd.actor.locale)
+            parsed = parse_when(cmd.when_text, now=now, tz=tz, locale=locale)
             shown = format_local(parsed.at, parsed.tz, locale)
             rules.check_start_time(parsed.at, now, shown)
             if parsed.at == space.starts_at:
@@ -204,6 +205,31 @@ class SpaceService:
             )
             await uow.commit()
         self._wake.arm(now)
+        self._arm(rows)
+        return space
+
+    async def rename(self, cmd: RenameSpace) -> Space:
+        """Give a scheduled or live Space a new title (host or moderator); its cards show it. Idempotent on
+        the request id; the same title again changes nothing."""
+        now = self._clock.now()
+        title = rules.clean_title(cmd.title)
+        rows: list[Delivery] = []
+        async with self._uow() as uow:
+            if await self._seen(uow, cmd.actor.user, cmd.request_id):
+                return await self._load(uow, cmd.space_id)
+            space = await self._load(uow, cmd.space_id, for_update=True)
+            rules.check_may_manage(cmd.actor, space, "edit")
+            rules.check_transition(space, "edit")
+            if title != space.title:
+                # a fresh edit key per rename: A -> B -> A must edit the card three times
+                tag = f"title-{self._new_id()}"
+                space.title = title
+                await uow.spaces.save(space)
+                rows = await self._card_edits(uow, space, now, tag=tag)
+                await uow.deliveries.add(rows)
+            await uow.commit()
+        if rows:
+            log.info("renamed", extra={"space_id": space.id})
         self._arm(rows)
         return space
 

@@ -65,10 +65,13 @@ async def test_schedule_subscribe_remind_start(service: Service) -> None:
     await repl.handle("/space schedule tomorrow 20:00 Weekly AMA")
     await settle(service)  # the card was due at once: the waker ran the engine
     text = output(service)
-    assert "Scheduled ✓ “Weekly AMA” — Thu 26 Nov 2026, 20:00 UTC." in text
-    assert "[#main] card 1 · Weekly AMA" in text
     (space,) = await service.spaces.upcoming(ChatRef(Platform.CONSOLE, "main"))
-    assert f"https://spaces.test/s/{space.id}" in text
+    assert (
+        "Scheduled ✓\nTitle: Weekly AMA\nTime: Thu 26 Nov 2026, 20:00 UTC\n"
+        f"Share it: https://spaces.test/s/{space.id}\n"
+        f"Wrong title? `/rename {space.id} <new title>` · Wrong time? `/reschedule {space.id} <new time>`"
+    ) in text
+    assert "[#main] card 1 · Weekly AMA" in text
     assert f"[🔔 Set reminder: /subscribe {space.id}]" in text
 
     await repl.handle("/as alice")
@@ -122,7 +125,7 @@ async def test_moderator_can_cancel_and_list(service: Service) -> None:
     await repl.handle("/as bob")
     await repl.handle("/mod on")
     await repl.handle(f"/reschedule {space.id} 2026-12-02 18:30")
-    assert "Rescheduled ✓ “Launch party”" in output(service)
+    assert "Rescheduled ✓\nTitle: Launch party\nTime: Wed 2 Dec 2026, 18:30 CET\n" in output(service)
     await repl.handle(f"/cancel {space.id}")
     assert "Cancelled “Launch party”. Nobody had subscribed yet." in output(service)  # not "being told"
 
@@ -191,6 +194,43 @@ async def test_no_subscribers_is_said_plainly(service: Service) -> None:
     (space,) = await service.spaces.upcoming(ChatRef(Platform.CONSOLE, "main"))
     await repl.handle(f"/start {space.id}")
     assert "You're live 🟣 “Lonely AMA” — nobody has subscribed yet: share the link!" in output(service)
+
+
+async def test_a_misread_is_fixed_in_one_step_each(service: Service) -> None:
+    """Every schedule reply shows the title and the time apart, and the one command that fixes each."""
+    repl = service.repl
+    assert repl is not None
+    await repl.handle("/tz Europe/Paris")
+    await repl.handle("/space tomorrow 8pm Evening prayers")
+    await settle(service)  # the card is in the chat
+    (space,) = await service.spaces.upcoming(ChatRef(Platform.CONSOLE, "main"))
+    assert "Title: Evening prayers\nTime: Thu 26 Nov 2026, 20:00 CET" in output(service)
+    await repl.handle(f"/rename {space.id} Evening prayers (week 2)")
+    await settle(service)
+    text = output(service)
+    assert "Renamed ✓\nTitle: Evening prayers (week 2)\nTime: Thu 26 Nov 2026, 20:00 CET" in text
+    assert "(edited card 1) Evening prayers (week 2)" in text  # the card in the chat follows
+    await repl.handle(f"/reschedule {space.id} tomorrow 21:00")
+    assert "Title: Evening prayers (week 2)\nTime: Thu 26 Nov 2026, 21:00 CET" in output(service)
+    await repl.handle("/as alice")
+    await repl.handle(f"/rename {space.id} Mine now")
+    assert "Only the host or a moderator of this community can edit this Space." in output(service)
+    assert (await service.spaces.get(space.id)).title == "Evening prayers (week 2)"
+
+
+async def test_a_time_without_a_title_says_what_was_read(service: Service) -> None:
+    repl = service.repl
+    assert repl is not None
+    await repl.handle("/space in 3 hours")
+    await repl.handle("/lang fr")
+    await repl.handle("/space demain 20h")
+    text = output(service)
+    assert "I read the time as Wed 25 Nov 2026, 19:00 UTC, but found no title." in text
+    assert "J'ai lu l'heure : jeu. 26 nov. 2026, 20:00 UTC, mais pas de titre." in text
+    assert await service.spaces.upcoming(ChatRef(Platform.CONSOLE, "main")) == []
+    await repl.handle("/space in 3 hours Second")  # issue 10: "Second" is the title, not part of the time
+    (space,) = await service.spaces.upcoming(ChatRef(Platform.CONSOLE, "main"))
+    assert space.title == "Second"
 
 
 async def test_repl_reads_a_stream_until_quit(tmp_path: Path) -> None:

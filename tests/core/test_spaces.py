@@ -9,6 +9,7 @@ import pytest
 from core.commands import (
     CancelSpace,
     EndSpace,
+    RenameSpace,
     RescheduleSpace,
     ScheduleSpace,
     StartSpace,
@@ -214,8 +215,9 @@ async def test_permissions_host_and_moderators_only(core_env: CoreEnv) -> None:
 @pytest.mark.parametrize(
     ("when", "title", "error", "key"),
     [
-        ("tomorrow 20:00", "", InvalidTitle, "title.empty"),
-        ("tomorrow 20:00", "   \n\t ", InvalidTitle, "title.empty"),
+        # an empty title: the text is read as "<when> <title>", and a time alone is refused showing the time
+        ("tomorrow 20:00", "", InvalidTitle, "title.missing"),
+        ("tomorrow 20:00", "   \n\t ", InvalidTitle, "title.missing"),
         ("tomorrow 20:00", "x" * (TITLE_MAX + 1), InvalidTitle, "title.too_long"),
         ("tomorrow 20:00", "bell\x07", InvalidTitle, "title.invalid"),
         ("2026-11-24 20:00", "Past", InvalidTime, "time.past"),
@@ -332,3 +334,71 @@ async def test_unsubscribing_withdraws_what_was_still_on_its_way(core_env: CoreE
     await core_env.spaces.unsubscribe(Unsubscribe(alice, space.id))  # …and she changes her mind at once
     await core_env.run()
     assert not core_env.platform.dms_to(alice)
+
+
+# ------------------------------------------------------------------------------------------------ rename
+
+
+async def test_rename_changes_the_title_and_every_card(core_env: CoreEnv) -> None:
+    space = await schedule(core_env, title="Evening")  # say "Evening prayers" was read as a time word
+    await core_env.run()
+    renamed = await core_env.spaces.rename(RenameSpace(core_env.actor(), space.id, "  Evening   prayers "))
+    assert renamed.title == "Evening prayers" and renamed.starts_at == space.starts_at
+    assert renamed.revision == space.revision  # the reminders planned for this time stay valid
+    assert (await core_env.spaces.get(space.id)).title == "Evening prayers"
+    await core_env.run()
+    assert core_env.platform.of("edit")[-1].notice.title == "Evening prayers"
+    # the host's reminders say the new title
+    core_env.clock.set(space.starts_at - timedelta(minutes=30))
+    await core_env.run()
+    (dm,) = core_env.platform.dms_to(core_env.host)
+    assert "“Evening prayers”" in dm.notice.title
+
+
+async def test_rename_back_and_forth_edits_the_card_each_time(core_env: CoreEnv) -> None:
+    """Edit keys must not collide (A -> B -> A at one instant): the card always shows the last title."""
+    space = await schedule(core_env, title="A")
+    await core_env.run()
+    for title in ("B", "A", "B"):
+        await core_env.spaces.rename(RenameSpace(core_env.actor(), space.id, title))
+        await core_env.run()
+        assert core_env.platform.of("edit")[-1].notice.title == title
+    assert len(core_env.platform.of("edit")) == 3
+
+
+async def test_rename_is_idempotent_and_a_same_title_changes_nothing(core_env: CoreEnv) -> None:
+    space = await schedule(core_env)
+    await core_env.run()
+    cmd = RenameSpace(core_env.actor(), space.id, "Monthly AMA", request_id="upd:7")
+    await core_env.spaces.rename(cmd)
+    await core_env.spaces.rename(cmd)  # the platform retried the same request
+    await core_env.spaces.rename(RenameSpace(core_env.actor(), space.id, "Monthly AMA"))
+    await core_env.run()
+    assert len(core_env.platform.of("edit")) == 1
+
+
+async def test_rename_rules(core_env: CoreEnv) -> None:
+    space = await schedule(core_env)
+    with pytest.raises(NotAllowed):
+        await core_env.spaces.rename(RenameSpace(core_env.actor("mallory"), space.id, "Mine"))
+    with pytest.raises(InvalidTitle) as e:
+        await core_env.spaces.rename(RenameSpace(core_env.actor(), space.id, "  "))
+    assert e.value.key == "title.empty"
+    await core_env.spaces.rename(RenameSpace(core_env.actor("mod", mod=True), space.id, "By the mod"))
+    await core_env.spaces.start(StartSpace(core_env.actor(), space.id))
+    await core_env.spaces.rename(RenameSpace(core_env.actor(), space.id, "Live and renamed"))  # live: allowed
+    await core_env.spaces.end(EndSpace(core_env.actor(), space.id))
+    with pytest.raises(WrongState) as state:
+        await core_env.spaces.rename(RenameSpace(core_env.actor(), space.id, "Too late"))
+    assert (
+        t("fr", state.value.key, **state.value.params) == "Ce Space est terminé : impossible de le modifier."
+    )
+    assert (await core_env.spaces.get(space.id)).title == "Live and renamed"
+    with pytest.raises(NotFound):
+        await core_env.spaces.rename(RenameSpace(core_env.actor(), "nope", "x"))
+
+
+async def test_schedule_reads_the_text_in_the_actors_language_for_its_errors(core_env: CoreEnv) -> None:
+    with pytest.raises(InvalidTime) as e:
+        await schedule(core_env, when="hier 20h Bilan", title="", actor=core_env.actor(locale="fr"))
+    assert e.value.params == {"when": "mar. 24 nov. 2026, 20:00 CET"}

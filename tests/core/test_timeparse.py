@@ -13,8 +13,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from core.errors import InvalidTime
-from core.timeparse import ParsedTime, check_zone, format_local, parse_when, split_when_and_title
+from core.errors import InvalidTime, InvalidTitle
+from core.timeparse import (
+    MissingTitle,
+    ParsedTime,
+    check_zone,
+    format_local,
+    parse_when,
+    split_when_and_title,
+)
 
 NOW = datetime(2026, 11, 25, 16, 0, tzinfo=UTC)  # a Wednesday
 SATURDAY = datetime(2026, 11, 28, 15, 0, tzinfo=UTC)  # 16:00 in Paris
@@ -107,7 +114,7 @@ def error(text: str, zone: str = PARIS, now: datetime = NOW) -> InvalidTime:
         ("2026-12-01 18:30", NEW_YORK, (2026, 12, 1, 18, 30)),
         ("2026-12-01 18:30", KOLKATA, (2026, 12, 1, 18, 30)),
         ("1/12 18h30", PARIS, (2026, 12, 1, 18, 30)),
-        ("1/12 18:30", NEW_YORK, (2026, 12, 1, 18, 30)),  # day first everywhere
+        ("1/12 18:30", KOLKATA, (2026, 12, 1, 18, 30)),  # day first, except where month first is written too
         ("01/12/2026 18:30", PARIS, (2026, 12, 1, 18, 30)),
         ("le 1/12 à 18h30", PARIS, (2026, 12, 1, 18, 30)),
         ("1er déc. 18h30", PARIS, (2026, 12, 1, 18, 30)),
@@ -395,10 +402,6 @@ def test_abbreviations_must_be_capitals() -> None:
         "gibberish",
         "",
         "   ",
-        "31/02 20h",
-        "31/02/2027 20:00",
-        "32/12 20:00",
-        "tomorrow 25:00",
         "Weekly AMA",
         "x" * 200,
     ],
@@ -406,6 +409,35 @@ def test_abbreviations_must_be_capitals() -> None:
 def test_unreadable(text: str) -> None:
     e = error(text)
     assert (e.key, e.params) == ("time.unreadable", {"text": text, "example": "tomorrow 20:00"})
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "params"),
+    [
+        # the user typed a date or a time: say what is wrong with it, not "add a time" (issue 10)
+        ("31/02 20h", "time.bad_date", {"date": "31/02"}),
+        ("31/02/2027 20:00", "time.bad_date", {"date": "31/02/2027"}),
+        ("32/12 20:00", "time.bad_date", {"date": "32/12"}),
+        ("Feb 30 8pm", "time.bad_date", {"date": "Feb 30"}),
+        ("tomorrow 25:00", "time.bad_clock", {"time": "25:00"}),
+        ("tomorrow 20:75", "time.bad_clock", {"time": "20:75"}),
+        ("tomorrow 13pm", "time.bad_clock", {"time": "13pm"}),
+        ("demain 25h", "time.bad_clock", {"time": "25h"}),
+    ],
+)
+def test_a_wrong_date_or_clock_time_says_what_is_wrong(text: str, key: str, params: dict[str, str]) -> None:
+    e = error(text)
+    assert (e.key, e.params) == (key, params)
+
+
+@pytest.mark.parametrize("zone", [NEW_YORK, "America/Toronto", "America/Los_Angeles"])
+def test_day_or_month_first_is_asked_where_both_are_written(zone: str) -> None:
+    """1/12 is the 1st of December in Paris, but January 12th for most people in New York: never guessed."""
+    e = error("1/12 18:30", zone)
+    assert e.key == "time.which_date"
+    assert e.params == {"text": "1/12", "choices": ["Tue 1 Dec 2026", "Tue 12 Jan 2027"]}
+    check(parse("12/24 18:30", zone), zone, wall(zone, 2026, 12, 24, 18, 30))  # no other reading
+    check(parse("24/12 18:30", zone), zone, wall(zone, 2026, 12, 24, 18, 30))
 
 
 @pytest.mark.parametrize(
@@ -475,7 +507,6 @@ def test_now_must_be_aware() -> None:
         ("demain 20h Cet événement", (2026, 11, 26, 20, 0), "Cet événement"),
         ("tomorrow 20:00 ART exhibition", (2026, 11, 26, 20, 0), "ART exhibition"),  # not Argentina Time
         ("tomorrow 20:00 cet night", (2026, 11, 26, 20, 0), "cet night"),
-        ("tomorrow 20:00", (2026, 11, 26, 20, 0), ""),
         # title first, with a separator
         ("Weekly AMA | tomorrow 20:00", (2026, 11, 26, 20, 0), "Weekly AMA"),
         ("Weekly AMA|tomorrow 20:00", (2026, 11, 26, 20, 0), "Weekly AMA"),
@@ -536,6 +567,23 @@ def test_split_errors(text: str, key: str, params: dict[str, object] | None) -> 
         assert info.value.params == params
 
 
+@pytest.mark.parametrize(
+    ("text", "when"),
+    [
+        ("tomorrow 20:00", "Thu 26 Nov 2026, 20:00 CET"),
+        ("in 3 hours", "Wed 25 Nov 2026, 20:00 CET"),
+        ("demain 20h |", "Thu 26 Nov 2026, 20:00 CET"),
+    ],
+)
+def test_a_time_without_a_title_is_refused_showing_the_time(text: str, when: str) -> None:
+    """Reading a word of the title into the time would have emptied it ("in 3 hours Second"): a time alone is
+    refused, and the refusal shows what was understood."""
+    with pytest.raises(MissingTitle) as info:
+        split_when_and_title(text, now=NOW, tz=PARIS)
+    assert (info.value.key, info.value.params) == ("title.missing", {"when": when})
+    assert isinstance(info.value, InvalidTime) and isinstance(info.value, InvalidTitle)
+
+
 def test_split_resolves_ambiguity_with_an_abbreviation() -> None:
     parsed, title = split_when_and_title("2027-10-31 02:30 CET Night owls", now=NOW, tz=PARIS)
     assert (parsed.at, title) == (datetime(2027, 10, 31, 1, 30, tzinfo=UTC), "Night owls")
@@ -576,9 +624,13 @@ def test_format_local_round_trips_through_parse_when() -> None:
 
 
 def test_importing_does_no_work() -> None:
-    """dateparser (slow, loads data files) is imported on first parse, not when core is imported."""
+    """Importing core.timeparse reads no zone table (they load on first parse); dateparser, which it no longer
+    uses, is not imported at all."""
     root = Path(__file__).resolve().parents[2]
-    code = "import sys, core.timeparse; assert 'dateparser' not in sys.modules, 'imported at import time'"
+    code = (
+        "import sys, core.timeparse as tp; assert 'dateparser' not in sys.modules; "
+        "assert tp._zone_names.cache_info().currsize == 0, 'zone names read at import time'"
+    )
     subprocess.run([sys.executable, "-c", code], cwd=root, check=True, timeout=30)
 
 
@@ -597,3 +649,64 @@ def test_local_isoformat_round_trips(text: str, zone: str) -> None:
     """Adapters settle the time once, then hand the service ``parsed.local.isoformat()`` and ``parsed.tz``."""
     parsed = parse(text, zone)
     assert parse_when(parsed.local.isoformat(), now=NOW, tz=parsed.tz) == parsed
+
+
+# ----------------------------------------------------------------------------- time first, then a day word
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "title"),
+    [
+        ("8pm tomorrow AMA", (2026, 11, 26, 20, 0), "AMA"),
+        ("20h vendredi Apéro", (2026, 11, 27, 20, 0), "Apéro"),
+        ("7pm Friday Game night", (2026, 11, 27, 19, 0), "Game night"),  # English weekdays are capitalised
+        ("20:00 Today in AI", (2026, 11, 25, 20, 0), "Today in AI"),  # "Today" would change nothing
+        ("8pm Tonight Show watch party", (2026, 11, 25, 20, 0), "Tonight Show watch party"),
+    ],
+)
+def test_a_day_after_the_clock_time(text: str, expected: tuple[int, ...], title: str) -> None:
+    parsed, rest = split_when_and_title(text, now=NOW, tz=PARIS)
+    check(parsed, PARIS, wall(PARIS, *expected))
+    assert rest == title
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "8pm Friday Night Live",  # a name, or Friday night?
+        "7pm Sunday Morning Coffee",
+        "20h Vendredi Apéro",  # a French weekday is capitalised only at the head of a title
+        "8pm Tomorrow Land",
+        "8pm Weekly AMA tomorrow",  # the day at the end: whose is it?
+        "Friday Night Live tomorrow 9pm",
+    ],
+)
+def test_a_day_word_that_may_begin_the_title_is_asked_about(text: str) -> None:
+    with pytest.raises(InvalidTime) as info:
+        split_when_and_title(text, now=NOW, tz=PARIS)
+    assert info.value.key == "time.unclear_split"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "tomorrow 8pm ET / 5pm PT AMA",
+        "tomorrow 8pm ET/5pm PT AMA",
+        "tomorrow 8pm EST, 5pm PST AMA",
+        "tomorrow 8pm ET - 5pm PT AMA",
+        "tomorrow 8pm EST (5pm PST) AMA",
+        "tomorrow 20:00 UTC — 21:00 CET AMA",
+    ],
+)
+def test_the_same_time_on_two_clocks_is_read_once(text: str) -> None:
+    parsed, title = split_when_and_title(text, now=NOW, tz=PARIS)
+    assert (parsed.at.hour, title) == (20 if "UTC" in text else 1, "AMA")
+
+
+def test_two_clocks_that_disagree_are_asked_about() -> None:
+    with pytest.raises(InvalidTime) as info:
+        split_when_and_title("tomorrow 8pm EST, 6pm PST AMA", now=NOW, tz=PARIS)
+    assert info.value.params == {
+        "first": "Fri 27 Nov 2026, 02:00 CET",
+        "second": "Fri 27 Nov 2026, 03:00 CET",
+    }

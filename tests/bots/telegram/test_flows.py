@@ -220,6 +220,31 @@ async def test_a_blocked_subscriber_falls_back_to_a_mention_and_is_recorded(tg_e
     assert "1 messaged, 1 mentioned in the chat (DMs closed), 0 unreachable" in report.text
 
 
+async def test_the_schedule_reply_shows_time_and_title_apart_and_rename_fixes_the_title(
+    tg_env: TgEnv,
+) -> None:
+    host, group, card = await schedule_in_group(tg_env, "/space tomorrow 20:00 Today in AI")
+    space = await _space(tg_env, group)
+    confirmation = await tg_env.tg.wait_for_message(group, lambda m: "Scheduled ✓" in m.text)
+    # what was understood, each on its own line, and the one-step fixes
+    assert "Title: Today in AI\n" in confirmation.text
+    assert "Time: Thu 26 Nov 2026, 20:00 CET\n" in confirmation.text
+    assert f"/rename {space.id} <new title>" in confirmation.text
+    assert f"/reschedule {space.id} <new time>" in confirmation.text
+    await tg_env.tg.user_sends(host, group, f"/rename {space.id} Today in AI #2")
+    renamed = await tg_env.tg.wait_for_message(group, lambda m: "Renamed ✓" in m.text)
+    assert "Title: Today in AI #2\n" in renamed.text
+    await tg_env.deliver()
+    assert "Today in AI #2" in tg_env.tg.message(group, card.message_id).text  # the card follows
+    assert (await _space(tg_env, group)).title == "Today in AI #2"
+    # someone else may not rename it
+    other = tg_env.tg.create_user("Otto", started=True)
+    tg_env.tg.add_member(group, other)
+    await tg_env.tg.user_sends(other, group, f"/rename {space.id} Hijacked")
+    await tg_env.tg.wait_for_message(group, lambda m: "Only the host" in m.text)
+    assert (await _space(tg_env, group)).title == "Today in AI #2"
+
+
 async def test_a_host_who_never_opened_the_bot_is_offered_the_deep_link(tg_env: TgEnv) -> None:
     host, group, _card = await schedule_in_group(tg_env)
     space = await _space(tg_env, group)
