@@ -173,6 +173,19 @@ class WorkerHeartbeatRow(SQLModel, table=True):
     last_seen: datetime = Field(sa_type=UTCDateTime, nullable=False, index=True)
 
 
+class SendBudgetRow(SQLModel, table=True):
+    """The send budget every process shares (storage/budget.py): one row per platform, chat and group.
+    Times are seconds since the epoch on the budget's clock (PostgreSQL's, on PostgreSQL)."""
+
+    __tablename__ = "send_budget"
+
+    key: str = Field(primary_key=True, max_length=300)  # "telegram", "telegram:chat:<id>", "…:group:<id>"
+    tat: float = Field(default=0.0)  # spacing keys: the next free slot
+    slots: str = Field(default="")  # the platform's islands, or a group's last slots: ascending, spaced
+    held_until: float = Field(default=0.0)  # a 429's hold
+    expires: float = Field(default=0.0)  # when the row stops constraining anything (pruning)
+
+
 metadata = SQLModel.metadata
 space_t = SpaceRow.__table__  # type: ignore[attr-defined]
 subscription_t = SubscriptionRow.__table__  # type: ignore[attr-defined]
@@ -182,8 +195,19 @@ announcement_t = AnnouncementRow.__table__  # type: ignore[attr-defined]
 delivery_t = DeliveryRow.__table__  # type: ignore[attr-defined]
 inbound_t = InboundRequestRow.__table__  # type: ignore[attr-defined]
 heartbeat_t = WorkerHeartbeatRow.__table__  # type: ignore[attr-defined]
+send_budget_t = SendBudgetRow.__table__  # type: ignore[attr-defined]
 
-TABLES = (space_t, subscription_t, user_t, community_t, announcement_t, delivery_t, inbound_t, heartbeat_t)
+TABLES = (
+    space_t,
+    subscription_t,
+    user_t,
+    community_t,
+    announcement_t,
+    delivery_t,
+    inbound_t,
+    heartbeat_t,
+    send_budget_t,
+)
 
 
 def include_object_for(dialect_name: str) -> Any:

@@ -37,7 +37,7 @@ from bots.telegram.handlers import Handlers
 from bots.telegram.render import Rendered, render, render_mentions
 from core.errors import ChatUnavailable, RateLimited, RecipientUnreachable, TransientError
 from core.notices import Notice
-from core.ports import Clock, Links
+from core.ports import Budget, Clock, Links
 from core.refs import ChatRef, MessageRef, Platform, UserRef
 from core.services.manage import ManageService
 from core.services.profiles import ProfileService
@@ -47,6 +47,10 @@ from core.texts import t
 log = logging.getLogger(__name__)
 
 WEBHOOK_PATH = "/telegram/webhook"
+# How long a reply may wait, in all, for the send budget and for Telegram's flood limits (a group's 20/min can
+# mean most of a minute) before it is given up, loudly: an answer later than this answers nothing any more.
+REPLY_PATIENCE = 90.0
+REPLY_ATTEMPTS = 30  # and at most this many flood rejections (a retry_after of 0 must not spin)
 ALLOWED_UPDATES = ["message", "callback_query", "my_chat_member"]
 T = TypeVar("T")
 
@@ -78,9 +82,11 @@ class TelegramPlatform:
         clock: Clock,
         receive: bool = True,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        budget: Budget | None = None,
     ) -> None:
         self.config = config
         self._sleep = sleep
+        self._budget = budget  # replies are paced with the deliveries (None: only 429s pace them)
         self._receive = receive  # False in worker-only processes: they send, the web process receives
         self._handlers = Handlers(
             self,
@@ -280,10 +286,20 @@ class TelegramPlatform:
         return MessageRef(Platform.TELEGRAM, str(msg.chat_id), str(msg.message_id))
 
     async def reply(self, chat_id: int, rendered: Rendered, *, reply_to: int | None = None) -> int | None:
-        """An answer to someone who just wrote to us (not a delivery: no outbox). A flood limit is waited
-        out a few times — a burst of commands in one group must still get every answer. Returns the sent
-        message's id (None if it could not be sent)."""
-        for _ in range(4):
+        """An answer to someone who just wrote to us (not a delivery: no outbox). Paced by the same budget
+        as the deliveries — every process's sends count against the same limits — and a flood limit is
+        waited out, then tried again, up to REPLY_PATIENCE seconds in all: a burst of commands in one group
+        still gets every answer. Returns the sent message's id (None if it could not be sent)."""
+        chat = str(chat_id)
+        waited = 0.0
+        attempts = 0
+        while attempts < REPLY_ATTEMPTS:
+            attempts += 1
+            if self._budget is not None:
+                got = await self._budget.acquire(Platform.TELEGRAM, chat, max_wait=REPLY_PATIENCE - waited)
+                if got < 0:
+                    break
+                waited += got
             try:
                 msg = await self.app.bot.send_message(
                     chat_id,
@@ -297,11 +313,28 @@ class TelegramPlatform:
                 return int(msg.message_id)
             except RetryAfter as e:
                 wait = e.retry_after
-                await self._sleep(wait.total_seconds() if isinstance(wait, timedelta) else float(wait))
+                seconds = wait.total_seconds() if isinstance(wait, timedelta) else float(wait)
+                log.warning("reply rate limited; retrying in %.0f s", seconds, extra={"chat_id": chat_id})
+                if self._budget is not None:
+                    # as the engine does: a group's 429 holds that group, a private chat's the whole platform
+                    # (we pace chats ourselves: it was the global limit) — in every process
+                    await self._budget.penalise(
+                        Platform.TELEGRAM, seconds, chat=chat if chat_id < 0 else None
+                    )
+                    continue  # the next acquire waits the hold out
+                if waited + seconds > REPLY_PATIENCE:
+                    break
+                await self._sleep(seconds)
+                waited += seconds
             except TelegramError as e:
                 log.warning("reply failed: %s", e, extra={"chat_id": chat_id})
                 return None
-        log.warning("reply dropped after repeated flood limits", extra={"chat_id": chat_id})
+        log.warning(
+            "reply given up: flood limits for %.0f s (%d attempts)",
+            waited,
+            attempts,
+            extra={"chat_id": chat_id},
+        )
         return None
 
     async def _send(self, chat_id: int, r: Rendered, *, to_user: bool) -> Message:

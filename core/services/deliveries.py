@@ -445,6 +445,8 @@ class DeliveryEngine:
             if row.lease_until
             else MAX_INLINE_WAIT
         )
+        if chat is None and row.kind.to_user:  # a DM lands in a private chat, whose per-chat limit counts too
+            chat = parse_user(row.recipient).id
         waited = await self._budget.acquire(row.platform, chat, max_wait=max(0.0, min(MAX_INLINE_WAIT, left)))
         if waited < 0:
             raise _NotYet(-waited)
@@ -482,7 +484,7 @@ class DeliveryEngine:
         """A 429. For a chat's message, hold back that chat (one busy group must not stall every DM of
         the platform); for a DM, the platform-wide limit was hit: hold back the whole platform."""
         self._obs.rate_limited(row.platform)
-        self._budget.penalise(row.platform, e.retry_after, chat=chat)
+        await self._budget.penalise(row.platform, e.retry_after, chat=chat)
         due = self._clock.now() + timedelta(seconds=e.retry_after)
         await self._settle(row, DeliveryStatus.PENDING, error=str(e), due_at=due, refund=True)
 

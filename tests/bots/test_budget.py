@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bots.runtime.budget import Rate, TokenBucketBudget
@@ -44,14 +46,6 @@ async def test_global_rate_paces_a_fan_out(ft: FakeTime) -> None:
     assert ft.now == pytest.approx(10.0, abs=0.2)
 
 
-async def test_workers_share_the_global_limit(ft: FakeTime) -> None:
-    b = budget(ft)
-    b.set_share(4)
-    for _ in range(103):
-        await b.acquire(Platform.TELEGRAM)
-    assert ft.now == pytest.approx(40.0, rel=0.05)  # 2.5/s each: four of us make 10/s together
-
-
 async def test_per_chat_limit(ft: FakeTime) -> None:
     b = budget(ft, rate=100, burst=100, chat=Rate(1.0, 1.0))
     for _ in range(5):
@@ -64,7 +58,7 @@ async def test_per_chat_limit(ft: FakeTime) -> None:
 
 async def test_penalty_after_a_429_holds_every_sender(ft: FakeTime) -> None:
     b = budget(ft)
-    b.penalise(Platform.TELEGRAM, 5.0)
+    await b.penalise(Platform.TELEGRAM, 5.0)
     waited = await b.acquire(Platform.TELEGRAM)
     assert waited == pytest.approx(5.0)
 
@@ -100,7 +94,7 @@ async def test_global_defaults_fit_a_sliding_second(ft: FakeTime) -> None:
 
 async def test_a_chat_429_holds_back_that_chat_only(ft: FakeTime) -> None:
     b = budget(ft, chat=Rate(100, 100))
-    b.penalise(Platform.TELEGRAM, 30.0, chat="-100")
+    await b.penalise(Platform.TELEGRAM, 30.0, chat="-100")
     assert await b.acquire(Platform.TELEGRAM, "7") == 0  # other chats and DMs go on
     assert await b.acquire(Platform.TELEGRAM) == 0
     assert await b.acquire(Platform.TELEGRAM, "-100") == pytest.approx(30.0)
@@ -118,3 +112,43 @@ def test_paid_telegram_broadcasts_lift_the_telegram_rate_only() -> None:
         paid[Platform.TELEGRAM] == PAID_TELEGRAM
         and paid[Platform.DISCORD] == DEFAULT_GLOBAL[Platform.DISCORD]
     )
+
+
+def test_paid_telegram_broadcasts_lift_the_shared_telegram_rate_only() -> None:
+    from bots.app import shared_limits
+    from bots.runtime.budget import PAID_TELEGRAM_SHARED, SHARED_LIMITS
+    from config.settings import Settings
+
+    free = shared_limits(Settings.from_env({}))
+    paid = shared_limits(Settings.from_env({"TELEGRAM_PAID_BROADCAST": "true"}))
+    assert free == SHARED_LIMITS
+    assert (
+        paid[Platform.TELEGRAM] == PAID_TELEGRAM_SHARED and paid[Platform.DISCORD] == free[Platform.DISCORD]
+    )
+    assert 1 / PAID_TELEGRAM_SHARED.interval > 900
+
+
+def test_the_budget_is_shared_whenever_another_process_can_send() -> None:
+    from bots.app import Role, shares_budget
+    from config.settings import Settings
+
+    sqlite = Settings.from_env({"DATABASE_URL": "sqlite:///x.db"})
+    pg = Settings.from_env({"DATABASE_URL": "postgresql://u@h/db"})
+    assert not shares_budget(sqlite, Role.RUN)  # one process alone: in memory
+    assert shares_budget(sqlite, Role.WORKER) and shares_budget(sqlite, Role.WEB)  # web + worker on one file
+    assert all(shares_budget(pg, role) for role in Role)
+
+
+async def test_the_composition_root_picks_the_budget_by_role(tmp_path: Path) -> None:
+    from bots.app import Role, build
+    from config.settings import Settings
+    from storage.budget import SqlBudget
+
+    url = f"sqlite:///{tmp_path / 'spaces.db'}"
+    for role, shared in ((Role.RUN, False), (Role.WEB, True), (Role.WORKER, True)):
+        service = await build(Settings.from_env({"DATABASE_URL": url, "PORT": "0"}), role=role)
+        try:
+            assert isinstance(service.budget, SqlBudget) is shared
+            assert service.engine._budget is service.budget
+        finally:
+            await service.stop()

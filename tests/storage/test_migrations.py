@@ -22,6 +22,7 @@ EXPECTED_TABLES = {
     "delivery",
     "inbound_request",
     "worker_heartbeat",
+    "send_budget",
 }
 
 
