@@ -463,7 +463,7 @@ async def build(
         if db.dialect.name == "postgresql":
             # its own small pool, without the pre-ping: one round trip per send, not two
             budget_db = make_engine(
-                normalize_url(settings.database_url), pool_pre_ping=False, pool_size=2, max_overflow=6
+                normalize_url(settings.database_url), pool_pre_ping=False, pool_size=2, max_overflow=2
             )
         budget = SqlBudget(budget_db or db, shared_limits(settings))
     else:

@@ -69,6 +69,11 @@ CHANNEL: Final = "spaces_budget"
 RECHECK_AFTER: Final = 1.0
 #: rows whose every rule ended this long ago are deleted by :meth:`SqlBudget.prune`
 PRUNE_AFTER: Final = 60.0
+#: a send that wakes more than this after its slot gives the slot up and takes another (see acquire);
+#: part of the platform margin's room for jitter, the rest is for the network and the platform
+LATE_LIMIT: Final = 0.010
+MAX_MISSED: Final = 3  # … at most this many times in a row: then it goes, late
+_DRIFT: Final = 1e-4  # how fast two clocks may drift apart (s/s): ages the clock-offset estimate
 _HOLDS_KEPT: Final = 10_000  # holds heard from other processes, kept in memory (LRU)
 _LISTEN_RETRY: Final = 5.0  # seconds between attempts to (re)open the listening connection
 
@@ -188,6 +193,7 @@ class SqlBudget:
         clock: Callable[[], float] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         listen: bool = True,
+        late_limit: float = LATE_LIMIT,
     ) -> None:
         self._engine = engine
         self._pg = engine.dialect.name == "postgresql"
@@ -201,7 +207,10 @@ class SqlBudget:
         self._listener_driver: Any = None  # the asyncpg connection under it (its health is checked per send)
         self._listen_again_at = 0.0
         self._listen_lock = asyncio.Lock()
+        self.late_limit = late_limit
+        self._offset: tuple[float, float, float] | None = None  # (error bound, database − local, taken at)
         self.reserves = 0  # round trips taken for reservations (the benchmark and tests read it)
+        self.missed = 0  # slots given up because we woke too late for them
 
     # ------------------------------------------------------------------ core.ports.Budget
 
@@ -213,16 +222,46 @@ class SqlBudget:
             return 0.0  # a platform without limits (the console)
         keys = limits.keys(platform, chat)
         await self._ensure_listener()
-        r = await self._reserve(limits, keys, max_wait)
-        if not r.granted:
-            return -r.wait
-        if r.wait > 0:
-            await self._sleep(r.wait)
-        if await self._held_meanwhile(keys, r):
-            # a 429 elsewhere while we waited: the slot is given up (wasted, never doubled), ask again
-            rest = await self.acquire(platform, chat, max_wait=max(0.0, max_wait - r.wait))
-            return rest if rest < 0 else r.wait + rest
-        return r.wait
+        waited = 0.0
+        missed = 0
+        while True:
+            t0 = self._local()
+            r = await self._reserve(limits, keys, max_wait - waited)
+            t1 = self._local()
+            if not r.granted:
+                return -r.wait
+            target = self._local_slot(r, t0, t1)  # the slot on our clock: sleep until it, not for `wait`
+            delay = target - self._local()
+            if delay > 0:
+                await self._sleep(delay)
+            waited += r.wait
+            if await self._held_meanwhile(keys, r):
+                continue  # a 429 elsewhere while we waited: the slot is given up, the next is after the hold
+            late = self._local() - target
+            if late > self.late_limit and missed < MAX_MISSED:
+                # we woke too late (a busy loop, a slow round trip): sent now, this message could crowd
+                # the window of the slots that follow ours. Give the slot up (wasted, never doubled).
+                missed += 1
+                self.missed += 1
+                log.debug("budget: slot missed by %.3f s; taking another", late)
+                continue
+            return waited
+
+    def _local(self) -> float:
+        return self._clock() if self._clock is not None else time.time()
+
+    def _local_slot(self, r: Reservation, t0: float, t1: float) -> float:
+        """Our clock's time for the slot. PostgreSQL reads its own clock: its offset to ours is estimated
+        NTP-style from the round trips (the tightest one wins, allowing for drift as it ages), so a reply we
+        read late does not make us send late."""
+        if not self._pg or self._clock is not None:
+            return r.slot  # the slot was computed on our clock
+        db_now = r.slot - r.wait
+        error = (t1 - t0) / 2
+        best = self._offset
+        if best is None or error <= best[0] + (t1 - best[2]) * _DRIFT:
+            self._offset = best = (error, db_now - (t0 + t1) / 2, t1)
+        return r.slot - best[1]
 
     async def penalise(self, platform: Platform, retry_after: float, *, chat: str | None = None) -> None:
         limits = self._limits.get(platform)
@@ -306,13 +345,13 @@ class SqlBudget:
     async def _reserve_sqlite(
         self, limits: SendLimits, keys: tuple[str, str | None, str | None], max_wait: float
     ) -> Reservation:
-        now = self._db_now_param()
-        assert now is not None
         wanted = [k for k in keys if k is not None]
         t = send_budget_t.c
         async with self._engine.connect() as conn:
             conn = await conn.execution_options(**WRITE_TX)
             async with conn.begin():
+                now = self._db_now_param()  # once the write lock is ours
+                assert now is not None
                 rows = (await conn.execute(select(send_budget_t).where(t.key.in_(wanted)))).all()
                 found = {r.key: KeyState(r.tat, _slots_parse(r.slots), r.held_until) for r in rows}
                 states = [found.get(k, KeyState()) if k is not None else None for k in keys]

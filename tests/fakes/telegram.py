@@ -42,10 +42,12 @@ from aiohttp import web
 from tests.fakes.telegram_spec import BotApiSpec, EntityParseError, load_spec, parse_html, utf16_len
 
 __all__ = [
+    "STRICT_LIMITS",
     "ApiCall",
     "ApiError",
     "CallbackQueryRecord",
     "RateRule",
+    "SendAttempt",
     "TelegramEmulator",
     "TgChat",
     "TgMessage",
@@ -138,6 +140,27 @@ class RateRule:
 
     limit: int
     window: float
+
+
+#: Telegram's flood limits read strictly, for tests that judge pacing: its Bots FAQ asks for no more than one
+#: message per second in a chat ("short bursts" may pass — nothing to count on), about 30 messages per second
+#: in all, and 20 messages per minute in a group. ``TelegramEmulator(**STRICT_LIMITS)``. (The default
+#: ``chat_rate``, 3 in any 3 s, tolerates the short bursts.)
+STRICT_LIMITS: dict[str, RateRule] = {
+    "global_rate": RateRule(30, 1.0),
+    "chat_rate": RateRule(1, 1.0),
+    "group_rate": RateRule(20, 60.0),
+}
+
+
+@dataclass(frozen=True)
+class SendAttempt:
+    """A message that met the flood limits: accepted, or refused with 429 (see ``send_attempts``)."""
+
+    time: float  # emulator clock
+    chat_id: int
+    accepted: bool
+    retry_after: int | None = None
 
 
 @dataclass
@@ -319,6 +342,17 @@ def _short(obj: Any, limit: int = 300) -> str:
 
 def _canon(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, ensure_ascii=False)
+
+
+def _max_in_window(times: Iterable[float], window: float) -> int:
+    """The most of ``times`` in any window ``(t - window, t]``."""
+    ordered = sorted(times)
+    best = lo = 0
+    for hi, t in enumerate(ordered):
+        while ordered[lo] <= t - window:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
 
 
 def _update_kind(update: dict[str, Any]) -> str | None:
@@ -744,6 +778,47 @@ class TelegramEmulator:
             return list(self.api_calls)
         low = method.lower()
         return [c for c in self.api_calls if c.method.lower() == low]
+
+    def send_attempts(self) -> list[SendAttempt]:
+        """Every message the bot tried to land in a chat (the flood-limited methods), in arrival order:
+        accepted, or refused with 429. Pacing is judged on these — what the bot *tried* — since the emulator
+        refuses whatever is over a limit, so the accepted ones alone always look within limits."""
+        out = []
+        for c in self.api_calls:
+            if c.method.lower() not in RATE_LIMITED_METHODS or not (c.ok or c.error_code == 429):
+                continue
+            chat_id: Any = c.params.get("chat_id")
+            result = c.result[0] if isinstance(c.result, list) and c.result else c.result
+            if isinstance(result, dict) and isinstance(result.get("chat"), dict):
+                chat_id = result["chat"]["id"]
+            with contextlib.suppress(TypeError, ValueError):
+                out.append(SendAttempt(c.time, int(chat_id), c.ok, c.retry_after))
+        return out
+
+    def max_in_window(
+        self, window: float, *, chat: int | None = None, where: Callable[[int], bool] | None = None
+    ) -> int:
+        """The most send attempts in any sliding window ``(t - window, t]`` (how the flood limits count):
+        all chats together, one ``chat``, or the busiest chat among those ``where(chat_id)`` selects."""
+        attempts = self.send_attempts()
+        if chat is not None:
+            return _max_in_window([a.time for a in attempts if a.chat_id == chat], window)
+        if where is None:
+            return _max_in_window([a.time for a in attempts], window)
+        per_chat: dict[int, list[float]] = {}
+        for a in attempts:
+            if where(a.chat_id):
+                per_chat.setdefault(a.chat_id, []).append(a.time)
+        return max((_max_in_window(times, window) for times in per_chat.values()), default=0)
+
+    def window_maxima(self) -> dict[str, int]:
+        """Send attempts in the busiest window of each of Telegram's limits (compare with STRICT_LIMITS)."""
+        return {
+            "all chats, any 1 s": self.max_in_window(1.0),
+            "one private chat, any 1 s": self.max_in_window(1.0, where=lambda c: c > 0),
+            "one group, any 1 s": self.max_in_window(1.0, where=lambda c: c < 0),
+            "one group, any 60 s": self.max_in_window(60.0, where=lambda c: c < 0),
+        }
 
     def messages_in(
         self, chat: TgChat | int, *, include_deleted: bool = False, include_service: bool = False

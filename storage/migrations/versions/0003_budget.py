@@ -47,7 +47,7 @@ CREATE OR REPLACE FUNCTION spaces_budget_acquire(
     OUT wait double precision, OUT slot double precision, OUT granted boolean)
 LANGUAGE plpgsql SET extra_float_digits = 1 AS $fn$
 DECLARE
-    v_now double precision := coalesce(p_now, extract(epoch from clock_timestamp())::double precision);
+    v_now double precision;
     g send_budget;
     c send_budget;
     r send_budget;
@@ -62,6 +62,8 @@ DECLARE
 BEGIN
     -- lock order: the platform's row first (so every acquire queues there: no deadlock), then chat, group
     g := spaces_budget_row(p_platform);
+    -- now, once the platform's row is ours: time spent queueing for the lock is not counted twice
+    v_now := coalesce(p_now, extract(epoch from clock_timestamp())::double precision);
     islands := coalesce(string_to_array(nullif(g.slots, ''), ' ')::double precision[], '{}');
     base := greatest(v_now, g.held_until);
     earliest := base;
