@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
 
-from bots.runtime.budget import Rate, TokenBucketBudget
+from bots.runtime.budget import Rate, TokenBucketBudget, Unlimited
 from core.refs import Platform
+from tests.conftest import CoreEnv
 
 
 class FakeTime:
@@ -152,3 +154,32 @@ async def test_the_composition_root_picks_the_budget_by_role(tmp_path: Path) -> 
             assert service.engine._budget is service.budget
         finally:
             await service.stop()
+
+
+async def test_a_dm_counts_against_its_private_chats_limit(core_env: CoreEnv) -> None:
+    """A DM lands in the person's private chat: the engine asks the budget for that chat (the user's id,
+    which is also the private chat's id on Telegram), so a DM and a reply to the same person are spaced."""
+    from core.commands import ScheduleSpace, StartSpace, Subscribe
+    from core.refs import UserRef
+
+    env = core_env
+    asked: list[str | None] = []
+
+    class Recording(Unlimited):
+        async def acquire(
+            self, platform: Platform, chat: str | None = None, *, max_wait: float = math.inf
+        ) -> float:
+            asked.append(chat)
+            return 0.0
+
+    env.engine._budget = Recording()
+    space = await env.spaces.schedule(ScheduleSpace(env.actor(), env.chat, "Weekly AMA", "2026-11-25 20:00"))
+    alice = UserRef(env.chat.platform, "alice")
+    await env.spaces.subscribe(Subscribe(alice, space.id))
+    await env.run()
+    asked.clear()
+    await env.spaces.start(StartSpace(env.actor(), space.id))
+    await env.run()
+    assert "alice" in asked  # the live notice to alice
+    assert env.chat.id in asked  # the card's edit, in the chat
+    assert None not in asked

@@ -342,3 +342,48 @@ async def test_the_database_clock_is_the_default_on_postgresql(engines: Callable
         assert LIMITS.chat_interval - 0.5 < second <= LIMITS.chat_interval
     finally:
         await b.close()
+
+
+# ------------------------------------------------------------------------------------------ waking on time
+
+
+async def test_a_send_that_wakes_too_late_for_its_slot_takes_another(
+    engines: Callable[[], AsyncEngine],
+) -> None:
+    """Sent 50 ms after its slot, a message would crowd the window of the slots after it: the slot is given
+    up (wasted, never doubled) and the send takes a new one."""
+    ft = FakeTime(advancing=False)
+    b = budget(engines(), ft)
+    for i in range(5):
+        await b.acquire(TG, str(i))  # a queue: five slots taken, the next is 5 intervals ahead
+    ft.advancing = True
+
+    async def busy() -> None:
+        ft.now += 0.05  # the process was busy: it wakes 50 ms late
+
+    ft.during_sleep = busy
+    first = 5 * LIMITS.interval
+    # the new slot also keeps chat 9's spacing from the one given up (a cost of one message, never a risk)
+    second = LIMITS.chat_interval - 0.05
+    assert await b.acquire(TG, "9") == pytest.approx(first + second, abs=1e-4)
+    assert b.missed == 1
+    assert ft.slept[-2:] == [pytest.approx(first, abs=1e-4), pytest.approx(second, abs=1e-4)]
+    other = budget(engines(), ft)
+    assert await other.acquire(TG, "10", max_wait=0) == pytest.approx(-LIMITS.interval, abs=1e-4)
+
+
+async def test_the_database_clocks_offset_is_taken_from_the_tightest_round_trip(
+    engines: Callable[[], AsyncEngine],
+) -> None:
+    from storage.budget import Reservation
+
+    engine = engines()
+    if engine.dialect.name != "postgresql":
+        pytest.skip("only PostgreSQL has a clock of its own")
+    b = SqlBudget(engine, {TG: LIMITS})
+    # the database said "now is 1000.0, your slot is 0.5 s ahead"; the round trip took 2 ms on our clock
+    assert b._local_slot(Reservation(0.5, 1000.5, True), 10.0, 10.002) == pytest.approx(10.501, abs=1e-9)
+    # a slow round trip later (200 ms) tells less: the first estimate stands
+    assert b._local_slot(Reservation(0.5, 1001.5, True), 11.0, 11.2) == pytest.approx(11.501, abs=1e-9)
+    # a tighter one replaces it
+    assert b._local_slot(Reservation(0.0, 1002.0, True), 12.0, 12.0) == pytest.approx(12.0, abs=1e-9)
