@@ -175,7 +175,8 @@ class WorkerHeartbeatRow(SQLModel, table=True):
 
 class SendBudgetRow(SQLModel, table=True):
     """The send budget every process shares (storage/budget.py): one row per platform, chat and group.
-    Times are seconds since the epoch on the budget's clock (PostgreSQL's, on PostgreSQL)."""
+    Times are seconds since the epoch on the budget's clock (PostgreSQL's, on PostgreSQL). On PostgreSQL the
+    migration makes the table UNLOGGED: rewritten at every send, it needs no WAL and no disk flush."""
 
     __tablename__ = "send_budget"
 

@@ -103,7 +103,7 @@ class Fleet:
             if asyncio.iscoroutine(result) or isinstance(result, Awaitable):
                 result = await result
             if result:
-                return result  # type: ignore[return-value]
+                return result
             if self.crashed():
                 raise AssertionError(f"{self.crashed()} exited while waiting for {what}\n{self.log_tail()}")
             if loop.time() > deadline:

@@ -33,7 +33,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 import aiohttp
 import pytest_asyncio
@@ -146,7 +146,13 @@ class RateRule:
 #: message per second in a chat ("short bursts" may pass — nothing to count on), about 30 messages per second
 #: in all, and 20 messages per minute in a group. ``TelegramEmulator(**STRICT_LIMITS)``. (The default
 #: ``chat_rate``, 3 in any 3 s, tolerates the short bursts.)
-STRICT_LIMITS: dict[str, RateRule] = {
+class FloodLimits(TypedDict):
+    global_rate: RateRule
+    chat_rate: RateRule
+    group_rate: RateRule
+
+
+STRICT_LIMITS: FloodLimits = {
     "global_rate": RateRule(30, 1.0),
     "chat_rate": RateRule(1, 1.0),
     "group_rate": RateRule(20, 60.0),
