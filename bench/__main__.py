@@ -8,7 +8,9 @@
    Floor: about a second (ENGINE.md promise 3). Also the process's RSS growth while holding them all:
    the waker holds only the next due time, so it must stay flat (promise 4).
 
-    python -m bench [--quick] [--only throughput|lateness] [--backend sqlite|postgres]
+3. the send budget shared by every process (bench/budget.py): acquires/s, pacing, a fan-out end to end.
+
+    python -m bench [--quick] [--only throughput|lateness|budget] [--backend sqlite|postgres]
 """
 
 from __future__ import annotations
@@ -362,12 +364,16 @@ async def amain(args: argparse.Namespace) -> None:
                 f"(floor ≤ {LATENESS_FLOOR:.0f} s) {'OK' if r['p99'] <= LATENESS_FLOOR else 'ABOVE'}; "
                 f"RSS growth while armed {r['rss_growth_mb']:.1f} MiB for {int(r['future_rows']):,} future rows"
             )
+    if args.only in (None, "budget") and "postgres" in backends:
+        from bench.budget import run as budget_benchmarks  # the shared send budget: bench/budget.py
+
+        await budget_benchmarks(args.quick, None)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(prog="python -m bench")
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", choices=["throughput", "lateness"])
+    ap.add_argument("--only", choices=["throughput", "lateness", "budget"])
     ap.add_argument("--backend", choices=["sqlite", "postgres"])
     asyncio.run(amain(ap.parse_args()))
 
