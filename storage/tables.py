@@ -165,7 +165,7 @@ class InboundRequestRow(SQLModel, table=True):
 
 
 class WorkerHeartbeatRow(SQLModel, table=True):
-    """Live workers, so that each takes an equal slice of a platform's global send rate."""
+    """Live workers (the spaces_live_workers metric)."""
 
     __tablename__ = "worker_heartbeat"
 
