@@ -42,7 +42,9 @@ DEFAULT_GLOBAL: dict[Platform, Rate] = {
 # TELEGRAM_PAID_BROADCAST: Telegram lets paid broadcasts through at up to 1,000 messages/s
 PAID_TELEGRAM = Rate(900.0, 50.0)
 DEFAULT_PER_CHAT: dict[Platform, Rate] = {
-    Platform.TELEGRAM: Rate(1.0, 3.0),  # 1/s per chat, short bursts tolerated
+    Platform.TELEGRAM: Rate(
+        0.8, 1.0
+    ),  # 1/s per chat read strictly (no burst), as the shared budget: 1.25 s apart
     Platform.SLACK: Rate(1.0, 3.0),
     Platform.DISCORD: Rate(1.0, 4.0),  # 5 messages / 5 s per channel
 }

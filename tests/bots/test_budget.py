@@ -85,6 +85,15 @@ async def test_telegram_groups_get_at_most_20_messages_a_minute(ft: FakeTime) ->
     assert ft.now - before < 1
 
 
+async def test_a_telegram_chat_gets_at_most_one_message_in_any_second(ft: FakeTime) -> None:
+    b = TokenBucketBudget(monotonic=ft.monotonic, sleep=ft.sleep)  # production defaults: no burst
+    stamps = []
+    for _ in range(5):
+        await b.acquire(Platform.TELEGRAM, "42")
+        stamps.append(ft.now)
+    assert max(sum(1 for t in stamps if s <= t < s + 1) for s in stamps) == 1
+
+
 async def test_global_defaults_fit_a_sliding_second(ft: FakeTime) -> None:
     b = TokenBucketBudget(monotonic=ft.monotonic, sleep=ft.sleep)
     stamps = []
