@@ -27,12 +27,20 @@ skipped after its wait), never doubled.
 **Atomic, one round trip.** PostgreSQL: one call of the ``spaces_budget_acquire`` function (migration
 0003_budget), which locks the rows in a fixed order (platform, chat, group: every caller locks the platform's
 row first, so no two acquires can deadlock) and runs the same algorithm as :func:`plan` — the Python reference,
-used as is on SQLite inside ``BEGIN IMMEDIATE``. The tests run both on the same scenarios.
+used as is on SQLite inside ``BEGIN IMMEDIATE``. The tests run both on the same scenarios. Each process keeps
+one connection with the call prepared on it and makes one reservation at a time (they queue on the
+platform's row anyway); the table is UNLOGGED (no disk flush per send).
 
-**Time base.** PostgreSQL: the database server's clock (``clock_timestamp()``), so processes on several
-machines share one clock and no clock skew between them can break a window; the wait comes back as a
-duration, which each process sleeps on its own clock. SQLite is one machine: its wall clock. Tests inject a
-controllable clock (``clock=``), passed to the database explicitly.
+**Time base.** PostgreSQL: the database server's clock (``clock_timestamp()``, read once the platform's row
+is locked), so processes on several machines share one clock and no clock skew between them can break a
+window. Each process estimates the offset of that clock to its own NTP-style, from its tightest round trip,
+and sleeps until the slot on its own clock — not for the returned wait, which a reply read late would turn
+into a late send. SQLite is one machine: its wall clock. Tests inject a controllable clock (``clock=``),
+passed to the database explicitly.
+
+**Late wake-ups.** A message that leaves well after its slot crowds the window of the slots after it (the
+margin in ``interval`` is all the room there is). A send that wakes more than :data:`LATE_LIMIT` after its
+slot gives it up (wasted, never doubled) and takes another.
 
 **429s.** :meth:`SqlBudget.penalise` stores ``held_until`` on the platform's (or the chat's) row: every later
 acquire, in every process, gets a slot after it. Sends already waiting for a slot learn of it too: on

@@ -163,7 +163,7 @@ STRICT_LIMITS: FloodLimits = {
 class SendAttempt:
     """A message that met the flood limits: accepted, or refused with 429 (see ``send_attempts``)."""
 
-    time: float  # emulator clock
+    time: float  # emulator clock: when the flood limits judged it (else when it was answered)
     chat_id: int
     accepted: bool
     retry_after: int | None = None
@@ -179,6 +179,7 @@ class ApiCall:
     error_code: int | None = None
     description: str | None = None
     retry_after: int | None = None
+    flood_time: float | None = None  # when the flood limits judged it (emulator clock), if they did
 
     @property
     def ok(self) -> bool:
@@ -457,6 +458,7 @@ class TelegramEmulator:
 
         # machinery
         self._windows: dict[tuple[str, int], deque[float]] = {}
+        self._flood_time: float | None = None
         self._faults: list[_Fault] = []
         self._handlers: dict[str, Handler] = {}
         self._user_ids = itertools.count(1_000_001)
@@ -798,15 +800,22 @@ class TelegramEmulator:
             if isinstance(result, dict) and isinstance(result.get("chat"), dict):
                 chat_id = result["chat"]["id"]
             with contextlib.suppress(TypeError, ValueError):
-                out.append(SendAttempt(c.time, int(chat_id), c.ok, c.retry_after))
+                at = c.flood_time if c.flood_time is not None else c.time
+                out.append(SendAttempt(at, int(chat_id), c.ok, c.retry_after))
         return out
 
     def max_in_window(
-        self, window: float, *, chat: int | None = None, where: Callable[[int], bool] | None = None
+        self,
+        window: float,
+        *,
+        chat: int | None = None,
+        where: Callable[[int], bool] | None = None,
+        accepted_only: bool = False,
     ) -> int:
-        """The most send attempts in any sliding window ``(t - window, t]`` (how the flood limits count):
-        all chats together, one ``chat``, or the busiest chat among those ``where(chat_id)`` selects."""
-        attempts = self.send_attempts()
+        """The most send attempts (or only accepted messages) in any sliding window ``(t - window, t]`` (how
+        the flood limits count): all chats together, one ``chat``, or the busiest chat among those
+        ``where(chat_id)`` selects."""
+        attempts = [a for a in self.send_attempts() if a.accepted or not accepted_only]
         if chat is not None:
             return _max_in_window([a.time for a in attempts if a.chat_id == chat], window)
         if where is None:
@@ -817,13 +826,15 @@ class TelegramEmulator:
                 per_chat.setdefault(a.chat_id, []).append(a.time)
         return max((_max_in_window(times, window) for times in per_chat.values()), default=0)
 
-    def window_maxima(self) -> dict[str, int]:
-        """Send attempts in the busiest window of each of Telegram's limits (compare with STRICT_LIMITS)."""
+    def window_maxima(self, *, accepted_only: bool = False) -> dict[str, int]:
+        """Send attempts (or accepted messages) in the busiest window of each of Telegram's limits
+        (compare with STRICT_LIMITS)."""
+        a = accepted_only
         return {
-            "all chats, any 1 s": self.max_in_window(1.0),
-            "one private chat, any 1 s": self.max_in_window(1.0, where=lambda c: c > 0),
-            "one group, any 1 s": self.max_in_window(1.0, where=lambda c: c < 0),
-            "one group, any 60 s": self.max_in_window(60.0, where=lambda c: c < 0),
+            "all chats, any 1 s": self.max_in_window(1.0, accepted_only=a),
+            "one private chat, any 1 s": self.max_in_window(1.0, where=lambda c: c > 0, accepted_only=a),
+            "one group, any 1 s": self.max_in_window(1.0, where=lambda c: c < 0, accepted_only=a),
+            "one group, any 60 s": self.max_in_window(60.0, where=lambda c: c < 0, accepted_only=a),
         }
 
     def messages_in(
@@ -1039,6 +1050,8 @@ class TelegramEmulator:
         return web.json_response(body, status=error.code)
 
     def _record(self, call: ApiCall) -> None:
+        # the instant the flood limits judged this call (set by check_flood during the same handler run)
+        call.flood_time, self._flood_time = self._flood_time, None
         self.api_calls.append(call)
         self._call_event.set()
         self._call_event = asyncio.Event()
@@ -1188,7 +1201,7 @@ class TelegramEmulator:
         """Sliding-window flood limits: global, per chat, per group. Raises 429 with ``retry_after``."""
         if not self.rate_limits:
             return
-        now = self.clock()
+        now = self._flood_time = self.clock()
         rules: list[tuple[tuple[str, int], RateRule]] = [
             (("paid", 0), self.paid_global_rate) if paid else (("global", 0), self.global_rate),
             (("chat", chat_id), self.chat_rate),
