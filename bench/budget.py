@@ -163,7 +163,7 @@ async def fanout(url: str, n: int) -> dict[str, float]:
     from storage.db import make_session_factory
     from storage.notify import PgWakeChannel
     from storage.stores import unit_of_work_factory
-    from tests.delivery.fleet import Fleet
+    from tests.delivery.fleet import Fleet, steady_emulator
     from tests.fakes.telegram import STRICT_LIMITS, TelegramEmulator
 
     db = make_engine(url)
@@ -185,7 +185,7 @@ async def fanout(url: str, n: int) -> dict[str, float]:
             )
             for fan in fans:
                 await spaces.subscribe(Subscribe(user_ref(fan.id), space.id, via_chat=chat_ref(group.id)))
-            with tempfile.TemporaryDirectory() as logs:
+            with tempfile.TemporaryDirectory() as logs, steady_emulator():
                 fleet = Fleet(url, tg, Path(logs))
                 try:
                     for i in range(PROCESSES):

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import re
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -109,6 +110,23 @@ class Fleet:
             if loop.time() > deadline:
                 raise AssertionError(f"not within {within:.0f} s: {what}\n{self.log_tail()}")
             await asyncio.sleep(0.1)
+
+
+@contextlib.contextmanager
+def steady_emulator() -> Iterator[None]:
+    """The emulator plays a remote server and stamps arrival times: a full collection of this process's
+    heap (the emulator's world, every call recorded) can pause it ~100 ms, then stamp the queued requests
+    all at once — a burst that was never sent. Freeze what exists (only new objects are scanned) and
+    collect the young generations only while the fleet runs."""
+    gc.collect()
+    gc.freeze()
+    thresholds = gc.get_threshold()
+    gc.set_threshold(thresholds[0], thresholds[1], 1_000_000)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
 
 
 _MENTION = re.compile(r"tg://user\?id=(\d+)")

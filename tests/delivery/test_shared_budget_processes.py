@@ -30,7 +30,7 @@ from storage.migrate import upgrade
 from storage.notify import PgWakeChannel
 from storage.stores import unit_of_work_factory
 from tests.databases import new_database
-from tests.delivery.fleet import Fleet, mentioned
+from tests.delivery.fleet import Fleet, mentioned, steady_emulator
 from tests.fakes.telegram import STRICT_LIMITS, SendAttempt, TelegramEmulator, TgMessage, TgUser
 
 WORKERS = 4
@@ -88,7 +88,8 @@ async def test_telegrams_limits_hold_across_four_workers_and_the_web_process(
     async with TelegramEmulator(**STRICT_LIMITS) as tg:
         fleet = Fleet(pg_url, tg, tmp_path / "logs")
         try:
-            await _run(tg, fleet, spaces)
+            with steady_emulator():
+                await _run(tg, fleet, spaces)
         finally:
             codes = await fleet.stop()
             await channel.close()
