@@ -279,7 +279,8 @@ class Budget(Protocol):
         self, platform: Platform, chat: str | None = None, *, max_wait: float = math.inf
     ) -> float:
         """Wait until a send to ``platform`` (and to ``chat``, for per-chat limits) is within budget, and
-        take that send's share. Returns the seconds waited. If the wait would be longer than ``max_wait``,
+        take that send's share. ``chat`` is where the message lands: a chat's id, or for a DM the person's
+        private chat (keyed by the user's id). Returns the seconds waited. If the wait would be longer than ``max_wait``,
         take nothing, wait not at all, and return minus the wait needed: the caller comes back then.
         (A hold that another process sets while this one waits can still end the wait that way: the
         seconds already waited are then lost, never the limit.)"""
