@@ -20,7 +20,10 @@
    - small, 57 subscribers, 4 idle workers: time (floor 57 / 30 per second = 1.9 s) and how many workers
      took part.
 
-    python -m bench [--quick] [--only throughput|lateness|fanout] [--backend sqlite|postgres]
+4. budget: the send budget shared by every process (bench/budget.py): acquires/s, pacing, a fan-out end to
+   end.
+
+    python -m bench [--quick] [--only throughput|lateness|fanout|budget] [--backend sqlite|postgres]
 """
 
 from __future__ import annotations
@@ -495,12 +498,17 @@ async def amain(args: argparse.Namespace) -> None:
             )
     if args.only in (None, "fanout") and "postgres" in backends:
         await fanouts(args.quick)
+    if args.only in (None, "budget") and "postgres" in backends:
+        from bench.budget import run as budget_benchmarks  # the shared send budget: bench/budget.py
+
+        await budget_benchmarks(args.quick, None)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(prog="python -m bench")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", choices=["throughput", "lateness", "fanout"])
+    ap.add_argument("--only", choices=["throughput", "lateness", "budget"])
     ap.add_argument("--backend", choices=["sqlite", "postgres"])
     asyncio.run(amain(ap.parse_args()))
 

@@ -8,8 +8,12 @@ Roles (one process may play several):
 * ``run``    web + worker, and the console when stdin is a terminal — the embedded, one-process default.
 * ``web``    the web app only (webhooks, pages, /healthz, /metrics). Its writes arm nothing: the workers'
              periodic sweep picks new rows up (within SPACES_SWEEP_SECONDS).
-* ``worker`` the delivery engine, its waker (wake-ups, sweep, lease renewal) and the heartbeat that shares
-             the platforms' send budgets.
+* ``worker`` the delivery engine, its waker (wake-ups, sweep, lease renewal) and the heartbeat (live
+             workers, since when the fleet is up, metrics snapshots).
+
+Send budgets: one process alone (``run`` on SQLite) paces itself in memory; whenever several processes can
+send (PostgreSQL, or ``web`` / ``worker`` roles), every process takes its slots from the budget shared in
+the database, replies of the web process included (storage/budget.py).
 
 Adding a platform: write ``bots/<platform>/adapter.py`` and add one entry to ``_platform_factories`` below.
 """
@@ -34,17 +38,25 @@ from bots.console.adapter import ConsolePlatform
 from bots.console.repl import HOST_NAME, MAIN_CHAT, ConsoleIO, ConsoleRepl
 from bots.metrics import FleetView, Metrics
 from bots.router import Router
-from bots.runtime.budget import DEFAULT_GLOBAL, PAID_TELEGRAM, Rate, TokenBucketBudget
+from bots.runtime.budget import (
+    DEFAULT_GLOBAL,
+    PAID_TELEGRAM,
+    PAID_TELEGRAM_SHARED,
+    SHARED_LIMITS,
+    Rate,
+    TokenBucketBudget,
+)
 from bots.runtime.clock import SystemClock
 from bots.runtime.waker import Waker
 from bots.web.app import ContributesRoutes, WebDeps, WebLinks, WebRoute, make_metrics_app, make_web_app
 from config.settings import Settings
 from core import rules
-from core.ports import ChatPlatform, Clock, Links, UnitOfWorkFactory, WakeUps
+from core.ports import Budget, ChatPlatform, Clock, Links, UnitOfWorkFactory, WakeUps
 from core.refs import Platform
 from core.services.deliveries import DeliveryEngine, EngineConfig
 from core.services.replies import RepliesService
 from core.services.spaces import SpaceService
+from storage.budget import SendLimits, SqlBudget
 from storage.db import make_engine, make_session_factory, normalize_url
 from storage.metrics import SqlMetricSnapshots
 from storage.notify import PgWakeChannel
@@ -95,6 +107,20 @@ def budget_rates(settings: Settings) -> dict[Platform, Rate]:
     if settings.telegram_paid_broadcast:
         rates[Platform.TELEGRAM] = PAID_TELEGRAM
     return rates
+
+
+def shared_limits(settings: Settings) -> dict[Platform, SendLimits]:
+    """The limits of the budget shared in the database (paid Telegram broadcasts lift Telegram's rate)."""
+    limits = dict(SHARED_LIMITS)
+    if settings.telegram_paid_broadcast:
+        limits[Platform.TELEGRAM] = PAID_TELEGRAM_SHARED
+    return limits
+
+
+def shares_budget(settings: Settings, role: Role) -> bool:
+    """Can another process send for this bot? Then the budget must be the shared one: on PostgreSQL any
+    number of processes may run; on SQLite only `web` + `worker` split the roles (``run`` is one process)."""
+    return not settings.is_sqlite or role is not Role.RUN
 
 
 def _telegram_file_base(api_base: str) -> str:
@@ -224,7 +250,7 @@ class Service:
     engine: DeliveryEngine
     router: Router
     console: ConsolePlatform
-    budget: TokenBucketBudget
+    budget: Budget
     metrics: Metrics
     links: WebLinks
     web_app: web.Application
@@ -246,6 +272,7 @@ class Service:
     _stopped: bool = False
     _pruned_at: datetime | None = None
     _stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
+    budget_db: AsyncEngine | None = None  # the shared budget's own small pool (PostgreSQL)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -317,11 +344,16 @@ class Service:
                 await self.wake_channel.close()
         if self.role.delivers and self._started:
             with _logged("forgetting the heartbeat"):
-                await self.heartbeats.forget(self.settings.worker_id)  # others take our budget share now
+                await self.heartbeats.forget(self.settings.worker_id)
             if self.metric_snapshots is not None:
                 with _logged("forgetting the metrics snapshot"):
                     await self.metric_snapshots.forget(self.settings.worker_id)
+        if isinstance(self.budget, SqlBudget):
+            with _logged("closing the send budget"):
+                await self.budget.close()
         with _logged("closing the database"):
+            if self.budget_db is not None:
+                await self.budget_db.dispose()
             await self.db.dispose()
         log.info("stopped", extra={"role": str(self.role)})
 
@@ -340,8 +372,8 @@ class Service:
         await self._stop_requested.wait()
 
     async def heartbeat(self) -> int:
-        """Register this worker as alive; each live worker takes an equal share of the platforms' rates.
-        Also closes Spaces left open long after their time (several workers may race: each close locks)."""
+        """Register this worker as alive (``spaces_live_workers``). Also closes Spaces left open long after
+        their time (several workers may race: each close locks) and, hourly, prunes the outbox."""
         with _logged("closing stale spaces"):
             await self.spaces.close_stale()
         now = self.clock.now()
@@ -352,9 +384,11 @@ class Service:
                     settled_before=now - rules.KEEP_SETTLED, requests_before=now - rules.KEEP_REQUEST_IDS
                 )
                 log.info("pruned", extra={"rows": n})
+            if isinstance(self.budget, SqlBudget):
+                with _logged("pruning the send budget"):
+                    await self.budget.prune()
         await self._listen()
         fleet = await self.heartbeats.beat_status(self.settings.worker_id, self.clock.now())
-        self.budget.set_share(fleet.live)
         self.metrics.workers(fleet.live)
         # a notice due before the service last came up is late because of an outage (core.rules)
         self.engine.up_since = fleet.up_since
@@ -458,7 +492,7 @@ async def build(
     uow = unit_of_work_factory(sessions)
     read_uow = unit_of_work_factory(sessions, write_lock=False)  # queries: no SQLite write lock
     outbox = SqlOutbox(db)
-    # a worker silent for three sweeps is presumed dead and its budget share goes to the others
+    # a worker silent for three sweeps is presumed dead (spaces_live_workers)
     heartbeats = SqlHeartbeats(
         db, ttl=max(timedelta(seconds=30), timedelta(seconds=3 * settings.sweep_seconds))
     )
@@ -469,7 +503,17 @@ async def build(
         live, snapshots = await metric_snapshots.fleet(clock.now())
         return FleetView(live, snapshots)
 
-    budget = TokenBucketBudget(budget_rates(settings))
+    budget: Budget
+    budget_db: AsyncEngine | None = None
+    if shares_budget(settings, role):
+        if db.dialect.name == "postgresql":
+            # its own small pool, without the pre-ping: one round trip per send, not two
+            budget_db = make_engine(
+                normalize_url(settings.database_url), pool_pre_ping=False, pool_size=2, max_overflow=2
+            )
+        budget = SqlBudget(budget_db or db, shared_limits(settings))
+    else:
+        budget = TokenBucketBudget(budget_rates(settings))
     links = WebLinks(settings.public_url)
 
     waker: Waker | None = None
@@ -588,6 +632,7 @@ async def build(
         out=out,
         metric_snapshots=metric_snapshots,
         metrics_app=make_metrics_app(web_deps) if settings.metrics_port is not None else None,
+        budget_db=budget_db,
     )
     service_ref.append(service)
     if console_io is not None and role is Role.RUN:

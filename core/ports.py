@@ -314,17 +314,23 @@ class WakeUps(Protocol):
 
 
 class Budget(Protocol):
+    """The platforms' send limits. Implementations may be shared by every process (the limits are the
+    platform's, not a process's): then what one process takes or learns (a 429) holds for all of them."""
+
     async def acquire(
         self, platform: Platform, chat: str | None = None, *, max_wait: float = math.inf
     ) -> float:
         """Wait until a send to ``platform`` (and to ``chat``, for per-chat limits) is within budget, and
-        take that send's share. Returns the seconds waited. If the wait would be longer than ``max_wait``,
-        take nothing, wait not at all, and return minus the wait needed: the caller comes back then."""
+        take that send's share. ``chat`` is where the message lands: a chat's id, or for a DM the person's
+        private chat (keyed by the user's id). Returns the seconds waited. If the wait would be longer than ``max_wait``,
+        take nothing, wait not at all, and return minus the wait needed: the caller comes back then.
+        (A hold that another process sets while this one waits can still end the wait that way: the
+        seconds already waited are then lost, never the limit.)"""
         ...
 
-    def penalise(self, platform: Platform, retry_after: float, *, chat: str | None = None) -> None:
+    async def penalise(self, platform: Platform, retry_after: float, *, chat: str | None = None) -> None:
         """A 429 arrived: hold back sends to ``chat`` (or, with no chat, every send of the platform) for
-        ``retry_after`` seconds."""
+        ``retry_after`` seconds — in every process sharing this budget."""
         ...
 
 

@@ -172,7 +172,7 @@ class InboundRequestRow(SQLModel, table=True):
 
 
 class WorkerHeartbeatRow(SQLModel, table=True):
-    """Live workers, so that each takes an equal slice of a platform's global send rate."""
+    """Live workers (the spaces_live_workers metric)."""
 
     __tablename__ = "worker_heartbeat"
 
@@ -194,6 +194,20 @@ class WorkerMetricsRow(SQLModel, table=True):
     snapshot: str
 
 
+class SendBudgetRow(SQLModel, table=True):
+    """The send budget every process shares (storage/budget.py): one row per platform, chat and group.
+    Times are seconds since the epoch on the budget's clock (PostgreSQL's, on PostgreSQL). On PostgreSQL the
+    migration makes the table UNLOGGED: rewritten at every send, it needs no WAL and no disk flush."""
+
+    __tablename__ = "send_budget"
+
+    key: str = Field(primary_key=True, max_length=300)  # "telegram", "telegram:chat:<id>", "…:group:<id>"
+    tat: float = Field(default=0.0)  # spacing keys: the next free slot
+    slots: str = Field(default="")  # the platform's islands, or a group's last slots: ascending, spaced
+    held_until: float = Field(default=0.0)  # a 429's hold
+    expires: float = Field(default=0.0)  # when the row stops constraining anything (pruning)
+
+
 metadata = SQLModel.metadata
 space_t = SpaceRow.__table__  # type: ignore[attr-defined]
 subscription_t = SubscriptionRow.__table__  # type: ignore[attr-defined]
@@ -204,6 +218,7 @@ delivery_t = DeliveryRow.__table__  # type: ignore[attr-defined]
 inbound_t = InboundRequestRow.__table__  # type: ignore[attr-defined]
 heartbeat_t = WorkerHeartbeatRow.__table__  # type: ignore[attr-defined]
 worker_metrics_t = WorkerMetricsRow.__table__  # type: ignore[attr-defined]
+send_budget_t = SendBudgetRow.__table__  # type: ignore[attr-defined]
 
 TABLES = (
     space_t,
@@ -215,6 +230,7 @@ TABLES = (
     inbound_t,
     heartbeat_t,
     worker_metrics_t,
+    send_budget_t,
 )
 
 

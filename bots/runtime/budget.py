@@ -1,8 +1,14 @@
-"""Send budgets: pace every send under each platform's global limit and per-chat limit (docs/architecture.md).
+"""Send budgets: pace every send under each platform's global limit and per-chat limit.
 
-One bucket per platform, plus a keyed bucket per chat where the platform limits chats (Telegram ~1 msg/s per
-chat, Slack ~1 msg/s per channel). Across processes the global rate is *shared*: each live worker takes an
-equal slice (``set_share`` is fed by the heartbeat table), so N workers together stay under the limit.
+Two implementations of core.ports.Budget:
+
+* :class:`TokenBucketBudget`, in memory, for one process alone (``spaces run`` on SQLite, the embedded
+  default): one bucket per platform, plus a keyed bucket per chat where the platform limits chats.
+* ``storage.budget.SqlBudget``, in the database, whenever several processes can send (any PostgreSQL
+  deployment, and ``spaces web`` / ``spaces worker`` on SQLite): the limits are the platform's, so every
+  process — workers and the web process's replies alike — takes its slots from the same rows, and a 429 met
+  by one holds back all. :data:`SHARED_LIMITS` are its limits.
+
 The budget paces; a 429 is the exception that proves the pacing wrong — ``penalise`` holds the platform back.
 """
 
@@ -16,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from core.refs import Platform
+from storage.budget import SendLimits
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +42,9 @@ DEFAULT_GLOBAL: dict[Platform, Rate] = {
 # TELEGRAM_PAID_BROADCAST: Telegram lets paid broadcasts through at up to 1,000 messages/s
 PAID_TELEGRAM = Rate(900.0, 50.0)
 DEFAULT_PER_CHAT: dict[Platform, Rate] = {
-    Platform.TELEGRAM: Rate(1.0, 3.0),  # 1/s per chat, short bursts tolerated
+    Platform.TELEGRAM: Rate(
+        0.8, 1.0
+    ),  # 1/s per chat read strictly (no burst), as the shared budget: 1.25 s apart
     Platform.SLACK: Rate(1.0, 3.0),
     Platform.DISCORD: Rate(1.0, 4.0),  # 5 messages / 5 s per channel
 }
@@ -46,6 +55,48 @@ DEFAULT_PER_GROUP: dict[Platform, Rate] = {Platform.TELEGRAM: Rate(0.3, 2.0)}
 
 def is_group(platform: Platform, chat: str) -> bool:
     return platform is Platform.TELEGRAM and chat.startswith("-")
+
+
+def spacing(count: int, seconds: float, margin: float) -> float:
+    """The interval that keeps ``count`` sends in any ``seconds``, with ``margin`` s of room for the jitter
+    between our slots and the platform's arrival times: ``count + 1`` slots span ``seconds + margin``."""
+    return (seconds + margin) / count
+
+
+def _telegram_group(chat: str) -> bool:
+    return is_group(Platform.TELEGRAM, chat)
+
+
+# The shared budget's limits: the platforms' published ones, each with a margin for jitter (how much later
+# than its slot a message may arrive without crowding the window of the ones after it). The global margin
+# costs throughput — 30 / 1.04 = 28.8 messages/s sustained, the fan-out floor x 1.04 — so it is tight: 40 ms,
+# of which storage.budget.LATE_LIMIT (10 ms) is for waking up, the rest for the send itself. Chats and groups
+# are not throughput-bound: they get a quarter of a second.
+CHAT_INTERVAL = 1.25
+SHARED_LIMITS: dict[Platform, SendLimits] = {
+    # ~30 messages/s; 1 message/s per chat (private or group); 20 messages/min per group (negative ids)
+    Platform.TELEGRAM: SendLimits(
+        interval=spacing(30, 1.0, 0.04),
+        chat_interval=CHAT_INTERVAL,
+        group_count=20,
+        group_window=61.0,
+        is_group=_telegram_group,
+    ),
+    Platform.DISCORD: SendLimits(
+        interval=spacing(50, 1.0, 0.04), chat_interval=CHAT_INTERVAL
+    ),  # 50/s; 5 per 5 s
+    Platform.SLACK: SendLimits(
+        interval=spacing(10, 1.0, 0.04), chat_interval=CHAT_INTERVAL
+    ),  # ~1/s per channel
+}
+# TELEGRAM_PAID_BROADCAST: up to 1,000 messages/s
+PAID_TELEGRAM_SHARED = SendLimits(
+    interval=spacing(1000, 1.0, 0.04),
+    chat_interval=CHAT_INTERVAL,
+    group_count=20,
+    group_window=61.0,
+    is_group=_telegram_group,
+)
 
 
 class _Bucket:
@@ -67,7 +118,7 @@ class _Bucket:
 
 
 class TokenBucketBudget:
-    """core.ports.Budget for one process; the global rate is divided by the number of live workers."""
+    """core.ports.Budget for one process alone (see the module docstring)."""
 
     MAX_CHATS = 10_000  # keyed buckets kept (LRU): memory stays flat whatever the number of chats
 
@@ -89,16 +140,8 @@ class TokenBucketBudget:
         self._chats: OrderedDict[tuple[Platform, str], _Bucket] = OrderedDict()
         self._held_until: dict[Platform, float] = {}
         self._chat_held_until: OrderedDict[tuple[Platform, str], float] = OrderedDict()
-        self._share = 1
 
-    def set_share(self, workers: int) -> None:
-        """``workers`` live processes share each platform's limits equally."""
-        share = max(1, workers)
-        if share != self._share:
-            self._share = share
-            self._global.clear()  # the burst is per share too: rebuild the global buckets
-
-    def penalise(self, platform: Platform, retry_after: float, *, chat: str | None = None) -> None:
+    async def penalise(self, platform: Platform, retry_after: float, *, chat: str | None = None) -> None:
         until = self._monotonic() + retry_after
         if chat is None:
             self._held_until[platform] = max(self._held_until.get(platform, 0.0), until)
@@ -120,27 +163,22 @@ class TokenBucketBudget:
         return bucket
 
     def _buckets(self, platform: Platform, chat: str | None, now: float) -> list[tuple[_Bucket, float]]:
-        """Every bucket a send to ``chat`` draws from, with its rate for this worker (limits are shared:
-        each of N live workers gets 1/N of every global, per-chat and per-group rate)."""
+        """Every bucket a send to ``chat`` draws from, with its rate."""
         found: list[tuple[_Bucket, float]] = []
         rate = self._global_rates.get(platform)
         if rate is not None:
             bucket = self._global.get(platform)
             if bucket is None:
-                bucket = self._global[platform] = _Bucket(
-                    Rate(rate.per_second, max(1.0, rate.burst / self._share)), now
-                )
-            found.append((bucket, rate.per_second / self._share))
+                bucket = self._global[platform] = _Bucket(rate, now)
+            found.append((bucket, rate.per_second))
         if chat is not None:
             chat_rate = self._chat_rates.get(platform)
             if chat_rate is not None:
-                found.append(
-                    (self._chat_bucket((platform, chat), chat_rate, now), chat_rate.per_second / self._share)
-                )
+                found.append((self._chat_bucket((platform, chat), chat_rate, now), chat_rate.per_second))
             group_rate = self._group_rates.get(platform)
             if group_rate is not None and is_group(platform, chat):
                 bucket = self._chat_bucket((platform, f"group:{chat}"), group_rate, now)
-                found.append((bucket, group_rate.per_second / self._share))
+                found.append((bucket, group_rate.per_second))
         return found
 
     async def acquire(
@@ -165,10 +203,7 @@ class TokenBucketBudget:
 class Unlimited:
     """A budget that never waits (benchmarks of the engine itself, console-only runs)."""
 
-    def set_share(self, workers: int) -> None:
-        pass
-
-    def penalise(self, platform: Platform, retry_after: float, *, chat: str | None = None) -> None:
+    async def penalise(self, platform: Platform, retry_after: float, *, chat: str | None = None) -> None:
         pass
 
     async def acquire(

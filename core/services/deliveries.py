@@ -800,6 +800,8 @@ class DeliveryEngine:
         worker may own it, and sending then is how duplicates happen. While outcomes cannot be recorded,
         nothing more is sent either (each unrecorded send is one a crash would repeat)."""
         self._check_claim(row, *also)
+        if chat is None and row.kind.to_user:  # a DM lands in a private chat, whose per-chat limit counts too
+            chat = parse_user(row.recipient).id
         waited = 0.0
         while True:
             holds = self._holds.get(row.platform, 0)
@@ -864,7 +866,7 @@ class DeliveryEngine:
         """A 429. For a chat's message, hold back that chat (one busy group must not stall every DM of
         the platform); for a DM, the platform-wide limit was hit: hold back the whole platform."""
         self._obs.rate_limited(row.platform)
-        self._budget.penalise(row.platform, e.retry_after, chat=chat)
+        await self._budget.penalise(row.platform, e.retry_after, chat=chat)
         if chat is None:
             self._holds[row.platform] = self._holds.get(row.platform, 0) + 1
         due = self._clock.now() + timedelta(seconds=e.retry_after)

@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+import math
+from pathlib import Path
+
 import pytest
 
-from bots.runtime.budget import Rate, TokenBucketBudget
+from bots.runtime.budget import Rate, TokenBucketBudget, Unlimited
 from core.refs import Platform
+from tests.conftest import CoreEnv
 
 
 class FakeTime:
@@ -44,14 +48,6 @@ async def test_global_rate_paces_a_fan_out(ft: FakeTime) -> None:
     assert ft.now == pytest.approx(10.0, abs=0.2)
 
 
-async def test_workers_share_the_global_limit(ft: FakeTime) -> None:
-    b = budget(ft)
-    b.set_share(4)
-    for _ in range(103):
-        await b.acquire(Platform.TELEGRAM)
-    assert ft.now == pytest.approx(40.0, rel=0.05)  # 2.5/s each: four of us make 10/s together
-
-
 async def test_per_chat_limit(ft: FakeTime) -> None:
     b = budget(ft, rate=100, burst=100, chat=Rate(1.0, 1.0))
     for _ in range(5):
@@ -64,7 +60,7 @@ async def test_per_chat_limit(ft: FakeTime) -> None:
 
 async def test_penalty_after_a_429_holds_every_sender(ft: FakeTime) -> None:
     b = budget(ft)
-    b.penalise(Platform.TELEGRAM, 5.0)
+    await b.penalise(Platform.TELEGRAM, 5.0)
     waited = await b.acquire(Platform.TELEGRAM)
     assert waited == pytest.approx(5.0)
 
@@ -89,6 +85,15 @@ async def test_telegram_groups_get_at_most_20_messages_a_minute(ft: FakeTime) ->
     assert ft.now - before < 1
 
 
+async def test_a_telegram_chat_gets_at_most_one_message_in_any_second(ft: FakeTime) -> None:
+    b = TokenBucketBudget(monotonic=ft.monotonic, sleep=ft.sleep)  # production defaults: no burst
+    stamps = []
+    for _ in range(5):
+        await b.acquire(Platform.TELEGRAM, "42")
+        stamps.append(ft.now)
+    assert max(sum(1 for t in stamps if s <= t < s + 1) for s in stamps) == 1
+
+
 async def test_global_defaults_fit_a_sliding_second(ft: FakeTime) -> None:
     b = TokenBucketBudget(monotonic=ft.monotonic, sleep=ft.sleep)
     stamps = []
@@ -100,7 +105,7 @@ async def test_global_defaults_fit_a_sliding_second(ft: FakeTime) -> None:
 
 async def test_a_chat_429_holds_back_that_chat_only(ft: FakeTime) -> None:
     b = budget(ft, chat=Rate(100, 100))
-    b.penalise(Platform.TELEGRAM, 30.0, chat="-100")
+    await b.penalise(Platform.TELEGRAM, 30.0, chat="-100")
     assert await b.acquire(Platform.TELEGRAM, "7") == 0  # other chats and DMs go on
     assert await b.acquire(Platform.TELEGRAM) == 0
     assert await b.acquire(Platform.TELEGRAM, "-100") == pytest.approx(30.0)
@@ -118,3 +123,72 @@ def test_paid_telegram_broadcasts_lift_the_telegram_rate_only() -> None:
         paid[Platform.TELEGRAM] == PAID_TELEGRAM
         and paid[Platform.DISCORD] == DEFAULT_GLOBAL[Platform.DISCORD]
     )
+
+
+def test_paid_telegram_broadcasts_lift_the_shared_telegram_rate_only() -> None:
+    from bots.app import shared_limits
+    from bots.runtime.budget import PAID_TELEGRAM_SHARED, SHARED_LIMITS
+    from config.settings import Settings
+
+    free = shared_limits(Settings.from_env({}))
+    paid = shared_limits(Settings.from_env({"TELEGRAM_PAID_BROADCAST": "true"}))
+    assert free == SHARED_LIMITS
+    assert (
+        paid[Platform.TELEGRAM] == PAID_TELEGRAM_SHARED and paid[Platform.DISCORD] == free[Platform.DISCORD]
+    )
+    assert 1 / PAID_TELEGRAM_SHARED.interval > 900
+
+
+def test_the_budget_is_shared_whenever_another_process_can_send() -> None:
+    from bots.app import Role, shares_budget
+    from config.settings import Settings
+
+    sqlite = Settings.from_env({"DATABASE_URL": "sqlite:///x.db"})
+    pg = Settings.from_env({"DATABASE_URL": "postgresql://u@h/db"})
+    assert not shares_budget(sqlite, Role.RUN)  # one process alone: in memory
+    assert shares_budget(sqlite, Role.WORKER) and shares_budget(sqlite, Role.WEB)  # web + worker on one file
+    assert all(shares_budget(pg, role) for role in Role)
+
+
+async def test_the_composition_root_picks_the_budget_by_role(tmp_path: Path) -> None:
+    from bots.app import Role, build
+    from config.settings import Settings
+    from storage.budget import SqlBudget
+
+    url = f"sqlite:///{tmp_path / 'spaces.db'}"
+    for role, shared in ((Role.RUN, False), (Role.WEB, True), (Role.WORKER, True)):
+        service = await build(Settings.from_env({"DATABASE_URL": url, "PORT": "0"}), role=role)
+        try:
+            assert isinstance(service.budget, SqlBudget) is shared
+            assert service.engine._budget is service.budget
+        finally:
+            await service.stop()
+
+
+async def test_a_dm_counts_against_its_private_chats_limit(core_env: CoreEnv) -> None:
+    """A DM lands in the person's private chat: the engine asks the budget for that chat (the user's id,
+    which is also the private chat's id on Telegram), so a DM and a reply to the same person are spaced."""
+    from core.commands import ScheduleSpace, StartSpace, Subscribe
+    from core.refs import UserRef
+
+    env = core_env
+    asked: list[str | None] = []
+
+    class Recording(Unlimited):
+        async def acquire(
+            self, platform: Platform, chat: str | None = None, *, max_wait: float = math.inf
+        ) -> float:
+            asked.append(chat)
+            return 0.0
+
+    env.engine._budget = Recording()
+    space = await env.spaces.schedule(ScheduleSpace(env.actor(), env.chat, "Weekly AMA", "2026-11-25 20:00"))
+    alice = UserRef(env.chat.platform, "alice")
+    await env.spaces.subscribe(Subscribe(alice, space.id))
+    await env.run()
+    asked.clear()
+    await env.spaces.start(StartSpace(env.actor(), space.id))
+    await env.run()
+    assert "alice" in asked  # the live notice to alice
+    assert env.chat.id in asked  # the card's edit, in the chat
+    assert None not in asked

@@ -206,7 +206,7 @@ async def test_a_row_whose_lease_ran_out_while_waiting_for_budget_is_given_back_
             clock.advance(timedelta(minutes=5))  # longer than the 2-minute lease
             return 300.0
 
-        def penalise(self, platform: object, retry_after: float, *, chat: str | None = None) -> None:
+        async def penalise(self, platform: object, retry_after: float, *, chat: str | None = None) -> None:
             pass
 
     core_env.engine._budget = SlowBudget()
@@ -225,13 +225,13 @@ async def test_a_reminder_is_decided_on_the_space_as_it_is_after_the_budget_wait
 
     class BudgetDuringWhichTheHostReschedules:
         async def acquire(self, platform: object, chat: str | None = None, *, max_wait: float = 1e9) -> float:
-            if chat is None:  # the host's T-30 DM waits; meanwhile the host moves the Space
+            if chat == env.host.id:  # the host's T-30 DM waits; meanwhile the host moves the Space
                 env.clock.advance(timedelta(seconds=5))
                 env.engine._budget = Unlimited()
                 await env.spaces.reschedule(RescheduleSpace(env.actor(), space.id, "2026-11-26 20:00"))
             return 5.0
 
-        def penalise(self, platform: object, retry_after: float, *, chat: str | None = None) -> None:
+        async def penalise(self, platform: object, retry_after: float, *, chat: str | None = None) -> None:
             pass
 
     env.engine._budget = BudgetDuringWhichTheHostReschedules()
@@ -311,7 +311,7 @@ async def test_a_chat_rate_limit_holds_back_that_chat_only(core_env: CoreEnv) ->
     held: list[tuple[float, str | None]] = []
 
     class Recording(Unlimited):
-        def penalise(self, platform: object, retry_after: float, *, chat: str | None = None) -> None:
+        async def penalise(self, platform: object, retry_after: float, *, chat: str | None = None) -> None:
             held.append((retry_after, chat))
 
     env.engine._budget = Recording()
@@ -350,7 +350,7 @@ async def test_a_long_budget_wait_puts_the_row_back_instead_of_sleeping_in_the_b
         slept.append(seconds)
 
     budget = TokenBucketBudget(monotonic=lambda: 1000.0, sleep=sleep)
-    budget.penalise(Platform.CONSOLE, 180.0)  # a 429 said: nothing for three minutes
+    await budget.penalise(Platform.CONSOLE, 180.0)  # a 429 said: nothing for three minutes
     env.engine._budget = budget
     env.clock.set(space.starts_at - timedelta(minutes=30))
     await env.engine.deliver_due(max_batches=1)
@@ -447,7 +447,7 @@ async def test_moving_twice_sends_one_moved_notice(core_env: CoreEnv) -> None:
 
     class BudgetDuringWhichTheHostMovesItAgain(Unlimited):
         async def acquire(self, platform: object, chat: str | None = None, *, max_wait: float = 1e9) -> float:
-            if chat is None:  # the first "moved" DM is in flight (claimed): the host moves the Space again
+            if chat == alice.id:  # the first "moved" DM is in flight (claimed): the host moves it again
                 env.engine._budget = Unlimited()
                 env.clock.advance(timedelta(seconds=2))
                 await env.spaces.reschedule(RescheduleSpace(env.actor(), space.id, "2026-11-27 20:00"))

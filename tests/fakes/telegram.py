@@ -34,7 +34,7 @@ import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 import aiohttp
 import pytest_asyncio
@@ -44,10 +44,12 @@ from tests.fakes.secrets import TELEGRAM_TOKEN
 from tests.fakes.telegram_spec import BotApiSpec, EntityParseError, load_spec, parse_html, utf16_len
 
 __all__ = [
+    "STRICT_LIMITS",
     "ApiCall",
     "ApiError",
     "CallbackQueryRecord",
     "RateRule",
+    "SendAttempt",
     "TelegramEmulator",
     "TgChat",
     "TgMessage",
@@ -142,6 +144,33 @@ class RateRule:
     window: float
 
 
+#: Telegram's flood limits read strictly, for tests that judge pacing: its Bots FAQ asks for no more than one
+#: message per second in a chat ("short bursts" may pass — nothing to count on), about 30 messages per second
+#: in all, and 20 messages per minute in a group. ``TelegramEmulator(**STRICT_LIMITS)``. (The default
+#: ``chat_rate``, 3 in any 3 s, tolerates the short bursts.)
+class FloodLimits(TypedDict):
+    global_rate: RateRule
+    chat_rate: RateRule
+    group_rate: RateRule
+
+
+STRICT_LIMITS: FloodLimits = {
+    "global_rate": RateRule(30, 1.0),
+    "chat_rate": RateRule(1, 1.0),
+    "group_rate": RateRule(20, 60.0),
+}
+
+
+@dataclass(frozen=True)
+class SendAttempt:
+    """A message that met the flood limits: accepted, or refused with 429 (see ``send_attempts``)."""
+
+    time: float  # emulator clock: when the flood limits judged it (else when it was answered)
+    chat_id: int
+    accepted: bool
+    retry_after: int | None = None
+
+
 @dataclass
 class ApiCall:
     method: str  # canonical spelling, e.g. "sendMessage"
@@ -152,6 +181,7 @@ class ApiCall:
     error_code: int | None = None
     description: str | None = None
     retry_after: int | None = None
+    flood_time: float | None = None  # when the flood limits judged it (emulator clock), if they did
 
     @property
     def ok(self) -> bool:
@@ -341,6 +371,17 @@ def _canon(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, ensure_ascii=False)
 
 
+def _max_in_window(times: Iterable[float], window: float) -> int:
+    """The most of ``times`` in any window ``(t - window, t]``."""
+    ordered = sorted(times)
+    best = lo = 0
+    for hi, t in enumerate(ordered):
+        while ordered[lo] <= t - window:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
 def _update_kind(update: dict[str, Any]) -> str | None:
     return next((k for k in update if k != "update_id"), None)
 
@@ -441,6 +482,7 @@ class TelegramEmulator:
 
         # machinery
         self._windows: dict[tuple[str, int], deque[float]] = {}
+        self._flood_time: float | None = None
         self._faults: list[_Fault] = []
         self._handlers: dict[str, Handler] = {}
         self._user_ids = itertools.count(1_000_001)
@@ -797,6 +839,56 @@ class TelegramEmulator:
         low = method.lower()
         return [c for c in self.api_calls if c.method.lower() == low]
 
+    def send_attempts(self) -> list[SendAttempt]:
+        """Every message the bot tried to land in a chat (the flood-limited methods), in arrival order:
+        accepted, or refused with 429. Pacing is judged on these — what the bot *tried* — since the emulator
+        refuses whatever is over a limit, so the accepted ones alone always look within limits."""
+        out = []
+        for c in self.api_calls:
+            if c.method.lower() not in RATE_LIMITED_METHODS or not (c.ok or c.error_code == 429):
+                continue
+            chat_id: Any = c.params.get("chat_id")
+            result = c.result[0] if isinstance(c.result, list) and c.result else c.result
+            if isinstance(result, dict) and isinstance(result.get("chat"), dict):
+                chat_id = result["chat"]["id"]
+            with contextlib.suppress(TypeError, ValueError):
+                at = c.flood_time if c.flood_time is not None else c.time
+                out.append(SendAttempt(at, int(chat_id), c.ok, c.retry_after))
+        return out
+
+    def max_in_window(
+        self,
+        window: float,
+        *,
+        chat: int | None = None,
+        where: Callable[[int], bool] | None = None,
+        accepted_only: bool = False,
+    ) -> int:
+        """The most send attempts (or only accepted messages) in any sliding window ``(t - window, t]`` (how
+        the flood limits count): all chats together, one ``chat``, or the busiest chat among those
+        ``where(chat_id)`` selects."""
+        attempts = [a for a in self.send_attempts() if a.accepted or not accepted_only]
+        if chat is not None:
+            return _max_in_window([a.time for a in attempts if a.chat_id == chat], window)
+        if where is None:
+            return _max_in_window([a.time for a in attempts], window)
+        per_chat: dict[int, list[float]] = {}
+        for a in attempts:
+            if where(a.chat_id):
+                per_chat.setdefault(a.chat_id, []).append(a.time)
+        return max((_max_in_window(times, window) for times in per_chat.values()), default=0)
+
+    def window_maxima(self, *, accepted_only: bool = False) -> dict[str, int]:
+        """Send attempts (or accepted messages) in the busiest window of each of Telegram's limits
+        (compare with STRICT_LIMITS)."""
+        a = accepted_only
+        return {
+            "all chats, any 1 s": self.max_in_window(1.0, accepted_only=a),
+            "one private chat, any 1 s": self.max_in_window(1.0, where=lambda c: c > 0, accepted_only=a),
+            "one group, any 1 s": self.max_in_window(1.0, where=lambda c: c < 0, accepted_only=a),
+            "one group, any 60 s": self.max_in_window(60.0, where=lambda c: c < 0, accepted_only=a),
+        }
+
     def messages_in(
         self, chat: TgChat | int, *, include_deleted: bool = False, include_service: bool = False
     ) -> list[TgMessage]:
@@ -1020,6 +1112,8 @@ class TelegramEmulator:
         return web.json_response(body, status=error.code)
 
     def _record(self, call: ApiCall) -> None:
+        # the instant the flood limits judged this call (set by check_flood during the same handler run)
+        call.flood_time, self._flood_time = self._flood_time, None
         self.api_calls.append(call)
         self._call_event.set()
         self._call_event = asyncio.Event()
@@ -1169,7 +1263,7 @@ class TelegramEmulator:
         """Sliding-window flood limits: global, per chat, per group. Raises 429 with ``retry_after``."""
         if not self.rate_limits:
             return
-        now = self.clock()
+        now = self._flood_time = self.clock()
         rules: list[tuple[tuple[str, int], RateRule]] = [
             (("paid", 0), self.paid_global_rate) if paid else (("global", 0), self.global_rate),
             (("chat", chat_id), self.chat_rate),

@@ -37,7 +37,7 @@ async def test_rows_written_before_the_migration_get_their_kinds_priority(db_url
                     ),
                     {"key": f"k{i}", "kind": str(kind), "now": now},
                 )
-        await upgrade(db_url)
+        await upgrade(db_url, "0004_engine")
         assert await current(db_url) == "0004_engine"
         async with engine.connect() as c:
             got = dict((await c.execute(text("SELECT kind, priority FROM delivery"))).all())

@@ -23,6 +23,7 @@ EXPECTED_TABLES = {
     "inbound_request",
     "worker_heartbeat",
     "worker_metrics",
+    "send_budget",
 }
 
 
