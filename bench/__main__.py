@@ -507,8 +507,7 @@ async def amain(args: argparse.Namespace) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(prog="python -m bench")
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", choices=["throughput", "lateness", "fanout"])
-    ap.add_argument("--only", choices=["throughput", "lateness", "budget"])
+    ap.add_argument("--only", choices=["throughput", "lateness", "fanout", "budget"])
     ap.add_argument("--backend", choices=["sqlite", "postgres"])
     asyncio.run(amain(ap.parse_args()))
 

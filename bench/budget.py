@@ -1,4 +1,4 @@
-"""Send budget benchmarks (issue 10, sections 4 and 5), on PostgreSQL: the budget shared by every process.
+"""Send budget benchmarks, on PostgreSQL: the budget shared by every process.
 
 1. capacity — acquires/s of the shared budget: one task (one round trip at a time: the latency of a send's
    acquire), then 4 processes x 16 tasks (the contention on the platform's row). Every acquire is for a new

@@ -857,7 +857,7 @@ class Fleet:
 
 
 class SqlHeartbeats:
-    """Live workers, registered by heartbeat: each takes ``rate / live_count`` of a platform's global budget.
+    """Live workers, registered by heartbeat (``spaces_live_workers``, and since when the service is up).
 
     Call :meth:`beat` every few seconds (well under ``ttl``); a worker silent for ``ttl`` is presumed dead and
     its row is deleted by whoever beats next.

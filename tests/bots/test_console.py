@@ -228,7 +228,7 @@ async def test_a_time_without_a_title_says_what_was_read(service: Service) -> No
     assert "I read the time as Wed 25 Nov 2026, 19:00 UTC, but found no title." in text
     assert "J'ai lu l'heure : jeu. 26 nov. 2026, 20:00 UTC, mais pas de titre." in text
     assert await service.spaces.upcoming(ChatRef(Platform.CONSOLE, "main")) == []
-    await repl.handle("/space in 3 hours Second")  # issue 10: "Second" is the title, not part of the time
+    await repl.handle("/space in 3 hours Second")  # "Second" is the title, not part of the time
     (space,) = await service.spaces.upcoming(ChatRef(Platform.CONSOLE, "main"))
     assert space.title == "Second"
 

@@ -414,7 +414,7 @@ def test_unreadable(text: str) -> None:
 @pytest.mark.parametrize(
     ("text", "key", "params"),
     [
-        # the user typed a date or a time: say what is wrong with it, not "add a time" (issue 10)
+        # the user typed a date or a time: say what is wrong with it, not "add a time"
         ("31/02 20h", "time.bad_date", {"date": "31/02"}),
         ("31/02/2027 20:00", "time.bad_date", {"date": "31/02/2027"}),
         ("32/12 20:00", "time.bad_date", {"date": "32/12"}),

@@ -1,10 +1,10 @@
 """Property tests (hypothesis): whatever the title, ``<when> <title>`` keeps the title exactly and the instant of
-``<when>`` alone (issue 10).
+``<when>`` alone.
 
 Titles are drawn from real words, numbers and time-like words in English and French ("Today", "Noon",
 "10 minute", "Friday", "soir", "20h", "8pm", "-2", "1 on 1"...). Words that legitimately join a time that is
 already complete are left out of the first position only, each for its reason (see ``JOINERS``): zone names
-and abbreviations (issue 10: a zone the user clearly wrote joins the time), and the separators that set a
+and abbreviations (a zone the user clearly wrote joins the time), and the separators that set a
 title apart from its time.
 """
 
@@ -104,7 +104,7 @@ WORDS = REAL_WORDS + NUMBERS + TIME_LIKE
 
 # Words that may legitimately join a complete time when they come first in what follows it:
 JOINERS = {
-    # zones the user clearly wrote (issue 10), and "Eastern" (asked: zone or title?)
+    # zones the user clearly wrote, and "Eastern" (asked: zone or title?)
     "utc", "gmt", "z", "et", "pt", "ct", "mt", "est", "edt", "cet", "cest", "bst", "ist", "msk", "jst",
     "eastern", "pacific", "central", "mountain",
     # separators between a time and its title
@@ -135,7 +135,7 @@ def joins_legitimately(when: str, title: str) -> bool:
         return True
     if len(words) > 1 and words[1].lower() == "time":  # "Tokyo time", "Eastern time": a zone
         return True
-    # a duration in whole hours takes the minutes that follow it (issue 10: "in 1 hour 30" is 1 h 30), and
+    # a duration in whole hours takes the minutes that follow it ("in 1 hour 30" is 1 h 30), and
     # "and a half", "and 15 minutes" add to it
     if when.startswith("in ") and words[:2] == ["from", "now"]:  # "in 2 hours from now"
         return True

@@ -37,6 +37,7 @@ from storage.migrate import upgrade
 from storage.notify import PgWakeChannel
 from storage.stores import unit_of_work_factory
 from storage.tables import delivery_t, heartbeat_t
+from tests.delivery.fleet import steady_emulator
 from tests.fakes.telegram import TelegramEmulator, TgUser
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -197,6 +198,7 @@ async def fan_out(
     spaces = SpaceService(uow, clock, Broadcast(), default_tz="UTC")
     fleet: Fleet | None = None
     chaos_task: asyncio.Task[None] | None = None
+    steady = contextlib.ExitStack()
     try:
         async with TelegramEmulator() as tg:
             host = tg.create_user("Hana", started=True)
@@ -232,6 +234,7 @@ async def fan_out(
                 tg.inject_faults(seed=chaos.seed, error_rate=chaos.error_rate, reset_rate=chaos.reset_rate)
             # a wall-clock reading for the emulator's monotonic times (the probe's lateness)
             wall_minus_mono = time.time() - time.monotonic()
+            steady.enter_context(steady_emulator())  # its arrival stamps must not bunch up behind our pauses
             t0 = time.monotonic()
             await spaces.start(StartSpace(Actor(user_ref(host.id)), space.id))
             probe: tuple[TgUser, Space] | None = None
@@ -247,6 +250,7 @@ async def fan_out(
             await _wait(all_received, within, "not every subscriber received the live notice")
             ids = [space.id] + ([probe[1].id] if probe else [])
             await _wait(lambda: _settled(url, ids), within, "the outbox did not settle")
+            steady.close()
             if chaos_task is not None:
                 chaos_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -290,6 +294,7 @@ async def fan_out(
                 log_dir=log_dir,
             )
     finally:
+        steady.close()
         if chaos_task is not None and not chaos_task.done():
             chaos_task.cancel()
         if fleet is not None:

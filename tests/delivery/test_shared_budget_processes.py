@@ -1,4 +1,4 @@
-"""Telegram's limits hold for all processes together (issue 10, section 4), shown with real processes.
+"""Telegram's limits hold for all processes together shown with real processes.
 
 4 × ``spaces worker`` and ``spaces web`` (long polling) on PostgreSQL, against the Bot API emulator with
 Telegram's limits read strictly (1 message/s per chat, 20/min per group, 30/s in all). The workload stresses
