@@ -22,8 +22,13 @@
 
 4. budget: the send budget shared by every process (bench/budget.py): acquires/s, pacing, a fan-out end to
    end.
+5. webhook (bench/webhook_burst.py): /healthz latency while a real service handles a burst of 500 webhook
+   updates (SQLite: `spaces run`; PostgreSQL: `spaces web` + `spaces worker`).
+6. timeparse (bench/timeparse_accuracy.py): the time parser on its corpus of phrasings (exact readings,
+   silent misreadings) and its speed.
 
-    python -m bench [--quick] [--only throughput|lateness|fanout|budget] [--backend sqlite|postgres]
+    python -m bench [--quick] [--only throughput|lateness|fanout|budget|webhook|timeparse]
+                    [--backend sqlite|postgres]
 """
 
 from __future__ import annotations
@@ -425,7 +430,7 @@ async def fanouts(quick: bool) -> None:
         ok = clean.lost == 0 and clean.duplicates == 0
         print(
             f"[postgres] fan-out, clean, {n:,} subscribers, 4 workers: {clean.seconds:6.1f} s "
-            f"(floor {floor:.1f} s at {TELEGRAM_RATE:.0f}/s: ratio {clean.seconds / floor:.2f}; target ≤ 1.05) "
+            f"(floor {floor:.1f} s at {TELEGRAM_RATE:.0f}/s: ratio {clean.seconds / floor:.3f}; target ≤ 1.05) "
             f"lost {clean.lost}, duplicates {clean.duplicates} {'OK' if ok else 'WRONG'}; "
             f"{clean.count_429} × 429; {clean.marked_delayed} marked delayed (target 0); "
             f"by worker {dict(sorted(clean.by_worker.items()))}"
@@ -498,6 +503,15 @@ async def amain(args: argparse.Namespace) -> None:
             )
     if args.only in (None, "fanout") and "postgres" in backends:
         await fanouts(args.quick)
+    if args.only in (None, "webhook"):
+        from bench.webhook_burst import run as webhook_burst
+
+        for backend in backends:
+            await webhook_burst(100 if args.quick else 500, backend)
+    if args.only in (None, "timeparse"):
+        from bench.timeparse_accuracy import main as timeparse_accuracy
+
+        timeparse_accuracy([])
     if args.only in (None, "budget") and "postgres" in backends:
         from bench.budget import run as budget_benchmarks  # the shared send budget: bench/budget.py
 
@@ -507,7 +521,7 @@ async def amain(args: argparse.Namespace) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(prog="python -m bench")
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", choices=["throughput", "lateness", "fanout", "budget"])
+    ap.add_argument("--only", choices=["throughput", "lateness", "fanout", "budget", "webhook", "timeparse"])
     ap.add_argument("--backend", choices=["sqlite", "postgres"])
     asyncio.run(amain(ap.parse_args()))
 

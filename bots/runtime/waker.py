@@ -29,6 +29,18 @@ from core.ports import Clock
 log = logging.getLogger(__name__)
 
 
+async def _finish(task: asyncio.Task[None] | None, grace: float) -> None:
+    """Let a running task finish within ``grace`` seconds, then cancel it; never raises."""
+    if task is None or task.done():
+        return
+    if grace > 0:
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
+            await asyncio.wait_for(asyncio.shield(task), grace)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+
+
 class _Every:
     """A periodic job: ``job`` every ``interval`` from start(); a run still going when the next is due
     makes that one skip (never two at once), and a failing run is logged and the next one still runs."""
@@ -75,13 +87,7 @@ class _Every:
             self._timer.cancel()
             self._timer = None
         task, self._task = self._task, None
-        if task is not None and not task.done():
-            if grace > 0:
-                with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
-                    await asyncio.wait_for(asyncio.shield(task), grace)
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await _finish(task, grace)
 
 
 class Waker:
@@ -146,13 +152,7 @@ class Waker:
             if job.name != "renew":
                 await job.stop()
         task, self._task = self._task, None
-        if task is not None and not task.done():
-            if grace > 0:
-                with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
-                    await asyncio.wait_for(asyncio.shield(task), grace)
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await _finish(task, grace)
         for job in self._jobs:
             await job.stop()
 

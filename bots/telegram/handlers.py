@@ -97,8 +97,8 @@ class Handlers:
         app.add_handler(CommandHandler("spaces", self.on_list))
         for name, verb in _VERBS.items():  # one handler each: the verb never depends on parsing the text
             app.add_handler(CommandHandler(name, functools.partial(self.on_manage, verb=verb, command=name)))
-        app.add_handler(CommandHandler("reschedule", self.on_reschedule))
-        app.add_handler(CommandHandler("rename", self.on_rename))
+        for name in ("reschedule", "rename"):
+            app.add_handler(CommandHandler(name, functools.partial(self.on_edit, command=name)))
         app.add_handler(CommandHandler("tz", self.on_tz))
         app.add_handler(CommandHandler("chattz", self.on_chat_tz))
         app.add_handler(CommandHandler("help", self.on_help))
@@ -401,41 +401,24 @@ class Handlers:
             ),
         )
 
-    async def on_reschedule(self, update: Update, context: Ctx) -> None:
+    async def on_edit(self, update: Update, context: Ctx, *, command: str) -> None:
+        """``/reschedule <id> <when>`` and ``/rename <id> <title>``: a Space's id, then its new value."""
         if await self._refuse_anonymous(update):
             return
         who = await self._who(update)
         if who is None:
             return
         user, locale = who
-        space_id, when = tr.split_id(" ".join(context.args or []))
-        if space_id is None or not when:
-            self._answer(update, t(locale, "usage.reschedule"), locale=locale)
+        space_id, value = tr.split_id(" ".join(context.args or []))
+        if space_id is None or not value:
+            self._answer(update, t(locale, f"usage.{command}"), locale=locale)
             return
+        edit = self._manage.reschedule if command == "reschedule" else self._manage.rename
         await self._reply_with(
             update,
             locale,
-            self._manage.reschedule(
-                user, locale, space_id, when, is_moderator=self._is_mod, request_id=self._request_id(update)
-            ),
-        )
-
-    async def on_rename(self, update: Update, context: Ctx) -> None:
-        if await self._refuse_anonymous(update):
-            return
-        who = await self._who(update)
-        if who is None:
-            return
-        user, locale = who
-        space_id, title = tr.split_id(" ".join(context.args or []))
-        if space_id is None or not title:
-            self._answer(update, t(locale, "usage.rename"), locale=locale)
-            return
-        await self._reply_with(
-            update,
-            locale,
-            self._manage.rename(
-                user, locale, space_id, title, is_moderator=self._is_mod, request_id=self._request_id(update)
+            edit(
+                user, locale, space_id, value, is_moderator=self._is_mod, request_id=self._request_id(update)
             ),
         )
 

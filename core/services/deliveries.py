@@ -601,19 +601,13 @@ class DeliveryEngine:
         user = parse_user(row.recipient) if row.kind.to_user else None
         profile = ctx.profiles.get(user) if user is not None else None
         chat_key = _recipient_chat(row)
-        try:
-            if user is not None and profile is not None and profile.dm_reachable is False:
-                # don't knock on a closed door: on Discord failed DMs count toward the IP ban
-                space = await self._current(row.space_id, ctx)
-                if space is not None and isinstance(self._decide(row, space), rules.Send):
-                    await self._fall_back(row, space, rules.KNOWN_UNREACHABLE)
-                    return
-            await self._spend(row, chat_key)
-        except _LeaseTooShort:
-            await self._give_back(row)
-            return
-        except _NotYet as e:
-            await self._give_back(row, after=e.wait)
+        if user is not None and profile is not None and profile.dm_reachable is False:
+            # don't knock on a closed door: on Discord failed DMs count toward the IP ban
+            space = await self._current(row.space_id, ctx)
+            if space is not None and isinstance(self._decide(row, space), rules.Send):
+                await self._fall_back(row, space, rules.KNOWN_UNREACHABLE)
+                return
+        if not await self._budgeted([row], chat_key):
             return
         space = await self._current(row.space_id, ctx)  # decided after the budget wait, on today's Space
         verdict = self._decide(row, space)
@@ -666,13 +660,7 @@ class DeliveryEngine:
         """An answer to someone who wrote to us (core.services.replies): its content is in the row, there
         is no Space to decide on. Same budget, lease guard and outcomes as everything else: a flood limit
         or an outage delays it, never drops it."""
-        try:
-            await self._spend(row, _recipient_chat(row))
-        except _LeaseTooShort:
-            await self._give_back(row)
-            return
-        except _NotYet as e:
-            await self._give_back(row, after=e.wait)
+        if not await self._budgeted([row], _recipient_chat(row)):
             return
         try:
             ref = await self._send(send_reply(self._platform, row, key=nonce_for(row.key)))
@@ -741,13 +729,7 @@ class DeliveryEngine:
 
     async def _handle_mentions(self, rows: Sequence[Delivery], ctx: _Context) -> None:
         chat = parse_chat(rows[0].recipient)
-        try:
-            await self._spend(rows[0], chat.id, also=rows[1:])
-        except _LeaseTooShort:
-            await asyncio.gather(*(self._give_back(row) for row in rows))
-            return
-        except _NotYet as e:
-            await asyncio.gather(*(self._give_back(row, after=e.wait) for row in rows))
+        if not await self._budgeted(rows, chat.id):
             return
         space = await self._current(rows[0].space_id, ctx)
         live: list[tuple[Delivery, rules.Send]] = []
@@ -790,6 +772,19 @@ class DeliveryEngine:
         )
 
     # ------------------------------------------------------------------ outcomes
+
+    async def _budgeted(self, rows: Sequence[Delivery], chat: str | None) -> bool:
+        """Spend the budget of one send carrying ``rows``; False if they were given back instead (the lease
+        too short to send safely, or the budget allows the send only later: then they come back due then)."""
+        try:
+            await self._spend(rows[0], chat, also=rows[1:])
+        except _LeaseTooShort:
+            await asyncio.gather(*(self._give_back(row) for row in rows))
+            return False
+        except _NotYet as e:
+            await asyncio.gather(*(self._give_back(row, after=e.wait) for row in rows))
+            return False
+        return True
 
     async def _spend(self, row: Delivery, chat: str | None, *, also: Sequence[Delivery] = ()) -> None:
         """Wait for the send budget, then make sure the claim still covers the send.
