@@ -13,12 +13,14 @@ under CI=true), see tests/databases.py.
 from __future__ import annotations
 
 import logging
+import os
 import random
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
+from hypothesis import settings
 
 from bots.runtime.budget import Unlimited
 from core.models import Delivery, UserProfile
@@ -35,6 +37,11 @@ _LOGS = pytest.StashKey[SessionLogs]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # property tests explore new examples on a developer's machine; under CI they replay the same ones, so a
+    # red CI run is about the change, never about a draw (a new counterexample is found and fixed locally)
+    settings.register_profile("ci", derandomize=True, print_blob=True)
+    if os.environ.get("CI", "").lower() == "true":
+        settings.load_profile("ci")
     logs = SessionLogs()
     logs.start()
     config.stash[_LOGS] = logs

@@ -137,7 +137,7 @@ def joins_legitimately(when: str, title: str) -> bool:
         return True
     # a duration in whole hours takes the minutes that follow it ("in 1 hour 30" is 1 h 30), and
     # "and a half", "and 15 minutes" add to it
-    if when.startswith("in ") and words[:2] == ["from", "now"]:  # "in 2 hours from now"
+    if when.startswith("in ") and [w.lower() for w in words[:2]] == ["from", "now"]:  # "in 2 hours from now"
         return True
     in_hours = when.endswith(("hours", "heures", "h", "hour", "heure")) or when == "in 1h30"
     if in_hours and (first.isdigit() or first in ("and", "et", ",")):
