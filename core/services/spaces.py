@@ -98,6 +98,11 @@ class SpaceService:
         self._default_tz = default_tz
         self._new_id = new_id
 
+    def mirror_native_events(self, platforms: Collection[Platform]) -> None:
+        """Which platforms implement core.ports.NativeEvents: set by the composition root once the adapters
+        exist (they are built with this service), before anything is scheduled."""
+        self._native_events = frozenset(platforms)
+
     # ------------------------------------------------------------------ queries
 
     async def get(self, space_id: str) -> Space:
