@@ -215,6 +215,13 @@ class _Receives(Protocol):
     async def stop_receiving(self) -> None: ...
 
 
+@runtime_checkable
+class _TakesEvents(Protocol):
+    """An adapter that reports its native events' changes (started in its UI, "Interested" clicks)."""
+
+    def attach_events(self, events: EventsService) -> None: ...
+
+
 class _Broadcast:
     """WakeUps: this process's waker, and every other process through the database's wake channel."""
 
@@ -576,13 +583,17 @@ async def build(
     if not any(p.platform is Platform.CONSOLE for p in adapters):
         adapters.insert(0, console)
         statuses.insert(0, PlatformStatus(Platform.CONSOLE, True, "connected"))
-    # a gateway connection has one owner across processes: adapters that open one start under a lease
+    for p in adapters:
+        if isinstance(p, _TakesEvents):  # the platform's own event changes come back through the core
+            p.attach_events(events)
+    # a gateway connection has one owner across processes: adapters that open one (only where updates are
+    # received: a worker's adapter sends over REST) start under a lease
     holder = f"{settings.worker_id}:{secrets.token_hex(4)}"  # unique per process, even for one worker id
     gateway_lease = SqlGatewayLease(db)
     starters: dict[Platform, Startable] = {
         p.platform: LeasedGateway(p, gateway_lease, holder=holder, clock=clock)
         for p in adapters
-        if needs_gateway_lease(p)
+        if role.serves_web and needs_gateway_lease(p)
     }
     router = Router(adapters, starters=starters)
     # Spaces announced on a platform with its own events are mirrored there

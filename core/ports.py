@@ -214,7 +214,8 @@ class NativeEventStore(Protocol):
 
     async def find(self, platform: Platform, scope: str | None, event_id: str) -> NativeEvent | None:
         """The record of a platform event (inbound: a status change or an "Interested" click), or None
-        when it is not one of ours. ``scope``: the guild or workspace id (None: unscoped)."""
+        when it is not one of ours. ``scope``: the guild or workspace the dispatch came from; a record in
+        another scope never matches, one recorded without a scope matches any (the id decides)."""
         ...
 
 

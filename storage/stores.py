@@ -559,10 +559,12 @@ class SqlNativeEventStore:
     async def find(self, platform: Platform, scope: str | None, event_id: str) -> NativeEvent | None:
         conn = await self._tx.conn()
         t = native_event_t.c
+        # the platform's ids are unique by themselves (Discord's snowflakes); the scope, when both sides
+        # know it, only makes sure one guild's dispatch never acts on another's event
         stmt = select(native_event_t).where(
             t.platform == str(platform),
             t.event_id == event_id,
-            t.scope.is_(None) if scope is None else t.scope == scope,
+            t.scope.is_(None) | (t.scope == scope) if scope is not None else t.scope.is_(None),
         )
         row = (await conn.execute(stmt.limit(1))).first()
         return native_event_from_row(row) if row is not None else None

@@ -11,9 +11,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bots.app import build
+from bots.app import Role, build
 from bots.cli import prepare_database
 from bots.router import Router
+from bots.runtime.gateway import LeasedGateway
 from core.refs import Platform
 from tests.bots.test_console import settings_for
 from tests.fakes.clock import FakeClock
@@ -88,3 +89,45 @@ async def test_the_service_starts_with_a_platform_down_and_healthz_shows_it(tmp_
         assert body["platforms"]["discord"].startswith("down: ConnectionError")
     finally:
         await svc.stop()
+
+
+class GatewayPlatform(FakePlatform):
+    """A platform whose start opens a gateway (Discord's declares needs_gateway_lease too)."""
+
+    needs_gateway_lease = True
+    gateway_lease_name = "discord:shards:0-1"
+
+    def __init__(self) -> None:
+        super().__init__(platform=Platform.DISCORD)
+        self.events_sink: object = None
+
+    def attach_events(self, events: object) -> None:
+        self.events_sink = events
+
+
+async def test_a_gateway_platform_connects_in_one_receiving_process_only(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
+    await prepare_database(settings)
+    first, second, worker_side = GatewayPlatform(), GatewayPlatform(), GatewayPlatform()
+    web1 = await build(settings, role=Role.WEB, clock=FakeClock(), platforms=[first], out=io.StringIO())
+    web2 = await build(settings, role=Role.WEB, clock=FakeClock(), platforms=[second], out=io.StringIO())
+    worker = await build(
+        settings, role=Role.WORKER, clock=FakeClock(), platforms=[worker_side], out=io.StringIO()
+    )
+    try:
+        await web1.start()
+        await web2.start()
+        await worker.start()
+        assert first.started and not second.started  # one gateway connection for both web processes
+        assert worker_side.started  # a worker sends over REST: it needs no lease
+        assert web1.router.health()["discord"].startswith("up (holds discord:shards:0-1)")
+        assert web2.router.health()["discord"].startswith("standby")
+        assert first.events_sink is not None and first.events_sink is not second.events_sink
+        await web1.stop()  # a deploy: the lease is released, the standby takes over at its next try
+        starter = web2.router._starters[Platform.DISCORD]
+        assert isinstance(starter, LeasedGateway)
+        await starter.step()
+        assert second.started
+    finally:
+        for svc in (web1, web2, worker):
+            await svc.stop()

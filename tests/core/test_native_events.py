@@ -309,7 +309,7 @@ async def test_an_event_cancelled_in_the_platform_cancels_the_space(env: Env) ->
 async def test_an_event_that_is_not_ours_is_ignored(env: Env) -> None:
     await _created(env)
     assert await env.events.status_changed(D, None, "someone-else", EventStatus.ACTIVE, None) is None
-    assert await env.events.status_changed(D, "other-guild", "ev1", EventStatus.ACTIVE, None) is None
+    assert await env.events.status_changed(D, GUILD, "ev-unknown", EventStatus.ACTIVE, None) is None
     assert await env.events.interest(D, None, "someone-else", UserRef(D, "fan"), True) is None
 
 

@@ -327,7 +327,8 @@ class MemoryNativeEventStore(_Stores):
 
     async def find(self, platform: Platform, scope: str | None, event_id: str) -> NativeEvent | None:
         for e in self.st.events.values():
-            if e.chat.platform == platform and e.event_id == event_id and _scope(e.chat) == scope:
+            stored = _scope(e.chat)
+            if e.chat.platform == platform and e.event_id == event_id and stored in (None, scope):
                 return e
         return None
 
