@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bots.console.adapter import ConsolePlatform
 from bots.console.repl import HOST_NAME, MAIN_CHAT, ConsoleIO, ConsoleRepl
 from bots.metrics import FleetView, Metrics
-from bots.router import Router
+from bots.router import Router, Startable
 from bots.runtime.budget import (
     DEFAULT_GLOBAL,
     PAID_TELEGRAM,
@@ -47,6 +48,7 @@ from bots.runtime.budget import (
     TokenBucketBudget,
 )
 from bots.runtime.clock import SystemClock
+from bots.runtime.gateway import LeasedGateway, needs_gateway_lease
 from bots.runtime.waker import Waker
 from bots.web.app import ContributesRoutes, WebDeps, WebLinks, WebRoute, make_metrics_app, make_web_app
 from config.settings import Settings
@@ -54,10 +56,12 @@ from core import rules
 from core.ports import Budget, ChatPlatform, Clock, Links, UnitOfWorkFactory, WakeUps
 from core.refs import Platform
 from core.services.deliveries import DeliveryEngine, EngineConfig
+from core.services.events import EventsService
 from core.services.replies import RepliesService
 from core.services.spaces import SpaceService
 from storage.budget import SendLimits, SqlBudget
 from storage.db import make_engine, make_session_factory, normalize_url
+from storage.lease import SqlGatewayLease
 from storage.metrics import SqlMetricSnapshots
 from storage.notify import PgWakeChannel
 from storage.stores import SqlHeartbeats, SqlOutbox, unit_of_work_factory
@@ -99,6 +103,8 @@ class AdapterContext:
     # `spaces worker` process sends and nothing else, so one update is never handled by two processes.
     receive: bool
     replies: RepliesService  # answers to inbound events, written to the outbox with the event's effect
+    # native events changed in the platform's own UI (started, ended, cancelled, "Interested")
+    events: EventsService | None = None
 
 
 def budget_rates(settings: Settings) -> dict[Platform, Rate]:
@@ -207,6 +213,13 @@ class _Receives(Protocol):
     platform: Platform
 
     async def stop_receiving(self) -> None: ...
+
+
+@runtime_checkable
+class _TakesEvents(Protocol):
+    """An adapter that reports its native events' changes (started in its UI, "Interested" clicks)."""
+
+    def attach_events(self, events: EventsService) -> None: ...
 
 
 class _Broadcast:
@@ -551,6 +564,7 @@ async def build(
 
     spaces = SpaceService(uow, clock, service_wake, default_tz=settings.default_tz, read_uow=read_uow)
     replies = RepliesService(uow, clock, service_wake, read_uow=read_uow)
+    events = EventsService(uow, spaces)
     console_color = console_io.color if console_io is not None else None
     console = ConsolePlatform(console_io.output if console_io is not None else out, color=console_color)
 
@@ -561,13 +575,29 @@ async def build(
         statuses += [PlatformStatus(p.platform, True, "connected") for p in adapters]
     else:
         adapters, more = _configured_adapters(
-            AdapterContext(settings, spaces, uow, clock, links, receive=role.serves_web, replies=replies)
+            AdapterContext(
+                settings, spaces, uow, clock, links, receive=role.serves_web, replies=replies, events=events
+            )
         )
         statuses += more
     if not any(p.platform is Platform.CONSOLE for p in adapters):
         adapters.insert(0, console)
         statuses.insert(0, PlatformStatus(Platform.CONSOLE, True, "connected"))
-    router = Router(adapters)
+    for p in adapters:
+        if isinstance(p, _TakesEvents):  # the platform's own event changes come back through the core
+            p.attach_events(events)
+    # a gateway connection has one owner across processes: adapters that open one (only where updates are
+    # received: a worker's adapter sends over REST) start under a lease
+    holder = f"{settings.worker_id}:{secrets.token_hex(4)}"  # unique per process, even for one worker id
+    gateway_lease = SqlGatewayLease(db)
+    starters: dict[Platform, Startable] = {
+        p.platform: LeasedGateway(p, gateway_lease, holder=holder, clock=clock)
+        for p in adapters
+        if role.serves_web and needs_gateway_lease(p)
+    }
+    router = Router(adapters, starters=starters)
+    # Spaces announced on a platform with its own events are mirrored there
+    spaces.mirror_native_events(router.native_event_platforms())
 
     engine = DeliveryEngine(
         outbox,
@@ -600,6 +630,7 @@ async def build(
         routes=routes,
         default_locale=settings.default_locale,
         extra_health={"role": str(role)},
+        platform_health=router.health,
         fleet=fleet,
         on_fleet=metrics.fleet_seen,
         worker_label=settings.worker_id if role.delivers else None,

@@ -63,6 +63,10 @@ class DeliveryKind(StrEnum):
     CARD_POST = "card_post"  # recipient: a chat; the sent MessageRef becomes an Announcement
     CARD_EDIT = "card_edit"  # recipient: an announcement's MessageRef string
     MENTION = "mention"  # fallback: the subject is mentioned in the recipient chat (batched)
+    # the platform's own event object mirroring the Space (Discord Scheduled Events), one per announcement
+    # chat: recipient the chat (str(ChatRef)); the spec is built at send time from the Space as it is then
+    EVENT_CREATE = "event_create"
+    EVENT_UPDATE = "event_update"
     # an answer to someone who wrote to us (a command, a button, a deep link): recipient a chat, content
     # in ``payload`` (rendered when the answer was decided), no Space. Through the outbox so that it is
     # paced with everything else, retried, and written with the effect it reports (never lost in a crash)
@@ -142,6 +146,50 @@ class Outcome:
     # the claim this outcome belongs to (Delivery.claim): a fencing token, so that an outcome can never
     # land on a later claim of the same row, even by a process reusing the same worker id
     claim: str | None = None
+
+
+class EventStatus(StrEnum):
+    """The status of a platform's own event object (Discord's Scheduled Event statuses)."""
+
+    SCHEDULED = "scheduled"
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    CANCELED = "canceled"
+
+
+@dataclass(frozen=True, slots=True)
+class EventSpec:
+    """What a platform's own event object shows of a Space (core.ports.NativeEvents)."""
+
+    title: str
+    description: str
+    starts_at: datetime  # aware UTC
+    ends_at: datetime  # aware UTC, after starts_at
+    status: EventStatus
+    location: str | None  # the share link, for an event not tied to a voice channel
+    channel: ChatRef | None  # a voice or stage channel; the platform picks VOICE or STAGE_INSTANCE
+
+
+@dataclass(frozen=True, slots=True)
+class NativeEvent:
+    """A Space mirrored as a platform's own event in one announcement chat. ``event_id`` is None until the
+    create has been sent (or while it keeps failing)."""
+
+    space_id: str
+    chat: ChatRef
+    event_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseGrant:
+    """A held lease on a named connection (core.ports.GatewayLease). ``fence`` grows with every change of
+    holder: a renewal or release carrying an older fence is refused, so a holder that stalled past its
+    lease can never act on a lease someone else has taken since."""
+
+    name: str
+    holder: str
+    fence: int
+    until: datetime
 
 
 @dataclass(frozen=True, slots=True)

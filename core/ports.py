@@ -19,6 +19,9 @@ from core.models import (
     Delivery,
     DeliveryKind,
     DeliveryStatus,
+    EventSpec,
+    LeaseGrant,
+    NativeEvent,
     Outcome,
     Space,
     Subscription,
@@ -70,6 +73,24 @@ class ChatPlatform(Protocol):
     ) -> MessageRef:
         """Post ``notice`` in ``chat`` mentioning every user (the DM fallback), within one message.
         ``users`` maps each user to the display name to show (platforms that mention by id may ignore it)."""
+        ...
+
+
+@runtime_checkable
+class NativeEvents(Protocol):
+    """Platforms with their own event object (Discord's Scheduled Events) implement it; the router checks
+    ``isinstance(p, NativeEvents)``. The delivery engine drives it from ``event_create`` / ``event_update``
+    outbox rows, like card edits: same budget, retries and outcomes (RateLimited, ChatUnavailable,
+    TransientError as for ChatPlatform)."""
+
+    async def create_event(self, chat: ChatRef, spec: EventSpec, *, key: str) -> str:
+        """Create the event for the announcement chat ``chat`` (its scope is the guild) and return the
+        platform's event id. ``key`` is the delivery's idempotency key (a retried create may repeat)."""
+        ...
+
+    async def update_event(self, chat: ChatRef, event_id: str, spec: EventSpec) -> None:
+        """Make the event show ``spec``, status included (ACTIVE, COMPLETED, CANCELED). An update that
+        changes nothing, or a status the event already has, MUST succeed silently."""
         ...
 
 
@@ -192,6 +213,29 @@ class AnnouncementStore(Protocol):
     async def list(self, space_id: str) -> list[Announcement]: ...
 
 
+class NativeEventStore(Protocol):
+    """Which platform event mirrors a Space in which announcement chat (core.ports.NativeEvents)."""
+
+    async def add(self, event: NativeEvent) -> bool:
+        """Record that the Space has (or will have) an event in ``event.chat``. True if new; an existing
+        record for the same (space, chat) is kept unchanged (False)."""
+        ...
+
+    async def list(self, space_id: str) -> list[NativeEvent]:
+        """The Space's events, by chat."""
+        ...
+
+    async def set_id(self, space_id: str, chat: ChatRef, event_id: str) -> None:
+        """The create was sent: remember the platform's id (what later updates and inbound changes use)."""
+        ...
+
+    async def find(self, platform: Platform, scope: str | None, event_id: str) -> NativeEvent | None:
+        """The record of a platform event (inbound: a status change or an "Interested" click), or None
+        when it is not one of ours. ``scope``: the guild or workspace the dispatch came from; a record in
+        another scope never matches, one recorded without a scope matches any (the id decides)."""
+        ...
+
+
 class UserStore(Protocol):
     async def get(self, user: UserRef) -> UserProfile | None: ...
 
@@ -235,6 +279,7 @@ class UnitOfWork(Protocol):
     users: UserStore
     communities: CommunityStore
     inbound: InboundStore
+    events: NativeEventStore
 
     async def __aenter__(self) -> UnitOfWork: ...
 
@@ -317,6 +362,30 @@ class Outbox(Protocol):
         replies (no Space; their event's request id is pruned much earlier), and inbound
         request ids recorded before ``requests_before``, in transactions of at most ``chunk`` rows (never one
         long lock). Returns the number of rows deleted."""
+        ...
+
+
+class GatewayLease(Protocol):
+    """One owner per named connection across processes (a Discord gateway, or one group of its shards:
+    ``discord:shards:0-1``). Each method is its own short transaction; ``now`` comes from the core's Clock
+    (every process's clock is assumed in step to well under a lease's length)."""
+
+    async def acquire(self, name: str, holder: str, *, now: datetime, ttl: timedelta) -> LeaseGrant | None:
+        """Take the lease if it is free, expired (``until <= now``) or already ``holder``'s, until
+        ``now + ttl``; None if another holder has it. A new holder gets a greater fence than any before."""
+        ...
+
+    async def renew(self, grant: LeaseGrant, *, now: datetime, ttl: timedelta) -> LeaseGrant | None:
+        """Extend a held lease to ``now + ttl``; None if it was lost (taken over: its fence changed).
+        A lease that ran out but that nobody took meanwhile is still ours: it is renewed."""
+        ...
+
+    async def release(self, grant: LeaseGrant, *, now: datetime) -> bool:
+        """Give the lease up at once (a clean shutdown), if still held under this grant's fence."""
+        ...
+
+    async def current(self, name: str) -> LeaseGrant | None:
+        """Who holds the lease (expired or not), or None if nobody ever did. For health and the doctor."""
         ...
 
 

@@ -176,6 +176,9 @@ def decide(
         return Skip(f"space {space.status.value}, no longer live")
     if about is DeliveryKind.RESCHEDULED_NOTICE and space.status is not SpaceStatus.SCHEDULED:
         return Skip(f"space {space.status.value}")
+    if kind is DeliveryKind.EVENT_CREATE and not space.status.is_open:
+        # over before its event was made: an event created only to be closed would notify its audience
+        return Skip(f"space {space.status.value} before its event was created")
     return Send(late_by, late_because_of_an_outage(delivery, now, up_since))
 
 
@@ -206,7 +209,7 @@ def late_because_of_an_outage(delivery: Delivery, now: datetime, up_since: datet
 # value is stored on the row when it is written (the claim orders by it, then by due time).
 PRIORITY_REPLY = 0  # someone just wrote to us and waits for the answer
 PRIORITY_HOST = 10  # the host's own reminders: T-30, T-0
-PRIORITY_CHAT = 20  # cards (post, edit) and fallback mentions: one message each, seen by many
+PRIORITY_CHAT = 20  # cards (post, edit), native events and fallback mentions: one message each, seen by many
 PRIORITY_OTHER = 30  # a kind this version does not know: assume one addressee, ahead of bulk
 PRIORITY_BULK = 90  # fan-outs to every subscriber: live, moved, cancelled
 
@@ -217,6 +220,8 @@ _PRIORITIES: dict[str, int] = {
     DeliveryKind.CARD_POST: PRIORITY_CHAT,
     DeliveryKind.CARD_EDIT: PRIORITY_CHAT,
     DeliveryKind.MENTION: PRIORITY_CHAT,
+    DeliveryKind.EVENT_CREATE: PRIORITY_CHAT,
+    DeliveryKind.EVENT_UPDATE: PRIORITY_CHAT,
     DeliveryKind.LIVE_NOTICE: PRIORITY_BULK,
     DeliveryKind.RESCHEDULED_NOTICE: PRIORITY_BULK,
     DeliveryKind.CANCELLED_NOTICE: PRIORITY_BULK,

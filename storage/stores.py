@@ -27,6 +27,7 @@ from core.models import (
     Delivery,
     DeliveryKind,
     DeliveryStatus,
+    NativeEvent,
     Outcome,
     Space,
     SpaceStatus,
@@ -39,6 +40,7 @@ from storage.tables import (
     announcement_from_row,
     announcement_t,
     announcement_values,
+    chat_scope,
     community_from_row,
     community_t,
     community_values,
@@ -47,6 +49,9 @@ from storage.tables import (
     delivery_values,
     heartbeat_t,
     inbound_t,
+    native_event_from_row,
+    native_event_t,
+    native_event_values,
     space_from_row,
     space_t,
     space_values,
@@ -548,6 +553,51 @@ class SqlInboundStore:
         return None if value is None else str(value)
 
 
+class SqlNativeEventStore:
+    def __init__(self, tx: _Tx) -> None:
+        self._tx = tx
+
+    async def add(self, event: NativeEvent) -> bool:
+        conn = await self._tx.conn()
+        stmt = (
+            _insert(self._tx.dialect, native_event_t)
+            .values(native_event_values(event))
+            .on_conflict_do_nothing(index_elements=["space_id", "chat"])
+            .returning(native_event_t.c.space_id)
+        )
+        return (await conn.execute(stmt)).first() is not None
+
+    async def list(self, space_id: str) -> list[NativeEvent]:
+        conn = await self._tx.conn()
+        t = native_event_t.c
+        stmt = select(native_event_t).where(t.space_id == space_id).order_by(t.chat)
+        return [native_event_from_row(r) for r in (await conn.execute(stmt)).all()]
+
+    async def set_id(self, space_id: str, chat: ChatRef, event_id: str) -> None:
+        conn = await self._tx.conn()
+        t = native_event_t.c
+        stmt = (
+            update(native_event_t)
+            .where(t.space_id == space_id, t.chat == str(chat))
+            .values(event_id=event_id, scope=chat_scope(chat))
+        )
+        if (await conn.execute(stmt)).rowcount == 0:
+            raise LookupError(f"no event recorded for space {space_id!r} in {chat}")
+
+    async def find(self, platform: Platform, scope: str | None, event_id: str) -> NativeEvent | None:
+        conn = await self._tx.conn()
+        t = native_event_t.c
+        # the platform's ids are unique by themselves (Discord's snowflakes); the scope, when both sides
+        # know it, only makes sure one guild's dispatch never acts on another's event
+        stmt = select(native_event_t).where(
+            t.platform == str(platform),
+            t.event_id == event_id,
+            t.scope.is_(None) | (t.scope == scope) if scope is not None else t.scope.is_(None),
+        )
+        row = (await conn.execute(stmt.limit(1))).first()
+        return native_event_from_row(row) if row is not None else None
+
+
 class SqlUnitOfWork:
     """One transaction over all the stores: ``async with uow: …; await uow.commit()``.
 
@@ -570,6 +620,7 @@ class SqlUnitOfWork:
         self.users: ports.UserStore = SqlUserStore(self._tx)
         self.communities: ports.CommunityStore = SqlCommunityStore(self._tx)
         self.inbound: ports.InboundStore = SqlInboundStore(self._tx)
+        self.events: ports.NativeEventStore = SqlNativeEventStore(self._tx)
 
     async def __aenter__(self) -> SqlUnitOfWork:
         if self._tx.session is not None:
@@ -942,6 +993,7 @@ __all__ = [
     "SqlDeliveryStore",
     "SqlHeartbeats",
     "SqlInboundStore",
+    "SqlNativeEventStore",
     "SqlOutbox",
     "SqlSpaceStore",
     "SqlSubscriptionStore",

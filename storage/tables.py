@@ -22,12 +22,14 @@ from core.models import (
     Delivery,
     DeliveryKind,
     DeliveryStatus,
+    LeaseGrant,
+    NativeEvent,
     Space,
     SpaceStatus,
     Subscription,
     UserProfile,
 )
-from core.refs import Platform, parse_chat, parse_message, parse_user
+from core.refs import ChatRef, Platform, parse_chat, parse_message, parse_user
 
 # lengths: generous for every platform's ids; PostgreSQL enforces them, SQLite ignores them
 REF = 255  # str(UserRef) / str(ChatRef) / str(MessageRef)
@@ -216,6 +218,30 @@ class SendBudgetRow(SQLModel, table=True):
     expires: float = Field(default=0.0)  # when the row stops constraining anything (pruning)
 
 
+class NativeEventRow(SQLModel, table=True):
+    """A Space mirrored as a platform's own event (Discord Scheduled Event), one per announcement chat."""
+
+    __tablename__ = "native_event"
+    __table_args__ = (Index("ix_native_event_lookup", "platform", "event_id"),)
+
+    space_id: str = Field(foreign_key="space.id", ondelete="CASCADE", primary_key=True, max_length=64)
+    chat: str = Field(primary_key=True, max_length=REF)
+    platform: str = Field(max_length=SHORT)
+    scope: str | None = Field(default=None, max_length=REF)  # the guild / workspace: inbound lookups
+    event_id: str | None = Field(default=None, max_length=REF)  # None until the create was sent
+
+
+class PlatformLeaseRow(SQLModel, table=True):
+    """One owner per gateway connection (or shard group) across processes (storage/lease.py)."""
+
+    __tablename__ = "platform_lease"
+
+    name: str = Field(primary_key=True, max_length=255)  # "discord", "discord:shards:0-1"
+    holder: str = Field(max_length=255)
+    until: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    fence: int = Field(default=1, sa_type=BIGID)  # grows at every change of holder
+
+
 metadata = SQLModel.metadata
 space_t = SpaceRow.__table__  # type: ignore[attr-defined]
 subscription_t = SubscriptionRow.__table__  # type: ignore[attr-defined]
@@ -227,6 +253,8 @@ inbound_t = InboundRequestRow.__table__  # type: ignore[attr-defined]
 heartbeat_t = WorkerHeartbeatRow.__table__  # type: ignore[attr-defined]
 worker_metrics_t = WorkerMetricsRow.__table__  # type: ignore[attr-defined]
 send_budget_t = SendBudgetRow.__table__  # type: ignore[attr-defined]
+native_event_t = NativeEventRow.__table__  # type: ignore[attr-defined]
+platform_lease_t = PlatformLeaseRow.__table__  # type: ignore[attr-defined]
 
 TABLES = (
     space_t,
@@ -239,6 +267,8 @@ TABLES = (
     heartbeat_t,
     worker_metrics_t,
     send_budget_t,
+    native_event_t,
+    platform_lease_t,
 )
 
 
@@ -426,3 +456,26 @@ def community_from_row(row: Any) -> Community:
     return Community(
         chat=parse_chat(row.chat), tz=row.tz, locale=row.locale, moderator_role=row.moderator_role
     )
+
+
+def chat_scope(chat: ChatRef) -> str | None:
+    """The guild / workspace a chat belongs to (None: unscoped, as every reference written before scopes)."""
+    return getattr(chat, "scope", None)
+
+
+def native_event_values(event: NativeEvent) -> dict[str, Any]:
+    return {
+        "space_id": event.space_id,
+        "chat": str(event.chat),
+        "platform": str(event.chat.platform),
+        "scope": chat_scope(event.chat),
+        "event_id": event.event_id,
+    }
+
+
+def native_event_from_row(row: Any) -> NativeEvent:
+    return NativeEvent(space_id=row.space_id, chat=parse_chat(row.chat), event_id=row.event_id)
+
+
+def lease_from_row(row: Any) -> LeaseGrant:
+    return LeaseGrant(name=row.name, holder=row.holder, fence=int(row.fence), until=row.until)

@@ -79,6 +79,9 @@ class WebDeps:
     routes: Sequence[WebRoute] = ()
     default_locale: str = "en"
     extra_health: dict[str, str] = field(default_factory=dict)  # e.g. role, worker id
+    # each platform's state ("up", "down: …", "standby …"): one platform down is shown, and the service is
+    # still healthy (the others run, and it is retried in the background)
+    platform_health: Callable[[], Mapping[str, str]] | None = None
     # /metrics: the live workers' figures, read from the database on each scrape (None: this process only)
     fleet: Callable[[], Awaitable[FleetView]] | None = None
     on_fleet: Callable[[FleetView | None], None] = lambda fleet: None
@@ -194,9 +197,16 @@ async def _healthz(request: web.Request) -> web.Response:
     counts = state.counts
     checked = round(max(0.0, asyncio.get_running_loop().time() - state.at), 1)
     if counts is None:
-        body = {"ok": False, "db": "error", "checked_s_ago": checked, **deps.extra_health}
-        return web.json_response(body, status=503)
-    body = {
+        failed: dict[str, object] = {
+            "ok": False,
+            "db": "error",
+            "checked_s_ago": checked,
+            **deps.extra_health,
+        }
+        if deps.platform_health is not None:
+            failed["platforms"] = dict(deps.platform_health())
+        return web.json_response(failed, status=503)
+    body: dict[str, object] = {
         "ok": True,
         "db": "ok",
         "checked_s_ago": checked,
@@ -205,6 +215,8 @@ async def _healthz(request: web.Request) -> web.Response:
         "dead": counts.get("dead", 0),
         **deps.extra_health,
     }
+    if deps.platform_health is not None:
+        body["platforms"] = dict(deps.platform_health())
     return web.json_response(body)
 
 

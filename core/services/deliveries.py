@@ -34,13 +34,15 @@ from core.models import (
     Delivery,
     DeliveryKind,
     DeliveryStatus,
+    EventSpec,
     Outcome,
     Space,
     SpaceView,
     UserProfile,
 )
-from core.ports import Budget, ChatPlatform, Clock, Links, Outbox, UnitOfWorkFactory, WakeUps
-from core.refs import MessageRef, UserRef, parse_chat, parse_message, parse_user
+from core.ports import Budget, ChatPlatform, Clock, Links, NativeEvents, Outbox, UnitOfWorkFactory, WakeUps
+from core.refs import ChatRef, MessageRef, Platform, UserRef, parse_chat, parse_message, parse_user
+from core.services.events import event_spec
 from core.services.replies import send_reply
 
 log = logging.getLogger(__name__)
@@ -85,12 +87,25 @@ class NullObserver:
         pass
 
 
+# why an event update was not sent: its create is still to go out, and will show the Space as it is then
+EVENT_NOT_CREATED_YET = "folded into the event's create (not sent yet)"
 SPACE_FRESHNESS = timedelta(seconds=1)  # how long a batch may use its copy of a Space before re-reading it
 # A send waits at most this long for its budget inside a claim; a longer wait (a busy group's 20/min, a
 # 429 hold) puts the row back, due when the budget allows, instead of holding a slot and the lease.
 MAX_INLINE_WAIT = 5.0
 # How far back the engine looks to measure its own sending pace (rows finished per second).
 PACE_WINDOW = 3.0
+
+
+_EVENT_KINDS = (DeliveryKind.EVENT_CREATE, DeliveryKind.EVENT_UPDATE)
+
+
+def _sending_platform(row: Delivery) -> Platform:
+    """The platform a row's send goes through, and whose budget it spends: a card edit's is the card's
+    (the MessageRef's), whatever Space it is about."""
+    if row.kind is DeliveryKind.CARD_EDIT:
+        return parse_message(row.recipient).platform
+    return row.platform
 
 
 def _recipient_chat(row: Delivery) -> str | None:
@@ -598,6 +613,9 @@ class DeliveryEngine:
         if row.kind is DeliveryKind.REPLY:
             await self._handle_reply(row)
             return
+        if row.kind in _EVENT_KINDS:
+            await self._handle_event(row, ctx)
+            return
         user = parse_user(row.recipient) if row.kind.to_user else None
         profile = ctx.profiles.get(user) if user is not None else None
         chat_key = _recipient_chat(row)
@@ -678,6 +696,84 @@ class DeliveryEngine:
             return
         late_by = max(0.0, (self._clock.now() - row.due_at).total_seconds())
         await self._settle(row, DeliveryStatus.SENT, sent_ref=str(ref), late_by=late_by)
+
+    async def _handle_event(self, row: Delivery, ctx: _Context) -> None:
+        """Create or update the platform's own event in one announcement chat, from the Space as it is now.
+
+        An update for an event whose create has not been sent yet (pending, retrying, in flight) is folded
+        into it: the create renders the Space as it is when it goes out, and one in flight while the Space
+        changed queues a catch-up update once its id is stored (:meth:`_remember_event`). If the create never
+        succeeds, there is no event to update either."""
+        chat = parse_chat(row.recipient)
+        events = self._platform if isinstance(self._platform, NativeEvents) else None
+        if events is None:
+            await self._settle(row, DeliveryStatus.DEAD, error="this platform has no native events")
+            return
+        event_id: str | None = None
+        if row.kind is DeliveryKind.EVENT_UPDATE:
+            async with self._read() as uow:
+                records = await uow.events.list(row.space_id) if row.space_id is not None else []
+            event_id = next((e.event_id for e in records if e.chat == chat), None)
+            if event_id is None:
+                await self._settle(row, DeliveryStatus.SKIPPED, error=EVENT_NOT_CREATED_YET)
+                return
+        if not await self._budgeted([row], chat.id):
+            return
+        space = await self._current(row.space_id, ctx)
+        verdict = self._decide(row, space)
+        if isinstance(verdict, rules.Skip):
+            await self._settle(row, DeliveryStatus.SKIPPED, error=verdict.reason)
+            return
+        assert space is not None
+        spec = event_spec(space, self._links.space(space.id))
+        try:
+            if event_id is None:
+                event_id = await self._send(events.create_event(chat, spec, key=nonce_for(row.key)))
+            else:
+                await self._send(events.update_event(chat, event_id, spec))
+        except RateLimited as e:
+            await self._rate_limited(row, e, chat.id)
+            return
+        except ChatUnavailable as e:
+            await self._settle(row, DeliveryStatus.DEAD, error=f"chat unavailable: {e}")
+            return
+        except Exception as e:
+            await self._retry(row, e)
+            return
+        if row.kind is DeliveryKind.EVENT_CREATE:
+            await self._remember_event(space, chat, event_id, spec)
+        await self._settle(row, DeliveryStatus.SENT, sent_ref=event_id, late_by=verdict.late_by)
+
+    async def _remember_event(self, rendered: Space, chat: ChatRef, event_id: str, spec: EventSpec) -> None:
+        """Store the event's id (what updates and inbound changes use). If the Space changed while the create
+        was on its way, the updates that change queued were folded into this create, which could not show
+        it: queue one now."""
+        try:
+            async with self._uow() as uow:
+                await uow.events.set_id(rendered.id, chat, event_id)
+                now_space = await uow.spaces.get(rendered.id)
+                if now_space is not None and event_spec(now_space, self._links.space(now_space.id)) != spec:
+                    await uow.deliveries.add(
+                        [
+                            Delivery(
+                                key=f"space:{rendered.id}:event:catch-up:{chat}",
+                                kind=DeliveryKind.EVENT_UPDATE,
+                                platform=chat.platform,
+                                recipient=str(chat),
+                                space_id=rendered.id,
+                                revision=now_space.revision,
+                                due_at=self._clock.now(),
+                            )
+                        ]
+                    )
+                    self._wake.arm(self._clock.now())
+                await uow.commit()
+        except Exception:
+            # never retry a created event over this: a second event is worse than one that misses updates
+            log.exception(
+                "could not store the event's id",
+                extra={"space_id": rendered.id, "chat": str(chat), "event_id": event_id},
+            )
 
     async def _send(self, call: Awaitable[T]) -> T:
         """One platform call, bounded by ``send_timeout`` whatever the HTTP client does (a call still going
@@ -798,18 +894,19 @@ class DeliveryEngine:
         if chat is None and row.kind.to_user:  # a DM lands in a private chat, whose per-chat limit counts too
             chat = parse_user(row.recipient).id
         waited = 0.0
+        platform = _sending_platform(row)
         while True:
-            holds = self._holds.get(row.platform, 0)
-            wait = await self._budget.acquire(row.platform, chat, max_wait=MAX_INLINE_WAIT)
+            holds = self._holds.get(platform, 0)
+            wait = await self._budget.acquire(platform, chat, max_wait=MAX_INLINE_WAIT)
             if wait < 0:
                 raise _NotYet(-wait)
             waited += wait
             # a 429 for the whole platform arrived while this send waited for its turn: the turn it was
             # given predates the hold, so it asks again (the budget now makes it wait the hold out)
-            if self._holds.get(row.platform, 0) == holds or waited >= MAX_INLINE_WAIT:
+            if self._holds.get(platform, 0) == holds or waited >= MAX_INLINE_WAIT:
                 break
         if waited:
-            self._obs.budget_waited(row.platform, waited)
+            self._obs.budget_waited(platform, waited)
         self._check_claim(row, *also)
 
     def _check_claim(self, *rows: Delivery) -> None:
@@ -860,10 +957,11 @@ class DeliveryEngine:
     async def _rate_limited(self, row: Delivery, e: RateLimited, chat: str | None) -> None:
         """A 429. For a chat's message, hold back that chat (one busy group must not stall every DM of
         the platform); for a DM, the platform-wide limit was hit: hold back the whole platform."""
-        self._obs.rate_limited(row.platform)
-        await self._budget.penalise(row.platform, e.retry_after, chat=chat)
+        platform = _sending_platform(row)
+        self._obs.rate_limited(platform)
+        await self._budget.penalise(platform, e.retry_after, chat=chat)
         if chat is None:
-            self._holds[row.platform] = self._holds.get(row.platform, 0) + 1
+            self._holds[platform] = self._holds.get(platform, 0) + 1
         due = self._clock.now() + timedelta(seconds=e.retry_after)
         await self._settle(row, DeliveryStatus.PENDING, error=str(e), due_at=due, refund=True)
 

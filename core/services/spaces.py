@@ -8,7 +8,7 @@ After the commit, the wake-up is armed; the delivery engine does the sending.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -25,10 +25,19 @@ from core.commands import (
 )
 from core.errors import NotFound, UserError, WrongState
 from core.ids import new_space_id
-from core.models import Delivery, DeliveryKind, DeliveryStatus, Space, SpaceStatus, Subscription, UserProfile
+from core.models import (
+    Delivery,
+    DeliveryKind,
+    DeliveryStatus,
+    NativeEvent,
+    Space,
+    SpaceStatus,
+    Subscription,
+    UserProfile,
+)
 from core.notices import Notice, reply
 from core.ports import Clock, UnitOfWork, UnitOfWorkFactory, WakeUps
-from core.refs import ChatRef, UserRef
+from core.refs import ChatRef, Platform, UserRef
 from core.texts import TextKey, pick_locale
 from core.timeparse import check_zone, format_local, parse_when, split_when_and_title
 
@@ -113,14 +122,23 @@ class SpaceService:
         default_tz: str = "UTC",
         new_id: Callable[[], str] = new_space_id,
         read_uow: UnitOfWorkFactory | None = None,
+        native_events: Collection[Platform] = frozenset(),
     ) -> None:
         self._uow = uow
+        # the platforms whose adapter implements core.ports.NativeEvents (the composition root knows):
+        # a Space announced there is mirrored as the platform's own event, kept in step by the outbox
+        self._native_events = frozenset(native_events)
         # queries that never write: on SQLite they must not queue for the one write lock
         self._read = read_uow or uow
         self._clock = clock
         self._wake = wake
         self._default_tz = default_tz
         self._new_id = new_id
+
+    def mirror_native_events(self, platforms: Collection[Platform]) -> None:
+        """Which platforms implement core.ports.NativeEvents: set by the composition root once the adapters
+        exist (they are built with this service), before anything is scheduled."""
+        self._native_events = frozenset(platforms)
 
     # ------------------------------------------------------------------ queries
 
@@ -235,6 +253,17 @@ class SpaceService:
                     space, DeliveryKind.CARD_POST, str(cmd.chat), now, key=f"space:{space.id}:card:{cmd.chat}"
                 )
             )
+            if cmd.chat.platform in self._native_events:
+                await uow.events.add(NativeEvent(space.id, cmd.chat))
+                rows.append(
+                    self._row(
+                        space,
+                        DeliveryKind.EVENT_CREATE,
+                        str(cmd.chat),
+                        now,
+                        key=f"space:{space.id}:event:create:{cmd.chat}",
+                    )
+                )
             await uow.deliveries.add(rows)
             await uow.commit()
         log.info("scheduled", extra={"space_id": space.id, "starts_at": space.starts_at.isoformat()})
@@ -264,6 +293,7 @@ class SpaceService:
             )
             rows = self._host_reminders(space, now)
             rows += await self._card_edits(uow, space, now, tag=f"r{space.revision}")
+            rows += await self._event_updates(uow, space, now, tag=f"r{space.revision}")
             await uow.deliveries.add(rows)
             await uow.deliveries.fan_out(
                 space.id,
@@ -295,6 +325,7 @@ class SpaceService:
                 space.title = title
                 await uow.spaces.save(space)
                 rows = await self._card_edits(uow, space, now, tag=tag)
+                rows += await self._event_updates(uow, space, now, tag=tag)
                 await uow.deliveries.add(rows)
             await uow.commit()
         if rows:
@@ -302,7 +333,9 @@ class SpaceService:
         self._arm(rows)
         return space
 
-    async def cancel(self, cmd: CancelSpace) -> Space:
+    async def cancel(self, cmd: CancelSpace, *, echo_of: ChatRef | None = None) -> Space:
+        """``echo_of``: the announcement chat whose native event was cancelled in the platform's own UI
+        (it shows the change already: no update is sent to it)."""
         now = self._clock.now()
         async with self._uow() as uow:
             if await self._seen(uow, cmd.actor.user, cmd.request_id):
@@ -310,7 +343,9 @@ class SpaceService:
             space = await self._load(uow, cmd.space_id, for_update=True)
             rules.check_may_manage(cmd.actor, space, "cancel")
             rules.check_transition(space, "cancel")
-            await self._finish(uow, space, SpaceStatus.CANCELLED, now, _ALL_PENDING_NOTICES, "cancelled")
+            await self._finish(
+                uow, space, SpaceStatus.CANCELLED, now, _ALL_PENDING_NOTICES, "cancelled", echo_of=echo_of
+            )
             await uow.deliveries.fan_out(
                 space.id,
                 space.revision,
@@ -322,7 +357,9 @@ class SpaceService:
         self._wake.arm(now)
         return space
 
-    async def start(self, cmd: StartSpace) -> StartResult:
+    async def start(self, cmd: StartSpace, *, echo_of: ChatRef | None = None) -> StartResult:
+        """``echo_of``: the announcement chat whose native event was started in the platform's own UI
+        (it shows the change already: no update is sent to it)."""
         now = self._clock.now()
         async with self._uow() as uow:
             if await self._seen(uow, cmd.actor.user, cmd.request_id):
@@ -340,6 +377,7 @@ class SpaceService:
                 space.id, (*_HOST_REMINDERS, DeliveryKind.RESCHEDULED_NOTICE), "started"
             )
             await uow.deliveries.add(await self._card_edits(uow, space, now, tag="live"))
+            await uow.deliveries.add(await self._event_updates(uow, space, now, tag="live", echo_of=echo_of))
             # subscribers are told when the host actually starts — not at the scheduled time
             notified = await uow.deliveries.fan_out(
                 space.id,
@@ -353,7 +391,9 @@ class SpaceService:
         self._wake.arm(now)
         return StartResult(space, notified)
 
-    async def end(self, cmd: EndSpace) -> Space:
+    async def end(self, cmd: EndSpace, *, echo_of: ChatRef | None = None) -> Space:
+        """``echo_of``: the announcement chat whose native event was ended in the platform's own UI
+        (it shows the change already: no update is sent to it)."""
         now = self._clock.now()
         async with self._uow() as uow:
             if await self._seen(uow, cmd.actor.user, cmd.request_id):
@@ -364,7 +404,9 @@ class SpaceService:
                 return space
             rules.check_transition(space, "end")
             # pending live notices would now point at a finished Space (decide() also skips claimed ones)
-            await self._finish(uow, space, SpaceStatus.ENDED, now, (DeliveryKind.LIVE_NOTICE,), "ended")
+            await self._finish(
+                uow, space, SpaceStatus.ENDED, now, (DeliveryKind.LIVE_NOTICE,), "ended", echo_of=echo_of
+            )
             await uow.commit()
         self._wake.arm(now)
         return space
@@ -449,6 +491,8 @@ class SpaceService:
         now: datetime,
         withdraw: Sequence[DeliveryKind],
         reason: str,
+        *,
+        echo_of: ChatRef | None = None,
     ) -> None:
         """The end of a Space's life (ended, cancelled, closed as stale): save, withdraw what no longer makes
         sense, and turn every card."""
@@ -456,7 +500,9 @@ class SpaceService:
         space.ended_at = now
         await uow.spaces.save(space)
         await uow.deliveries.withdraw(space.id, withdraw, reason)
-        await uow.deliveries.add(await self._card_edits(uow, space, now, tag=reason.replace(" ", "")))
+        tag = reason.replace(" ", "")
+        await uow.deliveries.add(await self._card_edits(uow, space, now, tag=tag))
+        await uow.deliveries.add(await self._event_updates(uow, space, now, tag=tag, echo_of=echo_of))
 
     async def _draft(self, uow: UnitOfWork, cmd: ScheduleSpace, now: datetime) -> _Draft:
         """Read and check a schedule command (reads only): schedule() and preview() share every rule."""
@@ -508,11 +554,21 @@ class SpaceService:
             profile.locale = new_locale
             await uow.users.upsert(profile)
 
-    def _row(self, space: Space, kind: DeliveryKind, recipient: str, due: datetime, *, key: str) -> Delivery:
+    def _row(
+        self,
+        space: Space,
+        kind: DeliveryKind,
+        recipient: str,
+        due: datetime,
+        *,
+        key: str,
+        platform: Platform | None = None,
+    ) -> Delivery:
+        """``platform``: where the row is sent, when not the Space's own (a card posted elsewhere)."""
         return Delivery(
             key=key,
             kind=kind,
-            platform=space.platform,
+            platform=platform or space.platform,
             recipient=recipient,
             space_id=space.id,
             revision=space.revision,
@@ -540,8 +596,28 @@ class SpaceService:
                 str(a.message),
                 due,
                 key=f"space:{space.id}:edit:{tag}:{a.message}",
+                # the platform that holds the card sends (and is charged for) the edit
+                platform=a.message.platform,
             )
             for a in anns
+        ]
+
+    async def _event_updates(
+        self, uow: UnitOfWork, space: Space, due: datetime, *, tag: str, echo_of: ChatRef | None = None
+    ) -> list[Delivery]:
+        """One update per native event of the Space (built at send time from the Space as it is then),
+        except the one whose change this is an echo of."""
+        return [
+            self._row(
+                space,
+                DeliveryKind.EVENT_UPDATE,
+                str(e.chat),
+                due,
+                key=f"space:{space.id}:event:{tag}:{e.chat}",
+                platform=e.chat.platform,
+            )
+            for e in await uow.events.list(space.id)
+            if e.chat != echo_of and e.chat.platform in self._native_events
         ]
 
     def _arm(self, rows: Sequence[Delivery]) -> None:

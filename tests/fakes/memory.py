@@ -26,6 +26,8 @@ from core.models import (
     Delivery,
     DeliveryKind,
     DeliveryStatus,
+    LeaseGrant,
+    NativeEvent,
     Outcome,
     Space,
     SpaceStatus,
@@ -45,6 +47,7 @@ class _State:
     users: dict[UserRef, UserProfile] = field(default_factory=dict)
     communities: dict[ChatRef, Community] = field(default_factory=dict)
     inbound: dict[tuple[str, str], tuple[str, datetime]] = field(default_factory=dict)
+    events: dict[tuple[str, ChatRef], NativeEvent] = field(default_factory=dict)
     next_id: int = 1
 
 
@@ -323,6 +326,74 @@ class MemoryInboundStore(_Stores):
         return found[0] if found else None
 
 
+def _scope(chat: ChatRef) -> str | None:
+    return getattr(chat, "scope", None)  # as storage.tables.chat_scope
+
+
+class MemoryNativeEventStore(_Stores):
+    async def add(self, event: NativeEvent) -> bool:
+        self._space_exists(event.space_id)
+        k = (event.space_id, event.chat)
+        if k in self.st.events:
+            return False
+        self.st.events[k] = event
+        return True
+
+    async def list(self, space_id: str) -> list[NativeEvent]:
+        found = [e for (sid, _), e in self.st.events.items() if sid == space_id]
+        return sorted(found, key=lambda e: str(e.chat))
+
+    async def set_id(self, space_id: str, chat: ChatRef, event_id: str) -> None:
+        k = (space_id, chat)
+        if k not in self.st.events:
+            raise LookupError(f"no event recorded for space {space_id!r} in {chat}")
+        self.st.events[k] = replace(self.st.events[k], event_id=event_id)
+
+    async def find(self, platform: Platform, scope: str | None, event_id: str) -> NativeEvent | None:
+        for e in self.st.events.values():
+            stored = _scope(e.chat)
+            if e.chat.platform == platform and e.event_id == event_id and stored in (None, scope):
+                return e
+        return None
+
+
+class MemoryGatewayLease:
+    """core.ports.GatewayLease in memory, with storage/lease.py's semantics (the lease tests run both)."""
+
+    def __init__(self) -> None:
+        self.leases: dict[str, LeaseGrant] = {}
+
+    async def acquire(self, name: str, holder: str, *, now: datetime, ttl: timedelta) -> LeaseGrant | None:
+        held = self.leases.get(name)
+        if held is None:
+            grant = LeaseGrant(name, holder, 1, now + ttl)
+        elif held.holder == holder:
+            grant = replace(held, until=now + ttl)
+        elif held.until <= now:
+            grant = LeaseGrant(name, holder, held.fence + 1, now + ttl)
+        else:
+            return None
+        self.leases[name] = grant
+        return grant
+
+    async def renew(self, grant: LeaseGrant, *, now: datetime, ttl: timedelta) -> LeaseGrant | None:
+        held = self.leases.get(grant.name)
+        if held is None or (held.holder, held.fence) != (grant.holder, grant.fence):
+            return None
+        self.leases[grant.name] = renewed = replace(held, until=now + ttl)
+        return renewed
+
+    async def release(self, grant: LeaseGrant, *, now: datetime) -> bool:
+        held = self.leases.get(grant.name)
+        if held is None or (held.holder, held.fence) != (grant.holder, grant.fence):
+            return False
+        self.leases[grant.name] = replace(held, until=now)
+        return True
+
+    async def current(self, name: str) -> LeaseGrant | None:
+        return self.leases.get(name)
+
+
 class MemoryUnitOfWork:
     def __init__(self, db: MemoryDB) -> None:
         self._db = db
@@ -336,6 +407,7 @@ class MemoryUnitOfWork:
         self.users = MemoryUserStore(self._work)
         self.communities = MemoryCommunityStore(self._work)
         self.inbound = MemoryInboundStore(self._work)
+        self.events = MemoryNativeEventStore(self._work)
         return self
 
     async def __aexit__(

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from core.errors import ChatUnavailable, RateLimited, RecipientUnreachable, TransientError
+from core.models import EventSpec
 from core.notices import Notice
 from core.refs import ChatRef, MessageRef, Platform, UserRef
 
@@ -24,6 +25,15 @@ class Sent:
     notice: Notice
     key: str | None = None
     users: tuple[UserRef, ...] = ()
+
+
+@dataclass
+class EventCall:
+    op: str  # create | update
+    chat: ChatRef
+    event_id: str
+    spec: EventSpec
+    key: str | None = None
 
 
 @dataclass
@@ -41,8 +51,17 @@ class FakePlatform:
     _next_id: int = 0
     _seen_keys: dict[str, MessageRef] = field(default_factory=dict)
     started: bool = False
+    fail_start: int = 0  # start() raises that many times before it succeeds
+    start_attempts: int = 0
+    # core.ports.NativeEvents: every create / update received, and each event as it stands now
+    event_calls: list[EventCall] = field(default_factory=list)
+    events: dict[str, EventSpec] = field(default_factory=dict)
 
     async def start(self) -> None:
+        self.start_attempts += 1
+        if self.fail_start > 0:
+            self.fail_start -= 1
+            raise ConnectionError(f"{self.platform}: cannot reach the platform")
         self.started = True
 
     async def stop(self) -> None:
@@ -111,6 +130,25 @@ class FakePlatform:
         if not dup:
             self.sent.append(Sent("mention", str(chat), notice, key, tuple(users)))
         return ref
+
+    async def create_event(self, chat: ChatRef, spec: EventSpec, *, key: str) -> str:
+        self._gate()
+        await self._observe("create_event", str(chat))
+        if chat in self.gone_chats:
+            raise ChatUnavailable(f"{chat} gone")
+        self._next_id += 1
+        event_id = f"ev{self._next_id}"
+        self.events[event_id] = spec
+        self.event_calls.append(EventCall("create", chat, event_id, spec, key))
+        return event_id
+
+    async def update_event(self, chat: ChatRef, event_id: str, spec: EventSpec) -> None:
+        self._gate()
+        await self._observe("update_event", str(chat))
+        if chat in self.gone_chats or event_id not in self.events:
+            raise ChatUnavailable(f"no event {event_id} in {chat}")
+        self.events[event_id] = spec
+        self.event_calls.append(EventCall("update", chat, event_id, spec))
 
     # --- inspection helpers ---
     def of(self, op: str) -> list[Sent]:

@@ -24,6 +24,8 @@ EXPECTED_TABLES = {
     "worker_heartbeat",
     "worker_metrics",
     "send_budget",
+    "native_event",
+    "platform_lease",
 }
 
 
