@@ -56,6 +56,7 @@ class Notice:
     # reader is asked to answer it back (platforms may open a reply box: Telegram's ForceReply)
     reply_to: str | None = None
     ask: bool = False
+    ephemeral: bool = False  # an answer meant only for the asker (platforms without the notion post it)
 
     def plain(self) -> str:
         """Everything as plain text (console, logs, notification previews)."""
