@@ -237,6 +237,8 @@ class DcUser:
             "banner": None,
             "accent_color": None,
             "avatar_decoration_data": None,
+            "primary_guild": None,
+            "collectibles": None,
         }
         if self.bot:
             d["bot"] = True
@@ -559,6 +561,23 @@ def _walk_components(components: Iterable[dict[str, Any]]) -> Iterator[dict[str,
             yield from _walk_components([c["accessory"]])
 
 
+def _with_ids(components: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A copy of ``components`` with the numeric ``id`` Discord gives each component (depth first, from 1)."""
+    counter = itertools.count(1)
+
+    def number(c: dict[str, Any]) -> dict[str, Any]:
+        out = {**c, "id": c.get("id", next(counter))}
+        if isinstance(c.get("components"), list):
+            out["components"] = [number(x) for x in c["components"]]
+        if isinstance(c.get("component"), dict):
+            out["component"] = number(c["component"])
+        if isinstance(c.get("accessory"), dict):
+            out["accessory"] = number(c["accessory"])
+        return out
+
+    return [number(c) for c in components]
+
+
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds")
 
@@ -609,6 +628,7 @@ class DiscordEmulator:
         recommended_shards: int = 1,
         interactions_url: str | None = None,
         reject_past_events: bool = True,
+        validate_responses: bool = True,
     ) -> None:
         self.token = token
         self.strict = strict
@@ -633,6 +653,7 @@ class DiscordEmulator:
         #: deliver interactions as signed HTTP POSTs to this URL instead of the gateway
         self.interactions_url = interactions_url
         self.reject_past_events = reject_past_events
+        self.validate_responses = validate_responses
         self.signing_key = SigningKey.generate()
         #: the application's public key (hex), what the HTTP interactions endpoint verifies with
         self.public_key: str = self.signing_key.verify_key.encode().hex()
@@ -1874,6 +1895,9 @@ class DiscordEmulator:
             self._record(call)
             return web.Response(status=204, headers=headers_out)
         call.status, call.response = 200, result
+        if self.validate_responses:
+            for problem in self.spec.check_response(op, result):
+                self._violate(f"{method} {call.route}", "emulator", f"malformed answer: {problem}", result)
         self._record(call)
         return _json_response(result, 200, headers_out)
 
@@ -1946,7 +1970,7 @@ class DiscordEmulator:
             "pinned": False,
             "type": 0,
             "flags": m.flags,
-            "components": m.components,
+            "components": _with_ids(m.components),
         }
         if m.guild_id is not None:
             d["guild_id"] = str(m.guild_id)
@@ -1958,18 +1982,41 @@ class DiscordEmulator:
         if m.interaction_id is not None:
             rec = self.interactions.get(m.interaction_id)
             if rec is not None:
-                d["interaction_metadata"] = {
-                    "id": str(rec.id),
-                    "type": rec.type,
-                    "user": rec.user.to_api(),
-                    "authorizing_integration_owners": rec.payload.get("authorizing_integration_owners", {}),
-                }
+                d["interaction_metadata"] = self._interaction_metadata(rec)
                 if rec.original is m and rec.type == 2:
                     d["type"] = 20  # CHAT_INPUT_COMMAND
         if m.message_reference is not None:
             d["message_reference"] = m.message_reference
             d["type"] = 19  # REPLY
         return d
+
+    def _interaction_metadata(self, rec: InteractionRecord) -> dict[str, Any]:
+        meta: dict[str, Any] = {
+            "id": str(rec.id),
+            "type": rec.type,
+            "user": rec.user.to_api(),
+            "authorizing_integration_owners": rec.payload.get("authorizing_integration_owners", {}),
+        }
+        if rec.original is not None:
+            meta["original_response_message_id"] = str(rec.original.id)
+        if rec.type == 3 and rec.message is not None:
+            meta["interacted_message_id"] = str(rec.message.id)
+        if rec.type == 5:
+            opener = next(
+                (
+                    r
+                    for r in self.interactions.values()
+                    if r.modal is not None
+                    and r.modal.get("custom_id") == (rec.payload.get("data") or {}).get("custom_id")
+                ),
+                None,
+            )
+            meta["triggering_interaction_metadata"] = (
+                self._interaction_metadata(opener)
+                if opener is not None and opener is not rec
+                else {"id": "0", "type": 2, "authorizing_integration_owners": {}}
+            )
+        return meta
 
     def event_to_api(self, ev: DcEvent) -> dict[str, Any]:
         creator = self.users.get(ev.creator_id)
@@ -1981,6 +2028,7 @@ class DiscordEmulator:
             "image": None,
             "recurrence_rule": None,
             "user_count": len(ev.interested),
+            "guild_scheduled_event_exceptions": [],
             **ev.fields,
         }
 
@@ -2204,19 +2252,21 @@ class DiscordEmulator:
             "bot_public": True,
             "bot_require_code_grant": False,
             "bot": self.bot.to_api(),
-            "terms_of_service_url": None,
-            "privacy_policy_url": None,
             "owner": self.app_owner.to_api(),
             "verify_key": self.public_key,
             "team": None,
-            "guild_id": None,
             "flags": 0,
+            "flags_new": "0",
             "tags": [],
             "install_params": {"scopes": ["bot", "applications.commands"], "permissions": "0"},
-            "custom_install_url": None,
             "integration_types_config": {"0": {}},
             "interactions_endpoint_url": self.interactions_url,
+            "role_connections_verification_url": None,
             "approximate_guild_count": len(self.guilds),
+            "approximate_user_install_count": 0,
+            "approximate_user_authorization_count": 0,
+            "explicit_content_filter": 0,
+            "eligible_oauth2_scopes": ["bot", "applications.commands"],
             "redirect_uris": [],
         }
 
@@ -2416,11 +2466,10 @@ class DiscordEmulator:
                 "response_message_ephemeral": rec.ephemeral,
             }
         }
-        resource: dict[str, Any] = {"type": cb_type}
         if message is not None:
             out["interaction"]["response_message_id"] = str(message.id)
-            resource["message"] = self.message_to_api(message)
-        out["resource"] = resource
+        if message is not None and cb_type in (4, 7):  # the description has a resource for these only
+            out["resource"] = {"type": cb_type, "message": self.message_to_api(message)}
         return out
 
     async def _apply_callback(
@@ -2672,7 +2721,13 @@ class DiscordEmulator:
         with_member = req.query.get("with_member", "").lower() in ("1", "true")
         out = []
         for uid in ids[:limit]:
-            entry: dict[str, Any] = {"guild_scheduled_event_id": str(ev.id), "user": self.users[uid].to_api()}
+            entry: dict[str, Any] = {
+                "guild_scheduled_event_id": str(ev.id),
+                "guild_scheduled_event_exception_id": None,
+                "user_id": str(uid),
+                "user": self.users[uid].to_api(),
+                "response": 1,  # INTERESTED
+            }
             if with_member and uid in guild.members:
                 entry["member"] = guild.members[uid].to_api()
             out.append(entry)
