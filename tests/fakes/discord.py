@@ -379,6 +379,7 @@ class DcMessage:
     timestamp: str
     nonce: str | int | None = None
     pinged: frozenset[int] = frozenset()  # user ids this message notified by mention
+    mentioned: tuple[int, ...] = ()  # users mentioned in the content and allowed (the ``mentions`` field)
     mention_everyone: bool = False
     mention_roles: list[int] = field(default_factory=list)
     edited_timestamp: str | None = None
@@ -479,6 +480,7 @@ class InteractionRecord:
     original: DcMessage | None = None
     followups: list[DcMessage] = field(default_factory=list)
     http_status: int | None = None  # over HTTP: the endpoint's answer
+    http_request: tuple[bytes, str, str] | None = None  # over HTTP: (body, timestamp, signature) as sent
     message: DcMessage | None = None  # components: the message whose button was pressed
 
     @property
@@ -629,6 +631,7 @@ class DiscordEmulator:
         interactions_url: str | None = None,
         reject_past_events: bool = True,
         validate_responses: bool = True,
+        dm_open_spam_limit: RateRule | None = None,
     ) -> None:
         self.token = token
         self.strict = strict
@@ -654,6 +657,10 @@ class DiscordEmulator:
         self.interactions_url = interactions_url
         self.reject_past_events = reject_past_events
         self.validate_responses = validate_responses
+        #: opening more DMs than this (new or not) answers 403 40003 "opening direct messages too fast", the
+        #: anti-spam quarantine that hits bots that DM many users (unpublished threshold: None = off)
+        self.dm_open_spam_limit = dm_open_spam_limit
+        self._dm_open_times: deque[float] = deque()
         self.signing_key = SigningKey.generate()
         #: the application's public key (hex), what the HTTP interactions endpoint verifies with
         self.public_key: str = self.signing_key.verify_key.encode().hex()
@@ -920,6 +927,28 @@ class DiscordEmulator:
 
     def open_dms(self, user: DcUser | DcMember) -> None:
         _user(user).dms_closed = False
+
+    def ensure_dm_channel(self, user: DcUser | DcMember) -> DcChannel:
+        """The DM channel between ``user`` and the bot (created as when the user writes to the bot first);
+        opening it this way is not counted in ``dm_opens``."""
+        u = _user(user)
+        channel = self.dm_channels.get(u.id)
+        if channel is None:
+            channel = DcChannel(self._next_id(), DM, recipient=u)
+            self.dm_channels[u.id] = channel
+            self.channels[channel.id] = channel
+        return channel
+
+    async def member_joins(self, guild: DcGuild, user: DcUser | str = "member", **kw: Any) -> DcMember:
+        """:meth:`add_member`, then GUILD_MEMBER_ADD to the sessions with the members intent."""
+        member = self.add_member(guild, user, **kw)
+        await self._dispatch(
+            "GUILD_MEMBER_ADD",
+            {**member.to_api(), "guild_id": str(guild.id)},
+            guild_id=guild.id,
+            intent=1 << 1,
+        )
+        return member
 
     def member(self, guild: DcGuild, user: DcUser | int) -> DcMember:
         return guild.members[user if isinstance(user, int) else user.id]
@@ -1302,10 +1331,20 @@ class DiscordEmulator:
         status, _ = await self.post_interaction_raw(body, signature=wrong)
         return status
 
+    async def replay(self, record: InteractionRecord) -> tuple[int, Any]:
+        """POST an HTTP-delivered interaction again, byte for byte (same timestamp and signature), as an
+        attacker replaying a captured request would: the endpoint should refuse it."""
+        if record.http_request is None:
+            raise ValueError("that interaction was not delivered over HTTP")
+        body, ts, sig = record.http_request
+        return await self.post_interaction_raw(body, timestamp=ts, signature=sig)
+
     async def _deliver_http(self, record: InteractionRecord) -> None:
         body = json.dumps(record.payload).encode()
+        ts = str(int(self.wall_clock()))
+        record.http_request = (body, ts, self.sign(body, ts))
         try:
-            status, answer = await self.post_interaction_raw(body)
+            status, answer = await self.post_interaction_raw(body, timestamp=ts)
         except (aiohttp.ClientError, TimeoutError) as err:
             record.http_status = None
             record.late_callbacks.append(Callback(0, {"error": repr(err)}, self.clock(), late=True))
@@ -1969,9 +2008,7 @@ class DiscordEmulator:
             "edited_timestamp": m.edited_timestamp,
             "tts": False,
             "mention_everyone": m.mention_everyone,
-            "mentions": [
-                self.users[u].to_api() for u in sorted(m.body.get("__mentioned__", [])) if u in self.users
-            ],
+            "mentions": [self.users[u].to_api() for u in m.mentioned if u in self.users],
             "mention_roles": [str(r) for r in m.mention_roles],
             "attachments": [],
             "embeds": [{"type": "rich", **e} for e in m.embeds],
@@ -2100,6 +2137,12 @@ class DiscordEmulator:
             users = {int(u) for u in allowed.get("users") or []}
             roles = {int(r) for r in allowed.get("roles") or []}
         guild = self.guilds.get(channel.guild_id) if channel.guild_id else None
+        if not (
+            _USER_MENTION_RE.search(content)
+            or _ROLE_MENTION_RE.search(content)
+            or _EVERYONE_RE.search(content)
+        ):
+            return set(), [], False, set()  # the common case, without walking the members
         audience: set[int]
         if guild is None:
             audience = {channel.recipient.id} if channel.recipient else set()
@@ -2181,7 +2224,8 @@ class DiscordEmulator:
             webhook_id=self.application_id if webhook else None,
             interaction_id=interaction.id if interaction else None,
             visible_to=interaction.user.id if (ephemeral and interaction) else None,
-            body={**body, "__mentioned__": sorted(mentioned)},
+            mentioned=tuple(sorted(mentioned)),
+            body=dict(body),
             message_reference=body.get("message_reference"),
         )
         self.messages[msg.id] = msg
@@ -2385,12 +2429,15 @@ class DiscordEmulator:
                 else DcError(404, 10013, "Unknown User")
             )
         self.dm_opens[user.id] += 1
-        channel = self.dm_channels.get(user.id)
-        if channel is None:
-            channel = DcChannel(self._next_id(), DM, recipient=user)
-            self.dm_channels[user.id] = channel
-            self.channels[channel.id] = channel
-        return channel.to_api()
+        if self.dm_open_spam_limit is not None:
+            now = self.clock()
+            opens = self._dm_open_times
+            opens.append(now)
+            while opens and opens[0] <= now - self.dm_open_spam_limit.per:
+                opens.popleft()
+            if len(opens) > self.dm_open_spam_limit.limit:
+                raise DcError(403, 40003, "You are opening direct messages too fast.")
+        return self.ensure_dm_channel(user).to_api()
 
     # ------------------------------------------------------------------ routes: application commands
     async def _r_put_commands(self, req: _Req) -> Any:
