@@ -32,6 +32,7 @@ import contextlib
 import hashlib
 import itertools
 import json
+import random
 import re
 import secrets
 import time
@@ -536,6 +537,24 @@ class _Session:
 
 
 @dataclass
+class _Chaos:
+    rng: random.Random
+    error_rate: float
+    reset_rate: float
+    routes: set[tuple[str, str]]
+
+    def draw(self, method: str, route: str) -> str | None:
+        if (method, route) not in self.routes:
+            return None
+        x = self.rng.random()
+        if x < self.error_rate:
+            return "error"
+        if x < self.error_rate + self.reset_rate:
+            return "reset"
+        return None
+
+
+@dataclass
 class _Bucket:
     remaining: int
     reset_at: float
@@ -702,6 +721,8 @@ class DiscordEmulator:
         self._global_window: deque[float] = deque()
         self._buckets: dict[tuple[str, str], _Bucket] = {}
         self._faults: list[tuple[str, str, DcError, list[int]]] = []
+        self._chaos: _Chaos | None = None
+        self.faults_injected: Counter[str] = Counter()  # "error" (not done), "reset" (done, answer lost)
         self._nonces: dict[tuple[int, int, str], tuple[float, int]] = {}
         self._change = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -797,6 +818,36 @@ class DiscordEmulator:
         else:
             err = DcError(status, code, message)
         self._faults.append((method.upper(), route, err, [times]))
+
+    def inject_faults(
+        self,
+        *,
+        seed: int,
+        error_rate: float = 0.0,
+        reset_rate: float = 0.0,
+        routes: Iterable[tuple[str, str]] = (("POST", "/channels/{channel_id}/messages"),),
+    ) -> None:
+        """Random faults on valid requests to ``routes`` ((method, template) pairs), drawn from
+        ``random.Random(seed)``:
+
+        * ``error_rate``: answer 500 *without* doing anything (the message is not delivered);
+        * ``reset_rate``: do it (the message IS delivered), then cut the connection before answering — the bot
+          cannot know it arrived; its retry with the same ``nonce`` + ``enforce_nonce`` gets the original back.
+
+        Counted in ``faults_injected``; ``inject_faults(seed=…)`` with no rates stops it."""
+        if error_rate + reset_rate > 1:
+            raise ValueError("error_rate + reset_rate must be at most 1")
+        self._chaos = _Chaos(random.Random(seed), error_rate, reset_rate, {(m.upper(), r) for m, r in routes})
+
+    def received(self, *, containing: str | None = None) -> Counter[int]:
+        """Channel id (a DM channel for DMs) -> messages the bot landed there that people see (not deleted,
+        not ephemeral), optionally only those whose text contains ``containing``. Count losses and duplicates
+        from here: what people saw, not what the bot believes it sent."""
+        return Counter(
+            m.channel_id
+            for m in self.messages.values()
+            if not m.deleted and not m.ephemeral and (containing is None or containing in m.text)
+        )
 
     @property
     def invalid_count(self) -> int:
@@ -1921,8 +1972,19 @@ class DiscordEmulator:
             if handler is None:
                 msg = f"{method} {template} is valid but not implemented by the emulator"
                 raise DcError(400, 0, "emulator: " + msg, violation="unimplemented")
+            chaos = self._chaos.draw(method, template) if self._chaos is not None else None
+            if chaos == "error":
+                self.faults_injected["error"] += 1
+                raise DcError(500, 0, "500: Internal Server Error")
             req = _Req(method, template, params, query, body, op)
             result = await handler(req)
+            if chaos == "reset":  # done (delivered), but the answer never reaches the bot
+                self.faults_injected["reset"] += 1
+                call.status, call.response = 0, result
+                self._record(call)
+                if request.transport is not None:
+                    request.transport.abort()
+                raise web.HTTPServiceUnavailable()  # not sent: the connection is gone
         except DcError as err:
             if err.violation:
                 self._violate(

@@ -687,3 +687,56 @@ async def test_every_route_answers_in_the_described_shape(dc: DiscordEmulator) -
     await dc_raw(dc, "DELETE", f"/channels/{channel.id}/messages/{msg['id']}", None)
     assert dc.messages_in(channel) == [] and guild.events == {}
     assert all(c.ok for c in dc.calls()), [c for c in dc.calls() if not c.ok]
+
+
+async def test_a_lost_answer_and_the_nonce_retry_deliver_once(dc: DiscordEmulator) -> None:
+    _guild, alice, _ = world(dc)
+    async with client_running(dc, new_client()) as client:
+        user = await client.fetch_user(alice.user.id)
+        await user.create_dm()
+        dc.inject_faults(seed=1, reset_rate=1.0)  # delivered, then the connection is cut
+        with pytest.raises((aiohttp.ClientError, discord.HTTPException)):
+            await user.send("T-30 reminder", nonce="delivery-42")
+        dc.inject_faults(seed=1)
+        again = await user.send("T-30 reminder", nonce="delivery-42")
+    assert dc.faults_injected == {"reset": 1} and dc.nonce_hits["delivery-42"] == 1
+    assert dc.received(containing="T-30") == {dc.dm_channel(alice).id: 1}
+    assert dc.dms_to(alice)[0].id == again.id
+
+
+async def test_guild_commands_and_component_limits(dc: DiscordEmulator) -> None:
+    guild, alice, _ = world(dc)
+    client = new_client()
+    tree = command_tree(client, [])
+    async with client_running(dc, client):
+        tree.copy_global_to(guild=discord.Object(guild.id))
+        await tree.sync(guild=discord.Object(guild.id))
+        assert [c["name"] for c in dc.guild_commands[guild.id]] == ["space"] and dc.global_commands == []
+        rec = await dc.run_command(guild, text_channel(guild), alice, "space card")
+        assert (await dc.wait_for_response(rec)).type == 4
+        too_long = {"type": 1, "components": [{"type": 2, "style": 1, "label": "x", "custom_id": "c" * 101}]}
+        with pytest.raises(discord.HTTPException):
+            await dc_raw(
+                dc,
+                "POST",
+                f"/channels/{text_channel(guild).id}/messages",
+                {"content": "x", "components": [too_long]},
+            )
+        row = {
+            "type": 1,
+            "components": [{"type": 2, "style": 1, "label": str(i), "custom_id": f"b{i}"} for i in range(6)],
+        }
+        with pytest.raises(discord.HTTPException):
+            await dc_raw(
+                dc,
+                "POST",
+                f"/channels/{text_channel(guild).id}/messages",
+                {"content": "x", "components": [row]},
+            )
+        with pytest.raises(discord.HTTPException):
+            await dc_raw(
+                dc, "POST", f"/channels/{text_channel(guild).id}/messages", {"embeds": [{"title": "t"}] * 11}
+            )
+    problems = [v.message for v in dc.take_violations()]
+    assert len(problems) == 3 and "100 or fewer" in problems[0]
+    assert "5 or fewer" in problems[1] and "10 or fewer" in problems[2]
