@@ -651,6 +651,7 @@ class DiscordEmulator:
         reject_past_events: bool = True,
         validate_responses: bool = True,
         dm_open_spam_limit: RateRule | None = None,
+        ban_after_invalid: int | None = None,
     ) -> None:
         self.token = token
         self.strict = strict
@@ -680,6 +681,10 @@ class DiscordEmulator:
         #: anti-spam quarantine that hits bots that DM many users (unpublished threshold: None = off)
         self.dm_open_spam_limit = dm_open_spam_limit
         self._dm_open_times: deque[float] = deque()
+        #: Discord's Cloudflare ban: this many 401/403/429 answers in 10 minutes and every request gets an
+        #: HTML 429 without ``Via`` for the rest of the test (Discord's own figure is 10,000; None = off)
+        self.ban_after_invalid = ban_after_invalid
+        self.banned = False
         self.signing_key = SigningKey.generate()
         #: the application's public key (hex), what the HTTP interactions endpoint verifies with
         self.public_key: str = self.signing_key.verify_key.encode().hex()
@@ -1929,6 +1934,19 @@ class DiscordEmulator:
         now = self.clock()
         call = ApiCall(method, path, None, {}, query, None, now, 0)
         headers_out: dict[str, str] = {}
+        if self.ban_after_invalid is not None and not self.banned:
+            recent = [t for t in self.invalid_requests if t > now - 600.0]
+            self.banned = len(recent) >= self.ban_after_invalid
+        if self.banned:
+            call.status = 429
+            self._record(call)
+            self.count_429 += 1
+            # no Via header and an HTML body: discord.py reads it as a Cloudflare ban and raises
+            return web.Response(
+                status=429,
+                text="<html>Error 1015: you are being rate limited</html>",
+                content_type="text/html",
+            )
         try:
             try:
                 body, has_body = await self._read_body(request)
@@ -2801,6 +2819,16 @@ class DiscordEmulator:
         self._check_event_entity(guild, merged)
         if "channel_id" in merged:
             merged["channel_id"] = _opt_str(_snowflake_int(merged["channel_id"]))
+        if (
+            "scheduled_start_time" in body
+            and self.reject_past_events
+            and ev.status == EV_SCHEDULED
+            and status in (None, EV_SCHEDULED)
+            and _parse_iso(str(body["scheduled_start_time"])).timestamp() < self.wall_clock()
+        ):
+            raise DcError(
+                400, 50035, "Invalid Form Body: scheduled_start_time: Cannot schedule event in the past."
+            )
         ev.fields = merged
         ev.history.append(dict(req.body or {}))
         if status is not None and int(status) != ev.status:

@@ -740,3 +740,19 @@ async def test_guild_commands_and_component_limits(dc: DiscordEmulator) -> None:
     problems = [v.message for v in dc.take_violations()]
     assert len(problems) == 3 and "100 or fewer" in problems[0]
     assert "5 or fewer" in problems[1] and "10 or fewer" in problems[2]
+
+
+async def test_too_many_invalid_requests_get_the_bot_banned() -> None:
+    async with DiscordEmulator(ban_after_invalid=3) as dc:
+        with pointed_at(dc):
+            guild = dc.create_guild()
+            closed = dc.add_members(guild, 4)
+            for m in closed:
+                dc.close_dms(m)
+            async with client_running(dc, new_client()) as client:
+                for m in closed[:3]:
+                    with pytest.raises(discord.Forbidden):
+                        await (await client.fetch_user(m.user.id)).send("hi")
+                with pytest.raises(discord.HTTPException) as info:
+                    await client.fetch_user(closed[3].user.id)
+                assert info.value.status == 429 and dc.banned
