@@ -1,9 +1,10 @@
 """A Discord emulator on 127.0.0.1 for tests that run the real discord.py.
 
-discord.py has no base-URL option: :func:`pointed_at` (or the ``discord_client_env`` fixture) sets the class
+discord.py has no base-URL option: :func:`pointed_at` (or the ``discord_emulator`` fixture) sets the class
 attributes ``discord.http.Route.BASE`` (every REST call, interaction callbacks and webhooks included) and
 ``discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY`` to the emulator, and restores them. Build clients with
-``guild_ready_timeout=0.05`` or every login waits 2 s.
+``guild_ready_timeout=0.05`` or every login waits 2 s; :func:`client_running` logs a client in and waits for
+READY.
 
 It serves the REST API under ``/api/v10`` and the gateway websocket at ``/`` (HELLO, IDENTIFY, READY,
 GUILD_CREATE per guild of the shard, heartbeats, RESUME, several shards), and keeps a world: guilds with
@@ -12,17 +13,33 @@ application commands, guild scheduled events. It enforces the rules that bite in
 requests/s and per-route buckets (429 with ``Via``, ``retry_after``, ``X-RateLimit-*``), 403 with 50013/50001 for
 missing permissions, 50007 for closed DMs, the 3-second window for the first interaction response and 15 minutes
 for follow-ups, ``nonce`` + ``enforce_nonce`` de-duplication, ``allowed_mentions`` (who a message actually
-pings).
+pings); opt-in: the 40003 quarantine for opening DMs too fast, the ban after too many invalid requests.
 
-Tests act as members (``run_command``, ``autocomplete``, ``press_button``, ``submit_modal``,
-``mark_interested``, ``start_event_in_ui``, ``close_dms``...); interactions reach the bot over the gateway, or
-signed over HTTP (``interactions_url``). Everything is recorded per recipient (``messages_in``, ``dms_to``,
-``pings``, ``dm_opens``, ``calls``, ``count_429``, ``invalid_requests``).
+Tests build the world (``create_guild``, ``add_channel``, ``add_role``, ``add_member(s)``, ``set_overwrite``,
+``close_dms``, ``register_command``), act as members (``run_command``, ``autocomplete``, ``press_button``,
+``submit_modal``, ``mark_interested``, ``start_event_in_ui``/``end_event_in_ui``/``cancel_event_in_ui``,
+``member_joins``) and read what was RECEIVED (``messages_in``, ``dms_to``, ``dm_counts``, ``received``,
+``ephemeral_to``, ``pings``, ``dm_opens``, ``nonce_hits``, ``native_event_notices``, ``calls``, ``count_429``,
+``invalid_count``, ``dispatched``). Interactions reach the bot over the gateway, or signed with Ed25519 over
+HTTP when ``interactions_url`` is set (``probe_ping``, ``probe_bad_signature``, ``replay``).
+
+Clocks: ``clock`` (default ``time.monotonic``) times the rate limits, the interaction windows and nonces — a
+test may pass its own to jump past a window (discord.py still sleeps a 429's ``retry_after`` in real time);
+``wall_clock`` (default ``time.time``) stamps messages and judges "an event cannot start in the past": a test
+whose Spaces live on a fake date passes ``wall_clock=lambda: fake.now().timestamp()``.
+
+What discord.py needs that is easy to miss (each one found against this emulator): scheduled events need
+``privacy_level=discord.PrivacyLevel.guild_only`` (discord.py omits it otherwise and Discord refuses);
+GUILD_SCHEDULED_EVENT_USER_ADD/REMOVE are dropped by discord.py for users it has not cached (members intent,
+or read the raw socket event); ``AutoShardedClient`` waits 5 s between IDENTIFYs unless
+``before_identify_hook`` is overridden; ``ScheduledEvent.users()`` pages assuming newest-first while Discord
+answers by ascending user id — page with ``after=`` on the raw route.
 
 A request Discord would reject because the bot was built wrong (unknown route, body not matching the OpenAPI
 description, content over 2,000 characters, an empty message, an illegal event status change...) is a
 *violation*: answered with Discord's 400 and recorded in ``dc.violations``; ``assert_clean()`` (called on exit
-when ``strict``) fails the test. A test that provokes one on purpose takes it with ``take_violations()``.
+when ``strict``) fails the test. A test that provokes one on purpose takes it with ``take_violations()``. The
+emulator's own answers are checked against the description's response schemas too ("emulator" violations).
 """
 
 from __future__ import annotations
