@@ -142,6 +142,7 @@ __all__ = [
 
 DISCORD_EPOCH_MS = 1_420_070_400_000
 DEFAULT_TOKEN = DISCORD_BOT_TOKEN  # a canary: the session fails if it shows up in any log
+PRIVILEGED_INTENTS = (1 << 1) | (1 << 8) | (1 << 15)  # GUILD_MEMBERS, GUILD_PRESENCES, MESSAGE_CONTENT
 
 #: Discord's limits as the emulator applies them by default (each one a constructor argument)
 GLOBAL_RATE = RateRule(50, 1.0)  # requests per second per bot token, every route but interaction webhooks
@@ -223,6 +224,8 @@ class DiscordEmulator:
         validate_responses: bool = True,
         dm_open_spam_limit: RateRule | None = None,
         ban_after_invalid: int | None = None,
+        privileged_intents: int = PRIVILEGED_INTENTS,
+        max_guilds_per_shard: int = 2500,
     ) -> None:
         self.token = token
         self.strict = strict
@@ -255,6 +258,11 @@ class DiscordEmulator:
         #: Discord's Cloudflare ban: this many 401/403/429 answers in 10 minutes and every request gets an
         #: HTML 429 without ``Via`` for the rest of the test (Discord's own figure is 10,000; None = off)
         self.ban_after_invalid = ban_after_invalid
+        #: the privileged intents switched on in the developer portal (members, presences, message content):
+        #: identifying with another one is closed with 4014, as Discord does
+        self.privileged_intents = privileged_intents
+        #: a shard holding more guilds than this is closed with 4011 "Sharding required"
+        self.max_guilds_per_shard = max_guilds_per_shard
         self.banned = False
         self.signing_key = SigningKey.generate()
         #: the application's public key (hex), what the HTTP interactions endpoint verifies with
@@ -1320,6 +1328,13 @@ class DiscordEmulator:
         if not 0 <= shard_id < num_shards:
             await ws.close(code=4010, message=b"Invalid shard.")
             return None
+        if len(self.guilds_of_shard(shard_id, num_shards)) > self.max_guilds_per_shard:
+            await ws.close(code=4011, message=b"Sharding required.")
+            return None
+        intents = int(d.get("intents") or 0)
+        if intents & PRIVILEGED_INTENTS & ~self.privileged_intents:
+            await ws.close(code=4014, message=b"Disallowed intent(s).")
+            return None
         session = _Session(secrets.token_hex(16), shard_id, num_shards, int(d.get("intents") or 0), ws)
         session.identified_at = self.clock()
         self.sessions[session.id] = session
@@ -1714,7 +1729,8 @@ class DiscordEmulator:
             )
         return meta
 
-    def event_to_api(self, ev: DcEvent) -> dict[str, Any]:
+    def event_to_api(self, ev: DcEvent, *, with_user_count: bool = False) -> dict[str, Any]:
+        """The event object; ``user_count`` only when asked (``?with_user_count=true``), as Discord does."""
         creator = self.users.get(ev.creator_id)
         return {
             "id": str(ev.id),
@@ -1723,10 +1739,9 @@ class DiscordEmulator:
             "creator": creator.to_api() if creator else None,
             "image": None,
             "recurrence_rule": None,
-            "user_count": len(ev.interested),
             "guild_scheduled_event_exceptions": [],
             **ev.fields,
-        }
+        } | ({"user_count": len(ev.interested)} if with_user_count else {})
 
     # ------------------------------------------------------------------ message rules
     def _check_message_body(self, body: dict[str, Any], *, creating: bool) -> None:
@@ -2356,10 +2371,12 @@ class DiscordEmulator:
 
     async def _r_list_events(self, req: _Req) -> Any:
         guild = self._guild(req.params["guild_id"])
-        return [self.event_to_api(e) for e in guild.events.values()]
+        count = req.query.get("with_user_count", "").lower() in ("1", "true")
+        return [self.event_to_api(e, with_user_count=count) for e in guild.events.values()]
 
     async def _r_get_event(self, req: _Req) -> Any:
-        return self.event_to_api(self._event_of(req)[1])
+        count = req.query.get("with_user_count", "").lower() in ("1", "true")
+        return self.event_to_api(self._event_of(req)[1], with_user_count=count)
 
     async def _r_modify_event(self, req: _Req) -> Any:
         guild, ev = self._event_of(req)
