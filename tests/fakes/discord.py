@@ -661,6 +661,29 @@ class DiscordEmulator:
                     return cmd
         return None
 
+    def _check_offered(
+        self, guild: DcGuild | None, channel: DcChannel, member: DcMember | DcUser, name: str
+    ) -> None:
+        """Discord's client only offers a command where and to whom the bot registered it for: a member
+        without its ``default_member_permissions`` (or in a context it left out) never sees it."""
+        cmd = self.find_command(name.split()[0], guild)
+        if cmd is None:
+            return  # _command_data says why
+        context = 0 if guild is not None else 1
+        contexts = cmd.get("contexts")
+        if contexts is not None and context not in contexts:
+            raise PermissionError(f"/{cmd['name']} is not offered in {'guilds' if context == 0 else 'DMs'}")
+        if guild is None and contexts is None and cmd.get("dm_permission") is False:
+            raise PermissionError(f"/{cmd['name']} is not offered in DMs")
+        needed = cmd.get("default_member_permissions")
+        if guild is not None and needed is not None:
+            perms = self.permissions(channel, member)  # administrators and the owner hold every bit
+            wanted = int(needed)
+            if perms != ALL_PERMISSIONS and (wanted == 0 or perms & wanted != wanted):
+                raise PermissionError(
+                    f"Discord's client does not offer /{cmd['name']} to {_user(member).username}"
+                )
+
     def _command_data(
         self, guild: DcGuild | None, name: str, options: dict[str, Any], focused: str | None
     ) -> dict[str, Any]:
@@ -809,6 +832,7 @@ class DiscordEmulator:
         """``member`` runs the slash command ``name`` ("space schedule" for a subcommand) with ``options``
         (name -> value; channels, users and roles as emulator objects). Returns at once: wait for the bot
         with :meth:`wait_for_response` / :meth:`wait_for_followups`."""
+        self._check_offered(guild, channel, member, name)
         data = self._command_data(guild, name, {**(options or {}), **more}, None)
         record, _ = self._interaction_payload(2, guild, channel, member, data)
         return await self._deliver(record)
@@ -826,6 +850,7 @@ class DiscordEmulator:
         within: float = 5.0,
     ) -> list[dict[str, Any]]:
         """``member`` types ``typed`` in option ``focused`` of ``name``: returns the choices the bot answered."""
+        self._check_offered(guild, channel, member, name)
         data = self._command_data(guild, name, {**(options or {}), focused: typed}, focused)
         record, _ = self._interaction_payload(4, guild, channel, member, data)
         await self._deliver(record)

@@ -818,3 +818,19 @@ async def test_interested_users_are_paged_by_ascending_user_id(dc: DiscordEmulat
     assert (
         await dc_raw(dc, "GET", f"/guilds/{guild.id}/scheduled-events/{ev['id']}?with_user_count=true", None)
     )["user_count"] == 150
+
+
+async def test_commands_are_offered_only_where_and_to_whom_registered(dc: DiscordEmulator) -> None:
+    guild, alice, _ = world(dc)
+    moderators = dc.add_role(guild, "Moderators", Perm.MANAGE_EVENTS)
+    mod = dc.add_member(guild, "mod", roles=[moderators])
+    dc.register_command("admin")
+    dc.global_commands[-1].update(default_member_permissions=str(Perm.MANAGE_EVENTS), contexts=[0])
+    async with client_running(dc, new_client()):
+        with pytest.raises(PermissionError):
+            await dc.run_command(guild, text_channel(guild), alice, "admin")
+        with pytest.raises(PermissionError):
+            await dc.run_command(None, dc.ensure_dm_channel(mod), mod, "admin")
+        rec = await dc.run_command(guild, text_channel(guild), mod, "admin")
+        assert rec.payload["data"]["name"] == "admin"
+        await dc.run_command(guild, text_channel(guild), guild.members[guild.owner_id], "admin")  # the owner
