@@ -433,6 +433,37 @@ class DiscordEmulator:
             if not m.deleted and not m.ephemeral and (containing is None or containing in m.text)
         )
 
+    def max_in_window(
+        self,
+        window: float = 1.0,
+        *,
+        route: str | None = None,
+        method: str | None = None,
+        accepted_only: bool = False,
+        exempt: bool = False,
+    ) -> int:
+        """The most REST requests the bot made in any ``window`` seconds (emulator clock): all of them, or one
+        route template / method, attempts or only the accepted ones. Pacing is judged on attempts: the
+        emulator refuses what is over a limit, so accepted requests alone always look within it.
+        Interaction callbacks and webhooks, outside the global limit, are left out unless ``exempt``."""
+        times = sorted(
+            c.time
+            for c in self.calls(route, method)
+            if (
+                exempt
+                or not (c.route or "").startswith(
+                    ("/interactions/", "/webhooks/{webhook_id}/{webhook_token}")
+                )
+            )
+            and (c.ok or not accepted_only)
+        )
+        best = lo = 0
+        for hi, t in enumerate(times):
+            while times[lo] <= t - window:
+                lo += 1
+            best = max(best, hi - lo + 1)
+        return best
+
     @property
     def invalid_count(self) -> int:
         """401/403/429 answers so far (Discord bans an IP at 10,000 in 10 minutes)."""

@@ -508,6 +508,7 @@ async def test_429s_are_answered_like_discord_and_recovered_from() -> None:
                 dc.fail_next("POST", "/channels/{channel_id}/messages", 429, retry_after=0.05)
                 await client.get_channel(channels[1].id).send("after a 429")
             assert dc.count_429 >= 2 and dc.invalid_count == dc.count_429
+            assert dc.max_in_window(0.4, accepted_only=True) <= 6 < dc.max_in_window(0.4)
             assert len(dc.messages_in(channels[0])) == 5
 
 
