@@ -1645,6 +1645,16 @@ class DiscordEmulator:
                 if request.transport is not None:
                     request.transport.abort()
                 raise web.HTTPServiceUnavailable()  # not sent: the connection is gone
+        except web.HTTPException:
+            raise
+        except (KeyError, ValueError, TypeError, AttributeError, IndexError) as crash:
+            # an emulator bug or a request shape it did not foresee: fail the test with a clear message
+            # rather than a 500 that discord.py would retry for seconds
+            err = DcError(400, 0, f"emulator error: {crash!r}", violation="emulator")
+            self._violate(f"{method} {call.route or path}", "emulator", err.message, call.body)
+            call.status, call.code, call.response = 400, 0, err.payload()
+            self._record(call)
+            return _json_response(err.payload(), 400, headers_out)
         except DcError as err:
             if err.violation:
                 self._violate(
