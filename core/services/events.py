@@ -90,7 +90,7 @@ class EventsService:
             return await self._spaces.get(space.id)
         if _STATUS[space.status] is not status:
             # a transition the platform allows and a Space cannot make (an event completed that never
-            # started): the Space keeps its state, and our next update puts the event back in step
+            # started, a live one cancelled): the Space keeps its state, and the log says why
             log.warning(
                 "native event status ignored",
                 extra={"space_id": space.id, "status": str(status), "space_status": str(space.status)},

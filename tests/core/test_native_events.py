@@ -40,6 +40,7 @@ from core.services.events import DEFAULT_EVENT_LENGTH, EventsService, event_spec
 from core.services.spaces import SpaceService
 from tests.backends import StoreBackend
 from tests.conftest import StaticLinks
+from tests.core.test_store_contract import REJECTED
 from tests.fakes.clock import FakeClock, RecordingWake
 from tests.fakes.platform import FakePlatform
 
@@ -393,3 +394,27 @@ async def test_card_edits_are_charged_to_the_platform_that_holds_the_card(
     await engine.deliver_due()
     assert sorted(charged) == sorted([(Platform.CONSOLE, "main"), (D, "elsewhere"), (D, "elsewhere")])
     assert len(discord.of("edit")) == 2 and len(console.of("edit")) == 1
+
+
+# ------------------------------------------------------------------------------------------ the store
+
+
+async def test_the_event_store_records_once_and_finds_by_platform_and_id(env: Env) -> None:
+    space = await env.schedule()
+    other = ChatRef(D, "elsewhere")
+    async with env.db.uow() as uow:
+        assert await uow.events.add(NativeEvent(space.id, other)) is True
+        assert await uow.events.add(NativeEvent(space.id, other, "ignored")) is False  # kept unchanged
+        await uow.events.set_id(space.id, other, "ev-9")
+        with pytest.raises(LookupError):
+            await uow.events.set_id(space.id, ChatRef(D, "never-recorded"), "ev-10")
+        await uow.commit()
+    async with env.db.uow() as uow:
+        assert [e.chat for e in await uow.events.list(space.id)] == sorted([CHAT, other], key=str)
+        found = await uow.events.find(D, None, "ev-9")
+        assert found == NativeEvent(space.id, other, "ev-9")
+        assert await uow.events.find(D, GUILD, "ev-9") == found  # recorded unscoped: the id decides
+        assert await uow.events.find(Platform.SLACK, None, "ev-9") is None
+        assert await uow.events.find(D, None, "ev-404") is None
+        with pytest.raises(REJECTED):  # a Space's events belong to it (foreign key)
+            await uow.events.add(NativeEvent("no-such-space", CHAT))
