@@ -418,3 +418,43 @@ async def test_the_event_store_records_once_and_finds_by_platform_and_id(env: En
         assert await uow.events.find(D, None, "ev-404") is None
         with pytest.raises(REJECTED):  # a Space's events belong to it (foreign key)
             await uow.events.add(NativeEvent("no-such-space", CHAT))
+
+
+async def test_a_change_from_one_event_updates_the_spaces_other_events(env: Env) -> None:
+    space, first = await _created(env)
+    elsewhere = ChatRef(D, "other-guild-announcements")
+    second = await env.platform.create_event(elsewhere, event_spec(space, LINK), key="k2")
+    async with env.db.uow() as uow:  # the same Space, mirrored in a second chat
+        await uow.events.add(NativeEvent(space.id, elsewhere))
+        await uow.events.set_id(space.id, elsewhere, second)
+        await uow.commit()
+    await env.events.status_changed(D, None, first, EventStatus.ACTIVE, None)
+    await env.run()
+    updates = [c for c in env.platform.event_calls if c.op == "update"]
+    assert [(c.chat, c.event_id) for c in updates] == [(elsewhere, second)]  # not back to the first
+    assert env.platform.events[second].status is EventStatus.ACTIVE
+
+
+async def test_an_event_row_for_a_platform_without_events_is_dead_lettered(
+    store_backend: StoreBackend,
+) -> None:
+    class NoEvents:
+        """A platform with messages only: FakePlatform's, without its events."""
+
+        platform = D
+
+        def __init__(self) -> None:
+            self.fake = FakePlatform(platform=D)
+            self.post, self.edit = self.fake.post, self.fake.edit
+            self.direct, self.mention = self.fake.direct, self.fake.mention
+            self.start, self.stop = self.fake.start, self.fake.stop
+
+    clock = FakeClock()
+    plain = NoEvents()
+    spaces = SpaceService(store_backend.uow, clock, RecordingWake(), default_tz="UTC", native_events={D})
+    engine = make_engine(store_backend, Router([plain]), clock)  # type: ignore[list-item]
+    await spaces.schedule(ScheduleSpace(Actor(HOST), CHAT, "AMA", "2026-11-25 20:00"))
+    await engine.deliver_due()
+    (create,) = [d for d in await store_backend.all_deliveries() if d.kind is DeliveryKind.EVENT_CREATE]
+    assert create.status is DeliveryStatus.DEAD and "no native events" in (create.last_error or "")
+    assert len(plain.fake.of("post")) == 1  # the card still went out

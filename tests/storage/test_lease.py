@@ -150,3 +150,46 @@ async def test_a_clean_stop_hands_the_gateway_over_without_waiting(
     await b.gateway.step()
     assert b.platform.started
     await b.gateway.stop()
+
+
+class Ticks:
+    """A LeasedGateway's sleep that returns when the test says (one tick per wait), recording each wait."""
+
+    def __init__(self) -> None:
+        self.asked: list[float] = []
+        self._queue: asyncio.Queue[None] = asyncio.Queue()
+
+    async def __call__(self, seconds: float) -> None:
+        self.asked.append(seconds)
+        await self._queue.get()
+
+    def tick(self) -> None:
+        self._queue.put_nowait(None)
+
+
+async def test_the_background_loop_renews_and_takes_over(lease: SqlGatewayLease | MemoryGatewayLease) -> None:
+    clock = FakeClock()
+    ticks_a, ticks_b = Ticks(), Ticks()
+    a_platform, b_platform = FakePlatform(platform=Platform.DISCORD), FakePlatform(platform=Platform.DISCORD)
+    a = LeasedGateway(a_platform, lease, holder="web-1", clock=clock, ttl=TTL, sleep=ticks_a)
+    b = LeasedGateway(b_platform, lease, holder="web-2", clock=clock, ttl=TTL, sleep=ticks_b, retry_every=2.0)
+    await a.start()
+    await b.start()
+    try:
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert ticks_a.asked == [TTL.total_seconds() / 3] and ticks_b.asked == [2.0]  # renew / retry pace
+        assert a_platform.started and not b_platform.started
+
+        assert a._task is not None
+        a._task.cancel()  # web-1 dies: no renewal, no release
+        clock.advance(TTL + timedelta(seconds=1))
+        ticks_b.tick()
+        for _ in range(200):
+            if b_platform.started:
+                break
+            await asyncio.sleep(0.01)
+        assert b_platform.started and b.grant is not None and b.grant.fence == 2
+    finally:
+        await a.stop()
+        await b.stop()
