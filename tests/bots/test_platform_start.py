@@ -131,3 +131,20 @@ async def test_a_gateway_platform_connects_in_one_receiving_process_only(tmp_pat
     finally:
         for svc in (web1, web2, worker):
             await svc.stop()
+
+
+async def test_the_banner_says_which_platform_is_down(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
+    await prepare_database(settings)
+    out = io.StringIO()
+    svc = await build(
+        settings,
+        clock=FakeClock(),
+        platforms=[FakePlatform(platform=Platform.DISCORD, fail_start=10**6)],
+        out=out,
+    )
+    try:
+        await svc.start()
+        assert "discord   down: ConnectionError: discord: cannot reach the platform" in out.getvalue()
+    finally:
+        await svc.stop()
