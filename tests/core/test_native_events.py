@@ -224,8 +224,13 @@ async def test_the_spec_of_a_space_without_voice_channel_is_located_at_its_link(
     space = Space("s1", "AMA", HOST, CHAT, now + timedelta(hours=2), "UTC", "en", now, description="About")
     spec = event_spec(space, LINK + "s1")
     assert spec.channel is None and spec.location == LINK + "s1" and spec.description == "About"
-    space.status, space.ended_at = SpaceStatus.ENDED, now + timedelta(hours=3)
+    space.status, space.started_at, space.ended_at = (
+        SpaceStatus.ENDED,
+        space.starts_at,
+        now + timedelta(hours=3),
+    )
     assert event_spec(space, LINK).ends_at == now + timedelta(hours=3)
+    assert event_spec(space, LINK).status is EventStatus.COMPLETED
     space.ended_at = now + timedelta(hours=1)  # ended before its planned start: the event keeps a length
     assert event_spec(space, LINK).ends_at == space.starts_at + DEFAULT_EVENT_LENGTH
 
@@ -458,3 +463,11 @@ async def test_an_event_row_for_a_platform_without_events_is_dead_lettered(
     (create,) = [d for d in await store_backend.all_deliveries() if d.kind is DeliveryKind.EVENT_CREATE]
     assert create.status is DeliveryStatus.DEAD and "no native events" in (create.last_error or "")
     assert len(plain.fake.of("post")) == 1  # the card still went out
+
+
+async def test_a_space_closed_as_stale_without_starting_cancels_its_event(env: Env) -> None:
+    space, event_id = await _created(env)
+    env.clock.set(space.starts_at + timedelta(hours=13))  # nobody started it
+    assert await env.spaces.close_stale() == 1
+    await env.run()
+    assert env.platform.events[event_id].status is EventStatus.CANCELED
