@@ -103,12 +103,16 @@ class Router:
             await self._starter(platform).start()
         except Exception as e:
             self._up[platform] = False
-            self._errors[platform] = f"{type(e).__name__}: {e}"[:300]
+            # /healthz is public: it names the error's type only (an SDK's message may quote the token);
+            # the log line has the message, with every secret redacted (bots/logs.py)
+            self._errors[platform] = type(e).__name__
             log.error(
-                "platform %s failed to start (attempt %d): %s; the others run, it is retried in the background",
+                "platform %s failed to start (attempt %d): %s: %s; the others run, it is retried in the "
+                "background",
                 platform,
                 attempt,
-                self._errors[platform],
+                type(e).__name__,
+                e,
                 extra={"platform": str(platform)},
             )
             # a half-started adapter lets go of what it holds before the next try (stop is idempotent)
