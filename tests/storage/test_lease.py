@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bots.runtime.gateway import LeasedGateway
+from bots.runtime.gateway import LeasedGateway, lease_name, shard_lease_name
 from core.refs import Platform
 from storage.lease import SqlGatewayLease
 from tests.fakes.clock import FakeClock
@@ -193,3 +193,21 @@ async def test_the_background_loop_renews_and_takes_over(lease: SqlGatewayLease 
     finally:
         await a.stop()
         await b.stop()
+
+
+def test_lease_names_per_shard_group() -> None:
+    assert shard_lease_name("discord", None) == "discord"
+    assert shard_lease_name("discord", [1, 0]) == "discord:shards:0-1"
+    assert shard_lease_name("discord", [4]) == "discord:shards:4"
+    assert shard_lease_name("discord", [0, 2, 5]) == "discord:shards:0,2,5"
+
+    @dataclass
+    class Config:
+        shard_ids: tuple[int, ...] | None
+
+    platform = FakePlatform(platform=Platform.DISCORD)
+    assert lease_name(platform) == "discord"
+    platform.config = Config((2, 3))  # type: ignore[attr-defined]
+    assert lease_name(platform) == "discord:shards:2-3"
+    platform.gateway_lease_name = "discord:custom"  # type: ignore[attr-defined]
+    assert lease_name(platform) == "discord:custom"
