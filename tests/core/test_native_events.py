@@ -471,3 +471,15 @@ async def test_a_space_closed_as_stale_without_starting_cancels_its_event(env: E
     assert await env.spaces.close_stale() == 1
     await env.run()
     assert env.platform.events[event_id].status is EventStatus.CANCELED
+
+
+async def test_a_create_retried_after_its_id_was_stored_makes_no_second_event(env: Env) -> None:
+    space = await env.schedule()
+    (create,) = await env.rows(DeliveryKind.EVENT_CREATE)
+    async with env.db.uow() as uow:  # an earlier claim created the event and stored its id, then died
+        await uow.events.set_id(space.id, CHAT, "ev-earlier")
+        await uow.commit()
+    await env.run()
+    assert env.platform.event_calls == []
+    (create,) = await env.rows(DeliveryKind.EVENT_CREATE)
+    assert create.status is DeliveryStatus.SENT and create.sent_ref == "ev-earlier"
