@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 LEASE_TTL = timedelta(seconds=15)
 RETRY_EVERY = 3.0  # seconds between a standby's attempts to take the lease
+RETRY_MAX = 60.0  # at most this long between attempts after connections failed in a row
 
 
 @runtime_checkable
@@ -171,13 +172,20 @@ class LeasedGateway:
         self.grant = renewed
 
     async def _run(self) -> None:
+        failures = 0  # connections failed in a row: the next try waits longer (at most a minute)
         while True:
-            holding = self.grant is not None
-            await self._sleep(self._ttl.total_seconds() / 3 if holding else self._retry_every)
+            if self.grant is not None:
+                pause = self._ttl.total_seconds() / 3
+            else:
+                pause = min(self._retry_every * 2**failures, max(RETRY_MAX, self._retry_every))
+            await self._sleep(pause)
             try:
                 await self.step()
             except Exception:
+                failures += 1
                 log.exception("gateway lease %s: connecting failed; another process may take it", self.name)
+            else:
+                failures = 0
 
     async def _connect(self) -> None:
         if self.connected:

@@ -211,3 +211,28 @@ def test_lease_names_per_shard_group() -> None:
     assert lease_name(platform) == "discord:shards:2-3"
     platform.gateway_lease_name = "discord:custom"  # type: ignore[attr-defined]
     assert lease_name(platform) == "discord:custom"
+
+
+async def test_a_holder_that_cannot_connect_lets_go_and_backs_off(
+    lease: SqlGatewayLease | MemoryGatewayLease,
+) -> None:
+    clock = FakeClock()
+    ticks = Ticks()
+    broken = FakePlatform(platform=Platform.DISCORD, fail_start=3)
+    gateway = LeasedGateway(broken, lease, holder="web-1", clock=clock, ttl=TTL, sleep=ticks, retry_every=2.0)
+    with pytest.raises(ConnectionError):
+        await gateway.start()  # the router marks it down and retries the whole start
+    assert gateway.grant is None  # released: another process may connect instead
+    current = await lease.current(gateway.name)
+    assert current is not None and current.until <= clock.now()
+    gateway._task = asyncio.get_running_loop().create_task(gateway._run())  # as a later, failing round
+    for _ in range(3):
+        ticks.tick()
+        for _ in range(50):
+            await asyncio.sleep(0)
+    for _ in range(100):
+        if broken.started:
+            break
+        await asyncio.sleep(0.01)
+    assert broken.started and ticks.asked[:3] == [2.0, 4.0, 8.0]  # two failures: waits doubled
+    await gateway.stop()
