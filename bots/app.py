@@ -434,6 +434,11 @@ class Service:
             lines.append("  worker     none in this process — run `spaces worker` to send reminders")
         connected = [st for st in self.statuses if st.connected]
         lines.append("  platforms  " + ", ".join(str(st.platform) for st in connected))
+        health = self.router.health()
+        for st in connected:  # started, but not (yet) connected: failing and retried, or another's gateway
+            state = health.get(str(st.platform), "up")
+            if state.startswith(("down", "standby")):
+                lines.append(f"    {st.platform!s:<9} {state}")
         for st in self.statuses:
             if not st.connected:
                 lines.append(f"    {st.platform!s:<9} {st.note}")

@@ -154,7 +154,7 @@ async def _serve(settings: Settings, command: str, console: bool, redactor: Reda
     try:
         try:
             await service.start()
-        except Exception as e:  # a port taken meanwhile, a platform refusing its token …
+        except Exception as e:  # a port taken meanwhile, the database … (a platform that fails is retried)
             in_use = _in_use_hint(e, settings)
             if in_use is not None:
                 _err(in_use)

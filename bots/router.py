@@ -87,41 +87,49 @@ class Router:
 
     async def start(self) -> None:
         """Start every platform, each on its own; returns once each has been tried once. A failure is
-        logged, marked down (:meth:`health`) and retried in the background until it succeeds."""
+        logged, marked down (:meth:`health`) and retried in the background until it succeeds — as long as
+        some chat platform runs. When none could start (a single platform whose token was refused), there is
+        nothing to run: the first error is raised, as before platforms were isolated."""
         self._stopping = False
-        await asyncio.gather(*(self._start_one(p) for p in self._by_platform))
+        platforms = list(self._by_platform)
+        failures = await asyncio.gather(*(self._try_start(p, attempt=1) for p in platforms))
+        chat = [e for p, e in zip(platforms, failures, strict=True) if p is not Platform.CONSOLE]
+        if chat and all(e is not None for e in chat):
+            await self.stop()
+            raise next(e for e in chat if e is not None)
+        loop = asyncio.get_running_loop()
+        for platform, error in zip(platforms, failures, strict=True):
+            if error is not None:
+                self._retries[platform] = loop.create_task(self._retry(platform), name=f"start-{platform}")
 
-    async def _start_one(self, platform: Platform) -> None:
-        if await self._try_start(platform, attempt=1):
-            return
-        self._retries[platform] = asyncio.get_running_loop().create_task(
-            self._retry(platform), name=f"start-{platform}"
-        )
-
-    async def _try_start(self, platform: Platform, *, attempt: int) -> bool:
+    async def _try_start(self, platform: Platform, *, attempt: int) -> Exception | None:
         try:
             await self._starter(platform).start()
         except Exception as e:
             self._up[platform] = False
-            self._errors[platform] = f"{type(e).__name__}: {e}"[:300]
+            # /healthz is public: it names the error's type only (an SDK's message may quote the token);
+            # the log line has the message, with every secret redacted (bots/logs.py)
+            self._errors[platform] = type(e).__name__
             log.error(
-                "platform %s failed to start (attempt %d): %s; the others run, it is retried in the background",
+                "platform %s failed to start (attempt %d): %s: %s; retried in the background while the "
+                "other platforms run",
                 platform,
                 attempt,
-                self._errors[platform],
+                type(e).__name__,
+                e,
                 extra={"platform": str(platform)},
             )
             # a half-started adapter lets go of what it holds before the next try (stop is idempotent)
             with contextlib.suppress(Exception):
                 await self._starter(platform).stop()
-            return False
+            return e
         self._up[platform] = True
         self._errors.pop(platform, None)
         if attempt > 1:
             log.info(
                 "platform %s started after %d attempts", platform, attempt, extra={"platform": str(platform)}
             )
-        return True
+        return None
 
     async def _retry(self, platform: Platform) -> None:
         delay, attempt = self._retry_first, 1
@@ -130,7 +138,7 @@ class Router:
             if self._stopping:
                 return
             attempt += 1
-            if await self._try_start(platform, attempt=attempt):
+            if await self._try_start(platform, attempt=attempt) is None:
                 return
             delay = min(delay * 2, self._retry_max)
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Protocol, runtime_checkable
 
@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 LEASE_TTL = timedelta(seconds=15)
 RETRY_EVERY = 3.0  # seconds between a standby's attempts to take the lease
+RETRY_MAX = 60.0  # at most this long between attempts after connections failed in a row
 
 
 @runtime_checkable
@@ -45,10 +46,28 @@ def needs_gateway_lease(platform: object) -> bool:
     return getattr(platform, "needs_gateway_lease", False) is True
 
 
+def shard_lease_name(platform: str, shard_ids: Sequence[int] | None) -> str:
+    """The lease of one group of shards: ``discord:shards:0-1`` (a run), ``discord:shards:0,2`` (a set),
+    ``discord`` when the process runs every shard. Processes configured with the same group stand by for
+    each other; processes with disjoint groups each connect theirs."""
+    if not shard_ids:
+        return platform
+    ids = sorted(set(shard_ids))
+    run = ids == list(range(ids[0], ids[-1] + 1))
+    group = f"{ids[0]}-{ids[-1]}" if run and len(ids) > 1 else ",".join(str(i) for i in ids)
+    return f"{platform}:shards:{group}"
+
+
 def lease_name(platform: ChatPlatform) -> str:
-    """The adapter's lease name (its shard group), else the platform's name."""
+    """The adapter's lease name (``gateway_lease_name``); else its shard group, when its config names one
+    (``config.shard_ids``); else the platform's name."""
     name = getattr(platform, "gateway_lease_name", None)
-    return name if isinstance(name, str) and name else str(platform.platform)
+    if isinstance(name, str) and name:
+        return name
+    shard_ids = getattr(getattr(platform, "config", None), "shard_ids", None)
+    if isinstance(shard_ids, Sequence) and all(isinstance(i, int) for i in shard_ids):
+        return shard_lease_name(str(platform.platform), shard_ids)
+    return str(platform.platform)
 
 
 class LeasedGateway:
@@ -153,13 +172,20 @@ class LeasedGateway:
         self.grant = renewed
 
     async def _run(self) -> None:
+        failures = 0  # connections failed in a row: the next try waits longer (at most a minute)
         while True:
-            holding = self.grant is not None
-            await self._sleep(self._ttl.total_seconds() / 3 if holding else self._retry_every)
+            if self.grant is not None:
+                pause = self._ttl.total_seconds() / 3
+            else:
+                pause = min(self._retry_every * 2**failures, max(RETRY_MAX, self._retry_every))
+            await self._sleep(pause)
             try:
                 await self.step()
             except Exception:
+                failures += 1
                 log.exception("gateway lease %s: connecting failed; another process may take it", self.name)
+            else:
+                failures = 0
 
     async def _connect(self) -> None:
         if self.connected:

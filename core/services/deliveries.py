@@ -709,14 +709,17 @@ class DeliveryEngine:
         if events is None:
             await self._settle(row, DeliveryStatus.DEAD, error="this platform has no native events")
             return
-        event_id: str | None = None
-        if row.kind is DeliveryKind.EVENT_UPDATE:
-            async with self._read() as uow:
-                records = await uow.events.list(row.space_id) if row.space_id is not None else []
-            event_id = next((e.event_id for e in records if e.chat == chat), None)
-            if event_id is None:
-                await self._settle(row, DeliveryStatus.SKIPPED, error=EVENT_NOT_CREATED_YET)
-                return
+        async with self._read() as uow:
+            records = await uow.events.list(row.space_id) if row.space_id is not None else []
+        event_id = next((e.event_id for e in records if e.chat == chat), None)
+        if row.kind is DeliveryKind.EVENT_CREATE and event_id is not None:
+            # created and stored by an earlier claim of this row that died before recording it: creating
+            # again would make a second event (platforms have no idempotency key for events)
+            await self._settle(row, DeliveryStatus.SENT, sent_ref=event_id, error="already created")
+            return
+        if row.kind is DeliveryKind.EVENT_UPDATE and event_id is None:
+            await self._settle(row, DeliveryStatus.SKIPPED, error=EVENT_NOT_CREATED_YET)
+            return
         if not await self._budgeted([row], chat.id):
             return
         space = await self._current(row.space_id, ctx)

@@ -40,12 +40,16 @@ def event_spec(space: Space, link: str) -> EventSpec:
     if space.status is SpaceStatus.ENDED and space.ended_at is not None and space.ended_at > space.starts_at:
         ends = space.ended_at
     channel = getattr(space, "voice", None)  # Space.voice: a voice or stage channel linked at scheduling
+    status = _STATUS[space.status]
+    if space.status is SpaceStatus.ENDED and space.started_at is None:
+        # closed as stale without ever going live: an event that never started can only be cancelled
+        status = EventStatus.CANCELED
     return EventSpec(
         title=space.title,
         description=space.description,
         starts_at=space.starts_at,
         ends_at=ends,
-        status=_STATUS[space.status],
+        status=status,
         location=None if channel is not None else link,
         channel=channel,
     )
@@ -90,7 +94,7 @@ class EventsService:
             return await self._spaces.get(space.id)
         if _STATUS[space.status] is not status:
             # a transition the platform allows and a Space cannot make (an event completed that never
-            # started): the Space keeps its state, and our next update puts the event back in step
+            # started, a live one cancelled): the Space keeps its state, and the log says why
             log.warning(
                 "native event status ignored",
                 extra={"space_id": space.id, "status": str(status), "space_status": str(space.status)},

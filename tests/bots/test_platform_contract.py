@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import io
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -15,8 +16,9 @@ from bots.console.adapter import ConsolePlatform
 from bots.telegram.adapter import TelegramConfig, TelegramPlatform
 from bots.telegram.translate import chat_ref, user_ref
 from core.errors import ChatUnavailable, RecipientUnreachable
+from core.models import EventSpec, EventStatus
 from core.notices import Action, ActionKind, Notice
-from core.ports import ChatPlatform
+from core.ports import ChatPlatform, NativeEvents
 from core.refs import ChatRef, Platform, UserRef
 from core.services.profiles import ProfileService
 from core.services.replies import RepliesService
@@ -161,3 +163,53 @@ async def test_stop_before_start_is_safe() -> None:
     for factory in (_fake, _console, _telegram):
         async for s in factory():
             await s.platform.stop()
+
+
+# ------------------------------------------------------------------ NativeEvents (platforms that have them)
+
+SPEC = EventSpec(
+    title="Weekly AMA",
+    description="Ask anything",
+    starts_at=datetime(2030, 1, 1, 19, 0, tzinfo=UTC),
+    ends_at=datetime(2030, 1, 1, 20, 0, tzinfo=UTC),
+    status=EventStatus.SCHEDULED,
+    location="https://spaces.example/s/abcdefghjk",
+    channel=None,
+)
+
+
+def _events(subject: Subject) -> NativeEvents:
+    if not isinstance(subject.platform, NativeEvents):
+        pytest.skip(f"{subject.platform.platform} has no native events")
+    return subject.platform
+
+
+async def test_an_event_is_created_and_kept_in_step_through_its_statuses(subject: Subject) -> None:
+    events = _events(subject)
+    event_id = await events.create_event(subject.chat, SPEC, key="ev1")
+    assert isinstance(event_id, str) and event_id
+    await events.update_event(subject.chat, event_id, SPEC)  # nothing changes: succeeds silently
+    moved = replace(
+        SPEC, starts_at=SPEC.starts_at + timedelta(hours=1), ends_at=SPEC.ends_at + timedelta(hours=1)
+    )
+    await events.update_event(subject.chat, event_id, moved)
+    active = replace(moved, status=EventStatus.ACTIVE)
+    await events.update_event(subject.chat, event_id, active)
+    await events.update_event(subject.chat, event_id, active)  # a status it already has: silently
+    await events.update_event(subject.chat, event_id, replace(active, status=EventStatus.COMPLETED))
+
+
+async def test_an_event_can_be_cancelled_before_it_starts(subject: Subject) -> None:
+    events = _events(subject)
+    event_id = await events.create_event(subject.chat, SPEC, key="ev2")
+    await events.update_event(subject.chat, event_id, replace(SPEC, status=EventStatus.CANCELED))
+
+
+async def test_events_in_a_lost_chat_raise_chat_unavailable(subject: Subject) -> None:
+    events = _events(subject)
+    if subject.lose_chat is None:
+        pytest.skip("this platform cannot lose a chat")
+    event_id = await events.create_event(subject.chat, SPEC, key="ev3")
+    await subject.lose_chat()
+    with pytest.raises(ChatUnavailable):
+        await events.update_event(subject.chat, event_id, SPEC)

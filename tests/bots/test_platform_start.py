@@ -52,7 +52,11 @@ async def test_a_failing_platform_is_retried_in_the_background_while_the_others_
     assert good.started and not bad.started
     health = router.health()
     assert health["telegram"] == "up" and health["discord"].startswith("down: ConnectionError")
-    assert any("platform discord failed to start (attempt 1)" in r.getMessage() for r in caplog.records)
+    assert any(
+        "platform discord failed to start (attempt 1): ConnectionError: discord: cannot reach the platform;"
+        in r.getMessage()
+        for r in caplog.records
+    )
 
     await _until(lambda: bad.started)
     assert bad.start_attempts == 4 and pauses.waited == [1.0, 2.0, 3.0]  # doubling, capped
@@ -67,7 +71,7 @@ async def test_stopping_cancels_the_retries(caplog: pytest.LogCaptureFixture) ->
     async def slow(seconds: float) -> None:
         await asyncio.sleep(3600)
 
-    router = Router([never], sleep=slow)
+    router = Router([never, FakePlatform(platform=Platform.TELEGRAM)], sleep=slow)
     with caplog.at_level(logging.CRITICAL):
         await router.start()
     await router.stop()  # does not wait an hour
@@ -78,14 +82,15 @@ async def test_the_service_starts_with_a_platform_down_and_healthz_shows_it(tmp_
     settings = settings_for(tmp_path)
     await prepare_database(settings)
     bad = FakePlatform(platform=Platform.DISCORD, fail_start=10**6)
-    svc = await build(settings, clock=FakeClock(), platforms=[bad], out=io.StringIO())
+    good = FakePlatform(platform=Platform.TELEGRAM)
+    svc = await build(settings, clock=FakeClock(), platforms=[bad, good], out=io.StringIO())
     try:
         await svc.start()
         assert svc.web_url is not None
         async with aiohttp.ClientSession() as http, http.get(f"{svc.web_url}/healthz") as resp:
             body = await resp.json()
         assert resp.status == 200 and body["ok"] is True  # the service runs; one platform is down
-        assert body["platforms"]["console"] == "up"
+        assert body["platforms"]["console"] == body["platforms"]["telegram"] == "up"
         assert body["platforms"]["discord"].startswith("down: ConnectionError")
     finally:
         await svc.stop()
@@ -131,3 +136,54 @@ async def test_a_gateway_platform_connects_in_one_receiving_process_only(tmp_pat
     finally:
         for svc in (web1, web2, worker):
             await svc.stop()
+
+
+async def test_the_banner_says_which_platform_is_down(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
+    await prepare_database(settings)
+    out = io.StringIO()
+    svc = await build(
+        settings,
+        clock=FakeClock(),
+        platforms=[
+            FakePlatform(platform=Platform.DISCORD, fail_start=10**6),
+            FakePlatform(platform=Platform.TELEGRAM),
+        ],
+        out=out,
+    )
+    try:
+        await svc.start()
+        assert "discord   down: ConnectionError" in out.getvalue()
+    finally:
+        await svc.stop()
+
+
+async def test_healthz_names_the_error_type_only(caplog: pytest.LogCaptureFixture) -> None:
+    class Refused(FakePlatform):
+        async def start(self) -> None:
+            raise ValueError("Unauthorized: token 7000000001:AAE-not-a-real-token was refused")
+
+    async def never(seconds: float) -> None:
+        await asyncio.Event().wait()
+
+    router = Router(
+        [Refused(platform=Platform.TELEGRAM), FakePlatform(platform=Platform.DISCORD)], sleep=never
+    )
+    with caplog.at_level(logging.CRITICAL):
+        await router.start()
+    assert router.health()["telegram"] == "down: ValueError"  # /healthz is public: no SDK message
+    await router.stop()
+
+
+async def test_when_no_chat_platform_can_start_there_is_nothing_to_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A single platform whose token was refused: start-up fails with its error (the CLI says so and exits),
+    and nothing is left retrying."""
+    console = FakePlatform(platform=Platform.CONSOLE)
+    only = FakePlatform(platform=Platform.TELEGRAM, fail_start=10**6)
+    router = Router([console, only], sleep=Pauses())
+    with caplog.at_level(logging.CRITICAL), pytest.raises(ConnectionError):
+        await router.start()
+    await asyncio.sleep(0)
+    assert only.start_attempts == 1 and not console.started and router._retries == {}

@@ -40,6 +40,7 @@ from core.services.events import DEFAULT_EVENT_LENGTH, EventsService, event_spec
 from core.services.spaces import SpaceService
 from tests.backends import StoreBackend
 from tests.conftest import StaticLinks
+from tests.core.test_store_contract import REJECTED
 from tests.fakes.clock import FakeClock, RecordingWake
 from tests.fakes.platform import FakePlatform
 
@@ -223,8 +224,13 @@ async def test_the_spec_of_a_space_without_voice_channel_is_located_at_its_link(
     space = Space("s1", "AMA", HOST, CHAT, now + timedelta(hours=2), "UTC", "en", now, description="About")
     spec = event_spec(space, LINK + "s1")
     assert spec.channel is None and spec.location == LINK + "s1" and spec.description == "About"
-    space.status, space.ended_at = SpaceStatus.ENDED, now + timedelta(hours=3)
+    space.status, space.started_at, space.ended_at = (
+        SpaceStatus.ENDED,
+        space.starts_at,
+        now + timedelta(hours=3),
+    )
     assert event_spec(space, LINK).ends_at == now + timedelta(hours=3)
+    assert event_spec(space, LINK).status is EventStatus.COMPLETED
     space.ended_at = now + timedelta(hours=1)  # ended before its planned start: the event keeps a length
     assert event_spec(space, LINK).ends_at == space.starts_at + DEFAULT_EVENT_LENGTH
 
@@ -393,3 +399,118 @@ async def test_card_edits_are_charged_to_the_platform_that_holds_the_card(
     await engine.deliver_due()
     assert sorted(charged) == sorted([(Platform.CONSOLE, "main"), (D, "elsewhere"), (D, "elsewhere")])
     assert len(discord.of("edit")) == 2 and len(console.of("edit")) == 1
+
+
+# ------------------------------------------------------------------------------------------ the store
+
+
+async def test_the_event_store_records_once_and_finds_by_platform_and_id(env: Env) -> None:
+    space = await env.schedule()
+    other = ChatRef(D, "elsewhere")
+    async with env.db.uow() as uow:
+        assert await uow.events.add(NativeEvent(space.id, other)) is True
+        assert await uow.events.add(NativeEvent(space.id, other, "ignored")) is False  # kept unchanged
+        await uow.events.set_id(space.id, other, "ev-9")
+        with pytest.raises(LookupError):
+            await uow.events.set_id(space.id, ChatRef(D, "never-recorded"), "ev-10")
+        await uow.commit()
+    async with env.db.uow() as uow:
+        assert [e.chat for e in await uow.events.list(space.id)] == sorted([CHAT, other], key=str)
+        found = await uow.events.find(D, None, "ev-9")
+        assert found == NativeEvent(space.id, other, "ev-9")
+        assert await uow.events.find(D, GUILD, "ev-9") == found  # recorded unscoped: the id decides
+        assert await uow.events.find(Platform.SLACK, None, "ev-9") is None
+        assert await uow.events.find(D, None, "ev-404") is None
+        with pytest.raises(REJECTED):  # a Space's events belong to it (foreign key)
+            await uow.events.add(NativeEvent("no-such-space", CHAT))
+
+
+async def test_a_change_from_one_event_updates_the_spaces_other_events(env: Env) -> None:
+    space, first = await _created(env)
+    elsewhere = ChatRef(D, "other-guild-announcements")
+    second = await env.platform.create_event(elsewhere, event_spec(space, LINK), key="k2")
+    async with env.db.uow() as uow:  # the same Space, mirrored in a second chat
+        await uow.events.add(NativeEvent(space.id, elsewhere))
+        await uow.events.set_id(space.id, elsewhere, second)
+        await uow.commit()
+    await env.events.status_changed(D, None, first, EventStatus.ACTIVE, None)
+    await env.run()
+    updates = [c for c in env.platform.event_calls if c.op == "update"]
+    assert [(c.chat, c.event_id) for c in updates] == [(elsewhere, second)]  # not back to the first
+    assert env.platform.events[second].status is EventStatus.ACTIVE
+
+
+async def test_an_event_row_for_a_platform_without_events_is_dead_lettered(
+    store_backend: StoreBackend,
+) -> None:
+    class NoEvents:
+        """A platform with messages only: FakePlatform's, without its events."""
+
+        platform = D
+
+        def __init__(self) -> None:
+            self.fake = FakePlatform(platform=D)
+            self.post, self.edit = self.fake.post, self.fake.edit
+            self.direct, self.mention = self.fake.direct, self.fake.mention
+            self.start, self.stop = self.fake.start, self.fake.stop
+
+    clock = FakeClock()
+    plain = NoEvents()
+    spaces = SpaceService(store_backend.uow, clock, RecordingWake(), default_tz="UTC", native_events={D})
+    engine = make_engine(store_backend, Router([plain]), clock)  # type: ignore[list-item]
+    await spaces.schedule(ScheduleSpace(Actor(HOST), CHAT, "AMA", "2026-11-25 20:00"))
+    await engine.deliver_due()
+    (create,) = [d for d in await store_backend.all_deliveries() if d.kind is DeliveryKind.EVENT_CREATE]
+    assert create.status is DeliveryStatus.DEAD and "no native events" in (create.last_error or "")
+    assert len(plain.fake.of("post")) == 1  # the card still went out
+
+
+async def test_a_space_closed_as_stale_without_starting_cancels_its_event(env: Env) -> None:
+    space, event_id = await _created(env)
+    env.clock.set(space.starts_at + timedelta(hours=13))  # nobody started it
+    assert await env.spaces.close_stale() == 1
+    await env.run()
+    assert env.platform.events[event_id].status is EventStatus.CANCELED
+
+
+async def test_a_create_retried_after_its_id_was_stored_makes_no_second_event(env: Env) -> None:
+    space = await env.schedule()
+    (create,) = await env.rows(DeliveryKind.EVENT_CREATE)
+    async with env.db.uow() as uow:  # an earlier claim created the event and stored its id, then died
+        await uow.events.set_id(space.id, CHAT, "ev-earlier")
+        await uow.commit()
+    await env.run()
+    assert env.platform.event_calls == []
+    (create,) = await env.rows(DeliveryKind.EVENT_CREATE)
+    assert create.status is DeliveryStatus.SENT and create.sent_ref == "ev-earlier"
+
+
+# ------------------------------------------------------------------------------------------ scopes and voice
+
+_SCOPED = "scope" in ChatRef.__dataclass_fields__
+_VOICE = "voice" in Space.__dataclass_fields__
+
+
+@pytest.mark.skipif(not _SCOPED, reason="references carry no guild scope in this build")
+async def test_an_event_is_found_only_from_its_own_guild(env: Env) -> None:
+    chat = ChatRef(D, "announcements", scope=GUILD)  # type: ignore[call-arg]
+    space = await env.spaces.schedule(ScheduleSpace(env.actor(), chat, "Guild AMA", "2026-11-25 20:00"))
+    await env.run()
+    event_id = env.platform.event_calls[-1].event_id
+    assert env.platform.event_calls[-1].chat == chat
+    found = await env.events.find(D, GUILD, event_id)
+    assert found is not None and found.space_id == space.id and found.chat == chat
+    assert await env.events.find(D, "another-guild", event_id) is None  # never another guild's dispatch
+    started = await env.events.status_changed(D, GUILD, event_id, EventStatus.ACTIVE, None)
+    assert started is not None and started.status is SpaceStatus.LIVE
+    result = await env.events.interest(D, GUILD, event_id, UserRef(D, "fan"), True)
+    assert result is not None and result.subscribers == 1
+
+
+@pytest.mark.skipif(not _VOICE, reason="Spaces have no voice channel in this build")
+async def test_an_event_is_tied_to_the_spaces_voice_channel() -> None:
+    now = datetime(2026, 11, 25, 16, 0, tzinfo=UTC)
+    stage = ChatRef(D, "stage", scope=GUILD) if _SCOPED else ChatRef(D, "stage")  # type: ignore[call-arg]
+    space = Space("s1", "AMA", HOST, CHAT, now + timedelta(hours=2), "UTC", "en", now, voice=stage)  # type: ignore[call-arg]
+    spec = event_spec(space, LINK + "s1")
+    assert spec.channel == stage and spec.location is None

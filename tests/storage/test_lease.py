@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bots.runtime.gateway import LeasedGateway
+from bots.runtime.gateway import LeasedGateway, lease_name, shard_lease_name
 from core.refs import Platform
 from storage.lease import SqlGatewayLease
 from tests.fakes.clock import FakeClock
@@ -150,3 +150,89 @@ async def test_a_clean_stop_hands_the_gateway_over_without_waiting(
     await b.gateway.step()
     assert b.platform.started
     await b.gateway.stop()
+
+
+class Ticks:
+    """A LeasedGateway's sleep that returns when the test says (one tick per wait), recording each wait."""
+
+    def __init__(self) -> None:
+        self.asked: list[float] = []
+        self._queue: asyncio.Queue[None] = asyncio.Queue()
+
+    async def __call__(self, seconds: float) -> None:
+        self.asked.append(seconds)
+        await self._queue.get()
+
+    def tick(self) -> None:
+        self._queue.put_nowait(None)
+
+
+async def test_the_background_loop_renews_and_takes_over(lease: SqlGatewayLease | MemoryGatewayLease) -> None:
+    clock = FakeClock()
+    ticks_a, ticks_b = Ticks(), Ticks()
+    a_platform, b_platform = FakePlatform(platform=Platform.DISCORD), FakePlatform(platform=Platform.DISCORD)
+    a = LeasedGateway(a_platform, lease, holder="web-1", clock=clock, ttl=TTL, sleep=ticks_a)
+    b = LeasedGateway(b_platform, lease, holder="web-2", clock=clock, ttl=TTL, sleep=ticks_b, retry_every=2.0)
+    await a.start()
+    await b.start()
+    try:
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert ticks_a.asked == [TTL.total_seconds() / 3] and ticks_b.asked == [2.0]  # renew / retry pace
+        assert a_platform.started and not b_platform.started
+
+        assert a._task is not None
+        a._task.cancel()  # web-1 dies: no renewal, no release
+        clock.advance(TTL + timedelta(seconds=1))
+        ticks_b.tick()
+        for _ in range(200):
+            if b_platform.started:
+                break
+            await asyncio.sleep(0.01)
+        assert b_platform.started and b.grant is not None and b.grant.fence == 2
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+def test_lease_names_per_shard_group() -> None:
+    assert shard_lease_name("discord", None) == "discord"
+    assert shard_lease_name("discord", [1, 0]) == "discord:shards:0-1"
+    assert shard_lease_name("discord", [4]) == "discord:shards:4"
+    assert shard_lease_name("discord", [0, 2, 5]) == "discord:shards:0,2,5"
+
+    @dataclass
+    class Config:
+        shard_ids: tuple[int, ...] | None
+
+    platform = FakePlatform(platform=Platform.DISCORD)
+    assert lease_name(platform) == "discord"
+    platform.config = Config((2, 3))  # type: ignore[attr-defined]
+    assert lease_name(platform) == "discord:shards:2-3"
+    platform.gateway_lease_name = "discord:custom"  # type: ignore[attr-defined]
+    assert lease_name(platform) == "discord:custom"
+
+
+async def test_a_holder_that_cannot_connect_lets_go_and_backs_off(
+    lease: SqlGatewayLease | MemoryGatewayLease,
+) -> None:
+    clock = FakeClock()
+    ticks = Ticks()
+    broken = FakePlatform(platform=Platform.DISCORD, fail_start=3)
+    gateway = LeasedGateway(broken, lease, holder="web-1", clock=clock, ttl=TTL, sleep=ticks, retry_every=2.0)
+    with pytest.raises(ConnectionError):
+        await gateway.start()  # the router marks it down and retries the whole start
+    assert gateway.grant is None  # released: another process may connect instead
+    current = await lease.current(gateway.name)
+    assert current is not None and current.until <= clock.now()
+    gateway._task = asyncio.get_running_loop().create_task(gateway._run())  # as a later, failing round
+    for _ in range(3):
+        ticks.tick()
+        for _ in range(50):
+            await asyncio.sleep(0)
+    for _ in range(100):
+        if broken.started:
+            break
+        await asyncio.sleep(0.01)
+    assert broken.started and ticks.asked[:3] == [2.0, 4.0, 8.0]  # two failures: waits doubled
+    await gateway.stop()
