@@ -482,7 +482,7 @@ def community_from_row(row: Any) -> Community:
 
 def chat_scope(chat: ChatRef) -> str | None:
     """The guild / workspace a chat belongs to (None: unscoped, as every reference written before scopes)."""
-    return getattr(chat, "scope", None)
+    return chat.scope
 
 
 def native_event_values(event: NativeEvent) -> dict[str, Any]:

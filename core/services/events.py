@@ -39,7 +39,7 @@ def event_spec(space: Space, link: str) -> EventSpec:
     ends = space.starts_at + DEFAULT_EVENT_LENGTH
     if space.status is SpaceStatus.ENDED and space.ended_at is not None and space.ended_at > space.starts_at:
         ends = space.ended_at
-    channel = getattr(space, "voice", None)  # Space.voice: a voice or stage channel linked at scheduling
+    channel = space.voice
     status = _STATUS[space.status]
     if space.status is SpaceStatus.ENDED and space.started_at is None:
         # closed as stale without ever going live: an event that never started can only be cancelled

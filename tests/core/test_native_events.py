@@ -487,13 +487,10 @@ async def test_a_create_retried_after_its_id_was_stored_makes_no_second_event(en
 
 # ------------------------------------------------------------------------------------------ scopes and voice
 
-_SCOPED = "scope" in ChatRef.__dataclass_fields__
-_VOICE = "voice" in Space.__dataclass_fields__
 
 
-@pytest.mark.skipif(not _SCOPED, reason="references carry no guild scope in this build")
 async def test_an_event_is_found_only_from_its_own_guild(env: Env) -> None:
-    chat = ChatRef(D, "announcements", scope=GUILD)  # type: ignore[call-arg]
+    chat = ChatRef(D, "announcements", scope=GUILD)
     space = await env.spaces.schedule(ScheduleSpace(env.actor(), chat, "Guild AMA", "2026-11-25 20:00"))
     await env.run()
     event_id = env.platform.event_calls[-1].event_id
@@ -507,10 +504,9 @@ async def test_an_event_is_found_only_from_its_own_guild(env: Env) -> None:
     assert result is not None and result.subscribers == 1
 
 
-@pytest.mark.skipif(not _VOICE, reason="Spaces have no voice channel in this build")
 async def test_an_event_is_tied_to_the_spaces_voice_channel() -> None:
     now = datetime(2026, 11, 25, 16, 0, tzinfo=UTC)
-    stage = ChatRef(D, "stage", scope=GUILD) if _SCOPED else ChatRef(D, "stage")  # type: ignore[call-arg]
-    space = Space("s1", "AMA", HOST, CHAT, now + timedelta(hours=2), "UTC", "en", now, voice=stage)  # type: ignore[call-arg]
+    stage = ChatRef(D, "stage", scope=GUILD)
+    space = Space("s1", "AMA", HOST, CHAT, now + timedelta(hours=2), "UTC", "en", now, voice=stage)
     spec = event_spec(space, LINK + "s1")
     assert spec.channel == stage and spec.location is None

@@ -329,7 +329,7 @@ class MemoryInboundStore(_Stores):
 
 
 def _scope(chat: ChatRef) -> str | None:
-    return getattr(chat, "scope", None)  # as storage.tables.chat_scope
+    return chat.scope  # as storage.tables.chat_scope
 
 
 class MemoryNativeEventStore(_Stores):
