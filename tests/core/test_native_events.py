@@ -488,7 +488,6 @@ async def test_a_create_retried_after_its_id_was_stored_makes_no_second_event(en
 # ------------------------------------------------------------------------------------------ scopes and voice
 
 
-
 async def test_an_event_is_found_only_from_its_own_guild(env: Env) -> None:
     chat = ChatRef(D, "announcements", scope=GUILD)
     space = await env.spaces.schedule(ScheduleSpace(env.actor(), chat, "Guild AMA", "2026-11-25 20:00"))
