@@ -16,8 +16,9 @@ confirmations and conversations live here, once:
 
 Answers: the n-th answer (0-based) becomes the outbox row ``reply_key(request_id, n)`` when the adapter
 queues them in order as the event's answers (:meth:`RepliesService.finish`); a conversation's questions are
-found by those keys. ``notice.ephemeral`` marks an answer only the asker should see (a button's
-confirmation); ``Answer.alert`` one they must not miss. Platforms without ephemeral messages post them.
+found by those keys. ``notice.ephemeral`` marks an answer only the asker should see — every answer but a
+list and a conversation's questions; ``Answer.alert`` one they must not miss (a refused button, a reminder
+removed). Platforms without ephemeral messages (Telegram's chat answers, the console) post them all.
 
 What stays in an adapter: reading its platform's payload (command names, ids, anonymous senders), the
 platform's own settings commands (the console's ``/as``, ``/mod``), and how an answer looks.
@@ -210,24 +211,24 @@ class _Answers:
         text: str,
         *,
         ask: bool = False,
+        public: bool = False,
         actions: tuple[Action, ...] = (),
         space_id: str | None = None,
-        ephemeral: bool = False,
         alert: bool = False,
     ) -> str | None:
-        """Add an answer; returns its outbox key (None without a request id: nothing to find it by)."""
+        """Add an answer; returns its outbox key (None without a request id: nothing to find it by).
+
+        Answers are for the asker alone (ephemeral) unless ``public`` (a list the chat may read) or a
+        question (``ask``: in a group it is answered by replying to it, so everyone sees it)."""
         notice = reply(text, locale=self._req.locale, reply_to=self._req.message_id, ask=ask, actions=actions)
-        if space_id is not None or ephemeral:
-            notice = dataclasses.replace(notice, space_id=space_id, ephemeral=ephemeral)
+        notice = dataclasses.replace(notice, space_id=space_id, ephemeral=not (public or ask))
         self.items.append(Answer(self._req.chat, notice, alert=alert))
         if self._req.request_id is None:
             return None
         return reply_key(self._req.request_id, len(self.items) - 1)
 
-    def error(
-        self, e: UserError, *, ask: bool = False, ephemeral: bool = False, alert: bool = False
-    ) -> str | None:
-        return self.say(t(self._req.locale, e.key, **e.params), ask=ask, ephemeral=ephemeral, alert=alert)
+    def error(self, e: UserError, *, ask: bool = False, alert: bool = False) -> str | None:
+        return self.say(t(self._req.locale, e.key, **e.params), ask=ask, alert=alert)
 
 
 class InboundService:
@@ -425,25 +426,25 @@ class InboundService:
         if style is ListStyle.TABLE:
             found = await self._spaces.upcoming(req.chat, limit=TABLE_LIMIT)
             if not found:
-                out.say(t(loc, "reply.no_spaces"))
+                out.say(t(loc, "reply.no_spaces"), public=True)
                 return
             zone = await self._spaces.zone_for(req.actor, req.chat, req.tz)  # one list, one clock
             rows = [
                 f"  {s.id}  {format_local(s.starts_at, zone, loc)}  {s.title}  [{t(loc, f'status.{s.status.value}')}]"
                 for s in found
             ]
-            out.say("\n".join(rows))
+            out.say("\n".join(rows), public=True)
             return
         spaces = await self._spaces.upcoming(req.chat, limit=LIST_LIMIT)
         if not spaces:
-            out.say(t(loc, "reply.no_spaces"))
+            out.say(t(loc, "reply.no_spaces"), public=True)
             return
         lines = [t(loc, "list.header")]
         for s in spaces:
             marker = "🟣 " if s.status is SpaceStatus.LIVE else ""
             when = format_local(s.starts_at, s.tz, loc)
             lines.append(t(loc, "list.item", marker=marker, title=s.title, when=when, space_id=s.id))
-        out.say("\n".join(lines))
+        out.say("\n".join(lines), public=True)
 
     async def _set_zone(self, req: Request, zone: str, out: _Answers) -> None:
         if not zone.strip():
@@ -534,7 +535,7 @@ class InboundService:
                 request_id=None if stateless else req.request_id,
             )
         except UserError as e:
-            out.error(e, ephemeral=True, alert=True)
+            out.error(e, alert=True)
             return
         sub = result.subscription
         if cmd.verb is Verb.SUBSCRIBE and sub is not None and cmd.via_chat is not None and req.dm_link:
@@ -545,13 +546,13 @@ class InboundService:
                 link = Action(
                     t(req.locale, "button.get_reminders"), ActionKind.URL, req.dm_link(cmd.space_id)
                 )
-                out.say(result.text, actions=(link,), ephemeral=True)
+                out.say(result.text, actions=(link,))
                 return
         if cmd.verb is Verb.UNSUBSCRIBE and sub is not None and sub.changed:
             # say plainly that this press removed the reminder (and how to set it back)
-            out.say(t(req.locale, "tg.unsubscribed", title=sub.space.title), ephemeral=True, alert=True)
+            out.say(t(req.locale, "tg.unsubscribed", title=sub.space.title), alert=True)
             return
-        out.say(result.text, ephemeral=True)
+        out.say(result.text)
 
     async def _open_link(self, req: Request, cmd: OpenLink, out: _Answers) -> None:
         if cmd.space_id is None:
