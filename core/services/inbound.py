@@ -296,7 +296,7 @@ class InboundService:
 
     async def _schedule_command(self, req: Request, cmd: Schedule, out: _Answers) -> None:
         if cmd.title.strip() or cmd.when.strip():  # a form: the fields apart
-            if len(cmd.title) + len(cmd.when) + len(cmd.description) > MAX_INPUT:
+            if len(cmd.title) + len(cmd.when) > MAX_INPUT:  # the description has its own rule
                 out.say(t(req.locale, "input.too_long", limit=MAX_INPUT))
                 return
             await self._schedule(
