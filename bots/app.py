@@ -102,6 +102,17 @@ class AdapterContext:
     receive: bool
     replies: RepliesService  # answers to inbound events, written to the outbox with the event's effect
 
+    def inbound(self) -> InboundService:
+        """The core's one inbound path, for the adapter's handlers: they translate, it decides."""
+        return InboundService(
+            spaces=self.spaces,
+            profiles=ProfileService(self.uow),
+            replies=self.replies,
+            links=self.links,
+            clock=self.clock,
+            uow=self.uow,
+        )
+
 
 def budget_rates(settings: Settings) -> dict[Platform, Rate]:
     """Each platform's global send rate, as configured (paid Telegram broadcasts lift Telegram's)."""
@@ -160,6 +171,7 @@ def _telegram(ctx: AdapterContext) -> ChatPlatform:
         links=ctx.links,
         clock=ctx.clock,
         receive=ctx.receive,
+        inbound=ctx.inbound(),
     )
 
 
