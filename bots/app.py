@@ -101,6 +101,7 @@ class AdapterContext:
     # `spaces worker` process sends and nothing else, so one update is never handled by two processes.
     receive: bool
     replies: RepliesService  # answers to inbound events, written to the outbox with the event's effect
+    read_uow: UnitOfWorkFactory | None = None  # queries: no SQLite write lock (None: ``uow``)
 
     def inbound(self) -> InboundService:
         """The core's one inbound path, for the adapter's handlers: they translate, it decides."""
@@ -111,6 +112,7 @@ class AdapterContext:
             links=self.links,
             clock=self.clock,
             uow=self.uow,
+            read_uow=self.read_uow,
         )
 
 
@@ -574,7 +576,16 @@ async def build(
         statuses += [PlatformStatus(p.platform, True, "connected") for p in adapters]
     else:
         adapters, more = _configured_adapters(
-            AdapterContext(settings, spaces, uow, clock, links, receive=role.serves_web, replies=replies)
+            AdapterContext(
+                settings,
+                spaces,
+                uow,
+                clock,
+                links,
+                receive=role.serves_web,
+                replies=replies,
+                read_uow=read_uow,
+            )
         )
         statuses += more
     if not any(p.platform is Platform.CONSOLE for p in adapters):
@@ -660,6 +671,7 @@ async def build(
                 links=links,
                 clock=clock,
                 uow=uow,
+                read_uow=read_uow,
             ),
             on_quit=service.request_stop,
             default_locale=settings.default_locale,
