@@ -107,6 +107,19 @@ class AdapterContext:
     replies: RepliesService  # answers to inbound events, written to the outbox with the event's effect
     # native events changed in the platform's own UI (started, ended, cancelled, "Interested")
     events: EventsService | None = None
+    read_uow: UnitOfWorkFactory | None = None  # queries: no SQLite write lock (None: ``uow``)
+
+    def inbound(self) -> InboundService:
+        """The core's one inbound path, for the adapter's handlers: they translate, it decides."""
+        return InboundService(
+            spaces=self.spaces,
+            profiles=ProfileService(self.uow),
+            replies=self.replies,
+            links=self.links,
+            clock=self.clock,
+            uow=self.uow,
+            read_uow=self.read_uow,
+        )
 
 
 def budget_rates(settings: Settings) -> dict[Platform, Rate]:
@@ -166,6 +179,7 @@ def _telegram(ctx: AdapterContext) -> ChatPlatform:
         links=ctx.links,
         clock=ctx.clock,
         receive=ctx.receive,
+        inbound=ctx.inbound(),
     )
 
 
@@ -582,7 +596,15 @@ async def build(
     else:
         adapters, more = _configured_adapters(
             AdapterContext(
-                settings, spaces, uow, clock, links, receive=role.serves_web, replies=replies, events=events
+                settings,
+                spaces,
+                uow,
+                clock,
+                links,
+                receive=role.serves_web,
+                replies=replies,
+                read_uow=read_uow,
+                events=events,
             )
         )
         statuses += more
@@ -684,6 +706,7 @@ async def build(
                 links=links,
                 clock=clock,
                 uow=uow,
+                read_uow=read_uow,
             ),
             on_quit=service.request_stop,
             default_locale=settings.default_locale,

@@ -16,8 +16,9 @@ confirmations and conversations live here, once:
 
 Answers: the n-th answer (0-based) becomes the outbox row ``reply_key(request_id, n)`` when the adapter
 queues them in order as the event's answers (:meth:`RepliesService.finish`); a conversation's questions are
-found by those keys. ``notice.ephemeral`` marks an answer only the asker should see (a button's
-confirmation); ``Answer.alert`` one they must not miss. Platforms without ephemeral messages post them.
+found by those keys. ``notice.ephemeral`` marks an answer only the asker should see — every answer but a
+list and a conversation's questions; ``Answer.alert`` one they must not miss (a refused button, a reminder
+removed). Platforms without ephemeral messages (Telegram's chat answers, the console) post them all.
 
 What stays in an adapter: reading its platform's payload (command names, ids, anonymous senders), the
 platform's own settings commands (the console's ``/as``, ``/mod``), and how an answer looks.
@@ -26,7 +27,6 @@ platform's own settings commands (the console's ``/as``, ``/mod``), and how an a
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -40,14 +40,12 @@ from core.notices import Action, ActionKind, Verb, callback, reply
 from core.ports import Clock, Links, UnitOfWorkFactory
 from core.refs import ChatRef, UserRef
 from core.rules import Actor, clean_title
-from core.services.manage import ManageService, ModeratorCheck
+from core.services.manage import ManageService, ModeratorCheck, Reply
 from core.services.profiles import ProfileService
 from core.services.replies import Answer, RepliesService, reply_key
 from core.services.spaces import SpaceService
 from core.texts import t
 from core.timeparse import format_local
-
-log = logging.getLogger(__name__)
 
 CONVERSATION_TTL = timedelta(minutes=10)  # how long a conversation waits for the next answer
 MAX_INPUT = 1000  # characters of a command's arguments we are willing to parse
@@ -210,24 +208,29 @@ class _Answers:
         text: str,
         *,
         ask: bool = False,
+        public: bool = False,
         actions: tuple[Action, ...] = (),
         space_id: str | None = None,
-        ephemeral: bool = False,
         alert: bool = False,
     ) -> str | None:
-        """Add an answer; returns its outbox key (None without a request id: nothing to find it by)."""
+        """Add an answer; returns its outbox key (None without a request id: nothing to find it by).
+
+        Answers are for the asker alone (ephemeral) unless ``public`` (a list the chat may read) or a
+        question (``ask``: in a group it is answered by replying to it, so everyone sees it)."""
         notice = reply(text, locale=self._req.locale, reply_to=self._req.message_id, ask=ask, actions=actions)
-        if space_id is not None or ephemeral:
-            notice = dataclasses.replace(notice, space_id=space_id, ephemeral=ephemeral)
+        notice = dataclasses.replace(notice, space_id=space_id, ephemeral=not (public or ask))
         self.items.append(Answer(self._req.chat, notice, alert=alert))
         if self._req.request_id is None:
             return None
         return reply_key(self._req.request_id, len(self.items) - 1)
 
-    def error(
-        self, e: UserError, *, ask: bool = False, ephemeral: bool = False, alert: bool = False
-    ) -> str | None:
-        return self.say(t(self._req.locale, e.key, **e.params), ask=ask, ephemeral=ephemeral, alert=alert)
+    def result(self, r: Reply, *, more: str = "", actions: tuple[Action, ...] = ()) -> str | None:
+        """A service's reply (a confirmation) as an answer, ``more`` appended: the one place a reply becomes
+        an answer, so what a reply carries besides its text reaches every platform."""
+        return self.say(r.text + more, actions=actions, space_id=r.space.id if r.space is not None else None)
+
+    def error(self, e: UserError, *, ask: bool = False, alert: bool = False) -> str | None:
+        return self.say(t(self._req.locale, e.key, **e.params), ask=ask, alert=alert)
 
 
 class InboundService:
@@ -240,6 +243,7 @@ class InboundService:
         links: Links,
         clock: Clock,
         uow: UnitOfWorkFactory,
+        read_uow: UnitOfWorkFactory | None = None,
     ) -> None:
         self._spaces = spaces
         self._profiles = profiles
@@ -247,6 +251,8 @@ class InboundService:
         self._links = links
         self._clock = clock
         self._uow = uow
+        # reading a conversation (every private message) must not queue for SQLite's one write lock
+        self._read = read_uow or uow
         self._manage = ManageService(spaces, links)
 
     async def handle(self, req: Request, cmd: Command) -> list[Answer]:
@@ -295,7 +301,7 @@ class InboundService:
 
     async def _schedule_command(self, req: Request, cmd: Schedule, out: _Answers) -> None:
         if cmd.title.strip() or cmd.when.strip():  # a form: the fields apart
-            if len(cmd.title) + len(cmd.when) + len(cmd.description) > MAX_INPUT:
+            if len(cmd.title) + len(cmd.when) > MAX_INPUT:  # the description has its own rule
                 out.say(t(req.locale, "input.too_long", limit=MAX_INPUT))
                 return
             await self._schedule(
@@ -331,16 +337,15 @@ class InboundService:
             out.error(e)
             return False
         # what was understood, title and time apart, with the one-step fixes: a misreading shows at once
-        text = self._manage.scheduled(space, req.locale).text
+        confirmation = self._manage.scheduled(space, req.locale)
         if not req.private and req.dm_link is not None:
             profile = await self._profiles.get(req.actor)
             if not (profile and profile.dm_reachable):
                 # host reminders take the subscribers' path: the link opens the DM ("you're the host")
                 button = Action(t(req.locale, "button.get_reminders"), ActionKind.URL, req.dm_link(space.id))
-                text += "\n\n" + t(req.locale, "reply.host_open_dm")
-                out.say(text, actions=(button,), space_id=space.id)
+                out.result(confirmation, more="\n\n" + t(req.locale, "reply.host_open_dm"), actions=(button,))
                 return True
-        out.say(text, space_id=space.id)
+        out.result(confirmation)
         return True
 
     # ------------------------------------------------------------------ conversations
@@ -363,15 +368,11 @@ class InboundService:
             await uow.commit()
 
     async def _load(self, req: Request) -> ConversationStep | None:
-        """The step this message answers, or None (no conversation here, or it expired)."""
-        async with self._uow() as uow:
+        """The step this message answers, or None (no conversation here, or it expired: pruned later)."""
+        async with self._read() as uow:
             found = await uow.conversations.get(req.chat, req.actor)
-            if found is None:
-                return None
-            if found.expires_at <= self._clock.now():
-                await uow.conversations.delete(req.chat, req.actor)
-                await uow.commit()
-                return None
+        if found is None or found.expires_at <= self._clock.now():
+            return None
         if req.request_id is not None and found.request_id == req.request_id and found.before is not None:
             return found.before  # this very message again (a retry after a crash): the same step again
         return found.state
@@ -425,25 +426,25 @@ class InboundService:
         if style is ListStyle.TABLE:
             found = await self._spaces.upcoming(req.chat, limit=TABLE_LIMIT)
             if not found:
-                out.say(t(loc, "reply.no_spaces"))
+                out.say(t(loc, "reply.no_spaces"), public=True)
                 return
             zone = await self._spaces.zone_for(req.actor, req.chat, req.tz)  # one list, one clock
             rows = [
                 f"  {s.id}  {format_local(s.starts_at, zone, loc)}  {s.title}  [{t(loc, f'status.{s.status.value}')}]"
                 for s in found
             ]
-            out.say("\n".join(rows))
+            out.say("\n".join(rows), public=True)
             return
         spaces = await self._spaces.upcoming(req.chat, limit=LIST_LIMIT)
         if not spaces:
-            out.say(t(loc, "reply.no_spaces"))
+            out.say(t(loc, "reply.no_spaces"), public=True)
             return
         lines = [t(loc, "list.header")]
         for s in spaces:
             marker = "🟣 " if s.status is SpaceStatus.LIVE else ""
             when = format_local(s.starts_at, s.tz, loc)
             lines.append(t(loc, "list.item", marker=marker, title=s.title, when=when, space_id=s.id))
-        out.say("\n".join(lines))
+        out.say("\n".join(lines), public=True)
 
     async def _set_zone(self, req: Request, zone: str, out: _Answers) -> None:
         if not zone.strip():
@@ -491,7 +492,7 @@ class InboundService:
         except UserError as e:
             out.error(e)
             return
-        out.say(result.text)
+        out.result(result)
 
     async def _edit(self, req: Request, cmd: Reschedule | Rename, out: _Answers) -> None:
         """``/reschedule <id> <when>`` and ``/rename <id> <title>``: a Space's id, then its new value."""
@@ -517,7 +518,7 @@ class InboundService:
         except UserError as e:
             out.error(e)
             return
-        out.say(result.text)
+        out.result(result)
 
     async def _press(self, req: Request, cmd: Press, out: _Answers) -> None:
         # subscribe and unsubscribe set a state: a retried press lands on the same state; the others carry
@@ -534,7 +535,7 @@ class InboundService:
                 request_id=None if stateless else req.request_id,
             )
         except UserError as e:
-            out.error(e, ephemeral=True, alert=True)
+            out.error(e, alert=True)
             return
         sub = result.subscription
         if cmd.verb is Verb.SUBSCRIBE and sub is not None and cmd.via_chat is not None and req.dm_link:
@@ -545,13 +546,13 @@ class InboundService:
                 link = Action(
                     t(req.locale, "button.get_reminders"), ActionKind.URL, req.dm_link(cmd.space_id)
                 )
-                out.say(result.text, actions=(link,), ephemeral=True)
+                out.result(result, actions=(link,))
                 return
         if cmd.verb is Verb.UNSUBSCRIBE and sub is not None and sub.changed:
             # say plainly that this press removed the reminder (and how to set it back)
-            out.say(t(req.locale, "tg.unsubscribed", title=sub.space.title), ephemeral=True, alert=True)
+            out.say(t(req.locale, "tg.unsubscribed", title=sub.space.title), alert=True)
             return
-        out.say(result.text, ephemeral=True)
+        out.result(result)
 
     async def _open_link(self, req: Request, cmd: OpenLink, out: _Answers) -> None:
         if cmd.space_id is None:

@@ -93,7 +93,8 @@ async def test_schedule_in_one_line_answers_what_was_read(core_env: CoreEnv) -> 
     (text,) = texts(answers)
     assert text.startswith("Scheduled ✓\nTitle: Weekly AMA\nTime: Thu 26 Nov 2026, 20:00 CET")
     assert answers[0].notice.space_id == space.id and answers[0].notice.reply_to == "m1"
-    assert not answers[0].notice.ephemeral and answers[0].chat == DM
+    # for the asker alone (the card is what the chat sees); platforms without ephemeral messages post it
+    assert answers[0].notice.ephemeral and answers[0].chat == DM
 
 
 async def test_schedule_from_fields_and_a_refusal_is_an_answer(core_env: CoreEnv) -> None:
@@ -112,6 +113,7 @@ async def test_bare_space_asks_the_title_then_the_time(core_env: CoreEnv) -> Non
     inbound = service(core_env)
     asked = await inbound.handle(request(request_id="ev:a"), ib.Schedule(""))
     assert texts(asked) == [t("en", "ask.title")] and asked[0].notice.ask
+    assert not asked[0].notice.ephemeral  # in a group it is answered by replying to it
     asked = await inbound.handle(request(request_id="ev:b"), ib.Say("  Weekly AMA "))
     assert texts(asked) == [t("en", "ask.time", title="Weekly AMA")] and asked[0].notice.ask
     done = await inbound.handle(request(request_id="ev:c"), ib.Say("tomorrow 20:00"))
@@ -336,7 +338,9 @@ async def test_lists_in_a_chat_and_in_a_terminal(core_env: CoreEnv) -> None:
     inbound = service(core_env)
     assert texts(await inbound.handle(request(chat=GROUP), ib.ListSpaces())) == [t("en", "reply.no_spaces")]
     space_id = await _scheduled(core_env)
-    (chat_list,) = texts(await inbound.handle(request(chat=GROUP), ib.ListSpaces()))
+    listed = await inbound.handle(request(chat=GROUP), ib.ListSpaces())
+    assert not listed[0].notice.ephemeral  # a list the chat may read
+    (chat_list,) = texts(listed)
     assert chat_list == (f"Upcoming Spaces here:\nWeekly AMA — Thu 26 Nov 2026, 20:00 CET · id `{space_id}`")
     reader = dataclasses.replace(request(chat=GROUP), tz="Asia/Tokyo")  # a zone the platform chose
     (table,) = texts(await inbound.handle(reader, ib.ListSpaces(ib.ListStyle.TABLE)))
