@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import contextvars
 import hashlib
+import json
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Mapping, Sequence
@@ -257,8 +258,20 @@ class DiscordPlatform:
             if params.response.status != 429 or not self._sending.get():
                 return
             h = params.response.headers
-            retry = _seconds(h.get("X-RateLimit-Reset-After")) or _seconds(h.get("Retry-After")) or 1.0
-            raise _Throttled(retry, h.get("X-RateLimit-Global", "").lower() == "true")
+            try:  # the body has the precise wait (the Retry-After header is rounded up to whole seconds)
+                body = await params.response.json(content_type=None)
+            except Exception:
+                body = None
+            if not isinstance(body, dict):
+                body = {}
+            retry = (
+                _seconds(body.get("retry_after"))
+                or _seconds(h.get("X-RateLimit-Reset-After"))
+                or _seconds(h.get("Retry-After"))
+                or 1.0
+            )
+            is_global = body.get("global") is True or h.get("X-RateLimit-Global", "").lower() == "true"
+            raise _Throttled(retry, is_global)
 
         trace.on_request_end.append(on_end)
         return trace
@@ -359,6 +372,15 @@ class DiscordPlatform:
         await self._handlers.on_interaction(interaction)
 
     async def _on_raw(self, msg: Any) -> None:
+        """Every gateway frame, as text (discord.py hands it over before parsing it): only scheduled-event
+        dispatches are parsed again here, the rest (a large guild's GUILD_CREATE …) is skipped unread."""
+        if isinstance(msg, str):
+            if "GUILD_SCHEDULED_EVENT_" not in msg:
+                return
+            try:
+                msg = json.loads(msg)
+            except ValueError:
+                return
         if not isinstance(msg, dict) or msg.get("op") != 0:
             return
         kind, data = msg.get("t"), msg.get("d")
@@ -750,10 +772,10 @@ def _parse(text: Any) -> datetime | None:
         return None
 
 
-def _seconds(value: str | None) -> float | None:
+def _seconds(value: Any) -> float | None:
     try:
         return float(value) if value else None
-    except ValueError:
+    except (TypeError, ValueError):
         return None
 
 
