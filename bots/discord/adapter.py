@@ -94,23 +94,37 @@ class EventsSink(Protocol):
 
     async def status_changed(
         self, platform: Platform, scope: str, event_id: str, status: Any, actor: UserRef | None
-    ) -> None: ...
+    ) -> Any: ...
 
     async def interest(
         self, platform: Platform, scope: str, event_id: str, user: UserRef, interested: bool
-    ) -> None: ...
+    ) -> Any: ...
 
 
 class EventSpecLike(Protocol):
-    """The core's EventSpec, as read here."""
+    """The core's EventSpec (core.models), as read here: read-only, so the frozen dataclass fits."""
 
-    title: str
-    description: str
-    starts_at: datetime
-    ends_at: datetime
-    status: Any  # the core's EventStatus: its name is one of STATUS_CODES
-    location: str | None
-    channel: ChatRef | None
+    @property
+    def title(self) -> str: ...
+
+    @property
+    def description(self) -> str: ...
+
+    @property
+    def starts_at(self) -> datetime: ...
+
+    @property
+    def ends_at(self) -> datetime: ...
+
+    @property
+    def status(self) -> Any:  # the core's EventStatus: its name is one of STATUS_CODES
+        ...
+
+    @property
+    def location(self) -> str | None: ...
+
+    @property
+    def channel(self) -> ChatRef | None: ...
 
 
 def core_status(code: int) -> Any:
@@ -234,6 +248,19 @@ class DiscordPlatform:
         self.bot_id = 0
 
     # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def gateway_lease_name(self) -> str:
+        """One gateway owner per bot, or per group of shards: processes running different shard ids hold
+        different leases (and two processes given the same ids never both connect)."""
+        if self.config.shard_ids is None:
+            return (
+                "discord"
+                if self.config.shard_count is None
+                else f"discord:shards:all/{self.config.shard_count}"
+            )
+        ids = ",".join(str(i) for i in sorted(self.config.shard_ids))
+        return f"discord:shards:{ids}/{self.config.shard_count}"
 
     @property
     def client(self) -> discord.Client:
