@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import pytest
+
 from bots.app import Role, build
 from bots.cli import prepare_database
 from bots.discord.adapter import DiscordPlatform
@@ -48,3 +50,23 @@ async def test_a_worker_builds_the_discord_adapter_and_sends_without_a_gateway(
         assert any(line.startswith("  platforms") and "discord" in line for line in svc.banner())
     finally:
         await svc.stop()
+
+
+async def test_two_web_processes_open_one_gateway_connection(tmp_path: Path, dc: DiscordEmulator) -> None:
+    """Both log in (both can send); only the holder of the gateway lease connects its shard."""
+    pytest.importorskip("bots.runtime.gateway", reason="the gateway lease")
+    settings = _settings(tmp_path, dc)
+    assert await prepare_database(settings) is None
+    a = await build(settings, role=Role.WEB, clock=FakeClock(), out=io.StringIO())
+    b = await build(settings, role=Role.WEB, clock=FakeClock(), out=io.StringIO())
+    try:
+        await a.start()
+        await b.start()
+        await dc.wait_until(lambda: dc.connected_shards() == [(1, 2)], what="shard 1 of 2")
+        assert len(dc.identifies) == 1
+        for svc in (a, b):
+            (platform,) = [p for p in svc.router.platforms if isinstance(p, DiscordPlatform)]
+            assert platform.bot_id == dc.bot.id
+    finally:
+        await a.stop()
+        await b.stop()
