@@ -1,9 +1,10 @@
 """A Discord emulator on 127.0.0.1 for tests that run the real discord.py.
 
-discord.py has no base-URL option: :func:`pointed_at` (or the ``discord_client_env`` fixture) sets the class
+discord.py has no base-URL option: :func:`pointed_at` (or the ``discord_emulator`` fixture) sets the class
 attributes ``discord.http.Route.BASE`` (every REST call, interaction callbacks and webhooks included) and
 ``discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY`` to the emulator, and restores them. Build clients with
-``guild_ready_timeout=0.05`` or every login waits 2 s.
+``guild_ready_timeout=0.05`` or every login waits 2 s; :func:`client_running` logs a client in and waits for
+READY.
 
 It serves the REST API under ``/api/v10`` and the gateway websocket at ``/`` (HELLO, IDENTIFY, READY,
 GUILD_CREATE per guild of the shard, heartbeats, RESUME, several shards), and keeps a world: guilds with
@@ -12,17 +13,33 @@ application commands, guild scheduled events. It enforces the rules that bite in
 requests/s and per-route buckets (429 with ``Via``, ``retry_after``, ``X-RateLimit-*``), 403 with 50013/50001 for
 missing permissions, 50007 for closed DMs, the 3-second window for the first interaction response and 15 minutes
 for follow-ups, ``nonce`` + ``enforce_nonce`` de-duplication, ``allowed_mentions`` (who a message actually
-pings).
+pings); opt-in: the 40003 quarantine for opening DMs too fast, the ban after too many invalid requests.
 
-Tests act as members (``run_command``, ``autocomplete``, ``press_button``, ``submit_modal``,
-``mark_interested``, ``start_event_in_ui``, ``close_dms``...); interactions reach the bot over the gateway, or
-signed over HTTP (``interactions_url``). Everything is recorded per recipient (``messages_in``, ``dms_to``,
-``pings``, ``dm_opens``, ``calls``, ``count_429``, ``invalid_requests``).
+Tests build the world (``create_guild``, ``add_channel``, ``add_role``, ``add_member(s)``, ``set_overwrite``,
+``close_dms``, ``register_command``), act as members (``run_command``, ``autocomplete``, ``press_button``,
+``submit_modal``, ``mark_interested``, ``start_event_in_ui``/``end_event_in_ui``/``cancel_event_in_ui``,
+``member_joins``) and read what was RECEIVED (``messages_in``, ``dms_to``, ``dm_counts``, ``received``,
+``ephemeral_to``, ``pings``, ``dm_opens``, ``nonce_hits``, ``native_event_notices``, ``calls``, ``count_429``,
+``invalid_count``, ``dispatched``). Interactions reach the bot over the gateway, or signed with Ed25519 over
+HTTP when ``interactions_url`` is set (``probe_ping``, ``probe_bad_signature``, ``replay``).
+
+Clocks: ``clock`` (default ``time.monotonic``) times the rate limits, the interaction windows and nonces — a
+test may pass its own to jump past a window (discord.py still sleeps a 429's ``retry_after`` in real time);
+``wall_clock`` (default ``time.time``) stamps messages and judges "an event cannot start in the past": a test
+whose Spaces live on a fake date passes ``wall_clock=lambda: fake.now().timestamp()``.
+
+What discord.py needs that is easy to miss (each one found against this emulator): scheduled events need
+``privacy_level=discord.PrivacyLevel.guild_only`` (discord.py omits it otherwise and Discord refuses);
+GUILD_SCHEDULED_EVENT_USER_ADD/REMOVE are dropped by discord.py for users it has not cached (members intent,
+or read the raw socket event); ``AutoShardedClient`` waits 5 s between IDENTIFYs unless
+``before_identify_hook`` is overridden; ``ScheduledEvent.users()`` pages assuming newest-first while Discord
+answers by ascending user id — page with ``after=`` on the raw route.
 
 A request Discord would reject because the bot was built wrong (unknown route, body not matching the OpenAPI
 description, content over 2,000 characters, an empty message, an illegal event status change...) is a
 *violation*: answered with Discord's 400 and recorded in ``dc.violations``; ``assert_clean()`` (called on exit
-when ``strict``) fails the test. A test that provokes one on purpose takes it with ``take_violations()``.
+when ``strict``) fails the test. A test that provokes one on purpose takes it with ``take_violations()``. The
+emulator's own answers are checked against the description's response schemas too ("emulator" violations).
 """
 
 from __future__ import annotations
@@ -32,6 +49,7 @@ import contextlib
 import hashlib
 import itertools
 import json
+import random
 import re
 import secrets
 import time
@@ -237,6 +255,8 @@ class DcUser:
             "banner": None,
             "accent_color": None,
             "avatar_decoration_data": None,
+            "primary_guild": None,
+            "collectibles": None,
         }
         if self.bot:
             d["bot"] = True
@@ -377,6 +397,7 @@ class DcMessage:
     timestamp: str
     nonce: str | int | None = None
     pinged: frozenset[int] = frozenset()  # user ids this message notified by mention
+    mentioned: tuple[int, ...] = ()  # users mentioned in the content and allowed (the ``mentions`` field)
     mention_everyone: bool = False
     mention_roles: list[int] = field(default_factory=list)
     edited_timestamp: str | None = None
@@ -477,6 +498,7 @@ class InteractionRecord:
     original: DcMessage | None = None
     followups: list[DcMessage] = field(default_factory=list)
     http_status: int | None = None  # over HTTP: the endpoint's answer
+    http_request: tuple[bytes, str, str] | None = None  # over HTTP: (body, timestamp, signature) as sent
     message: DcMessage | None = None  # components: the message whose button was pressed
 
     @property
@@ -532,6 +554,24 @@ class _Session:
 
 
 @dataclass
+class _Chaos:
+    rng: random.Random
+    error_rate: float
+    reset_rate: float
+    routes: set[tuple[str, str]]
+
+    def draw(self, method: str, route: str) -> str | None:
+        if (method, route) not in self.routes:
+            return None
+        x = self.rng.random()
+        if x < self.error_rate:
+            return "error"
+        if x < self.error_rate + self.reset_rate:
+            return "reset"
+        return None
+
+
+@dataclass
 class _Bucket:
     remaining: int
     reset_at: float
@@ -557,6 +597,23 @@ def _walk_components(components: Iterable[dict[str, Any]]) -> Iterator[dict[str,
             yield from _walk_components([c["component"]])
         if isinstance(c.get("accessory"), dict):
             yield from _walk_components([c["accessory"]])
+
+
+def _with_ids(components: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A copy of ``components`` with the numeric ``id`` Discord gives each component (depth first, from 1)."""
+    counter = itertools.count(1)
+
+    def number(c: dict[str, Any]) -> dict[str, Any]:
+        out = {**c, "id": c.get("id", next(counter))}
+        if isinstance(c.get("components"), list):
+            out["components"] = [number(x) for x in c["components"]]
+        if isinstance(c.get("component"), dict):
+            out["component"] = number(c["component"])
+        if isinstance(c.get("accessory"), dict):
+            out["accessory"] = number(c["accessory"])
+        return out
+
+    return [number(c) for c in components]
 
 
 def _iso(ts: float) -> str:
@@ -609,6 +666,9 @@ class DiscordEmulator:
         recommended_shards: int = 1,
         interactions_url: str | None = None,
         reject_past_events: bool = True,
+        validate_responses: bool = True,
+        dm_open_spam_limit: RateRule | None = None,
+        ban_after_invalid: int | None = None,
     ) -> None:
         self.token = token
         self.strict = strict
@@ -633,6 +693,15 @@ class DiscordEmulator:
         #: deliver interactions as signed HTTP POSTs to this URL instead of the gateway
         self.interactions_url = interactions_url
         self.reject_past_events = reject_past_events
+        self.validate_responses = validate_responses
+        #: opening more DMs than this (new or not) answers 403 40003 "opening direct messages too fast", the
+        #: anti-spam quarantine that hits bots that DM many users (unpublished threshold: None = off)
+        self.dm_open_spam_limit = dm_open_spam_limit
+        self._dm_open_times: deque[float] = deque()
+        #: Discord's Cloudflare ban: this many 401/403/429 answers in 10 minutes and every request gets an
+        #: HTML 429 without ``Via`` for the rest of the test (Discord's own figure is 10,000; None = off)
+        self.ban_after_invalid = ban_after_invalid
+        self.banned = False
         self.signing_key = SigningKey.generate()
         #: the application's public key (hex), what the HTTP interactions endpoint verifies with
         self.public_key: str = self.signing_key.verify_key.encode().hex()
@@ -674,6 +743,8 @@ class DiscordEmulator:
         self._global_window: deque[float] = deque()
         self._buckets: dict[tuple[str, str], _Bucket] = {}
         self._faults: list[tuple[str, str, DcError, list[int]]] = []
+        self._chaos: _Chaos | None = None
+        self.faults_injected: Counter[str] = Counter()  # "error" (not done), "reset" (done, answer lost)
         self._nonces: dict[tuple[int, int, str], tuple[float, int]] = {}
         self._change = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -769,6 +840,36 @@ class DiscordEmulator:
         else:
             err = DcError(status, code, message)
         self._faults.append((method.upper(), route, err, [times]))
+
+    def inject_faults(
+        self,
+        *,
+        seed: int,
+        error_rate: float = 0.0,
+        reset_rate: float = 0.0,
+        routes: Iterable[tuple[str, str]] = (("POST", "/channels/{channel_id}/messages"),),
+    ) -> None:
+        """Random faults on valid requests to ``routes`` ((method, template) pairs), drawn from
+        ``random.Random(seed)``:
+
+        * ``error_rate``: answer 500 *without* doing anything (the message is not delivered);
+        * ``reset_rate``: do it (the message IS delivered), then cut the connection before answering — the bot
+          cannot know it arrived; its retry with the same ``nonce`` + ``enforce_nonce`` gets the original back.
+
+        Counted in ``faults_injected``; ``inject_faults(seed=…)`` with no rates stops it."""
+        if error_rate + reset_rate > 1:
+            raise ValueError("error_rate + reset_rate must be at most 1")
+        self._chaos = _Chaos(random.Random(seed), error_rate, reset_rate, {(m.upper(), r) for m, r in routes})
+
+    def received(self, *, containing: str | None = None) -> Counter[int]:
+        """Channel id (a DM channel for DMs) -> messages the bot landed there that people see (not deleted,
+        not ephemeral), optionally only those whose text contains ``containing``. Count losses and duplicates
+        from here: what people saw, not what the bot believes it sent."""
+        return Counter(
+            m.channel_id
+            for m in self.messages.values()
+            if not m.deleted and not m.ephemeral and (containing is None or containing in m.text)
+        )
 
     @property
     def invalid_count(self) -> int:
@@ -899,6 +1000,28 @@ class DiscordEmulator:
 
     def open_dms(self, user: DcUser | DcMember) -> None:
         _user(user).dms_closed = False
+
+    def ensure_dm_channel(self, user: DcUser | DcMember) -> DcChannel:
+        """The DM channel between ``user`` and the bot (created as when the user writes to the bot first);
+        opening it this way is not counted in ``dm_opens``."""
+        u = _user(user)
+        channel = self.dm_channels.get(u.id)
+        if channel is None:
+            channel = DcChannel(self._next_id(), DM, recipient=u)
+            self.dm_channels[u.id] = channel
+            self.channels[channel.id] = channel
+        return channel
+
+    async def member_joins(self, guild: DcGuild, user: DcUser | str = "member", **kw: Any) -> DcMember:
+        """:meth:`add_member`, then GUILD_MEMBER_ADD to the sessions with the members intent."""
+        member = self.add_member(guild, user, **kw)
+        await self._dispatch(
+            "GUILD_MEMBER_ADD",
+            {**member.to_api(), "guild_id": str(guild.id)},
+            guild_id=guild.id,
+            intent=1 << 1,
+        )
+        return member
 
     def member(self, guild: DcGuild, user: DcUser | int) -> DcMember:
         return guild.members[user if isinstance(user, int) else user.id]
@@ -1281,10 +1404,20 @@ class DiscordEmulator:
         status, _ = await self.post_interaction_raw(body, signature=wrong)
         return status
 
+    async def replay(self, record: InteractionRecord) -> tuple[int, Any]:
+        """POST an HTTP-delivered interaction again, byte for byte (same timestamp and signature), as an
+        attacker replaying a captured request would: the endpoint should refuse it."""
+        if record.http_request is None:
+            raise ValueError("that interaction was not delivered over HTTP")
+        body, ts, sig = record.http_request
+        return await self.post_interaction_raw(body, timestamp=ts, signature=sig)
+
     async def _deliver_http(self, record: InteractionRecord) -> None:
         body = json.dumps(record.payload).encode()
+        ts = str(int(self.wall_clock()))
+        record.http_request = (body, ts, self.sign(body, ts))
         try:
-            status, answer = await self.post_interaction_raw(body)
+            status, answer = await self.post_interaction_raw(body, timestamp=ts)
         except (aiohttp.ClientError, TimeoutError) as err:
             record.http_status = None
             record.late_callbacks.append(Callback(0, {"error": repr(err)}, self.clock(), late=True))
@@ -1565,6 +1698,14 @@ class DiscordEmulator:
             "nsfw_level": 0,
             "max_members": 500000,
             "max_video_channel_users": 25,
+            "max_stage_video_channel_users": 50,
+            "max_presences": None,
+            "home_header": None,
+            "region": "deprecated",
+            "widget_enabled": False,
+            "widget_channel_id": None,
+            "nsfw": False,
+            "incidents_data": None,
             "joined_at": "2025-01-01T00:00:00.000000+00:00",
             "large": False,
             "unavailable": False,
@@ -1810,6 +1951,19 @@ class DiscordEmulator:
         now = self.clock()
         call = ApiCall(method, path, None, {}, query, None, now, 0)
         headers_out: dict[str, str] = {}
+        if self.ban_after_invalid is not None and not self.banned:
+            recent = [t for t in self.invalid_requests if t > now - 600.0]
+            self.banned = len(recent) >= self.ban_after_invalid
+        if self.banned:
+            call.status = 429
+            self._record(call)
+            self.count_429 += 1
+            # no Via header and an HTML body: discord.py reads it as a Cloudflare ban and raises
+            return web.Response(
+                status=429,
+                text="<html>Error 1015: you are being rate limited</html>",
+                content_type="text/html",
+            )
         try:
             try:
                 body, has_body = await self._read_body(request)
@@ -1853,8 +2007,19 @@ class DiscordEmulator:
             if handler is None:
                 msg = f"{method} {template} is valid but not implemented by the emulator"
                 raise DcError(400, 0, "emulator: " + msg, violation="unimplemented")
+            chaos = self._chaos.draw(method, template) if self._chaos is not None else None
+            if chaos == "error":
+                self.faults_injected["error"] += 1
+                raise DcError(500, 0, "500: Internal Server Error")
             req = _Req(method, template, params, query, body, op)
             result = await handler(req)
+            if chaos == "reset":  # done (delivered), but the answer never reaches the bot
+                self.faults_injected["reset"] += 1
+                call.status, call.response = 0, result
+                self._record(call)
+                if request.transport is not None:
+                    request.transport.abort()
+                raise web.HTTPServiceUnavailable()  # not sent: the connection is gone
         except DcError as err:
             if err.violation:
                 self._violate(
@@ -1874,6 +2039,9 @@ class DiscordEmulator:
             self._record(call)
             return web.Response(status=204, headers=headers_out)
         call.status, call.response = 200, result
+        if self.validate_responses:
+            for problem in self.spec.check_response(op, result):
+                self._violate(f"{method} {call.route}", "emulator", f"malformed answer: {problem}", result)
         self._record(call)
         return _json_response(result, 200, headers_out)
 
@@ -1937,16 +2105,14 @@ class DiscordEmulator:
             "edited_timestamp": m.edited_timestamp,
             "tts": False,
             "mention_everyone": m.mention_everyone,
-            "mentions": [
-                self.users[u].to_api() for u in sorted(m.body.get("__mentioned__", [])) if u in self.users
-            ],
+            "mentions": [self.users[u].to_api() for u in m.mentioned if u in self.users],
             "mention_roles": [str(r) for r in m.mention_roles],
             "attachments": [],
             "embeds": [{"type": "rich", **e} for e in m.embeds],
             "pinned": False,
             "type": 0,
             "flags": m.flags,
-            "components": m.components,
+            "components": _with_ids(m.components),
         }
         if m.guild_id is not None:
             d["guild_id"] = str(m.guild_id)
@@ -1958,18 +2124,41 @@ class DiscordEmulator:
         if m.interaction_id is not None:
             rec = self.interactions.get(m.interaction_id)
             if rec is not None:
-                d["interaction_metadata"] = {
-                    "id": str(rec.id),
-                    "type": rec.type,
-                    "user": rec.user.to_api(),
-                    "authorizing_integration_owners": rec.payload.get("authorizing_integration_owners", {}),
-                }
+                d["interaction_metadata"] = self._interaction_metadata(rec)
                 if rec.original is m and rec.type == 2:
                     d["type"] = 20  # CHAT_INPUT_COMMAND
         if m.message_reference is not None:
             d["message_reference"] = m.message_reference
             d["type"] = 19  # REPLY
         return d
+
+    def _interaction_metadata(self, rec: InteractionRecord) -> dict[str, Any]:
+        meta: dict[str, Any] = {
+            "id": str(rec.id),
+            "type": rec.type,
+            "user": rec.user.to_api(),
+            "authorizing_integration_owners": rec.payload.get("authorizing_integration_owners", {}),
+        }
+        if rec.original is not None:
+            meta["original_response_message_id"] = str(rec.original.id)
+        if rec.type == 3 and rec.message is not None:
+            meta["interacted_message_id"] = str(rec.message.id)
+        if rec.type == 5:
+            opener = next(
+                (
+                    r
+                    for r in self.interactions.values()
+                    if r.modal is not None
+                    and r.modal.get("custom_id") == (rec.payload.get("data") or {}).get("custom_id")
+                ),
+                None,
+            )
+            meta["triggering_interaction_metadata"] = (
+                self._interaction_metadata(opener)
+                if opener is not None and opener is not rec
+                else {"id": "0", "type": 2, "authorizing_integration_owners": {}}
+            )
+        return meta
 
     def event_to_api(self, ev: DcEvent) -> dict[str, Any]:
         creator = self.users.get(ev.creator_id)
@@ -1981,6 +2170,7 @@ class DiscordEmulator:
             "image": None,
             "recurrence_rule": None,
             "user_count": len(ev.interested),
+            "guild_scheduled_event_exceptions": [],
             **ev.fields,
         }
 
@@ -2044,6 +2234,12 @@ class DiscordEmulator:
             users = {int(u) for u in allowed.get("users") or []}
             roles = {int(r) for r in allowed.get("roles") or []}
         guild = self.guilds.get(channel.guild_id) if channel.guild_id else None
+        if not (
+            _USER_MENTION_RE.search(content)
+            or _ROLE_MENTION_RE.search(content)
+            or _EVERYONE_RE.search(content)
+        ):
+            return set(), [], False, set()  # the common case, without walking the members
         audience: set[int]
         if guild is None:
             audience = {channel.recipient.id} if channel.recipient else set()
@@ -2125,7 +2321,8 @@ class DiscordEmulator:
             webhook_id=self.application_id if webhook else None,
             interaction_id=interaction.id if interaction else None,
             visible_to=interaction.user.id if (ephemeral and interaction) else None,
-            body={**body, "__mentioned__": sorted(mentioned)},
+            mentioned=tuple(sorted(mentioned)),
+            body=dict(body),
             message_reference=body.get("message_reference"),
         )
         self.messages[msg.id] = msg
@@ -2204,19 +2401,21 @@ class DiscordEmulator:
             "bot_public": True,
             "bot_require_code_grant": False,
             "bot": self.bot.to_api(),
-            "terms_of_service_url": None,
-            "privacy_policy_url": None,
             "owner": self.app_owner.to_api(),
             "verify_key": self.public_key,
             "team": None,
-            "guild_id": None,
             "flags": 0,
+            "flags_new": "0",
             "tags": [],
             "install_params": {"scopes": ["bot", "applications.commands"], "permissions": "0"},
-            "custom_install_url": None,
             "integration_types_config": {"0": {}},
             "interactions_endpoint_url": self.interactions_url,
+            "role_connections_verification_url": None,
             "approximate_guild_count": len(self.guilds),
+            "approximate_user_install_count": 0,
+            "approximate_user_authorization_count": 0,
+            "explicit_content_filter": 0,
+            "eligible_oauth2_scopes": ["bot", "applications.commands"],
             "redirect_uris": [],
         }
 
@@ -2327,12 +2526,15 @@ class DiscordEmulator:
                 else DcError(404, 10013, "Unknown User")
             )
         self.dm_opens[user.id] += 1
-        channel = self.dm_channels.get(user.id)
-        if channel is None:
-            channel = DcChannel(self._next_id(), DM, recipient=user)
-            self.dm_channels[user.id] = channel
-            self.channels[channel.id] = channel
-        return channel.to_api()
+        if self.dm_open_spam_limit is not None:
+            now = self.clock()
+            opens = self._dm_open_times
+            opens.append(now)
+            while opens and opens[0] <= now - self.dm_open_spam_limit.per:
+                opens.popleft()
+            if len(opens) > self.dm_open_spam_limit.limit:
+                raise DcError(403, 40003, "You are opening direct messages too fast.")
+        return self.ensure_dm_channel(user).to_api()
 
     # ------------------------------------------------------------------ routes: application commands
     async def _r_put_commands(self, req: _Req) -> Any:
@@ -2416,11 +2618,10 @@ class DiscordEmulator:
                 "response_message_ephemeral": rec.ephemeral,
             }
         }
-        resource: dict[str, Any] = {"type": cb_type}
         if message is not None:
             out["interaction"]["response_message_id"] = str(message.id)
-            resource["message"] = self.message_to_api(message)
-        out["resource"] = resource
+        if message is not None and cb_type in (4, 7):  # the description has a resource for these only
+            out["resource"] = {"type": cb_type, "message": self.message_to_api(message)}
         return out
 
     async def _apply_callback(
@@ -2635,6 +2836,16 @@ class DiscordEmulator:
         self._check_event_entity(guild, merged)
         if "channel_id" in merged:
             merged["channel_id"] = _opt_str(_snowflake_int(merged["channel_id"]))
+        if (
+            "scheduled_start_time" in body
+            and self.reject_past_events
+            and ev.status == EV_SCHEDULED
+            and status in (None, EV_SCHEDULED)
+            and _parse_iso(str(body["scheduled_start_time"])).timestamp() < self.wall_clock()
+        ):
+            raise DcError(
+                400, 50035, "Invalid Form Body: scheduled_start_time: Cannot schedule event in the past."
+            )
         ev.fields = merged
         ev.history.append(dict(req.body or {}))
         if status is not None and int(status) != ev.status:
@@ -2672,7 +2883,13 @@ class DiscordEmulator:
         with_member = req.query.get("with_member", "").lower() in ("1", "true")
         out = []
         for uid in ids[:limit]:
-            entry: dict[str, Any] = {"guild_scheduled_event_id": str(ev.id), "user": self.users[uid].to_api()}
+            entry: dict[str, Any] = {
+                "guild_scheduled_event_id": str(ev.id),
+                "guild_scheduled_event_exception_id": None,
+                "user_id": str(uid),
+                "user": self.users[uid].to_api(),
+                "response": 1,  # INTERESTED
+            }
             if with_member and uid in guild.members:
                 entry["member"] = guild.members[uid].to_api()
             out.append(entry)
