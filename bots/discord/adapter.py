@@ -166,6 +166,29 @@ class DiscordConfig:
         return self.shard_count is not None or self.shard_ids is not None
 
 
+class _UnknownChannel(ChatUnavailable):
+    """404 Unknown Channel: for a DM, the channel id we kept is stale (opening it again gives the new one)."""
+
+
+def _mapped(e: discord.HTTPException, *, to_user: bool) -> Exception:
+    """A Discord error answer → the core's error. Decided by Discord's JSON code first (the same code can
+    come with different statuses), then by the status."""
+    detail = f"discord {e.status}/{e.code}: {e.text}"
+    if e.code == DM_OPENS_TOO_FAST:  # the bot is close to quarantine: hold every send back a while
+        return RateLimited(DM_QUARANTINE_HOLD, "discord: opening DMs too fast")
+    if e.status == 429:  # a 429 without Discord's headers and body (a proxy, Cloudflare): back off a while
+        return RateLimited(60.0, "discord (no rate-limit headers)")
+    if to_user and e.code in (CANNOT_DM, UNKNOWN_USER):  # closed DMs, a bot, a user who is gone
+        return RecipientUnreachable(detail)
+    if e.code == UNKNOWN_CHANNEL:
+        return _UnknownChannel(detail)
+    if e.status == 403 and to_user and e.code not in (MISSING_PERMISSIONS, MISSING_ACCESS):
+        return RecipientUnreachable(detail)  # no shared guild any more, and other refusals of this person
+    # missing access or permissions, unknown message, a payload Discord refuses: retrying cannot help;
+    # dead-lettered with the reason
+    return ChatUnavailable(detail)
+
+
 class _Throttled(Exception):
     """A 429 seen while sending: raised from inside the HTTP call, before discord.py could sleep on it."""
 
@@ -537,7 +560,7 @@ class DiscordPlatform:
         channel = await self._dm_channel(user)
         try:
             msg = await self._send_message(channel, render(notice), nonce(key), to_user=True)
-        except ChatUnavailable:
+        except _UnknownChannel:
             # the DM channel we kept is gone (Discord forgot it): open it again, once
             await self._forget_dm(user)
             channel = await self._dm_channel(user)
@@ -638,23 +661,10 @@ class DiscordPlatform:
             raise RateLimited(e.retry_after, "discord (global)" if e.is_global else "discord") from e
         except discord.RateLimited as e:  # a bucket discord.py knows is exhausted for a long time
             raise RateLimited(e.retry_after, "discord") from e
-        except discord.Forbidden as e:
-            if e.code == DM_OPENS_TOO_FAST:
-                raise RateLimited(DM_QUARANTINE_HOLD, "discord: opening DMs too fast") from e
-            if to_user and e.code != MISSING_PERMISSIONS:  # closed DMs (50007), no shared guild …
-                raise RecipientUnreachable(f"discord {e.code}: {e.text}") from e
-            raise ChatUnavailable(f"discord {e.code}: {e.text}") from e  # missing access / permissions
-        except discord.NotFound as e:
-            if to_user and e.code == UNKNOWN_USER:
-                raise RecipientUnreachable(f"discord {e.code}: {e.text}") from e
-            raise ChatUnavailable(f"discord {e.code}: {e.text}") from e  # unknown channel / message
         except discord.DiscordServerError as e:
             raise TransientError(f"discord {e.status}") from e
         except discord.HTTPException as e:
-            if e.status == 429:  # a 429 without Discord's headers (a proxy, Cloudflare): back off a while
-                raise RateLimited(60.0, "discord (no rate-limit headers)") from e
-            # a payload Discord refuses: retrying cannot help; dead-letter with the reason
-            raise ChatUnavailable(f"discord refused ({e.status} {e.code}): {e.text}") from e
+            raise _mapped(e, to_user=to_user) from e
         except (aiohttp.ClientError, OSError) as e:
             raise TransientError(f"discord: {type(e).__name__}") from e
         finally:

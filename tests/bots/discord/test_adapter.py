@@ -388,3 +388,15 @@ async def test_the_gateway_connects_apart_from_sending_for_the_lease_holder(dc: 
     finally:
         await p.stop()
     assert len(dc.messages_in(text)) == 2
+
+
+async def test_a_dm_channel_discord_forgot_is_opened_again(dc: DiscordEmulator) -> None:
+    g = dc.create_guild()
+    fan = dc.add_member(g, "fan")
+    async with running(dc) as p:
+        await p.direct(user(fan), CARD, key="k1")
+        stale = dc.dm_channels.pop(fan.user.id)  # Discord no longer knows the channel we kept
+        dc.channels.pop(stale.id)
+        await p.direct(user(fan), LIVE, key="k2")
+    assert dc.dm_opens[fan.user.id] == 2
+    assert len(dc.dms_to(fan)) == 1  # in the new channel
