@@ -160,6 +160,8 @@ class DiscordConfig:
     ready_timeout: float = READY_TIMEOUT
     guild_ready_timeout: float = 2.0  # discord.py's wait for GUILD_CREATEs after READY
     dm_cache_size: int = DM_CACHE_SIZE
+    # REST base URL (DISCORD_API_BASE); None keeps discord.py's own (https://discord.com/api/v10)
+    api_base: str | None = None
 
     @property
     def sharded(self) -> bool:
@@ -348,6 +350,9 @@ class DiscordPlatform:
 
     async def _login(self) -> None:
         """A fresh client, logged in over REST (GET /users/@me, the application): enough to send."""
+        if self.config.api_base is not None:
+            # discord.py has no base-URL option: its routes read this class attribute (one bot per process)
+            Route.BASE = self.config.api_base
         client = self._new_client()
         self._client = client
         self._ready.clear()

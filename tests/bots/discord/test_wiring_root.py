@@ -25,6 +25,7 @@ def _settings(tmp_path: Path, dc: DiscordEmulator, **extra: str) -> Settings:
             "SPACES_PUBLIC_URL": "https://spaces.test",
             "DISCORD_BOT_TOKEN": dc.token,
             "DISCORD_APPLICATION_ID": str(dc.application_id),
+            "DISCORD_API_BASE": dc.base_url,
             "DISCORD_MODERATOR_ROLE": "Hosts",
             "DISCORD_SHARD_COUNT": "2",
             "DISCORD_SHARD_IDS": "1",
