@@ -663,6 +663,10 @@ class DiscordPlatform:
         try:
             return await call
         except _Throttled as e:
+            if e.is_global and self._budget is not None:
+                # the engine holds back the channel it sent to; a global 429 holds back every send of the
+                # bot, in every process sharing the budget
+                await self._budget.penalise(Platform.DISCORD, e.retry_after)
             raise RateLimited(e.retry_after, "discord (global)" if e.is_global else "discord") from e
         except discord.RateLimited as e:  # a bucket discord.py knows is exhausted for a long time
             raise RateLimited(e.retry_after, "discord") from e
