@@ -756,3 +756,65 @@ async def test_too_many_invalid_requests_get_the_bot_banned() -> None:
                 with pytest.raises(discord.HTTPException) as info:
                     await client.fetch_user(closed[3].user.id)
                 assert info.value.status == 429 and dc.banned
+
+
+async def test_gateway_refusals_reach_discord_py() -> None:
+    async with DiscordEmulator(privileged_intents=0, max_guilds_per_shard=1) as dc:
+        with pointed_at(dc):
+            dc.create_guild()
+            intents = discord.Intents.default()
+            intents.members = True  # not switched on in the portal
+            with pytest.raises(discord.PrivilegedIntentsRequired):
+                async with client_running(dc, discord.Client(intents=intents, guild_ready_timeout=0.05)):
+                    pass
+            dc.create_guild()  # two guilds on one shard: more than this bot may hold unsharded
+            with pytest.raises(discord.ConnectionClosed) as info:
+                async with client_running(dc, new_client()):
+                    pass
+            assert info.value.code == 4011
+
+
+async def test_the_limits_follow_the_injected_clock() -> None:
+    clock = Clock()
+    async with DiscordEmulator(clock=clock, message_rate=RateRule(1, 10.0)) as dc:
+        guild = dc.create_guild()
+        url = f"{dc.base_url}/channels/{text_channel(guild).id}/messages"
+        auth = {"Authorization": f"Bot {dc.token}"}
+        async with aiohttp.ClientSession() as http:
+            async with http.post(url, json={"content": "one"}, headers=auth) as resp:
+                assert resp.status == 200 and resp.headers["X-RateLimit-Remaining"] == "0"
+            async with http.post(url, json={"content": "two"}, headers=auth) as resp:
+                assert resp.status == 429 and resp.headers["X-RateLimit-Scope"] == "user"
+                assert (await resp.json())["retry_after"] == 10.0
+            clock.now += 10.0  # ten seconds later, without waiting them
+            async with http.post(url, json={"content": "two"}, headers=auth) as resp:
+                assert resp.status == 200
+
+
+async def test_interested_users_are_paged_by_ascending_user_id(dc: DiscordEmulator) -> None:
+    guild = dc.create_guild()
+    voice = dc.add_channel(guild, "Lounge", VOICE)
+    members = dc.add_members(guild, 150)
+    start = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    ev = await dc_raw(
+        dc,
+        "POST",
+        f"/guilds/{guild.id}/scheduled-events",
+        {
+            "name": "x",
+            "privacy_level": 2,
+            "scheduled_start_time": start,
+            "entity_type": 2,
+            "channel_id": str(voice.id),
+        },
+    )
+    for m in members:
+        await dc.mark_interested(guild.events[int(ev["id"])], m)
+    path = f"/guilds/{guild.id}/scheduled-events/{ev['id']}/users"
+    first = await dc_raw(dc, "GET", f"{path}?limit=100", None)
+    rest = await dc_raw(dc, "GET", f"{path}?limit=100&after={first[-1]['user_id']}", None)
+    ids = [int(u["user_id"]) for u in first + rest]
+    assert ids == sorted(m.user.id for m in members)
+    assert (
+        await dc_raw(dc, "GET", f"/guilds/{guild.id}/scheduled-events/{ev['id']}?with_user_count=true", None)
+    )["user_count"] == 150
