@@ -48,6 +48,7 @@ T = TypeVar("T")
 NONCE_LIMIT = 25  # characters of a message nonce (Discord's published limit)
 DM_CACHE_SIZE = 10_000  # DM channel ids kept in memory (discord.py keeps 128; each miss costs an open)
 READY_TIMEOUT = 60.0  # seconds start() waits for the gateway's READY (and the guilds) before giving up
+EVENTS_REMEMBERED = 10_000  # scheduled events whose last status (and creating key) this process keeps
 EVENT_USERS_PAGE = 100  # GET /guilds/{id}/scheduled-events/{id}/users returns at most 100 per page
 
 # Discord's JSON error codes we act on
@@ -269,8 +270,10 @@ class DiscordPlatform:
         self._ready = asyncio.Event()
         self._sending: contextvars.ContextVar[bool] = contextvars.ContextVar("discord_sending", default=False)
         self._dm: OrderedDict[str, str] = OrderedDict()  # user id → DM channel id (LRU)
-        self._event_status: dict[str, int] = {}  # event id → the status we last knew (echoes skipped)
-        self._created: dict[str, str] = {}  # delivery key → event id (a retried create is not repeated)
+        # event id → the status we last knew (echoes skipped); delivery key → event id (a retried create is
+        # not repeated). Both bounded: a guild holds at most 100 live events, the oldest entries are stale.
+        self._event_status: _Bounded[str, int] = _Bounded(EVENTS_REMEMBERED)
+        self._created: _Bounded[str, str] = _Bounded(EVENTS_REMEMBERED)
         self._tasks: set[asyncio.Task[None]] = set()
         self.bot_id = 0
 
@@ -819,6 +822,24 @@ class DiscordPlatform:
 
 
 # ------------------------------------------------------------------------------------------ helpers
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _Bounded(OrderedDict[K, V]):
+    """A dict that forgets its oldest entries beyond ``size``."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self._size = size
+
+    def __setitem__(self, key: K, value: V) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self._size:
+            self.popitem(last=False)
 
 
 def _path(now: int, target: int) -> Sequence[int]:

@@ -145,3 +145,11 @@ def test_discord_errors_map_onto_the_cores() -> None:
     held = _mapped(_error(403, 40003, discord.Forbidden), to_user=True)
     assert isinstance(held, RateLimited) and held.retry_after == 60
     assert isinstance(_mapped(_error(429, 0), to_user=False), RateLimited)
+
+
+def test_remembered_events_are_bounded() -> None:
+    from bots.discord.adapter import _Bounded
+
+    seen: _Bounded[str, int] = _Bounded(2)
+    seen["a"], seen["b"], seen["a"], seen["c"] = 1, 2, 3, 4
+    assert dict(seen) == {"a": 3, "c": 4}
