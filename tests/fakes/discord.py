@@ -433,6 +433,37 @@ class DiscordEmulator:
             if not m.deleted and not m.ephemeral and (containing is None or containing in m.text)
         )
 
+    def max_in_window(
+        self,
+        window: float = 1.0,
+        *,
+        route: str | None = None,
+        method: str | None = None,
+        accepted_only: bool = False,
+        exempt: bool = False,
+    ) -> int:
+        """The most REST requests the bot made in any ``window`` seconds (emulator clock): all of them, or one
+        route template / method, attempts or only the accepted ones. Pacing is judged on attempts: the
+        emulator refuses what is over a limit, so accepted requests alone always look within it.
+        Interaction callbacks and webhooks, outside the global limit, are left out unless ``exempt``."""
+        times = sorted(
+            c.time
+            for c in self.calls(route, method)
+            if (
+                exempt
+                or not (c.route or "").startswith(
+                    ("/interactions/", "/webhooks/{webhook_id}/{webhook_token}")
+                )
+            )
+            and (c.ok or not accepted_only)
+        )
+        best = lo = 0
+        for hi, t in enumerate(times):
+            while times[lo] <= t - window:
+                lo += 1
+            best = max(best, hi - lo + 1)
+        return best
+
     @property
     def invalid_count(self) -> int:
         """401/403/429 answers so far (Discord bans an IP at 10,000 in 10 minutes)."""
@@ -661,6 +692,29 @@ class DiscordEmulator:
                     return cmd
         return None
 
+    def _check_offered(
+        self, guild: DcGuild | None, channel: DcChannel, member: DcMember | DcUser, name: str
+    ) -> None:
+        """Discord's client only offers a command where and to whom the bot registered it for: a member
+        without its ``default_member_permissions`` (or in a context it left out) never sees it."""
+        cmd = self.find_command(name.split()[0], guild)
+        if cmd is None:
+            return  # _command_data says why
+        context = 0 if guild is not None else 1
+        contexts = cmd.get("contexts")
+        if contexts is not None and context not in contexts:
+            raise PermissionError(f"/{cmd['name']} is not offered in {'guilds' if context == 0 else 'DMs'}")
+        if guild is None and contexts is None and cmd.get("dm_permission") is False:
+            raise PermissionError(f"/{cmd['name']} is not offered in DMs")
+        needed = cmd.get("default_member_permissions")
+        if guild is not None and needed is not None:
+            perms = self.permissions(channel, member)  # administrators and the owner hold every bit
+            wanted = int(needed)
+            if perms != ALL_PERMISSIONS and (wanted == 0 or perms & wanted != wanted):
+                raise PermissionError(
+                    f"Discord's client does not offer /{cmd['name']} to {_user(member).username}"
+                )
+
     def _command_data(
         self, guild: DcGuild | None, name: str, options: dict[str, Any], focused: str | None
     ) -> dict[str, Any]:
@@ -809,6 +863,7 @@ class DiscordEmulator:
         """``member`` runs the slash command ``name`` ("space schedule" for a subcommand) with ``options``
         (name -> value; channels, users and roles as emulator objects). Returns at once: wait for the bot
         with :meth:`wait_for_response` / :meth:`wait_for_followups`."""
+        self._check_offered(guild, channel, member, name)
         data = self._command_data(guild, name, {**(options or {}), **more}, None)
         record, _ = self._interaction_payload(2, guild, channel, member, data)
         return await self._deliver(record)
@@ -826,6 +881,7 @@ class DiscordEmulator:
         within: float = 5.0,
     ) -> list[dict[str, Any]]:
         """``member`` types ``typed`` in option ``focused`` of ``name``: returns the choices the bot answered."""
+        self._check_offered(guild, channel, member, name)
         data = self._command_data(guild, name, {**(options or {}), focused: typed}, focused)
         record, _ = self._interaction_payload(4, guild, channel, member, data)
         await self._deliver(record)
@@ -1589,6 +1645,16 @@ class DiscordEmulator:
                 if request.transport is not None:
                     request.transport.abort()
                 raise web.HTTPServiceUnavailable()  # not sent: the connection is gone
+        except web.HTTPException:
+            raise
+        except (KeyError, ValueError, TypeError, AttributeError, IndexError) as crash:
+            # an emulator bug or a request shape it did not foresee: fail the test with a clear message
+            # rather than a 500 that discord.py would retry for seconds
+            err = DcError(400, 0, f"emulator error: {crash!r}", violation="emulator")
+            self._violate(f"{method} {call.route or path}", "emulator", err.message, call.body)
+            call.status, call.code, call.response = 400, 0, err.payload()
+            self._record(call)
+            return _json_response(err.payload(), 400, headers_out)
         except DcError as err:
             if err.violation:
                 self._violate(

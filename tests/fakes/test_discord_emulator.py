@@ -508,6 +508,7 @@ async def test_429s_are_answered_like_discord_and_recovered_from() -> None:
                 dc.fail_next("POST", "/channels/{channel_id}/messages", 429, retry_after=0.05)
                 await client.get_channel(channels[1].id).send("after a 429")
             assert dc.count_429 >= 2 and dc.invalid_count == dc.count_429
+            assert dc.max_in_window(0.4, accepted_only=True) <= 6 < dc.max_in_window(0.4)
             assert len(dc.messages_in(channels[0])) == 5
 
 
@@ -818,3 +819,19 @@ async def test_interested_users_are_paged_by_ascending_user_id(dc: DiscordEmulat
     assert (
         await dc_raw(dc, "GET", f"/guilds/{guild.id}/scheduled-events/{ev['id']}?with_user_count=true", None)
     )["user_count"] == 150
+
+
+async def test_commands_are_offered_only_where_and_to_whom_registered(dc: DiscordEmulator) -> None:
+    guild, alice, _ = world(dc)
+    moderators = dc.add_role(guild, "Moderators", Perm.MANAGE_EVENTS)
+    mod = dc.add_member(guild, "mod", roles=[moderators])
+    dc.register_command("admin")
+    dc.global_commands[-1].update(default_member_permissions=str(Perm.MANAGE_EVENTS), contexts=[0])
+    async with client_running(dc, new_client()):
+        with pytest.raises(PermissionError):
+            await dc.run_command(guild, text_channel(guild), alice, "admin")
+        with pytest.raises(PermissionError):
+            await dc.run_command(None, dc.ensure_dm_channel(mod), mod, "admin")
+        rec = await dc.run_command(guild, text_channel(guild), mod, "admin")
+        assert rec.payload["data"]["name"] == "admin"
+        await dc.run_command(guild, text_channel(guild), guild.members[guild.owner_id], "admin")  # the owner
