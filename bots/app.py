@@ -121,6 +121,10 @@ class AdapterContext:
             read_uow=self.read_uow,
         )
 
+    # the send budget, for the platform calls an adapter makes on its own behalf inside a send (Discord's
+    # DM opens: the engine budgets the message, the adapter the request that opens the DM channel)
+    budget: Budget | None = None
+
 
 def budget_rates(settings: Settings) -> dict[Platform, Rate]:
     """Each platform's global send rate, as configured (paid Telegram broadcasts lift Telegram's)."""
@@ -183,6 +187,28 @@ def _telegram(ctx: AdapterContext) -> ChatPlatform:
     )
 
 
+def _discord(ctx: AdapterContext) -> ChatPlatform:
+    from bots.discord.adapter import DiscordConfig, DiscordPlatform
+
+    s = ctx.settings
+    assert s.discord_bot_token is not None
+    config = DiscordConfig(
+        token=s.discord_bot_token.get_secret_value(),
+        application_id=s.discord_application_id,
+        shard_count=s.discord_shard_count,
+        shard_ids=s.discord_shard_ids,
+        guild_ids=s.discord_guild_ids,
+        moderator_role=s.discord_moderator_role,
+        api_base=s.discord_api_base,
+    )
+    # DM channel ids are kept in the users' profiles (ctx.uow): a restart does not reopen every DM.
+    # start() logs in over REST in every process; the gateway is connected by start_gateway() in the one
+    # process holding the gateway lease (needs_gateway_lease), never by every web process at once.
+    return DiscordPlatform(
+        config, receive=ctx.receive, uow=ctx.uow, budget=ctx.budget, gateway_on_start=False
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class PlatformFactory:
     platform: Platform
@@ -198,7 +224,7 @@ _platform_factories: tuple[PlatformFactory, ...] = (
     PlatformFactory(
         Platform.DISCORD,
         lambda s: s.discord_enabled,
-        None,
+        _discord,
         "set DISCORD_BOT_TOKEN (Developer Portal → your app → Bot), plus DISCORD_APPLICATION_ID and "
         "DISCORD_PUBLIC_KEY",
     ),
@@ -605,6 +631,7 @@ async def build(
                 replies=replies,
                 read_uow=read_uow,
                 events=events,
+                budget=budget,
             )
         )
         statuses += more
