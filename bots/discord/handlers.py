@@ -1,0 +1,495 @@
+"""Interaction handlers: acknowledge first, then translate to the core's commands and answer the member.
+
+Both transports end here: the gateway (:meth:`Handlers.on_interaction`, a ``discord.Interaction``) and the
+HTTP endpoint (:meth:`Handlers.on_http`, the raw JSON; its return value is the HTTP response body). Each
+interaction gets its first response within Discord's 3 seconds, before anything slow:
+
+- autocomplete answers at once from cheap queries (the parsed time's preview, zone names, the Spaces this
+  member may manage);
+- everything else is deferred ("thinking…"), privately unless meant for the channel, and followed up.
+
+Answers to the member are interaction follow-ups (the interaction's webhook), NOT outbox replies: only the
+interaction token can make a message private to its reader, and it expires after 15 minutes — an engine
+retrying later could not send it at all. So the outbox carries what must survive a crash (the Space's
+public card, reminders, notices: written with the effect, in one transaction) and the follow-up carries the
+private "done ✓" or "refused because …", sent once, best effort: if it is lost, the effect is committed and
+the card shows it. The interaction itself is the idempotency key: its id is the core's request id
+(``dc:<interaction id>``), so a duplicated interaction (a gateway resume, a replayed HTTP request) never
+acts twice; subscribing and unsubscribing set a state, which is idempotent on its own.
+
+Permissions come with the interaction: the host; members with Manage Events (or Administrator) in the guild
+where the Space is announced, read from the member's permission bits; or the configured moderator role.
+No network call is needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import aiohttp
+import discord
+from discord import app_commands
+
+from bots.discord import commands as slash
+from bots.discord import translate as tr
+from bots.discord.translate import Incoming, Kind
+from core import rules
+from core.commands import ScheduleSpace
+from core.errors import UserError
+from core.models import Space, SpaceStatus
+from core.notices import Verb
+from core.ports import Clock, Links
+from core.refs import ChatRef, UserRef
+from core.rules import Actor
+from core.services.manage import ManageService, ModeratorCheck
+from core.services.profiles import ProfileService
+from core.services.spaces import SpaceService
+from core.texts import t
+from core.timeparse import format_local, parse_when
+
+log = logging.getLogger(__name__)
+
+DISCORD_API = "https://discord.com/api/v10"
+FIRST_RESPONSE_WITHIN = 2.5  # seconds: Discord drops an interaction not answered within 3
+FOLLOWUP_TIMEOUT = 10.0
+MAX_LISTED = 15
+_MANAGE_VERBS = {"start": Verb.START, "end": Verb.END, "cancel": Verb.CANCEL}
+# which Spaces each subcommand can act on (autocomplete offers only those)
+_STATUSES = {
+    "start": (SpaceStatus.SCHEDULED,),
+    "cancel": (SpaceStatus.SCHEDULED,),
+    "reschedule": (SpaceStatus.SCHEDULED,),
+    "end": (SpaceStatus.LIVE,),
+}
+
+
+class Responder(Protocol):
+    """How one interaction is answered, whatever its transport."""
+
+    responded: bool  # the first response was given
+
+    async def pong(self) -> None: ...
+
+    async def choices(self, choices: list[tuple[str, str]]) -> None:
+        """The autocomplete result: (shown name, value) pairs."""
+        ...
+
+    async def defer(self, *, ephemeral: bool) -> None:
+        """Acknowledge now, answer later with :meth:`send`."""
+        ...
+
+    async def send(self, text: str, *, ephemeral: bool) -> None:
+        """A follow-up message (after :meth:`defer`). Never pings anyone."""
+        ...
+
+
+class GatewayResponder:
+    """Answers through discord.py's interaction objects (the callback and follow-up webhooks)."""
+
+    def __init__(self, interaction: discord.Interaction[Any]) -> None:
+        self._i = interaction
+        self.responded = False
+
+    async def pong(self) -> None:  # the gateway never pings
+        self.responded = True
+
+    async def choices(self, choices: list[tuple[str, str]]) -> None:
+        self.responded = True
+        await self._i.response.autocomplete(
+            [app_commands.Choice(name=tr.clip(n), value=tr.clip(v)) for n, v in choices[: tr.MAX_CHOICES]]
+        )
+
+    async def defer(self, *, ephemeral: bool) -> None:
+        self.responded = True
+        await self._i.response.defer(ephemeral=ephemeral, thinking=True)
+
+    async def send(self, text: str, *, ephemeral: bool) -> None:
+        await self._i.followup.send(
+            text[:2000], ephemeral=ephemeral, allowed_mentions=discord.AllowedMentions.none()
+        )
+
+
+class HttpResponder:
+    """The first response becomes the HTTP response body (:attr:`first`); follow-ups are POSTed to the
+    interaction's webhook, ``{api}/webhooks/{application id}/{token}`` (no bot token needed)."""
+
+    def __init__(self, incoming: Incoming, session: Callable[[], aiohttp.ClientSession], api: str) -> None:
+        self._incoming = incoming
+        self._session = session
+        self._api = api.rstrip("/")
+        self.first: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.responded = False
+
+    def _respond(self, body: dict[str, Any]) -> None:
+        self.responded = True
+        if not self.first.done():
+            self.first.set_result(body)
+
+    async def pong(self) -> None:
+        self._respond({"type": 1})
+
+    async def choices(self, choices: list[tuple[str, str]]) -> None:
+        self._respond(tr.choices_body(choices))
+
+    async def defer(self, *, ephemeral: bool) -> None:
+        self._respond(tr.defer_body(ephemeral=ephemeral))
+
+    async def send(self, text: str, *, ephemeral: bool) -> None:
+        inc = self._incoming
+        url = f"{self._api}/webhooks/{inc.application_id}/{inc.token}"
+        async with self._session().post(url, json=tr.followup_body(text, ephemeral=ephemeral)) as resp:
+            if resp.status >= 300:
+                # the URL holds the interaction token: log the status only
+                log.warning(
+                    "discord follow-up refused: HTTP %s", resp.status, extra={"interaction_id": inc.id}
+                )
+
+
+class Handlers:
+    def __init__(
+        self,
+        *,
+        spaces: SpaceService,
+        manage: ManageService,
+        profiles: ProfileService,
+        links: Links,
+        clock: Clock,
+        moderator_role: str | None = None,
+        api_base: str = DISCORD_API,
+        first_response_within: float = FIRST_RESPONSE_WITHIN,
+    ) -> None:
+        self._spaces = spaces
+        self._manage = manage
+        self._profiles = profiles
+        self._links = links
+        self._clock = clock
+        self._moderator_role = moderator_role  # a role id: its members may manage every Space of the guild
+        self._api = api_base
+        self._first_within = first_response_within
+        self._http: aiohttp.ClientSession | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @staticmethod
+    def commands() -> list[dict[str, Any]]:
+        """The application commands to register (the adapter does, after login)."""
+        return slash.commands()
+
+    # ------------------------------------------------------------------ transports
+
+    async def on_interaction(self, interaction: discord.Interaction[Any]) -> None:
+        """Every gateway INTERACTION_CREATE (the adapter forwards them)."""
+        try:
+            incoming = tr.from_interaction(interaction)
+        except tr.BadInteraction as e:
+            log.warning("unusable discord interaction ignored: %s", e)
+            return
+        await self._dispatch(incoming, GatewayResponder(interaction))
+
+    async def on_http(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """A verified interaction from the HTTP endpoint → the first response's body. The rest of the work
+        (the effect, the follow-up) goes on in the background. Raises BadInteraction (a ValueError) for a
+        payload we cannot act on."""
+        incoming = tr.from_payload(payload)
+        if incoming.kind is Kind.PING:
+            return {"type": 1}
+        responder = HttpResponder(incoming, self._session, self._api)
+        task = asyncio.create_task(self._dispatch(incoming, responder))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        try:
+            return await asyncio.wait_for(asyncio.shield(responder.first), self._first_within)
+        except TimeoutError:
+            # too slow to decide in time (a database stall): acknowledge anyway; the answer follows
+            log.warning("discord interaction deferred late", extra={"interaction_id": incoming.id})
+            return tr.defer_body(ephemeral=True)
+
+    def _session(self) -> aiohttp.ClientSession:
+        if self._http is None or self._http.closed:
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=FOLLOWUP_TIMEOUT))
+        return self._http
+
+    async def drain(self) -> None:
+        """Wait for the background work of HTTP interactions (tests; shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def close(self) -> None:
+        await self.drain()
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    # ------------------------------------------------------------------ routing
+
+    async def _dispatch(self, inc: Incoming, r: Responder) -> None:
+        try:
+            await self._route(inc, r)
+        except Exception as e:  # a bug or an outage: the member is told, never left "thinking…"
+            log.error("discord interaction failed", exc_info=e, extra={"interaction_id": inc.id})
+            try:
+                if inc.kind is Kind.AUTOCOMPLETE:
+                    if not r.responded:
+                        await r.choices([])
+                    return
+                if not r.responded:
+                    await r.defer(ephemeral=True)
+                await r.send(t(inc.locale, "error.generic"), ephemeral=True)
+            except Exception as again:
+                log.warning("could not tell the member: %s", type(again).__name__)
+
+    async def _route(self, inc: Incoming, r: Responder) -> None:
+        if inc.kind is Kind.PING:
+            await r.pong()
+        elif inc.kind is Kind.AUTOCOMPLETE:
+            await r.choices(await self._autocomplete(inc))
+        elif inc.kind is Kind.COMPONENT:
+            await r.defer(ephemeral=True)
+            await r.send(await self._button(inc), ephemeral=True)
+        elif inc.kind is Kind.COMMAND and inc.command == "space":
+            # every answer is private: what the channel sees (the card) is posted by the delivery engine
+            await r.defer(ephemeral=True)
+            await r.send(await self._command(inc), ephemeral=True)
+        else:  # a command or a modal we never registered
+            await r.defer(ephemeral=True)
+            await r.send(t(inc.locale, "error.generic"), ephemeral=True)
+
+    # ------------------------------------------------------------------ permissions
+
+    def _may_moderate(self, inc: Incoming, chat: ChatRef) -> bool:
+        """Manage Events in the guild where ``chat`` is, or the moderator role there."""
+        if not tr.same_guild(chat, inc):
+            return False
+        return inc.manages_events or inc.has_role(self._moderator_role)
+
+    def _moderator_check(self, inc: Incoming) -> ModeratorCheck:
+        async def check(chat: ChatRef, user: UserRef) -> bool:
+            return user == inc.user and self._may_moderate(inc, chat)
+
+        return check
+
+    # ------------------------------------------------------------------ commands
+
+    async def _command(self, inc: Incoming) -> str:
+        user, chat, locale = inc.user, inc.chat, inc.locale
+        if user is None or chat is None or inc.guild_id is None:
+            return t(locale, "dc.guild_only")
+        await self._profiles.seen(user, display_name=inc.display_name, locale=locale)
+        try:
+            sub = inc.subcommand
+            if sub == "schedule":
+                return await self._schedule(inc, user, chat)
+            if sub == "list":
+                return await self._list(chat, locale)
+            space_id = _space_id(inc.option("space"))
+            if sub in _MANAGE_VERBS:
+                reply = await self._manage.run(
+                    _MANAGE_VERBS[sub],
+                    user,
+                    locale,
+                    space_id,
+                    is_moderator=self._moderator_check(inc),
+                    request_id=inc.request_id,
+                )
+                return reply.text
+            if sub == "reschedule":
+                reply = await self._manage.reschedule(
+                    user,
+                    locale,
+                    space_id,
+                    _input(inc.option("when")),
+                    is_moderator=self._moderator_check(inc),
+                    request_id=inc.request_id,
+                )
+                return reply.text
+        except UserError as e:
+            return _error(locale, e)
+        return t(locale, "error.generic")
+
+    async def _schedule(self, inc: Incoming, user: UserRef, chat: ChatRef) -> str:
+        title = inc.option("title")
+        if not title:  # never let an empty title make the core read one out of the time
+            raise UserError("title.empty")
+        voice = inc.option("voice_channel")
+        space = await self._spaces.schedule(
+            _schedule_command(
+                actor=Actor(user, locale=inc.locale),
+                chat=chat,
+                title=title,
+                when_text=_input(inc.option("when")),
+                tz=inc.option("timezone") or None,
+                description=_input(inc.option("description")),
+                voice=tr.chat_ref(voice, inc.guild_id) if voice.isdigit() else None,
+                request_id=inc.request_id,
+            )
+        )
+        # title and time on lines of their own, then the link and the fixes: a misreading shows at once
+        return self._manage.scheduled(space, inc.locale).text
+
+    async def _list(self, chat: ChatRef, locale: str) -> str:
+        spaces = await self._spaces.upcoming(chat, limit=MAX_LISTED)
+        if not spaces:
+            return t(locale, "reply.no_spaces")
+        lines = [t(locale, "list.header")]
+        for s in spaces:
+            marker = "🟣 " if s.status is SpaceStatus.LIVE else ""
+            lines.append(
+                t(locale, "list.item", marker=marker, title=s.title, when=_stamp(s.starts_at), space_id=s.id)
+            )
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------------ buttons
+
+    async def _button(self, inc: Incoming) -> str:
+        user, locale = inc.user, inc.locale
+        button = tr.parse_button(inc.custom_id)
+        if button is None or user is None:  # a button we did not make, or from an older version
+            return t(locale, "error.generic")
+        if button.verb is None:
+            return t(locale, "dc.share", link=self._links.space(button.space_id))
+        via = inc.chat if inc.guild_id is not None else None
+        # subscribing sets a state (a retried press lands on it); the other verbs carry the request id
+        stateless = button.verb in (Verb.SUBSCRIBE, Verb.UNSUBSCRIBE)
+        try:
+            await self._profiles.seen(user, display_name=inc.display_name, locale=locale)
+            reply = await self._manage.run(
+                button.verb,
+                user,
+                locale,
+                button.space_id,
+                is_moderator=self._moderator_check(inc),
+                via_chat=via,
+                request_id=None if stateless else inc.request_id,
+            )
+        except UserError as e:
+            return _error(locale, e)
+        return reply.text
+
+    # ------------------------------------------------------------------ autocomplete (cheap queries only)
+
+    async def _autocomplete(self, inc: Incoming) -> list[tuple[str, str]]:
+        if inc.user is None or inc.chat is None:
+            return []
+        if inc.focused == "when":
+            return await self._when_choices(inc)
+        if inc.focused == "timezone":
+            return await self._zone_choices(inc)
+        if inc.focused == "space":
+            return await self._space_choices(inc)
+        return []
+
+    async def _zone_of(self, inc: Incoming, override: str | None) -> str:
+        """The zone the typed time will be read in — as the command will read it. Raises InvalidTime."""
+        if inc.subcommand == "reschedule":
+            space_id = inc.option("space")
+            if _looks_like_id(space_id):
+                return (await self._spaces.get(space_id)).tz
+        assert inc.user is not None
+        return await self._spaces.zone_for(inc.user, inc.chat, override)
+
+    async def _preview(self, inc: Incoming, when: str, zone: str | None) -> str:
+        """ "Tue 8 Dec 2026, 20:00 CET (Europe/Paris) — in 1 day", or why the time cannot be used."""
+        locale, now = inc.locale, self._clock.now()
+        try:
+            tz = await self._zone_of(inc, zone)
+            parsed = parse_when(_input(when), now=now, tz=tz, locale=locale)
+            shown = format_local(parsed.at, parsed.tz, locale)
+            rules.check_start_time(parsed.at, now, shown)
+        except UserError as e:
+            return "⚠️ " + _error(locale, e).replace("`", "")
+        return f"{shown} ({parsed.tz}) — {_relative(parsed.at - now, locale)}"
+
+    async def _when_choices(self, inc: Incoming) -> list[tuple[str, str]]:
+        when = inc.option("when")
+        if not when:
+            return [
+                (t(inc.locale, k), t(inc.locale, k)) for k in ("dc.example.tomorrow", "dc.example.in_hour")
+            ]
+        # the value is what was typed: picking the preview keeps the member's own words
+        return [(await self._preview(inc, when, inc.option("timezone") or None), when)]
+
+    async def _zone_choices(self, inc: Incoming) -> list[tuple[str, str]]:
+        typed = inc.option("timezone")
+        zones = tr.matching_zones(typed)
+        if not typed:
+            assert inc.user is not None
+            mine = await self._spaces.zone_for(inc.user, inc.chat)
+            zones = [mine, *(z for z in zones if z != mine)][: tr.MAX_CHOICES]
+        choices = [(z, z) for z in zones]
+        when = inc.option("when")
+        if zones and when:
+            # the first choice shows the time as it will be read in that zone
+            choices[0] = (f"{zones[0]} · {await self._preview(inc, when, zones[0])}", zones[0])
+        return choices
+
+    async def _space_choices(self, inc: Incoming) -> list[tuple[str, str]]:
+        statuses = _STATUSES.get(inc.subcommand or "", (SpaceStatus.SCHEDULED, SpaceStatus.LIVE))
+        typed = inc.option("space").lower()
+        found: list[tuple[str, str]] = []
+        for s in await self._manageable(inc):
+            if s.status not in statuses:
+                continue
+            if typed and not (s.id.startswith(typed) or typed in s.title.lower()):
+                continue
+            found.append((f"{s.title} — {format_local(s.starts_at, s.tz, inc.locale)}", s.id))
+        return found[: tr.MAX_CHOICES]
+
+    async def _manageable(self, inc: Incoming) -> list[Space]:
+        """The Spaces this member may manage, from this channel (one cheap read)."""
+        assert inc.user is not None and inc.chat is not None
+        spaces = await self._spaces.upcoming(inc.chat, limit=50)
+        return [s for s in spaces if s.host == inc.user or self._may_moderate(inc, s.chat)]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@functools.cache
+def _schedule_takes_voice() -> bool:
+    return "voice" in {f.name for f in dataclasses.fields(ScheduleSpace)}
+
+
+def _schedule_command(*, voice: ChatRef | None, **fields: Any) -> ScheduleSpace:
+    """ScheduleSpace with the linked voice channel once the core stores one (one place to simplify)."""
+    if _schedule_takes_voice():
+        fields["voice"] = voice
+    return ScheduleSpace(**fields)
+
+
+def _input(text: str) -> str:
+    """Options longer than we parse are cut just past the limit: the core then refuses them plainly."""
+    return text[: tr.MAX_INPUT + 1]
+
+
+def _looks_like_id(text: str) -> bool:
+    return tr.parse_button(f"share:{text}") is not None
+
+
+def _space_id(text: str) -> str:
+    # the autocomplete value is the id; a typed one is accepted in any case
+    return text.strip().lower()[:40]
+
+
+def _error(locale: str, e: UserError) -> str:
+    return t(locale, e.key, **e.params)
+
+
+def _stamp(at: datetime) -> str:
+    """Discord renders it in each reader's own zone and language."""
+    unix = int(at.timestamp())
+    return f"<t:{unix}:F> (<t:{unix}:R>)"
+
+
+def _relative(delta: timedelta, locale: str) -> str:
+    minutes = max(0, round(delta.total_seconds() / 60))
+    if minutes < 60:
+        return t(locale, "dc.in.minutes", count=minutes)
+    hours = round(minutes / 60)
+    if hours < 48:
+        return t(locale, "dc.in.hours", count=hours)
+    return t(locale, "dc.in.days", count=round(hours / 24))
