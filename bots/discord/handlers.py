@@ -490,6 +490,6 @@ def _relative(delta: timedelta, locale: str) -> str:
     if minutes < 60:
         return t(locale, "dc.in.minutes", count=minutes)
     hours = round(minutes / 60)
-    if hours < 48:
+    if hours < 24:
         return t(locale, "dc.in.hours", count=hours)
     return t(locale, "dc.in.days", count=round(hours / 24))
