@@ -17,17 +17,23 @@ def fixes(space: Space, locale: str) -> str:
     return t(locale, "reply.fix", space_id=space.id)
 
 
+def when_text(space: Space, locale: str) -> str:
+    """The words every confirmation states the start with (in the Space's zone): a reply carries them as
+    ``Notice.when_text`` so a platform can show the time natively instead."""
+    return format_local(space.starts_at, space.tz, locale)
+
+
 def scheduled(space: Space, locale: str, link: str) -> str:
     """The confirmation of a new Space: title, time (in the Space's zone), link, and the fixes."""
-    when = format_local(space.starts_at, space.tz, locale)
+    when = when_text(space, locale)
     return t(locale, "reply.scheduled", title=space.title, when=when, link=link) + "\n" + fixes(space, locale)
 
 
 def rescheduled(space: Space, locale: str) -> str:
-    when = format_local(space.starts_at, space.tz, locale)
+    when = when_text(space, locale)
     return t(locale, "reply.rescheduled", title=space.title, when=when) + "\n" + fixes(space, locale)
 
 
 def renamed(space: Space, locale: str) -> str:
-    when = format_local(space.starts_at, space.tz, locale)
+    when = when_text(space, locale)
     return t(locale, "reply.renamed", title=space.title, when=when) + "\n" + fixes(space, locale)

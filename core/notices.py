@@ -2,14 +2,21 @@
 
 Builders take the Space *as it is at send time* (rendered when sent, not when queued), so a title edit or a
 reschedule shows up in every later message.
+
+A notice also carries what it says as data: the instant it speaks of (``when``), the exact words that state
+that instant in the text (``when_text``) and the Space's status. A platform that shows times natively (each
+reader in their own zone) swaps those words for its own markup with :meth:`Notice.with_when`; every other
+platform renders the text as it is.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
 from enum import StrEnum
 
-from core.models import DeliveryKind, SpaceStatus, SpaceView
+from core.models import DeliveryKind, Space, SpaceStatus, SpaceView
 from core.texts import t
 from core.timeparse import format_local
 
@@ -56,11 +63,41 @@ class Notice:
     # reader is asked to answer it back (platforms may open a reply box: Telegram's ForceReply)
     reply_to: str | None = None
     ask: bool = False
+    # the aware UTC instant the notice speaks of: the Space's start (the actual one once started)
+    when: datetime | None = None
+    # the words of title or lines that state ``when`` in the text's own zone, exactly as they appear there
+    # (None when the text states no time); the last occurrence is the one meant (a title may quote it)
+    when_text: str | None = None
+    status: SpaceStatus | None = None
+    ephemeral: bool = False  # an answer meant only for the asker (platforms that can show it privately)
 
     def plain(self) -> str:
         """Everything as plain text (console, logs, notification previews)."""
         head = f"{self.marker} {self.title}" if self.marker else self.title
         return "\n".join([head, *self.lines])
+
+    def with_when(self, render: Callable[[datetime], str]) -> Notice:
+        """The notice with its stated time replaced by ``render(when)`` (e.g. Discord's ``<t:…:F>``).
+
+        Replaces the LAST occurrence of ``when_text``, searching the lines from the end, then the title:
+        every text states the time after the title, so a title quoting the time is left alone. The result
+        states no time as data any more (``when_text`` None). Unchanged when there is nothing to replace."""
+        if self.when is None or not self.when_text:
+            return self
+        native = render(self.when)
+        lines = list(self.lines)
+        for i in range(len(lines) - 1, -1, -1):
+            if self.when_text in lines[i]:
+                lines[i] = _replace_last(lines[i], self.when_text, native)
+                return replace(self, lines=tuple(lines), when_text=None)
+        if self.when_text in self.title:
+            return replace(self, title=_replace_last(self.title, self.when_text, native), when_text=None)
+        return self
+
+
+def _replace_last(text: str, old: str, new: str) -> str:
+    head, _, tail = text.rpartition(old)
+    return f"{head}{new}{tail}"
 
 
 def callback(verb: Verb, space_id: str) -> str:
@@ -78,6 +115,11 @@ def parse_callback(value: str) -> tuple[Verb, str] | None:
 
 def _when(view: SpaceView, locale: str) -> str:
     return format_local(view.space.starts_at, view.zone or view.space.tz, locale)
+
+
+def _start(space: Space) -> datetime:
+    """The start a notice speaks of: the actual one once the Space started, else the scheduled one."""
+    return space.started_at or space.starts_at
 
 
 def _delayed(late_by: float | None, locale: str) -> tuple[str, ...]:
@@ -123,6 +165,7 @@ def card(view: SpaceView, host_name: str, locale: str) -> Notice:
         lines += [t(locale, "card.scheduled", when=_when(view, locale))]
     if s.description:
         lines.insert(0, s.description)
+    shows_time = s.status in (SpaceStatus.SCHEDULED, SpaceStatus.CANCELLED)
     return Notice(
         kind="card",
         title=s.title,
@@ -132,6 +175,9 @@ def card(view: SpaceView, host_name: str, locale: str) -> Notice:
         link=view.link,
         locale=locale,
         marker=marker,
+        when=_start(s),
+        when_text=_when(view, locale) if shows_time else None,
+        status=s.status,
     )
 
 
@@ -145,8 +191,13 @@ def reply(
     reply_to: str | None = None,
     ask: bool = False,
     actions: tuple[Action, ...] = (),
+    when: datetime | None = None,
+    when_text: str | None = None,
+    status: SpaceStatus | None = None,
+    ephemeral: bool = False,
 ) -> Notice:
-    """An answer to someone who wrote to us: plain text (`code` spans allowed), no title, maybe buttons."""
+    """An answer to someone who wrote to us: plain text (`code` spans allowed), no title, maybe buttons.
+    ``when_text``, if given, must appear in ``text`` (it states ``when``)."""
     return Notice(
         kind=REPLY,
         title="",
@@ -155,6 +206,10 @@ def reply(
         locale=locale,
         reply_to=reply_to,
         ask=ask,
+        when=when,
+        when_text=when_text,
+        status=status,
+        ephemeral=ephemeral,
     )
 
 
@@ -178,6 +233,9 @@ def for_delivery(
             space_id=s.id,
             link=view.link,
             locale=locale,
+            when=_start(s),
+            when_text=when,
+            status=s.status,
         )
     if kind is DeliveryKind.HOST_T0:
         lines = (t(locale, "notice.host_hint"), *_delayed(late_by, locale))
@@ -192,6 +250,9 @@ def for_delivery(
             space_id=s.id,
             link=view.link,
             locale=locale,
+            when=_start(s),
+            when_text=None,
+            status=s.status,
         )
     if kind is DeliveryKind.LIVE_NOTICE:
         return Notice(
@@ -202,6 +263,9 @@ def for_delivery(
             space_id=s.id,
             link=view.link,
             locale=locale,
+            when=_start(s),
+            when_text=None,
+            status=s.status,
             marker=None,
         )
     if kind is DeliveryKind.CANCELLED_NOTICE:
@@ -212,6 +276,9 @@ def for_delivery(
             space_id=s.id,
             link=view.link,
             locale=locale,
+            when=_start(s),
+            when_text=when,
+            status=s.status,
         )
     if kind is DeliveryKind.RESCHEDULED_NOTICE:
         return Notice(
@@ -222,5 +289,8 @@ def for_delivery(
             space_id=s.id,
             link=view.link,
             locale=locale,
+            when=_start(s),
+            when_text=when,
+            status=s.status,
         )
     raise ValueError(f"{kind} is not a user notice")

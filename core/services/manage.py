@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from core import confirmations
+from core import confirmations, notices
 from core.commands import (
     CancelSpace,
     EndSpace,
@@ -22,7 +22,7 @@ from core.commands import (
 )
 from core.errors import UserError
 from core.models import Space, SpaceStatus
-from core.notices import Verb
+from core.notices import Notice, Verb
 from core.ports import Links
 from core.refs import ChatRef, UserRef
 from core.rules import Actor
@@ -37,6 +37,22 @@ class Reply:
     text: str
     space: Space | None = None
     subscription: SubscribeResult | None = None
+    # the start the text states (``when_text``: those exact words of ``text``), for platforms that show
+    # times natively; None when the text states no time
+    when_text: str | None = None
+
+    def notice(self, locale: str, *, reply_to: str | None = None, ephemeral: bool = False) -> Notice:
+        """The reply as a notice, carrying the Space's start and status as data."""
+        space = self.space
+        return notices.reply(
+            self.text,
+            locale=locale,
+            reply_to=reply_to,
+            when=None if space is None else space.started_at or space.starts_at,
+            when_text=self.when_text,
+            status=None if space is None else space.status,
+            ephemeral=ephemeral,
+        )
 
 
 class ManageService:
@@ -106,7 +122,9 @@ class ManageService:
         space = await self._spaces.reschedule(
             RescheduleSpace(actor, space_id, when_text, request_id=request_id)
         )
-        return Reply(confirmations.rescheduled(space, locale), space)
+        return Reply(
+            confirmations.rescheduled(space, locale), space, when_text=confirmations.when_text(space, locale)
+        )
 
     async def rename(
         self,
@@ -122,11 +140,17 @@ class ManageService:
         space = await self._spaces.get(space_id)
         actor = await self.actor_for(user, space, locale, is_moderator)
         space = await self._spaces.rename(RenameSpace(actor, space_id, title, request_id=request_id))
-        return Reply(confirmations.renamed(space, locale), space)
+        return Reply(
+            confirmations.renamed(space, locale), space, when_text=confirmations.when_text(space, locale)
+        )
 
     def scheduled(self, space: Space, locale: str) -> Reply:
         """The reply to whoever scheduled ``space``: its title and time apart, its link, the fixes."""
-        return Reply(confirmations.scheduled(space, locale, self._links.space(space.id)), space)
+        return Reply(
+            confirmations.scheduled(space, locale, self._links.space(space.id)),
+            space,
+            when_text=confirmations.when_text(space, locale),
+        )
 
     async def subscribe(
         self, user: UserRef, locale: str, space_id: str, via_chat: ChatRef | None = None

@@ -21,9 +21,10 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from core.models import Delivery, DeliveryKind
+from core.models import Delivery, DeliveryKind, SpaceStatus
 from core.notices import REPLY, Action, ActionKind, Notice
 from core.ports import ChatPlatform, Clock, UnitOfWorkFactory, WakeUps
 from core.refs import ChatRef, MessageRef, Platform, parse_chat, parse_message
@@ -68,6 +69,15 @@ def to_payload(notice: Notice) -> str:
         body["reply_to"] = notice.reply_to
     if notice.ask:
         body["ask"] = True
+    # the stated time as data (optional keys: rows written before them read back as plain text)
+    if notice.when is not None:
+        body["when"] = notice.when.isoformat()
+    if notice.when_text is not None:
+        body["when_text"] = notice.when_text
+    if notice.status is not None:
+        body["status"] = str(notice.status)
+    if notice.ephemeral:
+        body["ephemeral"] = True
     return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -87,6 +97,8 @@ def from_payload(payload: str | None) -> Notice:
             for a in body.get("actions", [])
         )
         reply_to = body.get("reply_to")
+        when = body.get("when")
+        status = body.get("status")
         return Notice(
             kind=REPLY,
             title="",
@@ -95,9 +107,19 @@ def from_payload(payload: str | None) -> Notice:
             locale=str(body.get("locale") or "en"),
             reply_to=None if reply_to is None else str(reply_to),
             ask=bool(body.get("ask", False)),
+            when=None if when is None else _aware(datetime.fromisoformat(str(when))),
+            when_text=None if body.get("when_text") is None else str(body["when_text"]),
+            status=None if status is None else SpaceStatus(status),
+            ephemeral=bool(body.get("ephemeral", False)),
         )
     except (KeyError, TypeError, AttributeError, RecursionError) as e:
         raise ValueError(f"malformed reply payload: {e!r}") from e
+
+
+def _aware(at: datetime) -> datetime:
+    if at.tzinfo is None:
+        raise ValueError("a reply's time without a zone")
+    return at.astimezone(UTC)
 
 
 async def send_reply(platform: ChatPlatform, row: Delivery, *, key: str) -> MessageRef:

@@ -407,9 +407,12 @@ class SpaceService:
         profile = await uow.users.get(user)
         if profile and profile.tz:
             return profile.tz
-        community = await uow.communities.get(chat) if chat else None
-        if community and community.tz:
-            return community.tz
+        if chat is not None:
+            # the chat's own settings, else (Discord guild, Slack workspace) those of its whole scope
+            for where in dict.fromkeys((chat, chat.community)):
+                community = await uow.communities.get(where)
+                if community and community.tz:
+                    return community.tz
         return self._default_tz
 
     async def _remember_user(self, uow: UnitOfWork, actor: rules.Actor) -> None:

@@ -17,8 +17,8 @@ from core.commands import (
     Unsubscribe,
 )
 from core.errors import InvalidTime, InvalidTitle, NotAllowed, NotFound, TooManySpaces, UserError, WrongState
-from core.models import DeliveryKind, DeliveryStatus, SpaceStatus
-from core.refs import UserRef
+from core.models import Community, DeliveryKind, DeliveryStatus, SpaceStatus
+from core.refs import ChatRef, Platform, UserRef
 from core.rules import MAX_OPEN_PER_HOST, TITLE_MAX
 from core.texts import t
 from tests.conftest import CoreEnv
@@ -282,6 +282,21 @@ async def test_time_zone_precedence(core_env: CoreEnv) -> None:
     assert space.starts_at == datetime(2026, 11, 26, 1, 0, tzinfo=UTC)
     space2 = await schedule(core_env, when="2026-11-26 20:00 Asia/Kolkata", title="Zone in text")
     assert space2.tz == "Asia/Kolkata" and space2.starts_at == datetime(2026, 11, 26, 14, 30, tzinfo=UTC)
+
+
+async def test_a_scoped_chat_reads_times_in_its_whole_scopes_zone(core_env: CoreEnv) -> None:
+    # a guild sets its zone once for every channel; a channel's own setting still wins
+    channel = ChatRef(Platform.DISCORD, "111", scope="999")
+    async with core_env.db.uow() as uow:
+        await uow.communities.upsert(Community(channel.community, tz="America/New_York"))
+        await uow.commit()
+    host = UserRef(Platform.DISCORD, "42")
+    assert await core_env.spaces.zone_for(host, channel) == "America/New_York"
+    assert await core_env.spaces.zone_for(host, ChatRef(Platform.DISCORD, "111")) == "Europe/Paris"
+    async with core_env.db.uow() as uow:
+        await uow.communities.upsert(Community(channel, tz="Asia/Kolkata"))
+        await uow.commit()
+    assert await core_env.spaces.zone_for(host, channel) == "Asia/Kolkata"
 
 
 async def test_state_and_permission_errors_read_naturally_in_both_languages(core_env: CoreEnv) -> None:
