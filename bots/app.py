@@ -162,6 +162,23 @@ def _telegram(ctx: AdapterContext) -> ChatPlatform:
     )
 
 
+def _discord(ctx: AdapterContext) -> ChatPlatform:
+    from bots.discord.adapter import DiscordConfig, DiscordPlatform
+
+    s = ctx.settings
+    assert s.discord_bot_token is not None
+    config = DiscordConfig(
+        token=s.discord_bot_token.get_secret_value(),
+        application_id=s.discord_application_id,
+        shard_count=s.discord_shard_count,
+        shard_ids=s.discord_shard_ids,
+        guild_ids=s.discord_guild_ids,
+        moderator_role=s.discord_moderator_role,
+    )
+    # DM channel ids are kept in the users' profiles (ctx.uow): a restart does not reopen every DM
+    return DiscordPlatform(config, receive=ctx.receive, uow=ctx.uow)
+
+
 @dataclass(frozen=True, slots=True)
 class PlatformFactory:
     platform: Platform
@@ -177,7 +194,7 @@ _platform_factories: tuple[PlatformFactory, ...] = (
     PlatformFactory(
         Platform.DISCORD,
         lambda s: s.discord_enabled,
-        None,
+        _discord,
         "set DISCORD_BOT_TOKEN (Developer Portal → your app → Bot), plus DISCORD_APPLICATION_ID and "
         "DISCORD_PUBLIC_KEY",
     ),

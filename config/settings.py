@@ -71,6 +71,13 @@ class Settings(BaseSettings):
     discord_bot_token: SecretStr | None = Field(None, validation_alias="DISCORD_BOT_TOKEN")
     discord_public_key: str | None = Field(None, validation_alias="DISCORD_PUBLIC_KEY")
     discord_application_id: str | None = Field(None, validation_alias="DISCORD_APPLICATION_ID")
+    # sharding: the total number of shards, and the ones this process runs ("0,1"; default: all of them)
+    discord_shard_count: int | None = Field(None, ge=1, le=10000, validation_alias="DISCORD_SHARD_COUNT")
+    discord_shard_ids_setting: str | None = Field(None, validation_alias="DISCORD_SHARD_IDS")
+    # register the slash commands in these guilds only (instant, for development) instead of globally
+    discord_guild_ids_setting: str | None = Field(None, validation_alias="DISCORD_GUILD_IDS")
+    # members of this role (an id or a name) may manage every Space of their guild
+    discord_moderator_role: str | None = Field(None, validation_alias="DISCORD_MODERATOR_ROLE")
 
     # --- Telegram ----------------------------------------------------------------------------------------
     telegram_bot_token: SecretStr | None = Field(None, validation_alias="TELEGRAM_BOT_TOKEN")
@@ -152,6 +159,26 @@ class Settings(BaseSettings):
             )
         return v
 
+    @field_validator("discord_shard_ids_setting", "discord_guild_ids_setting")
+    @classmethod
+    def _id_list(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        items = [i.strip() for i in v.split(",") if i.strip()]
+        if not items or not all(i.isdigit() for i in items):
+            raise ValueError("must be a comma-separated list of numeric ids, e.g. 0,1")
+        return ",".join(items)
+
+    @model_validator(mode="after")
+    def _shards(self) -> Settings:
+        ids = self.discord_shard_ids
+        if ids is not None:
+            if self.discord_shard_count is None:
+                raise ValueError("DISCORD_SHARD_IDS needs DISCORD_SHARD_COUNT (the total number of shards)")
+            if max(ids) >= self.discord_shard_count:
+                raise ValueError("DISCORD_SHARD_IDS must be below DISCORD_SHARD_COUNT (shard ids start at 0)")
+        return self
+
     @model_validator(mode="after")
     def _worker(self) -> Settings:
         if not self.worker_id.strip():
@@ -195,6 +222,16 @@ class Settings(BaseSettings):
     @property
     def discord_enabled(self) -> bool:
         return self.discord_bot_token is not None
+
+    @property
+    def discord_shard_ids(self) -> tuple[int, ...] | None:
+        v = self.discord_shard_ids_setting
+        return tuple(int(i) for i in v.split(",")) if v else None
+
+    @property
+    def discord_guild_ids(self) -> tuple[str, ...]:
+        v = self.discord_guild_ids_setting
+        return tuple(v.split(",")) if v else ()
 
     @property
     def telegram_enabled(self) -> bool:
@@ -260,6 +297,10 @@ _ENV_NAMES: dict[str, str] = {
     "metrics_host": "SPACES_METRICS_HOST",
     "lease_seconds": "SPACES_LEASE_SECONDS",
     "send_timeout": "SPACES_SEND_TIMEOUT",
+    "discord_shard_count": "DISCORD_SHARD_COUNT",
+    "discord_shard_ids_setting": "DISCORD_SHARD_IDS",
+    "discord_guild_ids_setting": "DISCORD_GUILD_IDS",
+    "discord_moderator_role": "DISCORD_MODERATOR_ROLE",
     "telegram_mode": "TELEGRAM_MODE",
     "telegram_api_base": "TELEGRAM_API_BASE",
     "telegram_paid_broadcast": "TELEGRAM_PAID_BROADCAST",

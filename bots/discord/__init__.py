@@ -1,1 +1,1 @@
-"""Discord: discord.py 2.7 on the core (the gateway, or the HTTP interactions endpoint on the web app)."""
+"""Discord: discord.py 2.7 on the core (the gateway, or HTTP interactions on the web app)."""

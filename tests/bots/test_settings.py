@@ -115,3 +115,39 @@ def test_heroku_postgres_url_is_normalised_where_the_engine_is_built() -> None:
 def test_ffmpeg_defaults_to_the_bundled_binary() -> None:
     path = Settings.from_env({}).ffmpeg_path()
     assert "ffmpeg" in path.lower()
+
+
+def test_discord_sharding_guilds_and_moderator_role() -> None:
+    s = Settings.from_env(
+        {
+            "DISCORD_BOT_TOKEN": "x.y.z",
+            "DISCORD_SHARD_COUNT": "4",
+            "DISCORD_SHARD_IDS": " 2, 3 ",
+            "DISCORD_GUILD_IDS": "111,222",
+            "DISCORD_MODERATOR_ROLE": "Hosts",
+        }
+    )
+    assert (s.discord_shard_count, s.discord_shard_ids) == (4, (2, 3))
+    assert s.discord_guild_ids == ("111", "222")
+    assert s.discord_moderator_role == "Hosts"
+    unsharded = Settings.from_env({"DISCORD_BOT_TOKEN": "x.y.z"})
+    assert (unsharded.discord_shard_count, unsharded.discord_shard_ids, unsharded.discord_guild_ids) == (
+        None,
+        None,
+        (),
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"DISCORD_SHARD_IDS": "0,1"}, "DISCORD_SHARD_COUNT"),
+        ({"DISCORD_SHARD_COUNT": "2", "DISCORD_SHARD_IDS": "2"}, "DISCORD_SHARD_IDS"),
+        ({"DISCORD_SHARD_COUNT": "2", "DISCORD_SHARD_IDS": "one"}, "DISCORD_SHARD_IDS"),
+        ({"DISCORD_GUILD_IDS": "my guild"}, "DISCORD_GUILD_IDS"),
+    ],
+)
+def test_discord_settings_are_checked(env: dict[str, str], named: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        Settings.from_env(env)
+    assert named in "\n".join(explain(info.value))

@@ -1,0 +1,107 @@
+"""The Discord adapter's pure parts: nonces, event status paths, and the gateway's scheduled-event
+dispatches turned into the core's calls (fed as the raw frames discord.py hands to on_socket_raw_receive)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import discord
+
+from bots.discord.adapter import (
+    ACTIVE,
+    CANCELED,
+    COMPLETED,
+    SCHEDULED,
+    DiscordConfig,
+    DiscordPlatform,
+    _path,
+    core_status,
+    intents,
+    nonce,
+    status_code,
+)
+from core.refs import Platform, UserRef
+
+
+@dataclass
+class Sink:
+    calls: list[tuple[Any, ...]] = field(default_factory=list)
+
+    async def status_changed(
+        self, platform: Platform, scope: str, event_id: str, status: Any, actor: UserRef | None
+    ) -> None:
+        self.calls.append(("status", platform, scope, event_id, str(getattr(status, "name", status)), actor))
+
+    async def interest(
+        self, platform: Platform, scope: str, event_id: str, user: UserRef, interested: bool
+    ) -> None:
+        self.calls.append(("interest", platform, scope, event_id, user, interested))
+
+
+def test_nonce_is_at_most_25_characters_and_stable() -> None:
+    assert nonce("abc") == "abc"
+    long = "space:abcdefghjk:live:discord:user:123456789012345678"
+    assert len(nonce(long)) == 25 and nonce(long) == nonce(long) != nonce(long + "x")
+
+
+def test_status_paths_follow_discords_allowed_transitions() -> None:
+    assert _path(SCHEDULED, ACTIVE) == (ACTIVE,)
+    assert _path(SCHEDULED, COMPLETED) == (ACTIVE, COMPLETED)
+    assert _path(SCHEDULED, CANCELED) == (CANCELED,)
+    assert _path(ACTIVE, COMPLETED) == (COMPLETED,)
+    assert _path(ACTIVE, CANCELED) == (COMPLETED,)  # a live Space cancelled has ended
+    assert _path(ACTIVE, ACTIVE) == ()  # a retried update
+    assert _path(COMPLETED, ACTIVE) == () and _path(CANCELED, SCHEDULED) == ()
+
+
+def test_status_names_round_trip() -> None:
+    for code in (SCHEDULED, ACTIVE, COMPLETED, CANCELED):
+        assert status_code(core_status(code)) == code
+
+
+def test_no_privileged_intents() -> None:
+    i = intents()
+    assert i.guilds and i.guild_scheduled_events
+    assert not (i.members or i.presences or i.message_content)
+    assert (i.value & discord.Intents.default().value) == i.value
+
+
+def _frame(kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {"op": 0, "t": kind, "s": 5, "d": data}
+
+
+async def test_gateway_event_dispatches_reach_the_core() -> None:
+    sink = Sink()
+    p = DiscordPlatform(DiscordConfig(token="x"), events=sink)
+    p.bot_id = 999
+    ev = {"id": "77", "guild_id": "10", "status": ACTIVE, "creator_id": "999"}
+    await p._on_raw(_frame("GUILD_SCHEDULED_EVENT_UPDATE", ev))
+    await p._on_raw(_frame("GUILD_SCHEDULED_EVENT_UPDATE", ev))  # same status again: nothing new
+    user = {"guild_scheduled_event_id": "77", "user_id": "5", "guild_id": "10"}
+    await p._on_raw(_frame("GUILD_SCHEDULED_EVENT_USER_ADD", user))
+    await p._on_raw(_frame("GUILD_SCHEDULED_EVENT_USER_REMOVE", user))
+    await p._on_raw(_frame("MESSAGE_CREATE", {"id": "1"}))
+    await p._on_raw({"op": 11})
+    u = UserRef(Platform.DISCORD, "5")
+    assert sink.calls == [
+        ("status", Platform.DISCORD, "10", "77", "ACTIVE", None),
+        ("interest", Platform.DISCORD, "10", "77", u, True),
+        ("interest", Platform.DISCORD, "10", "77", u, False),
+    ]
+
+
+async def test_our_own_status_change_is_not_echoed_as_a_command() -> None:
+    sink = Sink()
+    p = DiscordPlatform(DiscordConfig(token="x"), events=sink)
+    p._event_status["77"] = COMPLETED  # what our PATCH just set
+    await p._on_raw(
+        _frame("GUILD_SCHEDULED_EVENT_UPDATE", {"id": "77", "guild_id": "10", "status": COMPLETED})
+    )
+    assert sink.calls == []
+
+
+async def test_stop_before_start_is_safe_and_idempotent() -> None:
+    p = DiscordPlatform(DiscordConfig(token="x"))
+    await p.stop()
+    await p.stop()
