@@ -480,10 +480,10 @@ class DiscordPlatform:
         return first
 
     def _message_ref(self, chat: ChatRef, message_id: str) -> MessageRef:
+        # guild channels carry their guild (refs with a scope): the message keeps it
         scope = getattr(chat, "scope", None)
-        if scope is not None:  # guild channels carry their guild (refs with a scope)
-            return MessageRef(Platform.DISCORD, chat.id, message_id, scope=scope)  # type: ignore[call-arg]
-        return MessageRef(Platform.DISCORD, chat.id, message_id)
+        extra: dict[str, Any] = {"scope": scope} if scope is not None else {}
+        return MessageRef(Platform.DISCORD, chat.id, message_id, **extra)
 
     async def _send_message(
         self, channel_id: str, rendered: Rendered, message_nonce: str, *, to_user: bool

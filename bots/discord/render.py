@@ -78,12 +78,29 @@ def _cap(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _line(text: str, when_text: str | None, native: str | None) -> str:
-    """One line escaped; the notice's ``when_text`` inside it replaced by the native timestamp."""
+def _line(text: str, when_text: str | None = None, native: str | None = None) -> str:
+    """One line escaped; with ``when_text``, its last occurrence replaced by the native timestamp."""
     text = _cap(text, RAW_LINE_LIMIT)
     if when_text and native and when_text in text:
-        return native.join(rich(part) for part in text.split(when_text))
+        before, after = text.rsplit(when_text, 1)
+        return f"{rich(before)}{native}{rich(after)}"
     return rich(text)
+
+
+def _lines(notice: Notice) -> list[str]:
+    """The lines escaped, the stated time made native where the core's rule puts it: the last occurrence
+    of ``when_text``, searching the lines from the end. Stated in the title only: embed titles show no
+    timestamps, so the title keeps its own words and the native time leads the body."""
+    when_text, native = _when(notice)
+    at = next(
+        (i for i in range(len(notice.lines) - 1, -1, -1) if when_text and when_text in notice.lines[i]), None
+    )
+    lines = [
+        _line(line, when_text, native) if i == at else _line(line) for i, line in enumerate(notice.lines)
+    ]
+    if native and at is None and when_text and when_text in notice.title:
+        lines.insert(0, f"🗓 {native}")
+    return lines
 
 
 def _fit(lines: Sequence[str], limit: int) -> str:
@@ -188,11 +205,7 @@ class Rendered:
 
 
 def embed(notice: Notice) -> dict[str, Any]:
-    when_text, native = _when(notice)
-    lines = [_line(line, when_text, native) for line in notice.lines]
-    if native and when_text and when_text in notice.title and not any(when_text in x for x in notice.lines):
-        # embed titles show no timestamps: the title keeps its own text, the native time leads the body
-        lines.insert(0, f"🗓 {native}")
+    lines = _lines(notice)
     body: dict[str, Any] = {"type": "rich", "title": _title(notice)}
     if lines:
         body["description"] = _fit(lines, DESCRIPTION_LIMIT)
@@ -215,8 +228,7 @@ def render(notice: Notice) -> Rendered:
 
 def render_reply(notice: Notice) -> Rendered:
     """An answer: plain content (no embed), its buttons; quoting what it answers when that is known."""
-    when_text, native = _when(notice)
-    lines = [_line(line, when_text, native) for line in notice.lines]
+    lines = _lines(notice)
     target = notice.reply_to
     return Rendered(
         content=_fit(lines, CONTENT_LIMIT),
