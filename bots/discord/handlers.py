@@ -143,7 +143,8 @@ class HttpResponder:
     async def send(self, text: str, *, ephemeral: bool) -> None:
         inc = self._incoming
         url = f"{self._api}/webhooks/{inc.application_id}/{inc.token}"
-        async with self._session().post(url, json=tr.followup_body(text, ephemeral=ephemeral)) as resp:
+        body = tr.followup_body(text, ephemeral=ephemeral)
+        async with self._session() as session, session.post(url, json=body) as resp:
             if resp.status >= 300:
                 # the URL holds the interaction token: log the status only
                 log.warning(
@@ -161,6 +162,7 @@ class Handlers:
         links: Links,
         clock: Clock,
         moderator_role: str | None = None,
+        is_moderator: ModeratorCheck | None = None,
         api_base: str = DISCORD_API,
         first_response_within: float = FIRST_RESPONSE_WITHIN,
     ) -> None:
@@ -169,10 +171,13 @@ class Handlers:
         self._profiles = profiles
         self._links = links
         self._clock = clock
-        self._moderator_role = moderator_role  # a role id: its members may manage every Space of the guild
+        role = (moderator_role or "").strip() or None
+        # a role id is checked against the interaction's roles; a role NAME needs the guild's role list:
+        # then the platform's own (network) check decides what the interaction alone cannot
+        self._moderator_role = role if role is None or role.isdigit() else None
+        self._slow_check = is_moderator if role is not None and not role.isdigit() else None
         self._api = api_base
         self._first_within = first_response_within
-        self._http: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     @staticmethod
@@ -209,10 +214,10 @@ class Handlers:
             log.warning("discord interaction deferred late", extra={"interaction_id": incoming.id})
             return tr.defer_body(ephemeral=True)
 
-    def _session(self) -> aiohttp.ClientSession:
-        if self._http is None or self._http.closed:
-            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=FOLLOWUP_TIMEOUT))
-        return self._http
+    @staticmethod
+    def _session() -> aiohttp.ClientSession:
+        # one short-lived session per follow-up (one per interaction): nothing to close at shutdown
+        return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=FOLLOWUP_TIMEOUT))
 
     async def drain(self) -> None:
         """Wait for the background work of HTTP interactions (tests; shutdown)."""
@@ -221,9 +226,6 @@ class Handlers:
 
     async def close(self) -> None:
         await self.drain()
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
 
     # ------------------------------------------------------------------ routing
 
@@ -269,7 +271,12 @@ class Handlers:
 
     def _moderator_check(self, inc: Incoming) -> ModeratorCheck:
         async def check(chat: ChatRef, user: UserRef) -> bool:
-            return user == inc.user and self._may_moderate(inc, chat)
+            if user != inc.user:
+                return False
+            if self._may_moderate(inc, chat):
+                return True
+            slow = self._slow_check
+            return slow is not None and tr.same_guild(chat, inc) and await slow(chat, user)
 
         return check
 

@@ -9,7 +9,6 @@ never as a traceback deep in a handler.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import zoneinfo
 from collections.abc import Mapping
@@ -105,23 +104,13 @@ def user_ref(user_id: str) -> UserRef:
     return UserRef(Platform.DISCORD, user_id)
 
 
-@functools.cache
-def _refs_have_scope() -> bool:
-    return "scope" in {f.name for f in dataclasses.fields(ChatRef)}
-
-
 def chat_ref(channel_id: str, guild_id: str | None) -> ChatRef:
     """A guild channel carries its guild as scope (permissions and communities are per guild); a DM none."""
-    if guild_id is not None and _refs_have_scope():
-        make: Any = ChatRef  # refs gained ``scope`` in the same release: one place to simplify later
-        ref: ChatRef = make(Platform.DISCORD, channel_id, scope=guild_id)
-        return ref
-    return ChatRef(Platform.DISCORD, channel_id)
+    return ChatRef(Platform.DISCORD, channel_id, scope=guild_id)
 
 
 def scope_of(chat: ChatRef) -> str | None:
-    scope = getattr(chat, "scope", None)
-    return scope if isinstance(scope, str) else None
+    return chat.scope
 
 
 def same_guild(chat: ChatRef, incoming: Incoming) -> bool:
