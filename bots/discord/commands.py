@@ -32,6 +32,7 @@ _FR_NAMES = {
     "end": "terminer",
     "cancel": "annuler",
     "reschedule": "reprogrammer",
+    "rename": "renommer",
     "title": "titre",
     "when": "quand",
     "timezone": "fuseau",
@@ -68,7 +69,7 @@ def _sub(name: str, options: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def space_command() -> dict[str, Any]:
-    """``/space schedule|list|start|end|cancel|reschedule``."""
+    """``/space schedule|list|start|end|cancel|reschedule|rename``."""
     schedule = _sub(
         "schedule",
         [
@@ -103,6 +104,10 @@ def space_command() -> dict[str, Any]:
             _sub("end", [_space_option()]),
             _sub("cancel", [_space_option()]),
             reschedule,
+            _sub(
+                "rename",
+                [_space_option(), _string("title", "dc.opt.new_title", required=True, max_length=TITLE_MAX)],
+            ),
         ],
     }
 

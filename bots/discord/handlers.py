@@ -29,7 +29,7 @@ import dataclasses
 import functools
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, Protocol
 
 import aiohttp
@@ -38,16 +38,17 @@ from discord import app_commands
 
 from bots.discord import commands as slash
 from bots.discord import translate as tr
+from bots.discord.render import Rendered, render_reply, rich, timestamp
 from bots.discord.translate import Incoming, Kind
 from core import rules
 from core.commands import ScheduleSpace
 from core.errors import UserError
 from core.models import Space, SpaceStatus
-from core.notices import Verb
+from core.notices import Notice, Verb, reply
 from core.ports import Clock, Links
 from core.refs import ChatRef, UserRef
 from core.rules import Actor
-from core.services.manage import ManageService, ModeratorCheck
+from core.services.manage import ManageService, ModeratorCheck, Reply
 from core.services.profiles import ProfileService
 from core.services.spaces import SpaceService
 from core.texts import t
@@ -59,12 +60,14 @@ DISCORD_API = "https://discord.com/api/v10"
 FIRST_RESPONSE_WITHIN = 2.5  # seconds: Discord drops an interaction not answered within 3
 FOLLOWUP_TIMEOUT = 10.0
 MAX_LISTED = 15
+_WHEN = "\ue000"  # a private-use character: survives escaping, then becomes the native timestamp
 _MANAGE_VERBS = {"start": Verb.START, "end": Verb.END, "cancel": Verb.CANCEL}
 # which Spaces each subcommand can act on (autocomplete offers only those)
 _STATUSES = {
     "start": (SpaceStatus.SCHEDULED,),
     "cancel": (SpaceStatus.SCHEDULED,),
     "reschedule": (SpaceStatus.SCHEDULED,),
+    "rename": (SpaceStatus.SCHEDULED, SpaceStatus.LIVE),
     "end": (SpaceStatus.LIVE,),
 }
 
@@ -84,8 +87,9 @@ class Responder(Protocol):
         """Acknowledge now, answer later with :meth:`send`."""
         ...
 
-    async def send(self, text: str, *, ephemeral: bool) -> None:
-        """A follow-up message (after :meth:`defer`). Never pings anyone."""
+    async def send(self, message: Rendered) -> None:
+        """A follow-up message (after :meth:`defer`), private when ``message.ephemeral``. Never pings
+        anyone (``allowed_mentions`` is empty)."""
         ...
 
 
@@ -109,9 +113,12 @@ class GatewayResponder:
         self.responded = True
         await self._i.response.defer(ephemeral=ephemeral, thinking=True)
 
-    async def send(self, text: str, *, ephemeral: bool) -> None:
+    async def send(self, message: Rendered) -> None:
+        # answers carry no buttons (they would need a discord.ui.View here): text only
         await self._i.followup.send(
-            text[:2000], ephemeral=ephemeral, allowed_mentions=discord.AllowedMentions.none()
+            message.content or "…",
+            ephemeral=message.ephemeral,
+            allowed_mentions=discord.AllowedMentions.none(),
         )
 
 
@@ -140,10 +147,10 @@ class HttpResponder:
     async def defer(self, *, ephemeral: bool) -> None:
         self._respond(tr.defer_body(ephemeral=ephemeral))
 
-    async def send(self, text: str, *, ephemeral: bool) -> None:
+    async def send(self, message: Rendered) -> None:
         inc = self._incoming
         url = f"{self._api}/webhooks/{inc.application_id}/{inc.token}"
-        body = tr.followup_body(text, ephemeral=ephemeral)
+        body = message.interaction_data()
         async with self._session() as session, session.post(url, json=body) as resp:
             if resp.status >= 300:
                 # the URL holds the interaction token: log the status only
@@ -241,7 +248,7 @@ class Handlers:
                     return
                 if not r.responded:
                     await r.defer(ephemeral=True)
-                await r.send(t(inc.locale, "error.generic"), ephemeral=True)
+                await r.send(_private(t(inc.locale, "error.generic"), inc.locale))
             except Exception as again:
                 log.warning("could not tell the member: %s", type(again).__name__)
 
@@ -252,14 +259,14 @@ class Handlers:
             await r.choices(await self._autocomplete(inc))
         elif inc.kind is Kind.COMPONENT:
             await r.defer(ephemeral=True)
-            await r.send(await self._button(inc), ephemeral=True)
+            await r.send(render_reply(await self._button(inc)))
         elif inc.kind is Kind.COMMAND and inc.command == "space":
             # every answer is private: what the channel sees (the card) is posted by the delivery engine
             await r.defer(ephemeral=True)
-            await r.send(await self._command(inc), ephemeral=True)
+            await r.send(await self._command(inc))
         else:  # a command or a modal we never registered
             await r.defer(ephemeral=True)
-            await r.send(t(inc.locale, "error.generic"), ephemeral=True)
+            await r.send(_private(t(inc.locale, "error.generic"), inc.locale))
 
     # ------------------------------------------------------------------ permissions
 
@@ -282,15 +289,21 @@ class Handlers:
 
     # ------------------------------------------------------------------ commands
 
-    async def _command(self, inc: Incoming) -> str:
+    async def _command(self, inc: Incoming) -> Rendered:
+        answer = await self._answer(inc)
+        return answer if isinstance(answer, Rendered) else render_reply(answer)
+
+    async def _answer(self, inc: Incoming) -> Notice | Rendered:
+        """The private answer to a command: what was done (its time rendered natively), or why not."""
         user, chat, locale = inc.user, inc.chat, inc.locale
         if user is None or chat is None or inc.guild_id is None:
-            return t(locale, "dc.guild_only")
+            return _notice(t(locale, "dc.guild_only"), locale)
         await self._profiles.seen(user, display_name=inc.display_name, locale=locale)
         try:
             sub = inc.subcommand
             if sub == "schedule":
-                return await self._schedule(inc, user, chat)
+                reply = await self._schedule(inc, user, chat)
+                return reply.notice(locale, ephemeral=True)
             if sub == "list":
                 return await self._list(chat, locale)
             space_id = _space_id(inc.option("space"))
@@ -303,7 +316,7 @@ class Handlers:
                     is_moderator=self._moderator_check(inc),
                     request_id=inc.request_id,
                 )
-                return reply.text
+                return reply.notice(locale, ephemeral=True)
             if sub == "reschedule":
                 reply = await self._manage.reschedule(
                     user,
@@ -313,12 +326,22 @@ class Handlers:
                     is_moderator=self._moderator_check(inc),
                     request_id=inc.request_id,
                 )
-                return reply.text
+                return reply.notice(locale, ephemeral=True)
+            if sub == "rename":
+                reply = await self._manage.rename(
+                    user,
+                    locale,
+                    space_id,
+                    _input(inc.option("title")),
+                    is_moderator=self._moderator_check(inc),
+                    request_id=inc.request_id,
+                )
+                return reply.notice(locale, ephemeral=True)
         except UserError as e:
-            return _error(locale, e)
-        return t(locale, "error.generic")
+            return _notice(_error(locale, e), locale)
+        return _notice(t(locale, "error.generic"), locale)
 
-    async def _schedule(self, inc: Incoming, user: UserRef, chat: ChatRef) -> str:
+    async def _schedule(self, inc: Incoming, user: UserRef, chat: ChatRef) -> Reply:
         title = inc.option("title")
         if not title:  # never let an empty title make the core read one out of the time
             raise UserError("title.empty")
@@ -336,29 +359,30 @@ class Handlers:
             )
         )
         # title and time on lines of their own, then the link and the fixes: a misreading shows at once
-        return self._manage.scheduled(space, inc.locale).text
+        return self._manage.scheduled(space, inc.locale)
 
-    async def _list(self, chat: ChatRef, locale: str) -> str:
+    async def _list(self, chat: ChatRef, locale: str) -> Rendered:
+        """Upcoming Spaces of the channel, each time native (each reader sees their own zone)."""
         spaces = await self._spaces.upcoming(chat, limit=MAX_LISTED)
         if not spaces:
-            return t(locale, "reply.no_spaces")
-        lines = [t(locale, "list.header")]
+            return _private(t(locale, "reply.no_spaces"), locale)
+        lines = [rich(t(locale, "list.header"))]
         for s in spaces:
             marker = "🟣 " if s.status is SpaceStatus.LIVE else ""
-            lines.append(
-                t(locale, "list.item", marker=marker, title=s.title, when=_stamp(s.starts_at), space_id=s.id)
-            )
-        return "\n".join(lines)
+            line = t(locale, "list.item", marker=marker, title=s.title, when=_WHEN, space_id=s.id)
+            # escaped as text (a title is the member's), then the placeholder becomes Discord's markup
+            lines.append(rich(line).replace(_WHEN, timestamp(s.starts_at)))
+        return Rendered(content="\n".join(lines)[:2000], ephemeral=True)
 
     # ------------------------------------------------------------------ buttons
 
-    async def _button(self, inc: Incoming) -> str:
+    async def _button(self, inc: Incoming) -> Notice:
         user, locale = inc.user, inc.locale
         button = tr.parse_button(inc.custom_id)
         if button is None or user is None:  # a button we did not make, or from an older version
-            return t(locale, "error.generic")
+            return _notice(t(locale, "error.generic"), locale)
         if button.verb is None:
-            return t(locale, "dc.share", link=self._links.space(button.space_id))
+            return _notice(t(locale, "dc.share", link=self._links.space(button.space_id)), locale)
         via = inc.chat if inc.guild_id is not None else None
         # subscribing sets a state (a retried press lands on it); the other verbs carry the request id
         stateless = button.verb in (Verb.SUBSCRIBE, Verb.UNSUBSCRIBE)
@@ -374,8 +398,8 @@ class Handlers:
                 request_id=None if stateless else inc.request_id,
             )
         except UserError as e:
-            return _error(locale, e)
-        return reply.text
+            return _notice(_error(locale, e), locale)
+        return reply.notice(locale, ephemeral=True)
 
     # ------------------------------------------------------------------ autocomplete (cheap queries only)
 
@@ -482,14 +506,16 @@ def _space_id(text: str) -> str:
     return text.strip().lower()[:40]
 
 
+def _notice(text: str, locale: str) -> Notice:
+    return reply(text, locale=locale, ephemeral=True)
+
+
+def _private(text: str, locale: str) -> Rendered:
+    return render_reply(_notice(text, locale))
+
+
 def _error(locale: str, e: UserError) -> str:
     return t(locale, e.key, **e.params)
-
-
-def _stamp(at: datetime) -> str:
-    """Discord renders it in each reader's own zone and language."""
-    unix = int(at.timestamp())
-    return f"<t:{unix}:F> (<t:{unix}:R>)"
 
 
 def _relative(delta: timedelta, locale: str) -> str:

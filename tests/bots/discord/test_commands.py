@@ -24,7 +24,7 @@ def test_one_guild_only_command() -> None:
 
 def test_subcommands_and_their_options() -> None:
     subs = {o["name"]: o for o in space_command()["options"]}
-    assert list(subs) == ["schedule", "list", "start", "end", "cancel", "reschedule"]
+    assert list(subs) == ["schedule", "list", "start", "end", "cancel", "reschedule", "rename"]
     schedule = [
         (o["name"], o.get("required", False), o.get("autocomplete", False))
         for o in subs["schedule"]["options"]
@@ -43,6 +43,10 @@ def test_subcommands_and_their_options() -> None:
         assert (opt["name"], opt["required"], opt["autocomplete"]) == ("space", True, True)
     assert [o["name"] for o in subs["reschedule"]["options"]] == ["space", "when"]
     assert all(o.get("autocomplete") for o in subs["reschedule"]["options"])
+    assert [(o["name"], o.get("autocomplete", False)) for o in subs["rename"]["options"]] == [
+        ("space", True),
+        ("title", False),
+    ]
 
 
 def test_names_and_descriptions_follow_discords_limits_in_both_languages() -> None:

@@ -9,11 +9,13 @@ per interaction. The public card is the delivery engine's (posted to the recordi
 from __future__ import annotations
 
 import itertools
+import re
 import json
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -23,6 +25,8 @@ from nacl.signing import SigningKey
 
 from bots.discord.handlers import Handlers
 from bots.discord.interactions import PATH, InteractionsEndpoint
+from bots.discord.render import escape
+from bots.discord.render import timestamp as native
 from bots.discord.translate import chat_ref
 from bots.metrics import Metrics
 from bots.web.app import WebDeps, make_web_app
@@ -256,7 +260,8 @@ async def test_schedule_posts_the_card_and_tells_the_host_privately(env: Env) ->
     [(_, [followup])] = text.items()
     lines = followup["content"].split("\n")
     assert "Title: Weekly AMA" in lines  # title and time on lines of their own
-    assert any(line.startswith("Time: Thu 26 Nov 2026, 20:00 CET") for line in lines)
+    # the time native: Discord shows it in the reader's own zone and language
+    assert f"Time: {native(datetime(2026, 11, 26, 19, 0, tzinfo=UTC))}" in lines
     space = await env.core.spaces.get(space_id)
     assert space.host == UserRef(Platform.DISCORD, HOST) and space.chat.id == CHANNEL
     await env.core.run()
@@ -277,7 +282,8 @@ async def test_schedule_in_french_with_a_zone_and_a_description(env: Env) -> Non
         )
     )
     text = _text(followups)
-    assert "Programmé ✓" in text and "EST" in text
+    assert "Programmé ✓" in text
+    assert f"Heure : {native(datetime(2026, 11, 27, 1, 0, tzinfo=UTC))}" in text.split("\n")
     [space] = await env.core.spaces.upcoming(chat_ref(CHANNEL, GUILD))
     assert space.tz == "America/New_York" and space.description == "On parle de tout"
 
@@ -302,7 +308,10 @@ async def test_refusals_are_private_and_change_nothing(
 async def test_hostile_titles_ping_nobody(env: Env) -> None:
     title = "@everyone <@&900000000000000001> <@800000000000000002> **bold** [x](https://evil)"
     _, followups = await env.interact(slash("schedule", title=title, when="tomorrow 20:00"))
-    assert "@everyone" in _text(followups)  # shown as typed, but allowed_mentions pings no one
+    text = _text(followups)  # allowed_mentions pings no one; the title is shown as typed, escaped
+    title_line = next(line for line in text.split("\n") if line.startswith("Title: "))
+    assert "@everyone" not in title_line and not re.search(r"(?<!\\)(<@|\*\*)", title_line)
+    assert title_line == "Title: " + escape(title)
 
 
 async def test_a_dm_is_told_to_use_a_server(env: Env) -> None:
@@ -461,7 +470,7 @@ async def test_cancel_and_reschedule_by_host(env: Env) -> None:
     space_id = await _schedule(env)
     _, followups = await env.interact(slash("reschedule", space=space_id, when="friday 18:30"))
     text = _text(followups)
-    assert "Rescheduled ✓" in text and "Fri 27 Nov 2026, 18:30 CET" in text
+    assert "Rescheduled ✓" in text and native(datetime(2026, 11, 27, 17, 30, tzinfo=UTC)) in text
     _, followups = await env.interact(slash("cancel", space=space_id))
     assert "Cancelled “Weekly AMA”" in _text(followups)
     assert (await env.core.spaces.get(space_id)).status is SpaceStatus.CANCELLED
@@ -478,3 +487,12 @@ async def test_reschedule_by_a_manage_events_member(env: Env) -> None:
 async def test_an_unknown_space_is_said_plainly(env: Env) -> None:
     _, followups = await env.interact(slash("start", space="zzzzzzzzzz"))
     assert "can't find a Space" in _text(followups)
+
+
+async def test_rename_by_host_and_refused_to_others(env: Env) -> None:
+    space_id = await _schedule(env)
+    _, followups = await env.interact(slash("rename", space=space_id, title="Weekly AMA #2", user=BOB))
+    assert "Only the host or a moderator" in _text(followups)
+    _, followups = await env.interact(slash("rename", space=space_id, title="Weekly AMA #2"))
+    assert "Renamed ✓" in _text(followups)
+    assert (await env.core.spaces.get(space_id)).title == "Weekly AMA #2"
