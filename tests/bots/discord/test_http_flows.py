@@ -9,8 +9,8 @@ per interaction. The public card is the delivery engine's (posted to the recordi
 from __future__ import annotations
 
 import itertools
-import re
 import json
+import re
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
