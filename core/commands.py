@@ -31,6 +31,7 @@ class ScheduleSpace:
     description: str = ""
     audio_source: str | None = None
     request_id: str | None = None
+    voice: ChatRef | None = None  # a voice or stage channel of the same platform (Discord)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,11 @@ def when_text(space: Space, locale: str) -> str:
     return format_local(space.starts_at, space.tz, locale)
 
 
+def preview(title: str, when: str, locale: str) -> str:
+    """What scheduling would do, before it is done (a form's preview): the title and time it would get."""
+    return t(locale, "reply.preview", title=title, when=when)
+
+
 def scheduled(space: Space, locale: str, link: str) -> str:
     """The confirmation of a new Space: title, time (in the Space's zone), link, and the fixes."""
     when = when_text(space, locale)

@@ -14,24 +14,39 @@ class SpacesError(Exception):
     """Base of every error this project raises on purpose."""
 
 
-class UserError(SpacesError):
-    """Something the user asked for cannot be done; ``key`` names the explanation in core.texts."""
+# the inputs an error can be about, as a form (a Discord modal, a Slack dialog) names its fields
+FIELDS = ("title", "when", "timezone", "description", "voice")
 
-    def __init__(self, key: str, **params: Any) -> None:
+
+class UserError(SpacesError):
+    """Something the user asked for cannot be done; ``key`` names the explanation in core.texts.
+
+    ``field`` names the input at fault (one of :data:`FIELDS`), so a form can show the error next to it;
+    None when no single input is (a quota, a permission, a state). Each family has its usual field
+    (``FIELD``); a raise site that knows better passes ``field=``."""
+
+    FIELD: str | None = None
+
+    def __init__(self, key: str, *, field: str | None = None, **params: Any) -> None:
         super().__init__(key, params)
         self.key = key
         self.params = params
+        self.field = field if field is not None else self.FIELD
+        if self.field is not None and self.field not in FIELDS:
+            raise ValueError(f"not a field: {self.field!r}")
 
     def __str__(self) -> str:  # for logs; users see the translated text
         return f"{self.key} {self.params}"
 
 
 class InvalidTitle(UserError):
-    pass
+    FIELD = "title"
 
 
 class InvalidTime(UserError):
     """Unreadable, past, too far ahead, non-existent or ambiguous local time, unknown zone."""
+
+    FIELD = "when"
 
 
 class TooManySpaces(UserError):

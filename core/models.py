@@ -33,6 +33,8 @@ class Space:
     created_at: datetime
     description: str = ""
     audio_source: str | None = None  # URL or file ffmpeg can read; None until the host sets one
+    # a voice or stage channel linked at scheduling (Discord), where the Space takes place; same platform
+    voice: ChatRef | None = None
     status: SpaceStatus = SpaceStatus.SCHEDULED
     revision: int = 1  # bumped on reschedule, so reminders planned for an old time can be withdrawn
     started_at: datetime | None = None

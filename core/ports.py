@@ -111,6 +111,23 @@ class SpaceStore(Protocol):
         started before ``live_before`` (never ended), oldest first."""
         ...
 
+    # The three queries below feed autocomplete (called at every keystroke): each is one indexed query.
+    # ``text`` narrows them to Spaces whose title contains it (case-insensitive; SQLite folds ASCII only)
+    # or whose id starts with it; "" matches every Space. All return open Spaces, soonest first (then id).
+
+    async def open_by_host(self, host: UserRef, *, limit: int, text: str = "") -> list[Space]:
+        """Scheduled or live Spaces hosted by ``host``, wherever they were scheduled."""
+        ...
+
+    async def open_in_scope(self, where: ChatRef, *, limit: int, text: str = "") -> list[Space]:
+        """Scheduled or live Spaces scheduled in ``where``'s scope: any chat of the same guild/workspace
+        when ``where`` is scoped, ``where`` itself otherwise (a Telegram group, the console)."""
+        ...
+
+    async def open_followed_by(self, user: UserRef, *, limit: int) -> list[Space]:
+        """Scheduled or live Spaces ``user`` is subscribed to."""
+        ...
+
 
 class SubscriptionStore(Protocol):
     async def add(self, sub: Subscription) -> bool:

@@ -10,9 +10,9 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from core.errors import InvalidTime, InvalidTitle, NotAllowed, TooManySpaces, WrongState
+from core.errors import InvalidTime, InvalidTitle, NotAllowed, TooManySpaces, UserError, WrongState
 from core.models import Delivery, DeliveryKind, Space, SpaceStatus
-from core.refs import UserRef
+from core.refs import ChatRef, UserRef
 from core.texts import TextKey
 
 TITLE_MAX = 100
@@ -57,8 +57,17 @@ def clean_title(raw: str) -> str:
 def clean_description(raw: str) -> str:
     text = raw.strip()
     if len(text) > DESCRIPTION_MAX:
-        raise InvalidTitle("description.too_long", length=len(text), limit=DESCRIPTION_MAX)
+        raise InvalidTitle(
+            "description.too_long", field="description", length=len(text), limit=DESCRIPTION_MAX
+        )
     return text
+
+
+def check_voice(voice: ChatRef | None, chat: ChatRef) -> None:
+    """A linked voice channel belongs to the platform and the guild/workspace the Space is scheduled in:
+    a channel elsewhere could not be joined from the card."""
+    if voice is not None and (voice.platform != chat.platform or voice.scope != chat.scope):
+        raise UserError("voice.elsewhere", field="voice")
 
 
 def check_start_time(at: datetime, now: datetime, shown: str) -> None:

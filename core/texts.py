@@ -59,6 +59,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "space.not_found": "I can't find a Space with the id “{space_id}” — check the link.",
         "space.wrong_state": "This Space is {status}, so you can't {action} it.",
         "space.same_time": "The Space is already scheduled for {when}.",
+        "voice.elsewhere": "That voice channel isn't in this server — pick one here.",
         "sub.closed": "This Space is {status}: reminders are closed.",
         "sub.host": "You're the host — you'll get your own reminders.",
         # --- actions (verbs used in messages above) ---
@@ -74,6 +75,7 @@ TEXTS: dict[str, dict[str, str]] = {
         # --- replies to the actor ---
         # time and title on lines of their own, so that a misreading of either shows (core/confirmations.py)
         "reply.scheduled": "Scheduled ✓\nTitle: {title}\nTime: {when}\nShare it: {link}",
+        "reply.preview": "About to schedule:\nTitle: {title}\nTime: {when}",
         "reply.rescheduled": "Rescheduled ✓\nTitle: {title}\nTime: {when}",
         "reply.renamed": "Renamed ✓\nTitle: {title}\nTime: {when}",
         "reply.fix": "Wrong title? `/rename {space_id} <new title>` · Wrong time? `/reschedule {space_id} <new time>`",
@@ -264,6 +266,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "space.not_found": "Je ne trouve pas de Space avec l'identifiant « {space_id} » — vérifiez le lien.",
         "space.wrong_state": "Ce Space est {status} : impossible de le {action}.",
         "space.same_time": "Le Space est déjà prévu pour {when}.",
+        "voice.elsewhere": "Ce salon vocal n'est pas sur ce serveur — choisissez-en un ici.",
         "sub.closed": "Ce Space est {status} : les rappels sont fermés.",
         "sub.host": "Vous êtes l'hôte — vous recevrez vos propres rappels.",
         "action.cancel": "annuler",
@@ -276,6 +279,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "status.ended": "terminé",
         "status.cancelled": "annulé",
         "reply.scheduled": "Programmé ✓\nTitre : {title}\nHeure : {when}\nÀ partager : {link}",
+        "reply.preview": "Prêt à programmer :\nTitre : {title}\nHeure : {when}",
         "reply.rescheduled": "Reprogrammé ✓\nTitre : {title}\nHeure : {when}",
         "reply.renamed": "Renommé ✓\nTitre : {title}\nHeure : {when}",
         "reply.fix": "Mauvais titre ? `/rename {space_id} <nouveau titre>` · Mauvaise heure ? "

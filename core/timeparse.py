@@ -62,6 +62,8 @@ class MissingTitle(InvalidTime, InvalidTitle):
     """A time was read, but no title followed it ("/space in 3 hours"). Both an InvalidTime (it comes from the
     time parser) and an InvalidTitle (what is missing is the title), so either family of handlers sees it."""
 
+    FIELD = "title"
+
 
 # --------------------------------------------------------------------------------------------------- zones
 
@@ -94,7 +96,8 @@ def check_zone(name: str) -> str:
     """The proper IANA spelling of ``name`` (case-insensitive); raises InvalidTime("time.unknown_zone")."""
     canonical = _zone_names().get(name.strip().lower()) if name and len(name) <= 64 else None
     if canonical is None:
-        raise InvalidTime("time.unknown_zone", zone=name)
+        # a zone given on its own (an option, a setting); a zone typed inside a time is the time's fault
+        raise InvalidTime("time.unknown_zone", field="timezone", zone=name)
     return canonical
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import and_, case, delete, func, literal, null, or_, select, upd
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.schema import Table
 
 from core import rules
@@ -170,6 +171,33 @@ class SqlSpaceStore:
             .order_by(space_t.c.starts_at, space_t.c.id)
             .limit(limit)
         )
+        return [space_from_row(r) for r in (await conn.execute(stmt)).all()]
+
+    async def open_by_host(self, host: UserRef, *, limit: int, text: str = "") -> list[Space]:
+        return await self._open(space_t.c.host == str(host), limit=limit, text=text)
+
+    async def open_in_scope(self, where: ChatRef, *, limit: int, text: str = "") -> list[Space]:
+        if where.scope is None:
+            return await self._open(space_t.c.chat == str(where), limit=limit, text=text)
+        in_scope = and_(space_t.c.platform == str(where.platform), space_t.c.scope == where.scope)
+        return await self._open(in_scope, limit=limit, text=text)
+
+    async def open_followed_by(self, user: UserRef, *, limit: int) -> list[Space]:
+        followed = select(subscription_t.c.space_id).where(subscription_t.c.user_ref == str(user))
+        return await self._open(space_t.c.id.in_(followed), limit=limit, text="")
+
+    async def _open(self, where: ColumnElement[bool], *, limit: int, text: str) -> list[Space]:
+        conn = await self._tx.conn()
+        stmt = select(space_t).where(where, space_t.c.status.in_(_OPEN))
+        text = text.strip().lower()
+        if text:
+            stmt = stmt.where(
+                or_(
+                    func.lower(space_t.c.title).contains(text, autoescape=True),
+                    space_t.c.id.startswith(text, autoescape=True),
+                )
+            )
+        stmt = stmt.order_by(space_t.c.starts_at, space_t.c.id).limit(max(limit, 0))
         return [space_from_row(r) for r in (await conn.execute(stmt)).all()]
 
 

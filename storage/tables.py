@@ -56,6 +56,8 @@ class SpaceRow(SQLModel, table=True):
     __table_args__ = (
         Index("ix_space_host_status", "host", "status"),
         Index("ix_space_chat_status_starts", "chat", "status", "starts_at"),
+        # the open Spaces of a guild/workspace (a moderator's autocomplete, at every keystroke)
+        Index("ix_space_platform_scope_status", "platform", "scope", "status"),
     )
 
     id: str = Field(primary_key=True, max_length=64)
@@ -64,6 +66,10 @@ class SpaceRow(SQLModel, table=True):
     host: str = Field(max_length=REF)
     chat: str = Field(max_length=REF)
     platform: str = Field(max_length=SHORT)
+    # the chat's scope (guild/workspace id), None when unscoped: a copy of what ``chat`` says, as a column
+    # so that "every open Space of this guild" is an index lookup
+    scope: str | None = Field(default=None, max_length=REF)
+    voice: str | None = Field(default=None, max_length=REF)  # str(ChatRef) of a voice/stage channel
     starts_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
     tz: str = Field(max_length=ZONE)
     locale: str = Field(max_length=ZONE)
@@ -77,6 +83,8 @@ class SpaceRow(SQLModel, table=True):
 
 class SubscriptionRow(SQLModel, table=True):
     __tablename__ = "subscription"
+    # "the Spaces I follow": by user (the primary key leads with the Space)
+    __table_args__ = (Index("ix_subscription_user_ref", "user_ref"),)
 
     space_id: str = Field(foreign_key="space.id", ondelete="CASCADE", primary_key=True, max_length=64)
     # "user" is reserved in PostgreSQL: user_ref everywhere
@@ -261,6 +269,8 @@ def space_values(space: Space) -> dict[str, Any]:
         "host": str(space.host),
         "chat": str(space.chat),
         "platform": str(space.chat.platform),
+        "scope": space.chat.scope,
+        "voice": str(space.voice) if space.voice is not None else None,
         "starts_at": space.starts_at,
         "tz": space.tz,
         "locale": space.locale,
@@ -285,6 +295,7 @@ def space_from_row(row: Any) -> Space:
         created_at=row.created_at,
         description=row.description,
         audio_source=row.audio_source,
+        voice=parse_chat(row.voice) if row.voice is not None else None,
         status=SpaceStatus(row.status),
         revision=row.revision,
         started_at=row.started_at,

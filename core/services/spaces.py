@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from core import rules
+from core import confirmations, rules
 from core.commands import (
     CancelSpace,
     EndSpace,
@@ -26,6 +26,7 @@ from core.commands import (
 from core.errors import NotFound, UserError, WrongState
 from core.ids import new_space_id
 from core.models import Delivery, DeliveryKind, DeliveryStatus, Space, SpaceStatus, Subscription, UserProfile
+from core.notices import Notice, reply
 from core.ports import Clock, UnitOfWork, UnitOfWorkFactory, WakeUps
 from core.refs import ChatRef, UserRef
 from core.texts import TextKey, pick_locale
@@ -47,6 +48,42 @@ class SubscribeResult:
     subscribed: bool  # the state after the call
     changed: bool  # False when it already was in that state
     subscribers: int
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulePreview:
+    """What :meth:`SpaceService.schedule` would do with a command, found without doing it."""
+
+    starts_at: datetime  # aware UTC
+    tz: str  # the zone the time was read in (IANA)
+    title: str  # cleaned (or split from the time, when the command gave time and title in one string)
+    description: str  # cleaned
+    voice: ChatRef | None
+    locale: str  # of the texts below
+    when_text: str  # the start in ``tz``, as every confirmation states it
+    text: str  # the preview to show ("About to schedule: …"); contains ``when_text``
+
+    def notice(self, *, ephemeral: bool = True) -> Notice:
+        """The preview as an answer to the one who asked (private by default), carrying the start as data."""
+        return reply(
+            self.text,
+            locale=self.locale,
+            when=self.starts_at,
+            when_text=self.when_text,
+            status=SpaceStatus.SCHEDULED,
+            ephemeral=ephemeral,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Draft:
+    """A schedule command read and checked: everything but the host quota (which needs the host's lock)."""
+
+    title: str
+    description: str
+    starts_at: datetime
+    tz: str
+    locale: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,13 +156,51 @@ class SpaceService:
         async with self._read() as uow:
             return await self._zone(uow, user, chat, override)
 
+    async def manageable(
+        self, user: UserRef, where: ChatRef, *, is_moderator: bool, limit: int = 25, prefix: str = ""
+    ) -> list[Space]:
+        """Open Spaces ``user`` may manage, soonest first: their own, and when they moderate ``where``
+        (the adapter decides that, as for :class:`core.rules.Actor`) every open Space scheduled in its
+        scope (its guild/workspace; the chat itself where there is none). ``prefix`` is what the member has
+        typed so far: it keeps Spaces whose title contains it or whose id starts with it. Reads only: cheap
+        enough for autocomplete at every keystroke."""
+        async with self._read() as uow:
+            found = await uow.spaces.open_by_host(user, limit=limit, text=prefix)
+            if is_moderator:
+                found += await uow.spaces.open_in_scope(where, limit=limit, text=prefix)
+        unique = {s.id: s for s in found}  # a moderator's own Spaces in the scope come twice
+        return sorted(unique.values(), key=lambda s: (s.starts_at, s.id))[: max(limit, 0)]
+
+    async def following(self, user: UserRef, limit: int = 25) -> list[Space]:
+        """Open Spaces ``user`` is subscribed to, soonest first (reads only)."""
+        async with self._read() as uow:
+            return await uow.spaces.open_followed_by(user, limit=limit)
+
+    async def preview(self, cmd: ScheduleSpace) -> SchedulePreview:
+        """What :meth:`schedule` would do with ``cmd``, writing nothing: the same reading of the time and
+        title, and the same checks (title, description, voice channel, time, the host's quota), raising
+        the same UserError (with its ``field``) where schedule would. ``request_id`` is ignored. A form
+        calls it to show the parsed time before the member sends; schedule() checks everything again."""
+        now = self._clock.now()
+        async with self._read() as uow:
+            draft = await self._draft(uow, cmd, now)
+            rules.check_host_quota(await uow.spaces.count_open_by_host(cmd.actor.user))
+        when = format_local(draft.starts_at, draft.tz, draft.locale)
+        return SchedulePreview(
+            starts_at=draft.starts_at,
+            tz=draft.tz,
+            title=draft.title,
+            description=draft.description,
+            voice=cmd.voice,
+            locale=draft.locale,
+            when_text=when,
+            text=confirmations.preview(draft.title, when, draft.locale),
+        )
+
     # ------------------------------------------------------------------ commands
 
     async def schedule(self, cmd: ScheduleSpace) -> Space:
         now = self._clock.now()
-        # an empty title means the time and the title came typed together; split them once the zone is known
-        title = rules.clean_title(cmd.title) if cmd.title.strip() else ""
-        description = rules.clean_description(cmd.description)
         async with self._uow() as uow:
             if cmd.request_id is not None:
                 space_id = self._new_id()
@@ -134,29 +209,23 @@ class SpaceService:
                     return await self._load(uow, earlier)
             else:
                 space_id = self._new_id()
-            tz = await self._zone(uow, cmd.actor.user, cmd.chat, cmd.tz)
-            locale = pick_locale(cmd.actor.locale)
-            if title:
-                parsed = parse_when(cmd.when_text, now=now, tz=tz, locale=locale)
-            else:  # a time alone is refused by the parser (title.missing), showing the time it read
-                parsed, rest = split_when_and_title(cmd.when_text, now=now, tz=tz, locale=locale)
-                title = rules.clean_title(rest)
-            rules.check_start_time(parsed.at, now, format_local(parsed.at, parsed.tz, locale))
+            draft = await self._draft(uow, cmd, now)
             # one schedule per host at a time, until commit: 15 concurrent /space commands on PostgreSQL
             # must not all count 9 open Spaces and all insert (check-then-insert needs the lock)
             await uow.users.lock(cmd.actor.user)
             rules.check_host_quota(await uow.spaces.count_open_by_host(cmd.actor.user))
             space = Space(
                 id=space_id,
-                title=title,
-                description=description,
+                title=draft.title,
+                description=draft.description,
                 host=cmd.actor.user,
                 chat=cmd.chat,
-                starts_at=parsed.at,
-                tz=parsed.tz,
-                locale=locale,
+                starts_at=draft.starts_at,
+                tz=draft.tz,
+                locale=draft.locale,
                 created_at=now,
                 audio_source=cmd.audio_source,
+                voice=cmd.voice,
             )
             await uow.spaces.add(space)
             await self._remember_user(uow, cmd.actor)
@@ -186,7 +255,7 @@ class SpaceService:
             shown = format_local(parsed.at, parsed.tz, locale)
             rules.check_start_time(parsed.at, now, shown)
             if parsed.at == space.starts_at:
-                raise UserError("space.same_time", when=shown)
+                raise UserError("space.same_time", field="when", when=shown)
             space.starts_at, space.tz = parsed.at, parsed.tz
             space.revision += 1
             await uow.spaces.save(space)
@@ -388,6 +457,22 @@ class SpaceService:
         await uow.spaces.save(space)
         await uow.deliveries.withdraw(space.id, withdraw, reason)
         await uow.deliveries.add(await self._card_edits(uow, space, now, tag=reason.replace(" ", "")))
+
+    async def _draft(self, uow: UnitOfWork, cmd: ScheduleSpace, now: datetime) -> _Draft:
+        """Read and check a schedule command (reads only): schedule() and preview() share every rule."""
+        # an empty title means the time and the title came typed together; split them once the zone is known
+        title = rules.clean_title(cmd.title) if cmd.title.strip() else ""
+        description = rules.clean_description(cmd.description)
+        rules.check_voice(cmd.voice, cmd.chat)
+        tz = await self._zone(uow, cmd.actor.user, cmd.chat, cmd.tz)
+        locale = pick_locale(cmd.actor.locale)
+        if title:
+            parsed = parse_when(cmd.when_text, now=now, tz=tz, locale=locale)
+        else:  # a time alone is refused by the parser (title.missing), showing the time it read
+            parsed, rest = split_when_and_title(cmd.when_text, now=now, tz=tz, locale=locale)
+            title = rules.clean_title(rest)
+        rules.check_start_time(parsed.at, now, format_local(parsed.at, parsed.tz, locale))
+        return _Draft(title, description, parsed.at, parsed.tz, locale)
 
     async def _load(self, uow: UnitOfWork, space_id: str, *, for_update: bool = False) -> Space:
         space = await (uow.spaces.get_for_update(space_id) if for_update else uow.spaces.get(space_id))

@@ -7,6 +7,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from core import notices
 from core.models import DeliveryKind, Space, SpaceStatus, SpaceView
@@ -168,3 +170,35 @@ def test_reply_payload_keeps_the_data() -> None:
 class _Links:
     def space(self, space_id: str) -> str:
         return f"https://spaces.test/s/{space_id}"
+
+
+ZONES = ("UTC", "Europe/Paris", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe")
+_MARK = "\ue000"  # private use: a clean title never holds it
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(
+    title=st.text(min_size=1, max_size=40).map(lambda s: s.replace(_MARK, "")).filter(str.strip),
+    zone=st.sampled_from(ZONES),
+    minutes=st.integers(min_value=0, max_value=60 * 24 * 365),
+    locale=st.sampled_from(LOCALES),
+    quote=st.booleans(),
+)
+def test_every_stated_time_is_found_and_swapped_once(
+    title: str, zone: str, minutes: int, locale: str, quote: bool
+) -> None:
+    start = START + timedelta(minutes=minutes)
+    words = format_local(start, zone, locale)
+    s = space(title=f"{title} {words}" if quote else title)
+    s.starts_at = start
+    built = [notices.card(view(s, zone=zone), "Ana", locale)]
+    built += [
+        notices.for_delivery(k, view(s, zone=zone), "Ana", locale, None)
+        for k in (DeliveryKind.HOST_T30, DeliveryKind.CANCELLED_NOTICE, DeliveryKind.RESCHEDULED_NOTICE)
+    ]
+    for n in built:
+        assert n.when == start and n.when_text == words and states_when(n)
+        native = n.with_when(lambda _: _MARK)
+        assert sum(part.count(_MARK) for part in texts(native)) == 1
+        assert native.plain().replace(_MARK, words) == n.plain()  # the only change
+        assert s.title in native.plain()  # the title, quoting the time or not, is untouched

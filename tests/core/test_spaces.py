@@ -19,7 +19,7 @@ from core.commands import (
 from core.errors import InvalidTime, InvalidTitle, NotAllowed, NotFound, TooManySpaces, UserError, WrongState
 from core.models import Community, DeliveryKind, DeliveryStatus, SpaceStatus
 from core.refs import ChatRef, Platform, UserRef
-from core.rules import MAX_OPEN_PER_HOST, TITLE_MAX
+from core.rules import MAX_OPEN_PER_HOST, TITLE_MAX, Actor
 from core.texts import t
 from tests.conftest import CoreEnv
 
@@ -417,3 +417,143 @@ async def test_schedule_reads_the_text_in_the_actors_language_for_its_errors(cor
     with pytest.raises(InvalidTime) as e:
         await schedule(core_env, when="hier 20h Bilan", title="", actor=core_env.actor(locale="fr"))
     assert e.value.params == {"when": "mar. 24 nov. 2026, 20:00 CET"}
+
+
+# ---------------------------------------------------------------- acknowledge first: preview, fields, queries
+
+GUILD_CHANNEL = ChatRef(Platform.DISCORD, "5001", scope="900")
+
+
+async def _footprint(env: CoreEnv, user: UserRef) -> tuple[int, int, object]:
+    return await env.space_count(), len(await env.deliveries()), await env.profile(user)
+
+
+async def test_preview_reads_like_schedule_and_writes_nothing(core_env: CoreEnv) -> None:
+    env = core_env
+    before = await _footprint(env, env.host)
+    cmd = ScheduleSpace(
+        actor=env.actor(locale="fr"),
+        chat=env.chat,
+        title="",
+        when_text="2026-11-25 20:00   Weekly  AMA",
+        description="  Bring questions ",
+        request_id="rq-1",
+    )
+    seen = await env.spaces.preview(cmd)
+    assert await _footprint(env, env.host) == before == (0, 0, None)
+    assert env.wake.earliest is None
+    assert seen.starts_at == datetime(2026, 11, 25, 19, 0, tzinfo=UTC) and seen.tz == "Europe/Paris"
+    assert seen.title == "Weekly AMA" and seen.description == "Bring questions" and seen.locale == "fr"
+    assert seen.when_text == "mer. 25 nov. 2026, 20:00 CET" and seen.when_text in seen.text
+    assert seen.text.startswith("Prêt à programmer")
+    notice = seen.notice()
+    assert notice.ephemeral and notice.when == seen.starts_at and notice.when_text == seen.when_text
+    assert notice.status is SpaceStatus.SCHEDULED
+    # the request id was not burnt: the real command with the same id schedules
+    space = await env.spaces.schedule(cmd)
+    assert (space.starts_at, space.tz, space.title, space.description) == (
+        seen.starts_at,
+        seen.tz,
+        seen.title,
+        seen.description,
+    )
+
+
+@pytest.mark.parametrize(
+    ("kw", "error", "key", "field"),
+    [
+        ({"title": "  "}, InvalidTitle, "title.missing", "title"),
+        ({"title": "x" * (TITLE_MAX + 1)}, InvalidTitle, "title.too_long", "title"),
+        ({"when": "yesterday 10:00"}, InvalidTime, "time.past", "when"),
+        ({"when": "someday"}, InvalidTime, "time.unreadable", "when"),
+        ({"when": "2026-11-26 20:00 Mars/Olympus"}, InvalidTime, "time.unknown_zone", "when"),
+        ({"tz": "Mars/Olympus"}, InvalidTime, "time.unknown_zone", "timezone"),
+        ({"description": "d" * 1001}, InvalidTitle, "description.too_long", "description"),
+        ({"voice": ChatRef(Platform.DISCORD, "9")}, UserError, "voice.elsewhere", "voice"),
+    ],
+)
+async def test_preview_and_schedule_raise_the_same_field_aware_errors(
+    core_env: CoreEnv, kw: dict[str, object], error: type[UserError], key: str, field: str
+) -> None:
+    kw = dict(kw)
+    when = str(kw.pop("when", "2026-11-25 20:00"))
+    title = str(kw.pop("title", "Weekly AMA"))
+    cmd = ScheduleSpace(actor=core_env.actor(), chat=core_env.chat, title=title, when_text=when, **kw)  # type: ignore[arg-type]
+    for attempt in (core_env.spaces.preview, core_env.spaces.schedule):
+        with pytest.raises(error) as e:
+            await attempt(cmd)
+        assert (e.value.key, e.value.field) == (key, field)
+        for locale in ("en", "fr"):
+            assert "{" not in t(locale, e.value.key, **e.value.params)
+    assert await core_env.space_count() == 0 and await core_env.deliveries() == []
+
+
+async def test_errors_without_a_field_and_the_quota_in_preview(core_env: CoreEnv) -> None:
+    for i in range(MAX_OPEN_PER_HOST):
+        await schedule(core_env, when=f"in {i + 2} hours", title=f"S{i}")
+    rows = len(await core_env.deliveries())
+    cmd = ScheduleSpace(actor=core_env.actor(), chat=core_env.chat, title="More", when_text="in 20 hours")
+    with pytest.raises(TooManySpaces) as e:
+        await core_env.spaces.preview(cmd)
+    assert e.value.field is None
+    assert len(await core_env.deliveries()) == rows
+    with pytest.raises(ValueError):
+        UserError("x", field="nope")
+
+
+async def test_a_voice_channel_is_linked_in_the_same_guild(core_env: CoreEnv) -> None:
+    host = Actor(UserRef(Platform.DISCORD, "42"))
+    voice = ChatRef(Platform.DISCORD, "5002", scope="900")
+    cmd = ScheduleSpace(actor=host, chat=GUILD_CHANNEL, title="Stage", when_text="in 3 hours", voice=voice)
+    assert (await core_env.spaces.preview(cmd)).voice == voice
+    space = await core_env.spaces.schedule(cmd)
+    assert space.voice == voice and (await core_env.spaces.get(space.id)).voice == voice
+    for elsewhere in (ChatRef(Platform.DISCORD, "7", scope="901"), ChatRef(Platform.TELEGRAM, "5002")):
+        with pytest.raises(UserError) as e:
+            await core_env.spaces.schedule(
+                ScheduleSpace(
+                    actor=host, chat=GUILD_CHANNEL, title="S", when_text="in 4 hours", voice=elsewhere
+                )
+            )
+        assert e.value.field == "voice"
+
+
+async def test_manageable_and_following(core_env: CoreEnv) -> None:
+    env = core_env
+    ana, bob, mod = (UserRef(Platform.DISCORD, n) for n in ("ana", "bob", "mod"))
+    other_channel = ChatRef(Platform.DISCORD, "5003", scope="900")
+    other_guild = ChatRef(Platform.DISCORD, "6001", scope="901")
+
+    async def make(who: UserRef, chat: ChatRef, when: str, title: str) -> str:
+        cmd = ScheduleSpace(actor=Actor(who), chat=chat, title=title, when_text=when)
+        return (await env.spaces.schedule(cmd)).id
+
+    a1 = await make(ana, GUILD_CHANNEL, "in 3 hours", "Ana's jam")
+    a2 = await make(ana, other_guild, "in 2 hours", "Ana elsewhere")
+    b1 = await make(bob, other_channel, "in 1 hour", "Bob's AMA")
+    m1 = await make(mod, GUILD_CHANNEL, "in 4 hours", "Mod night")
+    b2 = await make(bob, other_guild, "in 5 hours", "Bob away")
+    gone = await make(bob, GUILD_CHANNEL, "in 6 hours", "Gone")
+    await env.spaces.cancel(CancelSpace(Actor(bob), gone))
+
+    async def manageable(user: UserRef, *, is_moderator: bool, **kw: object) -> list[str]:
+        found = await env.spaces.manageable(user, GUILD_CHANNEL, is_moderator=is_moderator, **kw)  # type: ignore[arg-type]
+        return [s.id for s in found]
+
+    assert await manageable(ana, is_moderator=False) == [a2, a1]  # their own, open, soonest first
+    assert await manageable(bob, is_moderator=False) == [b1, b2]
+    # a moderator: every open Space of the guild, and their own; each once
+    assert await manageable(mod, is_moderator=True) == [b1, a1, m1]
+    assert await manageable(mod, is_moderator=True, limit=2) == [b1, a1]
+    assert await manageable(mod, is_moderator=True, prefix="JAM") == [a1]
+    assert await manageable(mod, is_moderator=True, prefix=b1[:4]) == [b1]
+    assert await manageable(mod, is_moderator=False) == [m1]
+
+    for sid in (a1, b2, m1):
+        await env.spaces.subscribe(Subscribe(UserRef(Platform.DISCORD, "fan"), sid))
+    await env.spaces.start(StartSpace(Actor(mod), m1))
+    await env.spaces.cancel(CancelSpace(Actor(bob), b2))
+    fan = UserRef(Platform.DISCORD, "fan")
+    assert [s.id for s in await env.spaces.following(fan)] == [a1, m1]  # b2 cancelled; m1 live
+    assert [s.id for s in await env.spaces.following(fan, limit=1)] == [a1]
+    assert await env.spaces.following(ana) == []

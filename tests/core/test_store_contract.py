@@ -244,6 +244,81 @@ async def test_upcoming_in_chat_is_open_spaces_announced_there_soonest_first(
         assert first == space("soon-a", starts_at=T0)  # whole Spaces, not ids
 
 
+GUILD = ChatRef(Platform.DISCORD, "5001", scope="900")
+GUILD_VOICE = ChatRef(Platform.DISCORD, "5002", scope="900")
+OTHER_GUILD = ChatRef(Platform.DISCORD, "6001", scope="901")
+DISCORD_HOST = UserRef(Platform.DISCORD, "77")
+
+
+async def test_a_scoped_space_round_trips_with_its_voice_channel(uow_factory: UnitOfWorkFactory) -> None:
+    sp = space("scoped", chat=GUILD, host=DISCORD_HOST, voice=GUILD_VOICE, description="In the stage")
+    await add_spaces(uow_factory, sp, space("plain"))
+    async with uow_factory() as uow:
+        got = await uow.spaces.get("scoped")
+        assert got == sp and got is not None and got.chat.scope == "900" and got.voice == GUILD_VOICE
+        plain = await uow.spaces.get("plain")
+        assert plain is not None and plain.voice is None and plain.chat.scope is None
+        got.voice = None
+        await uow.spaces.save(got)
+        await uow.commit()
+    async with uow_factory() as uow:
+        again = await uow.spaces.get("scoped")
+        assert again is not None and again.voice is None
+
+
+async def test_open_queries_for_autocomplete(uow_factory: UnitOfWorkFactory) -> None:
+    h = timedelta(hours=1)
+    other_host = UserRef(Platform.DISCORD, "78")
+    await add_spaces(
+        uow_factory,
+        space("g-mine-late", chat=GUILD, host=DISCORD_HOST, starts_at=T0 + 3 * h, title="Late Jam"),
+        space("g-mine-live", chat=GUILD, host=DISCORD_HOST, starts_at=T0, status=SpaceStatus.LIVE),
+        space("g-mine-done", chat=GUILD, host=DISCORD_HOST, starts_at=T0, status=SpaceStatus.ENDED),
+        space("g-theirs", chat=GUILD_VOICE, host=other_host, starts_at=T0 + h, title="100% Weekly_AMA"),
+        space("o-mine", chat=OTHER_GUILD, host=DISCORD_HOST, starts_at=T0 + 2 * h, title="Elsewhere"),
+        space("o-theirs", chat=OTHER_GUILD, host=other_host, starts_at=T0 + h),
+        space("unscoped", chat=ChatRef(Platform.DISCORD, "5001"), host=other_host, starts_at=T0),
+        space("tg", starts_at=T0),  # a Telegram group: no scope
+    )
+    async with uow_factory() as uow:
+        subs = [("g-theirs", DISCORD_HOST), ("o-theirs", DISCORD_HOST), ("g-mine-done", other_host)]
+        for sid, user in subs:
+            await uow.subscriptions.add(Subscription(sid, user, T0))
+        await uow.subscriptions.add(Subscription("tg", ALICE, T0))
+        await uow.commit()
+
+    async with uow_factory() as uow:
+
+        async def ids(found: Sequence[Space]) -> list[str]:
+            return [x.id for x in found]
+
+        mine = await uow.spaces.open_by_host(DISCORD_HOST, limit=25)
+        assert await ids(mine) == ["g-mine-live", "o-mine", "g-mine-late"]  # anywhere, open only
+        assert mine[0] == space("g-mine-live", chat=GUILD, host=DISCORD_HOST, status=SpaceStatus.LIVE)
+        assert await ids(await uow.spaces.open_by_host(DISCORD_HOST, limit=1)) == ["g-mine-live"]
+        # the scope: every chat of the guild, not another guild, not the unscoped chat with the same id
+        in_guild = await uow.spaces.open_in_scope(ChatRef(Platform.DISCORD, "5999", scope="900"), limit=25)
+        assert await ids(in_guild) == ["g-mine-live", "g-theirs", "g-mine-late"]
+        assert await ids(await uow.spaces.open_in_scope(CHAT, limit=25)) == ["tg"]  # unscoped: that chat
+        assert await uow.spaces.open_in_scope(ChatRef(Platform.SLACK, "C1", scope="900"), limit=25) == []
+        # what was typed: a piece of the title (any case), or the start of the id; LIKE wildcards are literal
+        assert await ids(await uow.spaces.open_in_scope(GUILD, limit=25, text="  LATE j ")) == ["g-mine-late"]
+        assert await ids(await uow.spaces.open_in_scope(GUILD, limit=25, text="g-th")) == ["g-theirs"]
+        assert await ids(await uow.spaces.open_in_scope(GUILD, limit=25, text="100%")) == ["g-theirs"]
+        assert await uow.spaces.open_in_scope(GUILD, limit=25, text="%") == [await uow.spaces.get("g-theirs")]
+        assert await ids(await uow.spaces.open_in_scope(GUILD, limit=25, text="y_a")) == ["g-theirs"]
+        assert await uow.spaces.open_in_scope(GUILD, limit=25, text="y_b") == []
+        assert await uow.spaces.open_by_host(DISCORD_HOST, limit=25, text="_") == []
+        # followed: open Spaces subscribed to, soonest first
+        assert await ids(await uow.spaces.open_followed_by(DISCORD_HOST, limit=25)) == [
+            "g-theirs",
+            "o-theirs",
+        ]
+        assert await ids(await uow.spaces.open_followed_by(DISCORD_HOST, limit=0)) == []
+        assert await uow.spaces.open_followed_by(other_host, limit=25) == []  # g-mine-done is over
+        assert await ids(await uow.spaces.open_followed_by(ALICE, limit=25)) == ["tg"]
+
+
 async def test_list_stale_is_spaces_never_started_or_never_ended_oldest_first(
     uow_factory: UnitOfWorkFactory,
 ) -> None:

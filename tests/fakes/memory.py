@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -110,6 +110,30 @@ class MemorySpaceStore(_Stores):
             for s in self.st.spaces.values()
             if (s.status is SpaceStatus.SCHEDULED and s.starts_at < scheduled_before)
             or (s.status is SpaceStatus.LIVE and s.started_at is not None and s.started_at < live_before)
+        ]
+        found.sort(key=lambda s: (s.starts_at, s.id))
+        return [copy.copy(s) for s in found[: max(limit, 0)]]
+
+    async def open_by_host(self, host: UserRef, *, limit: int, text: str = "") -> list[Space]:
+        return self._open(lambda s: s.host == host, limit, text)
+
+    async def open_in_scope(self, where: ChatRef, *, limit: int, text: str = "") -> list[Space]:
+        if where.scope is None:
+            return self._open(lambda s: s.chat == where, limit, text)
+        return self._open(
+            lambda s: s.chat.platform == where.platform and s.chat.scope == where.scope, limit, text
+        )
+
+    async def open_followed_by(self, user: UserRef, *, limit: int) -> list[Space]:
+        followed = {sid for sid, u in self.st.subs if u == user}
+        return self._open(lambda s: s.id in followed, limit, "")
+
+    def _open(self, keep: Callable[[Space], bool], limit: int, text: str) -> list[Space]:
+        text = text.strip().lower()
+        found = [
+            s
+            for s in self.st.spaces.values()
+            if s.status.is_open and keep(s) and (not text or text in s.title.lower() or s.id.startswith(text))
         ]
         found.sort(key=lambda s: (s.starts_at, s.id))
         return [copy.copy(s) for s in found[: max(limit, 0)]]
