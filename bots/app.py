@@ -102,6 +102,9 @@ class AdapterContext:
     # `spaces worker` process sends and nothing else, so one update is never handled by two processes.
     receive: bool
     replies: RepliesService  # answers to inbound events, written to the outbox with the event's effect
+    # the send budget, for the platform calls an adapter makes on its own behalf inside a send (Discord's
+    # DM opens: the engine budgets the message, the adapter the request that opens the DM channel)
+    budget: Budget | None = None
 
 
 def budget_rates(settings: Settings) -> dict[Platform, Rate]:
@@ -179,7 +182,7 @@ def _discord(ctx: AdapterContext) -> ChatPlatform:
         moderator_role=s.discord_moderator_role,
     )
     # DM channel ids are kept in the users' profiles (ctx.uow): a restart does not reopen every DM
-    platform = DiscordPlatform(config, receive=ctx.receive, uow=ctx.uow)
+    platform = DiscordPlatform(config, receive=ctx.receive, uow=ctx.uow, budget=ctx.budget)
     _discord_inbound(ctx, platform)
     return platform
 
@@ -606,7 +609,9 @@ async def build(
         statuses += [PlatformStatus(p.platform, True, "connected") for p in adapters]
     else:
         adapters, more = _configured_adapters(
-            AdapterContext(settings, spaces, uow, clock, links, receive=role.serves_web, replies=replies)
+            AdapterContext(
+                settings, spaces, uow, clock, links, receive=role.serves_web, replies=replies, budget=budget
+            )
         )
         statuses += more
     if not any(p.platform is Platform.CONSOLE for p in adapters):

@@ -37,7 +37,7 @@ from bots.discord.render import Rendered, render, render_mentions
 from core.errors import ChatUnavailable, RateLimited, RecipientUnreachable, TransientError
 from core.models import UserProfile
 from core.notices import Notice
-from core.ports import UnitOfWorkFactory
+from core.ports import Budget, UnitOfWorkFactory
 from core.refs import ChatRef, MessageRef, Platform, UserRef
 from core.texts import t
 
@@ -212,11 +212,15 @@ class DiscordPlatform:
         receive: bool = True,
         events: EventsSink | None = None,
         uow: UnitOfWorkFactory | None = None,
+        budget: Budget | None = None,
     ) -> None:
         self.config = config
         self._receive = receive  # False in worker-only processes: REST only, no gateway
         self._events = events
         self._uow = uow  # where DM channel ids are kept (UserProfile.dm_channel); None: memory only
+        # the engine budgets each message; opening a DM channel is one more request against the same
+        # global limit, so it takes its own share (else a fan-out to new users makes two requests per slot)
+        self._budget = budget
         self._handlers: InteractionHandlers | None = None
         self._client: discord.Client | None = None
         self._connect: asyncio.Task[None] | None = None
@@ -512,6 +516,8 @@ class DiscordPlatform:
             return cached
         stored = await self._stored_dm(user)
         if stored is None:
+            if self._budget is not None:
+                await self._budget.acquire(Platform.DISCORD)  # bounded by the engine's send timeout
             data = await self._call(self.client.http.start_private_message(int(user.id)), to_user=True)
             stored = str(data["id"])
             await self._store_dm(user, stored)
