@@ -25,8 +25,6 @@ No network call is needed.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import functools
 import logging
 from collections.abc import Callable
 from datetime import timedelta
@@ -43,7 +41,7 @@ from bots.discord.translate import Incoming, Kind
 from core import rules
 from core.commands import ScheduleSpace
 from core.errors import UserError
-from core.models import Space, SpaceStatus
+from core.models import SpaceStatus
 from core.notices import Notice, Verb, reply
 from core.ports import Clock, Links
 from core.refs import ChatRef, UserRef
@@ -347,7 +345,7 @@ class Handlers:
             raise UserError("title.empty")
         voice = inc.option("voice_channel")
         space = await self._spaces.schedule(
-            _schedule_command(
+            ScheduleSpace(
                 actor=Actor(user, locale=inc.locale),
                 chat=chat,
                 title=title,
@@ -424,16 +422,31 @@ class Handlers:
         return await self._spaces.zone_for(inc.user, inc.chat, override)
 
     async def _preview(self, inc: Incoming, when: str, zone: str | None) -> str:
-        """ "Tue 8 Dec 2026, 20:00 CET (Europe/Paris) — in 1 day", or why the time cannot be used."""
+        """ "Thu 26 Nov 2026, 20:00 CET (Europe/Paris) — in 1 day", or why the time cannot be used."""
         locale, now = inc.locale, self._clock.now()
+        title = inc.option("title")
         try:
-            tz = await self._zone_of(inc, zone)
-            parsed = parse_when(_input(when), now=now, tz=tz, locale=locale)
-            shown = format_local(parsed.at, parsed.tz, locale)
-            rules.check_start_time(parsed.at, now, shown)
+            if inc.subcommand == "schedule" and title and inc.user is not None and inc.chat is not None:
+                # the schedule command's own checks (title, zone, time, the host's quota), writing nothing
+                preview = await self._spaces.preview(
+                    ScheduleSpace(
+                        actor=Actor(inc.user, locale=locale),
+                        chat=inc.chat,
+                        title=title,
+                        when_text=_input(when),
+                        tz=zone,
+                    )
+                )
+                at, tz, shown = preview.starts_at, preview.tz, preview.when_text
+            else:  # no title yet, or a reschedule: the time alone, read as the command will read it
+                tz = await self._zone_of(inc, zone)
+                parsed = parse_when(_input(when), now=now, tz=tz, locale=locale)
+                at, tz = parsed.at, parsed.tz
+                shown = format_local(at, tz, locale)
+                rules.check_start_time(at, now, shown)
         except UserError as e:
             return "⚠️ " + _error(locale, e).replace("`", "")
-        return f"{shown} ({parsed.tz}) — {_relative(parsed.at - now, locale)}"
+        return f"{shown} ({tz}) — {_relative(at - now, locale)}"
 
     async def _when_choices(self, inc: Incoming) -> list[tuple[str, str]]:
         when = inc.option("when")
@@ -459,37 +472,27 @@ class Handlers:
         return choices
 
     async def _space_choices(self, inc: Incoming) -> list[tuple[str, str]]:
+        """The Spaces this member may manage (their own; every one of the guild with Manage Events or the
+        moderator role), matching what they typed, that this subcommand can act on."""
+        if inc.user is None or inc.chat is None:
+            return []
         statuses = _STATUSES.get(inc.subcommand or "", (SpaceStatus.SCHEDULED, SpaceStatus.LIVE))
-        typed = inc.option("space").lower()
-        found: list[tuple[str, str]] = []
-        for s in await self._manageable(inc):
-            if s.status not in statuses:
-                continue
-            if typed and not (s.id.startswith(typed) or typed in s.title.lower()):
-                continue
-            found.append((f"{s.title} — {format_local(s.starts_at, s.tz, inc.locale)}", s.id))
+        spaces = await self._spaces.manageable(
+            inc.user,
+            inc.chat,
+            is_moderator=self._may_moderate(inc, inc.chat),
+            limit=50,
+            prefix=inc.option("space")[:100],
+        )
+        found = [
+            (f"{s.title} — {format_local(s.starts_at, s.tz, inc.locale)}", s.id)
+            for s in spaces
+            if s.status in statuses
+        ]
         return found[: tr.MAX_CHOICES]
-
-    async def _manageable(self, inc: Incoming) -> list[Space]:
-        """The Spaces this member may manage, from this channel (one cheap read)."""
-        assert inc.user is not None and inc.chat is not None
-        spaces = await self._spaces.upcoming(inc.chat, limit=50)
-        return [s for s in spaces if s.host == inc.user or self._may_moderate(inc, s.chat)]
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-@functools.cache
-def _schedule_takes_voice() -> bool:
-    return "voice" in {f.name for f in dataclasses.fields(ScheduleSpace)}
-
-
-def _schedule_command(*, voice: ChatRef | None, **fields: Any) -> ScheduleSpace:
-    """ScheduleSpace with the linked voice channel once the core stores one (one place to simplify)."""
-    if _schedule_takes_voice():
-        fields["voice"] = voice
-    return ScheduleSpace(**fields)
 
 
 def _input(text: str) -> str:
