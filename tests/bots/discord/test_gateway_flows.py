@@ -1,0 +1,176 @@
+"""Members' flows over the gateway: the real discord.py (through the Discord adapter) against the Discord
+emulator, on the real core, storage and delivery engine. Members run ``/space`` commands, type in
+autocompleted options and press the card's buttons in the emulator; what each of them received is counted
+there (responses, follow-ups, messages in the channel).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pytest
+
+from bots.discord.adapter import DiscordConfig, DiscordPlatform
+from bots.discord.handlers import Handlers
+from bots.discord.translate import chat_ref
+from bots.runtime.budget import Unlimited
+from core.models import SpaceStatus
+from core.refs import ChatRef
+from core.services.deliveries import DeliveryEngine, EngineConfig
+from core.services.manage import ManageService
+from core.services.profiles import ProfileService
+from tests.conftest import CoreEnv, StaticLinks
+from tests.fakes.discord import DcChannel, DcGuild, DcMember, DcMessage, DiscordEmulator, Perm, pointed_at
+
+
+@dataclass
+class World:
+    dc: DiscordEmulator
+    core: CoreEnv
+    engine: DeliveryEngine
+    guild: DcGuild
+    channel: DcChannel
+    host: DcMember
+    alice: DcMember
+    mod: DcMember
+    bob: DcMember
+
+    async def command(self, who: DcMember, name: str, **options: object) -> str:
+        """Run ``/space <name>`` as ``who``: the private answer's text."""
+        rec = await self.dc.run_command(self.guild, self.channel, who, f"space {name}", options)
+        [answer] = await self.dc.wait_for_followups(rec)
+        assert rec.response_type == 5 and rec.ephemeral  # deferred at once, privately
+        assert answer.ephemeral
+        return answer.content
+
+    async def press(self, card: DcMessage, custom_id: str, who: DcMember) -> str:
+        rec = await self.dc.press_button(card, custom_id, who)
+        [answer] = await self.dc.wait_for_followups(rec)
+        assert rec.ephemeral and answer.ephemeral
+        return answer.content
+
+    async def schedule(
+        self, title: str = "Weekly AMA", when: str = "tomorrow 20:00"
+    ) -> tuple[str, DcMessage]:
+        text = await self.command(self.host, "schedule", title=title, when=when)
+        assert "Scheduled ✓" in text, text
+        [space] = await self.core.spaces.upcoming(_chat(self))
+        await self.engine.deliver_due()  # the card, posted by the engine
+        card = await self.dc.wait_for_message(self.channel, lambda m: bool(m.embeds))
+        return space.id, card
+
+
+def _chat(w: World) -> ChatRef:
+    return chat_ref(str(w.channel.id), str(w.guild.id))
+
+
+@pytest.fixture
+async def world(core_env: CoreEnv) -> AsyncIterator[World]:
+    if core_env.backend == "postgres":
+        pytest.skip("the HTTP flows cover PostgreSQL; one backend is enough for the gateway's")
+    core_env.clock.set(datetime.now(UTC).replace(microsecond=0))  # the emulator's events live in real time
+    async with DiscordEmulator() as dc:
+        with pointed_at(dc):
+            guild = dc.create_guild("Guild")
+            channel = next(c for c in guild.channels.values() if c.name == "general")
+            managers = dc.add_role(guild, "Event Managers", Perm.MANAGE_EVENTS)
+            world_members = {
+                "host": dc.add_member(guild, "host"),
+                "alice": dc.add_member(guild, "alice"),
+                "mod": dc.add_member(guild, "mod", roles=[managers]),
+                "bob": dc.add_member(guild, "bob"),
+            }
+            platform = DiscordPlatform(
+                DiscordConfig(
+                    token=dc.token, application_id=str(dc.application_id), guild_ready_timeout=0.05
+                ),
+                uow=core_env.db.uow,
+            )
+            handlers = Handlers(
+                spaces=core_env.spaces,
+                manage=ManageService(core_env.spaces, StaticLinks()),
+                profiles=ProfileService(core_env.db.uow),
+                links=StaticLinks(),
+                clock=core_env.clock,
+                is_moderator=platform.is_moderator,
+            )
+            platform.attach(handlers)
+            engine = DeliveryEngine(
+                core_env.db.outbox(),
+                core_env.db.uow,
+                platform,
+                core_env.clock,
+                Unlimited(),
+                StaticLinks(),
+                core_env.wake,
+                EngineConfig(worker_id="w1"),
+                rng=random.Random(7),
+            )
+            await platform.start()
+            try:
+                yield World(dc, core_env, engine, guild, channel, **world_members)
+            finally:
+                await platform.stop()
+
+
+async def test_commands_are_registered_guild_only(world: World) -> None:
+    cmd = world.dc.find_command("space")
+    assert cmd is not None and cmd["dm_permission"] is False
+
+
+async def test_schedule_then_subscribe_with_the_button(world: World) -> None:
+    space_id, card = await world.schedule()
+    assert card.embeds[0]["title"] == "Weekly AMA"
+    assert f"sub:{space_id}" in card.custom_ids
+    text = await world.press(card, f"sub:{space_id}", world.alice)
+    assert "Reminder set" in text
+    assert await world.core.spaces.subscriber_count(space_id) == 1
+    text = await world.press(card, f"unsub:{space_id}", world.alice)
+    assert "Reminder removed" in text
+    assert await world.core.spaces.subscriber_count(space_id) == 0
+    # nobody was pinged by any of it
+    assert sum(world.dc.pings.values()) == 0
+
+
+async def test_autocomplete_over_the_gateway(world: World) -> None:
+    choices = await world.dc.autocomplete(
+        world.guild, world.channel, world.host, "space schedule", "when", "in 2 hours", {"title": "AMA"}
+    )
+    [choice] = choices
+    assert choice["value"] == "in 2 hours" and choice["name"].endswith("— in 2 hours")
+    zones = await world.dc.autocomplete(
+        world.guild, world.channel, world.host, "space schedule", "timezone", "tokyo"
+    )
+    assert zones[0]["value"] == "Asia/Tokyo"
+    space_id, _ = await world.schedule()
+    mine = await world.dc.autocomplete(world.guild, world.channel, world.host, "space cancel", "space", "")
+    assert [c["value"] for c in mine] == [space_id]
+    theirs = await world.dc.autocomplete(world.guild, world.channel, world.bob, "space cancel", "space", "")
+    assert theirs == []
+
+
+async def test_start_and_end_by_a_manage_events_member_refused_to_others(world: World) -> None:
+    space_id, card = await world.schedule()
+    text = await world.press(card, f"start:{space_id}", world.bob)
+    assert "Only the host or a moderator" in text
+    assert "Only the host or a moderator" in await world.command(world.bob, "start", space=space_id)
+    assert (await world.core.spaces.get(space_id)).status is SpaceStatus.SCHEDULED
+    assert "You're live" in await world.command(world.mod, "start", space=space_id)
+    assert "Ended" in await world.command(world.mod, "end", space=space_id)
+    assert (await world.core.spaces.get(space_id)).status is SpaceStatus.ENDED
+
+
+async def test_cancel_and_reschedule_by_the_host(world: World) -> None:
+    space_id, _ = await world.schedule()
+    assert "Rescheduled ✓" in await world.command(world.host, "reschedule", space=space_id, when="in 3 days")
+    assert "Cancelled" in await world.command(world.host, "cancel", space=space_id)
+    assert (await world.core.spaces.get(space_id)).status is SpaceStatus.CANCELLED
+
+
+async def test_hostile_title_pings_nobody(world: World) -> None:
+    title = f"@everyone <@{world.alice.user.id}> <@&{world.guild.id}>"
+    await world.schedule(title=title)
+    assert sum(world.dc.pings.values()) == 0
