@@ -12,11 +12,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
+from aiohttp.test_utils import TestServer
 
 from bots.discord.adapter import DiscordConfig, DiscordPlatform
 from bots.discord.handlers import Handlers
+from bots.discord.interactions import PATH, InteractionsEndpoint
 from bots.discord.translate import chat_ref
+from bots.metrics import Metrics
 from bots.runtime.budget import Unlimited
+from bots.web.app import WebDeps, make_web_app
 from core.models import SpaceStatus
 from core.refs import ChatRef
 from core.services.deliveries import DeliveryEngine, EngineConfig
@@ -37,6 +41,7 @@ class World:
     alice: DcMember
     mod: DcMember
     bob: DcMember
+    handlers: Handlers
 
     async def command(self, who: DcMember, name: str, **options: object) -> str:
         """Run ``/space <name>`` as ``who``: the private answer's text."""
@@ -96,6 +101,7 @@ async def world(core_env: CoreEnv) -> AsyncIterator[World]:
                 links=StaticLinks(),
                 clock=core_env.clock,
                 is_moderator=platform.is_moderator,
+                api_base=dc.base_url,  # follow-ups of HTTP interactions
             )
             platform.attach(handlers)
             engine = DeliveryEngine(
@@ -111,7 +117,7 @@ async def world(core_env: CoreEnv) -> AsyncIterator[World]:
             )
             await platform.start()
             try:
-                yield World(dc, core_env, engine, guild, channel, **world_members)
+                yield World(dc, core_env, engine, guild, channel, **world_members, handlers=handlers)
             finally:
                 await platform.stop()
 
@@ -174,3 +180,38 @@ async def test_hostile_title_pings_nobody(world: World) -> None:
     title = f"@everyone <@{world.alice.user.id}> <@&{world.guild.id}>"
     await world.schedule(title=title)
     assert sum(world.dc.pings.values()) == 0
+
+
+# --------------------------------------------------------------------------- the HTTP interactions endpoint
+
+
+@pytest.fixture
+async def over_http(world: World) -> AsyncIterator[World]:
+    """The same world, with Discord posting interactions to our endpoint instead of the gateway."""
+    endpoint = InteractionsEndpoint(world.dc.public_key, world.handlers.on_http)
+    deps = WebDeps(
+        spaces=world.core.spaces,
+        outbox=world.core.db.outbox(),
+        registry=Metrics().registry,
+        routes=endpoint.web_routes(),
+    )
+    async with TestServer(make_web_app(deps), host="127.0.0.1") as server:
+        world.dc.interactions_url = str(server.make_url(PATH))
+        yield world
+        await world.handlers.drain()
+
+
+async def test_discords_probes(over_http: World) -> None:
+    assert await over_http.dc.probe_ping() == (200, {"type": 1})
+    assert await over_http.dc.probe_bad_signature() == 401
+
+
+async def test_schedule_and_subscribe_over_http(over_http: World) -> None:
+    space_id, card = await over_http.schedule()
+    assert "Reminder set" in await over_http.press(card, f"sub:{space_id}", over_http.alice)
+    assert "Only the host or a moderator" in await over_http.command(over_http.bob, "cancel", space=space_id)
+    choices = await over_http.dc.autocomplete(
+        over_http.guild, over_http.channel, over_http.host, "space cancel", "space", "week"
+    )
+    assert [c["value"] for c in choices] == [space_id]
+    assert all(r.over_http and r.http_status == 200 for r in over_http.dc.interactions.values())
