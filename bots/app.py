@@ -54,6 +54,8 @@ from core import rules
 from core.ports import Budget, ChatPlatform, Clock, Links, UnitOfWorkFactory, WakeUps
 from core.refs import Platform
 from core.services.deliveries import DeliveryEngine, EngineConfig
+from core.services.inbound import InboundService
+from core.services.profiles import ProfileService
 from core.services.replies import RepliesService
 from core.services.spaces import SpaceService
 from storage.budget import SendLimits, SqlBudget
@@ -137,7 +139,6 @@ def _telegram_file_base(api_base: str) -> str:
 
 def _telegram(ctx: AdapterContext) -> ChatPlatform:
     from bots.telegram.adapter import TelegramConfig, TelegramPlatform
-    from core.services.profiles import ProfileService
 
     s = ctx.settings
     assert s.telegram_bot_token is not None
@@ -690,6 +691,14 @@ async def build(
             spaces,
             console,
             links,
+            inbound=InboundService(
+                spaces=spaces,
+                profiles=ProfileService(uow),
+                replies=replies,
+                links=links,
+                clock=clock,
+                uow=uow,
+            ),
             on_quit=service.request_stop,
             default_locale=settings.default_locale,
         )

@@ -180,3 +180,33 @@ class SpaceView:
     subscribers: int
     link: str  # the shareable Space link (web page)
     zone: str | None = None  # show times in this zone (the chat's for cards, the reader's for DMs)
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationStep:
+    """Where a multi-step exchange stands (``/space`` alone: ask the title, then the time)."""
+
+    step: str  # what the next message of the person answers, e.g. "title" or "time"; "done" once over
+    fields: tuple[tuple[str, str], ...] = ()  # what was collected so far, e.g. (("title", "AMA"),)
+    # the outbox keys of our questions at this step: in a group only a reply to one of them continues it
+    questions: tuple[str, ...] = ()
+
+    def field(self, name: str) -> str:
+        return dict(self.fields).get(name, "")
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """One person's exchange with the bot in one chat, kept in the database: it survives a restart and is
+    continued by whichever process receives the next message.
+
+    ``request_id`` is the inbound request that took the last step, and ``before`` the state it started
+    from: platforms deliver a message again after a crash, and that delivery must take the same step
+    again (answering the same), not the next one."""
+
+    chat: ChatRef
+    user: UserRef
+    state: ConversationStep
+    expires_at: datetime  # aware UTC; an expired conversation is over (and pruned later)
+    request_id: str | None = None
+    before: ConversationStep | None = None

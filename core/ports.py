@@ -16,6 +16,7 @@ from typing import Protocol, runtime_checkable
 from core.models import (
     Announcement,
     Community,
+    Conversation,
     Delivery,
     DeliveryKind,
     DeliveryStatus,
@@ -227,6 +228,23 @@ class InboundStore(Protocol):
         ...
 
 
+class ConversationStore(Protocol):
+    """Conversations in progress, one per (chat, user) — the chat's platform is part of the key."""
+
+    async def get(self, chat: ChatRef, user: UserRef) -> Conversation | None:
+        """The conversation of ``user`` in ``chat``, expired or not (the caller judges expiry with its
+        clock), or None."""
+        ...
+
+    async def put(self, conversation: Conversation) -> None:
+        """Insert or replace the conversation of its (chat, user)."""
+        ...
+
+    async def delete(self, chat: ChatRef, user: UserRef) -> None:
+        """Forget the conversation of ``user`` in ``chat`` (nothing happens if there is none)."""
+        ...
+
+
 class UnitOfWork(Protocol):
     spaces: SpaceStore
     subscriptions: SubscriptionStore
@@ -235,6 +253,7 @@ class UnitOfWork(Protocol):
     users: UserStore
     communities: CommunityStore
     inbound: InboundStore
+    conversations: ConversationStore
 
     async def __aenter__(self) -> UnitOfWork: ...
 
@@ -314,8 +333,9 @@ class Outbox(Protocol):
         """Housekeeping. Delete settled rows (sent, skipped, fallback, withdrawn — dead rows are kept for
         investigation) due before ``settled_before`` whose Space is over (ended or cancelled: no service
         ever inserts its keys again, so deleting them cannot let a message through twice) or that are
-        replies (no Space; their event's request id is pruned much earlier), and inbound
-        request ids recorded before ``requests_before``, in transactions of at most ``chunk`` rows (never one
+        replies (no Space; their event's request id is pruned much earlier), inbound
+        request ids recorded before ``requests_before`` and conversations that expired before it (a retried
+        request could no longer find its step either), in transactions of at most ``chunk`` rows (never one
         long lock). Returns the number of rows deleted."""
         ...
 

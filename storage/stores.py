@@ -24,6 +24,7 @@ from core import rules
 from core.models import (
     Announcement,
     Community,
+    Conversation,
     Delivery,
     DeliveryKind,
     DeliveryStatus,
@@ -42,6 +43,9 @@ from storage.tables import (
     community_from_row,
     community_t,
     community_values,
+    conversation_from_row,
+    conversation_t,
+    conversation_values,
     delivery_from_row,
     delivery_t,
     delivery_values,
@@ -548,6 +552,33 @@ class SqlInboundStore:
         return None if value is None else str(value)
 
 
+class SqlConversationStore:
+    def __init__(self, tx: _Tx) -> None:
+        self._tx = tx
+
+    def _key(self, chat: ChatRef, user: UserRef) -> Any:
+        return and_(conversation_t.c.chat == str(chat), conversation_t.c.user_ref == str(user))
+
+    async def get(self, chat: ChatRef, user: UserRef) -> Conversation | None:
+        conn = await self._tx.conn()
+        row = (await conn.execute(select(conversation_t).where(self._key(chat, user)))).first()
+        return conversation_from_row(row) if row is not None else None
+
+    async def put(self, conversation: Conversation) -> None:
+        conn = await self._tx.conn()
+        values = conversation_values(conversation)
+        stmt = _insert(self._tx.dialect, conversation_t).values(values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["chat", "user_ref"],
+            set_={k: v for k, v in values.items() if k not in ("chat", "user_ref")},
+        )
+        await conn.execute(stmt)
+
+    async def delete(self, chat: ChatRef, user: UserRef) -> None:
+        conn = await self._tx.conn()
+        await conn.execute(delete(conversation_t).where(self._key(chat, user)))
+
+
 class SqlUnitOfWork:
     """One transaction over all the stores: ``async with uow: …; await uow.commit()``.
 
@@ -570,6 +601,7 @@ class SqlUnitOfWork:
         self.users: ports.UserStore = SqlUserStore(self._tx)
         self.communities: ports.CommunityStore = SqlCommunityStore(self._tx)
         self.inbound: ports.InboundStore = SqlInboundStore(self._tx)
+        self.conversations: ports.ConversationStore = SqlConversationStore(self._tx)
 
     async def __aenter__(self) -> SqlUnitOfWork:
         if self._tx.session is not None:
@@ -827,6 +859,8 @@ class SqlOutbox:
         for stmt in (
             delete(delivery_t).where(d.id.in_(old_rows)),
             delete(inbound_t).where(inbound_t.c.id.in_(old_ids)),
+            # at most one row per person who talked to the bot in the last minutes: one statement is short
+            delete(conversation_t).where(conversation_t.c.expires_at < requests_before),
         ):
             while True:
                 async with self._write() as conn:

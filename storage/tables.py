@@ -8,6 +8,7 @@ tests fail when the two disagree.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +20,8 @@ from core import rules
 from core.models import (
     Announcement,
     Community,
+    Conversation,
+    ConversationStep,
     Delivery,
     DeliveryKind,
     DeliveryStatus,
@@ -179,6 +182,23 @@ class InboundRequestRow(SQLModel, table=True):
     created_at: datetime = Field(sa_type=UTCDateTime, nullable=False, index=True)  # for pruning
 
 
+class ConversationRow(SQLModel, table=True):
+    """A conversation in progress (``/space`` alone: the title, then the time), one per (chat, user): it
+    survives a restart and any web process continues it. ``state`` and ``before`` are JSON
+    (core.models.ConversationStep)."""
+
+    __tablename__ = "conversation"
+
+    chat: str = Field(primary_key=True, max_length=REF)  # str(ChatRef): the platform is part of it
+    user_ref: str = Field(primary_key=True, max_length=REF)
+    platform: str = Field(max_length=SHORT)
+    step: str = Field(max_length=SHORT)
+    state: str = Field(sa_type=Text)
+    before: str | None = Field(default=None, sa_type=Text, nullable=True)
+    request_id: str | None = Field(default=None, max_length=255)
+    expires_at: datetime = Field(sa_type=UTCDateTime, nullable=False, index=True)  # for pruning
+
+
 class WorkerHeartbeatRow(SQLModel, table=True):
     """Live workers (the spaces_live_workers metric)."""
 
@@ -224,6 +244,7 @@ community_t = CommunityRow.__table__  # type: ignore[attr-defined]
 announcement_t = AnnouncementRow.__table__  # type: ignore[attr-defined]
 delivery_t = DeliveryRow.__table__  # type: ignore[attr-defined]
 inbound_t = InboundRequestRow.__table__  # type: ignore[attr-defined]
+conversation_t = ConversationRow.__table__  # type: ignore[attr-defined]
 heartbeat_t = WorkerHeartbeatRow.__table__  # type: ignore[attr-defined]
 worker_metrics_t = WorkerMetricsRow.__table__  # type: ignore[attr-defined]
 send_budget_t = SendBudgetRow.__table__  # type: ignore[attr-defined]
@@ -236,6 +257,7 @@ TABLES = (
     announcement_t,
     delivery_t,
     inbound_t,
+    conversation_t,
     heartbeat_t,
     worker_metrics_t,
     send_budget_t,
@@ -425,4 +447,45 @@ def community_values(c: Community) -> dict[str, Any]:
 def community_from_row(row: Any) -> Community:
     return Community(
         chat=parse_chat(row.chat), tz=row.tz, locale=row.locale, moderator_role=row.moderator_role
+    )
+
+
+def _step_json(step: ConversationStep) -> str:
+    return json.dumps(
+        {"step": step.step, "fields": dict(step.fields), "questions": list(step.questions)},
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+
+
+def _step_from_json(text: str) -> ConversationStep:
+    body = json.loads(text)
+    return ConversationStep(
+        step=str(body["step"]),
+        fields=tuple((str(k), str(v)) for k, v in body.get("fields", {}).items()),
+        questions=tuple(str(q) for q in body.get("questions", [])),
+    )
+
+
+def conversation_values(c: Conversation) -> dict[str, Any]:
+    return {
+        "chat": str(c.chat),
+        "user_ref": str(c.user),
+        "platform": str(c.chat.platform),
+        "step": c.state.step,
+        "state": _step_json(c.state),
+        "before": _step_json(c.before) if c.before is not None else None,
+        "request_id": c.request_id,
+        "expires_at": c.expires_at,
+    }
+
+
+def conversation_from_row(row: Any) -> Conversation:
+    return Conversation(
+        chat=parse_chat(row.chat),
+        user=parse_user(row.user_ref),
+        state=_step_from_json(row.state),
+        expires_at=row.expires_at,
+        request_id=row.request_id,
+        before=_step_from_json(row.before) if row.before is not None else None,
     )

@@ -1,8 +1,11 @@
-"""The console REPL: reads command lines and drives the SpaceService as if they came from a chat platform.
+"""The console REPL: reads command lines and hands them to the core's inbound path as if they came from a
+chat platform.
 
 Input is read by a daemon thread (a blocking ``readline`` must neither block the event loop nor keep the
 process alive at exit), handed to the loop line by line; parsing is :mod:`bots.console.translate` (pure).
-Everyone typing shares one chat, ``#main``; ``/as alice`` switches who is acting.
+Space commands become the core's inbound commands (``core.services.inbound``), whose answers are printed;
+only the console's own settings (``/as``, ``/mod``, ``/tz``, ``/lang``, ``/help``, ``/quit``) are handled
+here. Everyone typing shares one chat, ``#main``; ``/as alice`` switches who is acting.
 """
 
 from __future__ import annotations
@@ -17,21 +20,16 @@ from typing import TextIO
 
 from bots.console import translate as tr
 from bots.console.adapter import ConsolePlatform
-from core.commands import (
-    ScheduleSpace,
-    Subscribe,
-    Unsubscribe,
-)
 from core.errors import UserError
-from core.models import Space
 from core.notices import Verb
 from core.ports import Links
 from core.refs import ChatRef, Platform, UserRef
-from core.rules import Actor
-from core.services.manage import ManageService, ModeratorCheck
+from core.services import inbound as ib
+from core.services.inbound import InboundService
+from core.services.manage import ModeratorCheck
 from core.services.spaces import SpaceService
 from core.texts import pick_locale, t
-from core.timeparse import check_zone, format_local
+from core.timeparse import check_zone
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +74,7 @@ class ConsoleRepl:
         platform: ConsolePlatform,
         links: Links,
         *,
+        inbound: InboundService,
         on_quit: Callable[[], None] = lambda: None,
         default_locale: str = "en",
         chat: ChatRef = MAIN_CHAT,
@@ -83,7 +82,7 @@ class ConsoleRepl:
         self._spaces = spaces
         self._platform = platform
         self._links = links
-        self._manage = ManageService(spaces, links)
+        self._inbound = inbound
         self._on_quit = on_quit
         self._chat = chat
         self._state = _State(pick_locale(default_locale))
@@ -168,52 +167,22 @@ class ConsoleRepl:
         return True
 
     async def _space_command(self, cmd: tr.Command, me: _Person) -> None:
-        user = UserRef(Platform.CONSOLE, me.name)
-        actor = Actor(user, is_moderator=me.moderator, locale=me.locale, tz=me.tz)
-        loc = me.locale
-        if isinstance(cmd, tr.Schedule):
-            # an empty title: the service splits "<when> <title>" once it knows the zone to read it in
-            space = await self._spaces.schedule(
-                ScheduleSpace(actor=actor, chat=self._chat, title="", when_text=cmd.text, tz=me.tz)
-            )
-            self._say(self._manage.scheduled(space, loc).text)
-            self._say(t(loc, "console.scheduled_hint", space_id=space.id))
-        elif isinstance(cmd, tr.ListSpaces):
-            found = await self._spaces.upcoming(self._chat)
-            if not found:
-                self._say(t(loc, "reply.no_spaces"))
-            zone = await self._zone(me)  # the reader's zone, not each Space's: one list, one clock
-            for s in found:
-                status = t(loc, f"status.{s.status.value}")
-                self._say(f"  {s.id}  {format_local(s.starts_at, zone, loc)}  {s.title}  [{status}]")
-        elif isinstance(cmd, tr.SubscribeTo):
-            res = await self._spaces.subscribe(Subscribe(user, cmd.space_id, via_chat=self._chat, locale=loc))
-            key = "reply.subscribed" if res.changed else "reply.already_subscribed"
-            self._say(t(loc, key, title=res.space.title))
-        elif isinstance(cmd, tr.UnsubscribeFrom):
-            res = await self._spaces.unsubscribe(Unsubscribe(user, cmd.space_id))
-            key = "reply.unsubscribed" if res.changed else "reply.not_subscribed"
-            self._say(t(loc, key, title=res.space.title))
-        elif isinstance(cmd, tr.Start | tr.End | tr.Cancel):
-            verb = (
-                Verb.START
-                if isinstance(cmd, tr.Start)
-                else Verb.END
-                if isinstance(cmd, tr.End)
-                else Verb.CANCEL
-            )
-            reply = await self._manage.run(verb, user, loc, cmd.space_id, is_moderator=self._moderator(me))
-            self._say(reply.text)
-        elif isinstance(cmd, tr.Reschedule):
-            reply = await self._manage.reschedule(
-                user, loc, cmd.space_id, cmd.when_text, is_moderator=self._moderator(me)
-            )
-            self._say(reply.text)
-        elif isinstance(cmd, tr.Rename):
-            reply = await self._manage.rename(
-                user, loc, cmd.space_id, cmd.title, is_moderator=self._moderator(me)
-            )
-            self._say(reply.text)
+        command = _inbound_command(cmd)
+        if command is None:
+            return
+        req = ib.Request(
+            actor=UserRef(Platform.CONSOLE, me.name),
+            chat=self._chat,
+            locale=me.locale,
+            request_id=None,  # a line is typed once: nothing retries it
+            private=False,
+            is_moderator=self._moderator(me),
+            tz=me.tz,
+        )
+        for answer in await self._inbound.handle(req, command):
+            self._say("\n".join(answer.notice.lines))
+            if isinstance(command, ib.Schedule) and answer.notice.space_id is not None:
+                self._say(t(me.locale, "console.scheduled_hint", space_id=answer.notice.space_id))
 
     # ------------------------------------------------------------------ helpers
 
@@ -224,13 +193,35 @@ class ConsoleRepl:
 
         return check
 
-    @staticmethod
-    def _when(space: Space, locale: str) -> str:
-        return format_local(space.starts_at, space.tz, locale)
-
     async def _zone(self, me: _Person) -> str:
         """The acting user's zone: /tz, else their profile's, else the chat's, else the default."""
         return await self._spaces.zone_for(UserRef(Platform.CONSOLE, me.name), self._chat, me.tz)
 
     def _say(self, text: str) -> None:
         self._platform.say(text)
+
+
+_VERBS: dict[type[tr.Command], tuple[Verb, str]] = {
+    tr.SubscribeTo: (Verb.SUBSCRIBE, "subscribe"),
+    tr.UnsubscribeFrom: (Verb.UNSUBSCRIBE, "unsubscribe"),
+    tr.Start: (Verb.START, "start"),
+    tr.End: (Verb.END, "end"),
+    tr.Cancel: (Verb.CANCEL, "cancel"),
+}
+
+
+def _inbound_command(cmd: tr.Command) -> ib.Command | None:
+    """A console command about Spaces → the core's inbound command (None for the console's own)."""
+    if isinstance(cmd, tr.Schedule):
+        # "<when> <title>": the core splits them once it knows the zone to read the time in
+        return ib.Schedule(cmd.text)
+    if isinstance(cmd, tr.ListSpaces):
+        return ib.ListSpaces(ib.ListStyle.TABLE)  # a terminal: ids, statuses, the reader's clock
+    if isinstance(cmd, tr.SubscribeTo | tr.UnsubscribeFrom | tr.Start | tr.End | tr.Cancel):
+        verb, name = _VERBS[type(cmd)]
+        return ib.Manage(verb, cmd.space_id, name)
+    if isinstance(cmd, tr.Reschedule):
+        return ib.Reschedule(cmd.space_id, cmd.when_text)
+    if isinstance(cmd, tr.Rename):
+        return ib.Rename(cmd.space_id, cmd.title)
+    return None

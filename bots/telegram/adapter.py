@@ -51,7 +51,7 @@ from core.errors import ChatUnavailable, RateLimited, RecipientUnreachable, Tran
 from core.notices import Notice
 from core.ports import Clock, Links
 from core.refs import ChatRef, MessageRef, Platform, UserRef
-from core.services.manage import ManageService
+from core.services.inbound import InboundService
 from core.services.profiles import ProfileService
 from core.services.replies import Answer, RepliesService, reply_key
 from core.services.spaces import SpaceService
@@ -155,6 +155,7 @@ class TelegramPlatform:
         clock: Clock,
         receive: bool = True,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        inbound: InboundService | None = None,
     ) -> None:
         self.config = config
         self._sleep = sleep
@@ -162,12 +163,11 @@ class TelegramPlatform:
         self._replies = replies
         self._handlers = Handlers(
             self,
-            spaces=spaces,
-            manage=ManageService(spaces, links),
+            inbound=inbound
+            or InboundService(
+                spaces=spaces, profiles=profiles, replies=replies, links=links, clock=clock, uow=replies.uow
+            ),
             profiles=profiles,
-            replies=replies,
-            links=links,
-            clock=clock,
         )
         self._app: Application[Any, Any, Any, Any, Any, Any] | None = None
         self._poller: asyncio.Task[None] | None = None

@@ -39,6 +39,9 @@ class Answer:
 
     chat: ChatRef
     notice: Notice
+    # the asker must not miss it (a refusal, an undone reminder): a platform that shows ephemeral answers
+    # as fleeting toasts shows this one as a dialog instead (Telegram's show_alert)
+    alert: bool = False
 
 
 def reply_key(event_key: str, n: int) -> str:
@@ -146,6 +149,11 @@ class RepliesService:
         self._read = read_uow or uow
         self._clock = clock
         self._wake = wake
+
+    @property
+    def uow(self) -> UnitOfWorkFactory:
+        """The database answers are written to: the inbound path keeps its conversations there too."""
+        return self._uow
 
     async def already_handled(self, platform: Platform, event_key: str) -> bool:
         """Whether :meth:`finish` committed for this event (in any process). Raises if the database fails:

@@ -23,6 +23,7 @@ from core import rules
 from core.models import (
     Announcement,
     Community,
+    Conversation,
     Delivery,
     DeliveryKind,
     DeliveryStatus,
@@ -45,6 +46,7 @@ class _State:
     users: dict[UserRef, UserProfile] = field(default_factory=dict)
     communities: dict[ChatRef, Community] = field(default_factory=dict)
     inbound: dict[tuple[str, str], tuple[str, datetime]] = field(default_factory=dict)
+    conversations: dict[tuple[ChatRef, UserRef], Conversation] = field(default_factory=dict)
     next_id: int = 1
 
 
@@ -323,6 +325,17 @@ class MemoryInboundStore(_Stores):
         return found[0] if found else None
 
 
+class MemoryConversationStore(_Stores):
+    async def get(self, chat: ChatRef, user: UserRef) -> Conversation | None:
+        return self.st.conversations.get((chat, user))
+
+    async def put(self, conversation: Conversation) -> None:
+        self.st.conversations[(conversation.chat, conversation.user)] = conversation  # frozen: no copy
+
+    async def delete(self, chat: ChatRef, user: UserRef) -> None:
+        self.st.conversations.pop((chat, user), None)
+
+
 class MemoryUnitOfWork:
     def __init__(self, db: MemoryDB) -> None:
         self._db = db
@@ -336,6 +349,7 @@ class MemoryUnitOfWork:
         self.users = MemoryUserStore(self._work)
         self.communities = MemoryCommunityStore(self._work)
         self.inbound = MemoryInboundStore(self._work)
+        self.conversations = MemoryConversationStore(self._work)
         return self
 
     async def __aexit__(
@@ -473,7 +487,10 @@ class MemoryOutbox:
         old = [k for k, (_, at) in st.inbound.items() if at < requests_before]
         for k in old:
             del st.inbound[k]
-        return len(gone) + len(old)
+        over_convs = [k for k, c in st.conversations.items() if c.expires_at < requests_before]
+        for ck in over_convs:
+            del st.conversations[ck]
+        return len(gone) + len(old) + len(over_convs)
 
     async def counts(self) -> dict[str, int]:
         """Rows by status; every status is listed, with 0 when it has no rows (as SqlOutbox.counts)."""

@@ -21,6 +21,7 @@ EXPECTED_TABLES = {
     "announcement",
     "delivery",
     "inbound_request",
+    "conversation",
     "worker_heartbeat",
     "worker_metrics",
     "send_budget",

@@ -1,0 +1,584 @@
+"""One inbound path for every platform: a command in, the answers out.
+
+An adapter translates what its platform delivered (a Telegram update, a Discord interaction, a console line)
+into a :class:`Request` (who, where, in which language, the event's idempotency key, how to ask the platform
+whether someone moderates the chat) and one command below, calls :meth:`InboundService.handle`, and renders
+the :class:`~core.services.replies.Answer` list it gets back. Parsing the arguments, permissions, the texts,
+confirmations and conversations live here, once:
+
+* permissions: the host may manage their Space; anyone else only if ``Request.is_moderator`` says so — it
+  is a network call on most platforms, so it is made only when needed, never for the host;
+* conversations (``/space`` alone: the title, then the time) are kept in the database
+  (:class:`core.ports.ConversationStore`): a restart between two answers, or the next message reaching
+  another process, loses nothing. They expire after :data:`CONVERSATION_TTL`;
+* idempotency: every effect carries ``Request.request_id`` (or sets a state), and a conversation step
+  delivered again after a crash takes the same step again, answering the same.
+
+Answers: the n-th answer (0-based) becomes the outbox row ``reply_key(request_id, n)`` when the adapter
+queues them in order as the event's answers (:meth:`RepliesService.finish`); a conversation's questions are
+found by those keys. ``notice.ephemeral`` marks an answer only the asker should see — every answer but a
+list and a conversation's questions; ``Answer.alert`` one they must not miss (a refused button, a reminder
+removed). Platforms without ephemeral messages (Telegram's chat answers, the console) post them all.
+
+What stays in an adapter: reading its platform's payload (command names, ids, anonymous senders), the
+platform's own settings commands (the console's ``/as``, ``/mod``), and how an answer looks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+
+from core.commands import ScheduleSpace, Subscribe, schedule_text
+from core.errors import UserError
+from core.ids import looks_like_space_id
+from core.models import Conversation, ConversationStep, SpaceStatus
+from core.notices import Action, ActionKind, Verb, callback, reply
+from core.ports import Clock, Links, UnitOfWorkFactory
+from core.refs import ChatRef, UserRef
+from core.rules import Actor, clean_title
+from core.services.manage import ManageService, ModeratorCheck
+from core.services.profiles import ProfileService
+from core.services.replies import Answer, RepliesService, reply_key
+from core.services.spaces import SpaceService
+from core.texts import t
+from core.timeparse import format_local
+
+log = logging.getLogger(__name__)
+
+CONVERSATION_TTL = timedelta(minutes=10)  # how long a conversation waits for the next answer
+MAX_INPUT = 1000  # characters of a command's arguments we are willing to parse
+LIST_LIMIT = 15  # Spaces shown by a chat's list
+TABLE_LIMIT = 20  # Spaces shown by a terminal's list
+
+# conversation steps
+TITLE, TIME, DONE = "title", "time", "done"
+
+
+# --------------------------------------------------------------------------- what comes in
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """Who asks, where, and how to answer them; the same for every command.
+
+    ``request_id`` is the platform's id for the event (``tg:<bot>:<update>``, an interaction id): a retried
+    delivery acts once. ``is_moderator(chat, user)`` asks the platform whether ``user`` moderates ``chat``;
+    it is awaited only when a permission depends on it."""
+
+    actor: UserRef
+    chat: ChatRef
+    locale: str  # the language answers are written in (core.texts.pick_locale)
+    request_id: str | None
+    private: bool  # a one-to-one chat with the bot (then the bot can also reach the person there)
+    is_moderator: ModeratorCheck
+    message_id: str | None = None  # the inbound message, in ``chat``: answers quote it
+    replied_to: str | None = None  # the bot's message the inbound message answers (conversations in groups)
+    display_name: str | None = None  # remembered on the person's profile (cards show it)
+    language: str | None = None  # the platform's language code for the person, remembered likewise
+    greet_name: str = ""  # how to greet the person (a first name)
+    tz: str | None = None  # a zone the platform chose for this request: it overrides the profile's
+    # a link that opens the bot's private chat and subscribes there (Telegram's deep link), for platforms
+    # where the bot may not write first: then schedulers and subscribers who never opened it are sent there
+    dm_link: Callable[[str], str] | None = None
+
+
+class ListStyle(StrEnum):
+    CHAT = "chat"  # a header, then one line per Space in the Space's own zone (a message in a chat)
+    TABLE = "table"  # one line per Space with its id and status, in the reader's zone (a terminal)
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """Schedule a Space. Either ``text`` ("tomorrow 20:00 Weekly AMA", optionally after "schedule"), or the
+    fields apart (``title`` and ``when``, from a form). Nothing at all starts a conversation."""
+
+    text: str = ""
+    title: str = ""
+    when: str = ""
+    tz: str | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ListSpaces:
+    style: ListStyle = ListStyle.CHAT
+
+
+@dataclass(frozen=True, slots=True)
+class Manage:
+    """A typed command about one Space: start, end, cancel, subscribe or unsubscribe. ``space_id`` is as
+    typed (checked here); ``command`` is the command's name, for the usage text."""
+
+    verb: Verb
+    space_id: str
+    command: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reschedule:
+    space_id: str
+    when: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rename:
+    space_id: str
+    title: str
+
+
+@dataclass(frozen=True, slots=True)
+class Press:
+    """A button of ours was pressed (``core.notices.callback``). The answer is ephemeral. ``via_chat``: the
+    group the button was in, where a subscriber with closed DMs is mentioned (None in private)."""
+
+    verb: Verb
+    space_id: str
+    via_chat: ChatRef | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OpenLink:
+    """The person opened the bot's private chat, maybe through a ``dm_link`` for a Space (then they are
+    subscribed there: the link from a group's "Set reminder", or a host's "Get my reminders")."""
+
+    space_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SetZone:
+    """The person's own zone (empty: say how to use it)."""
+
+    zone: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetChatZone:
+    """The chat's default zone: moderators only."""
+
+    zone: str
+
+
+@dataclass(frozen=True, slots=True)
+class Help:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Say:
+    """Free text: the next answer of a conversation, if the person is in one here; otherwise nothing."""
+
+    text: str
+
+
+Command = (
+    Schedule
+    | ListSpaces
+    | Manage
+    | Reschedule
+    | Rename
+    | Press
+    | OpenLink
+    | SetZone
+    | SetChatZone
+    | Help
+    | Say
+)
+
+
+def normalise_id(text: str) -> str | None:
+    """A Space id as typed → its canonical form, or None if it cannot be one."""
+    candidate = text.strip().lower()
+    return candidate if looks_like_space_id(candidate) else None
+
+
+# --------------------------------------------------------------------------- the service
+
+
+class _Answers:
+    """The answers of one request, in order: the n-th is the outbox row ``reply_key(request_id, n)``."""
+
+    def __init__(self, req: Request) -> None:
+        self._req = req
+        self.items: list[Answer] = []
+
+    def say(
+        self,
+        text: str,
+        *,
+        ask: bool = False,
+        public: bool = False,
+        actions: tuple[Action, ...] = (),
+        space_id: str | None = None,
+        alert: bool = False,
+    ) -> str | None:
+        """Add an answer; returns its outbox key (None without a request id: nothing to find it by).
+
+        Answers are for the asker alone (ephemeral) unless ``public`` (a list the chat may read) or a
+        question (``ask``: in a group it is answered by replying to it, so everyone sees it)."""
+        notice = reply(text, locale=self._req.locale, reply_to=self._req.message_id, ask=ask, actions=actions)
+        notice = dataclasses.replace(notice, space_id=space_id, ephemeral=not (public or ask))
+        self.items.append(Answer(self._req.chat, notice, alert=alert))
+        if self._req.request_id is None:
+            return None
+        return reply_key(self._req.request_id, len(self.items) - 1)
+
+    def error(self, e: UserError, *, ask: bool = False, alert: bool = False) -> str | None:
+        return self.say(t(self._req.locale, e.key, **e.params), ask=ask, alert=alert)
+
+
+class InboundService:
+    def __init__(
+        self,
+        *,
+        spaces: SpaceService,
+        profiles: ProfileService,
+        replies: RepliesService,
+        links: Links,
+        clock: Clock,
+        uow: UnitOfWorkFactory,
+    ) -> None:
+        self._spaces = spaces
+        self._profiles = profiles
+        self._replies = replies
+        self._links = links
+        self._clock = clock
+        self._uow = uow
+        self._manage = ManageService(spaces, links)
+
+    async def handle(self, req: Request, cmd: Command) -> list[Answer]:
+        """Do what ``cmd`` asks for ``req.actor`` and return the answers to show, in order.
+
+        A refusal (no permission, a time that cannot be read, an unknown Space) is an answer, never an
+        exception; anything else that fails (the database) raises: the adapter lets the platform retry."""
+        out = _Answers(req)
+        if isinstance(cmd, Say):
+            await self._continue(req, cmd.text, out)
+            return out.items
+        await self._seen(req)
+        if isinstance(cmd, Schedule):
+            await self._schedule_command(req, cmd, out)
+        elif isinstance(cmd, ListSpaces):
+            await self._list(req, cmd.style, out)
+        elif isinstance(cmd, Manage):
+            await self._manage_command(req, cmd, out)
+        elif isinstance(cmd, Reschedule | Rename):
+            await self._edit(req, cmd, out)
+        elif isinstance(cmd, Press):
+            await self._press(req, cmd, out)
+        elif isinstance(cmd, OpenLink):
+            await self._open_link(req, cmd, out)
+        elif isinstance(cmd, SetZone):
+            await self._set_zone(req, cmd.zone, out)
+        elif isinstance(cmd, SetChatZone):
+            await self._set_chat_zone(req, cmd.zone, out)
+        else:
+            zone = await self._spaces.zone_for(req.actor, req.chat, req.tz)
+            out.say(t(req.locale, "help", zone=zone))
+        return out.items
+
+    async def _seen(self, req: Request) -> None:
+        """Remember the person's name, language and (writing to us privately) that we can reach them."""
+        if req.display_name is None and req.language is None and not req.private:
+            return  # nothing to learn (the console)
+        await self._profiles.seen(
+            req.actor,
+            display_name=req.display_name,
+            locale=req.language,
+            dm_reachable=True if req.private else None,
+        )
+
+    # ------------------------------------------------------------------ scheduling
+
+    async def _schedule_command(self, req: Request, cmd: Schedule, out: _Answers) -> None:
+        if cmd.title.strip() or cmd.when.strip():  # a form: the fields apart
+            if len(cmd.title) + len(cmd.when) > MAX_INPUT:  # the description has its own rule
+                out.say(t(req.locale, "input.too_long", limit=MAX_INPUT))
+                return
+            await self._schedule(
+                req, out, title=cmd.title, when_text=cmd.when, tz=cmd.tz, desc=cmd.description
+            )
+            return
+        args = schedule_text(cmd.text)
+        if not args:  # a bare /space: ask for the title, then the time
+            await self._begin(req, out)
+            return
+        if len(args) > MAX_INPUT:
+            out.say(t(req.locale, "input.too_long", limit=MAX_INPUT))
+            return
+        await self._schedule(req, out, title="", when_text=args, tz=cmd.tz, desc=cmd.description)
+
+    async def _schedule(
+        self, req: Request, out: _Answers, *, title: str, when_text: str, tz: str | None, desc: str = ""
+    ) -> bool:
+        zone = tz or req.tz
+        try:
+            space = await self._spaces.schedule(
+                ScheduleSpace(
+                    actor=Actor(req.actor, locale=req.locale, tz=zone),
+                    chat=req.chat,
+                    title=title,
+                    when_text=when_text,
+                    tz=zone,
+                    description=desc,
+                    request_id=req.request_id,
+                )
+            )
+        except UserError as e:
+            out.error(e)
+            return False
+        # what was understood, title and time apart, with the one-step fixes: a misreading shows at once
+        text = self._manage.scheduled(space, req.locale).text
+        if not req.private and req.dm_link is not None:
+            profile = await self._profiles.get(req.actor)
+            if not (profile and profile.dm_reachable):
+                # host reminders take the subscribers' path: the link opens the DM ("you're the host")
+                button = Action(t(req.locale, "button.get_reminders"), ActionKind.URL, req.dm_link(space.id))
+                text += "\n\n" + t(req.locale, "reply.host_open_dm")
+                out.say(text, actions=(button,), space_id=space.id)
+                return True
+        out.say(text, space_id=space.id)
+        return True
+
+    # ------------------------------------------------------------------ conversations
+
+    async def _begin(self, req: Request, out: _Answers) -> None:
+        question = out.say(t(req.locale, "ask.title"), ask=True)
+        await self._save(req, ConversationStep(TITLE, questions=_some(question)), before=None)
+
+    async def _save(self, req: Request, state: ConversationStep, *, before: ConversationStep | None) -> None:
+        conversation = Conversation(
+            chat=req.chat,
+            user=req.actor,
+            state=state,
+            expires_at=self._clock.now() + CONVERSATION_TTL,
+            request_id=req.request_id,
+            before=before,
+        )
+        async with self._uow() as uow:
+            await uow.conversations.put(conversation)
+            await uow.commit()
+
+    async def _load(self, req: Request) -> ConversationStep | None:
+        """The step this message answers, or None (no conversation here, or it expired)."""
+        async with self._uow() as uow:
+            found = await uow.conversations.get(req.chat, req.actor)
+            if found is None:
+                return None
+            if found.expires_at <= self._clock.now():
+                await uow.conversations.delete(req.chat, req.actor)
+                await uow.commit()
+                return None
+        if req.request_id is not None and found.request_id == req.request_id and found.before is not None:
+            return found.before  # this very message again (a retry after a crash): the same step again
+        return found.state
+
+    async def _is_our_question(self, state: ConversationStep, req: Request) -> bool:
+        """Whether the message answered is one of this step's questions. A question the engine has not
+        recorded as sent yet may be the one: then any reply to one of our messages is taken."""
+        unknown = False
+        for key in state.questions:
+            ref = await self._replies.sent_message(key)
+            if ref is None:
+                unknown = True
+            elif ref.chat_id == req.chat.id and ref.id == req.replied_to:
+                return True
+        return unknown
+
+    async def _continue(self, req: Request, text: str, out: _Answers) -> None:
+        state = await self._load(req)
+        if state is None or state.step == DONE:
+            return  # not a conversation of ours (a DM about something else, a reply to someone else)
+        # in a group, only an answer to our question continues the conversation
+        if not req.private and (req.replied_to is None or not await self._is_our_question(state, req)):
+            return
+        await self._seen(req)
+        text = text.strip()
+        if len(text) > MAX_INPUT:
+            asked = out.say(t(req.locale, "input.too_long", limit=MAX_INPUT), ask=True)
+            await self._save(req, _asked(state, asked), before=state)
+            return
+        if state.step == TITLE:
+            try:
+                title = clean_title(text)
+            except UserError as e:  # ask again: the conversation goes on
+                await self._save(req, _asked(state, out.error(e, ask=True)), before=state)
+                return
+            asked = out.say(t(req.locale, "ask.time", title=title), ask=True)
+            await self._save(req, ConversationStep(TIME, (("title", title),), _some(asked)), before=state)
+            return
+        title = state.field("title")
+        if await self._schedule(req, out, title=title, when_text=text, tz=None):
+            await self._save(req, ConversationStep(DONE, state.fields), before=state)
+            return
+        # a time we could not use: the error was said; ask again rather than drop the conversation
+        asked = out.say(t(req.locale, "ask.time", title=title), ask=True)
+        await self._save(req, ConversationStep(TIME, state.fields, _some(asked)), before=state)
+
+    # ------------------------------------------------------------------ lists and settings
+
+    async def _list(self, req: Request, style: ListStyle, out: _Answers) -> None:
+        loc = req.locale
+        if style is ListStyle.TABLE:
+            found = await self._spaces.upcoming(req.chat, limit=TABLE_LIMIT)
+            if not found:
+                out.say(t(loc, "reply.no_spaces"), public=True)
+                return
+            zone = await self._spaces.zone_for(req.actor, req.chat, req.tz)  # one list, one clock
+            rows = [
+                f"  {s.id}  {format_local(s.starts_at, zone, loc)}  {s.title}  [{t(loc, f'status.{s.status.value}')}]"
+                for s in found
+            ]
+            out.say("\n".join(rows), public=True)
+            return
+        spaces = await self._spaces.upcoming(req.chat, limit=LIST_LIMIT)
+        if not spaces:
+            out.say(t(loc, "reply.no_spaces"), public=True)
+            return
+        lines = [t(loc, "list.header")]
+        for s in spaces:
+            marker = "🟣 " if s.status is SpaceStatus.LIVE else ""
+            when = format_local(s.starts_at, s.tz, loc)
+            lines.append(t(loc, "list.item", marker=marker, title=s.title, when=when, space_id=s.id))
+        out.say("\n".join(lines), public=True)
+
+    async def _set_zone(self, req: Request, zone: str, out: _Answers) -> None:
+        if not zone.strip():
+            out.say(t(req.locale, "usage.tz"))
+            return
+        try:
+            name = await self._profiles.set_zone(req.actor, zone.strip())
+        except UserError as e:
+            out.error(e)
+            return
+        out.say(t(req.locale, "reply.zone_set", zone=name))
+
+    async def _set_chat_zone(self, req: Request, zone: str, out: _Answers) -> None:
+        if not zone.strip():
+            out.say(t(req.locale, "usage.tz"))
+            return
+        if not await req.is_moderator(req.chat, req.actor):
+            out.say(t(req.locale, "perm.admins_only"))
+            return
+        try:
+            community = await self._profiles.set_community(req.chat, zone=zone.strip())
+        except UserError as e:
+            out.error(e)
+            return
+        out.say(t(req.locale, "reply.community_zone_set", zone=community.tz))
+
+    # ------------------------------------------------------------------ managing a Space
+
+    async def _manage_command(self, req: Request, cmd: Manage, out: _Answers) -> None:
+        space_id = normalise_id(cmd.space_id)
+        if space_id is None:
+            out.say(t(req.locale, "usage.id", command=cmd.command))
+            return
+        stateless = cmd.verb in (Verb.SUBSCRIBE, Verb.UNSUBSCRIBE)
+        try:
+            result = await self._manage.run(
+                cmd.verb,
+                req.actor,
+                req.locale,
+                space_id,
+                is_moderator=req.is_moderator,
+                via_chat=None if req.private else req.chat,
+                request_id=None if stateless else req.request_id,
+            )
+        except UserError as e:
+            out.error(e)
+            return
+        out.say(result.text)
+
+    async def _edit(self, req: Request, cmd: Reschedule | Rename, out: _Answers) -> None:
+        """``/reschedule <id> <when>`` and ``/rename <id> <title>``: a Space's id, then its new value."""
+        command = "reschedule" if isinstance(cmd, Reschedule) else "rename"
+        value = (cmd.when if isinstance(cmd, Reschedule) else cmd.title).strip()
+        space_id = normalise_id(cmd.space_id)
+        if space_id is None or not value:
+            out.say(t(req.locale, f"usage.{command}"))
+            return
+        if len(value) > MAX_INPUT:
+            out.say(t(req.locale, "input.too_long", limit=MAX_INPUT))
+            return
+        edit = self._manage.reschedule if isinstance(cmd, Reschedule) else self._manage.rename
+        try:
+            result = await edit(
+                req.actor,
+                req.locale,
+                space_id,
+                value,
+                is_moderator=req.is_moderator,
+                request_id=req.request_id,
+            )
+        except UserError as e:
+            out.error(e)
+            return
+        out.say(result.text)
+
+    async def _press(self, req: Request, cmd: Press, out: _Answers) -> None:
+        # subscribe and unsubscribe set a state: a retried press lands on the same state; the others carry
+        # the request id
+        stateless = cmd.verb in (Verb.SUBSCRIBE, Verb.UNSUBSCRIBE)
+        try:
+            result = await self._manage.run(
+                cmd.verb,
+                req.actor,
+                req.locale,
+                cmd.space_id,
+                is_moderator=req.is_moderator,
+                via_chat=cmd.via_chat,
+                request_id=None if stateless else req.request_id,
+            )
+        except UserError as e:
+            out.error(e, alert=True)
+            return
+        sub = result.subscription
+        if cmd.verb is Verb.SUBSCRIBE and sub is not None and cmd.via_chat is not None and req.dm_link:
+            profile = await self._profiles.get(req.actor)
+            if not (profile and profile.dm_reachable):
+                # never opened the bot's private chat: the link opens it; starting it there completes the
+                # subscription and makes reminders deliverable
+                link = Action(
+                    t(req.locale, "button.get_reminders"), ActionKind.URL, req.dm_link(cmd.space_id)
+                )
+                out.say(result.text, actions=(link,))
+                return
+        if cmd.verb is Verb.UNSUBSCRIBE and sub is not None and sub.changed:
+            # say plainly that this press removed the reminder (and how to set it back)
+            out.say(t(req.locale, "tg.unsubscribed", title=sub.space.title), alert=True)
+            return
+        out.say(result.text)
+
+    async def _open_link(self, req: Request, cmd: OpenLink, out: _Answers) -> None:
+        if cmd.space_id is None:
+            out.say(t(req.locale, "welcome", name=req.greet_name))
+            return
+        # subscribing sets a state: the same link opened twice (or this request delivered twice) is one
+        # subscription and one "Reminder set"
+        try:
+            res = await self._spaces.subscribe(Subscribe(req.actor, cmd.space_id, locale=req.locale))
+        except UserError as e:
+            out.error(e)
+            return
+        if res.space.status is SpaceStatus.LIVE:
+            link = self._links.space(cmd.space_id)
+            out.say(t(req.locale, "reply.live_now", title=res.space.title, link=link))
+            return
+        undo = Action(
+            t(req.locale, "button.unsubscribe"), ActionKind.CALLBACK, callback(Verb.UNSUBSCRIBE, cmd.space_id)
+        )
+        out.say(t(req.locale, "reply.subscribed", title=res.space.title), actions=(undo,))
+
+
+def _some(key: str | None) -> tuple[str, ...]:
+    return (key,) if key is not None else ()
+
+
+def _asked(state: ConversationStep, question: str | None) -> ConversationStep:
+    """The same step, asked once more: a reply to the new question continues it too."""
+    return dataclasses.replace(state, questions=state.questions + _some(question))
