@@ -25,6 +25,7 @@ No network call is needed.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable
 from datetime import timedelta
@@ -36,7 +37,7 @@ from discord import app_commands
 
 from bots.discord import commands as slash
 from bots.discord import translate as tr
-from bots.discord.render import Rendered, render_reply, rich, timestamp
+from bots.discord.render import Rendered, render_reply
 from bots.discord.translate import Incoming, Kind
 from core import rules
 from core.commands import ScheduleSpace
@@ -46,8 +47,19 @@ from core.notices import Notice, Verb, reply
 from core.ports import Clock, Links
 from core.refs import ChatRef, UserRef
 from core.rules import Actor
-from core.services.manage import ManageService, ModeratorCheck, Reply
-from core.services.profiles import ProfileService
+from core.services.inbound import (
+    Command,
+    InboundService,
+    ListSpaces,
+    Manage,
+    Press,
+    Rename,
+    Request,
+    Reschedule,
+    Schedule,
+)
+from core.services.manage import ModeratorCheck
+from core.services.replies import Answer
 from core.services.spaces import SpaceService
 from core.texts import t
 from core.timeparse import format_local, parse_when
@@ -57,8 +69,6 @@ log = logging.getLogger(__name__)
 DISCORD_API = "https://discord.com/api/v10"
 FIRST_RESPONSE_WITHIN = 2.5  # seconds: Discord drops an interaction not answered within 3
 FOLLOWUP_TIMEOUT = 10.0
-MAX_LISTED = 15
-_WHEN = "\ue000"  # a private-use character: survives escaping, then becomes the native timestamp
 _MANAGE_VERBS = {"start": Verb.START, "end": Verb.END, "cancel": Verb.CANCEL}
 # which Spaces each subcommand can act on (autocomplete offers only those)
 _STATUSES = {
@@ -162,8 +172,7 @@ class Handlers:
         self,
         *,
         spaces: SpaceService,
-        manage: ManageService,
-        profiles: ProfileService,
+        inbound: InboundService,
         links: Links,
         clock: Clock,
         moderator_role: str | None = None,
@@ -172,8 +181,7 @@ class Handlers:
         first_response_within: float = FIRST_RESPONSE_WITHIN,
     ) -> None:
         self._spaces = spaces
-        self._manage = manage
-        self._profiles = profiles
+        self._inbound = inbound
         self._links = links
         self._clock = clock
         role = (moderator_role or "").strip() or None
@@ -257,11 +265,15 @@ class Handlers:
             await r.choices(await self._autocomplete(inc))
         elif inc.kind is Kind.COMPONENT:
             await r.defer(ephemeral=True)
-            await r.send(render_reply(await self._button(inc)))
+            for message in await self._button(inc):
+                await r.send(message)
         elif inc.kind is Kind.COMMAND and inc.command == "space":
-            # every answer is private: what the channel sees (the card) is posted by the delivery engine
-            await r.defer(ephemeral=True)
-            await r.send(await self._command(inc))
+            # answers are private, but for a list (the channel may read it): what the channel sees of a
+            # schedule (the card) is posted by the delivery engine. The first follow-up takes the place of
+            # the deferral, and its privacy with it: decided here, before anything slow
+            await r.defer(ephemeral=inc.subcommand != "list")
+            for message in await self._command(inc):
+                await r.send(message)
         else:  # a command or a modal we never registered
             await r.defer(ephemeral=True)
             await r.send(_private(t(inc.locale, "error.generic"), inc.locale))
@@ -285,119 +297,44 @@ class Handlers:
 
         return check
 
-    # ------------------------------------------------------------------ commands
+    # ------------------------------------------------------------------ commands and buttons: the core's inbound path
 
-    async def _command(self, inc: Incoming) -> Rendered:
-        answer = await self._answer(inc)
-        return answer if isinstance(answer, Rendered) else render_reply(answer)
+    def _request(self, inc: Incoming, user: UserRef, chat: ChatRef) -> Request:
+        return Request(
+            actor=user,
+            chat=chat,
+            locale=inc.locale,
+            request_id=inc.request_id,
+            private=inc.guild_id is None,
+            is_moderator=self._moderator_check(inc),
+            display_name=inc.display_name or None,
+            language=inc.locale,
+        )
 
-    async def _answer(self, inc: Incoming) -> Notice | Rendered:
-        """The private answer to a command: what was done (its time rendered natively), or why not."""
+    async def _command(self, inc: Incoming) -> list[Rendered]:
+        """The answers to a ``/space`` subcommand: what was done (its time rendered natively), or why not."""
         user, chat, locale = inc.user, inc.chat, inc.locale
         if user is None or chat is None or inc.guild_id is None:
-            return _notice(t(locale, "dc.guild_only"), locale)
-        await self._profiles.seen(user, display_name=inc.display_name, locale=locale)
-        try:
-            sub = inc.subcommand
-            if sub == "schedule":
-                reply = await self._schedule(inc, user, chat)
-                return reply.notice(locale, ephemeral=True)
-            if sub == "list":
-                return await self._list(chat, locale)
-            space_id = _space_id(inc.option("space"))
-            if sub in _MANAGE_VERBS:
-                reply = await self._manage.run(
-                    _MANAGE_VERBS[sub],
-                    user,
-                    locale,
-                    space_id,
-                    is_moderator=self._moderator_check(inc),
-                    request_id=inc.request_id,
-                )
-                return reply.notice(locale, ephemeral=True)
-            if sub == "reschedule":
-                reply = await self._manage.reschedule(
-                    user,
-                    locale,
-                    space_id,
-                    _input(inc.option("when")),
-                    is_moderator=self._moderator_check(inc),
-                    request_id=inc.request_id,
-                )
-                return reply.notice(locale, ephemeral=True)
-            if sub == "rename":
-                reply = await self._manage.rename(
-                    user,
-                    locale,
-                    space_id,
-                    _input(inc.option("title")),
-                    is_moderator=self._moderator_check(inc),
-                    request_id=inc.request_id,
-                )
-                return reply.notice(locale, ephemeral=True)
-        except UserError as e:
-            return _notice(_error(locale, e), locale)
-        return _notice(t(locale, "error.generic"), locale)
+            return [_private(t(locale, "dc.guild_only"), locale)]
+        if inc.subcommand == "schedule" and not inc.option("title"):
+            # a title of spaces only: the core would read one out of the time instead
+            return [_private(t(locale, "title.empty"), locale)]
+        command = _to_command(inc)
+        if command is None:
+            return [_private(t(locale, "error.generic"), locale)]
+        return _rendered(await self._inbound.handle(self._request(inc, user, chat), command))
 
-    async def _schedule(self, inc: Incoming, user: UserRef, chat: ChatRef) -> Reply:
-        title = inc.option("title")
-        if not title:  # never let an empty title make the core read one out of the time
-            raise UserError("title.empty")
-        voice = inc.option("voice_channel")
-        space = await self._spaces.schedule(
-            ScheduleSpace(
-                actor=Actor(user, locale=inc.locale),
-                chat=chat,
-                title=title,
-                when_text=_input(inc.option("when")),
-                tz=inc.option("timezone") or None,
-                description=_input(inc.option("description")),
-                voice=tr.chat_ref(voice, inc.guild_id) if voice.isdigit() else None,
-                request_id=inc.request_id,
-            )
-        )
-        # title and time on lines of their own, then the link and the fixes: a misreading shows at once
-        return self._manage.scheduled(space, inc.locale)
-
-    async def _list(self, chat: ChatRef, locale: str) -> Rendered:
-        """Upcoming Spaces of the channel, each time native (each reader sees their own zone)."""
-        spaces = await self._spaces.upcoming(chat, limit=MAX_LISTED)
-        if not spaces:
-            return _private(t(locale, "reply.no_spaces"), locale)
-        lines = [rich(t(locale, "list.header"))]
-        for s in spaces:
-            marker = "🟣 " if s.status is SpaceStatus.LIVE else ""
-            line = t(locale, "list.item", marker=marker, title=s.title, when=_WHEN, space_id=s.id)
-            # escaped as text (a title is the member's), then the placeholder becomes Discord's markup
-            lines.append(rich(line).replace(_WHEN, timestamp(s.starts_at)))
-        return Rendered(content="\n".join(lines)[:2000], ephemeral=True)
-
-    # ------------------------------------------------------------------ buttons
-
-    async def _button(self, inc: Incoming) -> Notice:
-        user, locale = inc.user, inc.locale
+    async def _button(self, inc: Incoming) -> list[Rendered]:
+        user, chat, locale = inc.user, inc.chat, inc.locale
         button = tr.parse_button(inc.custom_id)
-        if button is None or user is None:  # a button we did not make, or from an older version
-            return _notice(t(locale, "error.generic"), locale)
+        if button is None or user is None or chat is None:  # not ours, or from an older version
+            return [_private(t(locale, "error.generic"), locale)]
         if button.verb is None:
-            return _notice(t(locale, "dc.share", link=self._links.space(button.space_id)), locale)
-        via = inc.chat if inc.guild_id is not None else None
-        # subscribing sets a state (a retried press lands on it); the other verbs carry the request id
-        stateless = button.verb in (Verb.SUBSCRIBE, Verb.UNSUBSCRIBE)
-        try:
-            await self._profiles.seen(user, display_name=inc.display_name, locale=locale)
-            reply = await self._manage.run(
-                button.verb,
-                user,
-                locale,
-                button.space_id,
-                is_moderator=self._moderator_check(inc),
-                via_chat=via,
-                request_id=None if stateless else inc.request_id,
-            )
-        except UserError as e:
-            return _notice(_error(locale, e), locale)
-        return reply.notice(locale, ephemeral=True)
+            return [_private(t(locale, "dc.share", link=self._links.space(button.space_id)), locale)]
+        press = Press(button.verb, button.space_id, via_chat=chat if inc.guild_id is not None else None)
+        answers = await self._inbound.handle(self._request(inc, user, chat), press)
+        # a button's answer is for the one who pressed it, whatever the command path would do
+        return [render_reply(dataclasses.replace(a.notice, ephemeral=True)) for a in answers]
 
     # ------------------------------------------------------------------ autocomplete (cheap queries only)
 
@@ -507,6 +444,34 @@ def _looks_like_id(text: str) -> bool:
 def _space_id(text: str) -> str:
     # the autocomplete value is the id; a typed one is accepted in any case
     return text.strip().lower()[:40]
+
+
+def _to_command(inc: Incoming) -> Command | None:
+    """The ``/space`` subcommand as the core's inbound command (the options are typed: nothing to parse
+    but the time, which the core reads)."""
+    sub, opt = inc.subcommand, inc.option
+    if sub == "schedule":
+        voice = opt("voice_channel")
+        return Schedule(
+            title=opt("title"),
+            when=_input(opt("when")),
+            tz=opt("timezone") or None,
+            description=_input(opt("description")),
+            voice=tr.chat_ref(voice, inc.guild_id) if voice.isdigit() and inc.guild_id else None,
+        )
+    if sub == "list":
+        return ListSpaces()
+    if sub in _MANAGE_VERBS:
+        return Manage(_MANAGE_VERBS[sub], opt("space"), command=f"space {sub}")
+    if sub == "reschedule":
+        return Reschedule(opt("space"), opt("when"))
+    if sub == "rename":
+        return Rename(opt("space"), opt("title"))
+    return None
+
+
+def _rendered(answers: list[Answer]) -> list[Rendered]:
+    return [render_reply(a.notice) for a in answers]
 
 
 def _notice(text: str, locale: str) -> Notice:

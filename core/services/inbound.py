@@ -41,7 +41,7 @@ from core.notices import Action, ActionKind, Verb, callback, reply
 from core.ports import Clock, Links, UnitOfWorkFactory
 from core.refs import ChatRef, UserRef
 from core.rules import Actor, clean_title
-from core.services.manage import ManageService, ModeratorCheck
+from core.services.manage import ManageService, ModeratorCheck, Reply
 from core.services.profiles import ProfileService
 from core.services.replies import Answer, RepliesService, reply_key
 from core.services.spaces import SpaceService
@@ -102,6 +102,7 @@ class Schedule:
     when: str = ""
     tz: str | None = None
     description: str = ""
+    voice: ChatRef | None = None  # a voice or stage channel where it happens (Discord)
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,12 +216,17 @@ class _Answers:
         actions: tuple[Action, ...] = (),
         space_id: str | None = None,
         alert: bool = False,
+        about: Reply | None = None,
     ) -> str | None:
         """Add an answer; returns its outbox key (None without a request id: nothing to find it by).
 
         Answers are for the asker alone (ephemeral) unless ``public`` (a list the chat may read) or a
         question (``ask``: in a group it is answered by replying to it, so everyone sees it)."""
         notice = reply(text, locale=self._req.locale, reply_to=self._req.message_id, ask=ask, actions=actions)
+        if about is not None and about.space is not None:
+            # the Space's start and status travel with the answer: platforms show the time natively
+            data = about.notice(self._req.locale)
+            notice = dataclasses.replace(notice, when=data.when, when_text=data.when_text, status=data.status)
         notice = dataclasses.replace(notice, space_id=space_id, ephemeral=not (public or ask))
         self.items.append(Answer(self._req.chat, notice, alert=alert))
         if self._req.request_id is None:
@@ -300,7 +306,13 @@ class InboundService:
                 out.say(t(req.locale, "input.too_long", limit=MAX_INPUT))
                 return
             await self._schedule(
-                req, out, title=cmd.title, when_text=cmd.when, tz=cmd.tz, desc=cmd.description
+                req,
+                out,
+                title=cmd.title,
+                when_text=cmd.when,
+                tz=cmd.tz,
+                desc=cmd.description,
+                voice=cmd.voice,
             )
             return
         args = schedule_text(cmd.text)
@@ -313,7 +325,15 @@ class InboundService:
         await self._schedule(req, out, title="", when_text=args, tz=cmd.tz, desc=cmd.description)
 
     async def _schedule(
-        self, req: Request, out: _Answers, *, title: str, when_text: str, tz: str | None, desc: str = ""
+        self,
+        req: Request,
+        out: _Answers,
+        *,
+        title: str,
+        when_text: str,
+        tz: str | None,
+        desc: str = "",
+        voice: ChatRef | None = None,
     ) -> bool:
         zone = tz or req.tz
         try:
@@ -326,22 +346,24 @@ class InboundService:
                     tz=zone,
                     description=desc,
                     request_id=req.request_id,
+                    voice=voice,
                 )
             )
         except UserError as e:
             out.error(e)
             return False
         # what was understood, title and time apart, with the one-step fixes: a misreading shows at once
-        text = self._manage.scheduled(space, req.locale).text
+        done = self._manage.scheduled(space, req.locale)
+        text = done.text
         if not req.private and req.dm_link is not None:
             profile = await self._profiles.get(req.actor)
             if not (profile and profile.dm_reachable):
                 # host reminders take the subscribers' path: the link opens the DM ("you're the host")
                 button = Action(t(req.locale, "button.get_reminders"), ActionKind.URL, req.dm_link(space.id))
                 text += "\n\n" + t(req.locale, "reply.host_open_dm")
-                out.say(text, actions=(button,), space_id=space.id)
+                out.say(text, actions=(button,), space_id=space.id, about=done)
                 return True
-        out.say(text, space_id=space.id)
+        out.say(text, space_id=space.id, about=done)
         return True
 
     # ------------------------------------------------------------------ conversations
@@ -518,7 +540,7 @@ class InboundService:
         except UserError as e:
             out.error(e)
             return
-        out.say(result.text)
+        out.say(result.text, about=result)
 
     async def _press(self, req: Request, cmd: Press, out: _Answers) -> None:
         # subscribe and unsubscribe set a state: a retried press lands on the same state; the others carry

@@ -24,8 +24,9 @@ from bots.web.app import WebDeps, make_web_app
 from core.models import SpaceStatus
 from core.refs import ChatRef
 from core.services.deliveries import DeliveryEngine, EngineConfig
-from core.services.manage import ManageService
+from core.services.inbound import InboundService
 from core.services.profiles import ProfileService
+from core.services.replies import RepliesService
 from tests.conftest import CoreEnv, StaticLinks
 from tests.fakes.discord import DcChannel, DcGuild, DcMember, DcMessage, DiscordEmulator, Perm, pointed_at
 
@@ -72,6 +73,18 @@ def _chat(w: World) -> ChatRef:
     return chat_ref(str(w.channel.id), str(w.guild.id))
 
 
+def inbound_for(env: CoreEnv) -> InboundService:
+    """The core's inbound path over the test's core (the services the composition root wires)."""
+    return InboundService(
+        spaces=env.spaces,
+        profiles=ProfileService(env.db.uow),
+        replies=RepliesService(env.db.uow, env.clock, env.wake),
+        links=StaticLinks(),
+        clock=env.clock,
+        uow=env.db.uow,
+    )
+
+
 @pytest.fixture
 async def world(core_env: CoreEnv) -> AsyncIterator[World]:
     if core_env.backend == "postgres":
@@ -96,8 +109,7 @@ async def world(core_env: CoreEnv) -> AsyncIterator[World]:
             )
             handlers = Handlers(
                 spaces=core_env.spaces,
-                manage=ManageService(core_env.spaces, StaticLinks()),
-                profiles=ProfileService(core_env.db.uow),
+                inbound=inbound_for(core_env),
                 links=StaticLinks(),
                 clock=core_env.clock,
                 is_moderator=platform.is_moderator,

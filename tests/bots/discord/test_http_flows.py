@@ -32,8 +32,9 @@ from bots.metrics import Metrics
 from bots.web.app import WebDeps, make_web_app
 from core.models import DeliveryKind, SpaceStatus
 from core.refs import Platform, UserRef
-from core.services.manage import ManageService
+from core.services.inbound import InboundService
 from core.services.profiles import ProfileService
+from core.services.replies import RepliesService
 from tests.conftest import CoreEnv, StaticLinks
 
 APP = "4242"
@@ -134,17 +135,27 @@ def press(custom_id: str, **who: Any) -> dict[str, Any]:
     return interaction(3, {"custom_id": custom_id, "component_type": 2}, **who)
 
 
+def inbound_for(env: CoreEnv) -> InboundService:
+    """The core's inbound path over the test's core (the services the composition root wires)."""
+    return InboundService(
+        spaces=env.spaces,
+        profiles=ProfileService(env.db.uow),
+        replies=RepliesService(env.db.uow, env.clock, env.wake),
+        links=StaticLinks(),
+        clock=env.clock,
+        uow=env.db.uow,
+    )
+
+
 @pytest.fixture
 async def env(core_env: CoreEnv) -> AsyncIterator[Env]:
     hooks = DiscordWebhooks()
     fake_discord = web.Application()
     fake_discord.router.add_post("/api/v10/webhooks/{app}/{token}", hooks.on_followup)
     key = SigningKey.generate()
-    manage = ManageService(core_env.spaces, StaticLinks())
     handlers = Handlers(
         spaces=core_env.spaces,
-        manage=manage,
-        profiles=ProfileService(core_env.db.uow),
+        inbound=inbound_for(core_env),
         links=StaticLinks(),
         clock=core_env.clock,
         moderator_role=MOD_ROLE,
@@ -319,13 +330,15 @@ async def test_a_dm_is_told_to_use_a_server(env: Env) -> None:
     assert "server channel" in _text(followups)
 
 
-async def test_list(env: Env) -> None:
-    _, followups = await env.interact(slash("list"))
-    assert "No upcoming Spaces" in _text(followups)
+async def test_list_is_for_the_channel(env: Env) -> None:
+    first, followups = await env.interact(slash("list"))
+    assert first == {"type": 5, "data": {"flags": 0}}  # the channel may read it
+    [answer] = followups
+    assert "No upcoming Spaces" in answer["content"] and not answer.get("flags")
     space_id = await _schedule(env)
-    _, followups = await env.interact(slash("list"))
-    text = _text(followups)
-    assert "Weekly AMA" in text and space_id in text and "<t:" in text  # Discord renders each reader's time
+    _, [answer] = await env.interact(slash("list"))
+    assert "Weekly AMA" in answer["content"] and space_id in answer["content"]
+    assert answer["allowed_mentions"] == {"parse": []}
 
 
 # --------------------------------------------------------------------------- autocomplete
