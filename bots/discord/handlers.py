@@ -1,4 +1,9 @@
-"""Interaction handlers: acknowledge first, then translate to the core's commands and answer the member.
+"""Interaction handlers: acknowledge first, then hand the core's inbound path a command, and render its answers.
+
+Commands and buttons go through :class:`core.services.inbound.InboundService`, like every platform's: the
+handlers only read the interaction (:mod:`bots.discord.translate`) into a ``Request`` and a command
+(``Schedule``, ``ListSpaces``, ``Manage``, ``Reschedule``, ``Rename``, ``Press``) and render the answers
+(:func:`bots.discord.render.render_reply`: escaped, the stated time native, nobody pinged).
 
 Both transports end here: the gateway (:meth:`Handlers.on_interaction`, a ``discord.Interaction``) and the
 HTTP endpoint (:meth:`Handlers.on_http`, the raw JSON; its return value is the HTTP response body). Each
@@ -18,8 +23,9 @@ the card shows it. The interaction itself is the idempotency key: its id is the 
 acts twice; subscribing and unsubscribing set a state, which is idempotent on its own.
 
 Permissions come with the interaction: the host; members with Manage Events (or Administrator) in the guild
-where the Space is announced, read from the member's permission bits; or the configured moderator role.
-No network call is needed.
+where the Space is announced, read from the member's permission bits; or the configured moderator role (by
+id). No network call is needed — but for a moderator role configured by NAME, which only the guild's role
+list resolves: then the adapter's own check is asked, after the deferral.
 """
 
 from __future__ import annotations
@@ -297,7 +303,7 @@ class Handlers:
 
         return check
 
-    # ------------------------------------------------------------------ commands and buttons: the core's inbound path
+    # ------------------------------------------------------------------ commands and buttons (the inbound path)
 
     def _request(self, inc: Incoming, user: UserRef, chat: ChatRef) -> Request:
         return Request(
