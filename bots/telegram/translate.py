@@ -12,7 +12,6 @@ from core.refs import ChatRef, Platform, UserRef
 START_PREFIX = "s_"
 _PAYLOAD_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 GROUP_TYPES = frozenset({"group", "supergroup"})
-MAX_INPUT = 1000  # characters of a command's arguments we are willing to parse
 
 
 # Placeholder senders Telegram uses for posts that hide the person: anonymous group admins

@@ -233,6 +233,13 @@ class _Answers:
             return None
         return reply_key(self._req.request_id, len(self.items) - 1)
 
+    def result(self, r: Reply, *, more: str = "", actions: tuple[Action, ...] = ()) -> str | None:
+        """A service's reply (a confirmation) as an answer, ``more`` appended: the one place a reply becomes
+        an answer, so what a reply carries besides its text reaches every platform."""
+        return self.say(
+            r.text + more, actions=actions, space_id=r.space.id if r.space is not None else None, about=r
+        )
+
     def error(self, e: UserError, *, ask: bool = False, alert: bool = False) -> str | None:
         return self.say(t(self._req.locale, e.key, **e.params), ask=ask, alert=alert)
 
@@ -353,17 +360,15 @@ class InboundService:
             out.error(e)
             return False
         # what was understood, title and time apart, with the one-step fixes: a misreading shows at once
-        done = self._manage.scheduled(space, req.locale)
-        text = done.text
+        confirmation = self._manage.scheduled(space, req.locale)
         if not req.private and req.dm_link is not None:
             profile = await self._profiles.get(req.actor)
             if not (profile and profile.dm_reachable):
                 # host reminders take the subscribers' path: the link opens the DM ("you're the host")
                 button = Action(t(req.locale, "button.get_reminders"), ActionKind.URL, req.dm_link(space.id))
-                text += "\n\n" + t(req.locale, "reply.host_open_dm")
-                out.say(text, actions=(button,), space_id=space.id, about=done)
+                out.result(confirmation, more="\n\n" + t(req.locale, "reply.host_open_dm"), actions=(button,))
                 return True
-        out.say(text, space_id=space.id, about=done)
+        out.result(confirmation)
         return True
 
     # ------------------------------------------------------------------ conversations
@@ -514,7 +519,7 @@ class InboundService:
         except UserError as e:
             out.error(e)
             return
-        out.say(result.text)
+        out.result(result)
 
     async def _edit(self, req: Request, cmd: Reschedule | Rename, out: _Answers) -> None:
         """``/reschedule <id> <when>`` and ``/rename <id> <title>``: a Space's id, then its new value."""
@@ -540,7 +545,7 @@ class InboundService:
         except UserError as e:
             out.error(e)
             return
-        out.say(result.text, about=result)
+        out.result(result)
 
     async def _press(self, req: Request, cmd: Press, out: _Answers) -> None:
         # subscribe and unsubscribe set a state: a retried press lands on the same state; the others carry
@@ -568,13 +573,13 @@ class InboundService:
                 link = Action(
                     t(req.locale, "button.get_reminders"), ActionKind.URL, req.dm_link(cmd.space_id)
                 )
-                out.say(result.text, actions=(link,))
+                out.result(result, actions=(link,))
                 return
         if cmd.verb is Verb.UNSUBSCRIBE and sub is not None and sub.changed:
             # say plainly that this press removed the reminder (and how to set it back)
             out.say(t(req.locale, "tg.unsubscribed", title=sub.space.title), alert=True)
             return
-        out.say(result.text)
+        out.result(result)
 
     async def _open_link(self, req: Request, cmd: OpenLink, out: _Answers) -> None:
         if cmd.space_id is None:

@@ -34,6 +34,8 @@ from core import rules
 from core.models import (
     Announcement,
     Community,
+    Conversation,
+    ConversationStep,
     Delivery,
     DeliveryKind,
     DeliveryStatus,
@@ -614,6 +616,46 @@ async def test_inbound_remember_returns_the_earlier_result(uow_factory: UnitOfWo
         # not committed: upd-3 is not remembered
     async with uow_factory() as uow:
         assert await uow.inbound.remember(Platform.TELEGRAM, "upd-3", "I") is None
+
+
+async def test_conversations_are_one_per_chat_and_person_and_round_trip(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    title = ConversationStep("title", questions=("reply:ev:1:0",))
+    time = ConversationStep("time", (("title", "Café « AMA » #2"),), ("reply:ev:2:0", "reply:ev:2:1"))
+    mine = Conversation(CHAT, ALICE, time, T0 + timedelta(minutes=10), request_id="ev:2", before=title)
+    async with uow_factory() as uow:
+        assert await uow.conversations.get(CHAT, ALICE) is None
+        await uow.conversations.put(Conversation(CHAT, ALICE, title, T0))
+        await uow.conversations.put(mine)  # replaces: one conversation per (chat, person)
+        await uow.conversations.put(Conversation(OTHER_CHAT, ALICE, title, T0))
+        await uow.conversations.put(Conversation(CHAT, BOB, title, T0))
+        await uow.commit()
+    async with uow_factory() as uow:
+        found = await uow.conversations.get(CHAT, ALICE)
+        assert found == mine and found.state.field("title") == "Café « AMA » #2"
+        assert found.expires_at.tzinfo is not None
+        assert (await uow.conversations.get(OTHER_CHAT, ALICE)) == Conversation(OTHER_CHAT, ALICE, title, T0)
+        await uow.conversations.delete(CHAT, ALICE)
+        await uow.conversations.delete(CHAT, ALICE)  # nothing to forget: no error
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert await uow.conversations.get(CHAT, ALICE) is None
+        assert await uow.conversations.get(CHAT, BOB) is not None
+
+
+async def test_prune_deletes_conversations_expired_before_the_request_ids_cut_off(
+    uow_factory: UnitOfWorkFactory, outbox: Outbox
+) -> None:
+    step = ConversationStep("title")
+    async with uow_factory() as uow:
+        await uow.conversations.put(Conversation(CHAT, ALICE, step, T0 - timedelta(seconds=1)))
+        await uow.conversations.put(Conversation(CHAT, BOB, step, T0))
+        await uow.commit()
+    assert await outbox.prune(settled_before=T0, requests_before=T0) == 1
+    async with uow_factory() as uow:
+        assert await uow.conversations.get(CHAT, ALICE) is None
+        assert await uow.conversations.get(CHAT, BOB) is not None
 
 
 # --------------------------------------------------------------------------- unit of work
