@@ -66,7 +66,8 @@ class ProfileService:
         locale: str | None = None,
         moderator_role: str | None = None,
     ) -> Community:
-        """Moderators only: the adapter checks that before calling."""
+        """Moderators only: the adapter checks that before calling. For a whole guild or workspace, pass
+        ``chat.community`` (its settings then hold for each of its chats without settings of their own)."""
         async with self._uow() as uow:
             community = await uow.communities.get(chat) or Community(chat)
             if zone is not None:
