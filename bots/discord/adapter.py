@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import contextvars
 import hashlib
+import json
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Mapping, Sequence
@@ -93,23 +94,37 @@ class EventsSink(Protocol):
 
     async def status_changed(
         self, platform: Platform, scope: str, event_id: str, status: Any, actor: UserRef | None
-    ) -> None: ...
+    ) -> Any: ...
 
     async def interest(
         self, platform: Platform, scope: str, event_id: str, user: UserRef, interested: bool
-    ) -> None: ...
+    ) -> Any: ...
 
 
 class EventSpecLike(Protocol):
-    """The core's EventSpec, as read here."""
+    """The core's EventSpec (core.models), as read here: read-only, so the frozen dataclass fits."""
 
-    title: str
-    description: str
-    starts_at: datetime
-    ends_at: datetime
-    status: Any  # the core's EventStatus: its name is one of STATUS_CODES
-    location: str | None
-    channel: ChatRef | None
+    @property
+    def title(self) -> str: ...
+
+    @property
+    def description(self) -> str: ...
+
+    @property
+    def starts_at(self) -> datetime: ...
+
+    @property
+    def ends_at(self) -> datetime: ...
+
+    @property
+    def status(self) -> Any:  # the core's EventStatus: its name is one of STATUS_CODES
+        ...
+
+    @property
+    def location(self) -> str | None: ...
+
+    @property
+    def channel(self) -> ChatRef | None: ...
 
 
 def core_status(code: int) -> Any:
@@ -235,6 +250,19 @@ class DiscordPlatform:
     # ------------------------------------------------------------------ lifecycle
 
     @property
+    def gateway_lease_name(self) -> str:
+        """One gateway owner per bot, or per group of shards: processes running different shard ids hold
+        different leases (and two processes given the same ids never both connect)."""
+        if self.config.shard_ids is None:
+            return (
+                "discord"
+                if self.config.shard_count is None
+                else f"discord:shards:all/{self.config.shard_count}"
+            )
+        ids = ",".join(str(i) for i in sorted(self.config.shard_ids))
+        return f"discord:shards:{ids}/{self.config.shard_count}"
+
+    @property
     def client(self) -> discord.Client:
         if self._client is None:
             raise RuntimeError("DiscordPlatform.start() has not run")
@@ -264,8 +292,20 @@ class DiscordPlatform:
             if params.response.status != 429 or not self._sending.get():
                 return
             h = params.response.headers
-            retry = _seconds(h.get("X-RateLimit-Reset-After")) or _seconds(h.get("Retry-After")) or 1.0
-            raise _Throttled(retry, h.get("X-RateLimit-Global", "").lower() == "true")
+            try:  # the body has the precise wait (the Retry-After header is rounded up to whole seconds)
+                body = await params.response.json(content_type=None)
+            except Exception:
+                body = None
+            if not isinstance(body, dict):
+                body = {}
+            retry = (
+                _seconds(body.get("retry_after"))
+                or _seconds(h.get("X-RateLimit-Reset-After"))
+                or _seconds(h.get("Retry-After"))
+                or 1.0
+            )
+            is_global = body.get("global") is True or h.get("X-RateLimit-Global", "").lower() == "true"
+            raise _Throttled(retry, is_global)
 
         trace.on_request_end.append(on_end)
         return trace
@@ -366,6 +406,15 @@ class DiscordPlatform:
         await self._handlers.on_interaction(interaction)
 
     async def _on_raw(self, msg: Any) -> None:
+        """Every gateway frame, as text (discord.py hands it over before parsing it): only scheduled-event
+        dispatches are parsed again here, the rest (a large guild's GUILD_CREATE …) is skipped unread."""
+        if isinstance(msg, str):
+            if "GUILD_SCHEDULED_EVENT_" not in msg:
+                return
+            try:
+                msg = json.loads(msg)
+            except ValueError:
+                return
         if not isinstance(msg, dict) or msg.get("op") != 0:
             return
         kind, data = msg.get("t"), msg.get("d")
@@ -757,10 +806,10 @@ def _parse(text: Any) -> datetime | None:
         return None
 
 
-def _seconds(value: str | None) -> float | None:
+def _seconds(value: Any) -> float | None:
     try:
         return float(value) if value else None
-    except ValueError:
+    except (TypeError, ValueError):
         return None
 
 

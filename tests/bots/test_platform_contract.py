@@ -1,5 +1,6 @@
-"""One contract for every ChatPlatform (core.ports.ChatPlatform): the in-memory fake, the console, and
-Telegram through the real python-telegram-bot against the Bot API emulator. An adapter that passes it is
+"""One contract for every ChatPlatform (core.ports.ChatPlatform): the in-memory fake, the console,
+Telegram through the real python-telegram-bot against the Bot API emulator, and Discord through the real
+discord.py against its emulator. An adapter that passes it is
 one the delivery engine can trust: handles are returned (never None), a no-op edit succeeds, closed DMs
 raise RecipientUnreachable, a chat the bot lost raises ChatUnavailable, and stop() is idempotent."""
 
@@ -100,9 +101,40 @@ async def _telegram() -> AsyncIterator[Subject]:
         yield Subject(p, chat_ref(group.id), user_ref(alice.id), user_ref(stranger.id), lose)
 
 
-@pytest.fixture(params=["fake", "console", "telegram"])
+async def _discord() -> AsyncIterator[Subject]:
+    from bots.discord.adapter import DiscordConfig, DiscordPlatform
+    from tests.fakes.discord import DiscordEmulator, Perm, pointed_at
+
+    async with DiscordEmulator() as dc:
+        with pointed_at(dc):
+            guild = dc.create_guild("Builders")
+            (text,) = guild.channels.values()
+            alice = dc.add_member(guild, "alice")
+            sam = dc.add_member(guild, "sam")
+            dc.close_dms(sam)
+            chat = ChatRef(Platform.DISCORD, str(text.id), **_scoped(str(guild.id)))
+            p = DiscordPlatform(DiscordConfig(token=dc.token, guild_ready_timeout=0.05), receive=False)
+
+            async def lose() -> None:
+                dc.set_overwrite(text, dc.bot_role(guild), deny=Perm.VIEW_CHANNEL)
+
+            yield Subject(
+                p,
+                chat,
+                UserRef(Platform.DISCORD, str(alice.user.id)),
+                UserRef(Platform.DISCORD, str(sam.user.id)),
+                lose,
+            )
+
+
+def _scoped(scope: str) -> dict[str, str]:
+    """Discord's guild channels carry their guild as scope, once references have one."""
+    return {"scope": scope} if "scope" in ChatRef.__dataclass_fields__ else {}
+
+
+@pytest.fixture(params=["fake", "console", "telegram", "discord"])
 async def subject(request: pytest.FixtureRequest) -> AsyncIterator[Subject]:
-    factory = {"fake": _fake, "console": _console, "telegram": _telegram}[request.param]
+    factory = {"fake": _fake, "console": _console, "telegram": _telegram, "discord": _discord}[request.param]
     async for s in factory():
         await s.platform.start()
         try:
@@ -158,6 +190,6 @@ async def test_stop_is_idempotent(subject: Subject) -> None:
 
 
 async def test_stop_before_start_is_safe() -> None:
-    for factory in (_fake, _console, _telegram):
+    for factory in (_fake, _console, _telegram, _discord):
         async for s in factory():
             await s.platform.stop()

@@ -198,6 +198,7 @@ class ApiCall:
     status: int
     response: Any = None
     code: int | None = None  # Discord's error code when not 2xx
+    headers: dict[str, str] = field(default_factory=dict)  # rate-limit headers answered
 
     @property
     def ok(self) -> bool:
@@ -638,6 +639,7 @@ class DiscordEmulator:
 
         self._id_ms = int(wall_clock() * 1000) - DISCORD_EPOCH_MS - 3_600_000
         self._id_seq = itertools.count()
+        self._guild_ms = self._id_ms - 10_000_000
         self.bot = DcUser(self._next_id(), bot_name, bot_name, bot=True)
         self.application_id = self.bot.id
         self.app_owner = DcUser(self._next_id(), "app-owner", "App Owner")
@@ -784,6 +786,12 @@ class DiscordEmulator:
         return best
 
     # ------------------------------------------------------------------ world building
+    def _next_guild_id(self) -> int:
+        # guild ids on their own millisecond sequence, one apart: consecutive guilds land on consecutive
+        # shards ((id >> 22) % n), whatever else was created in between
+        self._guild_ms += 1
+        return (self._guild_ms << 22) | (next(self._id_seq) & 0x3FFFFF)
+
     def _next_id(self) -> int:
         # one millisecond per id: consecutive guilds land on alternating shards ((id >> 22) % n)
         self._id_ms += 1
@@ -822,7 +830,7 @@ class DiscordEmulator:
     ) -> DcGuild:
         """A guild with @everyone, the bot (with a managed role holding ``bot_permissions``), its owner and a
         text channel (``text_channel``, None for none)."""
-        gid = self._next_id()
+        gid = self._next_guild_id()
         owner = owner or self.create_user(f"owner-{len(self.guilds) + 1}")
         guild = DcGuild(gid, name, owner.id, locale)
         guild.roles[gid] = DcRole(gid, gid, "@everyone", everyone_permissions, position=0)
@@ -941,6 +949,24 @@ class DiscordEmulator:
         return perms
 
     # ------------------------------------------------------------------ acting as members: interactions
+    def register_command(
+        self, name: str, options: list[dict[str, Any]] | None = None, *, guild: DcGuild | None = None
+    ) -> dict[str, Any]:
+        """Register a slash command as if the bot had synced it (for tests of an HTTP interactions endpoint
+        that never sync); ``options`` in Discord's shape (``{"name", "type", "required"?, "options"?}``)."""
+        pool = self.guild_commands.setdefault(guild.id, []) if guild else self.global_commands
+        cmd = {
+            "id": str(self._next_id()),
+            "application_id": str(self.application_id),
+            "version": str(self._next_id()),
+            "type": 1,
+            "name": name,
+            "description": name,
+            "options": options or [],
+        }
+        pool[:] = [c for c in pool if c["name"] != name] + [cmd]
+        return cmd
+
     def find_command(self, name: str, guild: DcGuild | None = None) -> dict[str, Any] | None:
         """A registered command (guild commands first), by its top-level name."""
         pools = ([self.guild_commands.get(guild.id, [])] if guild else []) + [self.global_commands]
@@ -1835,12 +1861,14 @@ class DiscordEmulator:
                     f"{method} {call.route or path}", err.violation, err.message + _problems(err), call.body
                 )
             call.status, call.code, call.response = err.status, err.code, err.payload()
+            call.headers = {**headers_out, **err.headers}
             self._record(call)
             if err.status in (401, 403, 429) and err.headers.get("X-RateLimit-Scope") != "shared":
                 self.invalid_requests.append(now)
             if err.status == 429:
                 self.count_429 += 1
             return _json_response(err.payload(), err.status, {**headers_out, **err.headers})
+        call.headers = headers_out
         if result is None:
             call.status = 204
             self._record(call)
@@ -2634,11 +2662,13 @@ class DiscordEmulator:
         limit = int(req.query.get("limit", 100))
         if not 1 <= limit <= 100:
             raise _bad_request("Invalid Form Body: limit: must be between 1 and 100")
-        ids = sorted(ev.interested)
-        if "after" in req.query:
-            ids = [u for u in ids if u > int(req.query["after"])]
+        ids = sorted(
+            ev.interested
+        )  # ascending by user id; with both, only ``before`` counts (Discord's docs)
         if "before" in req.query:
             ids = [u for u in ids if u < int(req.query["before"])][-limit:]
+        elif "after" in req.query:
+            ids = [u for u in ids if u > int(req.query["after"])]
         with_member = req.query.get("with_member", "").lower() in ("1", "true")
         out = []
         for uid in ids[:limit]:

@@ -3,6 +3,7 @@ dispatches turned into the core's calls (fed as the raw frames discord.py hands 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,10 +80,12 @@ async def test_gateway_event_dispatches_reach_the_core() -> None:
     await p._on_raw(_frame("GUILD_SCHEDULED_EVENT_UPDATE", ev))
     await p._on_raw(_frame("GUILD_SCHEDULED_EVENT_UPDATE", ev))  # same status again: nothing new
     user = {"guild_scheduled_event_id": "77", "user_id": "5", "guild_id": "10"}
-    await p._on_raw(_frame("GUILD_SCHEDULED_EVENT_USER_ADD", user))
+    await p._on_raw(json.dumps(_frame("GUILD_SCHEDULED_EVENT_USER_ADD", user)))  # as discord.py hands it
     await p._on_raw(_frame("GUILD_SCHEDULED_EVENT_USER_REMOVE", user))
     await p._on_raw(_frame("MESSAGE_CREATE", {"id": "1"}))
     await p._on_raw({"op": 11})
+    await p._on_raw('{"op": 0, "t": "GUILD_CREATE", "d": {}}')
+    await p._on_raw("GUILD_SCHEDULED_EVENT_ not json")
     u = UserRef(Platform.DISCORD, "5")
     assert sink.calls == [
         ("status", Platform.DISCORD, "10", "77", "ACTIVE", None),

@@ -1,0 +1,54 @@
+"""The Discord adapter against the emulator: the real discord.py, pointed at tests/fakes/discord.py."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest_asyncio
+
+from bots.discord.adapter import DiscordConfig, DiscordPlatform
+from core.refs import Platform, UserRef
+from tests.fakes.discord import DiscordEmulator, pointed_at
+
+
+@dataclass
+class Sink:
+    """Records what the gateway's scheduled-event dispatches asked of the core's EventsService."""
+
+    calls: list[tuple[Any, ...]] = field(default_factory=list)
+
+    async def status_changed(
+        self, platform: Platform, scope: str, event_id: str, status: Any, actor: UserRef | None
+    ) -> None:
+        self.calls.append(("status", scope, event_id, str(getattr(status, "name", status)), actor))
+
+    async def interest(
+        self, platform: Platform, scope: str, event_id: str, user: UserRef, interested: bool
+    ) -> None:
+        self.calls.append(("interest", scope, event_id, user.id, interested))
+
+
+@pytest_asyncio.fixture
+async def dc() -> AsyncIterator[DiscordEmulator]:
+    async with DiscordEmulator() as emulator:
+        with pointed_at(emulator):
+            yield emulator
+
+
+@contextlib.asynccontextmanager
+async def running(dc: DiscordEmulator, **options: Any) -> AsyncIterator[DiscordPlatform]:
+    """A started DiscordPlatform (gateway connected unless ``receive=False``), stopped on exit."""
+    receive = options.pop("receive", True)
+    events = options.pop("events", None)
+    uow = options.pop("uow", None)
+    budget = options.pop("budget", None)
+    config = DiscordConfig(token=dc.token, guild_ready_timeout=0.05, ready_timeout=10.0, **options)
+    p = DiscordPlatform(config, receive=receive, events=events, uow=uow, budget=budget)
+    try:
+        await p.start()
+        yield p
+    finally:
+        await p.stop()

@@ -1,0 +1,174 @@
+"""End to end through the delivery engine: a Space scheduled in a Discord channel, its card, 2,000 subscribers
+DMed once each when it goes live (the real discord.py against the emulator's limits), counted per recipient
+at the emulator; and the DM fallback when DMs are closed."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bots.discord.adapter import DiscordConfig, DiscordPlatform
+from bots.discord.render import escape
+from bots.router import Router
+from bots.runtime.budget import TokenBucketBudget
+from core.commands import ScheduleSpace, StartSpace, Subscribe
+from core.models import DeliveryStatus
+from core.refs import ChatRef, Platform, UserRef
+from core.rules import Actor
+from core.services.deliveries import DeliveryEngine, EngineConfig
+from core.services.spaces import SpaceService
+from storage.db import make_engine, make_session_factory
+from storage.migrate import upgrade
+from storage.stores import SqlOutbox, unit_of_work_factory
+from tests.bots.telegram.conftest import EngineClock, Links, VirtualTime
+from tests.fakes.clock import FakeClock, RecordingWake
+from tests.fakes.discord import DcGuild, DiscordEmulator, RateRule, pointed_at
+
+
+@dataclass
+class Env:
+    dc: DiscordEmulator
+    guild: DcGuild
+    chat: ChatRef
+    host: UserRef
+    spaces: SpaceService
+    engine: DeliveryEngine
+    outbox: SqlOutbox
+    clock: FakeClock
+    engine_clock: EngineClock
+    vt: VirtualTime
+
+    async def deliver(self, rounds: int = 3000) -> None:
+        """Run the engine until nothing is due soon; a row the budget (or a 429) put back a few seconds is
+        waited for in Discord time, and the engine's clock moves on by as much."""
+        for _ in range(rounds):
+            await self.engine.deliver_due()
+            if (await self.outbox.counts()).get("claimed", 0):
+                continue
+            nxt = await self.outbox.next_due()
+            if nxt is None:
+                return
+            gap = nxt - self.engine_clock.now()
+            if gap > timedelta(minutes=1):
+                return
+            if gap > timedelta(0):
+                await self.vt.sleep(gap.total_seconds())
+                self.engine_clock.waited += gap
+        raise AssertionError("deliveries did not settle")
+
+    async def count(self, status: DeliveryStatus) -> int:
+        return (await self.outbox.counts()).get(str(status), 0)
+
+
+def _scoped(scope: str) -> dict[str, Any]:
+    return {"scope": scope} if "scope" in ChatRef.__dataclass_fields__ else {}
+
+
+@pytest.fixture
+async def env(tmp_path: Path) -> AsyncIterator[Env]:
+    vt = VirtualTime()
+    url = f"sqlite:///{tmp_path / 'spaces.db'}"
+    await upgrade(url)
+    db = make_engine(url)
+    uow = unit_of_work_factory(make_session_factory(db))
+    clock = FakeClock(datetime(2026, 11, 25, 16, 0, tzinfo=UTC))
+    engine_clock = EngineClock(clock)
+    wake = RecordingWake()
+    spaces = SpaceService(uow, clock, wake, default_tz="Europe/Paris")
+    budget = TokenBucketBudget(monotonic=vt.monotonic, sleep=vt.sleep)
+    # Discord publishes no limit for opening DMs; the emulator's cautious default (10 per 10 s) would make
+    # this a test of that guess. Here DM channels open at the global rate: every request — each open and
+    # each message — must then stay under the global 50 requests/s together.
+    async with DiscordEmulator(clock=vt.monotonic, dm_open_rate=RateRule(50, 1.0)) as dc:
+        with pointed_at(dc):
+            guild = dc.create_guild("Builders")
+            (text,) = guild.channels.values()
+            platform = DiscordPlatform(
+                DiscordConfig(token=dc.token, guild_ready_timeout=0.05), receive=False, uow=uow, budget=budget
+            )
+            outbox = SqlOutbox(db)
+            engine = DeliveryEngine(
+                outbox,
+                uow,
+                Router([platform]),
+                engine_clock,
+                budget,
+                Links(),
+                wake,
+                EngineConfig(worker_id="test"),
+                rng=random.Random(3),
+            )
+            await platform.start()
+            try:
+                yield Env(
+                    dc,
+                    guild,
+                    ChatRef(Platform.DISCORD, str(text.id), **_scoped(str(guild.id))),
+                    UserRef(Platform.DISCORD, str(guild.owner_id)),
+                    spaces,
+                    engine,
+                    outbox,
+                    clock,
+                    engine_clock,
+                    vt,
+                )
+            finally:
+                await platform.stop()
+                await db.dispose()
+
+
+async def _scheduled(env: Env, title: str = "Weekly AMA") -> str:
+    space = await env.spaces.schedule(ScheduleSpace(Actor(env.host), env.chat, title, "tomorrow 20:00"))
+    await env.deliver()
+    (card,) = env.dc.messages_in(int(env.chat.id))
+    assert card.embeds[0]["title"] == escape(title)
+    return space.id
+
+
+@pytest.mark.slow
+async def test_two_thousand_subscribers_notified_once_under_the_limits(env: Env) -> None:
+    space_id = await _scheduled(env)
+    fans = env.dc.add_members(env.guild, 2000, prefix="fan")
+    for fan in fans:
+        user = UserRef(Platform.DISCORD, str(fan.user.id))
+        await env.spaces.subscribe(Subscribe(user, space_id, via_chat=env.chat))
+    await env.spaces.start(StartSpace(Actor(env.host), space_id))
+    t0 = env.vt.t
+    await env.deliver()
+    received = env.dc.dm_counts(containing="is live now")
+    assert len(received) == 2000 and set(received.values()) == {1}  # 0 lost, 0 duplicates
+    assert {f.user.id for f in fans} == set(received)
+    assert await env.count(DeliveryStatus.DEAD) == 0
+    assert sum(env.dc.dm_opens.values()) == 2000  # each DM channel opened once
+    seconds = env.vt.t - t0
+    print(f"\n2,000 live notices on Discord: {env.dc.count_429} × 429, {seconds:.0f} s of Discord time")
+    assert env.dc.count_429 < 20  # paced, not a 429 storm
+    assert seconds >= 4000 / 50  # 2,000 opens + 2,000 messages, never faster than 50 requests/s
+    assert not env.dc.pings  # nobody was mentioned
+
+
+async def test_closed_dms_fall_back_to_one_mention_in_the_channel(env: Env) -> None:
+    space_id = await _scheduled(env, "@everyone <@&1> party")
+    open_fans = env.dc.add_members(env.guild, 3, prefix="open")
+    shy = env.dc.add_members(env.guild, 3, prefix="shy")
+    for fan in shy:
+        env.dc.close_dms(fan)
+    for fan in (*open_fans, *shy):
+        await env.spaces.subscribe(
+            Subscribe(UserRef(Platform.DISCORD, str(fan.user.id)), space_id, via_chat=env.chat)
+        )
+    await env.spaces.start(StartSpace(Actor(env.host), space_id))
+    await env.deliver()
+    assert {f.user.id: len(env.dc.dms_to(f)) for f in open_fans} == {f.user.id: 1 for f in open_fans}
+    assert all(env.dc.dms_to(f) == [] for f in shy)
+    # the closed ones are pinged, once each, and nobody else (the title's @everyone and role stay text)
+    assert dict(env.dc.pings) == {f.user.id: 1 for f in shy}
+    messages = env.dc.messages_in(int(env.chat.id))
+    assert not any(m.mention_everyone or m.mention_roles for m in messages)
+    assert await env.count(DeliveryStatus.DEAD) == 0
