@@ -207,6 +207,7 @@ def _discord_inbound(ctx: AdapterContext, platform: DiscordPlatform) -> None:
     handlers = Handlers(
         spaces=ctx.spaces,
         inbound=inbound,
+        replies=ctx.replies,
         links=ctx.links,
         clock=ctx.clock,
         moderator_role=s.discord_moderator_role,

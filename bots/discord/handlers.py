@@ -51,7 +51,7 @@ from core.errors import UserError
 from core.models import SpaceStatus
 from core.notices import Notice, Verb, reply
 from core.ports import Clock, Links
-from core.refs import ChatRef, UserRef
+from core.refs import ChatRef, Platform, UserRef
 from core.rules import Actor
 from core.services.inbound import (
     Command,
@@ -65,7 +65,7 @@ from core.services.inbound import (
     Schedule,
 )
 from core.services.manage import ModeratorCheck
-from core.services.replies import Answer
+from core.services.replies import Answer, RepliesService
 from core.services.spaces import SpaceService
 from core.texts import t
 from core.timeparse import format_local, parse_when
@@ -179,6 +179,7 @@ class Handlers:
         *,
         spaces: SpaceService,
         inbound: InboundService,
+        replies: RepliesService | None = None,
         links: Links,
         clock: Clock,
         moderator_role: str | None = None,
@@ -188,6 +189,7 @@ class Handlers:
     ) -> None:
         self._spaces = spaces
         self._inbound = inbound
+        self._replies = replies
         self._links = links
         self._clock = clock
         role = (moderator_role or "").strip() or None
@@ -271,6 +273,8 @@ class Handlers:
             await r.choices(await self._autocomplete(inc))
         elif inc.kind is Kind.COMPONENT:
             await r.defer(ephemeral=True)
+            if not await self._first_time(inc):
+                return
             for message in await self._button(inc):
                 await r.send(message)
         elif inc.kind is Kind.COMMAND and inc.command == "space":
@@ -278,11 +282,25 @@ class Handlers:
             # schedule (the card) is posted by the delivery engine. The first follow-up takes the place of
             # the deferral, and its privacy with it: decided here, before anything slow
             await r.defer(ephemeral=inc.subcommand != "list")
+            if not await self._first_time(inc):
+                return
             for message in await self._command(inc):
                 await r.send(message)
         else:  # a command or a modal we never registered
             await r.defer(ephemeral=True)
             await r.send(_private(t(inc.locale, "error.generic"), inc.locale))
+
+    async def _first_time(self, inc: Incoming) -> bool:
+        """Claim the interaction in the database (every process shares it): a copy of it that reached
+        another process too (a replayed HTTP request behind a load balancer, a gateway replay) is answered
+        once. The effects would be done once anyway (the interaction id is their request id); this keeps
+        the member from being answered twice. Without a replies service (tests of one process), True."""
+        if self._replies is None:
+            return True
+        if await self._replies.finish(Platform.DISCORD, inc.request_id, []):
+            return True
+        log.info("discord interaction already handled elsewhere", extra={"interaction_id": inc.id})
+        return False
 
     # ------------------------------------------------------------------ permissions
 

@@ -65,6 +65,7 @@ class Env:
     hooks: DiscordWebhooks
     handlers: Handlers
     key: SigningKey
+    api: str  # the stand-in for Discord's REST API (its webhooks)
 
     async def post(self, payload: dict[str, Any], *, sign_with: SigningKey | None = None) -> web.Response:
         body = json.dumps(payload).encode()
@@ -135,6 +136,18 @@ def press(custom_id: str, **who: Any) -> dict[str, Any]:
     return interaction(3, {"custom_id": custom_id, "component_type": 2}, **who)
 
 
+def handlers_for(env: CoreEnv) -> Handlers:
+    """A process's handlers over the test's core (the database is what processes share)."""
+    return Handlers(
+        spaces=env.spaces,
+        inbound=inbound_for(env),
+        replies=RepliesService(env.db.uow, env.clock, env.wake),
+        links=StaticLinks(),
+        clock=env.clock,
+        moderator_role=MOD_ROLE,
+    )
+
+
 def inbound_for(env: CoreEnv) -> InboundService:
     """The core's inbound path over the test's core (the services the composition root wires)."""
     return InboundService(
@@ -153,13 +166,7 @@ async def env(core_env: CoreEnv) -> AsyncIterator[Env]:
     fake_discord = web.Application()
     fake_discord.router.add_post("/api/v10/webhooks/{app}/{token}", hooks.on_followup)
     key = SigningKey.generate()
-    handlers = Handlers(
-        spaces=core_env.spaces,
-        inbound=inbound_for(core_env),
-        links=StaticLinks(),
-        clock=core_env.clock,
-        moderator_role=MOD_ROLE,
-    )
+    handlers = handlers_for(core_env)
     endpoint = InteractionsEndpoint(key.verify_key.encode().hex(), handlers.on_http)
     deps = WebDeps(
         spaces=core_env.spaces,
@@ -170,7 +177,7 @@ async def env(core_env: CoreEnv) -> AsyncIterator[Env]:
     async with TestServer(fake_discord, host="127.0.0.1") as discord_server:
         handlers._api = str(discord_server.make_url("/api/v10"))
         async with TestClient(TestServer(make_web_app(deps), host="127.0.0.1")) as client:
-            yield Env(core_env, client, hooks, handlers, key)
+            yield Env(core_env, client, hooks, handlers, key, str(discord_server.make_url("/api/v10")))
     await handlers.close()
 
 
@@ -244,6 +251,33 @@ async def test_a_replayed_interaction_is_answered_once(env: Env) -> None:
     assert (first.status, again.status) == (200, 401)
     assert len(env.hooks.received[payload["token"]]) == 1
     assert len(await env.core.spaces.upcoming(chat_ref(CHANNEL, GUILD))) == 1
+
+
+async def test_an_interaction_reaching_two_processes_is_answered_once(env: Env) -> None:
+    """Behind a load balancer the same signed request may reach two web processes: one answers it."""
+    other = handlers_for(env.core)
+    other._api = env.api
+    second = InteractionsEndpoint(env.key.verify_key.encode().hex(), other.on_http)
+    deps = WebDeps(
+        spaces=env.core.spaces,
+        outbox=env.core.db.outbox(),
+        registry=Metrics().registry,
+        routes=second.web_routes(),
+    )
+    payload = press("sub:abcdefghjk", user=ALICE)  # (no such Space: the refusal is the answer)
+    body = json.dumps(payload).encode()
+    stamp = str(int(time.time()))
+    headers = {
+        "X-Signature-Ed25519": env.key.sign(stamp.encode() + body).signature.hex(),
+        "X-Signature-Timestamp": stamp,
+    }
+    async with TestClient(TestServer(make_web_app(deps), host="127.0.0.1")) as client_b:
+        a = await env.client.post(PATH, data=body, headers=headers)
+        b = await client_b.post(PATH, data=body, headers=headers)
+        await env.handlers.drain()
+        await other.drain()
+    assert (a.status, b.status) == (200, 200)  # each acknowledged it in time
+    assert len(env.hooks.received[payload["token"]]) == 1  # one answer
 
 
 async def test_signed_garbage_is_a_plain_400(env: Env) -> None:
