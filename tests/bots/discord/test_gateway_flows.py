@@ -10,14 +10,16 @@ import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
+import discord
 import pytest
 from aiohttp.test_utils import TestServer
 
 from bots.discord.adapter import DiscordConfig, DiscordPlatform
 from bots.discord.handlers import Handlers
 from bots.discord.interactions import PATH, InteractionsEndpoint
-from bots.discord.translate import chat_ref
+from bots.discord.translate import chat_ref, from_interaction, from_payload
 from bots.metrics import Metrics
 from bots.runtime.budget import Unlimited
 from bots.web.app import WebDeps, make_web_app
@@ -227,3 +229,28 @@ async def test_schedule_and_subscribe_over_http(over_http: World) -> None:
     )
     assert [c["value"] for c in choices] == [space_id]
     assert all(r.over_http and r.http_status == 200 for r in over_http.dc.interactions.values())
+
+
+async def test_both_transports_read_an_interaction_the_same(world: World) -> None:
+    """The gateway's discord.Interaction and the raw JSON Discord would POST give the same Incoming."""
+    seen: list[discord.Interaction[Any]] = []
+    handle = world.handlers.on_interaction
+
+    async def recording(interaction: discord.Interaction[Any]) -> None:
+        seen.append(interaction)
+        await handle(interaction)
+
+    world.handlers.on_interaction = recording  # type: ignore[method-assign]
+    space_id, card = await world.schedule()
+    rec = await world.dc.run_command(
+        world.guild, world.channel, world.mod, "space reschedule", {"space": space_id, "when": "in 2 days"}
+    )
+    await world.dc.wait_for_followups(rec)
+    press = await world.dc.press_button(card, f"sub:{space_id}", world.alice)
+    await world.dc.wait_for_followups(press)
+    records = [r for r in world.dc.interactions.values() if r.type in (2, 3)]
+    assert len(seen) == len(records) == 3
+    for interaction, record in zip(seen, records, strict=True):
+        assert from_interaction(interaction) == from_payload(record.payload)
+    mod = from_interaction(seen[1])
+    assert mod.manages_events and mod.roles and mod.options["when"] == "in 2 days"
