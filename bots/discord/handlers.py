@@ -343,10 +343,30 @@ class Handlers:
         if inc.subcommand == "schedule" and not inc.option("title"):
             # a title of spaces only: the core would read one out of the time instead
             return [_private(t(locale, "title.empty"), locale)]
-        command = _to_command(inc)
+        command = _to_command(inc, await self._space_named(inc))
         if command is None:
             return [_private(t(locale, "error.generic"), locale)]
         return _rendered(await self._inbound.handle(self._request(inc, user, chat), command))
+
+    async def _space_named(self, inc: Incoming) -> str:
+        """The id in the ``space`` option: the autocomplete choice's value — or, when the member sent what
+        they typed without picking a choice, the one Space they may manage that it names (a title or the
+        start of one). Anything else is passed on as typed, and the core says it is not a Space id."""
+        typed = inc.option("space")
+        if not typed or _looks_like_id(typed.lower()) or inc.user is None or inc.chat is None:
+            return typed
+        found = [
+            s
+            for s in await self._spaces.manageable(
+                inc.user,
+                inc.chat,
+                is_moderator=self._may_moderate(inc, inc.chat),
+                limit=2,
+                prefix=typed[:100],
+            )
+            if s.status in _STATUSES.get(inc.subcommand or "", ())
+        ]
+        return found[0].id if len(found) == 1 else typed
 
     async def _button(self, inc: Incoming) -> list[Rendered]:
         user, chat, locale = inc.user, inc.chat, inc.locale
@@ -470,9 +490,9 @@ def _space_id(text: str) -> str:
     return text.strip().lower()[:40]
 
 
-def _to_command(inc: Incoming) -> Command | None:
+def _to_command(inc: Incoming, space: str) -> Command | None:
     """The ``/space`` subcommand as the core's inbound command (the options are typed: nothing to parse
-    but the time, which the core reads)."""
+    but the time, which the core reads). ``space``: the Space the member named."""
     sub, opt = inc.subcommand, inc.option
     if sub == "schedule":
         voice = opt("voice_channel")
@@ -486,11 +506,11 @@ def _to_command(inc: Incoming) -> Command | None:
     if sub == "list":
         return ListSpaces()
     if sub in _MANAGE_VERBS:
-        return Manage(_MANAGE_VERBS[sub], opt("space"), command=f"space {sub}")
+        return Manage(_MANAGE_VERBS[sub], space, command=f"space {sub}")
     if sub == "reschedule":
-        return Reschedule(opt("space"), opt("when"))
+        return Reschedule(space, opt("when"))
     if sub == "rename":
-        return Rename(opt("space"), opt("title"))
+        return Rename(space, opt("title"))
     return None
 
 

@@ -543,3 +543,12 @@ async def test_rename_by_host_and_refused_to_others(env: Env) -> None:
     _, followups = await env.interact(slash("rename", space=space_id, title="Weekly AMA #2"))
     assert "Renamed ✓" in _text(followups)
     assert (await env.core.spaces.get(space_id)).title == "Weekly AMA #2"
+
+
+async def test_a_space_named_by_its_title_without_picking_a_choice(env: Env) -> None:
+    space_id = await _schedule(env)
+    _, followups = await env.interact(slash("cancel", space="weekly"))  # typed, sent without a choice
+    assert "Cancelled “Weekly AMA”" in _text(followups)
+    assert (await env.core.spaces.get(space_id)).status is SpaceStatus.CANCELLED
+    _, followups = await env.interact(slash("start", space="weekly", user=BOB))  # not theirs: not found
+    assert "usage" in _text(followups).lower() or "which Space" in _text(followups)
