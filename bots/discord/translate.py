@@ -303,6 +303,14 @@ def from_payload(data: object) -> Incoming:
 def from_interaction(interaction: discord.Interaction[Any]) -> Incoming:
     """The same from discord.py's parsed object (the gateway): rebuilt as the raw shape and read by
     :func:`from_payload`, so both transports are held to one set of rules."""
+    try:
+        raw = _raw(interaction)
+    except (AttributeError, TypeError, ValueError) as e:  # no user (MISSING), an odd shape
+        raise BadInteraction(f"unreadable interaction ({type(e).__name__})") from None
+    return from_payload(raw)
+
+
+def _raw(interaction: discord.Interaction[Any]) -> dict[str, Any]:
     user = interaction.user
     person: dict[str, Any] = {
         "id": str(user.id),
@@ -331,7 +339,7 @@ def from_interaction(interaction: discord.Interaction[Any]) -> Incoming:
         raw["user"] = person
     if interaction.channel_id is not None:
         raw["channel_id"] = str(interaction.channel_id)
-    return from_payload(raw)
+    return raw
 
 
 # --------------------------------------------------------------------------- answers (raw shapes)
