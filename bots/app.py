@@ -108,6 +108,17 @@ class AdapterContext:
     # DM opens: the engine budgets the message, the adapter the request that opens the DM channel)
     budget: Budget | None = None
 
+    def inbound(self) -> InboundService:
+        """The core's one inbound path, for the adapter's handlers: they translate, it decides."""
+        return InboundService(
+            spaces=self.spaces,
+            profiles=ProfileService(self.uow),
+            replies=self.replies,
+            links=self.links,
+            clock=self.clock,
+            uow=self.uow,
+        )
+
 
 def budget_rates(settings: Settings) -> dict[Platform, Rate]:
     """Each platform's global send rate, as configured (paid Telegram broadcasts lift Telegram's)."""
@@ -166,6 +177,7 @@ def _telegram(ctx: AdapterContext) -> ChatPlatform:
         links=ctx.links,
         clock=ctx.clock,
         receive=ctx.receive,
+        inbound=ctx.inbound(),
     )
 
 
