@@ -205,20 +205,11 @@ def _discord_inbound(ctx: AdapterContext, platform: DiscordPlatform) -> None:
     answer the HTTP interactions endpoint (``/discord/interactions`` on the web app)."""
     from bots.discord.handlers import Handlers
     from bots.discord.interactions import InteractionsEndpoint
-    from core.services.profiles import ProfileService
 
     s = ctx.settings
-    inbound = InboundService(
-        spaces=ctx.spaces,
-        profiles=ProfileService(ctx.uow),
-        replies=ctx.replies,
-        links=ctx.links,
-        clock=ctx.clock,
-        uow=ctx.uow,
-    )
     handlers = Handlers(
         spaces=ctx.spaces,
-        inbound=inbound,
+        inbound=ctx.inbound(),
         replies=ctx.replies,
         links=ctx.links,
         clock=ctx.clock,
