@@ -194,8 +194,12 @@ def _discord(ctx: AdapterContext) -> ChatPlatform:
         guild_ids=s.discord_guild_ids,
         moderator_role=s.discord_moderator_role,
     )
-    # DM channel ids are kept in the users' profiles (ctx.uow): a restart does not reopen every DM
-    platform = DiscordPlatform(config, receive=ctx.receive, uow=ctx.uow, budget=ctx.budget)
+    # DM channel ids are kept in the users' profiles (ctx.uow): a restart does not reopen every DM.
+    # start() logs in over REST in every process; the gateway is connected by start_gateway() in the one
+    # process holding the gateway lease (needs_gateway_lease), never by every web process at once.
+    platform = DiscordPlatform(
+        config, receive=ctx.receive, uow=ctx.uow, budget=ctx.budget, gateway_on_start=False
+    )
     _discord_inbound(ctx, platform)
     return platform
 

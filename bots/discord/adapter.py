@@ -23,7 +23,7 @@ import hashlib
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from types import SimpleNamespace
@@ -228,9 +228,11 @@ class DiscordPlatform:
         events: EventsSink | None = None,
         uow: UnitOfWorkFactory | None = None,
         budget: Budget | None = None,
+        gateway_on_start: bool = True,
     ) -> None:
         self.config = config
         self._receive = receive  # False in worker-only processes: REST only, no gateway
+        self._gateway_on_start = gateway_on_start
         self._events = events
         self._uow = uow  # where DM channel ids are kept (UserProfile.dm_channel); None: memory only
         # the engine budgets each message; opening a DM channel is one more request against the same
@@ -310,7 +312,7 @@ class DiscordPlatform:
         trace.on_request_end.append(on_end)
         return trace
 
-    async def start(self) -> None:
+    def _new_client(self) -> discord.Client:
         cls: type[discord.Client] = _ShardedClient if self.config.sharded else _Client
         kwargs: dict[str, Any] = {
             "intents": intents(),
@@ -326,13 +328,33 @@ class DiscordPlatform:
                 kwargs["shard_ids"] = list(self.config.shard_ids)
         client = cls(**kwargs)
         client.owner = self  # type: ignore[attr-defined]
+        return client
+
+    async def _login(self) -> None:
+        """A fresh client, logged in over REST (GET /users/@me, the application): enough to send."""
+        client = self._new_client()
         self._client = client
         self._ready.clear()
         await client.login(self.config.token)
         assert client.user is not None
         self.bot_id = client.user.id
-        if not self._receive:
-            return  # a worker: sending needs REST only; the gateway belongs to the receiving process
+
+    async def start(self) -> None:
+        """Log in over REST (what sending needs, in every process), then connect the gateway where updates
+        are received — unless the composition root connects it itself through the gateway lease
+        (``gateway_on_start=False``: :meth:`start_gateway` in the one process holding it)."""
+        await self._login()
+        if self._receive and self._gateway_on_start:
+            await self.start_gateway()
+
+    async def start_gateway(self) -> None:
+        """Connect the gateway (all this process's shards), wait for READY and the guilds, register the
+        commands, then reconcile who is interested in our events. A worker (receive=False) never does."""
+        if not self._receive or self._connect is not None:
+            return
+        if self._client is None:
+            await self._login()
+        client = self.client
         self._connect = asyncio.create_task(client.connect(reconnect=True), name="discord-gateway")
         ready = asyncio.create_task(self._ready.wait())
         done, _ = await asyncio.wait(
@@ -344,11 +366,19 @@ class DiscordPlatform:
                 await self._connect  # raises why the gateway failed (bad token, intents …)
             raise TimeoutError(f"no READY from the Discord gateway within {self.config.ready_timeout:g} s")
         await self._sync_commands()
-        self._spawn(self._reconcile(), "discord-reconcile")
+        self._spawn(self._reconcile, "discord-reconcile")
         log.info(
             "discord connected",
             extra={"bot": str(client.user), "guilds": len(client.guilds), "shards": self.config.shard_ids},
         )
+
+    async def stop_gateway(self) -> None:
+        """Disconnect the gateway (the lease went to another process) and keep sending: discord.py closes
+        its HTTP session with the connection, so a fresh client logs in over REST again."""
+        if self._connect is None:
+            return
+        await self.stop()
+        await self._login()
 
     def _on_ready(self) -> None:
         self._ready.set()
@@ -366,10 +396,10 @@ class DiscordPlatform:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await connect
 
-    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+    def _spawn(self, work: Callable[[], Awaitable[None]], name: str) -> None:
         async def run() -> None:
             try:
-                await coro
+                await work()
             except asyncio.CancelledError:
                 raise
             except Exception:

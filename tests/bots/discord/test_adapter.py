@@ -364,3 +364,27 @@ async def test_start_fails_clearly_with_a_bad_token(dc: DiscordEmulator) -> None
         await p.start()
     await p.stop()
     dc.take_violations()
+
+
+async def test_the_gateway_connects_apart_from_sending_for_the_lease_holder(dc: DiscordEmulator) -> None:
+    """Under the gateway lease every process starts (REST: it can send) and only the holder connects."""
+    from bots.discord.adapter import DiscordConfig, DiscordPlatform
+
+    g = dc.create_guild()
+    (text,) = g.channels.values()
+    p = DiscordPlatform(DiscordConfig(token=dc.token, guild_ready_timeout=0.05), gateway_on_start=False)
+    try:
+        await p.start()
+        assert dc.connected_shards() == []
+        await p.post(chat(g, text), CARD, key="standby")  # a standby sends all the same
+        await p.start_gateway()
+        await p.start_gateway()  # already connected: nothing more
+        assert dc.connected_shards() == [(0, 1)]
+        await p.stop_gateway()  # the lease went elsewhere
+        await dc.wait_until(lambda: dc.connected_shards() == [], what="disconnected")
+        await p.post(chat(g, text), CARD, key="after")  # still sending
+        await p.start_gateway()  # the lease came back
+        assert dc.connected_shards() == [(0, 1)]
+    finally:
+        await p.stop()
+    assert len(dc.messages_in(text)) == 2

@@ -108,3 +108,18 @@ async def test_stop_before_start_is_safe_and_idempotent() -> None:
     p = DiscordPlatform(DiscordConfig(token="x"))
     await p.stop()
     await p.stop()
+
+
+def test_each_shard_group_has_its_own_gateway_lease() -> None:
+    def name(**options: Any) -> str:
+        return DiscordPlatform(DiscordConfig(token="x", **options)).gateway_lease_name
+
+    assert name() == "discord"
+    assert name(shard_count=4) == "discord:shards:all/4"
+    assert (
+        name(shard_count=4, shard_ids=(1, 0))
+        == name(shard_count=4, shard_ids=(0, 1))
+        == "discord:shards:0,1/4"
+    )
+    assert name(shard_count=4, shard_ids=(2, 3)) != name(shard_count=4, shard_ids=(0, 1))
+    assert DiscordPlatform.needs_gateway_lease is True
