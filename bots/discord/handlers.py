@@ -49,20 +49,14 @@ from core import rules
 from core.commands import ScheduleSpace
 from core.errors import UserError
 from core.models import SpaceStatus
-from core.notices import Notice, Verb, reply
+from core.notices import Notice, reply
 from core.ports import Clock, Links
 from core.refs import ChatRef, Platform, UserRef
 from core.rules import Actor
 from core.services.inbound import (
-    Command,
     InboundService,
-    ListSpaces,
-    Manage,
     Press,
-    Rename,
     Request,
-    Reschedule,
-    Schedule,
 )
 from core.services.manage import ModeratorCheck
 from core.services.replies import Answer, RepliesService
@@ -75,7 +69,6 @@ log = logging.getLogger(__name__)
 DISCORD_API = "https://discord.com/api/v10"
 FIRST_RESPONSE_WITHIN = 2.5  # seconds: Discord drops an interaction not answered within 3
 FOLLOWUP_TIMEOUT = 10.0
-_MANAGE_VERBS = {"start": Verb.START, "end": Verb.END, "cancel": Verb.CANCEL}
 # which Spaces each subcommand can act on (autocomplete offers only those)
 _STATUSES = {
     "start": (SpaceStatus.SCHEDULED,),
@@ -343,7 +336,7 @@ class Handlers:
         if inc.subcommand == "schedule" and not inc.option("title"):
             # a title of spaces only: the core would read one out of the time instead
             return [_private(t(locale, "title.empty"), locale)]
-        command = _to_command(inc, await self._space_named(inc))
+        command = tr.to_command(inc, await self._space_named(inc))
         if command is None:
             return [_private(t(locale, "error.generic"), locale)]
         return _rendered(await self._inbound.handle(self._request(inc, user, chat), command))
@@ -488,30 +481,6 @@ def _looks_like_id(text: str) -> bool:
 def _space_id(text: str) -> str:
     # the autocomplete value is the id; a typed one is accepted in any case
     return text.strip().lower()[:40]
-
-
-def _to_command(inc: Incoming, space: str) -> Command | None:
-    """The ``/space`` subcommand as the core's inbound command (the options are typed: nothing to parse
-    but the time, which the core reads). ``space``: the Space the member named."""
-    sub, opt = inc.subcommand, inc.option
-    if sub == "schedule":
-        voice = opt("voice_channel")
-        return Schedule(
-            title=opt("title"),
-            when=_input(opt("when")),
-            tz=opt("timezone") or None,
-            description=_input(opt("description")),
-            voice=tr.chat_ref(voice, inc.guild_id) if voice.isdigit() and inc.guild_id else None,
-        )
-    if sub == "list":
-        return ListSpaces()
-    if sub in _MANAGE_VERBS:
-        return Manage(_MANAGE_VERBS[sub], space, command=f"space {sub}")
-    if sub == "reschedule":
-        return Reschedule(space, opt("when"))
-    if sub == "rename":
-        return Rename(space, opt("title"))
-    return None
 
 
 def _rendered(answers: list[Answer]) -> list[Rendered]:

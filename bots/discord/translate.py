@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from core.ids import looks_like_space_id
 from core.notices import Verb, parse_callback
 from core.refs import ChatRef, Platform, UserRef
+from core.services.inbound import Command, ListSpaces, Manage, Rename, Reschedule, Schedule
 from core.texts import pick_locale
 
 if TYPE_CHECKING:
@@ -340,6 +341,40 @@ def _raw(interaction: discord.Interaction[Any]) -> dict[str, Any]:
     if interaction.channel_id is not None:
         raw["channel_id"] = str(interaction.channel_id)
     return raw
+
+
+# --------------------------------------------------------------------------- the core's commands
+
+MANAGE_VERBS = {"start": Verb.START, "end": Verb.END, "cancel": Verb.CANCEL}
+
+
+def _cut(text: str) -> str:
+    """Options longer than we parse are cut just past the limit: the core then refuses them plainly."""
+    return text[: MAX_INPUT + 1]
+
+
+def to_command(inc: Incoming, space: str) -> Command | None:
+    """The ``/space`` subcommand as the core's inbound command (the options are typed: nothing to parse
+    but the time, which the core reads). ``space``: the Space the member named."""
+    sub, opt = inc.subcommand, inc.option
+    if sub == "schedule":
+        voice = opt("voice_channel")
+        return Schedule(
+            title=opt("title"),
+            when=_cut(opt("when")),
+            tz=opt("timezone") or None,
+            description=_cut(opt("description")),
+            voice=chat_ref(voice, inc.guild_id) if voice.isdigit() and inc.guild_id else None,
+        )
+    if sub == "list":
+        return ListSpaces()
+    if sub in MANAGE_VERBS:
+        return Manage(MANAGE_VERBS[sub], space, command=f"space {sub}")
+    if sub == "reschedule":
+        return Reschedule(space, opt("when"))
+    if sub == "rename":
+        return Rename(space, opt("title"))
+    return None
 
 
 # --------------------------------------------------------------------------- answers (raw shapes)

@@ -11,6 +11,7 @@ from bots.discord import translate as tr
 from bots.discord.translate import BadInteraction, Incoming, Kind, from_payload
 from core.notices import Verb
 from core.refs import Platform, UserRef
+from core.services.inbound import ListSpaces, Manage, Rename, Reschedule, Schedule
 
 GUILD, CHANNEL, USER, APP = "1100000000000000001", "1200000000000000002", "1300000000000000003", "99"
 
@@ -259,3 +260,61 @@ def test_answer_bodies() -> None:
 def test_incoming_defaults_are_safe() -> None:
     inc = Incoming("1", "tok", APP, Kind.COMMAND)
     assert inc.user is None and inc.chat is None and not inc.manages_events and not inc.has_role(None)
+
+
+# --------------------------------------------------------------------------- to the core's commands
+
+
+def _sub(name: str, *options: tuple[str, object, int]) -> dict[str, Any]:
+    p = copy.deepcopy(SCHEDULE)
+    p["data"]["options"] = [
+        {"type": 1, "name": name, "options": [{"name": n, "value": v, "type": k} for n, v, k in options]}
+    ]
+    return p
+
+
+def test_schedule_becomes_the_core_schedule_form() -> None:
+    cmd = tr.to_command(from_payload(SCHEDULE), "")
+    assert cmd == Schedule(
+        title="Weekly AMA",
+        when="tomorrow 20:00",
+        tz=None,
+        description="",
+        voice=tr.chat_ref("1700000000000000007", GUILD),
+    )
+
+
+def test_schedule_with_every_option() -> None:
+    p = _sub(
+        "schedule",
+        ("title", "AMA", 3),
+        ("when", "demain 20h", 3),
+        ("timezone", "Europe/Paris", 3),
+        ("description", "On parle de tout", 3),
+    )
+    assert tr.to_command(from_payload(p), "") == Schedule(
+        title="AMA", when="demain 20h", tz="Europe/Paris", description="On parle de tout"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "expected"),
+    [
+        ("list", (), ListSpaces()),
+        ("start", (("space", "abcdefghjk", 3),), Manage(Verb.START, "abcdefghjk", command="space start")),
+        ("end", (("space", "abcdefghjk", 3),), Manage(Verb.END, "abcdefghjk", command="space end")),
+        ("cancel", (("space", "abcdefghjk", 3),), Manage(Verb.CANCEL, "abcdefghjk", command="space cancel")),
+        (
+            "reschedule",
+            (("space", "abcdefghjk", 3), ("when", "friday 18:30", 3)),
+            Reschedule("abcdefghjk", "friday 18:30"),
+        ),
+        ("rename", (("space", "abcdefghjk", 3), ("title", "AMA #2", 3)), Rename("abcdefghjk", "AMA #2")),
+        ("nuke", (), None),
+    ],
+)
+def test_subcommands_become_core_commands(
+    name: str, options: tuple[tuple[str, object, int], ...], expected: object
+) -> None:
+    inc = from_payload(_sub(name, *options))
+    assert tr.to_command(inc, inc.option("space")) == expected
