@@ -1,9 +1,10 @@
 """A Discord emulator on 127.0.0.1 for tests that run the real discord.py.
 
-discord.py has no base-URL option: :func:`pointed_at` (or the ``discord_client_env`` fixture) sets the class
+discord.py has no base-URL option: :func:`pointed_at` (or the ``discord_emulator`` fixture) sets the class
 attributes ``discord.http.Route.BASE`` (every REST call, interaction callbacks and webhooks included) and
 ``discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY`` to the emulator, and restores them. Build clients with
-``guild_ready_timeout=0.05`` or every login waits 2 s.
+``guild_ready_timeout=0.05`` or every login waits 2 s; :func:`client_running` logs a client in and waits for
+READY.
 
 It serves the REST API under ``/api/v10`` and the gateway websocket at ``/`` (HELLO, IDENTIFY, READY,
 GUILD_CREATE per guild of the shard, heartbeats, RESUME, several shards), and keeps a world: guilds with
@@ -12,17 +13,33 @@ application commands, guild scheduled events. It enforces the rules that bite in
 requests/s and per-route buckets (429 with ``Via``, ``retry_after``, ``X-RateLimit-*``), 403 with 50013/50001 for
 missing permissions, 50007 for closed DMs, the 3-second window for the first interaction response and 15 minutes
 for follow-ups, ``nonce`` + ``enforce_nonce`` de-duplication, ``allowed_mentions`` (who a message actually
-pings).
+pings); opt-in: the 40003 quarantine for opening DMs too fast, the ban after too many invalid requests.
 
-Tests act as members (``run_command``, ``autocomplete``, ``press_button``, ``submit_modal``,
-``mark_interested``, ``start_event_in_ui``, ``close_dms``...); interactions reach the bot over the gateway, or
-signed over HTTP (``interactions_url``). Everything is recorded per recipient (``messages_in``, ``dms_to``,
-``pings``, ``dm_opens``, ``calls``, ``count_429``, ``invalid_requests``).
+Tests build the world (``create_guild``, ``add_channel``, ``add_role``, ``add_member(s)``, ``set_overwrite``,
+``close_dms``, ``register_command``), act as members (``run_command``, ``autocomplete``, ``press_button``,
+``submit_modal``, ``mark_interested``, ``start_event_in_ui``/``end_event_in_ui``/``cancel_event_in_ui``,
+``member_joins``) and read what was RECEIVED (``messages_in``, ``dms_to``, ``dm_counts``, ``received``,
+``ephemeral_to``, ``pings``, ``dm_opens``, ``nonce_hits``, ``native_event_notices``, ``calls``, ``count_429``,
+``invalid_count``, ``dispatched``). Interactions reach the bot over the gateway, or signed with Ed25519 over
+HTTP when ``interactions_url`` is set (``probe_ping``, ``probe_bad_signature``, ``replay``).
+
+Clocks: ``clock`` (default ``time.monotonic``) times the rate limits, the interaction windows and nonces — a
+test may pass its own to jump past a window (discord.py still sleeps a 429's ``retry_after`` in real time);
+``wall_clock`` (default ``time.time``) stamps messages and judges "an event cannot start in the past": a test
+whose Spaces live on a fake date passes ``wall_clock=lambda: fake.now().timestamp()``.
+
+What discord.py needs that is easy to miss (each one found against this emulator): scheduled events need
+``privacy_level=discord.PrivacyLevel.guild_only`` (discord.py omits it otherwise and Discord refuses);
+GUILD_SCHEDULED_EVENT_USER_ADD/REMOVE are dropped by discord.py for users it has not cached (members intent,
+or read the raw socket event); ``AutoShardedClient`` waits 5 s between IDENTIFYs unless
+``before_identify_hook`` is overridden; ``ScheduledEvent.users()`` pages assuming newest-first while Discord
+answers by ascending user id — page with ``after=`` on the raw route.
 
 A request Discord would reject because the bot was built wrong (unknown route, body not matching the OpenAPI
 description, content over 2,000 characters, an empty message, an illegal event status change...) is a
 *violation*: answered with Discord's 400 and recorded in ``dc.violations``; ``assert_clean()`` (called on exit
-when ``strict``) fails the test. A test that provokes one on purpose takes it with ``take_violations()``.
+when ``strict``) fails the test. A test that provokes one on purpose takes it with ``take_violations()``. The
+emulator's own answers are checked against the description's response schemas too ("emulator" violations).
 """
 
 from __future__ import annotations
@@ -32,13 +49,13 @@ import contextlib
 import hashlib
 import itertools
 import json
+import random
 import re
 import secrets
 import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -46,13 +63,63 @@ import pytest_asyncio
 from aiohttp import WSMsgType, web
 from nacl.signing import SigningKey
 
+from tests.fakes.discord_model import (
+    ALL_PERMISSIONS,
+    DEFAULT_MEMBER_PERMISSIONS,
+    DM,
+    ENTITY_EXTERNAL,
+    ENTITY_STAGE,
+    ENTITY_VOICE,
+    EPHEMERAL,
+    EV_ACTIVE,
+    EV_CANCELED,
+    EV_COMPLETED,
+    EV_SCHEDULED,
+    EVERYONE_RE,
+    INTENT_GUILD_SCHEDULED_EVENTS,
+    LEGAL_STATUS_CHANGES,
+    LOADING,
+    ROLE_MENTION_RE,
+    STAGE,
+    TEXT,
+    USER_MENTION_RE,
+    VOICE,
+    ApiCall,
+    Callback,
+    DcChannel,
+    DcError,
+    DcEvent,
+    DcGuild,
+    DcMember,
+    DcMessage,
+    DcRole,
+    DcUser,
+    InteractionRecord,
+    MessageVersion,
+    Perm,
+    RateRule,
+    Violation,
+    bad_request,
+    iso,
+    opt_str,
+    parse_iso,
+    shard_of,
+    snowflake_int,
+    walk_components,
+    with_ids,
+)
 from tests.fakes.discord_spec import API_PREFIX, DiscordApiSpec, Operation, load_spec
 from tests.fakes.secrets import DISCORD_BOT_TOKEN
 
 __all__ = [
     "ALL_PERMISSIONS",
     "DEFAULT_MEMBER_PERMISSIONS",
+    "DM",
+    "STAGE",
+    "TEXT",
+    "VOICE",
     "ApiCall",
+    "Callback",
     "DcChannel",
     "DcError",
     "DcEvent",
@@ -63,459 +130,26 @@ __all__ = [
     "DcUser",
     "DiscordEmulator",
     "InteractionRecord",
+    "MessageVersion",
     "Perm",
     "RateRule",
     "Violation",
+    "client_running",
     "discord_emulator",
     "pointed_at",
+    "shard_of",
 ]
 
 DISCORD_EPOCH_MS = 1_420_070_400_000
 DEFAULT_TOKEN = DISCORD_BOT_TOKEN  # a canary: the session fails if it shows up in any log
-
-
-class Perm:
-    """Permission bits (https://discord.com/developers/docs/topics/permissions)."""
-
-    CREATE_INSTANT_INVITE = 1 << 0
-    KICK_MEMBERS = 1 << 1
-    BAN_MEMBERS = 1 << 2
-    ADMINISTRATOR = 1 << 3
-    MANAGE_CHANNELS = 1 << 4
-    MANAGE_GUILD = 1 << 5
-    ADD_REACTIONS = 1 << 6
-    VIEW_CHANNEL = 1 << 10
-    SEND_MESSAGES = 1 << 11
-    MANAGE_MESSAGES = 1 << 13
-    EMBED_LINKS = 1 << 14
-    ATTACH_FILES = 1 << 15
-    READ_MESSAGE_HISTORY = 1 << 16
-    MENTION_EVERYONE = 1 << 17
-    USE_EXTERNAL_EMOJIS = 1 << 18
-    CONNECT = 1 << 20
-    SPEAK = 1 << 21
-    MANAGE_ROLES = 1 << 28
-    USE_APPLICATION_COMMANDS = 1 << 31
-    REQUEST_TO_SPEAK = 1 << 32
-    MANAGE_EVENTS = 1 << 33
-    SEND_MESSAGES_IN_THREADS = 1 << 38
-    CREATE_EVENTS = 1 << 44
-
-
-ALL_PERMISSIONS = (1 << 51) - 1
-#: what @everyone may do in a fresh guild (view, send, embed, history, connect, speak, commands...)
-DEFAULT_MEMBER_PERMISSIONS = (
-    Perm.CREATE_INSTANT_INVITE
-    | Perm.ADD_REACTIONS
-    | Perm.VIEW_CHANNEL
-    | Perm.SEND_MESSAGES
-    | Perm.EMBED_LINKS
-    | Perm.ATTACH_FILES
-    | Perm.READ_MESSAGE_HISTORY
-    | Perm.USE_EXTERNAL_EMOJIS
-    | Perm.CONNECT
-    | Perm.SPEAK
-    | Perm.USE_APPLICATION_COMMANDS
-    | Perm.REQUEST_TO_SPEAK
-    | Perm.SEND_MESSAGES_IN_THREADS
-)
-
-# channel types
-TEXT, DM, VOICE, STAGE = 0, 1, 2, 13
-# scheduled events
-EV_SCHEDULED, EV_ACTIVE, EV_COMPLETED, EV_CANCELED = 1, 2, 3, 4
-ENTITY_STAGE, ENTITY_VOICE, ENTITY_EXTERNAL = 1, 2, 3
-_LEGAL_STATUS_CHANGES = {(EV_SCHEDULED, EV_ACTIVE), (EV_ACTIVE, EV_COMPLETED), (EV_SCHEDULED, EV_CANCELED)}
-# gateway intents the emulator honours when dispatching
-INTENT_GUILD_SCHEDULED_EVENTS = 1 << 16
-
-_USER_MENTION_RE = re.compile(r"<@!?(\d+)>")
-_ROLE_MENTION_RE = re.compile(r"<@&(\d+)>")
-_EVERYONE_RE = re.compile(r"@(everyone|here)")
-_EPHEMERAL = 1 << 6
-_LOADING = 1 << 7
-
-
-# --------------------------------------------------------------------------- records
-class DcError(Exception):
-    """An error answer of the API, shaped like Discord's ``{"message", "code", "errors"?}``.
-
-    ``violation`` ("spec" or "content") marks a request the bot should never have sent: it is recorded in
-    ``dc.violations`` as well as answered."""
-
-    def __init__(
-        self,
-        status: int,
-        code: int,
-        message: str,
-        *,
-        errors: dict[str, Any] | None = None,
-        violation: str | None = None,
-        headers: dict[str, str] | None = None,
-        body: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.errors = errors
-        self.violation = violation
-        self.headers = headers or {}
-        self.body = body
-
-    def payload(self) -> dict[str, Any]:
-        if self.body is not None:
-            return self.body
-        out: dict[str, Any] = {"message": self.message, "code": self.code}
-        if self.errors:
-            out["errors"] = self.errors
-        return out
-
-
-def _bad_request(message: str, *, code: int = 50035, violation: str | None = "content") -> DcError:
-    return DcError(400, code, message, violation=violation)
-
-
-@dataclass(frozen=True)
-class RateRule:
-    """At most ``limit`` requests per ``per`` seconds (a bucket that refills all at once, like Discord's)."""
-
-    limit: int
-    per: float
-
-
-@dataclass
-class ApiCall:
-    """One REST request as the emulator answered it."""
-
-    method: str
-    path: str  # without /api/v10
-    route: str | None  # the description's path template, e.g. "/channels/{channel_id}/messages"
-    params: dict[str, str]  # path parameters
-    query: dict[str, str]
-    body: Any
-    time: float  # emulator clock
-    status: int
-    response: Any = None
-    code: int | None = None  # Discord's error code when not 2xx
-    headers: dict[str, str] = field(default_factory=dict)  # rate-limit headers answered
-
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.status < 300
-
-
-@dataclass
-class Violation:
-    route: str
-    kind: str  # "spec" | "content" | "unimplemented" | "token"
-    message: str
-    body: Any
-
-    def __str__(self) -> str:
-        return f"[{self.kind}] {self.route}: {self.message} (body={_short(self.body)})"
-
-
-@dataclass
-class DcUser:
-    id: int
-    username: str
-    global_name: str | None = None
-    bot: bool = False
-    locale: str = "en-US"
-    dms_closed: bool = False  # "Allow direct messages from server members" off: 50007
-
-    def to_api(self) -> dict[str, Any]:
-        d: dict[str, Any] = {
-            "id": str(self.id),
-            "username": self.username,
-            "global_name": self.global_name,
-            "discriminator": "0",
-            "avatar": None,
-            "public_flags": 0,
-            "flags": 0,
-            "banner": None,
-            "accent_color": None,
-            "avatar_decoration_data": None,
-        }
-        if self.bot:
-            d["bot"] = True
-        return d
-
-
-@dataclass
-class DcRole:
-    id: int
-    guild_id: int
-    name: str
-    permissions: int
-    position: int = 1
-    mentionable: bool = False
-    managed: bool = False
-
-    def to_api(self) -> dict[str, Any]:
-        return {
-            "id": str(self.id),
-            "name": self.name,
-            "color": 0,
-            "colors": {"primary_color": 0, "secondary_color": None, "tertiary_color": None},
-            "hoist": False,
-            "icon": None,
-            "unicode_emoji": None,
-            "position": self.position,
-            "permissions": str(self.permissions),
-            "managed": self.managed,
-            "mentionable": self.mentionable,
-            "flags": 0,
-            "tags": {},
-        }
-
-
-@dataclass
-class DcChannel:
-    id: int
-    type: int  # 0 text, 1 DM, 2 voice, 13 stage
-    name: str = ""
-    guild_id: int | None = None
-    position: int = 0
-    overwrites: list[dict[str, Any]] = field(default_factory=list)  # {id, type 0 role/1 member, allow, deny}
-    recipient: DcUser | None = None  # DM channels
-    last_message_id: int | None = None
-
-    def to_api(self) -> dict[str, Any]:
-        if self.type == DM:
-            assert self.recipient is not None
-            return {
-                "id": str(self.id),
-                "type": DM,
-                "last_message_id": _opt_str(self.last_message_id),
-                "flags": 0,
-                "recipients": [self.recipient.to_api()],
-            }
-        d: dict[str, Any] = {
-            "id": str(self.id),
-            "type": self.type,
-            "guild_id": str(self.guild_id),
-            "name": self.name,
-            "position": self.position,
-            "permission_overwrites": [
-                {"id": str(o["id"]), "type": o["type"], "allow": str(o["allow"]), "deny": str(o["deny"])}
-                for o in self.overwrites
-            ],
-            "parent_id": None,
-            "nsfw": False,
-            "flags": 0,
-            "last_message_id": _opt_str(self.last_message_id),
-            "rate_limit_per_user": 0,
-        }
-        if self.type == TEXT:
-            d["topic"] = None
-        else:
-            d.update(bitrate=64000, user_limit=0, rtc_region=None, video_quality_mode=1)
-        return d
-
-
-@dataclass
-class DcMember:
-    user: DcUser
-    guild_id: int
-    roles: list[int] = field(default_factory=list)
-    nick: str | None = None
-    joined_at: str = "2025-01-01T00:00:00.000000+00:00"
-
-    def to_api(self) -> dict[str, Any]:
-        return {
-            "user": self.user.to_api(),
-            "nick": self.nick,
-            "avatar": None,
-            "banner": None,
-            "roles": [str(r) for r in self.roles],
-            "joined_at": self.joined_at,
-            "premium_since": None,
-            "deaf": False,
-            "mute": False,
-            "pending": False,
-            "flags": 0,
-            "communication_disabled_until": None,
-        }
-
-
-@dataclass
-class DcGuild:
-    id: int
-    name: str
-    owner_id: int
-    locale: str = "en-US"
-    roles: dict[int, DcRole] = field(default_factory=dict)
-    channels: dict[int, DcChannel] = field(default_factory=dict)
-    members: dict[int, DcMember] = field(default_factory=dict)
-    events: dict[int, DcEvent] = field(default_factory=dict)
-
-    @property
-    def everyone(self) -> DcRole:
-        return self.roles[self.id]
-
-
-@dataclass
-class MessageVersion:
-    """One state of a message: its content fields as the bot set them."""
-
-    content: str
-    embeds: list[dict[str, Any]]
-    components: list[dict[str, Any]]
-    flags: int
-    time: float
-
-
-@dataclass
-class DcMessage:
-    id: int
-    channel_id: int
-    guild_id: int | None
-    author: DcUser
-    versions: list[MessageVersion]
-    timestamp: str
-    nonce: str | int | None = None
-    pinged: frozenset[int] = frozenset()  # user ids this message notified by mention
-    mention_everyone: bool = False
-    mention_roles: list[int] = field(default_factory=list)
-    edited_timestamp: str | None = None
-    deleted: bool = False
-    webhook_id: int | None = None
-    interaction_id: int | None = None  # the interaction it answers (original response or follow-up)
-    visible_to: int | None = None  # ephemeral: the only user who sees it
-    body: dict[str, Any] = field(default_factory=dict)  # the request body that created it
-    message_reference: dict[str, Any] | None = None
-
-    @property
-    def content(self) -> str:
-        return self.versions[-1].content
-
-    @property
-    def embeds(self) -> list[dict[str, Any]]:
-        return self.versions[-1].embeds
-
-    @property
-    def components(self) -> list[dict[str, Any]]:
-        return self.versions[-1].components
-
-    @property
-    def flags(self) -> int:
-        return self.versions[-1].flags
-
-    @property
-    def ephemeral(self) -> bool:
-        return bool(self.flags & _EPHEMERAL)
-
-    @property
-    def edits(self) -> list[MessageVersion]:
-        """Versions after the original, oldest first."""
-        return self.versions[1:]
-
-    @property
-    def buttons(self) -> list[dict[str, Any]]:
-        """Buttons (and other interactive components), flattened row by row."""
-        return [c for c in _walk_components(self.components) if c.get("type") in (2, 3, 5, 6, 7, 8)]
-
-    @property
-    def custom_ids(self) -> list[str]:
-        return [b["custom_id"] for b in self.buttons if "custom_id" in b]
-
-    @property
-    def text(self) -> str:
-        """Content plus embed titles and descriptions: what a reader sees, for ``in`` checks."""
-        parts = [self.content]
-        for e in self.embeds:
-            parts += [str(e.get("title") or ""), str(e.get("description") or "")]
-            parts += [f"{f.get('name', '')} {f.get('value', '')}" for f in e.get("fields") or []]
-        return "\n".join(p for p in parts if p)
-
-
-@dataclass
-class DcEvent:
-    """A guild scheduled event (its API fields) and who clicked "Interested"."""
-
-    id: int
-    guild_id: int
-    fields: dict[str, Any]  # name, description, scheduled_start_time, ..., status, entity_type
-    creator_id: int
-    interested: list[int] = field(default_factory=list)  # user ids in the order they clicked
-    history: list[dict[str, Any]] = field(default_factory=list)  # every modify body, in order
-
-    @property
-    def status(self) -> int:
-        return int(self.fields["status"])
-
-    @property
-    def name(self) -> str:
-        return str(self.fields["name"])
-
-
-@dataclass
-class Callback:
-    type: int
-    data: dict[str, Any] | None
-    time: float  # emulator clock
-    late: bool = False  # arrived after the window (answered 10062)
-
-
-@dataclass
-class InteractionRecord:
-    """An interaction the emulator sent (as a member acting), and everything the bot answered."""
-
-    id: int
-    token: str
-    type: int  # 1 PING, 2 APPLICATION_COMMAND, 3 MESSAGE_COMPONENT, 4 AUTOCOMPLETE, 5 MODAL_SUBMIT
-    payload: dict[str, Any]
-    user: DcUser
-    guild_id: int | None
-    channel_id: int
-    created_at: float  # emulator clock
-    over_http: bool = False
-    callbacks: list[Callback] = field(default_factory=list)  # accepted first responses (one, normally)
-    late_callbacks: list[Callback] = field(default_factory=list)  # refused with 10062
-    original: DcMessage | None = None
-    followups: list[DcMessage] = field(default_factory=list)
-    http_status: int | None = None  # over HTTP: the endpoint's answer
-    message: DcMessage | None = None  # components: the message whose button was pressed
-
-    @property
-    def responded(self) -> bool:
-        return bool(self.callbacks)
-
-    @property
-    def response(self) -> Callback | None:
-        return self.callbacks[0] if self.callbacks else None
-
-    @property
-    def response_type(self) -> int | None:
-        return self.callbacks[0].type if self.callbacks else None
-
-    @property
-    def ephemeral(self) -> bool:
-        """The first visible answer (immediate message, or the deferred one) is only for the member."""
-        cb = self.response
-        if cb is None:
-            return False
-        return bool(int((cb.data or {}).get("flags") or 0) & _EPHEMERAL)
-
-    @property
-    def choices(self) -> list[dict[str, Any]] | None:
-        """Autocomplete: the choices the bot answered."""
-        cb = self.response
-        if cb is None or cb.type != 8:
-            return None
-        return list((cb.data or {}).get("choices") or [])
-
-    @property
-    def modal(self) -> dict[str, Any] | None:
-        cb = self.response
-        return cb.data if cb is not None and cb.type == 9 else None
-
-    @property
-    def messages(self) -> list[DcMessage]:
-        """The original response (if any) then the follow-ups."""
-        return ([self.original] if self.original is not None else []) + list(self.followups)
+PRIVILEGED_INTENTS = (1 << 1) | (1 << 8) | (1 << 15)  # GUILD_MEMBERS, GUILD_PRESENCES, MESSAGE_CONTENT
+
+#: Discord's limits as the emulator applies them by default (each one a constructor argument)
+GLOBAL_RATE = RateRule(50, 1.0)  # requests per second per bot token, every route but interaction webhooks
+MESSAGE_RATE = RateRule(5, 5.0)  # messages created (or edited) per channel
+DM_OPEN_RATE = RateRule(10, 10.0)  # DM channels opened (unpublished: a conservative guess)
+EVENT_RATE = RateRule(10, 10.0)  # scheduled events created/modified/deleted per guild
+DEFAULT_ROUTE_RATE = RateRule(50, 1.0)  # any other route, per major parameter
 
 
 @dataclass
@@ -532,51 +166,29 @@ class _Session:
 
 
 @dataclass
+class _Chaos:
+    rng: random.Random
+    error_rate: float
+    reset_rate: float
+    routes: set[tuple[str, str]]
+
+    def draw(self, method: str, route: str) -> str | None:
+        if (method, route) not in self.routes:
+            return None
+        x = self.rng.random()
+        if x < self.error_rate:
+            return "error"
+        if x < self.error_rate + self.reset_rate:
+            return "reset"
+        return None
+
+
+@dataclass
 class _Bucket:
     remaining: int
     reset_at: float
     rule: RateRule
     name: str
-
-
-def _short(obj: Any, limit: int = 300) -> str:
-    text = repr(obj)
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def _opt_str(value: int | None) -> str | None:
-    return None if value is None else str(value)
-
-
-def _walk_components(components: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    for c in components:
-        yield c
-        if isinstance(c.get("components"), list):
-            yield from _walk_components(c["components"])
-        if isinstance(c.get("component"), dict):
-            yield from _walk_components([c["component"]])
-        if isinstance(c.get("accessory"), dict):
-            yield from _walk_components([c["accessory"]])
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds")
-
-
-def _parse_iso(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def _snowflake_int(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def shard_of(guild_id: int, num_shards: int) -> int:
-    """The shard that receives a guild's events."""
-    return (guild_id >> 22) % num_shards
 
 
 # --------------------------------------------------------------------------- emulator
@@ -595,11 +207,11 @@ class DiscordEmulator:
         host: str = "127.0.0.1",
         port: int = 0,
         rate_limits: bool = True,
-        global_rate: RateRule = RateRule(50, 1.0),
-        message_rate: RateRule = RateRule(5, 5.0),
-        dm_open_rate: RateRule = RateRule(10, 10.0),
-        event_rate: RateRule = RateRule(10, 10.0),
-        default_rate: RateRule = RateRule(50, 1.0),
+        global_rate: RateRule = GLOBAL_RATE,
+        message_rate: RateRule = MESSAGE_RATE,
+        dm_open_rate: RateRule = DM_OPEN_RATE,
+        event_rate: RateRule = EVENT_RATE,
+        default_rate: RateRule = DEFAULT_ROUTE_RATE,
         response_window: float = 3.0,
         followup_window: float = 15 * 60.0,
         nonce_window: float = 5 * 60.0,
@@ -609,6 +221,11 @@ class DiscordEmulator:
         recommended_shards: int = 1,
         interactions_url: str | None = None,
         reject_past_events: bool = True,
+        validate_responses: bool = True,
+        dm_open_spam_limit: RateRule | None = None,
+        ban_after_invalid: int | None = None,
+        privileged_intents: int = PRIVILEGED_INTENTS,
+        max_guilds_per_shard: int = 2500,
     ) -> None:
         self.token = token
         self.strict = strict
@@ -633,6 +250,20 @@ class DiscordEmulator:
         #: deliver interactions as signed HTTP POSTs to this URL instead of the gateway
         self.interactions_url = interactions_url
         self.reject_past_events = reject_past_events
+        self.validate_responses = validate_responses
+        #: opening more DMs than this (new or not) answers 403 40003 "opening direct messages too fast", the
+        #: anti-spam quarantine that hits bots that DM many users (unpublished threshold: None = off)
+        self.dm_open_spam_limit = dm_open_spam_limit
+        self._dm_open_times: deque[float] = deque()
+        #: Discord's Cloudflare ban: this many 401/403/429 answers in 10 minutes and every request gets an
+        #: HTML 429 without ``Via`` for the rest of the test (Discord's own figure is 10,000; None = off)
+        self.ban_after_invalid = ban_after_invalid
+        #: the privileged intents switched on in the developer portal (members, presences, message content):
+        #: identifying with another one is closed with 4014, as Discord does
+        self.privileged_intents = privileged_intents
+        #: a shard holding more guilds than this is closed with 4011 "Sharding required"
+        self.max_guilds_per_shard = max_guilds_per_shard
+        self.banned = False
         self.signing_key = SigningKey.generate()
         #: the application's public key (hex), what the HTTP interactions endpoint verifies with
         self.public_key: str = self.signing_key.verify_key.encode().hex()
@@ -674,6 +305,8 @@ class DiscordEmulator:
         self._global_window: deque[float] = deque()
         self._buckets: dict[tuple[str, str], _Bucket] = {}
         self._faults: list[tuple[str, str, DcError, list[int]]] = []
+        self._chaos: _Chaos | None = None
+        self.faults_injected: Counter[str] = Counter()  # "error" (not done), "reset" (done, answer lost)
         self._nonces: dict[tuple[int, int, str], tuple[float, int]] = {}
         self._change = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -769,6 +402,67 @@ class DiscordEmulator:
         else:
             err = DcError(status, code, message)
         self._faults.append((method.upper(), route, err, [times]))
+
+    def inject_faults(
+        self,
+        *,
+        seed: int,
+        error_rate: float = 0.0,
+        reset_rate: float = 0.0,
+        routes: Iterable[tuple[str, str]] = (("POST", "/channels/{channel_id}/messages"),),
+    ) -> None:
+        """Random faults on valid requests to ``routes`` ((method, template) pairs), drawn from
+        ``random.Random(seed)``:
+
+        * ``error_rate``: answer 500 *without* doing anything (the message is not delivered);
+        * ``reset_rate``: do it (the message IS delivered), then cut the connection before answering — the bot
+          cannot know it arrived; its retry with the same ``nonce`` + ``enforce_nonce`` gets the original back.
+
+        Counted in ``faults_injected``; ``inject_faults(seed=…)`` with no rates stops it."""
+        if error_rate + reset_rate > 1:
+            raise ValueError("error_rate + reset_rate must be at most 1")
+        self._chaos = _Chaos(random.Random(seed), error_rate, reset_rate, {(m.upper(), r) for m, r in routes})
+
+    def received(self, *, containing: str | None = None) -> Counter[int]:
+        """Channel id (a DM channel for DMs) -> messages the bot landed there that people see (not deleted,
+        not ephemeral), optionally only those whose text contains ``containing``. Count losses and duplicates
+        from here: what people saw, not what the bot believes it sent."""
+        return Counter(
+            m.channel_id
+            for m in self.messages.values()
+            if not m.deleted and not m.ephemeral and (containing is None or containing in m.text)
+        )
+
+    def max_in_window(
+        self,
+        window: float = 1.0,
+        *,
+        route: str | None = None,
+        method: str | None = None,
+        accepted_only: bool = False,
+        exempt: bool = False,
+    ) -> int:
+        """The most REST requests the bot made in any ``window`` seconds (emulator clock): all of them, or one
+        route template / method, attempts or only the accepted ones. Pacing is judged on attempts: the
+        emulator refuses what is over a limit, so accepted requests alone always look within it.
+        Interaction callbacks and webhooks, outside the global limit, are left out unless ``exempt``."""
+        times = sorted(
+            c.time
+            for c in self.calls(route, method)
+            if (
+                exempt
+                or not (c.route or "").startswith(
+                    ("/interactions/", "/webhooks/{webhook_id}/{webhook_token}")
+                )
+            )
+            and (c.ok or not accepted_only)
+        )
+        best = lo = 0
+        for hi, t in enumerate(times):
+            while times[lo] <= t - window:
+                lo += 1
+            best = max(best, hi - lo + 1)
+        return best
 
     @property
     def invalid_count(self) -> int:
@@ -900,6 +594,28 @@ class DiscordEmulator:
     def open_dms(self, user: DcUser | DcMember) -> None:
         _user(user).dms_closed = False
 
+    def ensure_dm_channel(self, user: DcUser | DcMember) -> DcChannel:
+        """The DM channel between ``user`` and the bot (created as when the user writes to the bot first);
+        opening it this way is not counted in ``dm_opens``."""
+        u = _user(user)
+        channel = self.dm_channels.get(u.id)
+        if channel is None:
+            channel = DcChannel(self._next_id(), DM, recipient=u)
+            self.dm_channels[u.id] = channel
+            self.channels[channel.id] = channel
+        return channel
+
+    async def member_joins(self, guild: DcGuild, user: DcUser | str = "member", **kw: Any) -> DcMember:
+        """:meth:`add_member`, then GUILD_MEMBER_ADD to the sessions with the members intent."""
+        member = self.add_member(guild, user, **kw)
+        await self._dispatch(
+            "GUILD_MEMBER_ADD",
+            {**member.to_api(), "guild_id": str(guild.id)},
+            guild_id=guild.id,
+            intent=1 << 1,
+        )
+        return member
+
     def member(self, guild: DcGuild, user: DcUser | int) -> DcMember:
         return guild.members[user if isinstance(user, int) else user.id]
 
@@ -975,6 +691,29 @@ class DiscordEmulator:
                 if cmd["name"] == name and int(cmd.get("type", 1)) == 1:
                     return cmd
         return None
+
+    def _check_offered(
+        self, guild: DcGuild | None, channel: DcChannel, member: DcMember | DcUser, name: str
+    ) -> None:
+        """Discord's client only offers a command where and to whom the bot registered it for: a member
+        without its ``default_member_permissions`` (or in a context it left out) never sees it."""
+        cmd = self.find_command(name.split()[0], guild)
+        if cmd is None:
+            return  # _command_data says why
+        context = 0 if guild is not None else 1
+        contexts = cmd.get("contexts")
+        if contexts is not None and context not in contexts:
+            raise PermissionError(f"/{cmd['name']} is not offered in {'guilds' if context == 0 else 'DMs'}")
+        if guild is None and contexts is None and cmd.get("dm_permission") is False:
+            raise PermissionError(f"/{cmd['name']} is not offered in DMs")
+        needed = cmd.get("default_member_permissions")
+        if guild is not None and needed is not None:
+            perms = self.permissions(channel, member)  # administrators and the owner hold every bit
+            wanted = int(needed)
+            if perms != ALL_PERMISSIONS and (wanted == 0 or perms & wanted != wanted):
+                raise PermissionError(
+                    f"Discord's client does not offer /{cmd['name']} to {_user(member).username}"
+                )
 
     def _command_data(
         self, guild: DcGuild | None, name: str, options: dict[str, Any], focused: str | None
@@ -1124,6 +863,7 @@ class DiscordEmulator:
         """``member`` runs the slash command ``name`` ("space schedule" for a subcommand) with ``options``
         (name -> value; channels, users and roles as emulator objects). Returns at once: wait for the bot
         with :meth:`wait_for_response` / :meth:`wait_for_followups`."""
+        self._check_offered(guild, channel, member, name)
         data = self._command_data(guild, name, {**(options or {}), **more}, None)
         record, _ = self._interaction_payload(2, guild, channel, member, data)
         return await self._deliver(record)
@@ -1141,6 +881,7 @@ class DiscordEmulator:
         within: float = 5.0,
     ) -> list[dict[str, Any]]:
         """``member`` types ``typed`` in option ``focused`` of ``name``: returns the choices the bot answered."""
+        self._check_offered(guild, channel, member, name)
         data = self._command_data(guild, name, {**(options or {}), focused: typed}, focused)
         record, _ = self._interaction_payload(4, guild, channel, member, data)
         await self._deliver(record)
@@ -1281,10 +1022,20 @@ class DiscordEmulator:
         status, _ = await self.post_interaction_raw(body, signature=wrong)
         return status
 
+    async def replay(self, record: InteractionRecord) -> tuple[int, Any]:
+        """POST an HTTP-delivered interaction again, byte for byte (same timestamp and signature), as an
+        attacker replaying a captured request would: the endpoint should refuse it."""
+        if record.http_request is None:
+            raise ValueError("that interaction was not delivered over HTTP")
+        body, ts, sig = record.http_request
+        return await self.post_interaction_raw(body, timestamp=ts, signature=sig)
+
     async def _deliver_http(self, record: InteractionRecord) -> None:
         body = json.dumps(record.payload).encode()
+        ts = str(int(self.wall_clock()))
+        record.http_request = (body, ts, self.sign(body, ts))
         try:
-            status, answer = await self.post_interaction_raw(body)
+            status, answer = await self.post_interaction_raw(body, timestamp=ts)
         except (aiohttp.ClientError, TimeoutError) as err:
             record.http_status = None
             record.late_callbacks.append(Callback(0, {"error": repr(err)}, self.clock(), late=True))
@@ -1351,7 +1102,7 @@ class DiscordEmulator:
             perms & Perm.CREATE_EVENTS and ev.creator_id == _uid(member)
         ):
             raise PermissionError(f"{_user(member).username} may not manage events in {guild.name}")
-        if (ev.status, status) not in _LEGAL_STATUS_CHANGES:
+        if (ev.status, status) not in LEGAL_STATUS_CHANGES:
             raise ValueError(f"Discord's UI offers no change from status {ev.status} to {status}")
         self._set_event_status(ev, status)
         await self._dispatch(
@@ -1459,7 +1210,7 @@ class DiscordEmulator:
 
         def done() -> DcMessage | None:
             m = record.original
-            return m if m is not None and not m.flags & _LOADING else None
+            return m if m is not None and not m.flags & LOADING else None
 
         result: DcMessage = await self.wait_until(done, within=within, what="the original response")
         return result
@@ -1565,6 +1316,14 @@ class DiscordEmulator:
             "nsfw_level": 0,
             "max_members": 500000,
             "max_video_channel_users": 25,
+            "max_stage_video_channel_users": 50,
+            "max_presences": None,
+            "home_header": None,
+            "region": "deprecated",
+            "widget_enabled": False,
+            "widget_channel_id": None,
+            "nsfw": False,
+            "incidents_data": None,
             "joined_at": "2025-01-01T00:00:00.000000+00:00",
             "large": False,
             "unavailable": False,
@@ -1624,6 +1383,13 @@ class DiscordEmulator:
         shard_id, num_shards = int(shard[0]), int(shard[1])
         if not 0 <= shard_id < num_shards:
             await ws.close(code=4010, message=b"Invalid shard.")
+            return None
+        if len(self.guilds_of_shard(shard_id, num_shards)) > self.max_guilds_per_shard:
+            await ws.close(code=4011, message=b"Sharding required.")
+            return None
+        intents = int(d.get("intents") or 0)
+        if intents & PRIVILEGED_INTENTS & ~self.privileged_intents:
+            await ws.close(code=4014, message=b"Disallowed intent(s).")
             return None
         session = _Session(secrets.token_hex(16), shard_id, num_shards, int(d.get("intents") or 0), ws)
         session.identified_at = self.clock()
@@ -1810,6 +1576,19 @@ class DiscordEmulator:
         now = self.clock()
         call = ApiCall(method, path, None, {}, query, None, now, 0)
         headers_out: dict[str, str] = {}
+        if self.ban_after_invalid is not None and not self.banned:
+            recent = [t for t in self.invalid_requests if t > now - 600.0]
+            self.banned = len(recent) >= self.ban_after_invalid
+        if self.banned:
+            call.status = 429
+            self._record(call)
+            self.count_429 += 1
+            # no Via header and an HTML body: discord.py reads it as a Cloudflare ban and raises
+            return web.Response(
+                status=429,
+                text="<html>Error 1015: you are being rate limited</html>",
+                content_type="text/html",
+            )
         try:
             try:
                 body, has_body = await self._read_body(request)
@@ -1853,8 +1632,29 @@ class DiscordEmulator:
             if handler is None:
                 msg = f"{method} {template} is valid but not implemented by the emulator"
                 raise DcError(400, 0, "emulator: " + msg, violation="unimplemented")
+            chaos = self._chaos.draw(method, template) if self._chaos is not None else None
+            if chaos == "error":
+                self.faults_injected["error"] += 1
+                raise DcError(500, 0, "500: Internal Server Error")
             req = _Req(method, template, params, query, body, op)
             result = await handler(req)
+            if chaos == "reset":  # done (delivered), but the answer never reaches the bot
+                self.faults_injected["reset"] += 1
+                call.status, call.response = 0, result
+                self._record(call)
+                if request.transport is not None:
+                    request.transport.abort()
+                raise web.HTTPServiceUnavailable()  # not sent: the connection is gone
+        except web.HTTPException:
+            raise
+        except (KeyError, ValueError, TypeError, AttributeError, IndexError) as crash:
+            # an emulator bug or a request shape it did not foresee: fail the test with a clear message
+            # rather than a 500 that discord.py would retry for seconds
+            err = DcError(400, 0, f"emulator error: {crash!r}", violation="emulator")
+            self._violate(f"{method} {call.route or path}", "emulator", err.message, call.body)
+            call.status, call.code, call.response = 400, 0, err.payload()
+            self._record(call)
+            return _json_response(err.payload(), 400, headers_out)
         except DcError as err:
             if err.violation:
                 self._violate(
@@ -1874,6 +1674,9 @@ class DiscordEmulator:
             self._record(call)
             return web.Response(status=204, headers=headers_out)
         call.status, call.response = 200, result
+        if self.validate_responses:
+            for problem in self.spec.check_response(op, result):
+                self._violate(f"{method} {call.route}", "emulator", f"malformed answer: {problem}", result)
         self._record(call)
         return _json_response(result, 200, headers_out)
 
@@ -1937,16 +1740,14 @@ class DiscordEmulator:
             "edited_timestamp": m.edited_timestamp,
             "tts": False,
             "mention_everyone": m.mention_everyone,
-            "mentions": [
-                self.users[u].to_api() for u in sorted(m.body.get("__mentioned__", [])) if u in self.users
-            ],
+            "mentions": [self.users[u].to_api() for u in m.mentioned if u in self.users],
             "mention_roles": [str(r) for r in m.mention_roles],
             "attachments": [],
             "embeds": [{"type": "rich", **e} for e in m.embeds],
             "pinned": False,
             "type": 0,
             "flags": m.flags,
-            "components": m.components,
+            "components": with_ids(m.components),
         }
         if m.guild_id is not None:
             d["guild_id"] = str(m.guild_id)
@@ -1958,12 +1759,7 @@ class DiscordEmulator:
         if m.interaction_id is not None:
             rec = self.interactions.get(m.interaction_id)
             if rec is not None:
-                d["interaction_metadata"] = {
-                    "id": str(rec.id),
-                    "type": rec.type,
-                    "user": rec.user.to_api(),
-                    "authorizing_integration_owners": rec.payload.get("authorizing_integration_owners", {}),
-                }
+                d["interaction_metadata"] = self._interaction_metadata(rec)
                 if rec.original is m and rec.type == 2:
                     d["type"] = 20  # CHAT_INPUT_COMMAND
         if m.message_reference is not None:
@@ -1971,7 +1767,36 @@ class DiscordEmulator:
             d["type"] = 19  # REPLY
         return d
 
-    def event_to_api(self, ev: DcEvent) -> dict[str, Any]:
+    def _interaction_metadata(self, rec: InteractionRecord) -> dict[str, Any]:
+        meta: dict[str, Any] = {
+            "id": str(rec.id),
+            "type": rec.type,
+            "user": rec.user.to_api(),
+            "authorizing_integration_owners": rec.payload.get("authorizing_integration_owners", {}),
+        }
+        if rec.original is not None:
+            meta["original_response_message_id"] = str(rec.original.id)
+        if rec.type == 3 and rec.message is not None:
+            meta["interacted_message_id"] = str(rec.message.id)
+        if rec.type == 5:
+            opener = next(
+                (
+                    r
+                    for r in self.interactions.values()
+                    if r.modal is not None
+                    and r.modal.get("custom_id") == (rec.payload.get("data") or {}).get("custom_id")
+                ),
+                None,
+            )
+            meta["triggering_interaction_metadata"] = (
+                self._interaction_metadata(opener)
+                if opener is not None and opener is not rec
+                else {"id": "0", "type": 2, "authorizing_integration_owners": {}}
+            )
+        return meta
+
+    def event_to_api(self, ev: DcEvent, *, with_user_count: bool = False) -> dict[str, Any]:
+        """The event object; ``user_count`` only when asked (``?with_user_count=true``), as Discord does."""
         creator = self.users.get(ev.creator_id)
         return {
             "id": str(ev.id),
@@ -1980,15 +1805,15 @@ class DiscordEmulator:
             "creator": creator.to_api() if creator else None,
             "image": None,
             "recurrence_rule": None,
-            "user_count": len(ev.interested),
+            "guild_scheduled_event_exceptions": [],
             **ev.fields,
-        }
+        } | ({"user_count": len(ev.interested)} if with_user_count else {})
 
     # ------------------------------------------------------------------ message rules
     def _check_message_body(self, body: dict[str, Any], *, creating: bool) -> None:
         content = body.get("content")
         if isinstance(content, str) and len(content) > self.max_content_length:
-            raise _bad_request(
+            raise bad_request(
                 f"Invalid Form Body: content: Must be {self.max_content_length} or fewer in length."
             )
         if creating and not (
@@ -1999,7 +1824,7 @@ class DiscordEmulator:
             or body.get("poll")
             or body.get("__files__")
         ):
-            raise _bad_request("Cannot send an empty message", code=50006)
+            raise bad_request("Cannot send an empty message", code=50006)
         total = 0
         for e in body.get("embeds") or []:
             total += len(str(e.get("title") or "")) + len(str(e.get("description") or ""))
@@ -2010,25 +1835,25 @@ class DiscordEmulator:
                 len(str(f.get("name", ""))) + len(str(f.get("value", ""))) for f in e.get("fields") or []
             )
         if total > 6000:
-            raise _bad_request("Invalid Form Body: embeds: Embed size exceeds maximum size of 6000")
-        ids = [c["custom_id"] for c in _walk_components(body.get("components") or []) if "custom_id" in c]
+            raise bad_request("Invalid Form Body: embeds: Embed size exceeds maximum size of 6000")
+        ids = [c["custom_id"] for c in walk_components(body.get("components") or []) if "custom_id" in c]
         if len(ids) != len(set(ids)):
-            raise _bad_request("Invalid Form Body: components: Component custom id cannot be duplicated")
-        for c in _walk_components(body.get("components") or []):
+            raise bad_request("Invalid Form Body: components: Component custom id cannot be duplicated")
+        for c in walk_components(body.get("components") or []):
             if c.get("type") == 2:
                 link = c.get("style") == 5
                 if link and ("url" not in c or "custom_id" in c):
-                    raise _bad_request(
+                    raise bad_request(
                         "Invalid Form Body: components: a link button has a url and no custom_id"
                     )
                 if not link and c.get("style") != 6 and "custom_id" not in c:
-                    raise _bad_request("Invalid Form Body: components: a button needs a custom_id")
+                    raise bad_request("Invalid Form Body: components: a button needs a custom_id")
         am = body.get("allowed_mentions")
         if isinstance(am, dict):
             parse = am.get("parse") or []
             for kind in ("users", "roles"):
                 if kind in parse and am.get(kind):
-                    raise _bad_request(
+                    raise bad_request(
                         f'Invalid Form Body: allowed_mentions: parse:["{kind}"] and {kind}: [ids] are mutually exclusive.'
                     )
 
@@ -2044,25 +1869,29 @@ class DiscordEmulator:
             users = {int(u) for u in allowed.get("users") or []}
             roles = {int(r) for r in allowed.get("roles") or []}
         guild = self.guilds.get(channel.guild_id) if channel.guild_id else None
+        if not (
+            USER_MENTION_RE.search(content) or ROLE_MENTION_RE.search(content) or EVERYONE_RE.search(content)
+        ):
+            return set(), [], False, set()  # the common case, without walking the members
         audience: set[int]
         if guild is None:
             audience = {channel.recipient.id} if channel.recipient else set()
         else:
             audience = {uid for uid in guild.members if self.permissions(channel, uid) & Perm.VIEW_CHANNEL}
-        mentioned = {int(u) for u in _USER_MENTION_RE.findall(content)}
+        mentioned = {int(u) for u in USER_MENTION_RE.findall(content)}
         mentioned = {u for u in mentioned if ("users" in parse or u in users) and u in audience}
         pinged = set(mentioned)
         role_ids: list[int] = []
         can_everyone = guild is not None and bool(self.permissions(channel, author) & Perm.MENTION_EVERYONE)
         if guild is not None:
-            for rid in (int(r) for r in _ROLE_MENTION_RE.findall(content)):
+            for rid in (int(r) for r in ROLE_MENTION_RE.findall(content)):
                 role = guild.roles.get(rid)
                 if role is None or not ("roles" in parse or rid in roles):
                     continue
                 if role.mentionable or can_everyone:
                     role_ids.append(rid)
                     pinged |= {uid for uid, m in guild.members.items() if rid in m.roles and uid in audience}
-        everyone = bool(_EVERYONE_RE.search(content)) and "everyone" in parse and can_everyone
+        everyone = bool(EVERYONE_RE.search(content)) and "everyone" in parse and can_everyone
         if everyone:
             pinged |= audience
         pinged.discard(author.id)
@@ -2100,7 +1929,7 @@ class DiscordEmulator:
         mentioned, role_ids, everyone, pinged = self._mentions(
             channel, str(body.get("content") or ""), body.get("allowed_mentions"), self.bot
         )
-        ephemeral = bool(flags & _EPHEMERAL) and interaction is not None
+        ephemeral = bool(flags & EPHEMERAL) and interaction is not None
         if ephemeral:
             pinged = set()
         msg = DcMessage(
@@ -2117,7 +1946,7 @@ class DiscordEmulator:
                     now,
                 )
             ],
-            timestamp=_iso(self.wall_clock()),
+            timestamp=iso(self.wall_clock()),
             nonce=nonce,
             pinged=frozenset(pinged),
             mention_everyone=everyone,
@@ -2125,7 +1954,8 @@ class DiscordEmulator:
             webhook_id=self.application_id if webhook else None,
             interaction_id=interaction.id if interaction else None,
             visible_to=interaction.user.id if (ephemeral and interaction) else None,
-            body={**body, "__mentioned__": sorted(mentioned)},
+            mentioned=tuple(sorted(mentioned)),
+            body=dict(body),
             message_reference=body.get("message_reference"),
         )
         self.messages[msg.id] = msg
@@ -2142,7 +1972,7 @@ class DiscordEmulator:
         self._check_message_body(body, creating=False)
         last = msg.versions[-1]
         flags = int(body["flags"]) if body.get("flags") is not None else last.flags
-        flags = (flags & ~_LOADING) | (last.flags & _EPHEMERAL)
+        flags = (flags & ~LOADING) | (last.flags & EPHEMERAL)
         msg.versions.append(
             MessageVersion(
                 str(body["content"] or "") if "content" in body else last.content,
@@ -2152,7 +1982,7 @@ class DiscordEmulator:
                 self.clock(),
             )
         )
-        msg.edited_timestamp = _iso(self.wall_clock())
+        msg.edited_timestamp = iso(self.wall_clock())
         if not msg.ephemeral:
             await self._dispatch("MESSAGE_UPDATE", self.message_to_api(msg), guild_id=msg.guild_id)
         return msg
@@ -2204,19 +2034,21 @@ class DiscordEmulator:
             "bot_public": True,
             "bot_require_code_grant": False,
             "bot": self.bot.to_api(),
-            "terms_of_service_url": None,
-            "privacy_policy_url": None,
             "owner": self.app_owner.to_api(),
             "verify_key": self.public_key,
             "team": None,
-            "guild_id": None,
             "flags": 0,
+            "flags_new": "0",
             "tags": [],
             "install_params": {"scopes": ["bot", "applications.commands"], "permissions": "0"},
-            "custom_install_url": None,
             "integration_types_config": {"0": {}},
             "interactions_endpoint_url": self.interactions_url,
+            "role_connections_verification_url": None,
             "approximate_guild_count": len(self.guilds),
+            "approximate_user_install_count": 0,
+            "approximate_user_authorization_count": 0,
+            "explicit_content_filter": 0,
+            "eligible_oauth2_scopes": ["bot", "applications.commands"],
             "redirect_uris": [],
         }
 
@@ -2318,7 +2150,7 @@ class DiscordEmulator:
 
     async def _r_open_dm(self, req: _Req) -> Any:
         body = req.body or {}
-        uid = _snowflake_int(body.get("recipient_id"))
+        uid = snowflake_int(body.get("recipient_id"))
         user = self.users.get(uid) if uid is not None else None
         if user is None or user.bot:
             raise (
@@ -2327,12 +2159,15 @@ class DiscordEmulator:
                 else DcError(404, 10013, "Unknown User")
             )
         self.dm_opens[user.id] += 1
-        channel = self.dm_channels.get(user.id)
-        if channel is None:
-            channel = DcChannel(self._next_id(), DM, recipient=user)
-            self.dm_channels[user.id] = channel
-            self.channels[channel.id] = channel
-        return channel.to_api()
+        if self.dm_open_spam_limit is not None:
+            now = self.clock()
+            opens = self._dm_open_times
+            opens.append(now)
+            while opens and opens[0] <= now - self.dm_open_spam_limit.per:
+                opens.popleft()
+            if len(opens) > self.dm_open_spam_limit.limit:
+                raise DcError(403, 40003, "You are opening direct messages too fast.")
+        return self.ensure_dm_channel(user).to_api()
 
     # ------------------------------------------------------------------ routes: application commands
     async def _r_put_commands(self, req: _Req) -> Any:
@@ -2350,9 +2185,9 @@ class DiscordEmulator:
             kind = int(cmd.get("type") or 1)
             name = str(cmd.get("name", ""))
             if kind == 1 and (not re.fullmatch(r"[-_\w]{1,32}", name) or name != name.lower()):
-                raise _bad_request(f"Invalid Form Body: name: Command name is invalid: {name!r}")
+                raise bad_request(f"Invalid Form Body: name: Command name is invalid: {name!r}")
             if (name, kind) in seen:
-                raise _bad_request(f"Invalid Form Body: Application command names must be unique: {name!r}")
+                raise bad_request(f"Invalid Form Body: Application command names must be unique: {name!r}")
             seen.add((name, kind))
             prev = old.get((name, kind))
             entry = {
@@ -2416,11 +2251,10 @@ class DiscordEmulator:
                 "response_message_ephemeral": rec.ephemeral,
             }
         }
-        resource: dict[str, Any] = {"type": cb_type}
         if message is not None:
             out["interaction"]["response_message_id"] = str(message.id)
-            resource["message"] = self.message_to_api(message)
-        out["resource"] = resource
+        if message is not None and cb_type in (4, 7):  # the description has a resource for these only
+            out["resource"] = {"type": cb_type, "message": self.message_to_api(message)}
         return out
 
     async def _apply_callback(
@@ -2435,7 +2269,7 @@ class DiscordEmulator:
             raise DcError(404, 10062, "Unknown interaction")
         allowed = {1: {1}, 2: {4, 5, 9}, 3: {4, 5, 6, 7, 9}, 4: {8}, 5: {4, 5, 6, 7}}[rec.type]
         if cb_type not in allowed:
-            raise _bad_request(
+            raise bad_request(
                 f"Interaction callback type {cb_type} is not valid for interaction type {rec.type}"
             )
         data = data or {}
@@ -2444,22 +2278,22 @@ class DiscordEmulator:
         if cb_type == 4:
             message = rec.original = await self._create_message(channel, data, webhook=True, interaction=rec)
         elif cb_type == 5:
-            flags = (int(data.get("flags") or 0) & _EPHEMERAL) | _LOADING
+            flags = (int(data.get("flags") or 0) & EPHEMERAL) | LOADING
             placeholder = {"content": "", "flags": flags}
             rec.original = await self._placeholder(channel, placeholder, rec)
             message = rec.original
         elif cb_type == 7:
             if rec.message is None:
-                raise _bad_request("UPDATE_MESSAGE needs an interaction on a message")
+                raise bad_request("UPDATE_MESSAGE needs an interaction on a message")
             message = await self._edit_message(rec.message, data)
         elif cb_type == 8:
             choices = data.get("choices") or []
             if len(choices) > 25:
-                raise _bad_request("Invalid Form Body: choices: Must be 25 or fewer in length.")
+                raise bad_request("Invalid Form Body: choices: Must be 25 or fewer in length.")
         elif cb_type == 9:
-            for c in _walk_components(data.get("components") or []):
+            for c in walk_components(data.get("components") or []):
                 if c.get("type") == 4 and len(str(c.get("label", ""))) > 45:
-                    raise _bad_request("Invalid Form Body: a text input label must be 45 or fewer in length")
+                    raise bad_request("Invalid Form Body: a text input label must be 45 or fewer in length")
         rec.callbacks.append(Callback(cb_type, data, now))
         self._changed()
         return message
@@ -2474,10 +2308,10 @@ class DiscordEmulator:
             guild_id=channel.guild_id,
             author=self.bot,
             versions=[MessageVersion("", [], [], flags, self.clock())],
-            timestamp=_iso(self.wall_clock()),
+            timestamp=iso(self.wall_clock()),
             webhook_id=self.application_id,
             interaction_id=rec.id,
-            visible_to=rec.user.id if flags & _EPHEMERAL else None,
+            visible_to=rec.user.id if flags & EPHEMERAL else None,
         )
         self.messages[msg.id] = msg
         return msg
@@ -2529,42 +2363,40 @@ class DiscordEmulator:
             want = STAGE if kind == ENTITY_STAGE else VOICE
             channel = guild.channels.get(int(channel_id)) if channel_id is not None else None
             if channel is None:
-                raise _bad_request(
+                raise bad_request(
                     "Invalid Form Body: channel_id: a voice or stage event needs a channel of this guild"
                 )
             if channel.type != want:
-                raise _bad_request(
+                raise bad_request(
                     f"Invalid Form Body: channel_id: entity_type {kind} needs a channel of type {want}"
                 )
             if (fields.get("entity_metadata") or {}).get("location"):
-                raise _bad_request("Invalid Form Body: entity_metadata: only external events have a location")
+                raise bad_request("Invalid Form Body: entity_metadata: only external events have a location")
             if not self.permissions(channel, self.bot) & Perm.VIEW_CHANNEL:
                 raise DcError(403, 50013, "Missing Permissions")
         else:
             if channel_id is not None:
-                raise _bad_request("Invalid Form Body: channel_id: an external event has no channel")
+                raise bad_request("Invalid Form Body: channel_id: an external event has no channel")
             location = (fields.get("entity_metadata") or {}).get("location")
             if not location:
-                raise _bad_request(
-                    "Invalid Form Body: entity_metadata.location: required for external events"
-                )
+                raise bad_request("Invalid Form Body: entity_metadata.location: required for external events")
             if len(location) > 100:
-                raise _bad_request(
+                raise bad_request(
                     "Invalid Form Body: entity_metadata.location: Must be 100 or fewer in length."
                 )
             if not fields.get("scheduled_end_time"):
-                raise _bad_request("Invalid Form Body: scheduled_end_time: required for external events")
-        start = _parse_iso(str(fields["scheduled_start_time"]))
+                raise bad_request("Invalid Form Body: scheduled_end_time: required for external events")
+        start = parse_iso(str(fields["scheduled_start_time"]))
         end = fields.get("scheduled_end_time")
-        if end and _parse_iso(str(end)) <= start:
-            raise _bad_request("Invalid Form Body: scheduled_end_time: must be after the start")
+        if end and parse_iso(str(end)) <= start:
+            raise bad_request("Invalid Form Body: scheduled_end_time: must be after the start")
 
     async def _r_create_event(self, req: _Req) -> Any:
         guild = self._guild(req.params["guild_id"])
         body = dict(req.body or {})
         self._check_event_perms(guild, None)
         self._check_event_entity(guild, body)
-        start = _parse_iso(str(body["scheduled_start_time"])).timestamp()
+        start = parse_iso(str(body["scheduled_start_time"])).timestamp()
         if self.reject_past_events and start < self.wall_clock():
             raise DcError(
                 400, 50035, "Invalid Form Body: scheduled_start_time: Cannot schedule event in the past."
@@ -2576,7 +2408,7 @@ class DiscordEmulator:
             )
         eid = self._next_id()
         fields = {
-            "channel_id": _opt_str(_snowflake_int(body.get("channel_id"))),
+            "channel_id": opt_str(snowflake_int(body.get("channel_id"))),
             "name": body["name"],
             "description": body.get("description"),
             "scheduled_start_time": body["scheduled_start_time"],
@@ -2605,24 +2437,26 @@ class DiscordEmulator:
 
     async def _r_list_events(self, req: _Req) -> Any:
         guild = self._guild(req.params["guild_id"])
-        return [self.event_to_api(e) for e in guild.events.values()]
+        count = req.query.get("with_user_count", "").lower() in ("1", "true")
+        return [self.event_to_api(e, with_user_count=count) for e in guild.events.values()]
 
     async def _r_get_event(self, req: _Req) -> Any:
-        return self.event_to_api(self._event_of(req)[1])
+        count = req.query.get("with_user_count", "").lower() in ("1", "true")
+        return self.event_to_api(self._event_of(req)[1], with_user_count=count)
 
     async def _r_modify_event(self, req: _Req) -> Any:
         guild, ev = self._event_of(req)
         body = dict(req.body or {})
         self._check_event_perms(guild, ev)
         if ev.status in (EV_COMPLETED, EV_CANCELED):
-            raise _bad_request("Cannot modify a completed or canceled event", code=180000)
+            raise bad_request("Cannot modify a completed or canceled event", code=180000)
         status = body.pop("status", None)
         if (
             status is not None
             and int(status) != ev.status
-            and (ev.status, int(status)) not in _LEGAL_STATUS_CHANGES
+            and (ev.status, int(status)) not in LEGAL_STATUS_CHANGES
         ):
-            raise _bad_request(f"Invalid Form Body: status: cannot change from {ev.status} to {status}")
+            raise bad_request(f"Invalid Form Body: status: cannot change from {ev.status} to {status}")
         merged = {**ev.fields, **{k: v for k, v in body.items()}}
         if "entity_type" in body and int(body["entity_type"]) == ENTITY_EXTERNAL and "channel_id" not in body:
             merged["channel_id"] = None
@@ -2634,7 +2468,17 @@ class DiscordEmulator:
             merged["entity_metadata"] = None
         self._check_event_entity(guild, merged)
         if "channel_id" in merged:
-            merged["channel_id"] = _opt_str(_snowflake_int(merged["channel_id"]))
+            merged["channel_id"] = opt_str(snowflake_int(merged["channel_id"]))
+        if (
+            "scheduled_start_time" in body
+            and self.reject_past_events
+            and ev.status == EV_SCHEDULED
+            and status in (None, EV_SCHEDULED)
+            and parse_iso(str(body["scheduled_start_time"])).timestamp() < self.wall_clock()
+        ):
+            raise DcError(
+                400, 50035, "Invalid Form Body: scheduled_start_time: Cannot schedule event in the past."
+            )
         ev.fields = merged
         ev.history.append(dict(req.body or {}))
         if status is not None and int(status) != ev.status:
@@ -2661,7 +2505,7 @@ class DiscordEmulator:
         guild, ev = self._event_of(req)
         limit = int(req.query.get("limit", 100))
         if not 1 <= limit <= 100:
-            raise _bad_request("Invalid Form Body: limit: must be between 1 and 100")
+            raise bad_request("Invalid Form Body: limit: must be between 1 and 100")
         ids = sorted(
             ev.interested
         )  # ascending by user id; with both, only ``before`` counts (Discord's docs)
@@ -2672,7 +2516,13 @@ class DiscordEmulator:
         with_member = req.query.get("with_member", "").lower() in ("1", "true")
         out = []
         for uid in ids[:limit]:
-            entry: dict[str, Any] = {"guild_scheduled_event_id": str(ev.id), "user": self.users[uid].to_api()}
+            entry: dict[str, Any] = {
+                "guild_scheduled_event_id": str(ev.id),
+                "guild_scheduled_event_exception_id": None,
+                "user_id": str(uid),
+                "user": self.users[uid].to_api(),
+                "response": 1,  # INTERESTED
+            }
             if with_member and uid in guild.members:
                 entry["member"] = guild.members[uid].to_api()
             out.append(entry)

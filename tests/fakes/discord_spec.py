@@ -61,6 +61,13 @@ class Operation:
         return media.get("schema") if media else None
 
     @property
+    def response_schema(self) -> dict[str, Any] | None:
+        """The schema of the 200 answer, if the description gives one."""
+        ok = (self.raw.get("responses") or {}).get("200") or {}
+        media = (ok.get("content") or {}).get("application/json")
+        return media.get("schema") if media else None
+
+    @property
     def body_required(self) -> bool:
         return bool((self.raw.get("requestBody") or {}).get("required"))
 
@@ -155,6 +162,15 @@ class DiscordApiSpec:
             return [f"body: {op.method} {op.template} takes no body"]
         return self.check_value(schema, body, "body")[:_MAX_PROBLEMS]
 
+    def check_response(self, op: Operation, answer: Any) -> list[str]:
+        """Problems with an answer of ours (extra fields allowed: Discord adds fields over time)."""
+        schema = op.response_schema
+        if schema is None:
+            return []
+        return self.check_value(schema, answer, "response", unknown=False, nested_unknown=False)[
+            :_MAX_PROBLEMS
+        ]
+
     # ----------------------------------------------------------------- JSON schema subset
     def resolve(self, schema: dict[str, Any]) -> dict[str, Any]:
         while "$ref" in schema:
@@ -166,17 +182,24 @@ class DiscordApiSpec:
         return schema
 
     def check_value(
-        self, schema: dict[str, Any], value: Any, path: str, *, unknown: bool = True
+        self,
+        schema: dict[str, Any],
+        value: Any,
+        path: str,
+        *,
+        unknown: bool = True,
+        nested_unknown: bool = True,
     ) -> list[str]:
         """Problems with ``value`` against ``schema``; ``unknown`` False skips the unknown-field check at this
-        level only (an ``allOf`` branch sees part of the fields: the parent judges them against the union)."""
+        level only (an ``allOf`` branch sees part of the fields: the parent judges them against the union),
+        ``nested_unknown`` False below it too (our answers may carry fields the description lacks)."""
         gaps = (
             KNOWN_GAPS.get(schema["$ref"].rsplit("/", 1)[1], frozenset()) if "$ref" in schema else frozenset()
         )
         schema = self.resolve(schema)
         problems: list[str] = []
         for sub in schema.get("allOf", []):
-            problems.extend(self.check_value(sub, value, path, unknown=False))
+            problems.extend(self.check_value(sub, value, path, unknown=False, nested_unknown=nested_unknown))
         for key in ("oneOf", "anyOf"):
             if key in schema:
                 # report the branch of the value's own type (a too-long string nonce is "too long", not
@@ -184,7 +207,7 @@ class DiscordApiSpec:
                 best: list[str] | None = None
                 best_key: tuple[bool, bool, int] = (True, True, 1 << 30)
                 for sub in schema[key]:
-                    errs = self.check_value(sub, value, path, unknown=unknown)
+                    errs = self.check_value(sub, value, path, unknown=unknown, nested_unknown=nested_unknown)
                     if not errs:
                         best = []
                         break
@@ -200,7 +223,9 @@ class DiscordApiSpec:
                         best, best_key = errs, rank
                 if best:
                     return problems + best
-        problems.extend(self._check_own(schema, value, path, unknown=unknown, gaps=gaps))
+        problems.extend(
+            self._check_own(schema, value, path, unknown=unknown, gaps=gaps, nested_unknown=nested_unknown)
+        )
         return problems
 
     def _check_own(
@@ -211,7 +236,9 @@ class DiscordApiSpec:
         *,
         unknown: bool = True,
         gaps: frozenset[str] = frozenset(),
+        nested_unknown: bool = True,
     ) -> list[str]:
+        nu = nested_unknown
         types = _types(schema)
         if types and not _type_ok(types, value, schema):
             return [f"{path}: expected {'/'.join(sorted(types))}, got {_json_type(value)}"]
@@ -245,7 +272,9 @@ class DiscordApiSpec:
                 problems.append(f"{path}: must have {schema['minItems']} or more items (got {len(value)})")
             if "items" in schema:
                 for i, item in enumerate(value):
-                    problems.extend(self.check_value(schema["items"], item, f"{path}[{i}]"))
+                    problems.extend(
+                        self.check_value(schema["items"], item, f"{path}[{i}]", unknown=nu, nested_unknown=nu)
+                    )
         elif isinstance(value, dict):
             props = self._properties(schema)
             for name in schema.get("required", []):
@@ -256,9 +285,13 @@ class DiscordApiSpec:
                 problems.append(f"{path}: must have {schema['maxProperties']} or fewer properties")
             for name, item in value.items():
                 if name in props:
-                    problems.extend(self.check_value(props[name], item, f"{path}.{name}"))
+                    problems.extend(
+                        self.check_value(props[name], item, f"{path}.{name}", unknown=nu, nested_unknown=nu)
+                    )
                 elif isinstance(additional, dict):
-                    problems.extend(self.check_value(additional, item, f"{path}.{name}"))
+                    problems.extend(
+                        self.check_value(additional, item, f"{path}.{name}", unknown=nu, nested_unknown=nu)
+                    )
                 elif unknown and (props or additional is False) and name not in gaps:
                     problems.append(f"{path}.{name}: unknown field")
         return problems

@@ -199,6 +199,11 @@ def command_tree(
         async def remind(self, interaction: discord.Interaction, button: discord.ui.Button[Card]) -> None:
             await interaction.response.send_message("Reminder set", ephemeral=True)
 
+        @discord.ui.button(label="Refresh", custom_id="refresh:1")
+        async def refresh(self, interaction: discord.Interaction, button: discord.ui.Button[Card]) -> None:
+            await interaction.response.defer()  # type 6 on a component: edit the card later
+            await interaction.edit_original_response(content="Card: refreshed")
+
         @discord.ui.button(label="Rename", custom_id="rename:1")
         async def rename(self, interaction: discord.Interaction, button: discord.ui.Button[Card]) -> None:
             await interaction.response.send_modal(Rename())
@@ -209,6 +214,16 @@ def command_tree(
         async def on_submit(self, interaction: discord.Interaction) -> None:
             log.append(f"renamed {self.name.value}")
             await interaction.response.edit_message(content=f"Card: {self.name.value}")
+
+    @space.command(name="later", description="Defers, then follows up when the test says so")
+    async def later(interaction: discord.Interaction) -> None:
+        await interaction.response.defer(thinking=True)
+        if gate is not None:
+            await gate.wait()
+        try:
+            await interaction.followup.send("done")
+        except discord.HTTPException as err:
+            log.append(f"followup {err.status} {err.code}")
 
     @space.command(name="card", description="Post a card")
     async def card(interaction: discord.Interaction) -> None:
@@ -278,6 +293,26 @@ async def test_first_response_after_three_seconds_is_refused() -> None:
             assert dc.messages_in(channel) == []
 
 
+async def test_follow_ups_end_after_fifteen_minutes() -> None:
+    clock = Clock()
+    async with DiscordEmulator(clock=clock) as dc:
+        with pointed_at(dc):
+            guild, alice, _ = world(dc)
+            log: list[str] = []
+            gate = asyncio.Event()
+            client = new_client()
+            tree = command_tree(client, log, gate)
+            async with client_running(dc, client):
+                await tree.sync()
+                rec = await dc.run_command(guild, text_channel(guild), alice, "space later")
+                assert (await dc.wait_for_response(rec)).type == 5
+                clock.now += 15 * 60 + 1
+                gate.set()
+                await dc.wait_until(lambda: log, what="the refused follow-up")
+            assert log == ["followup 401 50027"] and rec.followups == []
+            assert rec.original is not None and rec.original.content == ""  # still "thinking..."
+
+
 async def test_buttons_and_modals(dc: DiscordEmulator) -> None:
     guild, alice, bob = world(dc)
     channel = text_channel(guild)
@@ -289,8 +324,11 @@ async def test_buttons_and_modals(dc: DiscordEmulator) -> None:
         rec = await dc.run_command(guild, channel, alice, "space card")
         await dc.wait_for_response(rec)
         card = rec.original
-        assert card is not None and card.custom_ids == ["remind:1", "rename:1"]
+        assert card is not None and card.custom_ids == ["remind:1", "refresh:1", "rename:1"]
         assert dc.messages_in(channel) == [card]
+        refresh = await dc.press_button(card, "refresh:1", bob)
+        assert (await dc.wait_for_response(refresh)).type == 6
+        await dc.wait_until(lambda: card.content == "Card: refreshed", what="the deferred edit")
         press = await dc.press_button(card, "remind:1", bob)
         await dc.wait_for_response(press)
         assert dc.ephemeral_to(bob)[-1].content == "Reminder set"
@@ -299,7 +337,7 @@ async def test_buttons_and_modals(dc: DiscordEmulator) -> None:
         assert opened.modal is not None and opened.modal["title"] == "Rename"
         submitted = await dc.submit_modal(opened, {"new-title": "Tea time"})
         await dc.wait_for_response(submitted)
-        assert card.content == "Card: Tea time" and len(card.edits) == 1
+        assert card.content == "Card: Tea time" and len(card.edits) == 2
     assert log == ["renamed Tea time"]
 
 
@@ -470,6 +508,7 @@ async def test_429s_are_answered_like_discord_and_recovered_from() -> None:
                 dc.fail_next("POST", "/channels/{channel_id}/messages", 429, retry_after=0.05)
                 await client.get_channel(channels[1].id).send("after a 429")
             assert dc.count_429 >= 2 and dc.invalid_count == dc.count_429
+            assert dc.max_in_window(0.4, accepted_only=True) <= 6 < dc.max_in_window(0.4)
             assert len(dc.messages_in(channels[0])) == 5
 
 
@@ -510,6 +549,8 @@ async def dc_raw(dc: DiscordEmulator, method: str, path: str, body: Any) -> Any:
     http = discord.http.HTTPClient(asyncio.get_running_loop())
     await http.static_login(dc.token)
     try:
+        if body is None:
+            return await http.request(discord.http.Route(method, path))
         return await http.request(discord.http.Route(method, path), json=body)
     finally:
         await http.close()
@@ -519,6 +560,7 @@ async def dc_raw(dc: DiscordEmulator, method: str, path: str, body: Any) -> Any:
 async def test_interactions_over_http_are_signed(dc: DiscordEmulator) -> None:
     guild, alice, _ = world(dc)
     verify = VerifyKey(bytes.fromhex(dc.public_key))
+    seen: set[str] = set()
 
     async def endpoint(request: web.Request) -> web.Response:
         body = await request.read()
@@ -530,6 +572,9 @@ async def test_interactions_over_http_are_signed(dc: DiscordEmulator) -> None:
         except (BadSignatureError, KeyError, ValueError):
             return web.Response(status=401, text="invalid request signature")
         data = json.loads(body)
+        if data["id"] in seen:  # a replayed request: same bytes, same valid signature
+            return web.Response(status=401, text="replayed")
+        seen.add(data["id"])
         if data["type"] == 1:
             return web.json_response({"type": 1})
         return web.json_response({"type": 4, "data": {"content": "Hello over HTTP", "flags": 64}})
@@ -556,5 +601,237 @@ async def test_interactions_over_http_are_signed(dc: DiscordEmulator) -> None:
             async with http.post(url, json={"content": "later"}) as resp:
                 assert resp.status == 200 and resp.headers["Content-Type"] == "application/json"
         assert [m.content for m in rec.followups] == ["later"]
+        assert (await dc.replay(rec))[0] == 401
     finally:
         await runner.cleanup()
+
+
+async def test_commands_in_dms_and_members_joining(dc: DiscordEmulator) -> None:
+    guild, alice, _ = world(dc)
+    log: list[str] = []
+    intents = discord.Intents.default()
+    intents.members = True
+    client = discord.Client(intents=intents, guild_ready_timeout=0.05)
+    joined: list[str] = []
+
+    @client.event
+    async def on_member_join(member: discord.Member) -> None:
+        joined.append(member.name)
+
+    tree = command_tree(client, log)
+    async with client_running(dc, client):
+        await tree.sync()
+        rec = await dc.run_command(None, dc.ensure_dm_channel(alice), alice, "space card")
+        await dc.wait_for_response(rec)
+        assert rec.payload["context"] == 1 and "user" in rec.payload and "member" not in rec.payload
+        assert [m.content for m in dc.dms_to(alice)] == ["Card: Town hall"]
+        assert dc.dm_opens == {}  # the member opened that DM, not the bot
+        await dc.member_joins(guild, "carol")
+        await dc.wait_until(lambda: joined, what="on_member_join")
+    assert joined == ["carol"]
+
+
+async def test_opening_dms_too_fast_is_quarantined() -> None:
+    async with DiscordEmulator(dm_open_spam_limit=RateRule(2, 60.0)) as dc:
+        with pointed_at(dc):
+            guild = dc.create_guild()
+            members = dc.add_members(guild, 3)
+            async with client_running(dc, new_client()) as client:
+                for m in members[:2]:
+                    await (await client.fetch_user(m.user.id)).create_dm()
+                with pytest.raises(discord.Forbidden) as info:
+                    await (await client.fetch_user(members[2].user.id)).create_dm()
+                assert info.value.code == 40003
+
+
+async def test_every_route_answers_in_the_described_shape(dc: DiscordEmulator) -> None:
+    """The emulator's answers are held to the description's response schemas (strict: a malformed answer is
+    an 'emulator' violation that fails this test)."""
+    guild, alice, _ = world(dc)
+    channel = text_channel(guild)
+    start = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    ev = await dc_raw(
+        dc,
+        "POST",
+        f"/guilds/{guild.id}/scheduled-events",
+        {
+            "name": "x",
+            "privacy_level": 2,
+            "scheduled_start_time": start,
+            "entity_type": 2,
+            "channel_id": str(next(c.id for c in guild.channels.values() if c.type == VOICE)),
+        },
+    )
+    await dc.mark_interested(guild.events[int(ev["id"])], alice)
+    msg = await dc_raw(dc, "POST", f"/channels/{channel.id}/messages", {"content": "hi"})
+    for path in (
+        f"/guilds/{guild.id}",
+        f"/guilds/{guild.id}?with_counts=true",
+        f"/guilds/{guild.id}/channels",
+        f"/guilds/{guild.id}/roles",
+        f"/guilds/{guild.id}/members/{alice.user.id}",
+        f"/channels/{channel.id}",
+        f"/users/{alice.user.id}",
+        f"/channels/{channel.id}/messages?limit=5",
+        f"/channels/{channel.id}/messages/{msg['id']}",
+        f"/applications/{dc.application_id}/commands",
+        "/gateway",
+        "/gateway/bot",
+        "/users/@me",
+        f"/guilds/{guild.id}/scheduled-events",
+        f"/guilds/{guild.id}/scheduled-events/{ev['id']}",
+        f"/guilds/{guild.id}/scheduled-events/{ev['id']}/users?limit=10&with_member=true",
+    ):
+        await dc_raw(dc, "GET", path, None)
+    await dc_raw(dc, "PATCH", f"/guilds/{guild.id}/scheduled-events/{ev['id']}", {"status": 2})
+    await dc_raw(dc, "DELETE", f"/guilds/{guild.id}/scheduled-events/{ev['id']}", None)
+    await dc_raw(dc, "DELETE", f"/channels/{channel.id}/messages/{msg['id']}", None)
+    assert dc.messages_in(channel) == [] and guild.events == {}
+    assert all(c.ok for c in dc.calls()), [c for c in dc.calls() if not c.ok]
+
+
+async def test_a_lost_answer_and_the_nonce_retry_deliver_once(dc: DiscordEmulator) -> None:
+    _guild, alice, _ = world(dc)
+    async with client_running(dc, new_client()) as client:
+        user = await client.fetch_user(alice.user.id)
+        await user.create_dm()
+        dc.inject_faults(seed=1, reset_rate=1.0)  # delivered, then the connection is cut
+        with pytest.raises((aiohttp.ClientError, discord.HTTPException)):
+            await user.send("T-30 reminder", nonce="delivery-42")
+        dc.inject_faults(seed=1)
+        again = await user.send("T-30 reminder", nonce="delivery-42")
+    assert dc.faults_injected == {"reset": 1} and dc.nonce_hits["delivery-42"] == 1
+    assert dc.received(containing="T-30") == {dc.dm_channel(alice).id: 1}
+    assert dc.dms_to(alice)[0].id == again.id
+
+
+async def test_guild_commands_and_component_limits(dc: DiscordEmulator) -> None:
+    guild, alice, _ = world(dc)
+    client = new_client()
+    tree = command_tree(client, [])
+    async with client_running(dc, client):
+        tree.copy_global_to(guild=discord.Object(guild.id))
+        await tree.sync(guild=discord.Object(guild.id))
+        assert [c["name"] for c in dc.guild_commands[guild.id]] == ["space"] and dc.global_commands == []
+        rec = await dc.run_command(guild, text_channel(guild), alice, "space card")
+        assert (await dc.wait_for_response(rec)).type == 4
+        too_long = {"type": 1, "components": [{"type": 2, "style": 1, "label": "x", "custom_id": "c" * 101}]}
+        with pytest.raises(discord.HTTPException):
+            await dc_raw(
+                dc,
+                "POST",
+                f"/channels/{text_channel(guild).id}/messages",
+                {"content": "x", "components": [too_long]},
+            )
+        row = {
+            "type": 1,
+            "components": [{"type": 2, "style": 1, "label": str(i), "custom_id": f"b{i}"} for i in range(6)],
+        }
+        with pytest.raises(discord.HTTPException):
+            await dc_raw(
+                dc,
+                "POST",
+                f"/channels/{text_channel(guild).id}/messages",
+                {"content": "x", "components": [row]},
+            )
+        with pytest.raises(discord.HTTPException):
+            await dc_raw(
+                dc, "POST", f"/channels/{text_channel(guild).id}/messages", {"embeds": [{"title": "t"}] * 11}
+            )
+    problems = [v.message for v in dc.take_violations()]
+    assert len(problems) == 3 and "100 or fewer" in problems[0]
+    assert "5 or fewer" in problems[1] and "10 or fewer" in problems[2]
+
+
+async def test_too_many_invalid_requests_get_the_bot_banned() -> None:
+    async with DiscordEmulator(ban_after_invalid=3) as dc:
+        with pointed_at(dc):
+            guild = dc.create_guild()
+            closed = dc.add_members(guild, 4)
+            for m in closed:
+                dc.close_dms(m)
+            async with client_running(dc, new_client()) as client:
+                for m in closed[:3]:
+                    with pytest.raises(discord.Forbidden):
+                        await (await client.fetch_user(m.user.id)).send("hi")
+                with pytest.raises(discord.HTTPException) as info:
+                    await client.fetch_user(closed[3].user.id)
+                assert info.value.status == 429 and dc.banned
+
+
+async def test_gateway_refusals_reach_discord_py() -> None:
+    async with DiscordEmulator(privileged_intents=0, max_guilds_per_shard=1) as dc:
+        with pointed_at(dc):
+            dc.create_guild()
+            intents = discord.Intents.default()
+            intents.members = True  # not switched on in the portal
+            with pytest.raises(discord.PrivilegedIntentsRequired):
+                async with client_running(dc, discord.Client(intents=intents, guild_ready_timeout=0.05)):
+                    pass
+            dc.create_guild()  # two guilds on one shard: more than this bot may hold unsharded
+            with pytest.raises(discord.ConnectionClosed) as info:
+                async with client_running(dc, new_client()):
+                    pass
+            assert info.value.code == 4011
+
+
+async def test_the_limits_follow_the_injected_clock() -> None:
+    clock = Clock()
+    async with DiscordEmulator(clock=clock, message_rate=RateRule(1, 10.0)) as dc:
+        guild = dc.create_guild()
+        url = f"{dc.base_url}/channels/{text_channel(guild).id}/messages"
+        auth = {"Authorization": f"Bot {dc.token}"}
+        async with aiohttp.ClientSession() as http:
+            async with http.post(url, json={"content": "one"}, headers=auth) as resp:
+                assert resp.status == 200 and resp.headers["X-RateLimit-Remaining"] == "0"
+            async with http.post(url, json={"content": "two"}, headers=auth) as resp:
+                assert resp.status == 429 and resp.headers["X-RateLimit-Scope"] == "user"
+                assert (await resp.json())["retry_after"] == 10.0
+            clock.now += 10.0  # ten seconds later, without waiting them
+            async with http.post(url, json={"content": "two"}, headers=auth) as resp:
+                assert resp.status == 200
+
+
+async def test_interested_users_are_paged_by_ascending_user_id(dc: DiscordEmulator) -> None:
+    guild = dc.create_guild()
+    voice = dc.add_channel(guild, "Lounge", VOICE)
+    members = dc.add_members(guild, 150)
+    start = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    ev = await dc_raw(
+        dc,
+        "POST",
+        f"/guilds/{guild.id}/scheduled-events",
+        {
+            "name": "x",
+            "privacy_level": 2,
+            "scheduled_start_time": start,
+            "entity_type": 2,
+            "channel_id": str(voice.id),
+        },
+    )
+    for m in members:
+        await dc.mark_interested(guild.events[int(ev["id"])], m)
+    path = f"/guilds/{guild.id}/scheduled-events/{ev['id']}/users"
+    first = await dc_raw(dc, "GET", f"{path}?limit=100", None)
+    rest = await dc_raw(dc, "GET", f"{path}?limit=100&after={first[-1]['user_id']}", None)
+    ids = [int(u["user_id"]) for u in first + rest]
+    assert ids == sorted(m.user.id for m in members)
+    assert (
+        await dc_raw(dc, "GET", f"/guilds/{guild.id}/scheduled-events/{ev['id']}?with_user_count=true", None)
+    )["user_count"] == 150
+
+
+async def test_commands_are_offered_only_where_and_to_whom_registered(dc: DiscordEmulator) -> None:
+    guild, alice, _ = world(dc)
+    moderators = dc.add_role(guild, "Moderators", Perm.MANAGE_EVENTS)
+    mod = dc.add_member(guild, "mod", roles=[moderators])
+    dc.register_command("admin")
+    dc.global_commands[-1].update(default_member_permissions=str(Perm.MANAGE_EVENTS), contexts=[0])
+    async with client_running(dc, new_client()):
+        with pytest.raises(PermissionError):
+            await dc.run_command(guild, text_channel(guild), alice, "admin")
+        with pytest.raises(PermissionError):
+            await dc.run_command(None, dc.ensure_dm_channel(mod), mod, "admin")
+        rec = await dc.run_command(guild, text_channel(guild), mod, "admin")
+        assert rec.payload["data"]["name"] == "admin"
+        await dc.run_command(guild, text_channel(guild), guild.members[guild.owner_id], "admin")  # the owner
