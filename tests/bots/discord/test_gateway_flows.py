@@ -254,3 +254,15 @@ async def test_both_transports_read_an_interaction_the_same(world: World) -> Non
         assert from_interaction(interaction) == from_payload(record.payload)
     mod = from_interaction(seen[1])
     assert mod.manages_events and mod.roles and mod.options["when"] == "in 2 days"
+
+
+async def test_a_replayed_request_is_refused_and_does_nothing(over_http: World) -> None:
+    space_id, _ = await over_http.schedule()
+    cancel = await over_http.dc.run_command(
+        over_http.guild, over_http.channel, over_http.host, "space cancel", {"space": space_id}
+    )
+    await over_http.dc.wait_for_followups(cancel)
+    status, _ = await over_http.dc.replay(cancel)
+    await over_http.handlers.drain()
+    assert status == 401
+    assert len(cancel.followups) == 1  # answered once
