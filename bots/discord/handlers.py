@@ -20,7 +20,9 @@ public card, reminders, notices: written with the effect, in one transaction) an
 private "done ✓" or "refused because …", sent once, best effort: if it is lost, the effect is committed and
 the card shows it. The interaction itself is the idempotency key: its id is the core's request id
 (``dc:<interaction id>``), so a duplicated interaction (a gateway resume, a replayed HTTP request) never
-acts twice; subscribing and unsubscribing set a state, which is idempotent on its own.
+acts twice; subscribing and unsubscribing set a state, which is idempotent on its own. And before acting,
+the interaction is claimed in the database (:meth:`RepliesService.finish` with no rows): a copy that reached
+a second web process is not answered twice either.
 
 Permissions come with the interaction: the host; members with Manage Events (or Administrator) in the guild
 where the Space is announced, read from the member's permission bits; or the configured moderator role (by
