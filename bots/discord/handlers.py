@@ -373,7 +373,7 @@ class Handlers:
         press = Press(button.verb, button.space_id, via_chat=chat if inc.guild_id is not None else None)
         answers = await self._inbound.handle(self._request(inc, user, chat), press)
         # a button's answer is for the one who pressed it, whatever the command path would do
-        return [render_reply(dataclasses.replace(a.notice, ephemeral=True)) for a in answers]
+        return [_render(dataclasses.replace(a.notice, ephemeral=True)) for a in answers]
 
     # ------------------------------------------------------------------ autocomplete (cheap queries only)
 
@@ -486,7 +486,14 @@ def _space_id(text: str) -> str:
 
 
 def _rendered(answers: list[Answer]) -> list[Rendered]:
-    return [render_reply(a.notice) for a in answers]
+    return [_render(a.notice) for a in answers]
+
+
+def _render(notice: Notice) -> Rendered:
+    """An answer as Discord shows it: the commands it names are Discord's (``/space rename …``)."""
+    return render_reply(
+        dataclasses.replace(notice, lines=tuple(tr.discord_commands(x) for x in notice.lines))
+    )
 
 
 def _notice(text: str, locale: str) -> Notice:
@@ -494,7 +501,7 @@ def _notice(text: str, locale: str) -> Notice:
 
 
 def _private(text: str, locale: str) -> Rendered:
-    return render_reply(_notice(text, locale))
+    return _render(_notice(text, locale))
 
 
 def _error(locale: str, e: UserError) -> str:

@@ -10,6 +10,7 @@ never as a traceback deep in a handler.
 from __future__ import annotations
 
 import functools
+import re
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -375,6 +376,37 @@ def to_command(inc: Incoming, space: str) -> Command | None:
     if sub == "rename":
         return Rename(space, opt("title"))
     return None
+
+
+# the core's texts name the commands as typed in a chat ("/rename <id> …"); on Discord they are subcommands
+SUBCOMMANDS = frozenset({"schedule", "list", "start", "end", "cancel", "reschedule", "rename"})
+_AS_SUBCOMMAND = {
+    "rename": "rename",
+    "reschedule": "reschedule",
+    "cancel": "cancel",
+    "start": "start",
+    "live": "start",
+    "end": "end",
+    "spaces": "list",
+}
+_COMMAND_SPAN = re.compile(r"`/([a-z]+)([^`\n]*)`")
+
+
+def discord_commands(text: str) -> str:
+    """The commands a text names (in `code` spans) as Discord's: `/rename <id> …` → `/space rename <id> …`,
+    `/spaces` → `/space list`, and a chat's one-line `/space tomorrow 20:00 AMA` → `/space schedule` (on
+    Discord the title and the time are options of their own). Commands Discord does not have stay."""
+
+    def fix(m: re.Match[str]) -> str:
+        name, rest = m.group(1), m.group(2)
+        if name == "space":
+            words = rest.split(maxsplit=1)
+            return m.group(0) if words and words[0] in SUBCOMMANDS else "`/space schedule`"
+        if name in _AS_SUBCOMMAND:
+            return f"`/space {_AS_SUBCOMMAND[name]}{rest}`"
+        return m.group(0)
+
+    return _COMMAND_SPAN.sub(fix, text)
 
 
 # --------------------------------------------------------------------------- answers (raw shapes)

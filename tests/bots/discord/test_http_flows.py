@@ -307,6 +307,8 @@ async def test_schedule_posts_the_card_and_tells_the_host_privately(env: Env) ->
     assert "Title: Weekly AMA" in lines  # title and time on lines of their own
     # the time native: Discord shows it in the reader's own zone and language
     assert f"Time: {native(datetime(2026, 11, 26, 19, 0, tzinfo=UTC))}" in lines
+    # the one-step fixes name Discord's own commands
+    assert f"`/space rename {space_id} <new title>`" in lines[-1] and "`/space reschedule" in lines[-1]
     space = await env.core.spaces.get(space_id)
     assert space.host == UserRef(Platform.DISCORD, HOST) and space.chat.id == CHANNEL
     await env.core.run()

@@ -318,3 +318,26 @@ def test_subcommands_become_core_commands(
 ) -> None:
     inc = from_payload(_sub(name, *options))
     assert tr.to_command(inc, inc.option("space")) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        (
+            "Wrong title? `/rename abcdefghjk <new title>`",
+            "Wrong title? `/space rename abcdefghjk <new title>`",
+        ),
+        ("`/reschedule <id> <new time>`", "`/space reschedule <id> <new time>`"),
+        ("— `/spaces` lists them.", "— `/space list` lists them."),
+        (
+            "`/live <id>` · `/end <id>` · `/cancel <id>`",
+            "`/space start <id>` · `/space end <id>` · `/space cancel <id>`",
+        ),
+        ("e.g. `/space tomorrow 20:00 Weekly AMA`.", "e.g. `/space schedule`."),
+        ("`/space start <id>`", "`/space start <id>`"),
+        ("`/tz Europe/Paris`", "`/tz Europe/Paris`"),
+        ("no code here: /rename", "no code here: /rename"),
+    ],
+)
+def test_commands_named_as_discord_has_them(text: str, shown: str) -> None:
+    assert tr.discord_commands(text) == shown
