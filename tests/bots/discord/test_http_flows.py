@@ -554,3 +554,14 @@ async def test_a_space_named_by_its_title_without_picking_a_choice(env: Env) -> 
     assert (await env.core.spaces.get(space_id)).status is SpaceStatus.CANCELLED
     _, followups = await env.interact(slash("start", space="weekly", user=BOB))  # not theirs: not found
     assert "usage" in _text(followups).lower() or "which Space" in _text(followups)
+
+
+async def test_an_outage_is_told_to_the_member_never_left_thinking(env: Env) -> None:
+    class DatabaseDown:
+        async def handle(self, *args: object) -> list[object]:
+            raise ConnectionError("database is down")
+
+    env.handlers._inbound = DatabaseDown()  # type: ignore[assignment]
+    first, followups = await env.interact(slash("start", space="abcdefghjk"))
+    assert first["type"] == 5
+    assert "Something went wrong" in _text(followups)
