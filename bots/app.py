@@ -107,6 +107,7 @@ class AdapterContext:
     # the send budget, for the platform calls an adapter makes on its own behalf inside a send (Discord's
     # DM opens: the engine budgets the message, the adapter the request that opens the DM channel)
     budget: Budget | None = None
+    read_uow: UnitOfWorkFactory | None = None  # queries: no SQLite write lock (None: ``uow``)
 
     def inbound(self) -> InboundService:
         """The core's one inbound path, for the adapter's handlers: they translate, it decides."""
@@ -117,6 +118,7 @@ class AdapterContext:
             links=self.links,
             clock=self.clock,
             uow=self.uow,
+            read_uow=self.read_uow,
         )
 
 
@@ -625,7 +627,15 @@ async def build(
     else:
         adapters, more = _configured_adapters(
             AdapterContext(
-                settings, spaces, uow, clock, links, receive=role.serves_web, replies=replies, budget=budget
+                settings,
+                spaces,
+                uow,
+                clock,
+                links,
+                receive=role.serves_web,
+                replies=replies,
+                read_uow=read_uow,
+                budget=budget,
             )
         )
         statuses += more
@@ -712,6 +722,7 @@ async def build(
                 links=links,
                 clock=clock,
                 uow=uow,
+                read_uow=read_uow,
             ),
             on_quit=service.request_stop,
             default_locale=settings.default_locale,

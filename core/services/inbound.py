@@ -27,7 +27,6 @@ platform's own settings commands (the console's ``/as``, ``/mod``), and how an a
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -47,8 +46,6 @@ from core.services.replies import Answer, RepliesService, reply_key
 from core.services.spaces import SpaceService
 from core.texts import t
 from core.timeparse import format_local
-
-log = logging.getLogger(__name__)
 
 CONVERSATION_TTL = timedelta(minutes=10)  # how long a conversation waits for the next answer
 MAX_INPUT = 1000  # characters of a command's arguments we are willing to parse
@@ -254,6 +251,7 @@ class InboundService:
         links: Links,
         clock: Clock,
         uow: UnitOfWorkFactory,
+        read_uow: UnitOfWorkFactory | None = None,
     ) -> None:
         self._spaces = spaces
         self._profiles = profiles
@@ -261,6 +259,8 @@ class InboundService:
         self._links = links
         self._clock = clock
         self._uow = uow
+        # reading a conversation (every private message) must not queue for SQLite's one write lock
+        self._read = read_uow or uow
         self._manage = ManageService(spaces, links)
 
     async def handle(self, req: Request, cmd: Command) -> list[Answer]:
@@ -391,15 +391,11 @@ class InboundService:
             await uow.commit()
 
     async def _load(self, req: Request) -> ConversationStep | None:
-        """The step this message answers, or None (no conversation here, or it expired)."""
-        async with self._uow() as uow:
+        """The step this message answers, or None (no conversation here, or it expired: pruned later)."""
+        async with self._read() as uow:
             found = await uow.conversations.get(req.chat, req.actor)
-            if found is None:
-                return None
-            if found.expires_at <= self._clock.now():
-                await uow.conversations.delete(req.chat, req.actor)
-                await uow.commit()
-                return None
+        if found is None or found.expires_at <= self._clock.now():
+            return None
         if req.request_id is not None and found.request_id == req.request_id and found.before is not None:
             return found.before  # this very message again (a retry after a crash): the same step again
         return found.state
