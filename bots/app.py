@@ -195,6 +195,7 @@ def _discord(ctx: AdapterContext) -> ChatPlatform:
         shard_ids=s.discord_shard_ids,
         guild_ids=s.discord_guild_ids,
         moderator_role=s.discord_moderator_role,
+        api_base=s.discord_api_base,
     )
     # DM channel ids are kept in the users' profiles (ctx.uow): a restart does not reopen every DM.
     # start() logs in over REST in every process; the gateway is connected by start_gateway() in the one

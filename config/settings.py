@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     discord_guild_ids_setting: str | None = Field(None, validation_alias="DISCORD_GUILD_IDS")
     # members of this role (an id or a name) may manage every Space of their guild
     discord_moderator_role: str | None = Field(None, validation_alias="DISCORD_MODERATOR_ROLE")
+    # the REST API's base URL: a rate-limiting proxy shared by several bots, or an emulator in tests
+    discord_api_base: str = Field("https://discord.com/api/v10", validation_alias="DISCORD_API_BASE")
 
     # --- Telegram ----------------------------------------------------------------------------------------
     telegram_bot_token: SecretStr | None = Field(None, validation_alias="TELEGRAM_BOT_TOKEN")
@@ -157,6 +159,14 @@ class Settings(BaseSettings):
             raise ValueError(
                 "DATABASE_URL must be a URL, e.g. sqlite:///./spaces.db or postgresql://user@host/db"
             )
+        return v
+
+    @field_validator("discord_api_base")
+    @classmethod
+    def _api_base(cls, v: str) -> str:
+        v = v.strip().rstrip("/")
+        if not v.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL, e.g. https://discord.com/api/v10")
         return v
 
     @field_validator("discord_shard_ids_setting", "discord_guild_ids_setting")
@@ -301,6 +311,7 @@ _ENV_NAMES: dict[str, str] = {
     "discord_shard_ids_setting": "DISCORD_SHARD_IDS",
     "discord_guild_ids_setting": "DISCORD_GUILD_IDS",
     "discord_moderator_role": "DISCORD_MODERATOR_ROLE",
+    "discord_api_base": "DISCORD_API_BASE",
     "telegram_mode": "TELEGRAM_MODE",
     "telegram_api_base": "TELEGRAM_API_BASE",
     "telegram_paid_broadcast": "TELEGRAM_PAID_BROADCAST",

@@ -48,6 +48,7 @@ T = TypeVar("T")
 NONCE_LIMIT = 25  # characters of a message nonce (Discord's published limit)
 DM_CACHE_SIZE = 10_000  # DM channel ids kept in memory (discord.py keeps 128; each miss costs an open)
 READY_TIMEOUT = 60.0  # seconds start() waits for the gateway's READY (and the guilds) before giving up
+EVENTS_REMEMBERED = 10_000  # scheduled events whose last status (and creating key) this process keeps
 EVENT_USERS_PAGE = 100  # GET /guilds/{id}/scheduled-events/{id}/users returns at most 100 per page
 
 # Discord's JSON error codes we act on
@@ -160,10 +161,35 @@ class DiscordConfig:
     ready_timeout: float = READY_TIMEOUT
     guild_ready_timeout: float = 2.0  # discord.py's wait for GUILD_CREATEs after READY
     dm_cache_size: int = DM_CACHE_SIZE
+    # REST base URL (DISCORD_API_BASE); None keeps discord.py's own (https://discord.com/api/v10)
+    api_base: str | None = None
 
     @property
     def sharded(self) -> bool:
         return self.shard_count is not None or self.shard_ids is not None
+
+
+class _UnknownChannel(ChatUnavailable):
+    """404 Unknown Channel: for a DM, the channel id we kept is stale (opening it again gives the new one)."""
+
+
+def _mapped(e: discord.HTTPException, *, to_user: bool) -> Exception:
+    """A Discord error answer → the core's error. Decided by Discord's JSON code first (the same code can
+    come with different statuses), then by the status."""
+    detail = f"discord {e.status}/{e.code}: {e.text}"
+    if e.code == DM_OPENS_TOO_FAST:  # the bot is close to quarantine: hold every send back a while
+        return RateLimited(DM_QUARANTINE_HOLD, "discord: opening DMs too fast")
+    if e.status == 429:  # a 429 without Discord's headers and body (a proxy, Cloudflare): back off a while
+        return RateLimited(60.0, "discord (no rate-limit headers)")
+    if to_user and e.code in (CANNOT_DM, UNKNOWN_USER):  # closed DMs, a bot, a user who is gone
+        return RecipientUnreachable(detail)
+    if e.code == UNKNOWN_CHANNEL:
+        return _UnknownChannel(detail)
+    if e.status == 403 and to_user and e.code not in (MISSING_PERMISSIONS, MISSING_ACCESS):
+        return RecipientUnreachable(detail)  # no shared guild any more, and other refusals of this person
+    # missing access or permissions, unknown message, a payload Discord refuses: retrying cannot help;
+    # dead-lettered with the reason
+    return ChatUnavailable(detail)
 
 
 class _Throttled(Exception):
@@ -244,8 +270,10 @@ class DiscordPlatform:
         self._ready = asyncio.Event()
         self._sending: contextvars.ContextVar[bool] = contextvars.ContextVar("discord_sending", default=False)
         self._dm: OrderedDict[str, str] = OrderedDict()  # user id → DM channel id (LRU)
-        self._event_status: dict[str, int] = {}  # event id → the status we last knew (echoes skipped)
-        self._created: dict[str, str] = {}  # delivery key → event id (a retried create is not repeated)
+        # event id → the status we last knew (echoes skipped); delivery key → event id (a retried create is
+        # not repeated). Both bounded: a guild holds at most 100 live events, the oldest entries are stale.
+        self._event_status: _Bounded[str, int] = _Bounded(EVENTS_REMEMBERED)
+        self._created: _Bounded[str, str] = _Bounded(EVENTS_REMEMBERED)
         self._tasks: set[asyncio.Task[None]] = set()
         self.bot_id = 0
 
@@ -332,6 +360,9 @@ class DiscordPlatform:
 
     async def _login(self) -> None:
         """A fresh client, logged in over REST (GET /users/@me, the application): enough to send."""
+        if self.config.api_base is not None:
+            # discord.py has no base-URL option: its routes read this class attribute (one bot per process)
+            Route.BASE = self.config.api_base
         client = self._new_client()
         self._client = client
         self._ready.clear()
@@ -544,7 +575,7 @@ class DiscordPlatform:
         channel = await self._dm_channel(user)
         try:
             msg = await self._send_message(channel, render(notice), nonce(key), to_user=True)
-        except ChatUnavailable:
+        except _UnknownChannel:
             # the DM channel we kept is gone (Discord forgot it): open it again, once
             await self._forget_dm(user)
             channel = await self._dm_channel(user)
@@ -642,26 +673,17 @@ class DiscordPlatform:
         try:
             return await call
         except _Throttled as e:
+            if e.is_global and self._budget is not None:
+                # the engine holds back the channel it sent to; a global 429 holds back every send of the
+                # bot, in every process sharing the budget
+                await self._budget.penalise(Platform.DISCORD, e.retry_after)
             raise RateLimited(e.retry_after, "discord (global)" if e.is_global else "discord") from e
         except discord.RateLimited as e:  # a bucket discord.py knows is exhausted for a long time
             raise RateLimited(e.retry_after, "discord") from e
-        except discord.Forbidden as e:
-            if e.code == DM_OPENS_TOO_FAST:
-                raise RateLimited(DM_QUARANTINE_HOLD, "discord: opening DMs too fast") from e
-            if to_user and e.code != MISSING_PERMISSIONS:  # closed DMs (50007), no shared guild …
-                raise RecipientUnreachable(f"discord {e.code}: {e.text}") from e
-            raise ChatUnavailable(f"discord {e.code}: {e.text}") from e  # missing access / permissions
-        except discord.NotFound as e:
-            if to_user and e.code == UNKNOWN_USER:
-                raise RecipientUnreachable(f"discord {e.code}: {e.text}") from e
-            raise ChatUnavailable(f"discord {e.code}: {e.text}") from e  # unknown channel / message
         except discord.DiscordServerError as e:
             raise TransientError(f"discord {e.status}") from e
         except discord.HTTPException as e:
-            if e.status == 429:  # a 429 without Discord's headers (a proxy, Cloudflare): back off a while
-                raise RateLimited(60.0, "discord (no rate-limit headers)") from e
-            # a payload Discord refuses: retrying cannot help; dead-letter with the reason
-            raise ChatUnavailable(f"discord refused ({e.status} {e.code}): {e.text}") from e
+            raise _mapped(e, to_user=to_user) from e
         except (aiohttp.ClientError, OSError) as e:
             raise TransientError(f"discord: {type(e).__name__}") from e
         finally:
@@ -807,6 +829,24 @@ class DiscordPlatform:
 
 
 # ------------------------------------------------------------------------------------------ helpers
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _Bounded(OrderedDict[K, V]):
+    """A dict that forgets its oldest entries beyond ``size``."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self._size = size
+
+    def __setitem__(self, key: K, value: V) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self._size:
+            self.popitem(last=False)
 
 
 def _path(now: int, target: int) -> Sequence[int]:

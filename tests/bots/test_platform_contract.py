@@ -116,7 +116,9 @@ async def _discord() -> AsyncIterator[Subject]:
             p = DiscordPlatform(DiscordConfig(token=dc.token, guild_ready_timeout=0.05), receive=False)
 
             async def lose() -> None:
+                # the bot's rights taken away: the channel hidden from it, and no more Manage Events
                 dc.set_overwrite(text, dc.bot_role(guild), deny=Perm.VIEW_CHANNEL)
+                dc.bot_role(guild).permissions = 0
 
             yield Subject(
                 p,

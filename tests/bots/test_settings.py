@@ -130,6 +130,9 @@ def test_discord_sharding_guilds_and_moderator_role() -> None:
     assert (s.discord_shard_count, s.discord_shard_ids) == (4, (2, 3))
     assert s.discord_guild_ids == ("111", "222")
     assert s.discord_moderator_role == "Hosts"
+    assert s.discord_api_base == "https://discord.com/api/v10"
+    proxied = Settings.from_env({"DISCORD_API_BASE": "http://proxy.internal:8080/api/v10/"})
+    assert proxied.discord_api_base == "http://proxy.internal:8080/api/v10"
     unsharded = Settings.from_env({"DISCORD_BOT_TOKEN": "x.y.z"})
     assert (unsharded.discord_shard_count, unsharded.discord_shard_ids, unsharded.discord_guild_ids) == (
         None,
@@ -145,6 +148,7 @@ def test_discord_sharding_guilds_and_moderator_role() -> None:
         ({"DISCORD_SHARD_COUNT": "2", "DISCORD_SHARD_IDS": "2"}, "DISCORD_SHARD_IDS"),
         ({"DISCORD_SHARD_COUNT": "2", "DISCORD_SHARD_IDS": "one"}, "DISCORD_SHARD_IDS"),
         ({"DISCORD_GUILD_IDS": "my guild"}, "DISCORD_GUILD_IDS"),
+        ({"DISCORD_API_BASE": "discord.com"}, "DISCORD_API_BASE"),
     ],
 )
 def test_discord_settings_are_checked(env: dict[str, str], named: str) -> None:

@@ -388,3 +388,44 @@ async def test_the_gateway_connects_apart_from_sending_for_the_lease_holder(dc: 
     finally:
         await p.stop()
     assert len(dc.messages_in(text)) == 2
+
+
+async def test_a_dm_channel_discord_forgot_is_opened_again(dc: DiscordEmulator) -> None:
+    g = dc.create_guild()
+    fan = dc.add_member(g, "fan")
+    async with running(dc) as p:
+        await p.direct(user(fan), CARD, key="k1")
+        stale = dc.dm_channels.pop(fan.user.id)  # Discord no longer knows the channel we kept
+        dc.channels.pop(stale.id)
+        await p.direct(user(fan), LIVE, key="k2")
+    assert dc.dm_opens[fan.user.id] == 2
+    assert len(dc.dms_to(fan)) == 1  # in the new channel
+
+
+class RecordingBudget:
+    def __init__(self) -> None:
+        self.penalties: list[tuple[Platform, float, str | None]] = []
+
+    async def acquire(
+        self, platform: Platform, chat: str | None = None, *, max_wait: float = float("inf")
+    ) -> float:
+        return 0.0
+
+    async def penalise(self, platform: Platform, retry_after: float, *, chat: str | None = None) -> None:
+        self.penalties.append((platform, retry_after, chat))
+
+
+async def test_a_global_429_holds_back_every_send_of_the_bot() -> None:
+    from tests.fakes.discord import RateRule, pointed_at
+
+    budget = RecordingBudget()
+    async with DiscordEmulator(global_rate=RateRule(6, 30.0)) as dc:
+        with pointed_at(dc):
+            g = dc.create_guild()
+            channels = [dc.add_channel(g, f"c{i}") for i in range(8)]
+            async with running(dc, receive=False, budget=budget) as p:
+                with pytest.raises(RateLimited, match="global") as info:
+                    for c in channels:  # the login's requests count too: one of these is the 7th
+                        await p.post(chat(g, c), CARD, key=f"k{c.id}")
+    assert info.value.retry_after > 20
+    assert budget.penalties == [(Platform.DISCORD, info.value.retry_after, None)]

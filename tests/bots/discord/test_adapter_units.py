@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import discord
@@ -16,12 +17,14 @@ from bots.discord.adapter import (
     SCHEDULED,
     DiscordConfig,
     DiscordPlatform,
+    _mapped,
     _path,
     core_status,
     intents,
     nonce,
     status_code,
 )
+from core.errors import ChatUnavailable, RateLimited, RecipientUnreachable
 from core.refs import Platform, UserRef
 
 
@@ -123,3 +126,30 @@ def test_each_shard_group_has_its_own_gateway_lease() -> None:
     )
     assert name(shard_count=4, shard_ids=(2, 3)) != name(shard_count=4, shard_ids=(0, 1))
     assert DiscordPlatform.needs_gateway_lease is True
+
+
+def _error(status: int, code: int, cls: type[discord.HTTPException] = discord.HTTPException) -> Any:
+    response = SimpleNamespace(status=status, reason="x")
+    return cls(response, {"code": code, "message": "refused"})  # type: ignore[arg-type]
+
+
+def test_discord_errors_map_onto_the_cores() -> None:
+    assert isinstance(_mapped(_error(403, 50007, discord.Forbidden), to_user=True), RecipientUnreachable)
+    assert isinstance(_mapped(_error(400, 50007), to_user=True), RecipientUnreachable)  # a bot, say
+    assert isinstance(_mapped(_error(404, 10013, discord.NotFound), to_user=True), RecipientUnreachable)
+    assert isinstance(_mapped(_error(403, 50013, discord.Forbidden), to_user=True), ChatUnavailable)
+    assert isinstance(_mapped(_error(403, 50001, discord.Forbidden), to_user=False), ChatUnavailable)
+    assert isinstance(_mapped(_error(404, 10003, discord.NotFound), to_user=False), ChatUnavailable)
+    assert isinstance(_mapped(_error(404, 10008, discord.NotFound), to_user=False), ChatUnavailable)
+    assert isinstance(_mapped(_error(400, 50035), to_user=False), ChatUnavailable)
+    held = _mapped(_error(403, 40003, discord.Forbidden), to_user=True)
+    assert isinstance(held, RateLimited) and held.retry_after == 60
+    assert isinstance(_mapped(_error(429, 0), to_user=False), RateLimited)
+
+
+def test_remembered_events_are_bounded() -> None:
+    from bots.discord.adapter import _Bounded
+
+    seen: _Bounded[str, int] = _Bounded(2)
+    seen["a"], seen["b"], seen["a"], seen["c"] = 1, 2, 3, 4
+    assert dict(seen) == {"a": 3, "c": 4}

@@ -172,3 +172,24 @@ async def test_closed_dms_fall_back_to_one_mention_in_the_channel(env: Env) -> N
     messages = env.dc.messages_in(int(env.chat.id))
     assert not any(m.mention_everyone or m.mention_roles for m in messages)
     assert await env.count(DeliveryStatus.DEAD) == 0
+
+
+@pytest.mark.slow  # discord.py sleeps (1 s, then 3 s …) before retrying a 500 itself
+async def test_lost_answers_and_server_errors_lose_nothing_and_duplicate_nothing(env: Env) -> None:
+    """Sends fail at random: 500s that delivered nothing (retried), and answers lost after the message
+    landed (the retry carries the same nonce: Discord shows the original, never a second message)."""
+    space_id = await _scheduled(env)
+    fans = env.dc.add_members(env.guild, 300, prefix="fan")
+    for fan in fans:
+        await env.spaces.subscribe(
+            Subscribe(UserRef(Platform.DISCORD, str(fan.user.id)), space_id, via_chat=env.chat)
+        )
+    env.dc.inject_faults(seed=11, error_rate=0.05, reset_rate=0.1)
+    await env.spaces.start(StartSpace(Actor(env.host), space_id))
+    await env.deliver()
+    env.dc.inject_faults(seed=11)  # off
+    received = env.dc.received(containing="is live now")
+    assert len(received) == 300 and set(received.values()) == {1}  # per DM channel: 0 lost, 0 duplicates
+    assert {env.dc.dm_channel(f).id for f in fans} == set(received)  # type: ignore[union-attr]
+    assert sum(env.dc.faults_injected.values()) > 0 and sum(env.dc.nonce_hits.values()) > 0
+    assert await env.count(DeliveryStatus.DEAD) == 0
