@@ -53,3 +53,9 @@ def test_handlers_attached_and_the_endpoint_only_where_it_receives(
     assert isinstance(platform._handlers, Handlers)  # type: ignore[attr-defined]
     served = list(platform.web_routes())  # type: ignore[attr-defined]
     assert [(m, p) for m, p, _ in served] == [("POST", PATH)] * routes
+
+
+@pytest.mark.parametrize("bad", ["not-hex", "abcd", "00" * 31])
+def test_a_wrong_public_key_is_refused_at_start_with_the_variable_named(tmp_path: Path, bad: str) -> None:
+    with pytest.raises(ValueError, match="DISCORD_PUBLIC_KEY"):
+        _platform(tmp_path, receive=True, public_key=bad)
