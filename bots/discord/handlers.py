@@ -160,12 +160,15 @@ class HttpResponder:
         inc = self._incoming
         url = f"{self._api}/webhooks/{inc.application_id}/{inc.token}"
         body = message.interaction_data()
-        async with self._session() as session, session.post(url, json=body) as resp:
-            if resp.status >= 300:
-                # the URL holds the interaction token: log the status only
-                log.warning(
-                    "discord follow-up refused: HTTP %s", resp.status, extra={"interaction_id": inc.id}
-                )
+        # the URL holds the interaction token: log the status or the error's kind, never the URL
+        try:
+            async with self._session() as session, session.post(url, json=body) as resp:
+                if resp.status >= 300:
+                    log.warning(
+                        "discord follow-up refused: HTTP %s", resp.status, extra={"interaction_id": inc.id}
+                    )
+        except (aiohttp.ClientError, TimeoutError) as e:
+            log.warning("discord follow-up not sent: %s", type(e).__name__, extra={"interaction_id": inc.id})
 
 
 class Handlers:
