@@ -266,3 +266,14 @@ async def test_a_replayed_request_is_refused_and_does_nothing(over_http: World) 
     await over_http.handlers.drain()
     assert status == 401
     assert len(cancel.followups) == 1  # answered once
+
+
+async def test_a_french_member_is_answered_in_french(world: World) -> None:
+    amelie = world.dc.add_member(world.guild, world.dc.create_user("amelie", locale="fr"))
+    [choice] = await world.dc.autocomplete(
+        world.guild, world.channel, amelie, "space schedule", "when", "dans 2 heures", {"title": "AMA"}
+    )
+    assert choice["name"].endswith("— dans 2 heures")
+    text = await world.command(amelie, "schedule", title="AMA du jeudi", when="demain 20h")
+    assert "Programmé ✓" in text and "Titre : AMA du jeudi" in text
+    assert "`/space rename " in text  # the one-step fix, as Discord names it
