@@ -50,6 +50,7 @@ from bots.discord.translate import Incoming, Kind
 from core import rules
 from core.commands import ScheduleSpace
 from core.errors import UserError
+from core.ids import looks_like_space_id
 from core.models import SpaceStatus
 from core.notices import Notice, reply
 from core.ports import Clock, Links
@@ -351,7 +352,7 @@ class Handlers:
         they typed without picking a choice, the one Space they may manage that it names (a title or the
         start of one). Anything else is passed on as typed, and the core says it is not a Space id."""
         typed = inc.option("space")
-        if not typed or _looks_like_id(typed.lower()) or inc.user is None or inc.chat is None:
+        if not typed or looks_like_space_id(typed.lower()) or inc.user is None or inc.chat is None:
             return typed
         found = [
             s
@@ -395,7 +396,7 @@ class Handlers:
         """The zone the typed time will be read in — as the command will read it. Raises InvalidTime."""
         if inc.subcommand == "reschedule":
             space_id = inc.option("space")
-            if _looks_like_id(space_id):
+            if looks_like_space_id(space_id):
                 return (await self._spaces.get(space_id)).tz
         assert inc.user is not None
         return await self._spaces.zone_for(inc.user, inc.chat, override)
@@ -477,15 +478,6 @@ class Handlers:
 def _input(text: str) -> str:
     """Options longer than we parse are cut just past the limit: the core then refuses them plainly."""
     return text[: tr.MAX_INPUT + 1]
-
-
-def _looks_like_id(text: str) -> bool:
-    return tr.parse_button(f"share:{text}") is not None
-
-
-def _space_id(text: str) -> str:
-    # the autocomplete value is the id; a typed one is accepted in any case
-    return text.strip().lower()[:40]
 
 
 def _rendered(answers: list[Answer]) -> list[Rendered]:
