@@ -206,7 +206,10 @@ class Rendered:
 
 def embed(notice: Notice) -> dict[str, Any]:
     lines = _lines(notice)
-    body: dict[str, Any] = {"type": "rich", "title": _title(notice)}
+    body: dict[str, Any] = {"type": "rich"}
+    title = _title(notice)
+    if title:  # Discord refuses an empty title; a notice without one shows its lines only
+        body["title"] = title
     if lines:
         body["description"] = _fit(lines, DESCRIPTION_LIMIT)
     if notice.link and len(notice.link) <= URL_LIMIT:

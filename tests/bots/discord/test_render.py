@@ -194,3 +194,8 @@ def test_when_text_becomes_a_native_timestamp() -> None:
 def test_ephemeral_answers_carry_the_flag() -> None:
     n = dataclasses.replace(reply("only you"), ephemeral=True)  # type: ignore[call-arg]
     assert render(n).interaction_data()["flags"] == 64
+
+
+def test_a_notice_without_a_title_has_no_empty_title() -> None:
+    embed = render(dataclasses.replace(CARD, title="")).payload()["embeds"][0]
+    assert "title" not in embed and embed["description"]
