@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Protocol, TextIO, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, TextIO, runtime_checkable
 
 from aiohttp import web
 from sqlalchemy.engine import make_url
@@ -67,6 +67,9 @@ from storage.lease import SqlGatewayLease
 from storage.metrics import SqlMetricSnapshots
 from storage.notify import PgWakeChannel
 from storage.stores import SqlHeartbeats, SqlOutbox, unit_of_work_factory
+
+if TYPE_CHECKING:
+    from bots.discord.adapter import DiscordPlatform
 
 log = logging.getLogger(__name__)
 PRUNE_EVERY = timedelta(hours=1)
@@ -204,9 +207,32 @@ def _discord(ctx: AdapterContext) -> ChatPlatform:
     # DM channel ids are kept in the users' profiles (ctx.uow): a restart does not reopen every DM.
     # start() logs in over REST in every process; the gateway is connected by start_gateway() in the one
     # process holding the gateway lease (needs_gateway_lease), never by every web process at once.
-    return DiscordPlatform(
+    platform = DiscordPlatform(
         config, receive=ctx.receive, uow=ctx.uow, budget=ctx.budget, gateway_on_start=False
     )
+    _discord_inbound(ctx, platform)
+    return platform
+
+
+def _discord_inbound(ctx: AdapterContext, platform: DiscordPlatform) -> None:
+    """Interactions: the gateway's go to the handlers; with DISCORD_PUBLIC_KEY set, the same handlers also
+    answer the HTTP interactions endpoint (``/discord/interactions`` on the web app)."""
+    from bots.discord.handlers import Handlers
+    from bots.discord.interactions import InteractionsEndpoint
+
+    s = ctx.settings
+    handlers = Handlers(
+        spaces=ctx.spaces,
+        inbound=ctx.inbound(),
+        replies=ctx.replies,
+        links=ctx.links,
+        clock=ctx.clock,
+        moderator_role=s.discord_moderator_role,
+        is_moderator=platform.is_moderator,
+    )
+    platform.attach(handlers)
+    if s.discord_public_key and ctx.receive:
+        platform.attach_routes(InteractionsEndpoint(s.discord_public_key, handlers.on_http).web_routes())
 
 
 @dataclass(frozen=True, slots=True)

@@ -305,6 +305,13 @@ class DiscordPlatform:
     def attach_events(self, events: EventsSink) -> None:
         self._events = events
 
+    def attach_routes(self, routes: Sequence[tuple[str, str, Any]]) -> None:
+        """HTTP routes this platform serves on the web app (the interactions endpoint, when configured)."""
+        self._routes = tuple(routes)
+
+    def web_routes(self) -> Sequence[tuple[str, str, Any]]:
+        return getattr(self, "_routes", ())
+
     def _trace(self) -> aiohttp.TraceConfig:
         """Every 429 answering a send is raised to us as soon as its headers arrive: discord.py would
         otherwise sleep ``retry_after`` and retry inside the call, where the engine's budget never hears

@@ -99,6 +99,7 @@ class Schedule:
     when: str = ""
     tz: str | None = None
     description: str = ""
+    voice: ChatRef | None = None  # a voice or stage channel where it happens (Discord)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,12 +213,17 @@ class _Answers:
         actions: tuple[Action, ...] = (),
         space_id: str | None = None,
         alert: bool = False,
+        about: Reply | None = None,
     ) -> str | None:
         """Add an answer; returns its outbox key (None without a request id: nothing to find it by).
 
         Answers are for the asker alone (ephemeral) unless ``public`` (a list the chat may read) or a
         question (``ask``: in a group it is answered by replying to it, so everyone sees it)."""
         notice = reply(text, locale=self._req.locale, reply_to=self._req.message_id, ask=ask, actions=actions)
+        if about is not None and about.space is not None:
+            # the Space's start and status travel with the answer: platforms show the time natively
+            data = about.notice(self._req.locale)
+            notice = dataclasses.replace(notice, when=data.when, when_text=data.when_text, status=data.status)
         notice = dataclasses.replace(notice, space_id=space_id, ephemeral=not (public or ask))
         self.items.append(Answer(self._req.chat, notice, alert=alert))
         if self._req.request_id is None:
@@ -227,7 +233,9 @@ class _Answers:
     def result(self, r: Reply, *, more: str = "", actions: tuple[Action, ...] = ()) -> str | None:
         """A service's reply (a confirmation) as an answer, ``more`` appended: the one place a reply becomes
         an answer, so what a reply carries besides its text reaches every platform."""
-        return self.say(r.text + more, actions=actions, space_id=r.space.id if r.space is not None else None)
+        return self.say(
+            r.text + more, actions=actions, space_id=r.space.id if r.space is not None else None, about=r
+        )
 
     def error(self, e: UserError, *, ask: bool = False, alert: bool = False) -> str | None:
         return self.say(t(self._req.locale, e.key, **e.params), ask=ask, alert=alert)
@@ -305,7 +313,13 @@ class InboundService:
                 out.say(t(req.locale, "input.too_long", limit=MAX_INPUT))
                 return
             await self._schedule(
-                req, out, title=cmd.title, when_text=cmd.when, tz=cmd.tz, desc=cmd.description
+                req,
+                out,
+                title=cmd.title,
+                when_text=cmd.when,
+                tz=cmd.tz,
+                desc=cmd.description,
+                voice=cmd.voice,
             )
             return
         args = schedule_text(cmd.text)
@@ -318,7 +332,15 @@ class InboundService:
         await self._schedule(req, out, title="", when_text=args, tz=cmd.tz, desc=cmd.description)
 
     async def _schedule(
-        self, req: Request, out: _Answers, *, title: str, when_text: str, tz: str | None, desc: str = ""
+        self,
+        req: Request,
+        out: _Answers,
+        *,
+        title: str,
+        when_text: str,
+        tz: str | None,
+        desc: str = "",
+        voice: ChatRef | None = None,
     ) -> bool:
         zone = tz or req.tz
         try:
@@ -331,6 +353,7 @@ class InboundService:
                     tz=zone,
                     description=desc,
                     request_id=req.request_id,
+                    voice=voice,
                 )
             )
         except UserError as e:

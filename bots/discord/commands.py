@@ -1,0 +1,117 @@
+"""The application commands, as the JSON Discord registers (``PUT /applications/{id}/commands``).
+
+One ``/space`` command with subcommands: Discord shows them as a menu, with typed options, so nothing is
+parsed out of free text but the time. Names and descriptions are localized (French) where Discord allows it;
+the payload of an interaction always carries the English names, which the handlers read. Guild-only: a Space
+is announced in the channel where it is scheduled, so the command is not offered in DMs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.rules import DESCRIPTION_MAX, TITLE_MAX
+from core.texts import t
+
+# option types
+SUB_COMMAND = 1
+STRING = 3
+CHANNEL = 7
+# channel types a Space can take place in
+GUILD_VOICE = 2
+GUILD_STAGE_VOICE = 13
+WHEN_MAX = 200  # characters of a time phrase (the parser refuses more anyway)
+ZONE_MAX = 64
+SPACE_ID_MAX = 100  # the choice value is the id (10 characters); a typed search may be longer
+
+# the French names of subcommands and options (lower-case, no spaces: Discord's rule for names)
+_FR_NAMES = {
+    "schedule": "programmer",
+    "list": "liste",
+    "start": "demarrer",
+    "end": "terminer",
+    "cancel": "annuler",
+    "reschedule": "reprogrammer",
+    "rename": "renommer",
+    "title": "titre",
+    "when": "quand",
+    "timezone": "fuseau",
+    "voice_channel": "salon_vocal",
+    "description": "description",
+    "space": "space",
+}
+
+
+def _texts(name: str, key: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "name_localizations": {"fr": _FR_NAMES.get(name, name)},
+        "description": t("en", key),
+        "description_localizations": {"fr": t("fr", key)},
+    }
+
+
+def _string(
+    name: str, key: str, *, required: bool = False, autocomplete: bool = False, max_length: int
+) -> dict[str, Any]:
+    option = {**_texts(name, key), "type": STRING, "required": required, "max_length": max_length}
+    if autocomplete:
+        option["autocomplete"] = True
+    return option
+
+
+def _space_option() -> dict[str, Any]:
+    return _string("space", "dc.opt.space", required=True, autocomplete=True, max_length=SPACE_ID_MAX)
+
+
+def _sub(name: str, options: list[dict[str, Any]]) -> dict[str, Any]:
+    return {**_texts(name, f"dc.cmd.{name}"), "type": SUB_COMMAND, "options": options}
+
+
+def space_command() -> dict[str, Any]:
+    """``/space schedule|list|start|end|cancel|reschedule|rename``."""
+    schedule = _sub(
+        "schedule",
+        [
+            _string("title", "dc.opt.title", required=True, max_length=TITLE_MAX),
+            _string("when", "dc.opt.when", required=True, autocomplete=True, max_length=WHEN_MAX),
+            _string("timezone", "dc.opt.timezone", autocomplete=True, max_length=ZONE_MAX),
+            {
+                **_texts("voice_channel", "dc.opt.voice_channel"),
+                "type": CHANNEL,
+                "required": False,
+                "channel_types": [GUILD_VOICE, GUILD_STAGE_VOICE],
+            },
+            _string("description", "dc.opt.description", max_length=DESCRIPTION_MAX),
+        ],
+    )
+    reschedule = _sub(
+        "reschedule",
+        [
+            _space_option(),
+            _string("when", "dc.opt.new_when", required=True, autocomplete=True, max_length=WHEN_MAX),
+        ],
+    )
+    return {
+        **_texts("space", "dc.cmd.space"),
+        "type": 1,  # CHAT_INPUT
+        "dm_permission": False,
+        "contexts": [0],  # GUILD only
+        "options": [
+            schedule,
+            _sub("list", []),
+            _sub("start", [_space_option()]),
+            _sub("end", [_space_option()]),
+            _sub("cancel", [_space_option()]),
+            reschedule,
+            _sub(
+                "rename",
+                [_space_option(), _string("title", "dc.opt.new_title", required=True, max_length=TITLE_MAX)],
+            ),
+        ],
+    }
+
+
+def commands() -> list[dict[str, Any]]:
+    """Every application command of the bot (registered in bulk: what is not listed is removed)."""
+    return [space_command()]

@@ -1,0 +1,64 @@
+"""The application command JSON: Discord's rules for names, lengths and option order."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from bots.discord.commands import commands, space_command
+
+NAME = re.compile(r"^[-_\w]{1,32}$")  # Discord: lower-case where cased, no spaces
+
+
+def _walk(node: dict[str, Any]) -> list[dict[str, Any]]:
+    out = [node]
+    for child in node.get("options", []):
+        out += _walk(child)
+    return out
+
+
+def test_one_guild_only_command() -> None:
+    [space] = commands()
+    assert space["name"] == "space" and space["dm_permission"] is False and space["contexts"] == [0]
+
+
+def test_subcommands_and_their_options() -> None:
+    subs = {o["name"]: o for o in space_command()["options"]}
+    assert list(subs) == ["schedule", "list", "start", "end", "cancel", "reschedule", "rename"]
+    schedule = [
+        (o["name"], o.get("required", False), o.get("autocomplete", False))
+        for o in subs["schedule"]["options"]
+    ]
+    assert schedule == [
+        ("title", True, False),
+        ("when", True, True),
+        ("timezone", False, True),
+        ("voice_channel", False, False),
+        ("description", False, False),
+    ]
+    voice = subs["schedule"]["options"][3]
+    assert voice["type"] == 7 and voice["channel_types"] == [2, 13]
+    for verb in ("start", "end", "cancel"):
+        [opt] = subs[verb]["options"]
+        assert (opt["name"], opt["required"], opt["autocomplete"]) == ("space", True, True)
+    assert [o["name"] for o in subs["reschedule"]["options"]] == ["space", "when"]
+    assert all(o.get("autocomplete") for o in subs["reschedule"]["options"])
+    assert [(o["name"], o.get("autocomplete", False)) for o in subs["rename"]["options"]] == [
+        ("space", True),
+        ("title", False),
+    ]
+
+
+def test_names_and_descriptions_follow_discords_limits_in_both_languages() -> None:
+    for node in _walk(space_command()):
+        assert NAME.match(node["name"]) and node["name"] == node["name"].lower()
+        assert NAME.match(node["name_localizations"]["fr"])
+        assert 1 <= len(node["description"]) <= 100
+        assert 1 <= len(node["description_localizations"]["fr"]) <= 100
+        assert node["description"] != node["description_localizations"]["fr"] or node["name"] == "description"
+
+
+def test_required_options_come_first() -> None:
+    for node in _walk(space_command()):
+        flags = [o.get("required", False) for o in node.get("options", []) if o["type"] not in (1, 2)]
+        assert flags == sorted(flags, reverse=True)
