@@ -72,6 +72,7 @@ if TYPE_CHECKING:
     from bots.discord.adapter import DiscordPlatform
 
 log = logging.getLogger(__name__)
+WEB_SHUTDOWN_GRACE = 5.0  # seconds an in-flight web request may finish in at shutdown
 PRUNE_EVERY = timedelta(hours=1)
 SHUTDOWN_GRACE = 10.0  # seconds the delivery run in progress gets to finish its batch at shutdown
 
@@ -370,7 +371,11 @@ class Service:
             await self._listen()
             await self.waker.start()  # includes the catch-up run: whatever came due while we were down
         if self.role.serves_web:
-            runner = web.AppRunner(self.web_app, access_log=None, handle_signals=False)
+            # in-flight requests get a few seconds at shutdown, not aiohttp's 60: platforms kill a process
+            # soon after SIGTERM, and an update cut here was not confirmed, so it is delivered again
+            runner = web.AppRunner(
+                self.web_app, access_log=None, handle_signals=False, shutdown_timeout=WEB_SHUTDOWN_GRACE
+            )
             await runner.setup()
             self._runner = runner
             site = web.TCPSite(runner, self.settings.host, self.settings.port)
@@ -379,7 +384,12 @@ class Service:
             if self.settings.public_url_setting is None:  # PORT=0 picks a port: links must name the real one
                 self.links.base = self.web_url
             if self.metrics_app is not None and self.settings.metrics_port is not None:
-                metrics_runner = web.AppRunner(self.metrics_app, access_log=None, handle_signals=False)
+                metrics_runner = web.AppRunner(
+                    self.metrics_app,
+                    access_log=None,
+                    handle_signals=False,
+                    shutdown_timeout=WEB_SHUTDOWN_GRACE,
+                )
                 await metrics_runner.setup()
                 self._metrics_runner = metrics_runner
                 host, port = self.settings.metrics_host, self.settings.metrics_port

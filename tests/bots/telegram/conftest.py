@@ -246,7 +246,7 @@ async def open_env(
                     spaces=spaces, outbox=outbox, registry=CollectorRegistry(), routes=platform.web_routes()
                 )
             )
-            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
             await runner.setup()
             await web.TCPSite(runner, "127.0.0.1", 0).start()
             web_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
