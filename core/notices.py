@@ -17,6 +17,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from core.models import DeliveryKind, Space, SpaceStatus, SpaceView
+from core.refs import ChatRef
 from core.texts import t
 from core.timeparse import format_local
 
@@ -70,6 +71,9 @@ class Notice:
     when_text: str | None = None
     status: SpaceStatus | None = None
     ephemeral: bool = False  # an answer meant only for the asker (platforms that can show it privately)
+    # the voice or stage channel the Space is held in (None: none linked): a platform that can open it
+    # offers "Join voice" while the Space is live
+    voice: ChatRef | None = None
 
     def plain(self) -> str:
         """Everything as plain text (console, logs, notification previews)."""
@@ -178,6 +182,7 @@ def card(view: SpaceView, host_name: str, locale: str) -> Notice:
         when=_start(s),
         when_text=_when(view, locale) if shows_time else None,
         status=s.status,
+        voice=s.voice,
     )
 
 
@@ -267,6 +272,7 @@ def for_delivery(
             when_text=None,
             status=s.status,
             marker=None,
+            voice=s.voice,
         )
     if kind is DeliveryKind.CANCELLED_NOTICE:
         return Notice(

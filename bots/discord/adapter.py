@@ -262,7 +262,7 @@ class DiscordPlatform:
         self._events = events
         self._uow = uow  # where DM channel ids are kept (UserProfile.dm_channel); None: memory only
         # the engine budgets each message; opening a DM channel is one more request against the same
-        # global limit, so it takes its own share (else a fan-out to new users makes two requests per slot)
+        # global limit: the open goes on the engine's slot and the message takes one more (_after_open)
         self._budget = budget
         self._handlers: InteractionHandlers | None = None
         self._client: discord.Client | None = None
@@ -582,6 +582,13 @@ class DiscordPlatform:
             msg = await self._send_message(channel, render(notice), nonce(key), to_user=True)
         return MessageRef(Platform.DISCORD, channel, str(msg["id"]))
 
+    async def _after_open(self) -> None:
+        """A DM channel was just opened on the slot the engine took for the message: the message takes a
+        slot of its own. (Taking the open's slot first and sending both back to back on the later one put
+        two requests in one slot's time: Discord's global limit answered with 429s.)"""
+        if self._budget is not None:
+            await self._budget.acquire(Platform.DISCORD)  # bounded by the engine's send timeout
+
     async def mention(
         self, chat: ChatRef, users: Mapping[UserRef, str], notice: Notice, *, key: str
     ) -> MessageRef:
@@ -626,11 +633,10 @@ class DiscordPlatform:
             return cached
         stored = await self._stored_dm(user)
         if stored is None:
-            if self._budget is not None:
-                await self._budget.acquire(Platform.DISCORD)  # bounded by the engine's send timeout
             data = await self._call(self.client.http.start_private_message(int(user.id)), to_user=True)
             stored = str(data["id"])
             await self._store_dm(user, stored)
+            await self._after_open()
         self._remember_dm(user.id, stored)
         return stored
 

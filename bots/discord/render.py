@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from core.models import SpaceStatus
 from core.notices import REPLY, Action, ActionKind, Notice
-from core.refs import UserRef
+from core.refs import ChatRef, Platform, UserRef
+from core.texts import t
 
 CONTENT_LIMIT = 2000
 TITLE_LIMIT = 256
@@ -219,12 +221,28 @@ def embed(notice: Notice) -> dict[str, Any]:
     return body
 
 
+def voice_link(channel: ChatRef) -> str | None:
+    """The link that opens a guild's voice or stage channel in Discord (and joins it in one more click)."""
+    if channel.platform is not Platform.DISCORD or channel.scope is None:
+        return None
+    return f"https://discord.com/channels/{channel.scope}/{channel.id}"
+
+
+def _actions(notice: Notice) -> tuple[Action, ...]:
+    """The notice's buttons; while live, "Join voice" first when the Space is held in a voice channel."""
+    link = voice_link(notice.voice) if notice.voice is not None else None
+    if notice.status is not SpaceStatus.LIVE or link is None or notice.kind == REPLY:
+        return notice.actions
+    join = Action(t(notice.locale, "button.join_voice"), ActionKind.URL, link)
+    return (join, *notice.actions)
+
+
 def render(notice: Notice) -> Rendered:
     if notice.kind == REPLY:
         return render_reply(notice)
     return Rendered(
         embeds=(embed(notice),),
-        components=tuple(components(notice.actions)),
+        components=tuple(components(_actions(notice))),
         ephemeral=bool(getattr(notice, "ephemeral", False)),
     )
 

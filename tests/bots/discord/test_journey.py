@@ -263,3 +263,24 @@ async def test_reschedule_and_cancel_reach_the_card_and_the_event(journey: Journ
     await j.deliver()
     assert (await j.spaces.get(space.id)).status is SpaceStatus.CANCELLED
     assert event.status == CANCELED
+
+
+async def test_a_space_in_a_voice_channel_is_a_voice_event_and_its_live_card_joins_it(
+    journey: Journey,
+) -> None:
+    j, dc = journey, journey.dc
+    host = dc.add_member(j.guild, "hana")
+    stage = dc.add_channel(j.guild, "Town Hall", 13)  # a stage channel
+    await j.command(host, "schedule", title="Town hall", when="in 2 hours", voice_channel=str(stage.id))
+    [space] = await j.spaces.upcoming(j.chat)
+    await j.deliver()
+    [event] = j.guild.events.values()
+    assert event.fields["entity_type"] == 1 and int(event.fields["channel_id"]) == stage.id  # STAGE_INSTANCE
+    [card] = [m for m in dc.messages_in(j.channel) if m.embeds]
+
+    await j.command(host, "start", space=space.id)
+    await j.deliver()
+    assert event.status == ACTIVE
+    links = [b.get("url") for row in card.components for b in row.get("components", [])]
+    assert links[0] == f"https://discord.com/channels/{j.guild.id}/{stage.id}"  # 🔊 Join voice, first
+    assert "🔊" in _labels(card)[0]

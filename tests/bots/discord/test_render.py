@@ -199,3 +199,23 @@ def test_ephemeral_answers_carry_the_flag() -> None:
 def test_a_notice_without_a_title_has_no_empty_title() -> None:
     embed = render(dataclasses.replace(CARD, title="")).payload()["embeds"][0]
     assert "title" not in embed and embed["description"]
+
+
+def test_a_live_space_held_in_a_voice_channel_offers_join_voice_first() -> None:
+    from core.models import SpaceStatus
+    from core.refs import ChatRef
+
+    stage = ChatRef(Platform.DISCORD, "555", scope="777")
+    live = dataclasses.replace(CARD, status=SpaceStatus.LIVE, voice=stage, locale="fr")
+    first = render(live).payload()["components"][0]["components"][0]
+    assert first == {
+        "type": 2,
+        "style": 5,
+        "label": "🔊 Rejoindre le vocal",
+        "url": "https://discord.com/channels/777/555",
+    }
+    # before it starts, and without a voice channel, the buttons are the notice's own
+    scheduled = dataclasses.replace(CARD, status=SpaceStatus.SCHEDULED, voice=stage)
+    assert render(scheduled).payload()["components"] == render(CARD).payload()["components"]
+    plain_live = dataclasses.replace(CARD, status=SpaceStatus.LIVE)
+    assert render(plain_live).payload()["components"] == render(CARD).payload()["components"]
