@@ -20,6 +20,11 @@
    - small, 57 subscribers, 4 idle workers: time (floor 57 / 30 per second = 1.9 s) and how many workers
      took part.
 
+   - discord (bench/discord_fanout.py), 2,000 subscribers of one Discord Space, 4 workers, in real time
+     against the Discord emulator: new DMs (open + message: floor 4,000 / 50 requests per second), then a
+     later Space to the same audience (DM channels kept: floor 2,000 / 50 per second); 429s by route, lost
+     and duplicates per recipient.
+
 4. budget: the send budget shared by every process (bench/budget.py): acquires/s, pacing, a fan-out end to
    end.
 5. webhook (bench/webhook_burst.py): /healthz latency while a real service handles a burst of 500 webhook
@@ -27,7 +32,7 @@
 6. timeparse (bench/timeparse_accuracy.py): the time parser on its corpus of phrasings (exact readings,
    silent misreadings) and its speed.
 
-    python -m bench [--quick] [--only throughput|lateness|fanout|budget|webhook|timeparse]
+    python -m bench [--quick] [--only throughput|lateness|fanout|discord|budget|webhook|timeparse]
                     [--backend sqlite|postgres]
 """
 
@@ -503,6 +508,10 @@ async def amain(args: argparse.Namespace) -> None:
             )
     if args.only in (None, "fanout") and "postgres" in backends:
         await fanouts(args.quick)
+    if args.only in (None, "discord") and "postgres" in backends:
+        from bench.discord_fanout import run as discord_fan_outs
+
+        await discord_fan_outs(args.quick)
     if args.only in (None, "webhook"):
         from bench.webhook_burst import run as webhook_burst
 
@@ -521,7 +530,9 @@ async def amain(args: argparse.Namespace) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(prog="python -m bench")
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", choices=["throughput", "lateness", "fanout", "budget", "webhook", "timeparse"])
+    ap.add_argument(
+        "--only", choices=["throughput", "lateness", "fanout", "discord", "budget", "webhook", "timeparse"]
+    )
     ap.add_argument("--backend", choices=["sqlite", "postgres"])
     asyncio.run(amain(ap.parse_args()))
 
