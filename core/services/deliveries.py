@@ -40,7 +40,17 @@ from core.models import (
     SpaceView,
     UserProfile,
 )
-from core.ports import Budget, ChatPlatform, Clock, Links, NativeEvents, Outbox, UnitOfWorkFactory, WakeUps
+from core.ports import (
+    Budget,
+    ChatPlatform,
+    Clock,
+    Links,
+    NativeEvents,
+    Outbox,
+    UnitOfWork,
+    UnitOfWorkFactory,
+    WakeUps,
+)
 from core.refs import ChatRef, MessageRef, Platform, UserRef, parse_chat, parse_message, parse_user
 from core.services.events import event_spec
 from core.services.replies import send_reply
@@ -756,20 +766,9 @@ class DeliveryEngine:
                 await uow.events.set_id(rendered.id, chat, event_id)
                 now_space = await uow.spaces.get(rendered.id)
                 if now_space is not None and event_spec(now_space, self._links.space(now_space.id)) != spec:
-                    await uow.deliveries.add(
-                        [
-                            Delivery(
-                                key=f"space:{rendered.id}:event:catch-up:{chat}",
-                                kind=DeliveryKind.EVENT_UPDATE,
-                                platform=chat.platform,
-                                recipient=str(chat),
-                                space_id=rendered.id,
-                                revision=now_space.revision,
-                                due_at=self._clock.now(),
-                            )
-                        ]
+                    await self._catch_up(
+                        uow, now_space, DeliveryKind.EVENT_UPDATE, chat.platform, str(chat), tag="event"
                     )
-                    self._wake.arm(self._clock.now())
                 await uow.commit()
         except Exception:
             # never retry a created event over this: a second event is worse than one that misses updates
@@ -792,6 +791,31 @@ class DeliveryEngine:
         finally:
             self.sends_in_flight -= 1
 
+    async def _catch_up(
+        self,
+        uow: UnitOfWork,
+        space: Space,
+        kind: DeliveryKind,
+        platform: Platform,
+        recipient: str,
+        *,
+        tag: str,
+    ) -> None:
+        """Queue one more change for a handle just stored (a card, an event): the Space changed while it was
+        on its way, and the change's own rows could not know it yet."""
+        now = self._clock.now()
+        row = Delivery(
+            key=f"space:{space.id}:{tag}:catch-up:{recipient}",
+            kind=kind,
+            platform=platform,
+            recipient=recipient,
+            space_id=space.id,
+            revision=space.revision,
+            due_at=now,
+        )
+        await uow.deliveries.add([row])
+        self._wake.arm(now)
+
     async def _remember_card(self, rendered: Space, ref: MessageRef) -> None:
         """Store the card's handle (what every later edit targets). If the Space changed while the card was
         on its way (started, moved), the edit that change queued could not know this card: queue one now."""
@@ -805,20 +829,9 @@ class DeliveryEngine:
                     now_space.title,
                     now_space.description,
                 ) != (rendered.status, rendered.revision, rendered.title, rendered.description):
-                    await uow.deliveries.add(
-                        [
-                            Delivery(
-                                key=f"space:{rendered.id}:edit:catch-up:{ref}",
-                                kind=DeliveryKind.CARD_EDIT,
-                                platform=ref.platform,
-                                recipient=str(ref),
-                                space_id=rendered.id,
-                                revision=now_space.revision,
-                                due_at=self._clock.now(),
-                            )
-                        ]
+                    await self._catch_up(
+                        uow, now_space, DeliveryKind.CARD_EDIT, ref.platform, str(ref), tag="edit"
                     )
-                    self._wake.arm(self._clock.now())
                 await uow.commit()
         except Exception:
             # never retry a posted card over this: a second card is worse than one that misses an edit
