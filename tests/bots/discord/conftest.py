@@ -5,12 +5,16 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import pytest_asyncio
 
 from bots.discord.adapter import DiscordConfig, DiscordPlatform
 from core.refs import Platform, UserRef
+from core.services.deliveries import DeliveryEngine
+from storage.stores import SqlOutbox
+from tests.bots.telegram.conftest import EngineClock, VirtualTime
 from tests.fakes.discord import DiscordEmulator, pointed_at
 
 
@@ -52,3 +56,24 @@ async def running(dc: DiscordEmulator, **options: Any) -> AsyncIterator[DiscordP
         yield p
     finally:
         await p.stop()
+
+
+async def deliver_until_quiet(
+    engine: DeliveryEngine, outbox: SqlOutbox, engine_clock: EngineClock, vt: VirtualTime, rounds: int = 500
+) -> None:
+    """Run the engine until nothing is due soon; a row the budget (or a 429) put back a few seconds is
+    waited for in Discord time, and the engine's clock moves on by as much."""
+    for _ in range(rounds):
+        await engine.deliver_due()
+        if (await outbox.counts()).get("claimed", 0):
+            continue
+        nxt = await outbox.next_due()
+        if nxt is None:
+            return
+        gap = nxt - engine_clock.now()
+        if gap > timedelta(minutes=1):
+            return
+        if gap > timedelta(0):
+            await vt.sleep(gap.total_seconds())
+            engine_clock.waited += gap
+    raise AssertionError("deliveries did not settle")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from core.services.spaces import SpaceService
 from storage.db import make_engine, make_session_factory
 from storage.migrate import upgrade
 from storage.stores import SqlOutbox, unit_of_work_factory
+from tests.bots.discord.conftest import deliver_until_quiet
 from tests.bots.telegram.conftest import EngineClock, Links, VirtualTime
 from tests.fakes.clock import FakeClock, RecordingWake
 from tests.fakes.discord import DcGuild, DiscordEmulator, RateRule, pointed_at
@@ -45,22 +46,7 @@ class Env:
     vt: VirtualTime
 
     async def deliver(self, rounds: int = 3000) -> None:
-        """Run the engine until nothing is due soon; a row the budget (or a 429) put back a few seconds is
-        waited for in Discord time, and the engine's clock moves on by as much."""
-        for _ in range(rounds):
-            await self.engine.deliver_due()
-            if (await self.outbox.counts()).get("claimed", 0):
-                continue
-            nxt = await self.outbox.next_due()
-            if nxt is None:
-                return
-            gap = nxt - self.engine_clock.now()
-            if gap > timedelta(minutes=1):
-                return
-            if gap > timedelta(0):
-                await self.vt.sleep(gap.total_seconds())
-                self.engine_clock.waited += gap
-        raise AssertionError("deliveries did not settle")
+        await deliver_until_quiet(self.engine, self.outbox, self.engine_clock, self.vt, rounds)
 
     async def count(self, status: DeliveryStatus) -> int:
         return (await self.outbox.counts()).get(str(status), 0)

@@ -34,6 +34,7 @@ from core.services.spaces import SpaceService
 from storage.db import make_engine, make_session_factory
 from storage.migrate import upgrade
 from storage.stores import SqlOutbox, unit_of_work_factory
+from tests.bots.discord.conftest import deliver_until_quiet
 from tests.bots.telegram.conftest import EngineClock, Links, VirtualTime
 from tests.fakes.clock import FakeClock, RecordingWake
 from tests.fakes.discord import DcChannel, DcGuild, DcMember, DcMessage, DiscordEmulator, Perm, pointed_at
@@ -69,20 +70,7 @@ class Journey:
 
     async def deliver(self) -> None:
         """Send everything due now (and what a budget or a 429 put back by a few seconds)."""
-        for _ in range(500):
-            await self.engine.deliver_due()
-            if (await self.outbox.counts()).get("claimed", 0):
-                continue
-            nxt = await self.outbox.next_due()
-            if nxt is None:
-                return
-            gap = nxt - self.engine_clock.now()
-            if gap > timedelta(minutes=1):
-                return
-            if gap > timedelta(0):
-                await self.vt.sleep(gap.total_seconds())
-                self.engine_clock.waited += gap
-        raise AssertionError("deliveries did not settle")
+        await deliver_until_quiet(self.engine, self.outbox, self.engine_clock, self.vt)
 
     async def at(self, instant: datetime) -> None:
         self.clock.set(instant)

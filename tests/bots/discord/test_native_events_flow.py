@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from core.services.spaces import SpaceService
 from storage.db import make_engine, make_session_factory
 from storage.migrate import upgrade
 from storage.stores import SqlOutbox, unit_of_work_factory
+from tests.bots.discord.conftest import deliver_until_quiet
 from tests.bots.telegram.conftest import EngineClock, Links, VirtualTime
 from tests.fakes.clock import FakeClock, RecordingWake
 from tests.fakes.discord import DcGuild, DiscordEmulator, Perm, pointed_at
@@ -46,20 +47,7 @@ class Env:
     vt: VirtualTime
 
     async def deliver(self, rounds: int = 500) -> None:
-        for _ in range(rounds):
-            await self.engine.deliver_due()
-            if (await self.outbox.counts()).get("claimed", 0):
-                continue
-            nxt = await self.outbox.next_due()
-            if nxt is None:
-                return
-            gap = nxt - self.engine_clock.now()
-            if gap > timedelta(minutes=1):
-                return
-            if gap > timedelta(0):
-                await self.vt.sleep(gap.total_seconds())
-                self.engine_clock.waited += gap
-        raise AssertionError("deliveries did not settle")
+        await deliver_until_quiet(self.engine, self.outbox, self.engine_clock, self.vt, rounds)
 
 
 @pytest.fixture
