@@ -68,6 +68,9 @@ async def diagnose(
     if network and any(c.name == "telegram" and c.status is Status.OK for c in platforms):
         api = await check_telegram_api(settings)  # the shape is right: does Telegram know the token?
         platforms = [api if c.name == "telegram" and c.status is Status.OK else c for c in platforms]
+    if network and any(c.name == "discord" and c.status is Status.OK for c in platforms):
+        api = await check_discord_api(settings)  # does Discord know the token, and is it this application?
+        platforms = [api if c.name == "discord" and c.status is Status.OK else c for c in platforms]
     checks += platforms
     checks += check_secret_lengths(settings)
     return checks
@@ -367,7 +370,7 @@ def check_platforms(settings: Settings) -> list[Check]:
                 "platforms",
                 Status.WARN,
                 "no platform configured: only the console works — set TELEGRAM_BOT_TOKEN "
-                "(README, “Connecting a platform”); Discord and Slack adapters are not in this build yet",
+                "or DISCORD_BOT_TOKEN (README, “Connecting a platform”); Slack is not in this build yet",
             )
         )
     return checks
@@ -532,6 +535,71 @@ async def check_telegram_api(settings: Settings, *, within: float = API_TIMEOUT)
             "current one from @BotFather (/mybots → your bot → API Token)",
         )
     return Check("telegram", Status.WARN, f"Telegram answered getMe with {code} {about}".rstrip())
+
+
+async def check_discord_api(settings: Settings, *, within: float = API_TIMEOUT) -> Check:
+    """``GET /users/@me`` and ``/oauth2/applications/@me`` with the configured token: does Discord (or
+    DISCORD_API_BASE) accept it, and do DISCORD_APPLICATION_ID and DISCORD_PUBLIC_KEY belong to the same
+    application? (A public key of another application makes every interaction sent over HTTP fail with 401.)"""
+    import aiohttp  # the doctor's only HTTP calls
+
+    token = _secret(settings.discord_bot_token).strip()
+    base = settings.discord_api_base.rstrip("/")
+    host = urlsplit(base).netloc or base
+    headers = {"Authorization": f"Bot {token}"}
+    try:
+        async with aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=within), headers=headers
+        ) as http:
+            async with http.get(f"{base}/users/@me") as resp:
+                status, me = resp.status, await resp.json(content_type=None)
+            app: object = None
+            if status == 200:
+                async with http.get(f"{base}/oauth2/applications/@me") as resp:
+                    app = await resp.json(content_type=None) if resp.status == 200 else None
+    except TimeoutError:
+        return Check(
+            "discord",
+            Status.WARN,
+            f"the token looks right, but {host} did not answer within {within:g} s: it could not be "
+            "checked — is this machine online (or DISCORD_API_BASE right)?",
+        )
+    except aiohttp.ClientError as e:
+        return Check(
+            "discord",
+            Status.WARN,
+            f"the token looks right, but {host} could not be reached ({_first_line(e, token)}): it could "
+            "not be checked",
+        )
+    except ValueError:
+        return Check(
+            "discord", Status.WARN, f"{host} answered, but not as Discord's API does — check DISCORD_API_BASE"
+        )
+    if status == 401:
+        return Check(
+            "discord",
+            Status.FAIL,
+            "Discord refused DISCORD_BOT_TOKEN (401): it was reset or mistyped — copy the current one "
+            "(Developer Portal → your application → Bot → Reset Token)",
+        )
+    if status != 200 or not isinstance(me, dict):
+        return Check("discord", Status.WARN, f"Discord answered GET /users/@me with {status}")
+    name = str(me.get("username") or "?")
+    problems: list[str] = []
+    if isinstance(app, dict):
+        app_id, key = str(app.get("id", "")), str(app.get("verify_key", ""))
+        if settings.discord_application_id and settings.discord_application_id.strip() != app_id:
+            problems.append(f"DISCORD_APPLICATION_ID is not this bot's application ({app_id})")
+        if settings.discord_public_key and settings.discord_public_key.strip().lower() != key.lower():
+            problems.append(
+                "DISCORD_PUBLIC_KEY is not this application's public key: every interaction sent to "
+                "/discord/interactions would be refused (General Information → Public Key)"
+            )
+    if problems:
+        return Check(
+            "discord", Status.FAIL, f"Discord accepts the token ({name}), but " + "; ".join(problems)
+        )
+    return Check("discord", Status.OK, f"Discord accepts the token: this is {name}")
 
 
 def check_secret_lengths(settings: Settings) -> list[Check]:

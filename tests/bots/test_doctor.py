@@ -27,7 +27,9 @@ def by_name(checks: list[Check], name: str) -> list[Check]:
 
 
 async def test_good_configuration_passes(tmp_path: Path) -> None:
-    async with TelegramEmulator() as tg:
+    from tests.fakes.discord import DiscordEmulator
+
+    async with TelegramEmulator() as tg, DiscordEmulator() as dc:
         s = settings(
             DATABASE_URL=f"sqlite:///{tmp_path / 'ok.db'}",
             PORT="0",
@@ -37,9 +39,10 @@ async def test_good_configuration_passes(tmp_path: Path) -> None:
             SLACK_BOT_TOKEN=secrets.SLACK_BOT_TOKEN,
             SLACK_SIGNING_SECRET=secrets.SLACK_SIGNING_SECRET,
             SLACK_APP_TOKEN=secrets.SLACK_APP_TOKEN,
-            DISCORD_BOT_TOKEN=secrets.DISCORD_BOT_TOKEN,
-            DISCORD_PUBLIC_KEY=DISCORD_KEY,
-            DISCORD_APPLICATION_ID="123456789012345678",
+            DISCORD_BOT_TOKEN=dc.token,
+            DISCORD_PUBLIC_KEY=dc.public_key,
+            DISCORD_APPLICATION_ID=str(dc.application_id),
+            DISCORD_API_BASE=dc.base_url,
             SPACES_METRICS_TOKEN=secrets.METRICS_TOKEN,
         )
         await prepare_database(s)
@@ -277,3 +280,34 @@ async def test_exit_code_is_1_on_any_failure(tmp_path: Path) -> None:
 def test_format_checks() -> None:
     lines = doctor.format_checks([Check("a", Status.OK, "fine"), Check("bb", Status.WARN, "hmm")])
     assert lines == ["✓ a   fine", "! bb  hmm", "All good (1 warning)."]
+
+
+async def test_discord_token_application_and_public_key_are_checked_against_discord() -> None:
+    from tests.fakes.discord import DiscordEmulator
+
+    async with DiscordEmulator() as dc:
+        good = {
+            "DISCORD_BOT_TOKEN": dc.token,
+            "DISCORD_API_BASE": dc.base_url,
+            "DISCORD_APPLICATION_ID": str(dc.application_id),
+            "DISCORD_PUBLIC_KEY": dc.public_key,
+        }
+        check = await doctor.check_discord_api(settings(**good))
+        assert check.status is Status.OK and check.message.startswith("Discord accepts the token: this is ")
+
+        # the key of another application: every interaction over HTTP would be refused
+        other_key = "ab" * 32
+        check = await doctor.check_discord_api(settings(**{**good, "DISCORD_PUBLIC_KEY": other_key}))
+        assert check.failed and "DISCORD_PUBLIC_KEY is not this application's public key" in check.message
+
+        # a reset token: refused, and the token is never shown
+        stale = dc.token[:-4] + "ZZZZ"
+        check = await doctor.check_discord_api(settings(**{**good, "DISCORD_BOT_TOKEN": stale}))
+        assert check.failed and check.message.startswith("Discord refused DISCORD_BOT_TOKEN (401)")
+        assert stale not in check.message and dc.token not in check.message
+        dc.take_violations()  # the refused token was on purpose
+
+
+async def test_no_platform_says_how_to_connect_one() -> None:
+    (check,) = check_platforms(settings())
+    assert "TELEGRAM_BOT_TOKEN" in check.message and "DISCORD_BOT_TOKEN" in check.message
