@@ -53,6 +53,7 @@ from core.ports import (
 )
 from core.refs import ChatRef, MessageRef, Platform, UserRef, parse_chat, parse_message, parse_user
 from core.services.events import event_spec
+from core.services.profiles import community_zone
 from core.services.replies import send_reply
 
 log = logging.getLogger(__name__)
@@ -586,8 +587,7 @@ class DeliveryEngine:
                 ctx.loaded[sid] = self._clock.now()
                 if space is not None:
                     users.add(space.host)
-                    community = await uow.communities.get(space.chat)
-                    ctx.chat_zones[sid] = community.tz if community else None
+                    ctx.chat_zones[sid] = await community_zone(uow, space.chat)  # a guild-wide zone counts
                     if any(
                         r.space_id == sid and r.kind in (DeliveryKind.CARD_POST, DeliveryKind.CARD_EDIT)
                         for r in rows

@@ -8,7 +8,7 @@ unreachable.
 from __future__ import annotations
 
 from core.models import Community, UserProfile
-from core.ports import UnitOfWorkFactory
+from core.ports import UnitOfWork, UnitOfWorkFactory
 from core.refs import ChatRef, UserRef
 from core.texts import pick_locale
 from core.timeparse import check_zone
@@ -79,3 +79,13 @@ class ProfileService:
             await uow.communities.upsert(community)
             await uow.commit()
         return community
+
+
+async def community_zone(uow: UnitOfWork, chat: ChatRef) -> str | None:
+    """The zone a chat's community chose: the chat's own settings, else (a Discord guild, a Slack workspace)
+    those of its whole scope; None when neither chose one."""
+    for where in dict.fromkeys((chat, chat.community)):
+        community = await uow.communities.get(where)
+        if community and community.tz:
+            return community.tz
+    return None

@@ -38,6 +38,7 @@ from core.models import (
 from core.notices import Notice, reply
 from core.ports import Clock, UnitOfWork, UnitOfWorkFactory, WakeUps
 from core.refs import ChatRef, Platform, UserRef
+from core.services.profiles import community_zone
 from core.texts import TextKey, pick_locale
 from core.timeparse import check_zone, format_local, parse_when, split_when_and_title
 
@@ -538,12 +539,8 @@ class SpaceService:
         profile = await uow.users.get(user)
         if profile and profile.tz:
             return profile.tz
-        if chat is not None:
-            # the chat's own settings, else (Discord guild, Slack workspace) those of its whole scope
-            for where in dict.fromkeys((chat, chat.community)):
-                community = await uow.communities.get(where)
-                if community and community.tz:
-                    return community.tz
+        if chat is not None and (zone := await community_zone(uow, chat)):
+            return zone
         return self._default_tz
 
     async def _remember_user(self, uow: UnitOfWork, actor: rules.Actor) -> None:

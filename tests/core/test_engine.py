@@ -766,3 +766,21 @@ async def test_a_row_whose_handling_crashes_is_not_renewed_and_ends_dead_lettere
     odd = next(d for d in await env.deliveries() if d.key == "odd")
     assert odd.status is DeliveryStatus.DEAD and "gave up" in (odd.last_error or "")
     assert "delivery crashed" in caplog.text
+
+
+async def test_a_card_in_a_guild_channel_shows_the_time_in_the_guilds_zone(core_env: CoreEnv) -> None:
+    # the guild chose New York once for every channel; the host's own zone (Tokyo) read their words, but a
+    # card speaks to the channel
+    from core.models import Community, UserProfile
+
+    env = core_env
+    chat = ChatRef(env.chat.platform, "room", scope="guild-1")
+    async with env.db.uow() as uow:
+        await uow.communities.upsert(Community(chat.community, tz="America/New_York"))
+        await uow.users.upsert(UserProfile(env.host, tz="Asia/Tokyo"))
+        await uow.commit()
+    space = await env.spaces.schedule(ScheduleSpace(env.actor(), chat, "Zones", "2026-11-27 10:00"))
+    assert space.tz == "Asia/Tokyo"
+    await env.run()
+    (post,) = env.platform.of("post")
+    assert post.notice.when_text is not None and "20:00" in post.notice.when_text  # 10:00 JST = 20:00 EST
