@@ -609,9 +609,7 @@ class DiscordPlatform:
 
     def _message_ref(self, chat: ChatRef, message_id: str) -> MessageRef:
         # guild channels carry their guild (refs with a scope): the message keeps it
-        scope = getattr(chat, "scope", None)
-        extra: dict[str, Any] = {"scope": scope} if scope is not None else {}
-        return MessageRef(Platform.DISCORD, chat.id, message_id, **extra)
+        return MessageRef(Platform.DISCORD, chat.id, message_id, scope=chat.scope)
 
     async def _send_message(
         self, channel_id: str, rendered: Rendered, message_nonce: str, *, to_user: bool
@@ -698,9 +696,8 @@ class DiscordPlatform:
     # ------------------------------------------------------------------ native events (core NativeEvents)
 
     async def _guild_of(self, chat: ChatRef) -> str:
-        scope = getattr(chat, "scope", None)
-        if scope:
-            return str(scope)
+        if chat.scope:
+            return chat.scope
         channel = self.client.get_channel(int(chat.id))
         guild = getattr(channel, "guild", None)
         if guild is not None:

@@ -128,14 +128,10 @@ def _title(notice: Notice) -> str:
 
 
 def _when(notice: Notice) -> tuple[str | None, str | None]:
-    """(when_text, native timestamp) when the notice carries its instant; else (None, None).
-
-    Read with getattr: notices built before they carried data have neither field."""
-    when: datetime | None = getattr(notice, "when", None)
-    when_text: str | None = getattr(notice, "when_text", None)
-    if when is None or not when_text:
+    """(when_text, native timestamp) when the notice carries its instant; else (None, None)."""
+    if notice.when is None or not notice.when_text:
         return None, None
-    return when_text, timestamp(when)
+    return notice.when_text, timestamp(notice.when)
 
 
 def button(action: Action) -> dict[str, Any]:
@@ -243,7 +239,7 @@ def render(notice: Notice) -> Rendered:
     return Rendered(
         embeds=(embed(notice),),
         components=tuple(components(_actions(notice))),
-        ephemeral=bool(getattr(notice, "ephemeral", False)),
+        ephemeral=notice.ephemeral,
     )
 
 
@@ -255,7 +251,7 @@ def render_reply(notice: Notice) -> Rendered:
         content=_fit(lines, CONTENT_LIMIT),
         components=tuple(components(notice.actions)),
         reply_to=target if target is not None and target.isdigit() else None,
-        ephemeral=bool(getattr(notice, "ephemeral", False)),
+        ephemeral=notice.ephemeral,
     )
 
 

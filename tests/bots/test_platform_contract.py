@@ -114,7 +114,7 @@ async def _discord() -> AsyncIterator[Subject]:
             alice = dc.add_member(guild, "alice")
             sam = dc.add_member(guild, "sam")
             dc.close_dms(sam)
-            chat = ChatRef(Platform.DISCORD, str(text.id), **_scoped(str(guild.id)))
+            chat = ChatRef(Platform.DISCORD, str(text.id), scope=str(guild.id))
             p = DiscordPlatform(DiscordConfig(token=dc.token, guild_ready_timeout=0.05), receive=False)
 
             async def lose() -> None:
@@ -129,11 +129,6 @@ async def _discord() -> AsyncIterator[Subject]:
                 UserRef(Platform.DISCORD, str(sam.user.id)),
                 lose,
             )
-
-
-def _scoped(scope: str) -> dict[str, str]:
-    """Discord's guild channels carry their guild as scope, once references have one."""
-    return {"scope": scope} if "scope" in ChatRef.__dataclass_fields__ else {}
 
 
 @pytest.fixture(params=["fake", "console", "telegram", "discord"])

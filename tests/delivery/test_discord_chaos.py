@@ -17,7 +17,6 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -53,10 +52,6 @@ def pg_url(tmp_path: Path) -> Iterator[str]:
         yield url
 
 
-def _scoped(scope: str) -> dict[str, Any]:
-    return {"scope": scope} if "scope" in ChatRef.__dataclass_fields__ else {}
-
-
 @pytest.mark.slow
 async def test_a_discord_fan_out_survives_killed_workers_with_no_duplicate(
     pg_url: str, tmp_path: Path
@@ -83,7 +78,7 @@ async def test_a_discord_fan_out_survives_killed_workers_with_no_duplicate(
         async with DiscordEmulator(dm_open_rate=RateRule(50, 1.0)) as dc:
             guild = dc.create_guild("Fans")
             (text,) = guild.channels.values()
-            chat = ChatRef(Platform.DISCORD, str(text.id), **_scoped(str(guild.id)))
+            chat = ChatRef(Platform.DISCORD, str(text.id), scope=str(guild.id))
             host = UserRef(Platform.DISCORD, str(guild.owner_id))
             fans = dc.add_members(guild, SUBSCRIBERS, prefix="fan")
             space = await spaces.schedule(ScheduleSpace(Actor(host), chat, "Launch", "in 2 hours"))

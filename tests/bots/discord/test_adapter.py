@@ -36,12 +36,7 @@ VOICE_TYPE, STAGE_TYPE = 2, 13
 
 
 def chat(guild: Any, channel: Any) -> ChatRef:
-    return ChatRef(Platform.DISCORD, str(channel.id), **scoped(guild))
-
-
-def scoped(guild: Any) -> dict[str, Any]:
-    """Guild channels carry their guild as scope (once refs have one)."""
-    return {"scope": str(guild.id)} if "scope" in ChatRef.__dataclass_fields__ else {}
+    return ChatRef(Platform.DISCORD, str(channel.id), scope=str(guild.id))
 
 
 def user(u: Any) -> UserRef:

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -52,10 +51,6 @@ class Env:
         return (await self.outbox.counts()).get(str(status), 0)
 
 
-def _scoped(scope: str) -> dict[str, Any]:
-    return {"scope": scope} if "scope" in ChatRef.__dataclass_fields__ else {}
-
-
 @pytest.fixture
 async def env(tmp_path: Path) -> AsyncIterator[Env]:
     vt = VirtualTime()
@@ -95,7 +90,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
                 yield Env(
                     dc,
                     guild,
-                    ChatRef(Platform.DISCORD, str(text.id), **_scoped(str(guild.id))),
+                    ChatRef(Platform.DISCORD, str(text.id), scope=str(guild.id)),
                     UserRef(Platform.DISCORD, str(guild.owner_id)),
                     spaces,
                     engine,

@@ -22,6 +22,7 @@ from core.models import DeliveryStatus, SpaceStatus
 from core.refs import ChatRef, Platform, UserRef
 from core.rules import Actor
 from core.services.deliveries import DeliveryEngine, EngineConfig
+from core.services.events import EventsService
 from core.services.spaces import SpaceService
 from storage.db import make_engine, make_session_factory
 from storage.migrate import upgrade
@@ -30,8 +31,6 @@ from tests.bots.discord.conftest import deliver_until_quiet
 from tests.bots.telegram.conftest import EngineClock, Links, VirtualTime
 from tests.fakes.clock import FakeClock, RecordingWake
 from tests.fakes.discord import DcGuild, DiscordEmulator, Perm, pointed_at
-
-events_module = pytest.importorskip("core.services.events", reason="the core's EventsService")
 
 
 @dataclass
@@ -62,7 +61,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
     engine_clock = EngineClock(clock)
     wake = RecordingWake()
     spaces = SpaceService(uow, clock, wake, default_tz="Europe/Paris")
-    events: Any = events_module.EventsService(uow, spaces)
+    events = EventsService(uow, spaces)
     budget = TokenBucketBudget(monotonic=vt.monotonic, sleep=vt.sleep)
     async with DiscordEmulator(clock=vt.monotonic) as dc:
         with pointed_at(dc):
@@ -91,7 +90,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
                 yield Env(
                     dc,
                     guild,
-                    ChatRef(Platform.DISCORD, str(text.id), scope=str(guild.id)),  # type: ignore[call-arg]
+                    ChatRef(Platform.DISCORD, str(text.id), scope=str(guild.id)),
                     UserRef(Platform.DISCORD, str(guild.owner_id)),
                     spaces,
                     engine,

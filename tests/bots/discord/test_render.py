@@ -33,7 +33,6 @@ CARD = Notice(
     space_id="abcdefghjk",
     link=LINK,
 )
-HAS_WHEN = "when" in getattr(Notice, "__dataclass_fields__", {})
 
 
 def test_card_payload_is_exact() -> None:
@@ -172,10 +171,9 @@ def test_timestamp_format() -> None:
     assert timestamp(when) == "<t:1795719600:F> (<t:1795719600:R>)"
 
 
-@pytest.mark.skipif(not HAS_WHEN, reason="notices carry their instant once the core has Notice.when")
 def test_when_text_becomes_a_native_timestamp() -> None:
     when = datetime(2026, 11, 26, 19, 0, tzinfo=UTC)
-    n = dataclasses.replace(CARD, when=when, when_text="Thu 26 Nov 2026, 20:00 CET")  # type: ignore[call-arg]
+    n = dataclasses.replace(CARD, when=when, when_text="Thu 26 Nov 2026, 20:00 CET")
     assert render(n).payload()["embeds"][0]["description"] == (
         "🗓 <t:1795719600:F> (<t:1795719600:R>)\nHost: Ana"
     )
@@ -190,9 +188,8 @@ def test_when_text_becomes_a_native_timestamp() -> None:
     )
 
 
-@pytest.mark.skipif(not HAS_WHEN, reason="ephemeral answers once the core has Notice.ephemeral")
 def test_ephemeral_answers_carry_the_flag() -> None:
-    n = dataclasses.replace(reply("only you"), ephemeral=True)  # type: ignore[call-arg]
+    n = dataclasses.replace(reply("only you"), ephemeral=True)
     assert render(n).interaction_data()["flags"] == 64
 
 

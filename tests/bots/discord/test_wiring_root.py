@@ -6,8 +6,6 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import pytest
-
 from bots.app import Role, build
 from bots.cli import prepare_database
 from bots.discord.adapter import DiscordPlatform
@@ -55,7 +53,6 @@ async def test_a_worker_builds_the_discord_adapter_and_sends_without_a_gateway(
 
 async def test_two_web_processes_open_one_gateway_connection(tmp_path: Path, dc: DiscordEmulator) -> None:
     """Both log in (both can send); only the holder of the gateway lease connects its shard."""
-    pytest.importorskip("bots.runtime.gateway", reason="the gateway lease")
     settings = _settings(tmp_path, dc)
     assert await prepare_database(settings) is None
     a = await build(settings, role=Role.WEB, clock=FakeClock(), out=io.StringIO())
