@@ -288,6 +288,8 @@ class DiscordEmulator:
         self.gateway_sent: list[tuple[str, int, dict[str, Any]]] = []  # (session id, shard, payload)
         self.identifies: list[dict[str, Any]] = []
         self.heartbeats = 0
+        # gateway op 4 (join/leave voice) goes to an attached voice emulator: (emulator, session, payload)
+        self.voice: Callable[[DiscordEmulator, Any, dict[str, Any]], Awaitable[None]] | None = None
         self.interactions: dict[int, InteractionRecord] = {}
 
         # world
@@ -1367,7 +1369,9 @@ class DiscordEmulator:
                         continue
                 elif op == 8:
                     await self._members_chunk(ws, session, d or {})
-                # op 3 (presence) and op 4 (voice state) need no answer here
+                elif op == 4 and self.voice is not None:
+                    await self.voice(self, session, d or {})
+                # op 3 (presence) needs no answer; op 4 only when a voice emulator is attached
         finally:
             if session is not None and session.ws is ws:
                 session.ws = None
