@@ -24,6 +24,7 @@ from nacl.bindings import crypto_aead_xchacha20poly1305_ietf_decrypt
 
 MODE = "aead_xchacha20_poly1305_rtpsize"
 HOST = "127.0.0.1"
+SILENCE = b"\xf8\xff\xfe"
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,15 @@ class VoiceConnection:
     heartbeats: int = 0
     frames: list[RtpFrame] = field(default_factory=list)
     undecryptable: int = 0
+
+    def opus_frames(self) -> list[bytes]:
+        """The audio frames alone: without the ``OpusHead``/``OpusTags`` packets discord.py forwards from an Ogg
+        source and the 3-byte silence frames it sends when it stops."""
+        return [
+            f.opus
+            for f in self.frames
+            if f.opus != SILENCE and not f.opus.startswith((b"OpusHead", b"OpusTags"))
+        ]
 
 
 def make_test_certificate(directory: Path) -> tuple[Path, Path]:
@@ -102,13 +112,13 @@ class VoiceServer:
         self._udp: asyncio.DatagramTransport | None = None
         self.port = 0
         self.udp_port = 0
-        self.client_ssl: ssl.SSLContext | None = None
+        self._client_ssl: ssl.SSLContext | None = None
 
     async def start(self) -> VoiceServer:
         cert, key = make_test_certificate(Path(self._tmp.name))
         server_ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         server_ssl.load_cert_chain(cert, key)
-        self.client_ssl = ssl.create_default_context(cafile=str(cert))
+        self._client_ssl = ssl.create_default_context(cafile=str(cert))
         app = web.Application()
         app.router.add_get("/", self._handle_ws)
         self._runner = web.AppRunner(app)
@@ -133,6 +143,13 @@ class VoiceServer:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    @property
+    def client_ssl(self) -> ssl.SSLContext:
+        """An SSL context trusting the test certificate: give discord.py a client built with
+        ``connector=aiohttp.TCPConnector(ssl=server.client_ssl)`` (its voice websocket is always ``wss://``)."""
+        assert self._client_ssl is not None, "start the voice server first"
+        return self._client_ssl
 
     @property
     def endpoint(self) -> str:

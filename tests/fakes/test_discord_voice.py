@@ -101,7 +101,7 @@ async def test_discord_py_joins_a_voice_channel_and_every_packet_decrypts(tmp_pa
             async with client_running(dc, client):
                 channel = client.get_channel(channel_id)
                 assert isinstance(channel, discord.VoiceChannel)
-                vc = await asyncio.wait_for(channel.connect(timeout=10), 12)
+                vc: discord.VoiceClient = await asyncio.wait_for(channel.connect(timeout=10), 12)
                 done = asyncio.Event()
                 loop = asyncio.get_running_loop()
                 source = discord.FFmpegOpusAudio(str(wav), executable=imageio_ffmpeg.get_ffmpeg_exe())
@@ -109,7 +109,11 @@ async def test_discord_py_joins_a_voice_channel_and_every_packet_decrypts(tmp_pa
                 await asyncio.wait_for(done.wait(), 10)
                 await vc.disconnect()
     [conn] = voice.connections
+    # discord.py with davey offers DAVE, and plays without it when the server answers version 0
+    assert conn.identify["max_dave_protocol_version"] >= 1
     assert conn.undecryptable == 0
+    assert len(conn.opus_frames()) >= 95  # 2 s of 20 ms frames
+    assert {b.timestamp - a.timestamp for a, b in itertools.pairwise(conn.frames)} == {960}
     frames = conn.frames
     assert len(frames) >= 90
     seqs = [f.sequence for f in frames]
