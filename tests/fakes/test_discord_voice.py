@@ -41,6 +41,30 @@ def test_decrypt_rtpsize_round_trips_what_discord_py_sends() -> None:
     assert decrypt_rtpsize(packet, key) == (7, 960, 1234, b"opus!")
 
 
+def test_decrypt_rtpsize_strips_an_encrypted_header_extension_body() -> None:
+    key = bytes(range(32))
+    # X bit set: the 4-byte extension header (profile, length in words) is authenticated, its body encrypted
+    header = bytes([0x90, 0x78]) + struct.pack(">HII", 8, 1920, 99) + b"\xbe\xde\x00\x01"
+    nonce = struct.pack(">I", 6) + bytes(20)
+    sealed = nacl.secret.Aead(key).encrypt(b"\x10\x00\x00\x00" + b"opus", header, nonce).ciphertext
+    assert decrypt_rtpsize(header + sealed + nonce[:4], key) == (8, 1920, 99, b"opus")
+
+
+async def test_an_unknown_voice_token_is_refused() -> None:
+    async with VoiceServer() as voice:
+        voice.expect("1", "2", "sess")
+        async with (
+            aiohttp.ClientSession() as http,
+            http.ws_connect(f"wss://{voice.endpoint}/?v=8", ssl=voice.client_ssl) as ws,
+        ):
+            await ws.send_json(
+                {"op": 0, "d": {"server_id": "1", "user_id": "2", "session_id": "sess", "token": "x"}}
+            )
+            msg = await ws.receive(timeout=5)
+            assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 4004
+        assert voice.connections == []
+
+
 async def test_raw_handshake_ip_discovery_and_session_description() -> None:
     async with VoiceServer() as voice:
         token = voice.expect("1", "2", "sess")
