@@ -227,7 +227,7 @@ class VoiceServer:
                 await send(4, {"mode": MODE, "secret_key": list(conn.secret_key), "dave_protocol_version": 0})
             elif op == 3:
                 conn.heartbeats += 1
-                await send(6, {"t": (d or {}).get("t") if isinstance(d, dict) else d})
+                await send(6, {"t": d.get("t") if isinstance(d, dict) else d})  # v8 echoes the nonce
             elif op == 5:
                 conn.speaking.append(d)
         return ws
