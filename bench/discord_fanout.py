@@ -25,7 +25,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from bots.runtime.clock import SystemClock
@@ -38,7 +38,7 @@ from storage.migrate import upgrade
 from storage.notify import PgWakeChannel
 from storage.stores import unit_of_work_factory
 from tests.delivery.fleet import steady_emulator
-from tests.delivery.harness import LIVE_TEXT, Fleet, _all_beaten_since, _settled, _wait
+from tests.delivery.harness import LIVE_TEXT, Fleet, _settled, _wait, start_workers
 from tests.fakes.discord import DcMember, DiscordEmulator, RateRule
 
 DISCORD_RATE = 50.0  # requests/s, Discord's global limit per bot token: the floor of a Discord fan-out
@@ -166,24 +166,9 @@ async def fan_outs(url: str, log_dir: Path, subscribers: int) -> list[Run]:
                 for fan in fans:
                     user = UserRef(Platform.DISCORD, str(fan.user.id))
                     await spaces.subscribe(Subscribe(user, space.id, via_chat=chat))
-            fleet = Fleet(
-                {
-                    "DATABASE_URL": url,
-                    "DISCORD_BOT_TOKEN": dc.token,
-                    "DISCORD_API_BASE": dc.base_url,
-                    "SPACES_LOG_LEVEL": "WARNING",
-                    # heartbeats every 2 s: each worker learns its share of the send budget soon after start
-                    "SPACES_SWEEP_SECONDS": "2",
-                },
-                log_dir,
+            fleet = await start_workers(
+                {"DISCORD_BOT_TOKEN": dc.token, "DISCORD_API_BASE": dc.base_url}, url, log_dir, WORKERS, 120
             )
-            names = [f"w{i}" for i in range(WORKERS)]
-            for name in names:
-                await fleet.spawn(name)
-            for name in names:
-                await fleet.ready(name)
-            joined = datetime.now(UTC)
-            await _wait(lambda: _all_beaten_since(url, joined, WORKERS), 120, "heartbeats")
             ids = [first.id, later.id]
             await _wait(lambda: _settled(url, ids, due_only=True), 120, "the cards were not posted")
             assert not dc.dm_channels, "a subscriber already had a DM channel"

@@ -209,26 +209,13 @@ async def fan_out(
             )
             for fan in fans:
                 await spaces.subscribe(Subscribe(user_ref(fan.id), space.id, via_chat=chat_ref(group.id)))
-            fleet = Fleet(
-                {
-                    "DATABASE_URL": url,
-                    "TELEGRAM_BOT_TOKEN": tg.token,
-                    "TELEGRAM_API_BASE": tg.base_url,
-                    "SPACES_LOG_LEVEL": "WARNING",
-                    # heartbeats every 2 s: each worker learns its share of the send budget soon after start
-                    "SPACES_SWEEP_SECONDS": "2",
-                },
+            fleet = await start_workers(
+                {"TELEGRAM_BOT_TOKEN": tg.token, "TELEGRAM_API_BASE": tg.base_url},
+                url,
                 log_dir,
+                workers,
+                within,
             )
-            names = [f"w{i}" for i in range(workers)]
-            for name in names:
-                await fleet.spawn(name)
-            for name in names:
-                await fleet.ready(name)
-            # every worker has beaten since the last one joined: each now takes 1/N of the budget (the budget
-            # split by heartbeats is per process; a worker that started alone would send at the full rate)
-            joined = datetime.now(UTC)
-            await _wait(lambda: _all_beaten_since(url, joined, workers), within, "heartbeats")
             await _wait(lambda: _settled(url, [space.id], due_only=True), within, "the card was not posted")
             if chaos is not None:
                 tg.inject_faults(seed=chaos.seed, error_rate=chaos.error_rate, reset_rate=chaos.reset_rate)
@@ -242,7 +229,7 @@ async def fan_out(
                 probe = await _schedule_probe(tg, spaces, group.id, probe_after)
             kills = [0]
             if chaos is not None:
-                chaos_task = asyncio.create_task(_kill_at_random(fleet, names, chaos, kills))
+                chaos_task = asyncio.create_task(_kill_at_random(fleet, list(fleet.procs), chaos, kills))
 
             async def all_received() -> bool:
                 return len(tg.received(containing=LIVE_TEXT)) >= subscribers
@@ -301,6 +288,31 @@ async def fan_out(
             await fleet.stop()
         await channel.close()
         await db.dispose()
+
+
+async def start_workers(
+    platform_env: dict[str, str], url: str, log_dir: Path, workers: int, within: float
+) -> Fleet:
+    """``workers`` `spaces worker` processes on ``url`` with the platform's variables, started and ready, each
+    having beaten since the last one joined (so each knows its share of the budget before a fan-out)."""
+    fleet = Fleet(
+        {
+            "DATABASE_URL": url,
+            **platform_env,
+            "SPACES_LOG_LEVEL": "WARNING",
+            # heartbeats every 2 s: each worker learns its share of the send budget soon after start
+            "SPACES_SWEEP_SECONDS": "2",
+        },
+        log_dir,
+    )
+    names = [f"w{i}" for i in range(workers)]
+    for name in names:
+        await fleet.spawn(name)
+    for name in names:
+        await fleet.ready(name)
+    joined = datetime.now(UTC)
+    await _wait(lambda: _all_beaten_since(url, joined, workers), within, "heartbeats")
+    return fleet
 
 
 async def _all_beaten_since(url: str, since: datetime, workers: int) -> bool:

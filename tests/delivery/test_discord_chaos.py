@@ -15,7 +15,7 @@ import contextlib
 import time
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -35,10 +35,10 @@ from tests.delivery.harness import (
     LIVE_TEXT,
     Chaos,
     Fleet,
-    _all_beaten_since,
     _kill_at_random,
     _settled,
     _wait,
+    start_workers,
 )
 from tests.fakes.discord import DiscordEmulator, RateRule
 
@@ -85,23 +85,9 @@ async def test_a_discord_fan_out_survives_killed_workers_with_no_duplicate(
             for fan in fans:
                 user = UserRef(Platform.DISCORD, str(fan.user.id))
                 await spaces.subscribe(Subscribe(user, space.id, via_chat=chat))
-            fleet = Fleet(
-                {
-                    "DATABASE_URL": pg_url,
-                    "DISCORD_BOT_TOKEN": dc.token,
-                    "DISCORD_API_BASE": dc.base_url,
-                    "SPACES_LOG_LEVEL": "WARNING",
-                    "SPACES_SWEEP_SECONDS": "2",
-                },
-                logs,
+            fleet = await start_workers(
+                {"DISCORD_BOT_TOKEN": dc.token, "DISCORD_API_BASE": dc.base_url}, pg_url, logs, WORKERS, 120
             )
-            names = [f"w{i}" for i in range(WORKERS)]
-            for name in names:
-                await fleet.spawn(name)
-            for name in names:
-                await fleet.ready(name)
-            joined = datetime.now(UTC)
-            await _wait(lambda: _all_beaten_since(pg_url, joined, WORKERS), 120, "heartbeats")
             await _wait(lambda: _settled(pg_url, [space.id], due_only=True), 120, "the card was not posted")
             assert len(dc.messages_in(text)) == 1  # the card
             dc.inject_faults(seed=chaos.seed, error_rate=chaos.error_rate, reset_rate=chaos.reset_rate)
@@ -109,7 +95,7 @@ async def test_a_discord_fan_out_survives_killed_workers_with_no_duplicate(
             t0 = time.monotonic()
             await spaces.start(StartSpace(Actor(host), space.id))
             kills = [0]
-            chaos_task = asyncio.create_task(_kill_at_random(fleet, names, chaos, kills))
+            chaos_task = asyncio.create_task(_kill_at_random(fleet, list(fleet.procs), chaos, kills))
 
             async def all_received() -> bool:
                 return len(dc.received(containing=LIVE_TEXT)) >= SUBSCRIBERS
