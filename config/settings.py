@@ -54,6 +54,12 @@ class Settings(BaseSettings):
     default_tz: str = Field("UTC", validation_alias="SPACES_DEFAULT_TZ")
     default_locale: str = Field("en", validation_alias="SPACES_DEFAULT_LOCALE")
     ffmpeg_setting: str | None = Field(None, validation_alias="SPACES_FFMPEG")
+    # --- live audio: the folder whose files hosts may play (`file:<name>`; None: no file sources), how the
+    # other processes reach this one for a Space whose audio it owns (default: its own bound address), and
+    # the Opus bitrate every bridge encodes at
+    media_dir: str | None = Field(None, validation_alias="SPACES_MEDIA_DIR")
+    internal_url_setting: str | None = Field(None, validation_alias="SPACES_INTERNAL_URL")
+    audio_bitrate_kbps: int = Field(96, ge=16, le=510, validation_alias="SPACES_AUDIO_BITRATE")
     worker_id: str = Field(default_factory=_default_worker_id, validation_alias="SPACES_WORKER_ID")
     sweep_seconds: float = Field(15.0, gt=0, le=3600, validation_alias="SPACES_SWEEP_SECONDS")
     log_level: str = Field("INFO", validation_alias="SPACES_LOG_LEVEL")
@@ -298,6 +304,9 @@ _ENV_NAMES: dict[str, str] = {
     "default_tz": "SPACES_DEFAULT_TZ",
     "default_locale": "SPACES_DEFAULT_LOCALE",
     "ffmpeg_setting": "SPACES_FFMPEG",
+    "media_dir": "SPACES_MEDIA_DIR",
+    "internal_url_setting": "SPACES_INTERNAL_URL",
+    "audio_bitrate_kbps": "SPACES_AUDIO_BITRATE",
     "worker_id": "SPACES_WORKER_ID",
     "sweep_seconds": "SPACES_SWEEP_SECONDS",
     "log_level": "SPACES_LOG_LEVEL",

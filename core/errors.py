@@ -15,7 +15,7 @@ class SpacesError(Exception):
 
 
 # the inputs an error can be about, as a form (a Discord modal, a Slack dialog) names its fields
-FIELDS = ("title", "when", "timezone", "description", "voice")
+FIELDS = ("title", "when", "timezone", "description", "voice", "source")
 
 
 class UserError(SpacesError):

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Protocol, runtime_checkable
 
+from core.audio import LinkHealth
 from core.models import (
     Announcement,
     Community,
@@ -95,13 +96,53 @@ class NativeEvents(Protocol):
         ...
 
 
+class FrameReader(Protocol):
+    """One consumer's place in a live Space's audio (core.audio: Opus, 48 kHz, 20-ms packets).
+
+    Thread-safe: a voice connection reads it from its own player thread, every 20 ms, off the event loop."""
+
+    def read(self) -> bytes:
+        """The next Opus packet, in order, or ``core.audio.SILENCE_FRAME`` when none is ready yet. MUST NOT
+        block (the caller keeps the 20-ms rhythm) and never returns b"" while the reader is open. A reader
+        that fell far behind skips ahead to stay live."""
+        ...
+
+    def close(self) -> None:
+        """Idempotent; ``read`` returns b"" afterwards (the player stops)."""
+        ...
+
+
+class FrameFeed(Protocol):
+    """A live Space's audio, encoded once, for any number of consumers."""
+
+    def reader(self) -> FrameReader:
+        """A new reader positioned at the live edge (plus a small jitter margin)."""
+        ...
+
+
 @runtime_checkable
 class VoiceBridge(Protocol):
-    """Only platforms that can carry audio implement it; the core checks isinstance(p, VoiceBridge)."""
+    """Platforms whose bot can speak in a voice channel implement it (Discord); the audio supervisor checks
+    ``isinstance(p, VoiceBridge)``. All methods run on the event loop; the audio itself flows off it."""
 
-    async def connect(self, channel: ChatRef, source: str) -> None: ...
+    def can_join(self, channel: ChatRef) -> bool:
+        """This process's connection can carry voice into ``channel`` now (its gateway and shard are here)."""
+        ...
 
-    async def disconnect(self, channel: ChatRef) -> None: ...
+    async def join(self, channel: ChatRef, feed: FrameFeed) -> None:
+        """Connect to the voice or stage channel and play ``feed`` until :meth:`leave`; on a stage, become a
+        speaker. Returns once playing. Raises ``ChatUnavailable`` when it can never work (missing Connect or
+        Speak, channel gone) and ``TransientError`` otherwise. A connection that drops later is re-joined by
+        the implementation with backoff, reported through :meth:`voice_health`."""
+        ...
+
+    async def leave(self, channel: ChatRef) -> None:
+        """Stop playing and disconnect. MUST be idempotent and leave no connection or thread behind."""
+        ...
+
+    def voice_health(self, channel: ChatRef) -> LinkHealth:
+        """Where the link to ``channel`` stands (STOPPED when never joined or left)."""
+        ...
 
 
 # --------------------------------------------------------------------------- persistence

@@ -17,6 +17,10 @@ LOCALES = ("en", "fr")
 TEXTS: dict[str, dict[str, str]] = {
     "en": {
         # --- validation errors (UserError.key) ---
+        # --- audio sources ---
+        "audio.bad_source": "I can't play “{text}” — give a stream URL (`https://…`, `rtmp://…`, `srt://…`, an "
+        "HLS `.m3u8`), `file:<name>` from the media folder, or `browser` to speak from the Space page.",
+        "audio.bad_file": "“{text}” isn't a file name in the media folder — use `file:<name>`, e.g. `file:intro.ogg`.",
         "time.unreadable": "I couldn't read “{text}” as a date and time — try `{example}`, `in 2 hours` or "
         "`2026-12-01 18:30 Europe/Paris`.",
         "time.missing_time": "“{text}” has a date but no time — add one, e.g. `{text} 20:00`.",
@@ -221,6 +225,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "console.usage.lang": "Usage: /lang {choices}",
     },
     "fr": {
+        # --- audio sources ---
+        "audio.bad_source": "Je ne peux pas lire « {text} » — donnez l'URL d'un flux (`https://…`, `rtmp://…`, "
+        "`srt://…`, un `.m3u8` HLS), `file:<nom>` du dossier média, ou `browser` pour parler depuis la page du Space.",
+        "audio.bad_file": "« {text} » n'est pas un nom de fichier du dossier média — utilisez `file:<nom>`, par "
+        "exemple `file:intro.ogg`.",
         "time.unreadable": "Je n'ai pas compris « {text} » comme une date et une heure — essayez `demain 20h`, "
         "`dans 2 heures` ou `2026-12-01 18:30 Europe/Paris`.",
         "time.missing_time": "« {text} » a une date mais pas d'heure — ajoutez-en une, par ex. `{text} 20h`.",
