@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -78,19 +79,26 @@ class FakeVoice:
         return LinkHealth(LinkState.PLAYING if str(channel) in self._players else LinkState.STOPPED)
 
 
-async def until(cond, timeout: float = 15.0, what: str = "") -> None:  # type: ignore[no-untyped-def]
-    end = time.monotonic() + timeout
+async def until(cond: Callable[[], bool], what: str, within_s: float = 15.0) -> None:
+    """Poll ``cond`` on the loop (real processes: no clock to drive); fails after ``within_s`` seconds."""
+    end = time.monotonic() + within_s
     while not cond():
         if time.monotonic() > end:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.02)
 
 
-async def collect(stream) -> bytes:  # type: ignore[no-untyped-def]
+async def collect(stream: AsyncIterator[bytes]) -> bytes:
     out = bytearray()
     async for chunk in stream:
         out += chunk
     return bytes(out)
+
+
+def grown(bridge: Bridge, by: int) -> Callable[[], bool]:
+    """True once ``by`` more frames than now were pushed to the bridge's hub."""
+    start = bridge.feed.pushed
+    return lambda: bridge.feed.pushed >= start + by
 
 
 def bridge_for(source: AudioSource, ffmpeg: str, media_dir: Path | None, **kw: object) -> Bridge:
@@ -289,10 +297,10 @@ async def test_browser_sessions(ffmpeg_exe: str, webm: bytes, no_leftovers: None
     try:
         for session_no in range(3):
             session = bridge.browser_input()
-            before = bridge.feed.pushed
+            arrived = grown(bridge, 45)
             for i in range(0, len(webm), 4096):
                 await session.write(webm[i : i + 4096])
-            await until(lambda b=before: bridge.feed.pushed >= b + 45, what=f"session {session_no} frames")
+            await until(arrived, what=f"session {session_no} frames")
             assert bridge.health().source.state is LinkState.PLAYING
             if session_no < 2:
                 await session.close()  # the host went away
