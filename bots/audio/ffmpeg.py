@@ -315,7 +315,8 @@ class SourceProcess:
                     return
                 produced = self._frames - frames_before
                 kind = self.source.kind
-                if kind is SourceKind.FILE and rc == 0 and produced > 0:
+                # a file that ended (resumed at its very end, it may produce nothing more)
+                if kind is SourceKind.FILE and rc == 0 and (produced > 0 or self._frames > 0):
                     with self._lock:
                         self._set(LinkState.STOPPED, "finished")
                     log.info("source finished", extra={"space_id": self._space_id})
@@ -378,6 +379,9 @@ class SourceProcess:
                 stderr=subprocess.PIPE,
                 preexec_fn=_die_with_parent,
                 close_fds=True,
+                # unbuffered: stop() closes stdin while a write may be blocked on a full pipe (a buffered
+                # writer's close would wait for that write's lock), and stdout is read as it comes
+                bufsize=0,
             )
         except OSError as e:
             return None, [f"cannot start ffmpeg: {e.strerror}"]
@@ -416,8 +420,8 @@ class SourceProcess:
         reader = OggReader()
         out = proc.stdout
         while True:
-            # read1: whatever the pipe has (one 20-ms page is a few hundred bytes), never waiting for more
-            chunk = out.read1(65536)  # type: ignore[attr-defined]
+            # one read() of the raw pipe: whatever it has (a 20-ms page is a few hundred bytes), never more
+            chunk = out.read(65536)
             if not chunk:
                 return
             for packet in reader.feed(chunk):
