@@ -285,3 +285,17 @@ def test_stop_mid_stream_leaves_nothing(
     proc.stop()  # idempotent
     assert proc.health().state is LinkState.STOPPED
     assert not children()
+
+
+def test_file_that_is_not_audio_reported_plainly(
+    ffmpeg_exe: str, media_dir: Path, no_leftovers: None
+) -> None:
+    (media_dir / "notes.mp3").write_bytes(b"this is not audio\n" * 100)
+    proc, frames, failures = _run(
+        AudioSource(SourceKind.FILE, "notes.mp3"), ffmpeg_exe, media_dir, backoff_s=0.01, max_backoff_s=0.05
+    )
+    try:
+        wait_until(lambda: bool(failures), what="the report")
+    finally:
+        proc.stop()
+    assert failures == ["not an audio stream"] and not frames
