@@ -145,6 +145,8 @@ _EXPLANATIONS = (
     ),
     (re.compile(r"(?i)invalid data found"), "not an audio stream"),
     (re.compile(r"(?i)protocol .* not on whitelist"), "protocol not allowed"),
+    # ffmpeg 9 verifies certificates: a self-signed or expired one is refused
+    (re.compile(r"(?i)certificate verify failed"), "TLS certificate not trusted"),
 )
 _HTTP_STATUS = re.compile(r"(?i)server returned (\d{3}[^\r\n]*)")
 

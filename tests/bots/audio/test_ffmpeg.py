@@ -97,6 +97,8 @@ def test_redact_and_explain() -> None:
     assert explain(["tcp://127.0.0.1:9: Connection refused"], 1) == "connection refused"
     assert explain(["Output file #0 does not contain any stream"], 1) == "no audio stream"
     assert explain([], -9) == "ffmpeg killed by signal 9"
+    tls = ["[tls @ 0x1] error:0A000086:SSL routines::certificate verify failed", "Error opening input files"]
+    assert explain(tls, 1) == "TLS certificate not trusted"
     assert "s3cret" not in explain(["rtmp://u:s3cret@h/app?k=s3cret something odd"], 1)
 
 
