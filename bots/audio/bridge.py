@@ -52,8 +52,9 @@ class _Link:
 
 
 class Bridge:
-    """A live Space's audio. ``on_source_failed(detail)`` is called on the event loop, once, when the source
-    never produced a frame in several attempts (the supervisor tells the host); it keeps being retried."""
+    """A live Space's audio. ``on_source_failed(detail)`` is called on the event loop when the source never
+    produced a frame in several attempts (once; it keeps being retried), or when a host session's browser
+    audio could not be decoded at all (once per session); the supervisor tells the host."""
 
     def __init__(
         self,
@@ -129,7 +130,7 @@ class Bridge:
             media_dir=self._media_dir,
             push=self._hub.push,
             bitrate_kbps=self._bitrate,
-            on_failed=self._source_failed if self.source.kind is not SourceKind.BROWSER else None,
+            on_failed=self._source_failed,
             space_id=self.space_id,
             backoff_s=self._source_backoff[0],
             max_backoff_s=self._source_backoff[1],
