@@ -90,6 +90,7 @@ class Bridge:
         self._started = False
         self._stopped = False
         self._stopping: asyncio.Future[None] | None = None
+        self._ticker: asyncio.Task[None] | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -102,6 +103,7 @@ class Bridge:
         if self.source.kind is not SourceKind.BROWSER:
             self._process = self._spawn()
             self._process.start()
+        self._ticker = asyncio.create_task(self._tick(), name=f"audio-tick-{self.space_id}")
         log.info("audio bridge started", extra={"space_id": self.space_id, "kind": str(self.source.kind)})
 
     async def stop(self) -> None:
@@ -118,10 +120,24 @@ class Bridge:
                 await self._session.close()
             if self._process is not None:
                 await asyncio.to_thread(self._process.stop)
+            if self._ticker is not None:
+                self._ticker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._ticker
             self._hub.close()
             log.info("audio bridge stopped", extra={"space_id": self.space_id})
         finally:
             self._stopping.set_result(None)
+
+    async def _tick(self) -> None:
+        """While no frame comes, wake the web listeners every FILL_TICK_S (they fill the gap with silence)."""
+        seen = self._hub.pushed
+        while True:
+            await asyncio.sleep(FILL_TICK_S)
+            pushed = self._hub.pushed
+            if pushed == seen:
+                self._hub.nudge()
+            seen = pushed
 
     def _spawn(self) -> SourceProcess:
         return SourceProcess(
@@ -241,9 +257,8 @@ class Bridge:
         try:
             yield writer.headers()
             while True:
-                idle = loop.time() - quiet_since
-                wait = FILL_TICK_S if idle >= threshold else threshold - idle
-                batch = await listener.next_batch(wait)
+                # no timer per listener: the bridge's tick nudges every listener while the source is quiet
+                batch = await listener.next_batch()
                 if batch is None:
                     break
                 if batch:
