@@ -372,3 +372,20 @@ async def test_browser_session_without_audio_reported(
     assert reports == ["no audio stream"]
     assert bridge.health().source.state is LinkState.FAILED
     await bridge.stop()
+
+
+async def test_stop_survives_a_cancelled_caller(
+    ffmpeg_exe: str, media_dir: Path, tone: Path, no_leftovers: None
+) -> None:
+    voice = FakeVoice()
+    bridge = bridge_for(AudioSource(SourceKind.FILE, "tone.wav"), ffmpeg_exe, media_dir, voice=[voice])
+    await bridge.start()
+    await bridge.link(chan(1))
+    await until(lambda: bridge.feed.pushed > 5, what="frames")
+    caller = asyncio.create_task(bridge.stop())
+    await asyncio.sleep(0)
+    caller.cancel()  # e.g. the supervisor's task cancelled at shutdown
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    await bridge.stop()  # the same stop, carried on to its end
+    assert voice.leaves == [chan(1)] and bridge.feed.closed and not children()
