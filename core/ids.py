@@ -15,3 +15,11 @@ def new_space_id() -> str:
 
 def looks_like_space_id(text: str) -> bool:
     return len(text) == LENGTH and all(c in ALPHABET for c in text)
+
+
+HOST_KEY_BYTES = 24  # secrets.token_urlsafe: 32 characters, 192 bits — a password, never shown publicly
+
+
+def new_host_key() -> str:
+    """The secret of a Space's private host page (the browser microphone): only ever sent to the host."""
+    return secrets.token_urlsafe(HOST_KEY_BYTES)

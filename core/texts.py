@@ -66,12 +66,22 @@ TEXTS: dict[str, dict[str, str]] = {
         "voice.elsewhere": "That voice channel isn't in this server — pick one here.",
         "sub.closed": "This Space is {status}: reminders are closed.",
         "sub.host": "You're the host — you'll get your own reminders.",
+        # --- live audio: sources and bridged voice channels ---
+        "perm.bridge": "Only a moderator of this server can bring a Space into its voice channels (the host can "
+        "in the Space's own server).",
+        "bridge.not_voice": "Pick a voice or stage channel of a server.",
+        "bridge.too_many": "This Space already plays in {limit} voice channels — unbridge one first.",
+        "usage.source": "Usage: `/source <id> <source>` — a stream URL (`https://…`, `rtmp://…`, `srt://…`), "
+        "`file:<name>`, `browser` to speak from your browser, or `none` to remove it.",
+        "usage.bridge": "Usage: `/space bridge space:<id> channel:<voice channel>`.",
         # --- actions (verbs used in messages above) ---
         "action.cancel": "cancel",
         "action.reschedule": "reschedule",
         "action.start": "start",
         "action.end": "end",
         "action.edit": "edit",
+        "action.source": "change the audio source of",
+        "action.bridge": "bridge",
         "status.scheduled": "scheduled",
         "status.live": "live",
         "status.ended": "over",
@@ -91,6 +101,21 @@ TEXTS: dict[str, dict[str, str]] = {
         "reply.started#zero": "You're live 🟣 “{title}” — nobody has subscribed yet: share the link!",
         "reply.ended": "Ended “{title}”. Thanks for hosting!",
         "reply.already_live": "“{title}” is already live.",
+        "reply.source_set": "🎙️ Audio source of “{title}”: {source}",
+        "reply.source_browser": "🎙️ “{title}” will play your microphone from your browser.",
+        "reply.source_cleared": "“{title}” has no audio source any more.",
+        "reply.bridged": "🔊 “{title}” will play in {channel}.",
+        "reply.already_bridged": "“{title}” already plays in {channel}.",
+        "reply.unbridged": "“{title}” no longer plays in {channel}.",
+        "reply.not_bridged": "“{title}” wasn't playing in {channel}.",
+        # the host's private page: never on a card, never to anyone but the host
+        "reply.host_link": "🎙️ Speak from your browser (keep this link to yourself): {link}",
+        "notice.host_problem": "⚠️ Your audio for “{title}” isn't working: {detail}",
+        "notice.host_problem_hint": "Listeners hear silence until it comes back. Set another source with "
+        "`/source {space_id} <source>`, or `/source {space_id} browser` to speak from your browser.",
+        "audio.problem.source": "the source can't be read ({detail})",
+        "audio.problem.browser": "your browser stopped sending sound",
+        "audio.problem.voice": "I can't play in {channel} ({detail})",
         "reply.reach": "Your live notice: {messaged} messaged, {mentioned} mentioned in the chat (DMs closed), "
         "{unreachable} unreachable.",
         "reply.subscribed": "🔔 Reminder set for “{title}” — I'll message you when it starts.",
@@ -279,11 +304,21 @@ TEXTS: dict[str, dict[str, str]] = {
         "voice.elsewhere": "Ce salon vocal n'est pas sur ce serveur — choisissez-en un ici.",
         "sub.closed": "Ce Space est {status} : les rappels sont fermés.",
         "sub.host": "Vous êtes l'hôte — vous recevrez vos propres rappels.",
+        # --- live audio: sources and bridged voice channels ---
+        "perm.bridge": "Seul un modérateur de ce serveur peut amener un Space dans ses salons vocaux (l'hôte le "
+        "peut sur le serveur du Space).",
+        "bridge.not_voice": "Choisissez un salon vocal ou une scène d'un serveur.",
+        "bridge.too_many": "Ce Space est déjà diffusé dans {limit} salons vocaux — retirez-en un d'abord.",
+        "usage.source": "Usage : `/source <id> <source>` — l'URL d'un flux (`https://…`, `rtmp://…`, `srt://…`), "
+        "`file:<nom>`, `browser` pour parler depuis votre navigateur, ou `none` pour la retirer.",
+        "usage.bridge": "Usage : `/space bridge space:<id> channel:<salon vocal>`.",
         "action.cancel": "annuler",
         "action.reschedule": "reprogrammer",
         "action.start": "démarrer",
         "action.end": "terminer",
         "action.edit": "modifier",
+        "action.source": "changer la source audio de",
+        "action.bridge": "diffuser",
         "status.scheduled": "programmé",
         "status.live": "en direct",
         "status.ended": "terminé",
@@ -303,6 +338,21 @@ TEXTS: dict[str, dict[str, str]] = {
         "partagez le lien !",
         "reply.ended": "« {title} » est terminé. Merci d'avoir animé !",
         "reply.already_live": "« {title} » est déjà en direct.",
+        "reply.source_set": "🎙️ Source audio de « {title} » : {source}",
+        "reply.source_browser": "🎙️ « {title} » diffusera votre micro depuis votre navigateur.",
+        "reply.source_cleared": "« {title} » n'a plus de source audio.",
+        "reply.bridged": "🔊 « {title} » sera diffusé dans {channel}.",
+        "reply.already_bridged": "« {title} » est déjà diffusé dans {channel}.",
+        "reply.unbridged": "« {title} » n'est plus diffusé dans {channel}.",
+        "reply.not_bridged": "« {title} » n'était pas diffusé dans {channel}.",
+        "reply.host_link": "🎙️ Parlez depuis votre navigateur (gardez ce lien pour vous) : {link}",
+        "notice.host_problem": "⚠️ Le son de « {title} » ne fonctionne pas : {detail}",
+        "notice.host_problem_hint": "Les auditeurs entendent un silence jusqu'à son retour. Choisissez une autre "
+        "source avec `/source {space_id} <source>`, ou `/source {space_id} browser` pour parler depuis votre "
+        "navigateur.",
+        "audio.problem.source": "la source est illisible ({detail})",
+        "audio.problem.browser": "votre navigateur n'envoie plus de son",
+        "audio.problem.voice": "je ne peux pas jouer dans {channel} ({detail})",
         "reply.reach": "Votre annonce du direct — prévenus en privé : {messaged}, mentionnés dans le groupe "
         "(messages privés fermés) : {mentioned}, injoignables : {unreachable}.",
         "reply.subscribed": "🔔 Rappel activé pour « {title} » — je vous écris dès qu'il commence.",
