@@ -169,6 +169,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "dc.opt.description": "What it is about",
         "dc.opt.space": "Which Space",
         "dc.opt.new_when": "The new time, e.g. tomorrow 21:00",
+        "dc.cmd.source": "Set a Space's audio: a stream URL, file:<name>, browser, or none (host and moderators)",
+        "dc.cmd.bridge": "Play a Space (its id or link) in one of this server's voice channels (moderators)",
+        "dc.cmd.unbridge": "Stop playing a Space in a voice channel of this server",
+        "dc.opt.source": "Audio: a stream URL (https, rtmp, srt…), file:<name>, or browser for your microphone",
+        "dc.opt.bridge_channel": "The voice or stage channel to play it in",
         "dc.in.minutes": "in {count} minutes",
         "dc.in.minutes#one": "in 1 minute",
         "dc.in.minutes#zero": "now",
@@ -188,6 +193,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "`/spaces` — upcoming Spaces here\n"
         "`/reschedule <id> <when>` · `/rename <id> <title>` · `/cancel <id>` · `/live <id>` · `/end <id>` — "
         "host and admins\n"
+        "`/source <id> <stream URL | browser | none>` — the Space's audio (host and admins)\n"
         "`/tz <zone>` — your time zone (now {zone}) · `/chattz <zone>` — this chat's (admins)",
         "ask.title": "What's the title of your Space? (reply to this message)",
         "ask.time": "When does “{title}” start? e.g. `tomorrow 20:00`, `in 2 hours`, `friday 18:30 Europe/Paris`",
@@ -246,6 +252,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "console.usage.reschedule": "Usage: /reschedule <id> <when>, e.g. /reschedule abcd234567 friday 18:00",
         "console.usage.as": "Usage: /as <name> — letters, digits, '_', '-' or '.', e.g. /as alice",
         "console.usage.mod": "Usage: /mod on  or  /mod off",
+        "console.usage.source": "Usage: /source <id> <source> — a stream URL, file:<name>, browser, or none",
         "console.usage.tz": "Usage: /tz <IANA zone>, e.g. /tz Europe/Paris",
         "console.usage.lang": "Usage: /lang {choices}",
     },
@@ -406,6 +413,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "dc.opt.description": "De quoi il parle",
         "dc.opt.space": "Quel Space",
         "dc.opt.new_when": "La nouvelle heure, par ex. demain 21h",
+        "dc.cmd.source": "Le son d'un Space : URL d'un flux, file:<nom>, browser, ou none (hôte et modérateurs)",
+        "dc.cmd.bridge": "Diffuser un Space (son id ou lien) dans un salon vocal de ce serveur (modérateurs)",
+        "dc.cmd.unbridge": "Arrêter de diffuser un Space dans un salon vocal de ce serveur",
+        "dc.opt.source": "Le son : URL d'un flux (https, rtmp, srt…), file:<nom>, ou browser pour votre micro",
+        "dc.opt.bridge_channel": "Le salon vocal ou la scène où le diffuser",
         "dc.in.minutes": "dans {count} minutes",
         "dc.in.minutes#one": "dans 1 minute",
         "dc.in.minutes#zero": "maintenant",
@@ -425,6 +437,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "`/spaces` — les Spaces à venir ici\n"
         "`/reschedule <id> <quand>` · `/rename <id> <titre>` · `/cancel <id>` · `/live <id>` · `/end <id>` — "
         "hôte et admins\n"
+        "`/source <id> <URL d'un flux | browser | none>` — le son du Space (hôte et admins)\n"
         "`/tz <fuseau>` — votre fuseau (actuellement {zone}) · `/chattz <fuseau>` — celui du groupe (admins)",
         "ask.title": "Quel est le titre de votre Space ? (répondez à ce message)",
         "ask.time": "Quand commence « {title} » ? par ex. `demain 20h`, `dans 2 heures`, `vendredi 18h30 Europe/Paris`",
@@ -485,6 +498,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "console.usage.reschedule": "Usage : /reschedule <id> <quand>, par ex. /reschedule abcd234567 vendredi 18h",
         "console.usage.as": "Usage : /as <nom> — lettres, chiffres, « _ », « - » ou « . », par ex. /as alice",
         "console.usage.mod": "Usage : /mod on  ou  /mod off",
+        "console.usage.source": "Usage : /source <id> <source> — l'URL d'un flux, file:<nom>, browser, ou none",
         "console.usage.tz": "Usage : /tz <fuseau IANA>, par ex. /tz Europe/Paris",
         "console.usage.lang": "Usage : /lang {choices}",
     },

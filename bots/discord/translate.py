@@ -20,7 +20,16 @@ from typing import TYPE_CHECKING, Any
 from core.ids import looks_like_space_id
 from core.notices import Verb, parse_callback
 from core.refs import ChatRef, Platform, UserRef
-from core.services.inbound import Command, ListSpaces, Manage, Rename, Reschedule, Schedule
+from core.services.inbound import (
+    Bridge,
+    Command,
+    ListSpaces,
+    Manage,
+    Rename,
+    Reschedule,
+    Schedule,
+    SetSource,
+)
 from core.texts import pick_locale
 
 if TYPE_CHECKING:
@@ -354,6 +363,13 @@ def _cut(text: str) -> str:
     return text[: MAX_INPUT + 1]
 
 
+def _channel(channel_id: str, inc: Incoming) -> ChatRef | None:
+    """A channel option (its id) as a channel of the interaction's guild; None when absent or odd."""
+    if not (channel_id.isascii() and channel_id.isdigit()) or len(channel_id) > 20 or inc.guild_id is None:
+        return None
+    return chat_ref(channel_id, inc.guild_id)
+
+
 def to_command(inc: Incoming, space: str) -> Command | None:
     """The ``/space`` subcommand as the core's inbound command (the options are typed: nothing to parse
     but the time, which the core reads). ``space``: the Space the member named."""
@@ -365,12 +381,21 @@ def to_command(inc: Incoming, space: str) -> Command | None:
             when=_cut(opt("when")),
             tz=opt("timezone") or None,
             description=_cut(opt("description")),
-            voice=chat_ref(voice, inc.guild_id) if voice.isdigit() and inc.guild_id else None,
+            voice=_channel(voice, inc),
+            source=_cut(opt("source")),
         )
     if sub == "list":
         return ListSpaces()
+    if sub == "start":
+        return Manage(Verb.START, space, command="space start", source=_cut(opt("source")))
     if sub in MANAGE_VERBS:
         return Manage(MANAGE_VERBS[sub], space, command=f"space {sub}")
+    if sub == "source":
+        return SetSource(space, _cut(opt("source")))
+    if sub in ("bridge", "unbridge"):
+        channel = _channel(opt("channel"), inc)
+        label = f"<#{channel.id}>" if channel is not None else ""
+        return Bridge(space, channel, label, remove=sub == "unbridge")
     if sub == "reschedule":
         return Reschedule(space, opt("when"))
     if sub == "rename":
@@ -379,8 +404,11 @@ def to_command(inc: Incoming, space: str) -> Command | None:
 
 
 # the core's texts name the commands as typed in a chat ("/rename <id> …"); on Discord they are subcommands
-SUBCOMMANDS = frozenset({"schedule", "list", "start", "end", "cancel", "reschedule", "rename"})
+SUBCOMMANDS = frozenset(
+    {"schedule", "list", "start", "end", "cancel", "reschedule", "rename", "source", "bridge", "unbridge"}
+)
 _AS_SUBCOMMAND = {
+    "source": "source",
     "rename": "rename",
     "reschedule": "reschedule",
     "cancel": "cancel",
