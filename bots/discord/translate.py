@@ -80,6 +80,8 @@ class Incoming:
     options: Mapping[str, str] = field(default_factory=dict)  # option name → its value, as text
     focused: str | None = None  # autocomplete: the option being typed
     custom_id: str | None = None  # components
+    # channel options: the channels' names, as Discord resolved them (id → name), to name them in answers
+    channel_names: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def request_id(self) -> str:
@@ -223,6 +225,20 @@ def _option_value(v: object, where: str) -> str:
     raise BadInteraction(f"{where} has an odd value")
 
 
+def _channel_names(data: object) -> dict[str, str]:
+    """``data.resolved.channels``: id → name of the channels given as options (ignored when odd)."""
+    resolved = data.get("resolved") if isinstance(data, dict) else None
+    channels = resolved.get("channels") if isinstance(resolved, dict) else None
+    if not isinstance(channels, dict) or len(channels) > 25:
+        return {}
+    names: dict[str, str] = {}
+    for cid, channel in channels.items():
+        name = channel.get("name") if isinstance(channel, dict) else None
+        if isinstance(cid, str) and cid.isdigit() and isinstance(name, str) and 0 < len(name) <= 100:
+            names[cid] = name
+    return names
+
+
 def _command(data: object) -> tuple[str, str | None, dict[str, str], str | None]:
     """(command name, subcommand, options, focused option) of an application command or autocomplete."""
     if not isinstance(data, dict):
@@ -284,8 +300,10 @@ def from_payload(data: object) -> Incoming:
     locale = pick_locale(_text(data.get("locale"), "locale", limit=16) or None)
     command = sub = focused = custom_id = None
     options: dict[str, str] = {}
+    names: dict[str, str] = {}
     if kind in (Kind.COMMAND, Kind.AUTOCOMPLETE):
         command, sub, options, focused = _command(data.get("data"))
+        names = _channel_names(data.get("data"))
     elif kind is Kind.COMPONENT:
         body = data.get("data")
         if not isinstance(body, dict):
@@ -308,6 +326,7 @@ def from_payload(data: object) -> Incoming:
         options=options,
         focused=focused,
         custom_id=custom_id,
+        channel_names=names,
     )
 
 
@@ -394,7 +413,8 @@ def to_command(inc: Incoming, space: str) -> Command | None:
         return SetSource(space, _cut(opt("source")))
     if sub in ("bridge", "unbridge"):
         channel = _channel(opt("channel"), inc)
-        label = f"<#{channel.id}>" if channel is not None else ""
+        # named as the member picked it (answers are escaped text: a <#id> mention would show as typed)
+        label = f"#{inc.channel_names.get(channel.id, channel.id)}" if channel is not None else ""
         return Bridge(space, channel, label, remove=sub == "unbridge")
     if sub == "reschedule":
         return Reschedule(space, opt("when"))

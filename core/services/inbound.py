@@ -439,8 +439,7 @@ class InboundService:
             out.error(e)
             return False
         # what was understood, title and time apart, with the one-step fixes: a misreading shows at once
-        confirmation = self._manage.scheduled(space, req.locale)
-        confirmation = dataclasses.replace(confirmation, text=confirmation.text + self._host_line(req, space))
+        confirmation = self._manage.scheduled(space, req.locale, more=self._host_line(req, space))
         if not req.private and req.dm_link is not None:
             profile = await self._profiles.get(req.actor)
             if not (profile and profile.dm_reachable):

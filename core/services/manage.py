@@ -146,10 +146,11 @@ class ManageService:
             confirmations.renamed(space, locale), space, when_text=confirmations.when_text(space, locale)
         )
 
-    def scheduled(self, space: Space, locale: str) -> Reply:
-        """The reply to whoever scheduled ``space``: its title and time apart, its link, the fixes."""
+    def scheduled(self, space: Space, locale: str, *, more: str = "") -> Reply:
+        """The reply to whoever scheduled ``space``: its title and time apart, its link, ``more`` (lines
+        only the host may read), the fixes."""
         return Reply(
-            confirmations.scheduled(space, locale, self._links.space(space.id)),
+            confirmations.scheduled(space, locale, self._links.space(space.id), more=more),
             space,
             when_text=confirmations.when_text(space, locale),
         )
