@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
@@ -42,7 +42,7 @@ class Space:
     ended_at: datetime | None = None
     # the secret of the host's private page ({share link}/host?key=…): made at scheduling, shown to the host
     # only (a DM, an ephemeral answer), never on a card or in anyone else's notice
-    host_key: str = ""
+    host_key: str = field(default="", repr=False)  # a credential: never in a log line or a repr
 
     @property
     def platform(self) -> Platform:

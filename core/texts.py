@@ -229,6 +229,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "  /cancel <id>                     cancel a scheduled Space\n"
         "  /reschedule <id> <when>          move it, e.g. /reschedule abcd234567 friday 18:00\n"
         "  /rename <id> <title>             give it a new title, e.g. /rename abcd234567 Weekly AMA #2\n"
+        "  /source <id> <source>            its audio: a stream URL, file:<name>, browser, or none\n"
         '  /as <name>                       act as someone else (you are "{host}", the host; try /as alice)\n'
         "  /mod on|off                      give the acting user moderator rights\n"
         "  /tz <zone>                       your time zone, e.g. /tz Europe/Paris (now {zone})\n"
@@ -473,6 +474,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "  /cancel <id>                     annuler un Space programmé\n"
         "  /reschedule <id> <quand>         le déplacer, par ex. /reschedule abcd234567 vendredi 18h\n"
         "  /rename <id> <titre>             lui donner un nouveau titre, par ex. /rename abcd234567 AMA hebdo n°2\n"
+        "  /source <id> <source>            son audio : l'URL d'un flux, file:<nom>, browser, ou none\n"
         "  /as <nom>                        agir au nom de quelqu'un d'autre (vous êtes « {host} », l'hôte ; "
         "essayez /as alice)\n"
         "  /mod on|off                      donner les droits de modérateur à l'utilisateur actuel\n"

@@ -320,3 +320,9 @@ async def test_a_host_reminder_that_falls_back_to_a_mention_has_no_host_link(cor
     await core_env.run()
     mentions = core_env.platform.of("mention")
     assert mentions and all(space.host_key not in m.notice.plain() for m in mentions)
+
+
+async def test_the_host_key_is_never_in_a_spaces_repr(core_env: CoreEnv) -> None:
+    space = await schedule(core_env)
+    assert space.host_key and space.host_key not in repr(space)
+    assert space.host_key not in repr(await core_env.spaces.get(space.id))
