@@ -189,8 +189,10 @@ class Handlers:
     async def on_manage(self, update: Update, context: Ctx, *, verb: Verb, command: str) -> None:
         if await self._refuse_anonymous(update):
             return
-        space_id, _ = tr.split_id(" ".join(context.args or []))
-        await self._run(update, ib.Manage(verb, space_id or "", command))
+        space_id, rest = tr.split_id(" ".join(context.args or []))
+        # "/live <id> <source>": go live with that audio source (the other verbs take the id alone)
+        source = rest if verb is Verb.START else ""
+        await self._run(update, ib.Manage(verb, space_id or "", command, source=source))
 
     async def on_edit(self, update: Update, context: Ctx, *, command: str) -> None:
         """``/reschedule <id> <when>`` and ``/rename <id> <title>``: a Space's id, then its new value."""

@@ -47,3 +47,17 @@ async def test_source_in_the_group_and_the_private_link_in_private_only(tg_env: 
     assert all(space.host_key not in m.text for m in tg.bot_messages(group))
     assert all(space.host_key not in m.text for m in tg.bot_messages(kim.id))
     tg.assert_clean()
+
+
+async def test_live_with_a_source_in_the_private_chat_gives_the_host_the_link(tg_env: TgEnv) -> None:
+    env, tg = tg_env, tg_env.tg
+    host, group, _card = await schedule_in_group(env)
+    space = await _space(env, group)
+    await tg.user_sends(host, None, f"/live {space.id} mic")
+    said = await tg.wait_for_message(host.id, lambda m: "You're live" in m.text)
+    assert f"/s/{space.id}/host?key={space.host_key}" in said.text
+    live = await env.spaces.get(space.id)
+    assert live.status.value == "live" and live.audio_source == "browser"
+    await env.deliver()
+    assert all(space.host_key not in m.text for m in tg.bot_messages(group))
+    tg.assert_clean()
