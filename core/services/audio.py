@@ -24,9 +24,10 @@ from core import rules
 from core.audio import AudioSource, parse_source
 from core.commands import BridgeChannel, SetAudioSource, UnbridgeChannel
 from core.errors import NotFound, UserError
+from core.hostlink import host_link
 from core.models import BridgedChannel, Delivery, DeliveryKind, Space, SpaceStatus
 from core.notices import problem_payload
-from core.ports import Clock, UnitOfWork, UnitOfWorkFactory, WakeUps
+from core.ports import Clock, Links, UnitOfWork, UnitOfWorkFactory, WakeUps
 from core.refs import ChatRef, UserRef
 from core.texts import TEXTS
 
@@ -59,14 +60,23 @@ class AudioService:
         clock: Clock,
         wake: WakeUps | None = None,
         *,
+        links: Links | None = None,
         read_uow: UnitOfWorkFactory | None = None,
     ) -> None:
         """``wake`` arms the delivery engine for a problem report (without it the report waits for the
-        engine's periodic sweep): the composition root passes the one the other services have."""
+        engine's periodic sweep): the composition root passes the one the other services have. ``links``:
+        where the share pages are, for :meth:`host_page`."""
         self._uow = uow
         self._read = read_uow or uow
         self._clock = clock
         self._wake = wake
+        self._links = links
+
+    def host_page(self, space: Space) -> str:
+        """The host's private page of ``space`` (core.hostlink): for the host's eyes only."""
+        if self._links is None:
+            raise RuntimeError("AudioService was built without links")
+        return host_link(self._links.space(space.id), space.host_key)
 
     # ------------------------------------------------------------------ for the audio side
 

@@ -24,7 +24,7 @@ from core.refs import ChatRef, Platform, UserRef
 from core.rules import MAX_BRIDGED, Actor
 from core.services.audio import AudioService
 from core.texts import t
-from tests.conftest import CoreEnv
+from tests.conftest import CoreEnv, StaticLinks
 
 GUILD_A, GUILD_B = "100", "200"
 TEXT_A = ChatRef(Platform.DISCORD, "11", scope=GUILD_A)
@@ -126,6 +126,8 @@ async def test_each_space_gets_its_own_host_key_and_only_it_opens_the_host_page(
     one, two = await schedule(core_env), await schedule(core_env)
     assert len(one.host_key) >= 32 and one.host_key != two.host_key
     assert (await svc.check_host_key(one.id, one.host_key)).id == one.id
+    pages = AudioService(core_env.db.uow, core_env.clock, links=StaticLinks())
+    assert pages.host_page(one) == f"https://spaces.test/s/{one.id}/host?key={one.host_key}"
     for space_id, key in ((one.id, two.host_key), (one.id, ""), (one.id, one.host_key[:-1]), ("nope", "x")):
         with pytest.raises(NotFound):
             await svc.check_host_key(space_id, key)
