@@ -151,7 +151,7 @@ class SetSource:
 @dataclass(frozen=True, slots=True)
 class Bridge:
     """Play a Space (its id, or its share link) in a voice channel, or stop (``remove``). ``label`` is how
-    the platform names the channel in a text (Discord: ``<#id>``). ``channel`` None: none was given."""
+    the platform names the channel in a text (Discord: ``#name``, as picked). ``channel`` None: none given."""
 
     space_id: str
     channel: ChatRef | None
