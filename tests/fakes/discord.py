@@ -640,7 +640,9 @@ class DiscordEmulator:
         return guild.members[user if isinstance(user, int) else user.id]
 
     # ------------------------------------------------------------------ voice states
-    def voice_state(self, guild: DcGuild, user: DcUser | DcMember | int | None = None) -> dict[str, Any] | None:
+    def voice_state(
+        self, guild: DcGuild, user: DcUser | DcMember | int | None = None
+    ) -> dict[str, Any] | None:
         """Where ``user`` (the bot by default) stands in ``guild``'s voice: Discord's voice state, or None."""
         return self.voice_states.get(guild.id, {}).get(_uid(user) if user is not None else self.bot.id)
 
