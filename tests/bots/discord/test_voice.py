@@ -63,7 +63,9 @@ class World:
 
 
 @contextlib.asynccontextmanager
-async def world(tmp_path: Path, ffmpeg_exe: str, build: Callable[[DiscordEmulator], None]) -> AsyncIterator[World]:
+async def world(
+    tmp_path: Path, ffmpeg_exe: str, build: Callable[[DiscordEmulator], None]
+) -> AsyncIterator[World]:
     async with DiscordEmulator() as dc, VoiceServer() as voice:
         dc.voice = voice.on_voice_state
         build(dc)
@@ -147,9 +149,7 @@ async def test_five_channels_receive_the_one_encode_byte_for_byte(tmp_path: Path
                 await w.platform.join(w.ref(channel), hub)
             assert len(player_threads()) == 5
             await w.wait(
-                lambda: all(
-                    w.voice.opus_frames(c.guild_id or 0)[-1:] == reference[-1:] for c in chans
-                ),
+                lambda: all(w.voice.opus_frames(c.guild_id or 0)[-1:] == reference[-1:] for c in chans),
                 within=30,
                 what="the end of the tone in every channel",
             )
