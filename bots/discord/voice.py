@@ -57,6 +57,7 @@ class FeedSource(discord.AudioSource):
         self._reader = reader
         self._on_finished = on_finished
         self.finished = threading.Event()
+        self.thread: threading.Thread | None = None  # the thread that let go of the reader (the player's)
 
     def read(self) -> bytes:
         return self._reader.read()
@@ -67,6 +68,7 @@ class FeedSource(discord.AudioSource):
     def cleanup(self) -> None:
         self._reader.close()
         if not self.finished.is_set():
+            self.thread = threading.current_thread()
             self.finished.set()
             if self._on_finished is not None:
                 self._on_finished()
@@ -99,6 +101,7 @@ class _Link:
     detail: str = ""
     reconnects: int = 0
     down_since: float | None = None
+    played_at: float = 0.0  # loop time the current player started
     awaiting_stage: bool = False  # on a stage, requested to speak: heard once a moderator invites the bot
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     source_done: asyncio.Event = field(
@@ -145,8 +148,11 @@ class DiscordVoice:
         return isinstance(client.get_channel(int(channel.id)), VocalChannel)
 
     async def join(self, channel: ChatRef, feed: FrameFeed) -> None:
-        if channel in self._links:
+        known = self._links.get(channel)
+        if known is not None and known.state is not LinkState.FAILED:
             return  # already joined (a retried link): one connection per channel
+        if known is not None:  # it failed for good earlier: a new attempt starts afresh
+            await self.leave(channel)
         target = self._resolve(channel)
         for other in self._links.values():
             if other.vc is not None and other.vc.guild.id == target.guild.id:
@@ -293,7 +299,7 @@ class DiscordVoice:
             loop.call_soon_threadsafe(link.wake.set)
 
         vc.play(source, after=ended)
-        link.source = source
+        link.source, link.played_at = source, loop.time()
         link.down_since = None
         self._mark_up(link, vc)
 
@@ -319,14 +325,27 @@ class DiscordVoice:
             link.wake.clear()
             vc = link.vc
             if vc is not None and self._connected(vc):
-                if not vc.is_playing():
-                    self._play(link, vc)  # the player gave up waiting while discord.py reconnected
+                if link.source is None or link.source.finished.is_set():
+                    # the player thread ended: it gave up waiting while discord.py reconnected (returning
+                    # without marking itself stopped, so is_playing() cannot tell), or its reader ended.
+                    # A new player and reader, after a backoff if the last one did not last
+                    if loop.time() - link.played_at < self.check_every * 4:
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 2, self.backoff_max)
+                        if link.vc is not vc:
+                            continue
+                    vc.stop()
+                    self._play(link, vc)
+                    link.reconnects += 1
+                    log.info("discord voice player restarted", extra={"channel": link.channel.id})
+                    continue
                 if link.down_since is not None:
                     link.reconnects += 1
                     log.info("discord voice restored", extra={"channel": link.channel.id})
                 link.down_since = None
                 self._mark_up(link, vc)
-                delay = self.backoff_first
+                if loop.time() - link.played_at > self.check_every * 4:
+                    delay = self.backoff_first
                 continue
             now = loop.time()
             if link.down_since is None:
@@ -367,24 +386,44 @@ class DiscordVoice:
         vc, source = link.vc, link.source
         link.vc = link.source = None
         if vc is not None:
-            vc.on_change = None
-            vc.stop()
-            # discord.py 2.7's websocket poller keeps re-joining after a drop even once disconnected (its
-            # retry would send a gateway op 4 for a channel we left): stop it first
-            state = getattr(vc, "_connection", None)
-            for attr in ("_runner", "_connector"):
-                task = getattr(state, attr, None)
-                if isinstance(task, asyncio.Task) and task is not asyncio.current_task():
-                    task.cancel()
-            try:
-                await asyncio.wait_for(vc.disconnect(force=True), self.leave_timeout)
-            except Exception as e:  # gone already, or Discord never confirmed: forget it anyway
-                log.debug("discord voice disconnect: %s", type(e).__name__)
-                vc.cleanup()
+            await self._disconnect(vc)
+        stale = self._registered(link.channel)
+        if stale is not None:  # a connect cancelled half-way (leave during a re-join) left its client
+            await self._disconnect(stale)
         if source is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(link.source_done.wait(), self.leave_timeout)
             source.cleanup()  # idempotent: a player that never started still closes its reader
+            thread = source.thread
+            if thread is not None and thread is not threading.current_thread():
+                # cleanup() is the player thread's last act: it is gone within microseconds
+                thread.join(timeout=0.05)
+
+    async def _disconnect(self, vc: _VoiceClient) -> None:
+        vc.on_change = None
+        vc.stop()
+        # discord.py 2.7's websocket poller keeps re-joining after a drop even once disconnected (its retry
+        # would send a gateway op 4 for the channel we left), and a connect cancelled half-way goes on in its
+        # own task: stop both first
+        state = getattr(vc, "_connection", None)
+        for attr in ("_runner", "_connector"):
+            task = getattr(state, attr, None)
+            if isinstance(task, asyncio.Task) and task is not asyncio.current_task():
+                task.cancel()
+        try:
+            await asyncio.wait_for(vc.disconnect(force=True), self.leave_timeout)
+        except Exception as e:  # gone already, or Discord never confirmed: forget it anyway
+            log.debug("discord voice disconnect: %s", type(e).__name__)
+            vc.cleanup()
+
+    def _registered(self, channel: ChatRef) -> _VoiceClient | None:
+        """Our voice client discord.py still holds for ``channel``'s guild, if it is for this channel."""
+        client = self._client()
+        found = client.get_channel(int(channel.id)) if client is not None and channel.id.isdigit() else None
+        vc = getattr(getattr(found, "guild", None), "voice_client", None)
+        if isinstance(vc, _VoiceClient) and vc.channel is not None and vc.channel.id == int(channel.id):
+            return vc
+        return None
 
 
 __all__ = ["DiscordVoice", "FeedSource"]

@@ -23,7 +23,7 @@ from bots.audio.ffmpeg import SourceProcess, offline_encode
 from bots.discord.adapter import DiscordConfig, DiscordPlatform
 from core.audio import FRAME_SAMPLES, AudioSource, LinkState, SourceKind
 from core.errors import ChatUnavailable
-from core.ports import VoiceBridge
+from core.ports import FrameReader, VoiceBridge
 from core.refs import ChatRef, Platform
 from tests.bots.audio.conftest import make_audio
 from tests.fakes.discord import STAGE, VOICE, DcChannel, DcGuild, DiscordEmulator, Perm, pointed_at
@@ -223,9 +223,12 @@ async def test_a_dropped_voice_connection_resumes_playing(tmp_path: Path, ffmpeg
         assert health.reconnects >= 1
         assert states[:1] == [LinkState.PLAYING] and LinkState.RECONNECTING in states
         received = w.voice.opus_frames(gid)
-        # what was heard after the drop is the same encode, in order (the live edge may have moved on)
-        assert is_subsequence(received, reference)
         conns = w.voice.connections_of(gid)
+        index = {frame: i for i, frame in enumerate(reference)}
+        # what was heard after the drop is the same encode, in order (the live edge may have moved on)
+        assert is_subsequence(received, reference), [
+            [(index.get(f.opus, -1), f.sequence) for f in c.frames if f.opus in index] for c in conns
+        ]
         after = [f for c in conns for f in c.frames if f.arrived > dropped.frames[-1].arrived]
         assert any(f.opus in set(reference) for f in after)
         for conn in conns:
@@ -234,6 +237,58 @@ async def test_a_dropped_voice_connection_resumes_playing(tmp_path: Path, ffmpeg
             f"\n{drop}: {len(conns)} voice session(s), {sum(c.resumes for c in conns)} resume(s), "
             f"reconnects={health.reconnects}, states={[s.value for s in states]}"
         )
+        await w.platform.leave(ref)
+        assert player_threads() == []
+
+
+class EndingFirstReader:
+    """The hub, but its first reader ends (b"") after ``after`` frames, as a reader of a feed that broke."""
+
+    def __init__(self, hub: FrameHub, after: int) -> None:
+        self.hub, self.after, self.readers = hub, after, 0
+
+    def reader(self) -> FrameReader:
+        self.readers += 1
+        inner = self.hub.reader()
+        if self.readers > 1:
+            return inner
+        left = [self.after]
+
+        class Ending:
+            def read(self) -> bytes:
+                left[0] -= 1
+                return inner.read() if left[0] >= 0 else b""
+
+            def close(self) -> None:
+                inner.close()
+
+        return Ending()
+
+
+async def test_a_player_that_stopped_is_restarted_with_a_new_reader(tmp_path: Path, ffmpeg_exe: str) -> None:
+    chans: list[DcChannel] = []
+
+    def build(dc: DiscordEmulator) -> None:
+        chans.append(dc.add_channel(dc.create_guild("G"), "Live", VOICE))
+
+    async with world(tmp_path, ffmpeg_exe, build) as w:
+        tone = make_audio(ffmpeg_exe, w.media / "tone.wav", seconds=6.0)
+        reference = offline_encode(str(tone), ffmpeg=ffmpeg_exe)
+        hub = FrameHub()
+        feed = EndingFirstReader(hub, after=60)
+        ref, gid = w.ref(chans[0]), chans[0].guild_id or 0
+        source = w.source("tone.wav", hub)
+        source.start()
+        try:
+            await w.platform.join(ref, feed)
+            await w.wait(lambda: feed.readers == 2, what="a second player")
+            await w.wait(lambda: len(w.voice.opus_frames(gid)) >= 100, what="audio from the new player")
+        finally:
+            await asyncio.to_thread(source.stop)
+        health = w.platform.voice_health(ref)
+        assert health.state is LinkState.PLAYING and health.reconnects == 1
+        [conn] = w.voice.connections_of(gid)  # the same voice connection: only the player was replaced
+        assert is_subsequence(conn.opus_frames(), reference)
         await w.platform.leave(ref)
         assert player_threads() == []
 
