@@ -18,6 +18,7 @@ What arrived is kept per connection and, across a guild's successive connections
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import secrets
 import ssl
@@ -136,6 +137,7 @@ class VoiceServer:
         self.port = 0
         self.udp_port = 0
         self._client_ssl: ssl.SSLContext | None = None
+        self._ssrcs = itertools.count(1000)
         self.leaves: list[str] = []  # guild ids the bot left (gateway op 4 with channel_id null)
         self.refused_resumes = 0
 
@@ -183,7 +185,9 @@ class VoiceServer:
     def expect(self, guild_id: str, user_id: str, session_id: str) -> str:
         """Register a coming voice session and return its token (what VOICE_SERVER_UPDATE carries)."""
         token = secrets.token_hex(8)
-        ssrc = 1000 + len(self._pending) + len(self.connections)
+        ssrc = next(
+            self._ssrcs
+        )  # unique for the server's life: a stray packet never lands in another session
         self._pending[token] = VoiceConnection(guild_id, user_id, session_id, ssrc, token=token)
         return token
 

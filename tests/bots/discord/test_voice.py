@@ -105,6 +105,10 @@ def assert_rtp_continuous(frames: list[RtpFrame]) -> None:
     assert {(b.timestamp - a.timestamp) % 2**32 for a, b in itertools.pairwise(frames)} == {FRAME_SAMPLES}
 
 
+def _span(indices: list[int]) -> str:
+    return f"{indices[0]}..{indices[-1]} ({len(indices)})" if indices else "none"
+
+
 def is_subsequence(part: list[bytes], whole: list[bytes]) -> bool:
     it = iter(whole)
     return all(any(x == y for y in it) for x in part)
@@ -235,7 +239,8 @@ async def test_a_dropped_voice_connection_resumes_playing(tmp_path: Path, ffmpeg
             assert conn.undecryptable == 0
         print(
             f"\n{drop}: {len(conns)} voice session(s), {sum(c.resumes for c in conns)} resume(s), "
-            f"reconnects={health.reconnects}, states={[s.value for s in states]}"
+            f"reconnects={health.reconnects}, states={[s.value for s in states]}, reference frames per "
+            f"session: {[_span([index.get(f.opus, -1) for f in c.frames if f.opus in index]) for c in conns]}"
         )
         await w.platform.leave(ref)
         assert player_threads() == []
