@@ -26,7 +26,16 @@ from core.errors import ChatUnavailable
 from core.ports import FrameReader, VoiceBridge
 from core.refs import ChatRef, Platform
 from tests.bots.audio.conftest import make_audio
-from tests.fakes.discord import STAGE, VOICE, DcChannel, DcGuild, DiscordEmulator, Perm, pointed_at
+from tests.fakes.discord import (
+    STAGE,
+    VOICE,
+    DcChannel,
+    DcGuild,
+    DiscordEmulator,
+    Perm,
+    pointed_at,
+    shard_of,
+)
 from tests.fakes.discord_voice import RtpFrame, VoiceServer
 
 pytestmark = pytest.mark.timeout(120)
@@ -343,6 +352,11 @@ async def test_on_a_stage_without_moderator_rights_the_bot_requests_to_speak(
         assert state is not None and state["suppress"] is True and state["request_to_speak_timestamp"]
         health = w.platform.voice_health(w.ref(chans[0]))
         assert health.state is LinkState.STARTING and "moderator" in health.detail
+        await w.dc.invite_to_speak(guilds[0])  # a moderator accepts: the bot is heard
+        await w.wait(
+            lambda: w.platform.voice_health(w.ref(chans[0])).state is LinkState.PLAYING, what="a speaker"
+        )
+        assert w.platform.voice_health(w.ref(chans[0])).detail == ""
         await w.platform.leave(w.ref(chans[0]))
 
 
@@ -408,7 +422,32 @@ async def test_stopping_the_platform_leaves_every_channel(tmp_path: Path, ffmpeg
         await w.platform.stop()
         assert sorted(w.voice.leaves) == sorted(str(c.guild_id) for c in chans)
         assert player_threads() == []
-        assert isinstance(w.platform.voice_health(w.ref(chans[0])).state, LinkState)
+        assert all(w.platform.voice_health(w.ref(c)).state is LinkState.STOPPED for c in chans)
+
+
+async def test_can_join_only_guilds_on_this_process_shards(tmp_path: Path) -> None:
+    async with DiscordEmulator() as dc, VoiceServer() as voice:
+        dc.voice = voice.on_voice_state
+        channels = [dc.add_channel(dc.create_guild(f"G{i}"), "Live", VOICE) for i in range(6)]
+        by_shard = {shard_of(c.guild_id or 0, 2): c for c in channels}
+        assert set(by_shard) == {0, 1}
+        with pointed_at(dc):
+            config = DiscordConfig(
+                token=dc.token, guild_ready_timeout=0.05, ready_timeout=10.0, shard_count=2, shard_ids=(0,)
+            )
+            platform = DiscordPlatform(config, ssl_context=voice.client_ssl)
+            try:
+                await platform.start()
+                ours, theirs = (
+                    ChatRef(Platform.DISCORD, str(c.id), scope=str(c.guild_id))
+                    for c in (by_shard[0], by_shard[1])
+                )
+                assert platform.can_join(ours) and not platform.can_join(theirs)
+                await platform.join(ours, FrameHub())
+                assert platform.voice_health(ours).state is LinkState.PLAYING
+            finally:
+                await platform.stop()
+        assert not platform.can_join(ours)  # stopped: nothing can be joined from here
 
 
 def test_feed_source_is_opus_and_closes_its_reader() -> None:
