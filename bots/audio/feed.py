@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-import time
 from collections.abc import AsyncIterator
 
 from core.audio import FRAMES_PER_SECOND, SILENCE_FRAME
@@ -39,7 +38,6 @@ class FrameHub:
         self._closed = False
         # the listeners of each loop; a push schedules one dispatch per loop
         self._loops: dict[asyncio.AbstractEventLoop, set[Listener]] = {}
-        self._last_push = time.monotonic()
 
     # ----------------------------------------------------------------- the source side
 
@@ -50,7 +48,6 @@ class FrameHub:
                 return
             self._ring[self._next % self._cap] = frame
             self._next += 1
-            self._last_push = time.monotonic()
             loops = [loop for loop, ls in self._loops.items() if ls]
         for loop in loops:
             try:
@@ -58,11 +55,6 @@ class FrameHub:
             except RuntimeError:  # that loop is closed: its listeners are gone with it
                 with self._lock:
                     self._loops.pop(loop, None)
-
-    def idle_for(self) -> float:
-        """Seconds since the last push (the bridge fills long gaps with silence for web listeners)."""
-        with self._lock:
-            return time.monotonic() - self._last_push
 
     @property
     def pushed(self) -> int:
@@ -192,20 +184,35 @@ class Listener:
         return self
 
     async def __anext__(self) -> list[bytes]:
+        batch = await self.next_batch()
+        if batch is None:
+            raise StopAsyncIteration
+        return batch
+
+    async def next_batch(self, wait_s: float | None = None) -> list[bytes] | None:
+        """The frames pushed since the last batch, waiting for at least one; [] when ``wait_s`` seconds
+        passed without any; None once the listener ended (the hub closed, or this listener was dropped)."""
         while True:
             if self.dropped:
-                raise StopAsyncIteration
+                return None
             batch = self._hub._take(self)
             if batch is None:
                 self._drop()
-                raise StopAsyncIteration
+                return None
             if batch:
                 return batch
             if self._ended or self._hub.closed:
                 self.close()
-                raise StopAsyncIteration
+                return None
             self._wake.clear()
-            await self._wake.wait()
+            if wait_s is None:
+                await self._wake.wait()
+                continue
+            try:
+                async with asyncio.timeout(wait_s):
+                    await self._wake.wait()
+            except TimeoutError:
+                return []
 
     def _drop(self) -> None:
         self.dropped = True

@@ -94,3 +94,19 @@ def test_writer_output_decodes_like_ffmpegs_own(ffmpeg_exe: str, tone: Path) -> 
     assert len(ours) >= len(reference)
     assert len(ours) - len(reference) < 960 * 4
     assert ours[: len(reference)] == reference
+
+
+def test_crc_equals_the_bitwise_definition() -> None:
+    def slow(data: bytes) -> int:  # RFC 3533's direct form: MSB first, polynomial 0x04C11DB7
+        crc = 0
+        for byte in data:
+            crc ^= byte << 24
+            for _ in range(8):
+                crc = ((crc << 1) ^ 0x04C11DB7) if crc & 0x80000000 else crc << 1
+                crc &= 0xFFFFFFFF
+        return crc
+
+    rng = random.Random(3)
+    for n in (0, 1, 2, 27, 255, 4000):
+        data = rng.randbytes(n)
+        assert crc32(data) == slow(data), n
