@@ -18,6 +18,7 @@ import discord
 import imageio_ffmpeg
 import pytest
 
+from bots.audio.bridge import Bridge
 from bots.audio.feed import FrameHub
 from bots.audio.ffmpeg import SourceProcess, offline_encode
 from bots.discord.adapter import DiscordConfig, DiscordPlatform
@@ -423,6 +424,41 @@ async def test_stopping_the_platform_leaves_every_channel(tmp_path: Path, ffmpeg
         assert sorted(w.voice.leaves) == sorted(str(c.guild_id) for c in chans)
         assert player_threads() == []
         assert all(w.platform.voice_health(w.ref(c)).state is LinkState.STOPPED for c in chans)
+
+
+async def test_the_audio_bridge_plays_through_the_platform(tmp_path: Path, ffmpeg_exe: str) -> None:
+    """The engine's Bridge with the platform as its VoiceBridge: linked while live, left when it stops."""
+    chans: list[DcChannel] = []
+
+    def build(dc: DiscordEmulator) -> None:
+        for i in range(2):
+            chans.append(dc.add_channel(dc.create_guild(f"G{i}"), "Live", VOICE))
+
+    async with world(tmp_path, ffmpeg_exe, build) as w:
+        tone = make_audio(ffmpeg_exe, w.media / "tone.wav", seconds=4.0)
+        reference = offline_encode(str(tone), ffmpeg=ffmpeg_exe)
+        bridge = Bridge(
+            "space-1",
+            AudioSource(SourceKind.FILE, "tone.wav"),
+            ffmpeg=ffmpeg_exe,
+            media_dir=str(w.media),
+            voice=[w.platform],
+        )
+        await bridge.start()
+        try:
+            for channel in chans:
+                await bridge.link(w.ref(channel))
+            await w.wait(
+                lambda: all(len(w.voice.opus_frames(c.guild_id or 0)) >= 50 for c in chans), what="audio"
+            )
+            health = bridge.health()
+            assert [h.state for h in health.channels.values()] == [LinkState.PLAYING] * 2
+        finally:
+            await bridge.stop()
+        for channel in chans:
+            assert is_subsequence(w.voice.opus_frames(channel.guild_id or 0), reference)
+        assert sorted(w.voice.leaves) == sorted(str(c.guild_id) for c in chans)
+        assert player_threads() == []
 
 
 async def test_can_join_only_guilds_on_this_process_shards(tmp_path: Path) -> None:
