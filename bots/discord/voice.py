@@ -5,11 +5,13 @@ packets the Space's one ffmpeg made (``is_opus()``: nothing is decoded or encode
 encode. The audio stays off the event loop: discord.py's player thread reads the feed's reader every 20 ms and
 sends the UDP packets itself; the loop only runs the handshakes and a light watchdog per channel.
 
-Reconnecting: discord.py restores a dropped voice websocket itself (a fresh handshake after most close codes).
-When it gives up (it disconnects and forgets the voice client), when it takes longer than ``restore_grace``,
-or when the player thread stopped (it waits only ``connect_timeout`` for a connection to come back), the
-watchdog joins again with backoff; :meth:`DiscordVoice.voice_health` reports RECONNECTING meanwhile and counts
-every restored drop.
+Reconnecting: discord.py restores a dropped voice websocket itself after most close codes (a fresh handshake,
+as for 4006 "session no longer valid"). It does not always manage: in 2.7 its resume after 4015 ("voice server
+crashed") sends a new gateway op 4 and then waits for an update order Discord does not send, and after a TCP
+reset its UDP reader can sit up to 30 s in a select on the closed socket. So a watchdog per channel gives it
+``restore_grace``, then tears the connection down and joins again with backoff; a player thread that ended (it
+waits only ``connect_timeout`` for a lost connection) is replaced by a new one on a new reader.
+:meth:`DiscordVoice.voice_health` says RECONNECTING meanwhile and counts every recovery.
 
 Discord's rules applied before connecting (so a refusal is a plain ChatUnavailable, not a 30-s timeout):
 Connect (and View Channel) to join; Speak to be heard in a voice channel; on a stage the bot arrives in the
@@ -95,6 +97,7 @@ class _VoiceClient(discord.VoiceClient):
 class _Link:
     channel: ChatRef
     feed: FrameFeed
+    guild_id: int
     vc: _VoiceClient | None = None
     source: FeedSource | None = None
     state: LinkState = LinkState.STARTING
@@ -155,12 +158,12 @@ class DiscordVoice:
             await self.leave(channel)
         target = self._resolve(channel)
         for other in self._links.values():
-            if other.vc is not None and other.vc.guild.id == target.guild.id:
+            if other.guild_id == target.guild.id:
                 raise ChatUnavailable(
                     f"discord: already in another voice channel of the server {target.guild.id} "
                     "(a bot has one voice connection per server)"
                 )
-        link = _Link(channel, feed)
+        link = _Link(channel, feed, target.guild.id)
         self._links[channel] = link
         try:
             await self._connect(link, target)
