@@ -202,7 +202,8 @@ class SourceProcess:
     "finished"). ``on_failed(detail)`` is called once (from the supervisor thread) when :data:`FAIL_AFTER`
     attempts in a row produced no frame; the process keeps retrying at the maximum backoff, and may report
     again after it worked. BROWSER (``stdin`` given bytes through :meth:`write_input`) runs once: a host
-    session is one ffmpeg, restarted by a new session, not here.
+    session is one ffmpeg, restarted by a new session, not here; ``on_failed`` is called if that ffmpeg
+    failed without a single frame (what the browser sent is not audio ffmpeg reads).
     """
 
     def __init__(
@@ -327,8 +328,12 @@ class SourceProcess:
                 if rc is None:  # not even spawned (a file that vanished): ``lines`` holds the reason
                     detail = lines[0] if lines else "cannot start ffmpeg"
                 if kind is SourceKind.BROWSER:
+                    # one host session, one ffmpeg: nothing to restart (the input is gone); what the host's
+                    # browser sent could not be decoded at all → told once, like a source that never works
                     with self._lock:
                         self._set(LinkState.STOPPED if rc == 0 else LinkState.FAILED, detail)
+                    if rc != 0 and not produced:
+                        self._report(detail)
                     return
                 if produced:
                     empty_runs, reported = 0, False
@@ -350,16 +355,20 @@ class SourceProcess:
                 if failing and not reported:
                     reported = True
                     backoff = self._max_backoff_s
-                    if self._on_failed is not None:
-                        try:
-                            self._on_failed(detail)
-                        except Exception:
-                            log.exception("on_failed raised", extra={"space_id": self._space_id})
+                    self._report(detail)
                 if self._stopping.wait(backoff):
                     return
                 backoff = min(backoff * 2, self._max_backoff_s)
         finally:
             self._spawned.set()
+
+    def _report(self, detail: str) -> None:
+        if self._on_failed is None:
+            return
+        try:
+            self._on_failed(detail)
+        except Exception:
+            log.exception("on_failed raised", extra={"space_id": self._space_id})
 
     def _run_once(self) -> tuple[int | None, list[str]]:
         """One ffmpeg from spawn to exit; pushes its frames. Returns its exit code (None: never spawned) and

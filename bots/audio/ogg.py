@@ -98,7 +98,9 @@ class OggReader:
         while True:
             start = buf.find(CAPTURE)
             if start < 0:
-                del buf[: max(0, len(buf) - 3)]  # keep what could be the start of "OggS"
+                if len(buf) > 3:  # bytes that belong to no page: a packet they interrupt is lost
+                    del buf[:-3]  # (keep what could be the start of "OggS")
+                    self._in_packet = False
                 return None
             if start:
                 del buf[:start]
