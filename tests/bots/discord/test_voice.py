@@ -10,6 +10,7 @@ import contextlib
 import itertools
 import statistics
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,6 +193,48 @@ async def test_five_channels_receive_the_one_encode_byte_for_byte(tmp_path: Path
         for channel in chans:
             await w.platform.leave(w.ref(channel))
         assert player_threads() == []
+
+
+async def test_the_audio_flows_while_the_event_loop_is_blocked(tmp_path: Path, ffmpeg_exe: str) -> None:
+    """The audio path never touches the event loop: with the loop stuck for a second (a CPU-bound handler),
+    ffmpeg's thread keeps pushing and every channel's player thread keeps sending. The emulator, on that same
+    loop, reads the queued datagrams afterwards: their count and unbroken sequence numbers show they were sent
+    during the block (a path through the loop would have sent none)."""
+    chans: list[DcChannel] = []
+
+    def build(dc: DiscordEmulator) -> None:
+        for i in range(3):
+            chans.append(dc.add_channel(dc.create_guild(f"G{i}"), "Live", VOICE))
+
+    async with world(tmp_path, ffmpeg_exe, build) as w:
+        tone = make_audio(ffmpeg_exe, w.media / "tone.wav", seconds=6.0)
+        reference = offline_encode(str(tone), ffmpeg=ffmpeg_exe)
+        hub = FrameHub()
+        for channel in chans:
+            await w.platform.join(w.ref(channel), hub)
+        source = w.source("tone.wav", hub)
+        source.start()
+        try:
+            await w.wait(lambda: hub.pushed >= 50, what="a second of audio")
+            before = [len(w.voice.received(c.guild_id or 0)) for c in chans]
+            pushed = hub.pushed
+            time.sleep(1.0)  # noqa: ASYNC251 — the point: the loop is blocked for a second
+            blocked_pushes = hub.pushed - pushed
+            for _ in range(5):  # let the emulator read what queued up, without time for much more
+                await asyncio.sleep(0)
+            await asyncio.sleep(0.02)
+            during = [len(w.voice.received(c.guild_id or 0)) - b for c, b in zip(chans, before, strict=True)]
+        finally:
+            await asyncio.to_thread(source.stop)
+        print(
+            f"\nloop blocked 1 s: ffmpeg pushed {blocked_pushes} frames, the channels sent {during} packets"
+        )
+        assert blocked_pushes >= 25  # the source's thread went on (50 frames a second)
+        assert all(n >= 25 for n in during)  # so did every player thread
+        for channel in chans:
+            [conn] = w.voice.connections_of(channel.guild_id or 0)
+            assert_rtp_continuous(conn.frames)
+            assert is_subsequence(conn.opus_frames(), reference)
 
 
 @pytest.mark.parametrize("drop", ["close-4015", "close-4006", "tcp-reset"])
