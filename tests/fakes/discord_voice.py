@@ -125,7 +125,8 @@ class _Udp(asyncio.DatagramProtocol):
 
 
 class VoiceServer:
-    """The voice endpoint. Hook it into the text gateway emulator with ``dc.voice = server.on_voice_state``."""
+    """The voice endpoint. Hook it into the text gateway emulator with ``dc.voice = server.on_voice_state``; give
+    the client ``client_ssl`` (discord.py: ``DiscordPlatform(..., ssl_context=server.client_ssl)``)."""
 
     def __init__(self) -> None:
         self.connections: list[VoiceConnection] = []
@@ -185,9 +186,8 @@ class VoiceServer:
     def expect(self, guild_id: str, user_id: str, session_id: str) -> str:
         """Register a coming voice session and return its token (what VOICE_SERVER_UPDATE carries)."""
         token = secrets.token_hex(8)
-        ssrc = next(
-            self._ssrcs
-        )  # unique for the server's life: a stray packet never lands in another session
+        # unique for the server's life: a late packet of an old session never lands in a newer one
+        ssrc = next(self._ssrcs)
         self._pending[token] = VoiceConnection(guild_id, user_id, session_id, ssrc, token=token)
         return token
 
