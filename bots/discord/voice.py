@@ -81,8 +81,13 @@ class _VoiceClient(discord.VoiceClient):
     state or voice server update after the join is discord.py re-connecting, or a moderator's doing)."""
 
     on_change: Callable[[], None] | None = None
+    # Discord took the bot out of the channel (a moderator disconnected it, the channel was deleted): not a
+    # drop to repair. Told apart from discord.py's own leave-and-rejoin, which marks itself disconnected first.
+    removed: bool = False
 
     async def on_voice_state_update(self, data: Any) -> None:
+        if data.get("channel_id") is None and self.is_connected():
+            self.removed = True
         await super().on_voice_state_update(data)
         if self.on_change is not None:
             self.on_change()
@@ -327,6 +332,14 @@ class DiscordVoice:
                 await asyncio.wait_for(link.wake.wait(), self.check_every)
             link.wake.clear()
             vc = link.vc
+            if vc is not None and vc.removed:
+                await self._teardown(link)
+                link.state = LinkState.FAILED
+                link.detail = (
+                    "disconnected from the voice channel by Discord (a moderator, or the channel was deleted)"
+                )
+                log.warning("discord voice removed", extra={"channel": link.channel.id})
+                return
             if vc is not None and self._connected(vc):
                 if link.source is None or link.source.finished.is_set():
                     # the player thread ended: it gave up waiting while discord.py reconnected (returning

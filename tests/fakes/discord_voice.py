@@ -191,6 +191,22 @@ class VoiceServer:
         self._pending[token] = VoiceConnection(guild_id, user_id, session_id, ssrc, token=token)
         return token
 
+    def attach(self, dc: Any) -> VoiceServer:
+        """Serve ``dc``'s voice: its op 4s (:meth:`on_voice_state`) and its moderators' disconnects."""
+        dc.voice = self.on_voice_state
+        dc.voice_kicked = self.kicked
+        return self
+
+    async def kicked(self, guild_id: str) -> None:
+        """The bot was disconnected by Discord (a moderator, a deleted channel): its session ends, its live
+        websocket is closed with 4014, which tells a client not to reconnect."""
+        for conn in self.connections_of(guild_id):
+            conn.ended = True
+        live = self.live(guild_id)
+        if live is not None and live.ws is not None:
+            live.closed_with.append(4014)
+            await live.ws.close(code=4014, message=b"Disconnected.")
+
     async def on_voice_state(self, dc: Any, session: Any, d: dict[str, Any]) -> None:
         """The text gateway's op 4: the text emulator applies the voice state (VOICE_STATE_UPDATE, or nothing
         for a join Discord refuses); a join is then given a voice server (VOICE_SERVER_UPDATE, to the asking

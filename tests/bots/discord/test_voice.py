@@ -78,7 +78,7 @@ async def world(
     tmp_path: Path, ffmpeg_exe: str, build: Callable[[DiscordEmulator], None]
 ) -> AsyncIterator[World]:
     async with DiscordEmulator() as dc, VoiceServer() as voice:
-        dc.voice = voice.on_voice_state
+        voice.attach(dc)
         build(dc)
         media = tmp_path / "media"
         media.mkdir(exist_ok=True)
@@ -348,6 +348,29 @@ async def test_a_player_that_stopped_is_restarted_with_a_new_reader(tmp_path: Pa
         assert is_subsequence(conn.opus_frames(), reference)
         await w.platform.leave(ref)
         assert player_threads() == []
+
+
+async def test_a_bot_a_moderator_disconnected_stays_out(tmp_path: Path, ffmpeg_exe: str) -> None:
+    guilds: list[DcGuild] = []
+    chans: list[DcChannel] = []
+
+    def build(dc: DiscordEmulator) -> None:
+        guilds.append(dc.create_guild("G"))
+        chans.append(dc.add_channel(guilds[0], "Live", VOICE))
+
+    async with world(tmp_path, ffmpeg_exe, build) as w:
+        ref = w.ref(chans[0])
+        await w.platform.join(ref, FrameHub())
+        joins = len([u for u in w.dc.voice_updates if u["channel_id"]])
+        await w.dc.disconnect_from_voice(guilds[0])
+        await w.wait(lambda: w.platform.voice_health(ref).state is LinkState.FAILED, what="the link given up")
+        assert "moderator" in w.platform.voice_health(ref).detail
+        await w.wait(lambda: player_threads() == [], what="the player gone")
+        assert len([u for u in w.dc.voice_updates if u["channel_id"]]) == joins  # no re-join
+        assert w.dc.voice_state(guilds[0]) is None
+        await w.platform.join(ref, FrameHub())  # linked again on purpose: it plays again
+        assert w.platform.voice_health(ref).state is LinkState.PLAYING
+        await w.platform.leave(ref)
 
 
 async def test_on_a_stage_the_bot_becomes_a_speaker(tmp_path: Path, ffmpeg_exe: str) -> None:
