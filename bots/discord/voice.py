@@ -323,6 +323,19 @@ class DiscordVoice:
     # ------------------------------------------------------------------ watching
 
     async def _watch(self, link: _Link) -> None:
+        """:meth:`_keep_playing`, which a surprise from discord.py (a bug, an internal that moved) restarts
+        after a pause instead of ending: a link never silently stops being watched."""
+        while True:
+            try:
+                await self._keep_playing(link)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("discord voice watchdog failed", extra={"channel": link.channel.id})
+                await asyncio.sleep(self.backoff_first)
+
+    async def _keep_playing(self, link: _Link) -> None:
         """Keep one channel playing: re-play a stopped player, give discord.py ``restore_grace`` to restore a
         dropped connection, then join again with backoff. A refusal (ChatUnavailable) ends the link: FAILED."""
         loop = asyncio.get_running_loop()
