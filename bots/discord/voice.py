@@ -39,7 +39,7 @@ from core.refs import ChatRef
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 20.0  # seconds for one voice handshake (and what the player waits for a lost connection)
-RESTORE_GRACE = 8.0  # seconds discord.py may spend restoring a dropped connection before we join again
+RESTORE_GRACE = 5.0  # seconds discord.py may take to restore a drop itself (~0-2 s backoff + handshake)
 CHECK_EVERY = 0.25  # seconds between two looks of the watchdog (a few attribute reads: cheap on the loop)
 BACKOFF_FIRST = 1.0  # seconds before the first re-join, doubling up to BACKOFF_MAX
 BACKOFF_MAX = 30.0
