@@ -1,0 +1,407 @@
+"""Live audio on the web: the listen stream, the host's microphone page and its websocket.
+
+- ``GET /s/{id}/listen``: the Space's audio as one Ogg/Opus stream a browser's ``<audio>`` plays. The frames
+  are the bridge's (encoded once for every listener and voice channel); a listener too slow to keep up is
+  dropped by the bridge, and a client that stops reading is cut off here, so nobody waits for anyone.
+- ``GET /s/{id}/host?key=…``: the host's private page: a button, the microphone, a level meter. The browser
+  records Opus with MediaRecorder and sends each chunk as one binary websocket message.
+- ``GET /s/{id}/host/ws?key=…``: that websocket; each message goes to ``bridge.browser_input()``.
+
+One process owns a live Space's audio (the audio lease). Any other web process relays to it: the listen
+stream and the host's websocket are forwarded to the owner's internal URL with ``relay=1``, and a request
+with ``relay=1`` is served only from what this process owns, so two processes never relay in a loop.
+
+A wrong or missing host key answers exactly like an unknown Space (404, the same page): a key cannot be
+guessed one Space at a time, and a Space's existence is not revealed by its host page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+import aiohttp
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from bots.web.pages import not_found, page, request_locale
+from core.audio import SourceKind, parse_source
+from core.errors import NotFound, UserError
+from core.ids import looks_like_space_id
+from core.models import Space, SpaceStatus
+from core.texts import t
+
+log = logging.getLogger(__name__)
+
+
+# ------------------------------------------------------------------------------------ what this needs
+
+
+class BrowserSession(Protocol):
+    """One host session's recorded audio going into the bridge (``bots.audio.bridge.BrowserInput``)."""
+
+    async def write(self, chunk: bytes) -> None:
+        """One MediaRecorder chunk (WebM or Ogg bytes), in order."""
+        ...
+
+    async def close(self) -> None:
+        """The session ended: listeners hear silence until the next one. Idempotent."""
+        ...
+
+
+class LiveBridge(Protocol):
+    """One live Space's audio in this process (``bots.audio.bridge.Bridge``)."""
+
+    def ogg_stream(self) -> AsyncIterator[bytes]:
+        """One web listener: the Ogg headers, then pages of live frames. Ends when the bridge stops or when
+        this listener fell too far behind (the others never wait for it)."""
+        ...
+
+    def browser_input(self) -> BrowserSession:
+        """A new host session (BROWSER sources): the container starts afresh with its first chunk."""
+        ...
+
+
+class AudioDirectory(Protocol):
+    """Where a live Space's audio is (``bots.audio.supervisor`` implements it from the audio lease)."""
+
+    def local(self, space_id: str) -> LiveBridge | None:
+        """The bridge when this process owns the Space's audio, else None."""
+        ...
+
+    async def owner_url(self, space_id: str) -> str | None:
+        """The base URL (``SPACES_INTERNAL_URL``) of the process that owns it, or None when none does."""
+        ...
+
+
+class HostKeys(Protocol):
+    """``core.services.audio.AudioService`` provides it."""
+
+    async def check_host_key(self, space_id: str, key: str) -> Space:
+        """The Space when ``key`` is its host key; raises ``NotFound`` otherwise (unknown Space included)."""
+        ...
+
+
+@dataclass(slots=True)
+class ListenDeps:
+    audio: AudioDirectory
+    host_keys: HostKeys | None = None  # None: no host page (the listen stream still works)
+    default_locale: str = "en"
+
+
+LISTEN_KEY: web.AppKey[ListenDeps] = web.AppKey("spaces_listen", ListenDeps)
+SESSION_KEY: web.AppKey[aiohttp.ClientSession] = web.AppKey("spaces_relay_session", aiohttp.ClientSession)
+
+# ------------------------------------------------------------------------------------------- limits
+
+# A browser's MediaRecorder chunk of 100–250 ms of Opus is a few KB; anything near this is not a microphone.
+MAX_CHUNK = 256 * 1024
+# A listener whose socket has not taken a chunk for this long (its buffers full) is cut off: its handler
+# must not sit on a dead connection. The bridge already stopped feeding it long before (its backlog).
+WRITE_TIMEOUT = 10.0
+# The host's websocket is pinged so that a vanished laptop (lid closed, network gone) ends its session.
+HEARTBEAT = 15.0
+# Relaying: the owner answers at once, and a live stream carries a page at least every few frames (silence
+# included), so a long quiet means the owner is gone.
+RELAY_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=15)
+MAX_KEY = 200
+
+# Close codes the host's page understands (4000–4999 are the application's).
+CLOSE_NOT_LIVE = 4409  # the key is right but the Space has no audio running yet: the page waits and retries
+CLOSE_ENDED = 4410  # the Space is over: the page stops
+
+STREAM_HEADERS: Mapping[str, str] = {
+    "Content-Type": "audio/ogg",
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+def add_listen_routes(app: web.Application, deps: ListenDeps) -> None:
+    app[LISTEN_KEY] = deps
+    app.cleanup_ctx.append(_relay_session)
+    # no HEAD: it would hold a stream open to send nothing
+    app.router.add_get("/s/{space_id}/listen", _listen, allow_head=False)
+    if deps.host_keys is not None:
+        app.router.add_get("/s/{space_id}/host", _host_page)
+        app.router.add_get("/s/{space_id}/host/ws", _host_ws, allow_head=False)
+
+
+def listen_path(space_id: str) -> str:
+    return f"/s/{space_id}/listen"
+
+
+async def _relay_session(app: web.Application) -> AsyncIterator[None]:
+    async with aiohttp.ClientSession(timeout=RELAY_TIMEOUT, auto_decompress=False) as session:
+        app[SESSION_KEY] = session
+        yield
+
+
+# ------------------------------------------------------------------------------------- the listen stream
+
+
+async def _listen(request: web.Request) -> web.StreamResponse:
+    deps = request.app[LISTEN_KEY]
+    space_id = request.match_info["space_id"]
+    if looks_like_space_id(space_id):
+        bridge = deps.audio.local(space_id)
+        if bridge is not None:
+            return await _pump(request, bridge.ogg_stream(), space_id)
+        owner = None if _relayed(request) else await deps.audio.owner_url(space_id)
+        if owner is not None:
+            relayed = await _relay_stream(request, owner, space_id)
+            if relayed is not None:
+                return relayed
+    text = t(request_locale(request, deps.default_locale), "web.listen_missing")
+    return page("Not found", f"<h1>🔇</h1><p>{html.escape(text)}</p>", status=404)
+
+
+def _relayed(request: web.Request) -> bool:
+    return request.query.get("relay") == "1"
+
+
+async def _pump(request: web.Request, chunks: AsyncIterator[bytes], space_id: str) -> web.StreamResponse:
+    """Copy ``chunks`` to the client as they come, chunked, never buffering more than the socket's own."""
+    resp = web.StreamResponse(headers=STREAM_HEADERS)
+    resp.enable_chunked_encoding()
+    await resp.prepare(request)
+    try:
+        async for chunk in chunks:
+            async with asyncio.timeout(WRITE_TIMEOUT):
+                await resp.write(chunk)
+    except TimeoutError:
+        log.info("web listener of space_id=%s stopped reading; cut off", space_id)
+        if request.transport is not None:
+            request.transport.abort()  # its buffered bytes would hold the handler on write_eof
+    except ConnectionError:
+        pass  # the listener went away
+    finally:
+        aclose: Callable[[], Awaitable[object]] | None = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()  # the bridge forgets this listener now, not at its next frame
+    return resp
+
+
+async def _relay_stream(request: web.Request, owner: str, space_id: str) -> web.StreamResponse | None:
+    """The owner's stream, forwarded as it arrives; None when the owner does not serve it."""
+    url = f"{owner.rstrip('/')}{listen_path(space_id)}"
+    try:
+        upstream = await request.app[SESSION_KEY].get(url, params={"relay": "1"})
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        log.warning("relaying space_id=%s to %s failed: %s", space_id, owner, type(exc).__name__)
+        return None
+    if upstream.status != 200:
+        upstream.release()
+        return None
+    return await _pump(request, _upstream_chunks(upstream, space_id), space_id)
+
+
+async def _upstream_chunks(upstream: aiohttp.ClientResponse, space_id: str) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in upstream.content.iter_any():
+            yield chunk
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        log.info("relayed stream of space_id=%s ended: %s", space_id, type(exc).__name__)
+    finally:
+        upstream.close()
+
+
+# ------------------------------------------------------------------------------------- the host's page
+
+
+async def _host_space(request: web.Request) -> Space | None:
+    """The Space when the request carries its host key; None for anything else, alike."""
+    deps = request.app[LISTEN_KEY]
+    space_id, key = request.match_info["space_id"], request.query.get("key", "")
+    if deps.host_keys is None or not looks_like_space_id(space_id) or not key or len(key) > MAX_KEY:
+        return None
+    try:
+        return await deps.host_keys.check_host_key(space_id, key)
+    except NotFound:
+        return None
+
+
+async def _host_page(request: web.Request) -> web.Response:
+    deps = request.app[LISTEN_KEY]
+    locale = request_locale(request, deps.default_locale)
+    space = await _host_space(request)
+    if space is None:
+        return not_found(locale, request.match_info["space_id"])
+    return page(
+        t(locale, "web.host_title", title=space.title),
+        host_html(space, locale),
+        script=MIC_JS,
+        allow=("connect-src 'self'",),  # the websocket back to this page's origin
+        private=True,
+    )
+
+
+MIC_TEXTS = (
+    "web.mic_start",
+    "web.mic_stop",
+    "web.mic_idle",
+    "web.mic_asking",
+    "web.mic_connecting",
+    "web.mic_live",
+    "web.mic_reconnecting",
+    "web.mic_waiting",
+    "web.mic_denied",
+    "web.mic_no_device",
+    "web.mic_unsupported",
+    "web.mic_insecure",
+    "web.mic_ended",
+)
+
+
+def host_html(space: Space, locale: str) -> str:
+    e = html.escape
+    texts = {key.removeprefix("web."): t(locale, key) for key in MIC_TEXTS}
+    parts = [
+        f'<main id="mic" data-state="mic_idle" data-texts="{e(json.dumps(texts, ensure_ascii=False))}">',
+        f"<h1>{e(t(locale, 'web.host_title', title=space.title))}</h1>",
+        f'<p class="private">{e(t(locale, "web.host_private"))}</p>',
+    ]
+    source = _source_kind(space)
+    if source is not SourceKind.BROWSER:
+        shown = space.audio_source or "—"
+        parts.append(f'<p class="hint">{e(t(locale, "web.host_not_browser", source=shown))}</p>')
+    parts += [
+        '<p><button id="start" type="button" aria-pressed="false" aria-describedby="state">'
+        f"{e(t(locale, 'web.mic_start'))}</button></p>",
+        f'<p><label for="level">{e(t(locale, "web.mic_level"))}</label><br>'
+        '<meter id="level" min="0" max="1" value="0"></meter></p>',
+        f'<p id="state" role="status" aria-live="polite">{e(t(locale, "web.mic_idle"))}</p>',
+        "</main>",
+    ]
+    return "\n".join(parts)
+
+
+def _source_kind(space: Space) -> SourceKind | None:
+    if not space.audio_source:
+        return None
+    try:
+        return parse_source(space.audio_source).kind
+    except UserError:
+        return None
+
+
+# The host's microphone, fixed text allowed by its hash. Each websocket connection starts a new
+# MediaRecorder: a WebM/Ogg stream is only decodable from its first chunk (its headers), and the server opens
+# a fresh session per connection. Reconnects back off (0.5 s doubling to 10 s, with jitter); a Space not live
+# yet is waited for; texts come from the page's data-texts (the reader's language).
+MIC_JS = """(()=>{'use strict';
+const root=document.getElementById('mic'),T=JSON.parse(root.dataset.texts);
+const btn=document.getElementById('start'),state=document.getElementById('state'),meter=document.getElementById('level');
+const TYPES=['audio/webm;codecs=opus','audio/ogg;codecs=opus','audio/webm','audio/ogg'];
+let on=false,busy=false,mic=null,ws=null,rec=null,timer=0,delay=500,ctx=null,raf=0;
+function say(k){state.textContent=T[k];root.dataset.state=k}
+function wsUrl(){const p=location.pathname.replace(/\\/+$/,'');
+return(location.protocol==='https:'?'wss:':'ws:')+'//'+location.host+p+'/ws'+location.search}
+function record(sock){let type='';for(const m of TYPES){if(MediaRecorder.isTypeSupported(m)){type=m;break}}
+rec=type?new MediaRecorder(mic,{mimeType:type}):new MediaRecorder(mic);
+rec.ondataavailable=e=>{if(e.data.size&&sock.readyState===WebSocket.OPEN)sock.send(e.data)};
+rec.start(200)}
+function unrecord(){if(rec&&rec.state!=='inactive')rec.stop();rec=null}
+function retry(max){clearTimeout(timer);timer=setTimeout(connect,Math.min(delay,max)*(0.8+Math.random()*0.4));
+delay=Math.min(delay*2,10000)}
+function connect(){if(!on)return;const sock=new WebSocket(wsUrl());ws=sock;
+sock.onopen=()=>{if(ws!==sock)return;delay=500;say('mic_live');record(sock)};
+sock.onclose=e=>{if(ws!==sock)return;ws=null;unrecord();if(!on)return;
+if(e.code===4410){stop('mic_ended');return}
+if(e.code===4409){say('mic_waiting');retry(5000)}else{say('mic_reconnecting');retry(10000)}}}
+function level(){try{ctx=new AudioContext();const a=ctx.createAnalyser();a.fftSize=1024;
+ctx.createMediaStreamSource(mic).connect(a);const buf=new Float32Array(a.fftSize);
+const tick=()=>{a.getFloatTimeDomainData(buf);let s=0;for(const v of buf)s+=v*v;
+meter.value=Math.min(1,Math.sqrt(s/buf.length)*4);raf=requestAnimationFrame(tick)};tick()}catch(e){}}
+async function start(){
+if(!window.isSecureContext||!navigator.mediaDevices||!navigator.mediaDevices.getUserMedia){say('mic_insecure');return}
+if(!window.MediaRecorder||!window.WebSocket){say('mic_unsupported');return}
+busy=true;say('mic_asking');
+try{mic=await navigator.mediaDevices.getUserMedia({audio:{echoCancellation:true,noiseSuppression:true}})}
+catch(e){busy=false;const n=e&&e.name;
+say(n==='NotFoundError'||n==='OverconstrainedError'?'mic_no_device':n==='NotAllowedError'||n==='SecurityError'?'mic_denied':'mic_unsupported');return}
+busy=false;on=true;delay=500;btn.textContent=T.mic_stop;btn.setAttribute('aria-pressed','true');
+level();say('mic_connecting');connect()}
+function stop(k){on=false;clearTimeout(timer);unrecord();if(ws){const s=ws;ws=null;s.close(1000)}
+if(mic){for(const tr of mic.getTracks())tr.stop();mic=null}
+if(ctx){ctx.close();ctx=null}cancelAnimationFrame(raf);meter.value=0;
+btn.textContent=T.mic_start;btn.setAttribute('aria-pressed','false');say(k||'mic_idle')}
+btn.addEventListener('click',()=>{if(busy)return;if(on)stop();else start()});
+})();"""
+
+
+# ------------------------------------------------------------------------------------ the host's websocket
+
+
+async def _host_ws(request: web.Request) -> web.StreamResponse:
+    deps = request.app[LISTEN_KEY]
+    space = await _host_space(request)
+    if space is None:  # refused before any upgrade, like an unknown Space
+        return not_found(request_locale(request, deps.default_locale), request.match_info["space_id"])
+    bridge = deps.audio.local(space.id)
+    if bridge is None and not _relayed(request):
+        owner = await deps.audio.owner_url(space.id)
+        if owner is not None:
+            return await _relay_ws(request, owner, space.id)
+    ws = web.WebSocketResponse(max_msg_size=MAX_CHUNK, heartbeat=HEARTBEAT)
+    await ws.prepare(request)
+    if bridge is None:
+        over = space.status in (SpaceStatus.ENDED, SpaceStatus.CANCELLED)
+        await ws.close(code=CLOSE_ENDED if over else CLOSE_NOT_LIVE, message=b"no audio running")
+        return ws
+    log.info("host microphone connected for space_id=%s", space.id)
+    session = bridge.browser_input()
+    try:
+        async for msg in ws:
+            if msg.type is not WSMsgType.BINARY:  # TEXT (ERROR: too big or broken, already closing)
+                if msg.type is WSMsgType.TEXT:
+                    await ws.close(code=WSCloseCode.UNSUPPORTED_DATA, message=b"binary frames only")
+                break
+            await session.write(msg.data)
+    except Exception:
+        log.exception("host microphone of space_id=%s failed", space.id)
+        await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"audio failed")
+    finally:
+        await session.close()
+        log.info("host microphone disconnected for space_id=%s", space.id)
+    return ws
+
+
+async def _relay_ws(request: web.Request, owner: str, space_id: str) -> web.StreamResponse:
+    """The host's websocket, forwarded to the owning process (which checks the key again)."""
+    url = f"{owner.rstrip('/')}/s/{space_id}/host/ws"
+    params = {"key": request.query.get("key", ""), "relay": "1"}
+    try:
+        upstream = await request.app[SESSION_KEY].ws_connect(url, params=params, heartbeat=HEARTBEAT)
+    except (aiohttp.ClientError, TimeoutError) as exc:  # the URL carries the key: never logged
+        log.warning("relaying the host of space_id=%s to %s failed: %s", space_id, owner, type(exc).__name__)
+        return web.Response(status=503, text="the Space's audio is moving; try again\n")
+    ws = web.WebSocketResponse(max_msg_size=MAX_CHUNK, heartbeat=HEARTBEAT)
+    await ws.prepare(request)
+
+    async def owner_closes() -> None:
+        async for _ in upstream:  # the owner sends nothing but its close (4409, 4410, 1011 …)
+            pass
+        await ws.close(code=upstream.close_code or WSCloseCode.GOING_AWAY, message=b"closed by the owner")
+
+    follower = asyncio.create_task(owner_closes(), name=f"host-relay-{space_id}")
+    try:
+        async for msg in ws:
+            if msg.type is not WSMsgType.BINARY:
+                if msg.type is WSMsgType.TEXT:
+                    await ws.close(code=WSCloseCode.UNSUPPORTED_DATA, message=b"binary frames only")
+                break
+            await upstream.send_bytes(msg.data)
+    except ConnectionError:
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"owner gone")
+    finally:
+        await upstream.close()
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follower
+    return ws
