@@ -400,8 +400,9 @@ async def _relay_ws(request: web.Request, owner: str, space_id: str) -> web.Stre
     except ConnectionError:
         await ws.close(code=WSCloseCode.GOING_AWAY, message=b"owner gone")
     finally:
-        await upstream.close()
+        # the follower stops reading first: aiohttp's close() would otherwise wait for that reader to time out
         follower.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await follower
+        await upstream.close()
     return ws

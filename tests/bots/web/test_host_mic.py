@@ -1,0 +1,269 @@
+"""The host's microphone page and its websocket: the key guards both, chunks reach the owning process's
+bridge in order (relayed when another process owns it), and a real Chromium with a fake microphone (a
+440 Hz WAV) streams a tone, driven by the keyboard alone."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import aiohttp
+import pytest
+from aiohttp import WSCloseCode, web
+from aiohttp.test_utils import TestClient, TestServer
+
+from bots.web.listen import CLOSE_ENDED, CLOSE_NOT_LIVE, MAX_CHUNK, MIC_JS
+from bots.web.pages import script_hash
+from core.models import SpaceStatus
+from tests.bots.web.conftest import (
+    HOST_KEY,
+    SPACE_ID,
+    Directory,
+    Spaces,
+    chromium_args,
+    chromium_or_skip,
+    decode_pcm,
+    dominant_hz,
+    eventually,
+    live_space,
+    make_tone,
+    web_app,
+)
+
+if TYPE_CHECKING:
+    from playwright.async_api import Locator
+
+
+class RecordingSession:
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.closed = False
+
+    async def write(self, chunk: bytes) -> None:
+        assert not self.closed, "written after close"
+        self.chunks.append(chunk)
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+class RecordingBridge:
+    """A bridge that keeps what each host session sent (the audio engine's own tests cover the decoding)."""
+
+    def __init__(self) -> None:
+        self.sessions: list[RecordingSession] = []
+
+    def ogg_stream(self) -> AsyncIterator[bytes]:
+        raise AssertionError("no listener in these tests")
+
+    def browser_input(self) -> RecordingSession:
+        self.sessions.append(RecordingSession())
+        return self.sessions[-1]
+
+    def received(self) -> bytes:
+        return b"".join(b"".join(s.chunks) for s in self.sessions)
+
+
+@pytest.fixture
+def bridge(spaces: Spaces, directory: Directory) -> RecordingBridge:
+    spaces.add(live_space())
+    directory.bridges[SPACE_ID] = bridge = RecordingBridge()
+    return bridge
+
+
+def ws_path(key: str = HOST_KEY, space_id: str = SPACE_ID) -> str:
+    return f"/s/{space_id}/host/ws?key={key}"
+
+
+# -------------------------------------------------------------------------------------------- the page
+
+
+async def test_the_host_page_in_the_hosts_language_with_its_script_pinned(
+    client: TestClient[web.Request, web.Application], bridge: RecordingBridge
+) -> None:
+    resp = await client.get(
+        f"/s/{SPACE_ID}/host?key={HOST_KEY}", headers={"Accept-Language": "fr-CA,fr;q=0.8"}
+    )
+    assert resp.status == 200
+    page = await resp.text()
+    assert "Parler dans « Friday jam »" in page
+    assert ">Commencer à parler</button>" in page
+    assert "Gardez ce lien privé" in page
+    assert '<meter id="level"' in page and 'role="status"' in page
+    assert f"<script>{MIC_JS}</script>" in page
+    policy = resp.headers["Content-Security-Policy"]
+    assert f"script-src '{script_hash(MIC_JS)}'" in policy
+    assert "connect-src 'self'" in policy and "default-src 'none'" in policy
+    assert resp.headers["Cache-Control"] == "no-store"  # the page's URL is the host's secret
+    assert resp.headers["Referrer-Policy"] == "no-referrer"
+
+
+async def test_a_space_whose_source_is_not_the_browser_says_so(
+    client: TestClient[web.Request, web.Application], spaces: Spaces
+) -> None:
+    spaces.add(live_space(source="https://radio.example/live.mp3"))
+    page = await (await client.get(f"/s/{SPACE_ID}/host?key={HOST_KEY}")).text()
+    assert html.escape("This Space's audio comes from “https://radio.example/live.mp3”") in page
+
+
+@pytest.mark.parametrize("query", ["", "?key=", "?key=wrong", f"?key={HOST_KEY}x", "?key=" + "k" * 500])
+async def test_a_wrong_key_is_an_unknown_space(
+    client: TestClient[web.Request, web.Application], bridge: RecordingBridge, query: str
+) -> None:
+    unknown = await client.get("/s/zzzzzzzzzz/host" + query)
+    resp = await client.get(f"/s/{SPACE_ID}/host{query}")
+    assert resp.status == unknown.status == 404
+    # the same page as an unknown Space (only the id it repeats differs): nothing says this one exists
+    assert (await resp.text()).replace(SPACE_ID, "ID") == (await unknown.text()).replace("zzzzzzzzzz", "ID")
+    assert "Friday jam" not in await resp.text()
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await client.ws_connect(f"/s/{SPACE_ID}/host/ws{query}")
+    assert refused.value.status == 404
+    assert bridge.sessions == []  # refused before any session began
+
+
+# ---------------------------------------------------------------------------------------- the websocket
+
+
+async def test_binary_messages_reach_the_bridge_in_order_and_the_session_ends_with_the_socket(
+    client: TestClient[web.Request, web.Application], bridge: RecordingBridge
+) -> None:
+    async with client.ws_connect(ws_path()) as ws:
+        for i in range(20):
+            await ws.send_bytes(bytes([i]) * (1000 + i))
+    await eventually(lambda: bridge.sessions and bridge.sessions[0].closed, what="session closed")
+    assert bridge.sessions[0].chunks == [bytes([i]) * (1000 + i) for i in range(20)]
+    async with client.ws_connect(ws_path()) as ws:  # a reconnect is a new session (a new WebM header)
+        await ws.send_bytes(b"again")
+    await eventually(lambda: len(bridge.sessions) == 2 and bridge.sessions[1].closed, what="2nd session")
+    assert bridge.sessions[1].chunks == [b"again"]
+
+
+async def test_text_and_oversized_messages_close_the_socket(
+    client: TestClient[web.Request, web.Application], bridge: RecordingBridge
+) -> None:
+    async with client.ws_connect(ws_path()) as ws:
+        await ws.send_str("hello")
+        msg = await ws.receive()
+        assert msg.type is aiohttp.WSMsgType.CLOSE and msg.data == WSCloseCode.UNSUPPORTED_DATA
+    async with client.ws_connect(ws_path()) as ws:
+        await ws.send_bytes(b"x" * (MAX_CHUNK + 1))
+        msg = await ws.receive()
+        assert msg.type is aiohttp.WSMsgType.CLOSE and msg.data == WSCloseCode.MESSAGE_TOO_BIG
+    await eventually(lambda: all(s.closed for s in bridge.sessions), what="sessions closed")
+    assert [s.chunks for s in bridge.sessions] == [[], []]
+
+
+async def test_a_space_without_audio_yet_says_wait_and_an_ended_one_says_stop(
+    client: TestClient[web.Request, web.Application], spaces: Spaces
+) -> None:
+    spaces.add(live_space())
+    async with client.ws_connect(ws_path()) as ws:
+        msg = await ws.receive()
+        assert msg.type is aiohttp.WSMsgType.CLOSE and msg.data == CLOSE_NOT_LIVE
+    from dataclasses import replace
+
+    spaces.add(replace(live_space(), status=SpaceStatus.ENDED))
+    async with client.ws_connect(ws_path()) as ws:
+        msg = await ws.receive()
+        assert msg.type is aiohttp.WSMsgType.CLOSE and msg.data == CLOSE_ENDED
+
+
+async def test_another_process_relays_the_host_to_the_owner(spaces: Spaces) -> None:
+    """Two web apps on real ports: the front one owns nothing and forwards the websocket to the owner."""
+    owner_dir, front_dir = Directory(), Directory()
+    spaces.add(live_space())
+    owner_dir.bridges[SPACE_ID] = bridge = RecordingBridge()
+    async with (
+        TestClient(TestServer(web_app(spaces, owner_dir))) as owner,
+        TestClient(TestServer(web_app(spaces, front_dir))) as front,
+    ):
+        front_dir.owners[SPACE_ID] = str(owner.make_url("/"))
+        async with front.ws_connect(ws_path()) as ws:
+            for i in range(10):
+                await ws.send_bytes(b"chunk%d" % i)
+        await eventually(lambda: bridge.sessions and bridge.sessions[0].closed, what="relayed session ended")
+        assert bridge.sessions[0].chunks == [b"chunk%d" % i for i in range(10)]
+        assert owner_dir.asked == []  # relay=1: the owner never looks elsewhere (no loops)
+
+        # the owner's close code reaches the browser through the relay (here: not live any more)
+        del owner_dir.bridges[SPACE_ID]
+        async with front.ws_connect(ws_path()) as ws:
+            msg = await ws.receive()
+            assert msg.type is aiohttp.WSMsgType.CLOSE and msg.data == CLOSE_NOT_LIVE
+
+        # a wrong key is refused by the front process before anything reaches the owner
+        with pytest.raises(aiohttp.WSServerHandshakeError):
+            await front.ws_connect(ws_path(key="nope"))
+
+
+# ------------------------------------------------------------------------------------------ the browser
+
+
+async def test_chromium_streams_the_fake_microphone_driven_by_the_keyboard(
+    client: TestClient[web.Request, web.Application], bridge: RecordingBridge, tmp_path: Path
+) -> None:
+    chromium = chromium_or_skip()
+    from playwright.async_api import async_playwright
+
+    mic = make_tone(tmp_path / "tone.wav", hz=440, seconds=5)
+    url = str(client.make_url(f"/s/{SPACE_ID}/host?key={HOST_KEY}"))
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=chromium, args=chromium_args(mic), headless=True)
+        try:
+            page = await browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            await page.goto(url)
+            # keyboard only: the button is the first stop of the tab order, and Enter presses it
+            await page.keyboard.press("Tab")
+            assert await page.evaluate("document.activeElement.id") == "start"
+            await page.keyboard.press("Enter")
+            state = page.locator("#mic")
+            await eventually(lambda: _is(state, "mic_live"), what="live")
+            assert await page.locator("#start").get_attribute("aria-pressed") == "true"
+            # two seconds of sound: a dozen 200-ms chunks
+            await eventually(lambda: sum(len(s.chunks) for s in bridge.sessions) >= 12, what="chunks")
+            await page.keyboard.press("Enter")  # Stop, still on the focused button
+            await eventually(lambda: _is(state, "mic_idle"), what="stopped")
+            await eventually(lambda: all(s.closed for s in bridge.sessions), what="session closed")
+            level = await page.locator("#level").get_attribute("value")
+            assert errors == [], errors
+        finally:
+            await browser.close()
+    assert len(bridge.sessions) == 1
+    assert level is not None
+    hz = dominant_hz(decode_pcm(bridge.received()))
+    print(f"host microphone → bridge: {hz:.1f} Hz")
+    assert 430 < hz < 450, hz
+
+
+async def _is(state: Locator, expected: str) -> bool:
+    return await state.get_attribute("data-state") == expected
+
+
+async def test_chromium_waits_for_the_space_then_connects_by_itself(
+    client: TestClient[web.Request, web.Application], spaces: Spaces, directory: Directory, tmp_path: Path
+) -> None:
+    chromium = chromium_or_skip()
+    from playwright.async_api import async_playwright
+
+    spaces.add(live_space())  # live, but its audio has not started in any process yet
+    mic = make_tone(tmp_path / "tone.wav", hz=440, seconds=2)
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=chromium, args=chromium_args(mic), headless=True)
+        try:
+            page = await browser.new_page(locale="fr-FR", extra_http_headers={"Accept-Language": "fr"})
+            await page.goto(str(client.make_url(f"/s/{SPACE_ID}/host?key={HOST_KEY}")))
+            await page.get_by_role("button", name="Commencer à parler").click()
+            state = page.locator("#mic")
+            await eventually(lambda: _is(state, "mic_waiting"), what="waiting")
+            assert "En attente du direct" in await page.locator("#state").inner_text()
+            directory.bridges[SPACE_ID] = bridge = RecordingBridge()  # the Space's audio starts
+            await eventually(lambda: _is(state, "mic_live"), what="live after waiting")
+            await eventually(lambda: bridge.sessions and bridge.sessions[0].chunks, what="first chunk")
+        finally:
+            await browser.close()
