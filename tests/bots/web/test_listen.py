@@ -1,0 +1,239 @@
+"""``/s/{id}/listen`` on a real bridge (real ffmpeg): what a web listener receives decodes to the offline
+encode of the same file, a listener that never reads delays nobody, another web process relays the same
+frames, and the share page embeds the player only when there is something to hear."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from bots.audio.bridge import Bridge
+from bots.audio.ffmpeg import offline_encode
+from bots.audio.ogg import OggReader, OggWriter, is_header
+from core.audio import SILENCE_FRAME, AudioSource, SourceKind
+from core.models import SpaceStatus
+from tests.bots.web.conftest import (
+    FFMPEG,
+    SPACE_ID,
+    Directory,
+    Spaces,
+    decode_pcm,
+    eventually,
+    live_space,
+    make_tone,
+    web_app,
+)
+
+FRAMES = 100  # two seconds of audio per listener: enough to compare, short enough for a quick test
+
+
+@pytest.fixture
+def media(tmp_path: Path) -> Path:
+    folder = tmp_path / "media"
+    folder.mkdir()
+    make_tone(folder / "music.wav", hz=523, seconds=4)
+    return folder
+
+
+@pytest.fixture
+async def bridge(media: Path, spaces: Spaces, directory: Directory) -> AsyncIterator[Bridge]:
+    spaces.add(live_space(source="file:music.wav"))
+    b = Bridge(SPACE_ID, AudioSource(SourceKind.FILE, "music.wav"), ffmpeg=FFMPEG, media_dir=str(media))
+    await b.start()
+    directory.bridges[SPACE_ID] = b
+    try:
+        yield b
+    finally:
+        await b.stop()
+
+
+@pytest.fixture
+def offline(media: Path) -> list[bytes]:
+    return offline_encode(str(media / "music.wav"), ffmpeg=FFMPEG)
+
+
+class Received:
+    """One web listener's bytes, and the Opus packets they carry."""
+
+    def __init__(self) -> None:
+        self.raw = bytearray()
+        self.packets: list[bytes] = []
+        self._reader = OggReader()
+
+    def take(self, chunk: bytes) -> None:
+        self.raw += chunk
+        self.packets += [p for p in self._reader.feed(chunk) if not is_header(p)]
+
+    def audio(self) -> list[bytes]:
+        """The packets without the paced silence a bridge sends while its source is quiet."""
+        start, end = 0, len(self.packets)
+        while start < end and self.packets[start] == SILENCE_FRAME:
+            start += 1
+        while end > start and self.packets[end - 1] == SILENCE_FRAME:
+            end -= 1
+        return self.packets[start:end]
+
+    def complete(self) -> bytes:
+        """The bytes up to the last complete Ogg page: what a player that stopped reading here had."""
+        pos = 0
+        while len(self.raw) >= pos + 27:
+            nseg = self.raw[pos + 26]
+            size = 27 + nseg + sum(self.raw[pos + 27 : pos + 27 + nseg])
+            if len(self.raw) < pos + 27 + nseg or len(self.raw) < pos + size:
+                break
+            pos += size
+        return bytes(self.raw[:pos])
+
+
+async def listen(client: TestClient[web.Request, web.Application], got: Received) -> None:
+    async with client.get(f"/s/{SPACE_ID}/listen") as resp:
+        assert resp.status == 200
+        assert resp.headers["Content-Type"] == "audio/ogg"
+        assert resp.headers["Cache-Control"] == "no-store"
+        assert resp.headers.get("Transfer-Encoding") == "chunked"
+        async for chunk in resp.content.iter_any():
+            got.take(chunk)
+
+
+def contiguous_in(packets: list[bytes], reference: list[bytes]) -> int:
+    """Where ``packets`` sit in ``reference`` as one unbroken run (asserted); its start index."""
+    assert packets, "no audio received"
+    start = reference.index(packets[0])
+    assert packets == reference[start : start + len(packets)], "a gap or a foreign frame in the stream"
+    return start
+
+
+async def test_a_web_listener_hears_the_offline_encode(
+    client: TestClient[web.Request, web.Application], bridge: Bridge, offline: list[bytes]
+) -> None:
+    got = Received()
+    listening = asyncio.create_task(listen(client, got))
+    await eventually(lambda: len(got.audio()) >= FRAMES or listening.done(), what="two seconds of audio")
+    # the listener stops here (a bridge stopped mid-file would flush its encoder: a last frame of its own)
+    listening.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await listening
+    audio = got.audio()
+    start = contiguous_in(audio, offline)  # byte for byte the offline encoder's packets
+    # and it decodes, as a browser's player would, to exactly the offline encode's sound over the same span
+    lead = got.packets.index(audio[0])
+    trail = len(got.packets) - lead - len(audio)
+    reference = OggWriter()
+    expected = [SILENCE_FRAME] * lead + offline[start : start + len(audio)] + [SILENCE_FRAME] * trail
+    ogg = reference.headers() + reference.pages(expected)
+    pcm = decode_pcm(got.complete())
+    assert len(pcm) >= FRAMES * 960 * 2
+    assert pcm == decode_pcm(ogg)
+
+
+async def test_a_listener_that_never_reads_delays_nobody(
+    client: TestClient[web.Request, web.Application], bridge: Bridge, offline: list[bytes]
+) -> None:
+    # a raw socket that sends its request and never reads a byte, with the smallest receive buffer
+    import socket
+
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+    sock.connect((client.host, client.port))
+    sock.setblocking(False)
+    sock.sendall(f"GET /s/{SPACE_ID}/listen HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    try:
+        await eventually(lambda: bridge.health().listeners == 1, what="the stalled listener connected")
+        got = Received()
+        listening = asyncio.create_task(listen(client, got))
+        # three seconds: more than the hub keeps for a listener (150 frames) before dropping it
+        await eventually(lambda: len(got.audio()) >= 150 or listening.done(), what="three seconds")
+        listening.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listening
+        contiguous_in(got.audio(), offline)  # every frame, in order, while the other read nothing
+    finally:
+        sock.close()
+    await eventually(lambda: bridge.health().listeners == 0, what="both listeners forgotten")
+
+
+async def test_another_web_process_relays_the_same_frames(
+    spaces: Spaces, directory: Directory, bridge: Bridge, offline: list[bytes]
+) -> None:
+    front_dir = Directory()
+    async with (
+        TestClient(TestServer(web_app(spaces, directory))) as owner,
+        TestClient(TestServer(web_app(spaces, front_dir))) as front,
+    ):
+        front_dir.owners[SPACE_ID] = str(owner.make_url("/"))
+        direct, relayed = Received(), Received()
+        tasks = [asyncio.create_task(listen(owner, direct)), asyncio.create_task(listen(front, relayed))]
+        await eventually(lambda: min(len(direct.audio()), len(relayed.audio())) >= FRAMES, what="both")
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        a, b = direct.audio(), relayed.audio()
+        sa, sb = contiguous_in(a, offline), contiguous_in(b, offline)
+        # the same frames: both runs are the offline encode's, and they cover the same stretch of it
+        overlap = min(sa + len(a), sb + len(b)) - max(sa, sb)
+        assert overlap >= FRAMES
+        assert directory.asked == []  # the owner, asked with relay=1, never looked for another owner
+
+
+async def test_nothing_to_hear_is_a_clear_404(
+    client: TestClient[web.Request, web.Application], spaces: Spaces, directory: Directory
+) -> None:
+    spaces.add(live_space())
+    for path in (f"/s/{SPACE_ID}/listen", "/s/zzzzzzzzzz/listen", "/s/not-an-id/listen"):
+        resp = await client.get(path, headers={"Accept-Language": "fr"})
+        assert resp.status == 404
+        assert "Rien à écouter" in await resp.text()
+    directory.owners[SPACE_ID] = "http://127.0.0.1:9"  # an owner that does not answer: still a 404
+    assert (await client.get(f"/s/{SPACE_ID}/listen")).status == 404
+    directory.asked.clear()
+    assert (await client.get(f"/s/{SPACE_ID}/listen?relay=1")).status == 404
+    assert directory.asked == []  # relay=1: only what this process owns
+
+
+async def test_a_listener_that_leaves_is_forgotten(
+    client: TestClient[web.Request, web.Application], bridge: Bridge
+) -> None:
+    async with client.get(f"/s/{SPACE_ID}/listen") as resp:
+        await resp.content.readexactly(100)
+        assert bridge.health().listeners == 1
+    await eventually(lambda: bridge.health().listeners == 0, what="the listener forgotten")
+
+
+# ------------------------------------------------------------------------------------- the share page
+
+
+async def test_the_share_page_embeds_a_player_when_live_with_audio(
+    client: TestClient[web.Request, web.Application], spaces: Spaces
+) -> None:
+    from dataclasses import replace
+
+    space = spaces.add(live_space(source="file:music.wav"))
+    resp = await client.get(f"/s/{SPACE_ID}")
+    page = await resp.text()
+    assert '<h2 id="listen-label">Listen live</h2>' in page
+    assert (
+        f'<audio controls preload="none" src="/s/{SPACE_ID}/listen" aria-labelledby="listen-label">' in page
+    )
+    assert "media-src 'self'" in resp.headers["Content-Security-Policy"]
+
+    for other in (replace(space, audio_source=None), replace(space, status=SpaceStatus.SCHEDULED)):
+        spaces.add(other)
+        resp = await client.get(f"/s/{SPACE_ID}")
+        assert "<audio" not in await resp.text()
+        assert "media-src" not in resp.headers["Content-Security-Policy"]
+
+
+async def test_without_audio_in_this_deployment_nothing_changes(spaces: Spaces) -> None:
+    spaces.add(live_space(source="file:music.wav"))
+    async with TestClient(TestServer(web_app(spaces, None))) as c:
+        assert "<audio" not in await (await c.get(f"/s/{SPACE_ID}")).text()
+        assert (await c.get(f"/s/{SPACE_ID}/listen")).status == 404
+        with pytest.raises(aiohttp.WSServerHandshakeError):
+            await c.ws_connect(f"/s/{SPACE_ID}/host/ws?key=x")
