@@ -4,6 +4,8 @@ bridge in order (relayed when another process owns it), and a real Chromium with
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import html
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,19 +16,24 @@ import pytest
 from aiohttp import WSCloseCode, web
 from aiohttp.test_utils import TestClient, TestServer
 
+from bots.audio.bridge import Bridge
 from bots.web.listen import CLOSE_ENDED, CLOSE_NOT_LIVE, MAX_CHUNK, MIC_JS
 from bots.web.pages import script_hash
+from core.audio import SILENCE_FRAME, AudioSource, SourceKind
 from core.models import SpaceStatus
 from tests.bots.web.conftest import (
+    FFMPEG,
     HOST_KEY,
     SPACE_ID,
     Directory,
+    Received,
     Spaces,
     chromium_args,
     chromium_or_skip,
     decode_pcm,
     dominant_hz,
     eventually,
+    listen,
     live_space,
     make_tone,
     web_app,
@@ -202,43 +209,59 @@ async def test_another_process_relays_the_host_to_the_owner(spaces: Spaces) -> N
 # ------------------------------------------------------------------------------------------ the browser
 
 
-async def test_chromium_streams_the_fake_microphone_driven_by_the_keyboard(
-    client: TestClient[web.Request, web.Application], bridge: RecordingBridge, tmp_path: Path
+async def test_chromium_speaks_to_web_listeners_driven_by_the_keyboard(
+    client: TestClient[web.Request, web.Application], spaces: Spaces, directory: Directory, tmp_path: Path
 ) -> None:
+    """The whole path: Chromium's fake microphone (440 Hz) → MediaRecorder → the websocket → the bridge's
+    ffmpeg → the frame hub → a web listener's Ogg stream, decoded by ffmpeg to a 440 Hz tone."""
     chromium = chromium_or_skip()
     from playwright.async_api import async_playwright
 
+    spaces.add(live_space())
+    bridge = Bridge(SPACE_ID, AudioSource(SourceKind.BROWSER), ffmpeg=FFMPEG, media_dir=None)
+    await bridge.start()
+    directory.bridges[SPACE_ID] = bridge
     mic = make_tone(tmp_path / "tone.wav", hz=440, seconds=5)
-    url = str(client.make_url(f"/s/{SPACE_ID}/host?key={HOST_KEY}"))
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=chromium, args=chromium_args(mic), headless=True)
-        try:
-            page = await browser.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            await page.goto(url)
-            # keyboard only: the button is the first stop of the tab order, and Enter presses it
-            await page.keyboard.press("Tab")
-            assert await page.evaluate("document.activeElement.id") == "start"
-            await page.keyboard.press("Enter")
-            state = page.locator("#mic")
-            await eventually(lambda: _is(state, "mic_live"), what="live")
-            assert await page.locator("#start").get_attribute("aria-pressed") == "true"
-            # two seconds of sound: a dozen 200-ms chunks
-            await eventually(lambda: sum(len(s.chunks) for s in bridge.sessions) >= 12, what="chunks")
-            await page.keyboard.press("Enter")  # Stop, still on the focused button
-            await eventually(lambda: _is(state, "mic_idle"), what="stopped")
-            await eventually(lambda: all(s.closed for s in bridge.sessions), what="session closed")
-            level = await page.locator("#level").get_attribute("value")
-            assert errors == [], errors
-        finally:
-            await browser.close()
-    assert len(bridge.sessions) == 1
-    assert level is not None
-    hz = dominant_hz(decode_pcm(bridge.received()))
-    print(f"host microphone → bridge: {hz:.1f} Hz")
-    assert 430 < hz < 450, hz
+    got = Received()
+    listening = asyncio.create_task(listen(client, got))
+    try:
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(
+                executable_path=chromium, args=chromium_args(mic), headless=True
+            )
+            try:
+                page = await browser.new_page()
+                errors: list[str] = []
+                page.on("pageerror", lambda e: errors.append(str(e)))
+                page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+                await page.goto(str(client.make_url(f"/s/{SPACE_ID}/host?key={HOST_KEY}")))
+                # keyboard only: the button is the first stop of the tab order, and Enter presses it
+                await page.keyboard.press("Tab")
+                assert await page.evaluate("document.activeElement.id") == "start"
+                await page.keyboard.press("Enter")
+                state = page.locator("#mic")
+                await eventually(lambda: _is(state, "mic_live"), what="on air")
+                assert await page.locator("#start").get_attribute("aria-pressed") == "true"
+                # two seconds of the host's voice at the listener (silence fill aside)
+                await eventually(
+                    lambda: sum(p != SILENCE_FRAME for p in got.packets) >= 100, what="2 s at the listener"
+                )
+                level = float(await page.locator("#level").get_attribute("value") or 0)
+                await page.keyboard.press("Enter")  # Stop, still on the focused button
+                await eventually(lambda: _is(state, "mic_idle"), what="stopped")
+                assert await page.locator("#start").inner_text() == "Start speaking"
+                assert errors == [], errors
+            finally:
+                await browser.close()
+    finally:
+        listening.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listening
+        await bridge.stop()
+    assert level > 0  # the meter moved with the tone
+    hz = dominant_hz(decode_pcm(got.complete()))
+    print(f"host microphone → web listener: {hz:.1f} Hz")
+    assert 425 < hz < 455, hz  # ±3 %: a 440 Hz tone (the file source in test_listen is 523 Hz)
 
 
 async def _is(state: Locator, expected: str) -> bool:

@@ -16,16 +16,18 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bots.audio.bridge import Bridge
 from bots.audio.ffmpeg import offline_encode
-from bots.audio.ogg import OggReader, OggWriter, is_header
+from bots.audio.ogg import OggWriter
 from core.audio import SILENCE_FRAME, AudioSource, SourceKind
 from core.models import SpaceStatus
 from tests.bots.web.conftest import (
     FFMPEG,
     SPACE_ID,
     Directory,
+    Received,
     Spaces,
     decode_pcm,
     eventually,
+    listen,
     live_space,
     make_tone,
     web_app,
@@ -57,49 +59,6 @@ async def bridge(media: Path, spaces: Spaces, directory: Directory) -> AsyncIter
 @pytest.fixture
 def offline(media: Path) -> list[bytes]:
     return offline_encode(str(media / "music.wav"), ffmpeg=FFMPEG)
-
-
-class Received:
-    """One web listener's bytes, and the Opus packets they carry."""
-
-    def __init__(self) -> None:
-        self.raw = bytearray()
-        self.packets: list[bytes] = []
-        self._reader = OggReader()
-
-    def take(self, chunk: bytes) -> None:
-        self.raw += chunk
-        self.packets += [p for p in self._reader.feed(chunk) if not is_header(p)]
-
-    def audio(self) -> list[bytes]:
-        """The packets without the paced silence a bridge sends while its source is quiet."""
-        start, end = 0, len(self.packets)
-        while start < end and self.packets[start] == SILENCE_FRAME:
-            start += 1
-        while end > start and self.packets[end - 1] == SILENCE_FRAME:
-            end -= 1
-        return self.packets[start:end]
-
-    def complete(self) -> bytes:
-        """The bytes up to the last complete Ogg page: what a player that stopped reading here had."""
-        pos = 0
-        while len(self.raw) >= pos + 27:
-            nseg = self.raw[pos + 26]
-            size = 27 + nseg + sum(self.raw[pos + 27 : pos + 27 + nseg])
-            if len(self.raw) < pos + 27 + nseg or len(self.raw) < pos + size:
-                break
-            pos += size
-        return bytes(self.raw[:pos])
-
-
-async def listen(client: TestClient[web.Request, web.Application], got: Received) -> None:
-    async with client.get(f"/s/{SPACE_ID}/listen") as resp:
-        assert resp.status == 200
-        assert resp.headers["Content-Type"] == "audio/ogg"
-        assert resp.headers["Cache-Control"] == "no-store"
-        assert resp.headers.get("Transfer-Encoding") == "chunked"
-        async for chunk in resp.content.iter_any():
-            got.take(chunk)
 
 
 def contiguous_in(packets: list[bytes], reference: list[bytes]) -> int:
