@@ -25,6 +25,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -266,9 +267,9 @@ def host_html(space: Space, locale: str) -> str:
         f"<h1>{e(t(locale, 'web.host_title', title=space.title))}</h1>",
         f'<p class="private">{e(t(locale, "web.host_private"))}</p>',
     ]
-    source = _source_kind(space)
-    if source is not SourceKind.BROWSER:
-        shown = space.audio_source or "—"
+    if not space.audio_source:
+        parts.append(f'<p class="hint">{e(t(locale, "web.host_no_source"))}</p>')
+    elif (shown := _shown_source(space.audio_source)) is not None:
         parts.append(f'<p class="hint">{e(t(locale, "web.host_not_browser", source=shown))}</p>')
     parts += [
         '<p><button id="start" type="button" aria-pressed="false" aria-describedby="state">'
@@ -281,13 +282,19 @@ def host_html(space: Space, locale: str) -> str:
     return "\n".join(parts)
 
 
-def _source_kind(space: Space) -> SourceKind | None:
-    if not space.audio_source:
-        return None
+def _shown_source(stored: str) -> str | None:
+    """How the page names a source that is not the browser (None when it is): a URL by its scheme and host
+    only — its path or query often holds a stream key, and a host may be sharing their screen."""
     try:
-        return parse_source(space.audio_source).kind
+        source = parse_source(stored)
     except UserError:
+        return stored[:80]
+    if source.kind is SourceKind.BROWSER:
         return None
+    if source.kind is SourceKind.FILE:
+        return str(source)
+    url = urlsplit(source.location)
+    return f"{url.scheme}://{url.hostname}/…"
 
 
 # The host's microphone, fixed text allowed by its hash. Each websocket connection starts a new

@@ -77,7 +77,7 @@ class Spaces:
         return found[0]
 
 
-def live_space(space_id: str = SPACE_ID, source: str = "browser") -> Space:
+def live_space(space_id: str = SPACE_ID, source: str | None = "browser") -> Space:
     return make_space(space_id, title="Friday jam", status=SpaceStatus.LIVE, audio_source=source, locale="en")
 
 

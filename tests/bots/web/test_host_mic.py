@@ -110,9 +110,13 @@ async def test_the_host_page_in_the_hosts_language_with_its_script_pinned(
 async def test_a_space_whose_source_is_not_the_browser_says_so(
     client: TestClient[web.Request, web.Application], spaces: Spaces
 ) -> None:
-    spaces.add(live_space(source="https://radio.example/live.mp3"))
+    spaces.add(live_space(source="rtmp://live.example/app/SECRET-STREAM-KEY"))
     page = await (await client.get(f"/s/{SPACE_ID}/host?key={HOST_KEY}")).text()
-    assert html.escape("This Space's audio comes from “https://radio.example/live.mp3”") in page
+    assert html.escape("This Space's audio comes from “rtmp://live.example/…”") in page
+    assert "SECRET" not in page  # a stream key stays off a page a host may be sharing on screen
+    spaces.add(live_space(source=None))
+    page = await (await client.get(f"/s/{SPACE_ID}/host?key={HOST_KEY}")).text()
+    assert "This Space has no audio source yet" in page
 
 
 @pytest.mark.parametrize("query", ["", "?key=", "?key=wrong", f"?key={HOST_KEY}x", "?key=" + "k" * 500])

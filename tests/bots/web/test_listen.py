@@ -196,3 +196,55 @@ async def test_without_audio_in_this_deployment_nothing_changes(spaces: Spaces) 
         assert (await c.get(f"/s/{SPACE_ID}/listen")).status == 404
         with pytest.raises(aiohttp.WSServerHandshakeError):
             await c.ws_connect(f"/s/{SPACE_ID}/host/ws?key=x")
+
+
+class FirehoseBridge:
+    """A bridge that writes faster than anyone reads: 64 KB at a time, as fast as the socket takes it."""
+
+    def __init__(self) -> None:
+        self.open_streams = 0
+
+    async def _stream(self) -> AsyncIterator[bytes]:
+        self.open_streams += 1
+        try:
+            while True:
+                yield b"\0" * 65536
+                await asyncio.sleep(0)
+        finally:
+            self.open_streams -= 1
+
+    def ogg_stream(self) -> AsyncIterator[bytes]:
+        return self._stream()
+
+    def browser_input(self) -> object:
+        raise AssertionError("not a browser source")
+
+
+async def test_a_client_that_stopped_reading_is_cut_off(
+    client: TestClient[web.Request, web.Application],
+    spaces: Spaces,
+    directory: Directory,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Its handler does not sit forever on a full socket: once a write has waited WRITE_TIMEOUT, the
+    connection is dropped and the bridge's stream closed (the bridge drops it from its side much earlier)."""
+    import socket
+
+    from bots.web import listen as listen_module
+
+    monkeypatch.setattr(listen_module, "WRITE_TIMEOUT", 0.3)
+    spaces.add(live_space())
+    directory.bridges[SPACE_ID] = firehose = FirehoseBridge()  # type: ignore[assignment]
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+    sock.connect((client.host, client.port))
+    sock.sendall(f"GET /s/{SPACE_ID}/listen HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    try:
+        await eventually(lambda: firehose.open_streams == 1, what="streaming")
+        await eventually(lambda: firehose.open_streams == 0, what="cut off and closed")
+    finally:
+        sock.close()
+    assert f"web listener of space_id={SPACE_ID} stopped reading; cut off" in caplog.text
+    assert "Traceback" not in caplog.text
+    assert (await client.get("/healthz")).status == 200  # the server carries on
