@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import html
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -47,9 +48,12 @@ class RecordingSession:
     def __init__(self) -> None:
         self.chunks: list[bytes] = []
         self.closed = False
+        self.broken = False  # the next write fails (the server then closes the socket: 1011)
 
     async def write(self, chunk: bytes) -> None:
         assert not self.closed, "written after close"
+        if self.broken:
+            raise RuntimeError("the audio went away")
         self.chunks.append(chunk)
 
     async def close(self) -> None:
@@ -174,8 +178,6 @@ async def test_a_space_without_audio_yet_says_wait_and_an_ended_one_says_stop(
     async with client.ws_connect(ws_path()) as ws:
         msg = await ws.receive()
         assert msg.type is aiohttp.WSMsgType.CLOSE and msg.data == CLOSE_NOT_LIVE
-    from dataclasses import replace
-
     spaces.add(replace(live_space(), status=SpaceStatus.ENDED))
     async with client.ws_connect(ws_path()) as ws:
         msg = await ws.receive()
@@ -272,13 +274,13 @@ async def _is(state: Locator, expected: str) -> bool:
     return await state.get_attribute("data-state") == expected
 
 
-async def test_chromium_waits_for_the_space_then_connects_by_itself(
+async def test_chromium_waits_for_the_space_reconnects_and_stops_when_it_ends(
     client: TestClient[web.Request, web.Application], spaces: Spaces, directory: Directory, tmp_path: Path
 ) -> None:
     chromium = chromium_or_skip()
     from playwright.async_api import async_playwright
 
-    spaces.add(live_space())  # live, but its audio has not started in any process yet
+    space = spaces.add(live_space())  # live, but its audio has not started in any process yet
     mic = make_tone(tmp_path / "tone.wav", hz=440, seconds=2)
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=chromium, args=chromium_args(mic), headless=True)
@@ -289,8 +291,24 @@ async def test_chromium_waits_for_the_space_then_connects_by_itself(
             state = page.locator("#mic")
             await eventually(lambda: _is(state, "mic_waiting"), what="waiting")
             assert "En attente du direct" in await page.locator("#state").inner_text()
+
             directory.bridges[SPACE_ID] = bridge = RecordingBridge()  # the Space's audio starts
             await eventually(lambda: _is(state, "mic_live"), what="live after waiting")
-            await eventually(lambda: bridge.sessions and bridge.sessions[0].chunks, what="first chunk")
+            await eventually(lambda: bridge.sessions and len(bridge.sessions[0].chunks) >= 2, what="chunks")
+
+            bridge.sessions[0].broken = True  # the connection fails: the page reconnects by itself
+            await eventually(
+                lambda: len(bridge.sessions) == 2 and bridge.sessions[1].chunks, what="reconnected"
+            )
+            assert await _is(state, "mic_live")
+            for session in bridge.sessions:  # each connection is a whole recording, from its header on
+                assert session.chunks[0].startswith((b"\x1a\x45\xdf\xa3", b"OggS"))  # WebM's EBML, or Ogg
+
+            spaces.add(replace(space, status=SpaceStatus.ENDED))  # the Space ends
+            del directory.bridges[SPACE_ID]
+            bridge.sessions[1].broken = True
+            await eventually(lambda: _is(state, "mic_ended"), what="told it ended")
+            assert "Ce Space est terminé" in await page.locator("#state").inner_text()
+            assert await page.locator("#start").get_attribute("aria-pressed") == "false"
         finally:
             await browser.close()
