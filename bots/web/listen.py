@@ -115,6 +115,7 @@ MAX_KEY = 200
 # Close codes the host's page understands (4000–4999 are the application's).
 CLOSE_NOT_LIVE = 4409  # the key is right but the Space has no audio running yet: the page waits and retries
 CLOSE_ENDED = 4410  # the Space is over: the page stops
+CLOSE_NOT_BROWSER = 4415  # the Space's source is a stream or a file: nothing to send from a browser
 
 STREAM_HEADERS: Mapping[str, str] = {
     "Content-Type": "audio/ogg",
@@ -138,7 +139,12 @@ def listen_path(space_id: str) -> str:
 
 
 async def _relay_session(app: web.Application) -> AsyncIterator[None]:
-    async with aiohttp.ClientSession(timeout=RELAY_TIMEOUT, auto_decompress=False) as session:
+    # no pool limit: each relayed listener holds one connection to the owner for as long as it listens, and
+    # aiohttp's default (100) would make the 101st wait for a free one, silently
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=RELAY_TIMEOUT, auto_decompress=False
+    ) as session:
         app[SESSION_KEY] = session
         yield
 
@@ -170,8 +176,8 @@ async def _pump(request: web.Request, chunks: AsyncIterator[bytes], space_id: st
     """Copy ``chunks`` to the client as they come, chunked, never buffering more than the socket's own."""
     resp = web.StreamResponse(headers=STREAM_HEADERS)
     resp.enable_chunked_encoding()
-    await resp.prepare(request)
     try:
+        await resp.prepare(request)
         async for chunk in chunks:
             async with asyncio.timeout(WRITE_TIMEOUT):
                 await resp.write(chunk)
@@ -256,6 +262,7 @@ MIC_TEXTS = (
     "web.mic_unsupported",
     "web.mic_insecure",
     "web.mic_ended",
+    "web.mic_not_browser",
 )
 
 
@@ -319,7 +326,7 @@ delay=Math.min(delay*2,10000)}
 function connect(){if(!on)return;const sock=new WebSocket(wsUrl());ws=sock;
 sock.onopen=()=>{if(ws!==sock)return;delay=500;say('mic_live');record(sock)};
 sock.onclose=e=>{if(ws!==sock)return;ws=null;unrecord();if(!on)return;
-if(e.code===4410){stop('mic_ended');return}
+if(e.code===4410){stop('mic_ended');return}if(e.code===4415){stop('mic_not_browser');return}
 if(e.code===4409){say('mic_waiting');retry(5000)}else{say('mic_reconnecting');retry(10000)}}}
 function level(){try{ctx=new AudioContext();const a=ctx.createAnalyser();a.fftSize=1024;
 ctx.createMediaStreamSource(mic).connect(a);const buf=new Float32Array(a.fftSize);
@@ -361,8 +368,12 @@ async def _host_ws(request: web.Request) -> web.StreamResponse:
         over = space.status in (SpaceStatus.ENDED, SpaceStatus.CANCELLED)
         await ws.close(code=CLOSE_ENDED if over else CLOSE_NOT_LIVE, message=b"no audio running")
         return ws
+    try:
+        session = bridge.browser_input()
+    except ValueError:  # the source is not the browser (changed since the page was opened)
+        await ws.close(code=CLOSE_NOT_BROWSER, message=b"not a browser source")
+        return ws
     log.info("host microphone connected for space_id=%s", space.id)
-    session = bridge.browser_input()
     try:
         async for msg in ws:
             if msg.type is not WSMsgType.BINARY:  # TEXT (ERROR: too big or broken, already closing)

@@ -248,3 +248,14 @@ async def test_a_client_that_stopped_reading_is_cut_off(
     assert f"web listener of space_id={SPACE_ID} stopped reading; cut off" in caplog.text
     assert "Traceback" not in caplog.text
     assert (await client.get("/healthz")).status == 200  # the server carries on
+
+
+async def test_the_host_websocket_of_a_file_source_says_there_is_nothing_to_send(
+    client: TestClient[web.Request, web.Application], bridge: Bridge
+) -> None:
+    from bots.web.listen import CLOSE_NOT_BROWSER
+    from tests.bots.web.conftest import HOST_KEY
+
+    async with client.ws_connect(f"/s/{SPACE_ID}/host/ws?key={HOST_KEY}") as ws:
+        msg = await ws.receive()
+        assert msg.type is aiohttp.WSMsgType.CLOSE and msg.data == CLOSE_NOT_BROWSER
