@@ -77,6 +77,9 @@ class WebDeps:
     on_counts: Callable[[dict[str, int] | None], None] = lambda counts: None
     routes: Sequence[WebRoute] = ()
     default_locale: str = "en"
+    # live audio (bots/web/listen.py): /s/<id>/listen and the share page's player; None: no audio here
+    audio: AudioDirectory | None = None
+    host_keys: HostKeys | None = None  # the host's microphone page (AudioService.check_host_key)
     extra_health: dict[str, str] = field(default_factory=dict)  # e.g. role, worker id
     # each platform's state ("up", "down: …", "standby …"): one platform down is shown, and the service is
     # still healthy (the others run, and it is retried in the background)
@@ -87,9 +90,6 @@ class WebDeps:
     worker_label: str | None = None  # this process's own series get worker=<id> (it delivers)
     metrics_token: str | None = None  # require `Authorization: Bearer <token>`
     public_metrics: bool = True  # False: /metrics lives on its own listener (make_metrics_app)
-    # live audio (bots/web/listen.py): /s/<id>/listen and the share page's player; None: no audio here
-    audio: AudioDirectory | None = None
-    host_keys: HostKeys | None = None  # the host's microphone page (AudioService.check_host_key)
 
 
 DEPS_KEY: web.AppKey[WebDeps] = web.AppKey("spaces_deps", WebDeps)
