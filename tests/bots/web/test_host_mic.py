@@ -312,3 +312,27 @@ async def test_chromium_waits_for_the_space_reconnects_and_stops_when_it_ends(
             assert await page.locator("#start").get_attribute("aria-pressed") == "false"
         finally:
             await browser.close()
+
+
+async def test_a_refused_microphone_is_explained(
+    client: TestClient[web.Request, web.Application], bridge: RecordingBridge, tmp_path: Path
+) -> None:
+    chromium = chromium_or_skip()
+    from playwright.async_api import async_playwright
+
+    mic = make_tone(tmp_path / "tone.wav", seconds=1)
+    # without --use-fake-ui-for-media-stream nobody answers the permission prompt: headless Chromium denies
+    args = [a for a in chromium_args(mic) if a != "--use-fake-ui-for-media-stream"]
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=chromium, args=args, headless=True)
+        try:
+            page = await browser.new_page()
+            await page.goto(str(client.make_url(f"/s/{SPACE_ID}/host?key={HOST_KEY}")))
+            await page.get_by_role("button", name="Start speaking").click()
+            state = page.locator("#mic")
+            await eventually(lambda: _is(state, "mic_denied"), what="denied")
+            assert "The browser blocked the microphone" in await page.get_by_role("status").inner_text()
+            assert await page.locator("#start").get_attribute("aria-pressed") == "false"
+        finally:
+            await browser.close()
+    assert bridge.sessions == []  # nothing was connected
