@@ -176,15 +176,21 @@ async def _pump(request: web.Request, chunks: AsyncIterator[bytes], space_id: st
     """Copy ``chunks`` to the client as they come, chunked, never buffering more than the socket's own."""
     resp = web.StreamResponse(headers=STREAM_HEADERS)
     resp.enable_chunked_encoding()
+    transport = request.transport
     try:
         await resp.prepare(request)
         async for chunk in chunks:
+            if transport is not None and not transport.get_write_buffer_size():
+                # the socket took everything so far: this write cannot wait (and a timer per frame and per
+                # listener is a measurable share of the loop's time with hundreds of listeners)
+                await resp.write(chunk)
+                continue
             async with asyncio.timeout(WRITE_TIMEOUT):
                 await resp.write(chunk)
     except TimeoutError:
         log.info("web listener of space_id=%s stopped reading; cut off", space_id)
-        if request.transport is not None:
-            request.transport.abort()  # its buffered bytes would hold the handler on write_eof
+        if transport is not None:
+            transport.abort()  # its buffered bytes would hold the handler on write_eof
     except ConnectionError:
         pass  # the listener went away
     finally:
