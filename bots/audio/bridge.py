@@ -225,11 +225,11 @@ class Bridge:
     def feed(self) -> FrameHub:
         return self._hub
 
-    def ogg_stream(self) -> AsyncIterator[bytes]:
+    def ogg_stream(self, *, backlog: int = 150) -> AsyncIterator[bytes]:
         """One web listener, from the live edge: the Ogg headers, then pages as frames come (silence when the
         source is quiet). Ends, with an end-of-stream page, when the bridge stops; ends at once when the
-        listener falls too far behind (a slow client). Close it (``aclose``) when the client goes."""
-        return self._ogg(self._hub.listen())
+        listener falls ``backlog`` frames behind (a slow client: 3 s by default). Close it (``aclose``) when the client goes."""
+        return self._ogg(self._hub.listen(backlog=backlog))
 
     async def _ogg(self, listener: Listener) -> AsyncIterator[bytes]:
         writer = OggWriter()

@@ -76,9 +76,14 @@ async def test_listeners_batches_one_dispatch_per_frame_and_close() -> None:
         calls += 1
         return original(*args, **kwargs)
 
-    loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+    loop.call_soon_threadsafe = counting  # type: ignore[method-assign, assignment]
     try:
-        pusher = threading.Thread(target=lambda: [hub.push(frame(i)) for i in range(40)])
+
+        def push_all() -> None:
+            for i in range(40):
+                hub.push(frame(i))
+
+        pusher = threading.Thread(target=push_all)
         pusher.start()
         pusher.join()
     finally:
