@@ -311,7 +311,7 @@ def _space_html(space: Space, subscribers: int, locale: str, *, player: bool = F
     if player:
         # preload="none": nothing is fetched (no listener counted, no bytes spent) until the reader presses play
         parts.append(
-            f'<section class="listen"><h2 id="listen-label">{e(t(locale, "web.listen"))}</h2>'
+            f'<section class="listen" aria-labelledby="listen-label"><h2 id="listen-label">{e(t(locale, "web.listen"))}</h2>'
             f'<audio controls preload="none" src="{e(listen_path(space.id))}" aria-labelledby="listen-label">'
             "</audio></section>"
         )

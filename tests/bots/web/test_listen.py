@@ -259,3 +259,34 @@ async def test_the_host_websocket_of_a_file_source_says_there_is_nothing_to_send
     async with client.ws_connect(f"/s/{SPACE_ID}/host/ws?key={HOST_KEY}") as ws:
         msg = await ws.receive()
         assert msg.type is aiohttp.WSMsgType.CLOSE and msg.data == CLOSE_NOT_BROWSER
+
+
+async def test_chromium_plays_the_share_pages_player(
+    client: TestClient[web.Request, web.Application], bridge: Bridge, tmp_path: Path
+) -> None:
+    """The share page's <audio> plays the live stream in a real browser, under the page's CSP."""
+    from playwright.async_api import async_playwright
+
+    from tests.bots.web.conftest import chromium_args, chromium_or_skip
+
+    chromium = chromium_or_skip()
+    mic = make_tone(tmp_path / "unused.wav", seconds=1)
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=chromium, args=chromium_args(mic), headless=True)
+        try:
+            page = await browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            await page.goto(str(client.make_url(f"/s/{SPACE_ID}")))
+            player = page.get_by_role("region", name="Listen live").locator("audio")
+            await player.evaluate("a => a.play()")
+            # the browser decoded and played more than a second of the stream (progress, not a timing)
+            await eventually(
+                lambda: player.evaluate("a => a.currentTime > 1 && !a.paused && a.error === null"),
+                what="playing",
+            )
+            assert bridge.health().listeners == 1
+            assert errors == [], errors
+        finally:
+            await browser.close()
