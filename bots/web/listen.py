@@ -249,7 +249,8 @@ async def _host_page(request: web.Request) -> web.Response:
         t(locale, "web.host_title", title=space.title),
         host_html(space, locale),
         script=MIC_JS,
-        allow=("connect-src 'self'",),  # the websocket back to this page's origin
+        # the websocket back to this page's origin; and a page that opens the microphone is never framed
+        allow=("connect-src 'self'", "frame-ancestors 'none'"),
         private=True,
     )
 

@@ -107,6 +107,7 @@ async def test_the_host_page_in_the_hosts_language_with_its_script_pinned(
     policy = resp.headers["Content-Security-Policy"]
     assert f"script-src '{script_hash(MIC_JS)}'" in policy
     assert "connect-src 'self'" in policy and "default-src 'none'" in policy
+    assert "frame-ancestors 'none'" in policy
     assert resp.headers["Cache-Control"] == "no-store"  # the page's URL is the host's secret
     assert resp.headers["Referrer-Policy"] == "no-referrer"
 
