@@ -314,7 +314,8 @@ def _shown_source(stored: str) -> str | None:
 # The host's microphone, fixed text allowed by its hash. Each websocket connection starts a new
 # MediaRecorder: a WebM/Ogg stream is only decodable from its first chunk (its headers), and the server opens
 # a fresh session per connection. Reconnects back off (0.5 s doubling to 10 s, with jitter); a Space not live
-# yet is waited for; texts come from the page's data-texts (the reader's language).
+# yet is waited for; texts come from the page's data-texts (the reader's language). The meter shows the
+# level in dB (-60 dBFS to 0 across its width), which is how loudness is heard.
 MIC_JS = """(()=>{'use strict';
 const root=document.getElementById('mic'),T=JSON.parse(root.dataset.texts);
 const btn=document.getElementById('start'),state=document.getElementById('state'),meter=document.getElementById('level');
@@ -338,7 +339,7 @@ if(e.code===4409){say('mic_waiting');retry(5000)}else{say('mic_reconnecting');re
 function level(){try{ctx=new AudioContext();const a=ctx.createAnalyser();a.fftSize=1024;
 ctx.createMediaStreamSource(mic).connect(a);const buf=new Float32Array(a.fftSize);
 const tick=()=>{a.getFloatTimeDomainData(buf);let s=0;for(const v of buf)s+=v*v;
-meter.value=Math.min(1,Math.sqrt(s/buf.length)*4);raf=requestAnimationFrame(tick)};tick()}catch(e){}}
+const db=10*Math.log10(s/buf.length+1e-12);meter.value=Math.max(0,Math.min(1,1+db/60));raf=requestAnimationFrame(tick)};tick()}catch(e){}}
 async function start(){
 if(!window.isSecureContext||!navigator.mediaDevices||!navigator.mediaDevices.getUserMedia){say('mic_insecure');return}
 if(!window.MediaRecorder||!window.WebSocket){say('mic_unsupported');return}
