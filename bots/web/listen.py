@@ -159,7 +159,7 @@ async def _listen(request: web.Request) -> web.StreamResponse:
         bridge = deps.audio.local(space_id)
         if bridge is not None:
             return await _pump(request, bridge.ogg_stream(), space_id)
-        owner = None if _relayed(request) else await deps.audio.owner_url(space_id)
+        owner = await _owner(request, space_id)
         if owner is not None:
             relayed = await _relay_stream(request, owner, space_id)
             if relayed is not None:
@@ -170,6 +170,18 @@ async def _listen(request: web.Request) -> web.StreamResponse:
 
 def _relayed(request: web.Request) -> bool:
     return request.query.get("relay") == "1"
+
+
+async def _owner(request: web.Request, space_id: str) -> str | None:
+    """The process to relay to; None when this request is itself a relay (no loops) or when nobody can be
+    named (the lease unreadable: this request answers "nothing to hear" and the player may retry)."""
+    if _relayed(request):
+        return None
+    try:
+        return await request.app[LISTEN_KEY].audio.owner_url(space_id)
+    except Exception:
+        log.warning("finding the audio owner of space_id=%s failed", space_id, exc_info=True)
+        return None
 
 
 async def _pump(request: web.Request, chunks: AsyncIterator[bytes], space_id: str) -> web.StreamResponse:
@@ -366,8 +378,8 @@ async def _host_ws(request: web.Request) -> web.StreamResponse:
     if space is None:  # refused before any upgrade, like an unknown Space
         return not_found(request_locale(request, deps.default_locale), request.match_info["space_id"])
     bridge = deps.audio.local(space.id)
-    if bridge is None and not _relayed(request):
-        owner = await deps.audio.owner_url(space.id)
+    if bridge is None:
+        owner = await _owner(request, space.id)
         if owner is not None:
             return await _relay_ws(request, owner, space.id)
     ws = web.WebSocketResponse(max_msg_size=MAX_CHUNK, heartbeat=HEARTBEAT)

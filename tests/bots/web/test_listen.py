@@ -317,3 +317,13 @@ async def test_chromium_plays_the_share_pages_player(
             assert errors == [], errors
         finally:
             await browser.close()
+
+
+async def test_an_unreadable_audio_lease_is_nothing_to_hear_not_a_crash(
+    client: TestClient[web.Request, web.Application], directory: Directory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(space_id: str) -> str | None:
+        raise ConnectionError("database is down")
+
+    monkeypatch.setattr(directory, "owner_url", broken)
+    assert (await client.get(f"/s/{SPACE_ID}/listen")).status == 404
