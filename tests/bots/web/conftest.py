@@ -30,9 +30,10 @@ from core.errors import NotFound
 from core.models import Space, SpaceStatus
 from tests.builders import space as make_space
 from tests.fakes.memory import MemoryDB
+from tests.fakes.secrets import CANARY
 
 SPACE_ID = "sp2345abcd"  # looks like a real id (core.ids)
-HOST_KEY = "k3y-Of-The-Host_0123456789abcdefghij"
+HOST_KEY = f"{CANARY}HostKey0123456789abcdef"  # the session log check fails if it is ever logged
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 
 
