@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -330,3 +331,61 @@ async def test_browser_sessions(ffmpeg_exe: str, webm: bytes, no_leftovers: None
     assert bridge.health().source.state is LinkState.STOPPED
     with pytest.raises(ValueError):
         bridge_for(AudioSource(SourceKind.FILE, "x.wav"), ffmpeg_exe, None).browser_input()
+
+
+@pytest.fixture
+def video_only(ffmpeg_exe: str, tmp_path: Path) -> bytes:
+    """What a recorder sending video only would send: a webm without an audio track."""
+    video = tmp_path / "camera.webm"
+    subprocess.run(
+        [
+            ffmpeg_exe,
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-nostdin",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=duration=1:size=64x64:rate=10",
+            "-c:v",
+            "libvpx",
+            "-f",
+            "webm",
+            str(video),
+        ],
+        check=True,
+        timeout=30,
+    )
+    return video.read_bytes()
+
+
+async def test_browser_session_without_audio_reported(
+    ffmpeg_exe: str, video_only: bytes, no_leftovers: None
+) -> None:
+    reports: list[str] = []
+    bridge = bridge_for(AudioSource(SourceKind.BROWSER), ffmpeg_exe, None, on_source_failed=reports.append)
+    await bridge.start()
+    session = bridge.browser_input()
+    await session.write(video_only)  # the session stays open: ffmpeg gives up by itself
+    await until(lambda: bool(reports), what="the report")
+    assert reports == ["no audio stream"]
+    assert bridge.health().source.state is LinkState.FAILED
+    await bridge.stop()
+
+
+async def test_stop_survives_a_cancelled_caller(
+    ffmpeg_exe: str, media_dir: Path, tone: Path, no_leftovers: None
+) -> None:
+    voice = FakeVoice()
+    bridge = bridge_for(AudioSource(SourceKind.FILE, "tone.wav"), ffmpeg_exe, media_dir, voice=[voice])
+    await bridge.start()
+    await bridge.link(chan(1))
+    await until(lambda: bridge.feed.pushed > 5, what="frames")
+    caller = asyncio.create_task(bridge.stop())
+    await asyncio.sleep(0)
+    caller.cancel()  # e.g. the supervisor's task cancelled at shutdown
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    await bridge.stop()  # the same stop, carried on to its end
+    assert voice.leaves == [chan(1)] and bridge.feed.closed and not children()

@@ -134,3 +134,18 @@ async def test_listener_on_a_closed_hub_ends_and_readers_start_empty() -> None:
     assert RING_FRAMES == 500
     hub.close()
     assert [b async for b in hub.listen()] == []
+
+
+async def test_nudge_wakes_listeners_without_frames() -> None:
+    hub = FrameHub()
+    listener = hub.listen()
+    waiting = asyncio.create_task(listener.next_batch())
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    hub.nudge()  # from the bridge's tick: no frame, but a chance to fill the quiet with silence
+    assert await asyncio.wait_for(waiting, 5) == []
+    hub.push(frame(0))
+    assert await asyncio.wait_for(listener.next_batch(), 5) == [frame(0)]
+    assert await listener.next_batch(wait_s=0.01) == []
+    hub.close()
+    assert await listener.next_batch() is None
