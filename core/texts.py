@@ -145,6 +145,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "web.mic_unsupported": "This browser can't record audio for streaming. Try a recent Firefox, Chrome, Edge or Safari.",
         "web.mic_insecure": "Browsers only give the microphone to secure pages: open this link with https.",
         "web.mic_ended": "This Space has ended — thanks for hosting!",
+        "web.mic_replaced": "You're speaking from another page or device now, so this one stopped.",
         "web.mic_not_browser": "This Space's audio comes from a stream or a file, not from this page: nothing is sent from here.",
         "tg.anonymous": "I can't tell who you are when you post anonymously or as a channel — send it as "
         "yourself to schedule or manage a Space.",
@@ -379,6 +380,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "web.mic_unsupported": "Ce navigateur ne sait pas enregistrer l'audio pour le diffuser. Essayez un Firefox, Chrome, Edge ou Safari récent.",
         "web.mic_insecure": "Les navigateurs ne donnent le micro qu'aux pages sécurisées : ouvrez ce lien en https.",
         "web.mic_ended": "Ce Space est terminé — merci de l'avoir animé !",
+        "web.mic_replaced": "Vous parlez maintenant depuis une autre page ou un autre appareil : celle-ci s'est arrêtée.",
         "web.mic_not_browser": "L'audio de ce Space vient d'un flux ou d'un fichier, pas de cette page : rien n'est envoyé d'ici.",
         "tg.anonymous": "Je ne sais pas qui vous êtes quand vous écrivez anonymement ou au nom d'un canal — "
         "écrivez en votre nom pour programmer ou gérer un Space.",

@@ -22,8 +22,9 @@ import contextlib
 import html
 import json
 import logging
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import urlsplit
 
@@ -45,6 +46,9 @@ log = logging.getLogger(__name__)
 
 class BrowserSession(Protocol):
     """One host session's recorded audio going into the bridge (``bots.audio.bridge.BrowserInput``)."""
+
+    # True once the session ended, or was replaced by a newer one (the host opened the page elsewhere)
+    closed: bool
 
     async def write(self, chunk: bytes) -> None:
         """One MediaRecorder chunk (WebM or Ogg bytes), in order."""
@@ -93,6 +97,11 @@ class ListenDeps:
     audio: AudioDirectory
     host_keys: HostKeys | None = None  # None: no host page (the listen stream still works)
     default_locale: str = "en"
+    # each bridge's newest host session opened here (every session of a bridge is opened by this module,
+    # in the owning process): an older one that finds itself closed knows it was replaced, not stopped
+    newest: weakref.WeakKeyDictionary[LiveBridge, BrowserSession] = field(
+        default_factory=weakref.WeakKeyDictionary
+    )
 
 
 LISTEN_KEY: web.AppKey[ListenDeps] = web.AppKey("spaces_listen", ListenDeps)
@@ -116,6 +125,7 @@ MAX_KEY = 200
 CLOSE_NOT_LIVE = 4409  # the key is right but the Space has no audio running yet: the page waits and retries
 CLOSE_ENDED = 4410  # the Space is over: the page stops
 CLOSE_NOT_BROWSER = 4415  # the Space's source is a stream or a file: nothing to send from a browser
+CLOSE_REPLACED = 4412  # the host connected from another page (or device): this one stops, and says why
 
 STREAM_HEADERS: Mapping[str, str] = {
     "Content-Type": "audio/ogg",
@@ -282,6 +292,7 @@ MIC_TEXTS = (
     "web.mic_insecure",
     "web.mic_ended",
     "web.mic_not_browser",
+    "web.mic_replaced",
 )
 
 
@@ -346,7 +357,7 @@ delay=Math.min(delay*2,10000)}
 function connect(){if(!on)return;const sock=new WebSocket(wsUrl());ws=sock;
 sock.onopen=()=>{if(ws!==sock)return;delay=500;say('mic_live');record(sock)};
 sock.onclose=e=>{if(ws!==sock)return;ws=null;unrecord();if(!on)return;
-if(e.code===4410){stop('mic_ended');return}if(e.code===4415){stop('mic_not_browser');return}
+if(e.code===4410){stop('mic_ended');return}if(e.code===4415){stop('mic_not_browser');return}if(e.code===4412){stop('mic_replaced');return}
 if(e.code===4409){say('mic_waiting');retry(5000)}else{say('mic_reconnecting');retry(10000)}}}
 function level(){try{ctx=new AudioContext();const a=ctx.createAnalyser();a.fftSize=1024;
 ctx.createMediaStreamSource(mic).connect(a);const buf=new Float32Array(a.fftSize);
@@ -389,7 +400,7 @@ async def _host_ws(request: web.Request) -> web.StreamResponse:
         await ws.close(code=CLOSE_ENDED if over else CLOSE_NOT_LIVE, message=b"no audio running")
         return ws
     try:
-        session = bridge.browser_input()
+        session = deps.newest[bridge] = bridge.browser_input()
     except ValueError:  # the source is not the browser (changed since the page was opened)
         await ws.close(code=CLOSE_NOT_BROWSER, message=b"not a browser source")
         return ws
@@ -401,6 +412,12 @@ async def _host_ws(request: web.Request) -> web.StreamResponse:
                     await ws.close(code=WSCloseCode.UNSUPPORTED_DATA, message=b"binary frames only")
                 break
             await session.write(msg.data)
+            if session.closed:
+                if deps.newest.get(bridge) is not session:  # the host's other page took over: stop here
+                    await ws.close(code=CLOSE_REPLACED, message=b"speaking from another page")
+                else:  # the bridge stopped (the Space ended, or its audio moves): the page reconnects
+                    await ws.close(code=WSCloseCode.GOING_AWAY, message=b"audio stopped")
+                break
     except Exception:
         log.exception("host microphone of space_id=%s failed", space.id)
         await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"audio failed")

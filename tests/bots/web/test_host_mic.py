@@ -18,7 +18,7 @@ from aiohttp import WSCloseCode, web
 from aiohttp.test_utils import TestClient, TestServer
 
 from bots.audio.bridge import Bridge
-from bots.web.listen import CLOSE_ENDED, CLOSE_NOT_LIVE, MAX_CHUNK, MIC_JS
+from bots.web.listen import CLOSE_ENDED, CLOSE_NOT_LIVE, CLOSE_REPLACED, MAX_CHUNK, MIC_JS
 from bots.web.pages import script_hash
 from core.audio import SILENCE_FRAME, AudioSource, SourceKind
 from core.models import SpaceStatus
@@ -51,7 +51,8 @@ class RecordingSession:
         self.broken = False  # the next write fails (the server then closes the socket: 1011)
 
     async def write(self, chunk: bytes) -> None:
-        assert not self.closed, "written after close"
+        if self.closed:
+            return  # a replaced session's writes are dropped (Bridge.BrowserInput)
         if self.broken:
             raise RuntimeError("the audio went away")
         self.chunks.append(chunk)
@@ -70,8 +71,14 @@ class RecordingBridge:
         raise AssertionError("no listener in these tests")
 
     def browser_input(self) -> RecordingSession:
+        if self.sessions:
+            self.sessions[-1].closed = True  # replaced, as the real bridge does
         self.sessions.append(RecordingSession())
         return self.sessions[-1]
+
+    def stop(self) -> None:
+        for session in self.sessions:
+            session.closed = True
 
     def received(self) -> bytes:
         return b"".join(b"".join(s.chunks) for s in self.sessions)
@@ -155,6 +162,35 @@ async def test_binary_messages_reach_the_bridge_in_order_and_the_session_ends_wi
         await ws.send_bytes(b"again")
     await eventually(lambda: len(bridge.sessions) == 2 and bridge.sessions[1].closed, what="2nd session")
     assert bridge.sessions[1].chunks == [b"again"]
+
+
+async def test_a_second_page_takes_over_and_the_first_is_told(
+    client: TestClient[web.Request, web.Application], bridge: RecordingBridge
+) -> None:
+    async with client.ws_connect(ws_path()) as laptop:
+        await laptop.send_bytes(b"laptop 1")
+        await eventually(lambda: bridge.sessions and bridge.sessions[0].chunks, what="laptop heard")
+        async with client.ws_connect(ws_path()) as phone:
+            await phone.send_bytes(b"phone 1")
+            await eventually(lambda: len(bridge.sessions) == 2 and bridge.sessions[1].chunks, what="phone")
+            await laptop.send_bytes(b"laptop 2")
+            msg = await laptop.receive()
+            assert msg.type is aiohttp.WSMsgType.CLOSE and msg.data == CLOSE_REPLACED
+            await phone.send_bytes(b"phone 2")
+            await eventually(lambda: len(bridge.sessions[1].chunks) == 2, what="phone goes on")
+    assert [s.chunks for s in bridge.sessions] == [[b"laptop 1"], [b"phone 1", b"phone 2"]]
+
+
+async def test_a_bridge_that_stops_under_the_host_sends_the_page_to_reconnect(
+    client: TestClient[web.Request, web.Application], bridge: RecordingBridge
+) -> None:
+    async with client.ws_connect(ws_path()) as ws:
+        await ws.send_bytes(b"one")
+        await eventually(lambda: bridge.sessions and bridge.sessions[0].chunks, what="heard")
+        bridge.stop()  # the Space's audio stops or moves to another process: not "another page"
+        await ws.send_bytes(b"two")
+        msg = await ws.receive()
+        assert msg.type is aiohttp.WSMsgType.CLOSE and msg.data == WSCloseCode.GOING_AWAY
 
 
 async def test_text_and_oversized_messages_close_the_socket(
