@@ -28,6 +28,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
 from bots.metrics import FleetView, render
+from bots.web.host import add_host_routes
 from bots.web.listen import AudioDirectory, HostKeys, ListenDeps, add_listen_routes, listen_path
 from bots.web.pages import not_found, page, request_locale
 from core.errors import NotFound
@@ -132,6 +133,8 @@ def make_web_app(deps: WebDeps) -> web.Application:
     app.router.add_get("/", _index)
     if deps.audio is not None:
         add_listen_routes(app, ListenDeps(deps.audio, deps.host_keys, deps.default_locale))
+        if deps.host_keys is not None:
+            add_host_routes(app)
     claimed: set[tuple[str, str]] = set()
     for method, path, handler in deps.routes:
         key = (method.upper(), path)

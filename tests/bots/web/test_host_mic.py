@@ -18,7 +18,7 @@ from aiohttp import WSCloseCode, web
 from aiohttp.test_utils import TestClient, TestServer
 
 from bots.audio.bridge import Bridge
-from bots.web.listen import CLOSE_ENDED, CLOSE_NOT_LIVE, CLOSE_REPLACED, MAX_CHUNK, MIC_JS
+from bots.web.host import CLOSE_ENDED, CLOSE_NOT_LIVE, CLOSE_REPLACED, MAX_CHUNK, MIC_JS
 from bots.web.pages import script_hash
 from core.audio import SILENCE_FRAME, AudioSource, SourceKind
 from core.models import SpaceStatus

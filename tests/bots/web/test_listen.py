@@ -280,7 +280,7 @@ async def test_a_client_that_stopped_reading_is_cut_off(
 async def test_the_host_websocket_of_a_file_source_says_there_is_nothing_to_send(
     client: TestClient[web.Request, web.Application], bridge: Bridge
 ) -> None:
-    from bots.web.listen import CLOSE_NOT_BROWSER
+    from bots.web.host import CLOSE_NOT_BROWSER
     from tests.bots.web.conftest import HOST_KEY
 
     async with client.ws_connect(f"/s/{SPACE_ID}/host/ws?key={HOST_KEY}") as ws:
