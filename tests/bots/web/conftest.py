@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import array
 import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import imageio_ffmpeg
 import pytest
@@ -35,6 +37,9 @@ from tests.fakes.secrets import CANARY
 SPACE_ID = "sp2345abcd"  # looks like a real id (core.ids)
 HOST_KEY = f"{CANARY}HostKey0123456789abcdef"  # the session log check fails if it is ever logged
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
+
+if TYPE_CHECKING:
+    from playwright.async_api import Page
 
 
 @dataclass
@@ -246,6 +251,32 @@ def chromium_or_skip() -> str:
     except ImportError:
         pytest.fail("the playwright package is missing: `make test` installs the dev extra")
     return found
+
+
+@dataclass
+class Browser:
+    page: Page
+    errors: list[str]  # the page's uncaught errors and console errors (a CSP violation is one)
+
+
+@contextlib.asynccontextmanager
+async def chromium(mic: Path, *, answer_prompts: bool = True, **page_options: Any) -> AsyncIterator[Browser]:
+    """Headless Chromium with ``mic`` as its microphone, one page open; closed (and its processes gone)
+    on exit. ``answer_prompts=False``: nobody accepts the permission prompt (headless Chromium denies it)."""
+    executable = chromium_or_skip()
+    from playwright.async_api import async_playwright
+
+    args = [a for a in chromium_args(mic) if answer_prompts or a != "--use-fake-ui-for-media-stream"]
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=executable, args=args, headless=True)
+        try:
+            page = await browser.new_page(**page_options)
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            yield Browser(page, errors)
+        finally:
+            await browser.close()
 
 
 def chromium_args(fake_mic: Path) -> list[str]:

@@ -20,7 +20,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from bots.audio.bridge import Bridge
 from bots.web.host import CLOSE_ENDED, CLOSE_NOT_LIVE, CLOSE_REPLACED, MAX_CHUNK, MIC_JS
 from bots.web.pages import script_hash
-from core.audio import SILENCE_FRAME, AudioSource, SourceKind
+from core.audio import SILENCE_FRAME, AudioSource, LinkState, SourceKind
 from core.models import SpaceStatus
 from tests.bots.web.conftest import (
     FFMPEG,
@@ -29,8 +29,7 @@ from tests.bots.web.conftest import (
     Directory,
     Received,
     Spaces,
-    chromium_args,
-    chromium_or_skip,
+    chromium,
     decode_pcm,
     dominant_hz,
     eventually,
@@ -257,53 +256,88 @@ async def test_chromium_speaks_to_web_listeners_driven_by_the_keyboard(
 ) -> None:
     """The whole path: Chromium's fake microphone (440 Hz) → MediaRecorder → the websocket → the bridge's
     ffmpeg → the frame hub → a web listener's Ogg stream, decoded by ffmpeg to a 440 Hz tone."""
-    chromium = chromium_or_skip()
-    from playwright.async_api import async_playwright
-
     spaces.add(live_space())
+    mic = make_tone(tmp_path / "tone.wav", hz=440, seconds=5)
+    async with live_browser_bridge(directory) as bridge, chromium(mic) as browser:
+        page = browser.page
+        got = Received()
+        async with listening(client, got):
+            await page.goto(str(client.make_url(f"/s/{SPACE_ID}/host?key={HOST_KEY}")))
+            # keyboard only: the button is the first stop of the tab order, and Enter presses it
+            await page.keyboard.press("Tab")
+            assert await page.evaluate("document.activeElement.id") == "start"
+            await page.keyboard.press("Enter")
+            state = page.locator("#mic")
+            await eventually(lambda: _is(state, "mic_live"), what="on air")
+            assert await page.locator("#start").get_attribute("aria-pressed") == "true"
+            await eventually(lambda: voiced(got) >= 100, what="2 s of the host at the listener")
+            level = float(await page.locator("#level").get_attribute("value") or 0)
+            await page.keyboard.press("Enter")  # Stop, still on the focused button
+            await eventually(lambda: _is(state, "mic_idle"), what="stopped")
+            assert await page.locator("#start").inner_text() == "Start speaking"
+            # the page closed its socket: the session ended (the bridge waits for the host again)
+            await eventually(lambda: bridge.health().source.state is LinkState.RECONNECTING, what="ended")
+        assert browser.errors == [], browser.errors
+    assert level > 0  # the meter moved with the tone
+    assert_440(got, "host microphone → web listener")
+
+
+async def test_chromium_speaks_through_another_web_process(
+    spaces: Spaces, directory: Directory, tmp_path: Path
+) -> None:
+    """The host's page and the listener both on a web process that does not own the audio: the websocket
+    and the stream are relayed to the owner, and the listener still hears the host's 440 Hz."""
+    spaces.add(live_space())
+    mic = make_tone(tmp_path / "tone.wav", hz=440, seconds=5)
+    front_dir = Directory()
+    async with (
+        live_browser_bridge(directory),
+        TestClient(TestServer(web_app(spaces, directory))) as owner,
+        TestClient(TestServer(web_app(spaces, front_dir))) as front,
+        chromium(mic) as browser,
+    ):
+        front_dir.owners[SPACE_ID] = str(owner.make_url("/"))
+        got = Received()
+        async with listening(front, got):
+            await browser.page.goto(str(front.make_url(f"/s/{SPACE_ID}/host?key={HOST_KEY}")))
+            await browser.page.get_by_role("button", name="Start speaking").click()
+            await eventually(lambda: _is(browser.page.locator("#mic"), "mic_live"), what="on air")
+            await eventually(lambda: voiced(got) >= 100, what="2 s of the host through the relay")
+        assert browser.errors == [], browser.errors
+    assert directory.asked == []  # the owner never looked further
+    assert_440(got, "host microphone → relay → owner → relay → web listener")
+
+
+@contextlib.asynccontextmanager
+async def live_browser_bridge(directory: Directory) -> AsyncIterator[Bridge]:
+    """The engine's real Bridge for a BROWSER source, owned by ``directory``'s process; stopped after."""
     bridge = Bridge(SPACE_ID, AudioSource(SourceKind.BROWSER), ffmpeg=FFMPEG, media_dir=None)
     await bridge.start()
     directory.bridges[SPACE_ID] = bridge
-    mic = make_tone(tmp_path / "tone.wav", hz=440, seconds=5)
-    got = Received()
-    listening = asyncio.create_task(listen(client, got))
     try:
-        async with async_playwright() as p:
-            browser = await p.chromium.launch(
-                executable_path=chromium, args=chromium_args(mic), headless=True
-            )
-            try:
-                page = await browser.new_page()
-                errors: list[str] = []
-                page.on("pageerror", lambda e: errors.append(str(e)))
-                page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-                await page.goto(str(client.make_url(f"/s/{SPACE_ID}/host?key={HOST_KEY}")))
-                # keyboard only: the button is the first stop of the tab order, and Enter presses it
-                await page.keyboard.press("Tab")
-                assert await page.evaluate("document.activeElement.id") == "start"
-                await page.keyboard.press("Enter")
-                state = page.locator("#mic")
-                await eventually(lambda: _is(state, "mic_live"), what="on air")
-                assert await page.locator("#start").get_attribute("aria-pressed") == "true"
-                # two seconds of the host's voice at the listener (silence fill aside)
-                await eventually(
-                    lambda: sum(p != SILENCE_FRAME for p in got.packets) >= 100, what="2 s at the listener"
-                )
-                level = float(await page.locator("#level").get_attribute("value") or 0)
-                await page.keyboard.press("Enter")  # Stop, still on the focused button
-                await eventually(lambda: _is(state, "mic_idle"), what="stopped")
-                assert await page.locator("#start").inner_text() == "Start speaking"
-                assert errors == [], errors
-            finally:
-                await browser.close()
+        yield bridge
     finally:
-        listening.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await listening
         await bridge.stop()
-    assert level > 0  # the meter moved with the tone
+
+
+@contextlib.asynccontextmanager
+async def listening(client: TestClient[web.Request, web.Application], got: Received) -> AsyncIterator[None]:
+    task = asyncio.create_task(listen(client, got))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def voiced(got: Received) -> int:
+    return sum(p != SILENCE_FRAME for p in got.packets)
+
+
+def assert_440(got: Received, path: str) -> None:
     hz = dominant_hz(decode_pcm(got.complete()))
-    print(f"host microphone → web listener: {hz:.1f} Hz")
+    print(f"{path}: {hz:.1f} Hz")
     assert 425 < hz < 455, hz  # ±3 %: a 440 Hz tone (the file source in test_listen is 523 Hz)
 
 
@@ -314,62 +348,43 @@ async def _is(state: Locator, expected: str) -> bool:
 async def test_chromium_waits_for_the_space_reconnects_and_stops_when_it_ends(
     client: TestClient[web.Request, web.Application], spaces: Spaces, directory: Directory, tmp_path: Path
 ) -> None:
-    chromium = chromium_or_skip()
-    from playwright.async_api import async_playwright
-
     space = spaces.add(live_space())  # live, but its audio has not started in any process yet
     mic = make_tone(tmp_path / "tone.wav", hz=440, seconds=2)
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=chromium, args=chromium_args(mic), headless=True)
-        try:
-            page = await browser.new_page(locale="fr-FR", extra_http_headers={"Accept-Language": "fr"})
-            await page.goto(str(client.make_url(f"/s/{SPACE_ID}/host?key={HOST_KEY}")))
-            await page.get_by_role("button", name="Commencer à parler").click()
-            state = page.locator("#mic")
-            await eventually(lambda: _is(state, "mic_waiting"), what="waiting")
-            assert "En attente du direct" in await page.locator("#state").inner_text()
+    async with chromium(mic, locale="fr-FR", extra_http_headers={"Accept-Language": "fr"}) as browser:
+        page = browser.page
+        await page.goto(str(client.make_url(f"/s/{SPACE_ID}/host?key={HOST_KEY}")))
+        await page.get_by_role("button", name="Commencer à parler").click()
+        state = page.locator("#mic")
+        await eventually(lambda: _is(state, "mic_waiting"), what="waiting")
+        assert "En attente du direct" in await page.locator("#state").inner_text()
 
-            directory.bridges[SPACE_ID] = bridge = RecordingBridge()  # the Space's audio starts
-            await eventually(lambda: _is(state, "mic_live"), what="live after waiting")
-            await eventually(lambda: bridge.sessions and len(bridge.sessions[0].chunks) >= 2, what="chunks")
+        directory.bridges[SPACE_ID] = bridge = RecordingBridge()  # the Space's audio starts
+        await eventually(lambda: _is(state, "mic_live"), what="live after waiting")
+        await eventually(lambda: bridge.sessions and len(bridge.sessions[0].chunks) >= 2, what="chunks")
 
-            bridge.sessions[0].broken = True  # the connection fails: the page reconnects by itself
-            await eventually(
-                lambda: len(bridge.sessions) == 2 and bridge.sessions[1].chunks, what="reconnected"
-            )
-            assert await _is(state, "mic_live")
-            for session in bridge.sessions:  # each connection is a whole recording, from its header on
-                assert session.chunks[0].startswith((b"\x1a\x45\xdf\xa3", b"OggS"))  # WebM's EBML, or Ogg
+        bridge.sessions[0].broken = True  # the connection fails: the page reconnects by itself
+        await eventually(lambda: len(bridge.sessions) == 2 and bridge.sessions[1].chunks, what="reconnected")
+        assert await _is(state, "mic_live")
+        for session in bridge.sessions:  # each connection is a whole recording, from its header on
+            assert session.chunks[0].startswith((b"\x1a\x45\xdf\xa3", b"OggS"))  # WebM's EBML, or Ogg
 
-            spaces.add(replace(space, status=SpaceStatus.ENDED))  # the Space ends
-            del directory.bridges[SPACE_ID]
-            bridge.sessions[1].broken = True
-            await eventually(lambda: _is(state, "mic_ended"), what="told it ended")
-            assert "Ce Space est terminé" in await page.locator("#state").inner_text()
-            assert await page.locator("#start").get_attribute("aria-pressed") == "false"
-        finally:
-            await browser.close()
+        spaces.add(replace(space, status=SpaceStatus.ENDED))  # the Space ends
+        del directory.bridges[SPACE_ID]
+        bridge.sessions[1].broken = True
+        await eventually(lambda: _is(state, "mic_ended"), what="told it ended")
+        assert "Ce Space est terminé" in await page.locator("#state").inner_text()
+        assert await page.locator("#start").get_attribute("aria-pressed") == "false"
 
 
 async def test_a_refused_microphone_is_explained(
     client: TestClient[web.Request, web.Application], bridge: RecordingBridge, tmp_path: Path
 ) -> None:
-    chromium = chromium_or_skip()
-    from playwright.async_api import async_playwright
-
     mic = make_tone(tmp_path / "tone.wav", seconds=1)
-    # without --use-fake-ui-for-media-stream nobody answers the permission prompt: headless Chromium denies
-    args = [a for a in chromium_args(mic) if a != "--use-fake-ui-for-media-stream"]
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=chromium, args=args, headless=True)
-        try:
-            page = await browser.new_page()
-            await page.goto(str(client.make_url(f"/s/{SPACE_ID}/host?key={HOST_KEY}")))
-            await page.get_by_role("button", name="Start speaking").click()
-            state = page.locator("#mic")
-            await eventually(lambda: _is(state, "mic_denied"), what="denied")
-            assert "The browser blocked the microphone" in await page.get_by_role("status").inner_text()
-            assert await page.locator("#start").get_attribute("aria-pressed") == "false"
-        finally:
-            await browser.close()
+    async with chromium(mic, answer_prompts=False) as browser:
+        page = browser.page
+        await page.goto(str(client.make_url(f"/s/{SPACE_ID}/host?key={HOST_KEY}")))
+        await page.get_by_role("button", name="Start speaking").click()
+        await eventually(lambda: _is(page.locator("#mic"), "mic_denied"), what="denied")
+        assert "The browser blocked the microphone" in await page.get_by_role("status").inner_text()
+        assert await page.locator("#start").get_attribute("aria-pressed") == "false"
     assert bridge.sessions == []  # nothing was connected

@@ -292,31 +292,19 @@ async def test_chromium_plays_the_share_pages_player(
     client: TestClient[web.Request, web.Application], bridge: Bridge, tmp_path: Path
 ) -> None:
     """The share page's <audio> plays the live stream in a real browser, under the page's CSP."""
-    from playwright.async_api import async_playwright
+    from tests.bots.web.conftest import chromium
 
-    from tests.bots.web.conftest import chromium_args, chromium_or_skip
-
-    chromium = chromium_or_skip()
-    mic = make_tone(tmp_path / "unused.wav", seconds=1)
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=chromium, args=chromium_args(mic), headless=True)
-        try:
-            page = await browser.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            await page.goto(str(client.make_url(f"/s/{SPACE_ID}")))
-            player = page.get_by_role("region", name="Listen live").locator("audio")
-            await player.evaluate("a => a.play()")
-            # the browser decoded and played more than a second of the stream (progress, not a timing)
-            await eventually(
-                lambda: player.evaluate("a => a.currentTime > 1 && !a.paused && a.error === null"),
-                what="playing",
-            )
-            assert bridge.health().listeners == 1
-            assert errors == [], errors
-        finally:
-            await browser.close()
+    async with chromium(make_tone(tmp_path / "unused.wav", seconds=1)) as browser:
+        await browser.page.goto(str(client.make_url(f"/s/{SPACE_ID}")))
+        player = browser.page.get_by_role("region", name="Listen live").locator("audio")
+        await player.evaluate("a => a.play()")
+        # the browser decoded and played more than a second of the stream (progress, not a timing)
+        await eventually(
+            lambda: player.evaluate("a => a.currentTime > 1 && !a.paused && a.error === null"),
+            what="playing",
+        )
+        assert bridge.health().listeners == 1
+        assert browser.errors == [], browser.errors
 
 
 async def test_an_unreadable_audio_lease_is_nothing_to_hear_not_a_crash(
