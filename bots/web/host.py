@@ -113,7 +113,7 @@ def host_html(space: Space, locale: str) -> str:
     elif (shown := _shown_source(space.audio_source)) is not None:
         parts.append(f'<p class="hint">{e(t(locale, "web.host_not_browser", source=shown))}</p>')
     parts += [
-        '<p><button id="start" type="button" aria-pressed="false" aria-describedby="state">'
+        '<p><button id="start" type="button" aria-describedby="state">'
         f"{e(t(locale, 'web.mic_start'))}</button></p>",
         f'<p><label for="level">{e(t(locale, "web.mic_level"))}</label><br>'
         '<meter id="level" min="0" max="1" value="0"></meter></p>',
@@ -174,12 +174,12 @@ busy=true;say('mic_asking');
 try{mic=await navigator.mediaDevices.getUserMedia({audio:{echoCancellation:true,noiseSuppression:true}})}
 catch(e){busy=false;const n=e&&e.name;
 say(n==='NotFoundError'||n==='OverconstrainedError'?'mic_no_device':n==='NotAllowedError'||n==='SecurityError'?'mic_denied':'mic_unsupported');return}
-busy=false;on=true;delay=500;btn.textContent=T.mic_stop;btn.setAttribute('aria-pressed','true');
+busy=false;on=true;delay=500;btn.textContent=T.mic_stop;
 level();say('mic_connecting');connect()}
 function stop(k){on=false;clearTimeout(timer);unrecord();if(ws){const s=ws;ws=null;s.close(1000)}
 if(mic){for(const tr of mic.getTracks())tr.stop();mic=null}
 if(ctx){ctx.close();ctx=null}cancelAnimationFrame(raf);meter.value=0;
-btn.textContent=T.mic_start;btn.setAttribute('aria-pressed','false');say(k||'mic_idle')}
+btn.textContent=T.mic_start;say(k||'mic_idle')}
 btn.addEventListener('click',()=>{if(busy)return;if(on)stop();else start()});
 })();"""
 

@@ -269,7 +269,8 @@ async def test_chromium_speaks_to_web_listeners_driven_by_the_keyboard(
             await page.keyboard.press("Enter")
             state = page.locator("#mic")
             await eventually(lambda: _is(state, "mic_live"), what="on air")
-            assert await page.locator("#start").get_attribute("aria-pressed") == "true"
+            # its name says what it does now (no aria-pressed: a toggle's name must not change)
+            assert await page.get_by_role("button", name="Stop").is_visible()
             await eventually(lambda: voiced(got) >= 100, what="2 s of the host at the listener")
             level = float(await page.locator("#level").get_attribute("value") or 0)
             await page.keyboard.press("Enter")  # Stop, still on the focused button
@@ -373,7 +374,7 @@ async def test_chromium_waits_for_the_space_reconnects_and_stops_when_it_ends(
         bridge.sessions[1].broken = True
         await eventually(lambda: _is(state, "mic_ended"), what="told it ended")
         assert "Ce Space est terminé" in await page.locator("#state").inner_text()
-        assert await page.locator("#start").get_attribute("aria-pressed") == "false"
+        assert await page.locator("#start").inner_text() == "Commencer à parler"
 
 
 async def test_a_refused_microphone_is_explained(
@@ -386,5 +387,5 @@ async def test_a_refused_microphone_is_explained(
         await page.get_by_role("button", name="Start speaking").click()
         await eventually(lambda: _is(page.locator("#mic"), "mic_denied"), what="denied")
         assert "The browser blocked the microphone" in await page.get_by_role("status").inner_text()
-        assert await page.locator("#start").get_attribute("aria-pressed") == "false"
+        assert await page.locator("#start").inner_text() == "Start speaking"
     assert bridge.sessions == []  # nothing was connected
