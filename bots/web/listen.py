@@ -179,8 +179,8 @@ async def _pump(request: web.Request, chunks: AsyncIterator[bytes], space_id: st
         await resp.prepare(request)
         async for chunk in chunks:
             if transport is not None and not transport.get_write_buffer_size():
-                # the socket took everything so far: this write cannot wait (and a timer per frame and per
-                # listener is a measurable share of the loop's time with hundreds of listeners)
+                # the socket took everything so far: a frame's page does not make this write wait (and a
+                # timer per frame and per listener is a measurable share of the loop with many listeners)
                 await resp.write(chunk)
                 continue
             async with asyncio.timeout(WRITE_TIMEOUT):
@@ -198,13 +198,13 @@ async def _pump(request: web.Request, chunks: AsyncIterator[bytes], space_id: st
     return resp
 
 
-async def _relay_stream(request: web.Request, owner: str, space_id: str) -> web.StreamResponse | None:
+async def _relay_stream(request: web.Request, owner_url: str, space_id: str) -> web.StreamResponse | None:
     """The owner's stream, forwarded as it arrives; None when the owner does not serve it."""
-    url = f"{owner.rstrip('/')}{listen_path(space_id)}"
+    url = f"{owner_url.rstrip('/')}{listen_path(space_id)}"
     try:
         upstream = await request.app[SESSION_KEY].get(url, params={"relay": "1"})
     except (aiohttp.ClientError, TimeoutError) as exc:
-        log.warning("relaying space_id=%s to %s failed: %s", space_id, owner, type(exc).__name__)
+        log.warning("relaying space_id=%s to %s failed: %s", space_id, owner_url, type(exc).__name__)
         return None
     if upstream.status != 200:
         upstream.release()
