@@ -26,9 +26,10 @@ types: $(STAMP)
 contracts: $(STAMP)
 	$(BIN)/lint-imports
 
-# The suite runs against SQLite and PostgreSQL; scripts/with-postgres finds or starts a server (see README).
+# The suite runs against SQLite and PostgreSQL; scripts/with-postgres finds or starts a server (see README);
+# scripts/with-chromium installs Debian's chromium for the browser tests when it is missing.
 pytest: $(STAMP)
-	scripts/with-postgres $(BIN)/python -m pytest $(PYTEST_ARGS)
+	scripts/with-postgres scripts/with-chromium $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test: lint types contracts pytest
 

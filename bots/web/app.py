@@ -15,9 +15,6 @@ This package talks to the core's ports only (no ``storage``): the import contrac
 from __future__ import annotations
 
 import asyncio
-import base64
-import functools
-import hashlib
 import hmac
 import html
 import logging
@@ -31,11 +28,14 @@ from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
 from bots.metrics import FleetView, render
+from bots.web.host import add_host_routes
+from bots.web.listen import AudioDirectory, HostKeys, ListenDeps, add_listen_routes, listen_path
+from bots.web.pages import not_found, page, request_locale
 from core.errors import NotFound
 from core.ids import looks_like_space_id
 from core.models import Space, SpaceStatus
 from core.ports import Outbox
-from core.texts import pick_locale, t
+from core.texts import t
 from core.timeparse import format_local
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,9 @@ class WebDeps:
     on_counts: Callable[[dict[str, int] | None], None] = lambda counts: None
     routes: Sequence[WebRoute] = ()
     default_locale: str = "en"
+    # live audio (bots/web/listen.py): /s/<id>/listen and the share page's player; None: no audio here
+    audio: AudioDirectory | None = None
+    host_keys: HostKeys | None = None  # the host's microphone page (AudioService.check_host_key)
     extra_health: dict[str, str] = field(default_factory=dict)  # e.g. role, worker id
     # each platform's state ("up", "down: …", "standby …"): one platform down is shown, and the service is
     # still healthy (the others run, and it is retried in the background)
@@ -128,6 +131,10 @@ def make_web_app(deps: WebDeps) -> web.Application:
         app.router.add_get("/metrics", _metrics)
     app.router.add_get("/s/{space_id}", _space_page)
     app.router.add_get("/", _index)
+    if deps.audio is not None:
+        add_listen_routes(app, ListenDeps(deps.audio, deps.host_keys, deps.default_locale))
+        if deps.host_keys is not None:
+            add_host_routes(app)
     claimed: set[tuple[str, str]] = set()
     for method, path, handler in deps.routes:
         key = (method.upper(), path)
@@ -260,26 +267,29 @@ def _bearer_ok(request: web.Request, token: str) -> bool:
 
 
 async def _index(request: web.Request) -> web.Response:
-    return _page(
-        "Spaces", "<h1>Spaces</h1><p>Scheduled live audio rooms for Discord, Telegram and Slack.</p>"
-    )
+    return page("Spaces", "<h1>Spaces</h1><p>Scheduled live audio rooms for Discord, Telegram and Slack.</p>")
 
 
 async def _space_page(request: web.Request) -> web.Response:
     deps = request.app[DEPS_KEY]
-    locale = _locale(request, deps.default_locale)
+    locale = request_locale(request, deps.default_locale)
     space_id = request.match_info["space_id"]
     if not looks_like_space_id(space_id):
-        return _not_found(locale, space_id)
+        return not_found(locale, space_id)
     try:
         space = await deps.spaces.get(space_id)
     except NotFound:
-        return _not_found(locale, space_id)
+        return not_found(locale, space_id)
     subscribers = await deps.spaces.subscriber_count(space_id)
-    return _page(space.title, _space_html(space, subscribers, locale))
+    player = deps.audio is not None and space.status is SpaceStatus.LIVE and bool(space.audio_source)
+    return page(
+        space.title,
+        _space_html(space, subscribers, locale, player=player),
+        allow=("media-src 'self'",) if player else (),
+    )
 
 
-def _space_html(space: Space, subscribers: int, locale: str) -> str:
+def _space_html(space: Space, subscribers: int, locale: str, *, player: bool = False) -> str:
     e = html.escape
     when = format_local(space.starts_at, space.tz, locale)
     status = t(locale, f"status.{space.status.value}")
@@ -301,55 +311,12 @@ def _space_html(space: Space, subscribers: int, locale: str) -> str:
         parts.append(f'<p class="subscribers">{e(t(locale, "card.subscribers", count=subscribers))}</p>')
     if space.description:
         parts.append(f'<p class="description">{e(space.description)}</p>')
+    if player:
+        # preload="none": nothing is fetched (no listener counted, no bytes spent) until the reader presses play
+        parts.append(
+            f'<section class="listen" aria-labelledby="listen-label"><h2 id="listen-label">{e(t(locale, "web.listen"))}</h2>'
+            f'<audio controls preload="none" src="{e(listen_path(space.id))}" aria-labelledby="listen-label">'
+            "</audio></section>"
+        )
     parts.append("</article>")
     return "\n".join(parts)
-
-
-def _not_found(locale: str, space_id: str) -> web.Response:
-    text = t(locale, "space.not_found", space_id=space_id[:40])
-    return _page("Not found", f"<h1>🔍</h1><p>{html.escape(text)}</p>", status=404)
-
-
-def _locale(request: web.Request, default: str) -> str:
-    accept = request.headers.get("Accept-Language", "")
-    first = accept.split(",", 1)[0].split(";", 1)[0].strip()
-    return pick_locale(first) if first else pick_locale(default)
-
-
-# Each viewer sees the start in their own zone too (the page is shared across time zones). The script is
-# fixed text, allowed by its hash in the Content-Security-Policy: no other script can run on the page.
-LOCAL_TIME_JS = (
-    "for(const t of document.querySelectorAll('time[datetime]')){"
-    "const d=new Date(t.dateTime);if(isNaN(d))continue;"
-    "const p=document.createElement('p');p.className='local';"
-    "p.textContent=(t.dataset.localLabel||'')+' '+d.toLocaleString(undefined,{weekday:'short',day:'numeric',"
-    "month:'short',year:'numeric',hour:'2-digit',minute:'2-digit',timeZoneName:'short'});"
-    "t.parentNode.after(p)}"
-)
-
-
-@functools.cache
-def _script_hash() -> str:
-    return "sha256-" + base64.b64encode(hashlib.sha256(LOCAL_TIME_JS.encode()).digest()).decode()
-
-
-def _page(title: str, body: str, *, status: int = 200) -> web.Response:
-    doc = (
-        '<!doctype html>\n<html><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{html.escape(title)} · Spaces</title>"
-        "<style>body{font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem}"
-        ".marker{font-weight:bold}.when{font-size:1.2rem}.local{color:#555}</style></head>\n"
-        f"<body>\n{body}\n<script>{LOCAL_TIME_JS}</script>\n</body></html>\n"
-    )
-    return web.Response(
-        text=doc,
-        status=status,
-        content_type="text/html",
-        charset="utf-8",
-        headers={
-            "X-Content-Type-Options": "nosniff",
-            "Content-Security-Policy": f"default-src 'none'; style-src 'unsafe-inline'; script-src '{_script_hash()}'",
-            "Referrer-Policy": "no-referrer",
-        },
-    )

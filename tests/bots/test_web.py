@@ -152,7 +152,7 @@ async def test_the_page_shows_each_viewer_their_local_time_with_a_script_pinned_
     import base64
     import hashlib
 
-    from bots.web.app import LOCAL_TIME_JS
+    from bots.web.pages import LOCAL_TIME_JS
 
     space = await core_env.spaces.schedule(
         ScheduleSpace(core_env.actor(locale="fr"), core_env.chat, "Apéro", "2026-12-01 18:30")
