@@ -1,0 +1,1 @@
+"""Live audio: one ffmpeg per live Space, its frames fanned out to voice channels and web listeners."""
