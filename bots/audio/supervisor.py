@@ -392,18 +392,23 @@ class AudioSupervisor(Generic[B]):
     # ------------------------------------------------------------------ AudioDirectory
 
     def local(self, space_id: str) -> B | None:
-        """The bridge, if this process owns the Space's audio (and it started)."""
+        """The bridge, if this process owns the Space's audio: started, under a lease not yet run out (a
+        process that stalled past its lease may have been taken over: it serves nothing until it renews)."""
         owned = self._owned.get(space_id)
-        return owned.bridge if owned is not None and owned.started else None
+        return owned.bridge if owned is not None and owned.started and self._holds(owned) else None
 
     async def owner_url(self, space_id: str) -> str | None:
         """The base URL of the process that owns the Space's audio, when another one does (else None)."""
-        if space_id in self._owned:
+        owned = self._owned.get(space_id)
+        if owned is not None and self._holds(owned):
             return None
         grant = await self._lease.current(lease_name(space_id))
-        if grant is None or grant.until <= self._clock.now() or grant.holder.startswith(f"{self._worker} "):
+        if grant is None or grant.until <= self._clock.now() or grant.holder.split(" ", 1)[0] == self._worker:
             return None
         return holder_url(grant.holder)
+
+    def _holds(self, owned: _Owned[B]) -> bool:
+        return owned.grant.until > self._clock.now()
 
     # ------------------------------------------------------------------ health
 

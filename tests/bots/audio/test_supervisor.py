@@ -1,0 +1,470 @@
+"""The audio supervisor: one owner per live Space across processes, on the real lease (SQLite and PostgreSQL)
+with a controllable clock. Two supervisors stand for two processes sharing one database; each test drives
+their rounds (``step``) by hand, so who owns what is decided by the lease alone, never by timing.
+
+The bridge is a small stand-in that runs a real ffmpeg child (so "no ffmpeg left behind" is checked on a real
+process) and records the channels it was asked to join; the real Bridge is tested in its own files."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+
+import imageio_ffmpeg
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bots.audio.supervisor import (
+    JOIN_GRACE,
+    LEASE_TTL,
+    RENEW_EVERY,
+    SOURCE_FAILED,
+    AudioSupervisor,
+    LiveSpaceAudio,
+    SpaceAudioHealth,
+    holder_url,
+    lease_name,
+)
+from core.audio import AudioSource, LinkHealth, LinkState, SourceKind
+from core.refs import ChatRef, Platform
+from storage.db import make_engine
+from storage.lease import SqlGatewayLease
+from storage.migrate import upgrade
+from storage.tables import TABLES
+from tests.databases import BACKENDS, new_database
+from tests.fakes.clock import FakeClock
+
+VOICE = ChatRef(Platform.DISCORD, "500", scope="9")
+BRIDGED = ChatRef(Platform.DISCORD, "501", scope="9")
+OTHER_GUILD = ChatRef(Platform.DISCORD, "700", scope="7")
+SOURCE = AudioSource(SourceKind.URL, "https://radio.example/live.ogg")
+
+
+# ------------------------------------------------------------------------------------------- databases
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def migrated_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with new_database(request.param, tmp_path_factory.mktemp("db")) as url:
+        asyncio.run(upgrade(url))
+        yield url
+
+
+@pytest.fixture
+async def engine(migrated_url: str) -> AsyncIterator[AsyncEngine]:
+    eng = make_engine(migrated_url)
+    async with eng.begin() as conn:
+        if eng.dialect.name == "postgresql":
+            await conn.execute(text(f"TRUNCATE {', '.join(t.name for t in TABLES)} RESTART IDENTITY CASCADE"))
+        else:
+            for table in reversed(TABLES):
+                await conn.execute(table.delete())
+    try:
+        yield eng
+    finally:
+        await eng.dispose()
+
+
+# ------------------------------------------------------------------------------------------------ fakes
+
+
+@dataclass(frozen=True, slots=True)
+class Live:
+    space_id: str
+    source: AudioSource = SOURCE
+    channels: tuple[ChatRef, ...] = (VOICE,)
+
+
+@dataclass
+class FakeAudio:
+    """AudioService's two methods the supervisor uses: the live Spaces, and the reports to hosts."""
+
+    live: dict[str, Live] = field(default_factory=dict)
+    reports: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
+
+    async def live_audio(self, limit: int = 500) -> list[Live]:
+        return list(self.live.values())[:limit]
+
+    async def report_problem(self, space_id: str, key: str, **params: str) -> None:
+        self.reports.append((space_id, key, params))
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    source: LinkHealth
+    channels: dict[ChatRef, LinkHealth]
+    listeners: int
+
+
+class FakeBridge:
+    """A bridge whose source is a real ffmpeg child (a sine, decoded to nowhere) and whose channels are a
+    list: what the supervisor asked of it is what these tests check."""
+
+    def __init__(self, live: LiveSpaceAudio, on_source_failed: Callable[[str], None], *, fail: bool) -> None:
+        self.space_id = live.space_id
+        self.source = live.source
+        self.on_source_failed = on_source_failed
+        self.linked: list[ChatRef] = []
+        self.joins: list[ChatRef] = []
+        self.proc: asyncio.subprocess.Process | None = None
+        self.stopped = False
+        self.fail = fail
+        self.source_state = LinkState.PLAYING
+
+    async def start(self) -> None:
+        if self.fail:
+            raise OSError("ffmpeg could not start")
+        self.proc = await asyncio.create_subprocess_exec(
+            imageio_ffmpeg.get_ffmpeg_exe(),
+            *("-nostdin", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "sine=frequency=440"),
+            *("-f", "null", "-"),
+            stdin=asyncio.subprocess.DEVNULL,
+        )
+
+    async def stop(self) -> None:
+        self.stopped = True
+        self.linked.clear()
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+
+    async def link(self, channel: ChatRef) -> None:
+        self.joins.append(channel)
+        self.linked.append(channel)
+
+    async def unlink(self, channel: ChatRef) -> None:
+        self.linked.remove(channel)
+
+    def health(self) -> Health:
+        states = {c: LinkHealth(LinkState.PLAYING) for c in self.linked}
+        return Health(LinkHealth(self.source_state, reconnects=2), states, 3)
+
+
+@dataclass
+class Voice:
+    """A VoiceBridge that can (or cannot) reach a channel from this process."""
+
+    reachable: set[ChatRef]
+    platform: Platform = Platform.DISCORD
+
+    def can_join(self, channel: ChatRef) -> bool:
+        return channel in self.reachable
+
+    async def join(self, channel: ChatRef, feed: object) -> None:
+        raise AssertionError("the supervisor never joins by itself: its bridge does")
+
+    async def leave(self, channel: ChatRef) -> None:
+        pass
+
+    def voice_health(self, channel: ChatRef) -> LinkHealth:
+        return LinkHealth(LinkState.STOPPED)
+
+
+class Process:
+    """One process: its supervisor and the bridges it built."""
+
+    def __init__(
+        self,
+        name: str,
+        engine: AsyncEngine,
+        audio: FakeAudio,
+        clock: FakeClock,
+        *,
+        voice: Sequence[Voice] = (),
+        fail_start: bool = False,
+    ) -> None:
+        self.url = f"http://10.0.0.{len(name)}:{8000 + ord(name[0])}"
+        self.bridges: list[FakeBridge] = []
+        self.fail_start = fail_start
+        self.sup: AudioSupervisor[FakeBridge] = AudioSupervisor(
+            audio,
+            SqlGatewayLease(engine),
+            self._make,
+            worker_id=name,
+            clock=clock,
+            voice=voice,
+            internal_url=lambda: self.url,
+        )
+
+    def _make(self, live: LiveSpaceAudio, on_failed: Callable[[str], None]) -> FakeBridge:
+        bridge = FakeBridge(live, on_failed, fail=self.fail_start)
+        self.bridges.append(bridge)
+        return bridge
+
+    def running(self) -> list[FakeBridge]:
+        return [b for b in self.bridges if not b.stopped and b.proc is not None]
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def audio() -> FakeAudio:
+    return FakeAudio(live={"space1": Live("space1", channels=(VOICE, BRIDGED))})
+
+
+@pytest.fixture
+async def two(
+    engine: AsyncEngine, audio: FakeAudio, clock: FakeClock
+) -> AsyncIterator[tuple[Process, Process]]:
+    a = Process("a", engine, audio, clock, voice=[Voice({VOICE, BRIDGED, OTHER_GUILD})])
+    b = Process("b", engine, audio, clock, voice=[Voice({VOICE, BRIDGED, OTHER_GUILD})])
+    try:
+        yield a, b
+    finally:
+        await a.sup.stop()
+        await b.sup.stop()
+        assert not a.running() and not b.running()
+
+
+def _alive(pid: int) -> bool:
+    """Is ``pid`` still a process (a zombie counts: it was not reaped)?"""
+    return os.path.exists(f"/proc/{pid}")
+
+
+async def _owner(engine: AsyncEngine, space_id: str, clock: FakeClock) -> str | None:
+    grant = await SqlGatewayLease(engine).current(lease_name(space_id))
+    return grant.holder if grant is not None and grant.until > clock.now() else None
+
+
+# ------------------------------------------------------------------------------------------------ tests
+
+
+async def test_two_processes_one_owner_and_the_other_relays_to_it(
+    two: tuple[Process, Process], engine: AsyncEngine, clock: FakeClock
+) -> None:
+    a, b = two
+    await asyncio.gather(a.sup.step(), b.sup.step())  # both try at the same instant
+    owners = [p for p in (a, b) if p.sup.local("space1") is not None]
+    assert len(owners) == 1
+    owner, other = owners[0], b if owners[0] is a else a
+    assert len(owner.running()) == 1 and other.bridges == []
+    assert owner.running()[0].linked == [VOICE, BRIDGED]
+    assert await _owner(engine, "space1", clock) == owner.sup.holder
+    assert holder_url(owner.sup.holder) == owner.url
+    assert await other.sup.owner_url("space1") == owner.url
+    assert await owner.sup.owner_url("space1") is None  # its own: served here, never relayed
+    assert await other.sup.owner_url("nothing") is None
+
+    for _ in range(5):  # rounds go on, the lease is renewed, and ownership does not move
+        clock.advance(RENEW_EVERY)
+        await asyncio.gather(a.sup.step(), b.sup.step())
+    assert len(owner.bridges) == 1 and len(owner.running()) == 1 and other.bridges == []
+    grant = await SqlGatewayLease(engine).current(lease_name("space1"))
+    assert grant is not None and grant.until > clock.now() + LEASE_TTL - RENEW_EVERY
+
+
+async def test_an_owner_that_vanishes_is_taken_over_after_the_ttl_and_stops_if_it_wakes(
+    two: tuple[Process, Process], engine: AsyncEngine, clock: FakeClock
+) -> None:
+    a, b = two
+    await a.sup.step()
+    await b.sup.step()
+    assert a.sup.local("space1") is not None and b.sup.local("space1") is None
+
+    # a stalls (killed, or frozen): it neither renews nor releases. b waits for the lease to run out.
+    clock.advance(LEASE_TTL - timedelta(seconds=1))
+    await b.sup.step()
+    assert b.sup.local("space1") is None and b.bridges == []
+    clock.advance(timedelta(seconds=1))
+    await b.sup.step()
+    assert b.sup.local("space1") is not None and len(b.running()) == 1
+    assert b.running()[0].linked == [VOICE, BRIDGED]
+    assert await _owner(engine, "space1", clock) == b.sup.holder
+    assert await a.sup.owner_url("space1") == b.url
+
+    # a wakes up: its renewal is refused (fenced), so it stops its bridge at once, ffmpeg reaped
+    stale = a.bridges[0]
+    assert stale.proc is not None
+    await a.sup.step()
+    assert a.sup.local("space1") is None and stale.stopped and stale.proc.returncode is not None
+    assert not _alive(stale.proc.pid)
+    assert len(a.bridges) == 1  # and it does not take it back
+    assert await _owner(engine, "space1", clock) == b.sup.holder
+
+
+async def test_a_clean_stop_hands_over_at_once(
+    two: tuple[Process, Process], engine: AsyncEngine, clock: FakeClock
+) -> None:
+    a, b = two
+    await a.sup.step()
+    await b.sup.step()
+    bridge = a.bridges[0]
+    assert bridge.proc is not None
+    await a.sup.stop()
+    assert bridge.stopped and not _alive(bridge.proc.pid)
+    assert await _owner(engine, "space1", clock) is None
+    await b.sup.step()  # no clock advance: the lease was released, not left to run out
+    assert b.sup.local("space1") is not None
+    await a.sup.step()  # a stopped supervisor takes nothing back
+    assert len(a.bridges) == 1
+
+
+async def test_a_space_that_ends_stops_its_bridge_and_releases_its_lease(
+    two: tuple[Process, Process], engine: AsyncEngine, audio: FakeAudio, clock: FakeClock
+) -> None:
+    a, b = two
+    audio.live["space2"] = Live("space2", channels=())
+    await a.sup.step()
+    await b.sup.step()
+    assert a.sup.spaces() == ["space1", "space2"] and b.bridges == []
+    first = a.bridges[0]
+    assert first.proc is not None
+
+    del audio.live["space1"]  # the host ended it
+    await a.sup.step()
+    assert first.stopped and first.linked == [] and not _alive(first.proc.pid)
+    assert a.sup.spaces() == ["space2"] and a.sup.local("space1") is None
+    grant = await SqlGatewayLease(engine).current(lease_name("space1"))
+    assert grant is not None and grant.until <= clock.now()  # released
+    await b.sup.step()
+    assert b.bridges == []  # nobody takes an ended Space
+    assert await b.sup.owner_url("space1") is None
+    assert await b.sup.owner_url("space2") == a.url
+    children = [c.proc.pid for c in a.bridges + b.bridges if c.proc is not None and c is not first]
+    assert all(_alive(pid) for pid in children)  # the other Space plays on
+
+
+async def test_channels_added_and_removed_while_live_are_joined_and_left(
+    two: tuple[Process, Process], audio: FakeAudio, clock: FakeClock
+) -> None:
+    a, _ = two
+    await a.sup.step()
+    bridge = a.bridges[0]
+    assert bridge.linked == [VOICE, BRIDGED]
+    audio.live["space1"] = replace(audio.live["space1"], channels=(VOICE, OTHER_GUILD))
+    clock.advance(timedelta(seconds=2))
+    await a.sup.step()
+    assert bridge.linked == [VOICE, OTHER_GUILD]
+    audio.live["space1"] = replace(audio.live["space1"], channels=(VOICE,))
+    await a.sup.step()
+    await a.sup.step()
+    assert bridge.linked == [VOICE]
+    # joined once each: a channel is never asked twice (the bridge re-joins by itself when one drops)
+    assert bridge.joins == [VOICE, BRIDGED, OTHER_GUILD]
+    assert len(a.bridges) == 1 and not bridge.stopped
+
+
+async def test_a_new_source_while_live_restarts_the_bridge(
+    two: tuple[Process, Process], audio: FakeAudio
+) -> None:
+    a, _ = two
+    await a.sup.step()
+    old = a.bridges[0]
+    audio.live["space1"] = replace(audio.live["space1"], source=AudioSource(SourceKind.BROWSER))
+    await a.sup.step()
+    assert old.stopped and len(a.bridges) == 2
+    new = a.bridges[1]
+    assert new.source.kind is SourceKind.BROWSER and new.linked == [VOICE, BRIDGED]
+    assert a.sup.local("space1") is new
+
+
+async def test_a_failing_source_is_reported_to_the_host_once(
+    two: tuple[Process, Process], audio: FakeAudio
+) -> None:
+    a, _ = two
+    await a.sup.step()
+    bridge = a.bridges[0]
+    # the bridge gives up on its source from its reader thread, and again later: one report
+    thread = threading.Thread(target=bridge.on_source_failed, args=("HTTP 404 Not Found",))
+    thread.start()
+    thread.join()
+    bridge.on_source_failed("HTTP 404 Not Found")
+    for _ in range(3):
+        await asyncio.sleep(0)
+    await a.sup.step()
+    assert audio.reports == [("space1", SOURCE_FAILED, {"detail": "HTTP 404 Not Found"})]
+
+
+async def test_a_bridge_that_cannot_start_lets_another_process_take_the_space(
+    engine: AsyncEngine, audio: FakeAudio, clock: FakeClock
+) -> None:
+    broken = Process("broken", engine, audio, clock, voice=[Voice({VOICE, BRIDGED})], fail_start=True)
+    good = Process("good", engine, audio, clock, voice=[Voice({VOICE, BRIDGED})])
+    try:
+        await broken.sup.step()
+        assert broken.sup.local("space1") is None and await _owner(engine, "space1", clock) is None
+        await good.sup.step()
+        assert good.sup.local("space1") is not None
+    finally:
+        await broken.sup.stop()
+        await good.sup.stop()
+
+
+async def test_the_process_that_can_join_the_voice_channels_gets_the_space_first(
+    engine: AsyncEngine, audio: FakeAudio, clock: FakeClock
+) -> None:
+    # the Discord gateway (and so the voice connection) lives in "gw"; "web" serves pages only
+    web = Process("web", engine, audio, clock, voice=[Voice(set())])
+    gw = Process("gw", engine, audio, clock, voice=[Voice({VOICE, BRIDGED})])
+    try:
+        await web.sup.step()  # the web process sees it first, but leaves it for a grace period
+        assert web.bridges == []
+        await gw.sup.step()
+        assert gw.sup.local("space1") is not None
+        clock.advance(JOIN_GRACE)
+        await web.sup.step()
+        assert web.bridges == [] and await web.sup.owner_url("space1") == gw.url
+
+        # without a process that can join, it is taken after the grace anyway (web listeners still hear it)
+        await gw.sup.stop()
+        audio.live["space3"] = Live("space3", channels=(OTHER_GUILD,))
+        await web.sup.step()
+        assert web.sup.spaces() == ["space1"]  # space1 was seen long ago; space3 just now
+        clock.advance(JOIN_GRACE)
+        await web.sup.step()
+        assert web.sup.spaces() == ["space1", "space3"]
+    finally:
+        await web.sup.stop()
+        await gw.sup.stop()
+
+
+async def test_health_per_space_owned_here_and_failed_only_when_something_gave_up(
+    two: tuple[Process, Process],
+) -> None:
+    a, b = two
+    await a.sup.step()
+    await b.sup.step()
+    assert b.sup.health() == {}
+    h = a.sup.health()["space1"]
+    assert isinstance(h, SpaceAudioHealth) and h.listeners == 3 and not h.failed
+    assert h.as_json() == {
+        "source": {"state": "playing", "reconnects": 2},
+        "channels": {
+            str(VOICE): {"state": "playing", "reconnects": 0},
+            str(BRIDGED): {"state": "playing", "reconnects": 0},
+        },
+        "listeners": 3,
+    }
+    a.bridges[0].source_state = LinkState.RECONNECTING
+    assert not a.sup.health()["space1"].failed
+    a.bridges[0].source_state = LinkState.FAILED
+    assert a.sup.health()["space1"].failed
+
+
+async def test_the_background_loop_takes_a_space_on_kick(
+    engine: AsyncEngine, audio: FakeAudio, clock: FakeClock
+) -> None:
+    audio.live.clear()
+    p = Process("loop", engine, audio, clock, voice=[Voice({VOICE, BRIDGED})])
+    p.sup = AudioSupervisor(
+        audio, SqlGatewayLease(engine), p._make, worker_id="loop", clock=clock, poll_every=3600.0
+    )
+    await p.sup.start()
+    try:
+        assert p.bridges == []
+        audio.live["space1"] = Live("space1", channels=())
+        p.sup.kick()
+        async with asyncio.timeout(10):
+            while p.sup.local("space1") is None:
+                await asyncio.sleep(0.01)
+    finally:
+        await p.sup.stop()
+    assert p.bridges[0].stopped and await _owner(engine, "space1", clock) is None
