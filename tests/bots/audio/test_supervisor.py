@@ -105,7 +105,14 @@ class FakeBridge:
     """A bridge whose source is a real ffmpeg child (a sine, decoded to nowhere) and whose channels are a
     list: what the supervisor asked of it is what these tests check."""
 
-    def __init__(self, live: LiveSpaceAudio, on_source_failed: Callable[[str], None], *, fail: bool) -> None:
+    def __init__(
+        self,
+        live: LiveSpaceAudio,
+        on_source_failed: Callable[[str], None],
+        *,
+        fail: bool,
+        running: asyncio.Event,
+    ) -> None:
         self.space_id = live.space_id
         self.source = live.source
         self.on_source_failed = on_source_failed
@@ -115,6 +122,7 @@ class FakeBridge:
         self.stopped = False
         self.fail = fail
         self.source_state = LinkState.PLAYING
+        self.running = running
 
     async def start(self) -> None:
         if self.fail:
@@ -125,6 +133,7 @@ class FakeBridge:
             *("-f", "null", "-"),
             stdin=asyncio.subprocess.DEVNULL,
         )
+        self.running.set()
 
     async def stop(self) -> None:
         self.stopped = True
@@ -181,6 +190,7 @@ class Process:
         self.url = f"http://10.0.0.{len(name)}:{8000 + ord(name[0])}"
         self.bridges: list[FakeBridge] = []
         self.fail_start = fail_start
+        self.started = asyncio.Event()  # set when one of its bridges has started
         self.sup: AudioSupervisor[FakeBridge] = AudioSupervisor(
             audio,
             SqlGatewayLease(engine),
@@ -192,7 +202,7 @@ class Process:
         )
 
     def _make(self, live: LiveSpaceAudio, on_failed: Callable[[str], None]) -> FakeBridge:
-        bridge = FakeBridge(live, on_failed, fail=self.fail_start)
+        bridge = FakeBridge(live, on_failed, fail=self.fail_start, running=self.started)
         self.bridges.append(bridge)
         return bridge
 
@@ -463,8 +473,7 @@ async def test_the_background_loop_takes_a_space_on_kick(
         audio.live["space1"] = Live("space1", channels=())
         p.sup.kick()
         async with asyncio.timeout(10):
-            while p.sup.local("space1") is None:
-                await asyncio.sleep(0.01)
+            await p.started.wait()  # the loop woke at once: its next poll is an hour away
     finally:
         await p.sup.stop()
     assert p.bridges[0].stopped and await _owner(engine, "space1", clock) is None
