@@ -34,10 +34,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Generic, Protocol, TypeVar
 
-from core.audio import AudioSource, LinkHealth, LinkState
+from core.audio import AudioSource, LinkHealth, LinkState, SourceKind
 from core.models import LeaseGrant
 from core.ports import Clock, GatewayLease, VoiceBridge
-from core.refs import ChatRef
+from core.refs import ChatRef, Platform
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,11 @@ RENEW_EVERY = timedelta(seconds=3)
 POLL_EVERY = 2.0  # seconds between two rounds when nothing kicks
 # how long a process that cannot join a Space's voice channels leaves it to one that can
 JOIN_GRACE = timedelta(seconds=6)
-SOURCE_FAILED = "audio.source_failed"
+# the host's reports (core.texts keys): a stream or file that can't be read, a browser that stopped sending,
+# a voice channel the bot can't play in
+SOURCE_FAILED = "audio.problem.source"
+BROWSER_FAILED = "audio.problem.browser"
+VOICE_FAILED = "audio.problem.voice"
 
 
 def lease_name(space_id: str) -> str:
@@ -129,7 +133,7 @@ class _Owned(Generic[B]):
     bridge: B
     linked: list[ChatRef] = field(default_factory=list)
     started: bool = False
-    reported: bool = False
+    reported: set[str] = field(default_factory=set)  # the report keys already sent for this bridge
 
 
 # ------------------------------------------------------------------------------------------- supervisor
@@ -241,6 +245,7 @@ class AudioSupervisor(Generic[B]):
             self._first_seen = {s: t for s, t in self._first_seen.items() if s in live}
             # Spaces are independent: one slow voice join must not hold up the others' takeover
             await asyncio.gather(*(self._reconcile(a) for a in live.values()))
+            self._report_failed_channels()
 
     async def _renew(self) -> None:
         now = self._clock.now()
@@ -308,7 +313,7 @@ class AudioSupervisor(Generic[B]):
     async def _restart(self, owned: _Owned[B], live: LiveSpaceAudio) -> None:
         log.info("audio: the source changed; restarting the bridge", extra={"space_id": owned.space_id})
         await self._stop_bridge(owned)
-        owned.source, owned.linked, owned.reported, owned.started = live.source, [], False, False
+        owned.source, owned.linked, owned.reported, owned.started = live.source, [], set(), False
         owned.bridge = self._make_bridge(live, self._on_failed(live.space_id))
         try:
             await owned.bridge.start()
@@ -373,18 +378,37 @@ class AudioSupervisor(Generic[B]):
         loop = self._loop or asyncio.get_running_loop()
 
         def failed(detail: str) -> None:
-            loop.call_soon_threadsafe(self._report, space_id, detail)
+            loop.call_soon_threadsafe(self._source_failed, space_id, detail)
 
         return failed
 
-    def _report(self, space_id: str, detail: str) -> None:
+    def _source_failed(self, space_id: str, detail: str) -> None:
         owned = self._owned.get(space_id)
-        if owned is None or owned.reported:
+        if owned is not None:
+            key = BROWSER_FAILED if owned.source.kind is SourceKind.BROWSER else SOURCE_FAILED
+            self._report(owned, key, detail=detail)
+
+    def _report_failed_channels(self) -> None:
+        """A voice channel the bridge gave up on (no Connect/Speak, channel gone): the host hears of it once."""
+        for owned in list(self._owned.values()):
+            if not owned.started or VOICE_FAILED in owned.reported:
+                continue
+            try:
+                channels = owned.bridge.health().channels
+            except Exception:
+                continue
+            for channel, h in channels.items():
+                if h.state is LinkState.FAILED:
+                    self._report(owned, VOICE_FAILED, channel=channel_mention(channel), detail=h.detail)
+                    break
+
+    def _report(self, owned: _Owned[B], key: str, **params: str) -> None:
+        if key in owned.reported:
             return
-        owned.reported = True
-        log.warning("audio: the source failed: %s", detail, extra={"space_id": space_id})
+        owned.reported.add(key)
+        log.warning("audio problem: %s %s", key, params.get("detail", ""), extra={"space_id": owned.space_id})
         task = asyncio.get_running_loop().create_task(
-            _logged_report(self._audio.report_problem(space_id, SOURCE_FAILED, detail=detail), space_id)
+            _logged_report(self._audio.report_problem(owned.space_id, key, **params), owned.space_id)
         )
         self._reports.add(task)
         task.add_done_callback(self._reports.discard)
@@ -460,6 +484,11 @@ def _link_json(h: LinkHealth) -> dict[str, object]:
     if h.detail:
         body["detail"] = h.detail
     return body
+
+
+def channel_mention(channel: ChatRef) -> str:
+    """How the host's message names a voice channel (a Discord mention renders as its name)."""
+    return f"<#{channel.id}>" if channel.platform is Platform.DISCORD else channel.id
 
 
 def _can_join(voice: VoiceBridge, channel: ChatRef) -> bool:

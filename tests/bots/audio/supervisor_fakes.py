@@ -73,6 +73,7 @@ class FakeBridge:
         self.fail = fail
         self.source_state = LinkState.PLAYING
         self.running = running
+        self.failed_channels: dict[ChatRef, str] = {}  # channel → why the bridge gave up on it
 
     async def start(self) -> None:
         if self.fail:
@@ -100,7 +101,12 @@ class FakeBridge:
         self.linked.remove(channel)
 
     def health(self) -> Health:
-        states = {c: LinkHealth(LinkState.PLAYING) for c in self.linked}
+        states = {
+            c: LinkHealth(LinkState.FAILED, self.failed_channels[c])
+            if c in self.failed_channels
+            else LinkHealth(LinkState.PLAYING)
+            for c in self.linked
+        }
         return Health(LinkHealth(self.source_state, reconnects=2), states, 3)
 
 

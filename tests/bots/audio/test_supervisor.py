@@ -19,10 +19,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bots.audio.supervisor import (
+    BROWSER_FAILED,
     JOIN_GRACE,
     LEASE_TTL,
     RENEW_EVERY,
     SOURCE_FAILED,
+    VOICE_FAILED,
     AudioSupervisor,
     SpaceAudioHealth,
     holder_url,
@@ -254,6 +256,23 @@ async def test_a_failing_source_is_reported_to_the_host_once(
         await asyncio.sleep(0)
     await a.sup.step()
     assert audio.reports == [("space1", SOURCE_FAILED, {"detail": "HTTP 404 Not Found"})]
+
+
+async def test_a_silent_browser_and_a_channel_given_up_are_reported_once_each(
+    two: tuple[Process, Process], audio: FakeAudio
+) -> None:
+    a, _ = two
+    audio.live["space1"] = replace(audio.live["space1"], source=AudioSource(SourceKind.BROWSER))
+    await a.sup.step()
+    bridge = a.bridges[0]
+    bridge.on_source_failed("no data for 30 s")
+    bridge.failed_channels[BRIDGED] = "missing permission Connect"
+    for _ in range(3):
+        await a.sup.step()
+    assert audio.reports == [
+        ("space1", BROWSER_FAILED, {"detail": "no data for 30 s"}),
+        ("space1", VOICE_FAILED, {"channel": "<#501>", "detail": "missing permission Connect"}),
+    ]
 
 
 async def test_a_bridge_that_cannot_start_lets_another_process_take_the_space(
