@@ -99,7 +99,8 @@ class BridgeHealthView(Protocol):
     def source(self) -> LinkHealth: ...
 
     @property
-    def channels(self) -> Mapping[ChatRef, LinkHealth]: ...
+    def channels(self) -> Mapping[str, LinkHealth]:  # keyed by str(ChatRef)
+        ...
 
     @property
     def listeners(self) -> int: ...
@@ -397,9 +398,10 @@ class AudioSupervisor(Generic[B]):
                 channels = owned.bridge.health().channels
             except Exception:
                 continue
-            for channel, h in channels.items():
-                if h.state is LinkState.FAILED:
-                    self._report(owned, VOICE_FAILED, channel=channel_mention(channel), detail=h.detail)
+            named = {str(c): c for c in owned.linked}
+            for key, h in channels.items():
+                if h.state is LinkState.FAILED and key in named:
+                    self._report(owned, VOICE_FAILED, channel=channel_mention(named[key]), detail=h.detail)
                     break
 
     def _report(self, owned: _Owned[B], key: str, **params: str) -> None:
@@ -461,7 +463,7 @@ class AudioSupervisor(Generic[B]):
 @dataclass(frozen=True, slots=True)
 class SpaceAudioHealth:
     source: LinkHealth
-    channels: Mapping[ChatRef, LinkHealth]
+    channels: Mapping[str, LinkHealth]  # keyed by str(ChatRef)
     listeners: int
 
     @property
@@ -474,7 +476,7 @@ class SpaceAudioHealth:
     def as_json(self) -> dict[str, object]:
         return {
             "source": _link_json(self.source),
-            "channels": {str(c): _link_json(h) for c, h in self.channels.items()},
+            "channels": {c: _link_json(h) for c, h in self.channels.items()},
             "listeners": self.listeners,
         }
 

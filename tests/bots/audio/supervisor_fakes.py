@@ -47,7 +47,7 @@ class FakeAudio:
 @dataclass(frozen=True, slots=True)
 class Health:
     source: LinkHealth
-    channels: dict[ChatRef, LinkHealth]
+    channels: dict[str, LinkHealth]
     listeners: int
 
 
@@ -102,7 +102,7 @@ class FakeBridge:
 
     def health(self) -> Health:
         states = {
-            c: LinkHealth(LinkState.FAILED, self.failed_channels[c])
+            str(c): LinkHealth(LinkState.FAILED, self.failed_channels[c])
             if c in self.failed_channels
             else LinkHealth(LinkState.PLAYING)
             for c in self.linked
