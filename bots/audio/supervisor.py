@@ -16,8 +16,9 @@ once on :meth:`~AudioSupervisor.kick` (a Space started or ended in this process)
 3. stops the bridges of Spaces no longer live (or no longer ours) and releases their leases.
 
 A process whose voice connection cannot reach a Space's channels (``VoiceBridge.can_join`` False: the Discord
-gateway or the shard lives in another process) waits ``grace`` before taking it, so that the process that can
-usually wins; after the grace it takes it anyway (its web listeners still hear it, and it may join later).
+gateway or the shard lives in another process) takes it only once it has been free for ``grace``, so that the
+process that can usually wins — also after a crash, when the gateway moves too; after the grace it takes it
+anyway (its web listeners still hear it, and its bridge joins once the gateway is here).
 
 A clean :meth:`~AudioSupervisor.stop` releases every lease: another process takes over at its next round. A
 process killed without stopping is replaced once its leases run out (``ttl``).
@@ -45,8 +46,10 @@ LEASE_PREFIX = "audio:"
 LEASE_TTL = timedelta(seconds=10)
 RENEW_EVERY = timedelta(seconds=3)
 POLL_EVERY = 2.0  # seconds between two rounds when nothing kicks
-# how long a process that cannot join a Space's voice channels leaves it to one that can
-JOIN_GRACE = timedelta(seconds=6)
+# how long a process that cannot join a Space's voice channels leaves a free Space to one that can: a little
+# longer than the Discord gateway's lease (bots/runtime/gateway.py), so that when the process holding both
+# dies, the process that takes the gateway over also gets the audio
+JOIN_GRACE = timedelta(seconds=18)
 # the host's reports (core.texts keys): a stream or file that can't be read, a browser that stopped sending,
 # a voice channel the bot can't play in
 SOURCE_FAILED = "audio.problem.source"
@@ -175,7 +178,7 @@ class AudioSupervisor(Generic[B]):
         self._grace = grace
         self._limit = limit
         self._owned: dict[str, _Owned[B]] = {}
-        self._first_seen: dict[str, datetime] = {}  # Spaces waiting out the join grace
+        self._free_since: dict[str, datetime] = {}  # Spaces waiting out the join grace: free since when
         self._lock = asyncio.Lock()  # one round at a time (the loop, a kick, a test)
         self._kicked = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -243,7 +246,7 @@ class AudioSupervisor(Generic[B]):
             live = {a.space_id: a for a in await self._audio.live_audio(self._limit)}
             for space_id in [s for s in self._owned if s not in live]:
                 await self._drop(space_id, release=True, why="no longer live")
-            self._first_seen = {s: t for s, t in self._first_seen.items() if s in live}
+            self._free_since = {s: t for s, t in self._free_since.items() if s in live}
             # Spaces are independent: one slow voice join must not hold up the others' takeover
             await asyncio.gather(*(self._reconcile(a) for a in live.values()))
             self._report_failed_channels()
@@ -286,13 +289,19 @@ class AudioSupervisor(Generic[B]):
     async def _take(self, live: LiveSpaceAudio) -> _Owned[B] | None:
         now = self._clock.now()
         if not self._joinable(live.channels):
-            first = self._first_seen.setdefault(live.space_id, now)
-            if now - first < self._grace:
-                return None  # the process whose voice connection reaches these channels gets the first go
+            # the process whose voice connection reaches these channels gets the first go: wait until the
+            # Space has been free (never taken, released, or its owner's lease run out) for the grace
+            current = await self._lease.current(lease_name(live.space_id))
+            if current is not None and current.until > now:
+                self._free_since.pop(live.space_id, None)
+                return None
+            free_since = self._free_since.setdefault(live.space_id, now)
+            if now - free_since < self._grace:
+                return None
         grant = await self._lease.acquire(lease_name(live.space_id), self.holder, now=now, ttl=self._ttl)
         if grant is None:
             return None
-        self._first_seen.pop(live.space_id, None)
+        self._free_since.pop(live.space_id, None)
         owned = _Owned(
             live.space_id, live.source, grant, now, self._make_bridge(live, self._on_failed(live.space_id))
         )
