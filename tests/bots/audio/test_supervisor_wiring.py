@@ -4,20 +4,23 @@ through the core stops it at once — its ffmpeg reaped, its lease released. A w
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import imageio_ffmpeg
 import pytest
 
 from bots.app import Role, build
-from bots.audio.supervisor import lease_name
+from bots.audio.supervisor import AudioSupervisor, lease_name
 from bots.cli import prepare_database
 from config.settings import Settings
+from core.audio import LinkState
 from core.commands import EndSpace
 from core.ids import new_space_id
 from core.models import SpaceStatus
@@ -97,6 +100,14 @@ def _ffmpeg_reading(media: Path) -> list[int]:
     return pids
 
 
+async def _playing(audio: AudioSupervisor[Any], space_id: str) -> None:
+    for _ in range(400):  # at most ~20 s on a loaded machine; a few tenths usually
+        if audio.health()[space_id].source.state is LinkState.PLAYING:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the source never played: {audio.health()[space_id]}")
+
+
 async def test_a_live_space_plays_in_the_process_and_ending_it_stops_its_audio(
     tmp_path: Path, media: Path
 ) -> None:
@@ -108,7 +119,9 @@ async def test_a_live_space_plays_in_the_process_and_ending_it_stops_its_audio(
         await service.start()  # the supervisor's first round runs in start(): the Space is taken now
         assert service.audio is not None
         bridge = service.audio.local(space_id)
-        assert bridge is not None and len(_ffmpeg_reading(media)) == 1
+        assert bridge is not None
+        await _playing(service.audio, space_id)  # frames come: ffmpeg runs (started by the source's thread)
+        assert len(_ffmpeg_reading(media)) == 1
         grant = await SqlGatewayLease(service.db).current(lease_name(space_id))
         assert grant is not None and grant.holder.endswith(f" {service.web_url}")
 
@@ -116,10 +129,10 @@ async def test_a_live_space_plays_in_the_process_and_ending_it_stops_its_audio(
             async with http.get(f"{service.web_url}/healthz") as resp:
                 body = await resp.json()
             assert resp.status == 200 and body["status"] == "ok"
-            assert body["audio"][space_id]["source"]["state"] in ("starting", "playing")
+            assert body["audio"][space_id]["source"]["state"] == "playing"
             async with http.get(f"{service.web_url}/metrics") as resp:
                 text = await resp.text()
-            assert "spaces_audio_bridges 1.0" in text
+            assert 'spaces_audio_bridges{worker="audio-1"} 1.0' in text  # run delivers: its own label
 
         # ended through the core: the next round (kicked by the end itself, or this one) stops it
         await service.spaces.end(EndSpace(Actor(HOST), space_id))
