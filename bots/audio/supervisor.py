@@ -324,8 +324,8 @@ class AudioSupervisor(Generic[B]):
         log.info("audio: the source changed; restarting the bridge", extra={"space_id": owned.space_id})
         await self._stop_bridge(owned)
         owned.source, owned.linked, owned.reported, owned.started = live.source, [], set(), False
-        owned.bridge = self._make_bridge(live, self._on_failed(live.space_id))
         try:
+            owned.bridge = self._make_bridge(live, self._on_failed(live.space_id))
             await owned.bridge.start()
         except Exception:
             log.exception("audio: restarting the bridge failed", extra={"space_id": owned.space_id})
