@@ -65,6 +65,38 @@ class StartSpace:
     actor: Actor
     space_id: str
     request_id: str | None = None
+    audio_source: str | None = None  # set (replacing any earlier one) as the Space goes live; None: keep
+
+
+@dataclass(frozen=True, slots=True)
+class SetAudioSource:
+    """The Space's audio source (host or moderator, while scheduled or live); ``source`` None clears it."""
+
+    actor: Actor
+    space_id: str
+    source: str | None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeChannel:
+    """Play a Space's audio in ``channel`` too (a voice or stage channel). ``actor.is_moderator`` says whether
+    the actor moderates the CHANNEL's community (not the Space's): a community brings a Space to itself."""
+
+    actor: Actor
+    space_id: str
+    channel: ChatRef
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UnbridgeChannel:
+    """Stop playing a Space's audio in ``channel`` (same ``actor.is_moderator`` as :class:`BridgeChannel`)."""
+
+    actor: Actor
+    space_id: str
+    channel: ChatRef
+    request_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

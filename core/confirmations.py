@@ -28,10 +28,12 @@ def preview(title: str, when: str, locale: str) -> str:
     return t(locale, "reply.preview", title=title, when=when)
 
 
-def scheduled(space: Space, locale: str, link: str) -> str:
-    """The confirmation of a new Space: title, time (in the Space's zone), link, and the fixes."""
+def scheduled(space: Space, locale: str, link: str, *, more: str = "") -> str:
+    """The confirmation of a new Space: title, time (in the Space's zone), link, ``more`` lines (the host's
+    private link), and the fixes — last, as in every confirmation."""
     when = when_text(space, locale)
-    return t(locale, "reply.scheduled", title=space.title, when=when, link=link) + "\n" + fixes(space, locale)
+    head = t(locale, "reply.scheduled", title=space.title, when=when, link=link)
+    return head + more + "\n" + fixes(space, locale)
 
 
 def rescheduled(space: Space, locale: str) -> str:

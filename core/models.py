@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
@@ -32,17 +32,32 @@ class Space:
     locale: str  # the host's locale: language of the card in the chat
     created_at: datetime
     description: str = ""
-    audio_source: str | None = None  # URL or file ffmpeg can read; None until the host sets one
+    # str(core.audio.AudioSource): a URL or media file ffmpeg reads, or "browser"; None until the host sets one
+    audio_source: str | None = None
     # a voice or stage channel linked at scheduling (Discord), where the Space takes place; same platform
     voice: ChatRef | None = None
     status: SpaceStatus = SpaceStatus.SCHEDULED
     revision: int = 1  # bumped on reschedule, so reminders planned for an old time can be withdrawn
     started_at: datetime | None = None
     ended_at: datetime | None = None
+    # the secret of the host's private page ({share link}/host?key=…): made at scheduling, shown to the host
+    # only (a DM, an ephemeral answer), never on a card or in anyone else's notice
+    host_key: str = field(default="", repr=False)  # a credential: never in a log line or a repr
 
     @property
     def platform(self) -> Platform:
         return self.chat.platform
+
+
+@dataclass(frozen=True, slots=True)
+class BridgedChannel:
+    """A voice or stage channel a Space's audio is also played in, besides its own (``Space.voice``): a
+    community can bring an open Space into its voice channel. One per (Space, channel)."""
+
+    space_id: str
+    channel: ChatRef
+    added_by: UserRef
+    created_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +86,10 @@ class DeliveryKind(StrEnum):
     # in ``payload`` (rendered when the answer was decided), no Space. Through the outbox so that it is
     # paced with everything else, retried, and written with the effect it reports (never lost in a crash)
     REPLY = "reply"
+    # the host is told that the live audio has a problem (a source that never works, a channel it cannot
+    # join): recipient the host, ``payload`` the text key and its parameters (core.notices.host_problem),
+    # key ``space:<id>:problem:<text key>`` — once per Space and problem
+    HOST_PROBLEM = "host_problem"
 
     @property
     def to_user(self) -> bool:
@@ -84,6 +103,7 @@ _USER_KINDS = frozenset(
         DeliveryKind.LIVE_NOTICE,
         DeliveryKind.CANCELLED_NOTICE,
         DeliveryKind.RESCHEDULED_NOTICE,
+        DeliveryKind.HOST_PROBLEM,
     }
 )
 
@@ -123,7 +143,8 @@ class Delivery:
     sent_ref: str | None = None
     sent_at: datetime | None = None
     late_by: float | None = None  # seconds between due_at and the send
-    # REPLY: what to say, platform-neutral (JSON, see core.services.replies); None for every other kind
+    # REPLY: what to say, platform-neutral (JSON, see core.services.replies); HOST_PROBLEM (and its MENTION
+    # fallback): the problem's text key and parameters (JSON, core.notices.host_problem); None otherwise
     payload: str | None = None
     # claim order: lower first (rules.priority decides it from the kind; None: decided when stored)
     priority: int | None = None

@@ -11,7 +11,8 @@ platform renders the text as it is.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
@@ -218,15 +219,55 @@ def reply(
     )
 
 
+def problem_payload(key: str, params: Mapping[str, str]) -> str:
+    """What a HOST_PROBLEM row carries: the problem's text key and parameters (rendered at send time, in the
+    host's language then)."""
+    return json.dumps({"key": key, "params": dict(params)}, sort_keys=True, ensure_ascii=False)
+
+
+def _problem(payload: str | None, locale: str) -> str:
+    try:
+        data = json.loads(payload or "")
+        key, params = str(data["key"]), {str(k): str(v) for k, v in dict(data["params"]).items()}
+    except (ValueError, KeyError, TypeError):
+        return t(locale, "audio.problem.source", detail="?")
+    return t(locale, key, **params)
+
+
+def _host_only(host_link: str | None, locale: str) -> tuple[str, ...]:
+    return (t(locale, "reply.host_link", link=host_link),) if host_link else ()
+
+
 def for_delivery(
-    kind: DeliveryKind, view: SpaceView, host_name: str, locale: str, late_by: float | None
+    kind: DeliveryKind,
+    view: SpaceView,
+    host_name: str,
+    locale: str,
+    late_by: float | None,
+    *,
+    host_link: str | None = None,
+    payload: str | None = None,
 ) -> Notice:
-    """The DM (or mention text) for a user-facing delivery kind."""
+    """The DM (or mention text) for a user-facing delivery kind.
+
+    ``host_link``: the host's private page (core.hostlink), added to the host's own reminders — pass it only
+    for a DM to the host, never for a mention in a chat. ``payload``: a HOST_PROBLEM row's (problem_payload)."""
     s = view.space
     when = _when(view, locale)
     link_action = Action(t(locale, "button.details"), ActionKind.URL, view.link)
+    if kind is DeliveryKind.HOST_PROBLEM:
+        return Notice(
+            kind=kind,
+            title=t(locale, "notice.host_problem", title=s.title, detail=_problem(payload, locale)),
+            lines=(t(locale, "notice.host_problem_hint", space_id=s.id),),
+            actions=(link_action,),
+            space_id=s.id,
+            link=view.link,
+            locale=locale,
+            status=s.status,
+        )
     if kind is DeliveryKind.HOST_T30:
-        lines = (t(locale, "notice.host_hint"), *_delayed(late_by, locale))
+        lines = (t(locale, "notice.host_hint"), *_host_only(host_link, locale), *_delayed(late_by, locale))
         return Notice(
             kind=kind,
             title=t(locale, "notice.host_t30", title=s.title, when=when),
@@ -243,7 +284,7 @@ def for_delivery(
             status=s.status,
         )
     if kind is DeliveryKind.HOST_T0:
-        lines = (t(locale, "notice.host_hint"), *_delayed(late_by, locale))
+        lines = (t(locale, "notice.host_hint"), *_host_only(host_link, locale), *_delayed(late_by, locale))
         return Notice(
             kind=kind,
             title=t(locale, "notice.host_t0", title=s.title),

@@ -16,6 +16,7 @@ from typing import Protocol, runtime_checkable
 from core.audio import LinkHealth
 from core.models import (
     Announcement,
+    BridgedChannel,
     Community,
     Conversation,
     Delivery,
@@ -191,6 +192,11 @@ class SpaceStore(Protocol):
         """Scheduled or live Spaces ``user`` is subscribed to."""
         ...
 
+    async def live_with_source(self, *, limit: int) -> list[Space]:
+        """Live Spaces that have an audio source (``audio_source`` not None), in one query, by start
+        (``started_at``, then id): the Spaces whose audio must be playing somewhere."""
+        ...
+
 
 class SubscriptionStore(Protocol):
     async def add(self, sub: Subscription) -> bool:
@@ -244,6 +250,29 @@ class DeliveryStore(Protocol):
 
     async def get_by_key(self, key: str) -> Delivery | None:
         """The row with this idempotency key, or None (e.g. to learn which message a sent reply became)."""
+        ...
+
+
+class BridgeStore(Protocol):
+    """The voice channels a Space's audio is bridged into, besides its own (core.models.BridgedChannel)."""
+
+    async def add(self, bridge: BridgedChannel) -> bool:
+        """True if new; False if the channel was already bridged to that Space (the first record is kept)."""
+        ...
+
+    async def remove(self, space_id: str, channel: ChatRef) -> bool:
+        """True if it was bridged (and no longer is)."""
+        ...
+
+    async def count(self, space_id: str) -> int: ...
+
+    async def list_many(self, space_ids: Sequence[str]) -> dict[str, list[BridgedChannel]]:
+        """The bridged channels of several Spaces in one query, each list ordered as :meth:`list`; a Space
+        without any is absent from the result."""
+        ...
+
+    async def list(self, space_id: str) -> list[BridgedChannel]:
+        """The Space's bridged channels, in the order they were added (created_at, then channel)."""
         ...
 
 
@@ -340,6 +369,7 @@ class UnitOfWork(Protocol):
     inbound: InboundStore
     events: NativeEventStore
     conversations: ConversationStore
+    bridges: BridgeStore
 
     async def __aenter__(self) -> UnitOfWork: ...
 

@@ -10,6 +10,7 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from core.audio import parse_source
 from core.errors import InvalidTime, InvalidTitle, NotAllowed, TooManySpaces, UserError, WrongState
 from core.models import Delivery, DeliveryKind, Space, SpaceStatus
 from core.refs import ChatRef, UserRef
@@ -21,6 +22,9 @@ MAX_AHEAD = timedelta(days=365)
 # a time a few seconds in the past is a slow typist, not a mistake
 PAST_GRACE = timedelta(minutes=1)
 MAX_OPEN_PER_HOST = 10
+# voice channels one Space's audio may be bridged into, besides its own: each costs a voice connection
+# (a UDP socket and a player thread reading the shared feed), and a Space is one room, not a broadcast network
+MAX_BRIDGED = 25
 HOST_EARLY_REMINDER = timedelta(minutes=30)
 LATE_MARK_AFTER = timedelta(minutes=1)
 # a live notice more than this late is still sent (the Space is still live), but a host T-0 reminder
@@ -70,6 +74,38 @@ def check_voice(voice: ChatRef | None, chat: ChatRef) -> None:
         raise UserError("voice.elsewhere", field="voice")
 
 
+def clean_source(raw: str | None) -> str | None:
+    """A host's audio source as stored (``str(AudioSource)``), None for none. Raises UserError (field
+    "source", in the host's words) for anything core.audio.parse_source refuses."""
+    if raw is None or not raw.strip():
+        return None
+    try:
+        return str(parse_source(raw))
+    except UserError as e:
+        raise UserError(e.key, field="source", **e.params) from None
+
+
+def check_may_bridge(actor: Actor, space: Space, channel: ChatRef, *, removing: bool = False) -> None:
+    """Who may play a Space in a voice channel: a moderator of the CHANNEL's community (``actor.is_moderator``
+    is about the channel there) — any community may bring an open Space, by its link, into its own voice
+    channel — or the Space's host, in a channel of the Space's own community. The host may also remove the
+    Space from any channel (it is their audio)."""
+    if channel.scope is None:  # a voice channel always belongs to a guild (a DM call is not a room)
+        raise UserError("bridge.not_voice")
+    if actor.is_moderator:
+        return
+    if actor.user == space.host and (
+        removing or (channel.platform == space.platform and channel.scope == space.chat.scope)
+    ):
+        return
+    raise NotAllowed("perm.bridge")
+
+
+def check_bridge_count(count: int) -> None:
+    if count >= MAX_BRIDGED:
+        raise TooManySpaces("bridge.too_many", limit=MAX_BRIDGED)
+
+
 def check_start_time(at: datetime, now: datetime, shown: str) -> None:
     """``shown`` is the time as the user will recognise it (their zone), for the message."""
     if at < now - PAST_GRACE:
@@ -106,6 +142,8 @@ _ALLOWED_FROM: dict[str, tuple[SpaceStatus, ...]] = {
     "start": (SpaceStatus.SCHEDULED,),
     "end": (SpaceStatus.LIVE,),
     "edit": (SpaceStatus.SCHEDULED, SpaceStatus.LIVE),
+    "source": (SpaceStatus.SCHEDULED, SpaceStatus.LIVE),
+    "bridge": (SpaceStatus.SCHEDULED, SpaceStatus.LIVE),
 }
 
 
@@ -172,6 +210,8 @@ def decide(
             return Skip(f"space {space.status.value}")
         if about is DeliveryKind.HOST_T30 and now >= space.starts_at:
             return Skip("T-30 reminder after the start time")
+    if about is DeliveryKind.HOST_PROBLEM and space.status is not SpaceStatus.LIVE:
+        return Skip(f"space {space.status.value}: its audio is over")
     if about is DeliveryKind.LIVE_NOTICE and space.status is not SpaceStatus.LIVE:
         return Skip(f"space {space.status.value}, no longer live")
     if about is DeliveryKind.RESCHEDULED_NOTICE and space.status is not SpaceStatus.SCHEDULED:
@@ -217,6 +257,7 @@ _PRIORITIES: dict[str, int] = {
     "reply": PRIORITY_REPLY,  # by name: the kind is added by the reply outbox
     DeliveryKind.HOST_T30: PRIORITY_HOST,
     DeliveryKind.HOST_T0: PRIORITY_HOST,
+    DeliveryKind.HOST_PROBLEM: PRIORITY_HOST,
     DeliveryKind.CARD_POST: PRIORITY_CHAT,
     DeliveryKind.CARD_EDIT: PRIORITY_CHAT,
     DeliveryKind.MENTION: PRIORITY_CHAT,

@@ -66,12 +66,22 @@ TEXTS: dict[str, dict[str, str]] = {
         "voice.elsewhere": "That voice channel isn't in this server — pick one here.",
         "sub.closed": "This Space is {status}: reminders are closed.",
         "sub.host": "You're the host — you'll get your own reminders.",
+        # --- live audio: sources and bridged voice channels ---
+        "perm.bridge": "Only a moderator of this server can bring a Space into its voice channels (the host can "
+        "in the Space's own server).",
+        "bridge.not_voice": "Pick a voice or stage channel of a server.",
+        "bridge.too_many": "This Space already plays in {limit} voice channels — unbridge one first.",
+        "usage.source": "Usage: `/source <id> <source>` — a stream URL (`https://…`, `rtmp://…`, `srt://…`), "
+        "`file:<name>`, `browser` to speak from your browser, or `none` to remove it.",
+        "usage.bridge": "Usage: `/space bridge space:<id> channel:<voice channel>`.",
         # --- actions (verbs used in messages above) ---
         "action.cancel": "cancel",
         "action.reschedule": "reschedule",
         "action.start": "start",
         "action.end": "end",
         "action.edit": "edit",
+        "action.source": "change the audio source of",
+        "action.bridge": "bridge",
         "status.scheduled": "scheduled",
         "status.live": "live",
         "status.ended": "over",
@@ -91,6 +101,21 @@ TEXTS: dict[str, dict[str, str]] = {
         "reply.started#zero": "You're live 🟣 “{title}” — nobody has subscribed yet: share the link!",
         "reply.ended": "Ended “{title}”. Thanks for hosting!",
         "reply.already_live": "“{title}” is already live.",
+        "reply.source_set": "🎙️ Audio source of “{title}”: {source}",
+        "reply.source_browser": "🎙️ “{title}” will play your microphone from your browser.",
+        "reply.source_cleared": "“{title}” has no audio source any more.",
+        "reply.bridged": "🔊 “{title}” will play in {channel}.",
+        "reply.already_bridged": "“{title}” already plays in {channel}.",
+        "reply.unbridged": "“{title}” no longer plays in {channel}.",
+        "reply.not_bridged": "“{title}” wasn't playing in {channel}.",
+        # the host's private page: never on a card, never to anyone but the host
+        "reply.host_link": "🎙️ Speak from your browser (keep this link to yourself): {link}",
+        "notice.host_problem": "⚠️ Your audio for “{title}” isn't working: {detail}",
+        "notice.host_problem_hint": "Listeners hear silence until it comes back. Set another source with "
+        "`/source {space_id} <source>`, or `/source {space_id} browser` to speak from your browser.",
+        "audio.problem.source": "the source can't be read ({detail})",
+        "audio.problem.browser": "your browser stopped sending sound",
+        "audio.problem.voice": "I can't play in {channel} ({detail})",
         "reply.reach": "Your live notice: {messaged} messaged, {mentioned} mentioned in the chat (DMs closed), "
         "{unreachable} unreachable.",
         "reply.subscribed": "🔔 Reminder set for “{title}” — I'll message you when it starts.",
@@ -144,6 +169,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "dc.opt.description": "What it is about",
         "dc.opt.space": "Which Space",
         "dc.opt.new_when": "The new time, e.g. tomorrow 21:00",
+        "dc.cmd.source": "Set a Space's audio: a stream URL, file:<name>, browser, or none (host and moderators)",
+        "dc.cmd.bridge": "Play a Space (its id or link) in one of this server's voice channels (moderators)",
+        "dc.cmd.unbridge": "Stop playing a Space in a voice channel of this server",
+        "dc.opt.source": "Audio: a stream URL (https, rtmp, srt…), file:<name>, or browser for your microphone",
+        "dc.opt.bridge_channel": "The voice or stage channel to play it in",
         "dc.in.minutes": "in {count} minutes",
         "dc.in.minutes#one": "in 1 minute",
         "dc.in.minutes#zero": "now",
@@ -163,6 +193,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "`/spaces` — upcoming Spaces here\n"
         "`/reschedule <id> <when>` · `/rename <id> <title>` · `/cancel <id>` · `/live <id>` · `/end <id>` — "
         "host and admins\n"
+        "`/source <id> <stream URL | browser | none>` — the Space's audio (host and admins)\n"
         "`/tz <zone>` — your time zone (now {zone}) · `/chattz <zone>` — this chat's (admins)",
         "ask.title": "What's the title of your Space? (reply to this message)",
         "ask.time": "When does “{title}” start? e.g. `tomorrow 20:00`, `in 2 hours`, `friday 18:30 Europe/Paris`",
@@ -198,6 +229,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "  /cancel <id>                     cancel a scheduled Space\n"
         "  /reschedule <id> <when>          move it, e.g. /reschedule abcd234567 friday 18:00\n"
         "  /rename <id> <title>             give it a new title, e.g. /rename abcd234567 Weekly AMA #2\n"
+        "  /source <id> <source>            its audio: a stream URL, file:<name>, browser, or none\n"
         '  /as <name>                       act as someone else (you are "{host}", the host; try /as alice)\n'
         "  /mod on|off                      give the acting user moderator rights\n"
         "  /tz <zone>                       your time zone, e.g. /tz Europe/Paris (now {zone})\n"
@@ -221,6 +253,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "console.usage.reschedule": "Usage: /reschedule <id> <when>, e.g. /reschedule abcd234567 friday 18:00",
         "console.usage.as": "Usage: /as <name> — letters, digits, '_', '-' or '.', e.g. /as alice",
         "console.usage.mod": "Usage: /mod on  or  /mod off",
+        "console.usage.source": "Usage: /source <id> <source> — a stream URL, file:<name>, browser, or none",
         "console.usage.tz": "Usage: /tz <IANA zone>, e.g. /tz Europe/Paris",
         "console.usage.lang": "Usage: /lang {choices}",
     },
@@ -279,11 +312,21 @@ TEXTS: dict[str, dict[str, str]] = {
         "voice.elsewhere": "Ce salon vocal n'est pas sur ce serveur — choisissez-en un ici.",
         "sub.closed": "Ce Space est {status} : les rappels sont fermés.",
         "sub.host": "Vous êtes l'hôte — vous recevrez vos propres rappels.",
+        # --- live audio: sources and bridged voice channels ---
+        "perm.bridge": "Seul un modérateur de ce serveur peut amener un Space dans ses salons vocaux (l'hôte le "
+        "peut sur le serveur du Space).",
+        "bridge.not_voice": "Choisissez un salon vocal ou une scène d'un serveur.",
+        "bridge.too_many": "Ce Space est déjà diffusé dans {limit} salons vocaux — retirez-en un d'abord.",
+        "usage.source": "Usage : `/source <id> <source>` — l'URL d'un flux (`https://…`, `rtmp://…`, `srt://…`), "
+        "`file:<nom>`, `browser` pour parler depuis votre navigateur, ou `none` pour la retirer.",
+        "usage.bridge": "Usage : `/space bridge space:<id> channel:<salon vocal>`.",
         "action.cancel": "annuler",
         "action.reschedule": "reprogrammer",
         "action.start": "démarrer",
         "action.end": "terminer",
         "action.edit": "modifier",
+        "action.source": "changer la source audio de",
+        "action.bridge": "diffuser",
         "status.scheduled": "programmé",
         "status.live": "en direct",
         "status.ended": "terminé",
@@ -303,6 +346,21 @@ TEXTS: dict[str, dict[str, str]] = {
         "partagez le lien !",
         "reply.ended": "« {title} » est terminé. Merci d'avoir animé !",
         "reply.already_live": "« {title} » est déjà en direct.",
+        "reply.source_set": "🎙️ Source audio de « {title} » : {source}",
+        "reply.source_browser": "🎙️ « {title} » diffusera votre micro depuis votre navigateur.",
+        "reply.source_cleared": "« {title} » n'a plus de source audio.",
+        "reply.bridged": "🔊 « {title} » sera diffusé dans {channel}.",
+        "reply.already_bridged": "« {title} » est déjà diffusé dans {channel}.",
+        "reply.unbridged": "« {title} » n'est plus diffusé dans {channel}.",
+        "reply.not_bridged": "« {title} » n'était pas diffusé dans {channel}.",
+        "reply.host_link": "🎙️ Parlez depuis votre navigateur (gardez ce lien pour vous) : {link}",
+        "notice.host_problem": "⚠️ Le son de « {title} » ne fonctionne pas : {detail}",
+        "notice.host_problem_hint": "Les auditeurs entendent un silence jusqu'à son retour. Choisissez une autre "
+        "source avec `/source {space_id} <source>`, ou `/source {space_id} browser` pour parler depuis votre "
+        "navigateur.",
+        "audio.problem.source": "la source est illisible ({detail})",
+        "audio.problem.browser": "votre navigateur n'envoie plus de son",
+        "audio.problem.voice": "je ne peux pas jouer dans {channel} ({detail})",
         "reply.reach": "Votre annonce du direct — prévenus en privé : {messaged}, mentionnés dans le groupe "
         "(messages privés fermés) : {mentioned}, injoignables : {unreachable}.",
         "reply.subscribed": "🔔 Rappel activé pour « {title} » — je vous écris dès qu'il commence.",
@@ -356,6 +414,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "dc.opt.description": "De quoi il parle",
         "dc.opt.space": "Quel Space",
         "dc.opt.new_when": "La nouvelle heure, par ex. demain 21h",
+        "dc.cmd.source": "Le son d'un Space : URL d'un flux, file:<nom>, browser, ou none (hôte et modérateurs)",
+        "dc.cmd.bridge": "Diffuser un Space (son id ou lien) dans un salon vocal de ce serveur (modérateurs)",
+        "dc.cmd.unbridge": "Arrêter de diffuser un Space dans un salon vocal de ce serveur",
+        "dc.opt.source": "Le son : URL d'un flux (https, rtmp, srt…), file:<nom>, ou browser pour votre micro",
+        "dc.opt.bridge_channel": "Le salon vocal ou la scène où le diffuser",
         "dc.in.minutes": "dans {count} minutes",
         "dc.in.minutes#one": "dans 1 minute",
         "dc.in.minutes#zero": "maintenant",
@@ -375,6 +438,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "`/spaces` — les Spaces à venir ici\n"
         "`/reschedule <id> <quand>` · `/rename <id> <titre>` · `/cancel <id>` · `/live <id>` · `/end <id>` — "
         "hôte et admins\n"
+        "`/source <id> <URL d'un flux | browser | none>` — le son du Space (hôte et admins)\n"
         "`/tz <fuseau>` — votre fuseau (actuellement {zone}) · `/chattz <fuseau>` — celui du groupe (admins)",
         "ask.title": "Quel est le titre de votre Space ? (répondez à ce message)",
         "ask.time": "Quand commence « {title} » ? par ex. `demain 20h`, `dans 2 heures`, `vendredi 18h30 Europe/Paris`",
@@ -410,6 +474,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "  /cancel <id>                     annuler un Space programmé\n"
         "  /reschedule <id> <quand>         le déplacer, par ex. /reschedule abcd234567 vendredi 18h\n"
         "  /rename <id> <titre>             lui donner un nouveau titre, par ex. /rename abcd234567 AMA hebdo n°2\n"
+        "  /source <id> <source>            son audio : l'URL d'un flux, file:<nom>, browser, ou none\n"
         "  /as <nom>                        agir au nom de quelqu'un d'autre (vous êtes « {host} », l'hôte ; "
         "essayez /as alice)\n"
         "  /mod on|off                      donner les droits de modérateur à l'utilisateur actuel\n"
@@ -435,6 +500,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "console.usage.reschedule": "Usage : /reschedule <id> <quand>, par ex. /reschedule abcd234567 vendredi 18h",
         "console.usage.as": "Usage : /as <nom> — lettres, chiffres, « _ », « - » ou « . », par ex. /as alice",
         "console.usage.mod": "Usage : /mod on  ou  /mod off",
+        "console.usage.source": "Usage : /source <id> <source> — l'URL d'un flux, file:<nom>, browser, ou none",
         "console.usage.tz": "Usage : /tz <fuseau IANA>, par ex. /tz Europe/Paris",
         "console.usage.lang": "Usage : /lang {choices}",
     },

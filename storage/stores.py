@@ -23,6 +23,7 @@ from sqlalchemy.sql.schema import Table
 from core import rules
 from core.models import (
     Announcement,
+    BridgedChannel,
     Community,
     Conversation,
     Delivery,
@@ -41,6 +42,9 @@ from storage.tables import (
     announcement_from_row,
     announcement_t,
     announcement_values,
+    bridge_from_row,
+    bridge_t,
+    bridge_values,
     chat_scope,
     community_from_row,
     community_t,
@@ -194,6 +198,16 @@ class SqlSpaceStore:
     async def open_followed_by(self, user: UserRef, *, limit: int) -> list[Space]:
         followed = select(subscription_t.c.space_id).where(subscription_t.c.user_ref == str(user))
         return await self._open(space_t.c.id.in_(followed), limit=limit, text="")
+
+    async def live_with_source(self, *, limit: int) -> list[Space]:
+        conn = await self._tx.conn()
+        stmt = (
+            select(space_t)
+            .where(space_t.c.status == str(SpaceStatus.LIVE), space_t.c.audio_source.is_not(None))
+            .order_by(space_t.c.started_at, space_t.c.id)
+            .limit(max(limit, 0))
+        )
+        return [space_from_row(r) for r in (await conn.execute(stmt)).all()]
 
     async def _open(self, where: ColumnElement[bool], *, limit: int, text: str) -> list[Space]:
         conn = await self._tx.conn()
@@ -432,6 +446,48 @@ class SqlDeliveryStore:
         return delivery_from_row(row) if row is not None else None
 
 
+class SqlBridgeStore:
+    def __init__(self, tx: _Tx) -> None:
+        self._tx = tx
+
+    async def add(self, bridge: BridgedChannel) -> bool:
+        conn = await self._tx.conn()
+        stmt = (
+            _insert(self._tx.dialect, bridge_t)
+            .values(bridge_values(bridge))
+            .on_conflict_do_nothing(index_elements=["space_id", "channel"])
+            .returning(bridge_t.c.space_id)
+        )
+        return (await conn.execute(stmt)).first() is not None
+
+    async def remove(self, space_id: str, channel: ChatRef) -> bool:
+        conn = await self._tx.conn()
+        stmt = delete(bridge_t).where(bridge_t.c.space_id == space_id, bridge_t.c.channel == str(channel))
+        return (await conn.execute(stmt)).rowcount > 0
+
+    async def count(self, space_id: str) -> int:
+        conn = await self._tx.conn()
+        stmt = select(func.count()).select_from(bridge_t).where(bridge_t.c.space_id == space_id)
+        return int((await conn.execute(stmt)).scalar_one())
+
+    async def list_many(self, space_ids: Sequence[str]) -> dict[str, list[BridgedChannel]]:
+        conn = await self._tx.conn()
+        found: dict[str, list[BridgedChannel]] = {}
+        ids = sorted(set(space_ids))
+        for i in range(0, len(ids), _IN_CHUNK):
+            stmt = (
+                select(bridge_t)
+                .where(bridge_t.c.space_id.in_(ids[i : i + _IN_CHUNK]))
+                .order_by(bridge_t.c.space_id, bridge_t.c.created_at, bridge_t.c.channel)
+            )
+            for r in (await conn.execute(stmt)).all():
+                found.setdefault(r.space_id, []).append(bridge_from_row(r))
+        return found
+
+    async def list(self, space_id: str) -> list[BridgedChannel]:
+        return (await self.list_many([space_id])).get(space_id, [])
+
+
 class SqlAnnouncementStore:
     def __init__(self, tx: _Tx) -> None:
         self._tx = tx
@@ -653,6 +709,7 @@ class SqlUnitOfWork:
         self.inbound: ports.InboundStore = SqlInboundStore(self._tx)
         self.events: ports.NativeEventStore = SqlNativeEventStore(self._tx)
         self.conversations: ports.ConversationStore = SqlConversationStore(self._tx)
+        self.bridges: ports.BridgeStore = SqlBridgeStore(self._tx)
 
     async def __aenter__(self) -> SqlUnitOfWork:
         if self._tx.session is not None:
@@ -1023,6 +1080,7 @@ if TYPE_CHECKING:  # mypy: the implementations satisfy the core's ports
 __all__ = [
     "Fleet",
     "SqlAnnouncementStore",
+    "SqlBridgeStore",
     "SqlCommunityStore",
     "SqlDeliveryStore",
     "SqlHeartbeats",

@@ -19,6 +19,7 @@ from sqlmodel.sql.sqltypes import UTCDateTime
 from core import rules
 from core.models import (
     Announcement,
+    BridgedChannel,
     Community,
     Conversation,
     ConversationStep,
@@ -84,6 +85,20 @@ class SpaceRow(SQLModel, table=True):
     revision: int = Field(default=1)
     started_at: datetime | None = _utc(nullable=True)
     ended_at: datetime | None = _utc(nullable=True)
+    # the secret of the host's private page (core.ids.new_host_key); the server default only serves rows
+    # inserted by hand: migration 0009 gave every existing Space its own random key
+    host_key: str = Field(default="", max_length=64, sa_column_kwargs={"server_default": ""})
+
+
+class BridgeRow(SQLModel, table=True):
+    """A voice channel a Space's audio is also played in (core.models.BridgedChannel)."""
+
+    __tablename__ = "space_bridge"
+
+    space_id: str = Field(foreign_key="space.id", ondelete="CASCADE", primary_key=True, max_length=64)
+    channel: str = Field(primary_key=True, max_length=REF)  # str(ChatRef) of a voice or stage channel
+    added_by: str = Field(max_length=REF)
+    created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
 
 
 class SubscriptionRow(SQLModel, table=True):
@@ -276,6 +291,7 @@ worker_metrics_t = WorkerMetricsRow.__table__  # type: ignore[attr-defined]
 send_budget_t = SendBudgetRow.__table__  # type: ignore[attr-defined]
 native_event_t = NativeEventRow.__table__  # type: ignore[attr-defined]
 platform_lease_t = PlatformLeaseRow.__table__  # type: ignore[attr-defined]
+bridge_t = BridgeRow.__table__  # type: ignore[attr-defined]
 
 TABLES = (
     space_t,
@@ -291,6 +307,7 @@ TABLES = (
     send_budget_t,
     native_event_t,
     platform_lease_t,
+    bridge_t,
 )
 
 
@@ -332,6 +349,7 @@ def space_values(space: Space) -> dict[str, Any]:
         "revision": space.revision,
         "started_at": space.started_at,
         "ended_at": space.ended_at,
+        "host_key": space.host_key,
     }
 
 
@@ -352,6 +370,25 @@ def space_from_row(row: Any) -> Space:
         revision=row.revision,
         started_at=row.started_at,
         ended_at=row.ended_at,
+        host_key=row.host_key,
+    )
+
+
+def bridge_values(bridge: BridgedChannel) -> dict[str, Any]:
+    return {
+        "space_id": bridge.space_id,
+        "channel": str(bridge.channel),
+        "added_by": str(bridge.added_by),
+        "created_at": bridge.created_at,
+    }
+
+
+def bridge_from_row(row: Any) -> BridgedChannel:
+    return BridgedChannel(
+        space_id=row.space_id,
+        channel=parse_chat(row.channel),
+        added_by=parse_user(row.added_by),
+        created_at=row.created_at,
     )
 
 

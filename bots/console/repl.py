@@ -224,4 +224,6 @@ def _inbound_command(cmd: tr.Command) -> ib.Command | None:
         return ib.Reschedule(cmd.space_id, cmd.when_text)
     if isinstance(cmd, tr.Rename):
         return ib.Rename(cmd.space_id, cmd.title)
+    if isinstance(cmd, tr.SetSource):
+        return ib.SetSource(cmd.space_id, cmd.source)
     return None

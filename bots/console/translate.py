@@ -60,6 +60,12 @@ class Rename:
 
 
 @dataclass(frozen=True, slots=True)
+class SetSource:
+    space_id: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
 class ActAs:
     name: str
 
@@ -118,6 +124,7 @@ Command = (
     | Cancel
     | Reschedule
     | Rename
+    | SetSource
     | ActAs
     | SetModerator
     | SetZone
@@ -173,6 +180,11 @@ def parse(line: str) -> Command:
         if not space_id or not title.strip():
             return Problem("Usage: /rename <id> <new title>, e.g. /rename abcd234567 Weekly AMA #2")
         return Rename(space_id, title.strip())
+    if verb == "source":
+        space_id, _, source = rest.partition(" ")
+        if not space_id or not source.strip():
+            return _problem("console.usage.source")
+        return SetSource(space_id, source.strip())
     if verb == "as":
         name = rest.split(" ", 1)[0].lstrip("@") if rest else ""
         if not name or len(name) > _NAME_MAX or not all(c.isalnum() or c in "_-." for c in name):

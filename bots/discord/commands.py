@@ -22,7 +22,8 @@ GUILD_VOICE = 2
 GUILD_STAGE_VOICE = 13
 WHEN_MAX = 200  # characters of a time phrase (the parser refuses more anyway)
 ZONE_MAX = 64
-SPACE_ID_MAX = 100  # the choice value is the id (10 characters); a typed search may be longer
+SPACE_ID_MAX = 100
+SOURCE_MAX = 1000  # a stream URL (the core reads no more of one option: core.services.inbound.MAX_INPUT)  # the choice value is the id (10 characters); a typed search may be longer
 
 # the French names of subcommands and options (lower-case, no spaces: Discord's rule for names)
 _FR_NAMES = {
@@ -39,6 +40,10 @@ _FR_NAMES = {
     "voice_channel": "salon_vocal",
     "description": "description",
     "space": "space",
+    "source": "source",
+    "bridge": "diffuser",
+    "unbridge": "retirer",
+    "channel": "salon",
 }
 
 
@@ -64,25 +69,35 @@ def _space_option() -> dict[str, Any]:
     return _string("space", "dc.opt.space", required=True, autocomplete=True, max_length=SPACE_ID_MAX)
 
 
+def _source_option(*, required: bool = False) -> dict[str, Any]:
+    return _string("source", "dc.opt.source", required=required, max_length=SOURCE_MAX)
+
+
+def _voice_option(name: str, key: str, *, required: bool) -> dict[str, Any]:
+    """A voice or stage channel: Discord's picker offers only those (the core refuses anything else)."""
+    return {
+        **_texts(name, key),
+        "type": CHANNEL,
+        "required": required,
+        "channel_types": [GUILD_VOICE, GUILD_STAGE_VOICE],
+    }
+
+
 def _sub(name: str, options: list[dict[str, Any]]) -> dict[str, Any]:
     return {**_texts(name, f"dc.cmd.{name}"), "type": SUB_COMMAND, "options": options}
 
 
 def space_command() -> dict[str, Any]:
-    """``/space schedule|list|start|end|cancel|reschedule|rename``."""
+    """``/space schedule|list|start|end|cancel|reschedule|rename|source|bridge|unbridge``."""
     schedule = _sub(
         "schedule",
         [
             _string("title", "dc.opt.title", required=True, max_length=TITLE_MAX),
             _string("when", "dc.opt.when", required=True, autocomplete=True, max_length=WHEN_MAX),
             _string("timezone", "dc.opt.timezone", autocomplete=True, max_length=ZONE_MAX),
-            {
-                **_texts("voice_channel", "dc.opt.voice_channel"),
-                "type": CHANNEL,
-                "required": False,
-                "channel_types": [GUILD_VOICE, GUILD_STAGE_VOICE],
-            },
+            _voice_option("voice_channel", "dc.opt.voice_channel", required=False),
             _string("description", "dc.opt.description", max_length=DESCRIPTION_MAX),
+            _source_option(),
         ],
     )
     reschedule = _sub(
@@ -100,13 +115,23 @@ def space_command() -> dict[str, Any]:
         "options": [
             schedule,
             _sub("list", []),
-            _sub("start", [_space_option()]),
+            _sub("start", [_space_option(), _source_option()]),
             _sub("end", [_space_option()]),
             _sub("cancel", [_space_option()]),
             reschedule,
             _sub(
                 "rename",
                 [_space_option(), _string("title", "dc.opt.new_title", required=True, max_length=TITLE_MAX)],
+            ),
+            _sub("source", [_space_option(), _source_option(required=True)]),
+            # the Space may be another server's: its id or share link is typed (autocomplete offers this
+            # member's own), the channel is one of this server's
+            _sub(
+                "bridge", [_space_option(), _voice_option("channel", "dc.opt.bridge_channel", required=True)]
+            ),
+            _sub(
+                "unbridge",
+                [_space_option(), _voice_option("channel", "dc.opt.bridge_channel", required=True)],
             ),
         ],
     }

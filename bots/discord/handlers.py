@@ -79,6 +79,9 @@ _STATUSES = {
     "reschedule": (SpaceStatus.SCHEDULED,),
     "rename": (SpaceStatus.SCHEDULED, SpaceStatus.LIVE),
     "end": (SpaceStatus.LIVE,),
+    "source": (SpaceStatus.SCHEDULED, SpaceStatus.LIVE),
+    "bridge": (SpaceStatus.SCHEDULED, SpaceStatus.LIVE),
+    "unbridge": (SpaceStatus.SCHEDULED, SpaceStatus.LIVE),
 }
 
 
@@ -332,6 +335,8 @@ class Handlers:
             is_moderator=self._moderator_check(inc),
             display_name=inc.display_name or None,
             language=inc.locale,
+            # every answer but a list is an ephemeral follow-up: the host's private link may go in one
+            ephemeral=inc.guild_id is not None,
         )
 
     async def _command(self, inc: Incoming) -> list[Rendered]:

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from bots.discord.translate import discord_commands
 from core.models import SpaceStatus
 from core.notices import REPLY, Action, ActionKind, Notice
 from core.refs import ChatRef, Platform, UserRef
@@ -236,6 +237,8 @@ def _actions(notice: Notice) -> tuple[Action, ...]:
 def render(notice: Notice) -> Rendered:
     if notice.kind == REPLY:
         return render_reply(notice)
+    # a notice naming a command (the host's audio problem: "`/source <id> …`") names Discord's own
+    notice = replace(notice, lines=tuple(discord_commands(line) for line in notice.lines))
     return Rendered(
         embeds=(embed(notice),),
         components=tuple(components(_actions(notice))),

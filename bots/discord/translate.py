@@ -20,7 +20,16 @@ from typing import TYPE_CHECKING, Any
 from core.ids import looks_like_space_id
 from core.notices import Verb, parse_callback
 from core.refs import ChatRef, Platform, UserRef
-from core.services.inbound import Command, ListSpaces, Manage, Rename, Reschedule, Schedule
+from core.services.inbound import (
+    Bridge,
+    Command,
+    ListSpaces,
+    Manage,
+    Rename,
+    Reschedule,
+    Schedule,
+    SetSource,
+)
 from core.texts import pick_locale
 
 if TYPE_CHECKING:
@@ -71,6 +80,8 @@ class Incoming:
     options: Mapping[str, str] = field(default_factory=dict)  # option name → its value, as text
     focused: str | None = None  # autocomplete: the option being typed
     custom_id: str | None = None  # components
+    # channel options: the channels' names, as Discord resolved them (id → name), to name them in answers
+    channel_names: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def request_id(self) -> str:
@@ -214,6 +225,20 @@ def _option_value(v: object, where: str) -> str:
     raise BadInteraction(f"{where} has an odd value")
 
 
+def _channel_names(data: object) -> dict[str, str]:
+    """``data.resolved.channels``: id → name of the channels given as options (ignored when odd)."""
+    resolved = data.get("resolved") if isinstance(data, dict) else None
+    channels = resolved.get("channels") if isinstance(resolved, dict) else None
+    if not isinstance(channels, dict) or len(channels) > 25:
+        return {}
+    names: dict[str, str] = {}
+    for cid, channel in channels.items():
+        name = channel.get("name") if isinstance(channel, dict) else None
+        if isinstance(cid, str) and cid.isdigit() and isinstance(name, str) and 0 < len(name) <= 100:
+            names[cid] = name
+    return names
+
+
 def _command(data: object) -> tuple[str, str | None, dict[str, str], str | None]:
     """(command name, subcommand, options, focused option) of an application command or autocomplete."""
     if not isinstance(data, dict):
@@ -275,8 +300,10 @@ def from_payload(data: object) -> Incoming:
     locale = pick_locale(_text(data.get("locale"), "locale", limit=16) or None)
     command = sub = focused = custom_id = None
     options: dict[str, str] = {}
+    names: dict[str, str] = {}
     if kind in (Kind.COMMAND, Kind.AUTOCOMPLETE):
         command, sub, options, focused = _command(data.get("data"))
+        names = _channel_names(data.get("data"))
     elif kind is Kind.COMPONENT:
         body = data.get("data")
         if not isinstance(body, dict):
@@ -299,6 +326,7 @@ def from_payload(data: object) -> Incoming:
         options=options,
         focused=focused,
         custom_id=custom_id,
+        channel_names=names,
     )
 
 
@@ -354,6 +382,13 @@ def _cut(text: str) -> str:
     return text[: MAX_INPUT + 1]
 
 
+def _channel(channel_id: str, inc: Incoming) -> ChatRef | None:
+    """A channel option (its id) as a channel of the interaction's guild; None when absent or odd."""
+    if not (channel_id.isascii() and channel_id.isdigit()) or len(channel_id) > 20 or inc.guild_id is None:
+        return None
+    return chat_ref(channel_id, inc.guild_id)
+
+
 def to_command(inc: Incoming, space: str) -> Command | None:
     """The ``/space`` subcommand as the core's inbound command (the options are typed: nothing to parse
     but the time, which the core reads). ``space``: the Space the member named."""
@@ -365,12 +400,22 @@ def to_command(inc: Incoming, space: str) -> Command | None:
             when=_cut(opt("when")),
             tz=opt("timezone") or None,
             description=_cut(opt("description")),
-            voice=chat_ref(voice, inc.guild_id) if voice.isdigit() and inc.guild_id else None,
+            voice=_channel(voice, inc),
+            source=_cut(opt("source")),
         )
     if sub == "list":
         return ListSpaces()
+    if sub == "start":
+        return Manage(Verb.START, space, command="space start", source=_cut(opt("source")))
     if sub in MANAGE_VERBS:
         return Manage(MANAGE_VERBS[sub], space, command=f"space {sub}")
+    if sub == "source":
+        return SetSource(space, _cut(opt("source")))
+    if sub in ("bridge", "unbridge"):
+        channel = _channel(opt("channel"), inc)
+        # named as the member picked it (answers are escaped text: a <#id> mention would show as typed)
+        label = f"#{inc.channel_names.get(channel.id, channel.id)}" if channel is not None else ""
+        return Bridge(space, channel, label, remove=sub == "unbridge")
     if sub == "reschedule":
         return Reschedule(space, opt("when"))
     if sub == "rename":
@@ -379,8 +424,11 @@ def to_command(inc: Incoming, space: str) -> Command | None:
 
 
 # the core's texts name the commands as typed in a chat ("/rename <id> …"); on Discord they are subcommands
-SUBCOMMANDS = frozenset({"schedule", "list", "start", "end", "cancel", "reschedule", "rename"})
+SUBCOMMANDS = frozenset(
+    {"schedule", "list", "start", "end", "cancel", "reschedule", "rename", "source", "bridge", "unbridge"}
+)
 _AS_SUBCOMMAND = {
+    "source": "source",
     "rename": "rename",
     "reschedule": "reschedule",
     "cancel": "cancel",

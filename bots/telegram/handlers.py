@@ -70,6 +70,7 @@ class Handlers:
             app.add_handler(CommandHandler(name, functools.partial(self.on_manage, verb=verb, command=name)))
         for name in ("reschedule", "rename"):
             app.add_handler(CommandHandler(name, functools.partial(self.on_edit, command=name)))
+        app.add_handler(CommandHandler("source", self.on_source))
         app.add_handler(CommandHandler("tz", self.on_tz))
         app.add_handler(CommandHandler("chattz", self.on_chat_tz))
         app.add_handler(CommandHandler("help", self.on_help))
@@ -91,6 +92,7 @@ class Handlers:
             ("spaces", "Spaces à venir ici" if fr else "Upcoming Spaces here"),
             ("reschedule", "Reprogrammer un Space" if fr else "Reschedule a Space"),
             ("rename", "Renommer un Space" if fr else "Rename a Space"),
+            ("source", "Le son d'un Space" if fr else "Set a Space's audio"),
             ("cancel", "Annuler un Space" if fr else "Cancel a Space"),
             ("live", "Démarrer un Space" if fr else "Start a Space now"),
             ("end", "Terminer un Space" if fr else "End a live Space"),
@@ -187,8 +189,10 @@ class Handlers:
     async def on_manage(self, update: Update, context: Ctx, *, verb: Verb, command: str) -> None:
         if await self._refuse_anonymous(update):
             return
-        space_id, _ = tr.split_id(" ".join(context.args or []))
-        await self._run(update, ib.Manage(verb, space_id or "", command))
+        space_id, rest = tr.split_id(" ".join(context.args or []))
+        # "/live <id> <source>": go live with that audio source (the other verbs take the id alone)
+        source = rest if verb is Verb.START else ""
+        await self._run(update, ib.Manage(verb, space_id or "", command, source=source))
 
     async def on_edit(self, update: Update, context: Ctx, *, command: str) -> None:
         """``/reschedule <id> <when>`` and ``/rename <id> <title>``: a Space's id, then its new value."""
@@ -201,6 +205,15 @@ class Handlers:
             else ib.Rename(space_id or "", value)
         )
         await self._run(update, edit)
+
+    async def on_source(self, update: Update, context: Ctx) -> None:
+        """``/source <id> <source>``: a stream URL, ``file:<name>``, ``browser``, or ``none``. (Telegram has
+        no voice channels to bridge: bridging is Discord's.)"""
+        if await self._refuse_anonymous(update):
+            return
+        args = " ".join(context.args or [])
+        space_id, value = tr.split_id(args)
+        await self._run(update, ib.SetSource(space_id or "", value))
 
     async def on_tz(self, update: Update, context: Ctx) -> None:
         await self._run(update, ib.SetZone(context.args[0] if context.args else ""))

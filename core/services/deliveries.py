@@ -29,6 +29,7 @@ from typing import Protocol, TypeVar
 
 from core import notices, rules
 from core.errors import ChatUnavailable, RateLimited, RecipientUnreachable
+from core.hostlink import host_link
 from core.models import (
     Announcement,
     Delivery,
@@ -517,7 +518,9 @@ class DeliveryEngine:
         mentions: dict[tuple[str, str | None, str], list[Delivery]] = {}
         for row in rows:
             if row.kind is DeliveryKind.MENTION:
-                group = mentions.setdefault((row.recipient, row.space_id, str(row.about)), [])
+                # a problem report's mention says that problem: its payload is part of what groups them
+                about = f"{row.about}:{row.payload}" if row.payload else str(row.about)
+                group = mentions.setdefault((row.recipient, row.space_id, about), [])
                 if not group:
                     units.append(group)  # in the claim order of its first row
                 group.append(row)
@@ -662,7 +665,19 @@ class DeliveryEngine:
                 assert user is not None
                 locale = (profile.locale if profile else None) or space.locale
                 reader = replace(view, zone=profile.tz if profile and profile.tz else view.zone)
-                notice = notices.for_delivery(row.kind, reader, host_name, locale, verdict.shown_late_by)
+                # the host's private page goes in a DM to the host only (a mention fallback never has it)
+                private = (
+                    host_link(view.link, space.host_key) if user == space.host and space.host_key else None
+                )
+                notice = notices.for_delivery(
+                    row.kind,
+                    reader,
+                    host_name,
+                    locale,
+                    verdict.shown_late_by,
+                    host_link=private,
+                    payload=row.payload,
+                )
                 ref = await self._send(self._platform.direct(user, notice, key=nonce_for(row.key)))
         except RecipientUnreachable as e:
             assert user is not None
@@ -862,7 +877,9 @@ class DeliveryEngine:
         view = SpaceView(space, 0, self._links.space(space.id), zone=ctx.chat_zones.get(space.id))
         # one message for all: marked if any of them is late because of an outage, by the most late of those
         shown = max((v.shown_late_by for _, v in live if v.shown_late_by is not None), default=None)
-        notice = notices.for_delivery(about, view, self._name(space.host, ctx), space.locale, shown)
+        notice = notices.for_delivery(
+            about, view, self._name(space.host, ctx), space.locale, shown, payload=live[0][0].payload
+        )
         users = {u: self._name(u, ctx) for u in (parse_user(r.subject) for r, _ in live if r.subject)}
         # the batch's nonce: the sorted keys, so the same batch retried is recognised as the same message
         key = nonce_for("|".join(sorted(r.key for r, _ in live)))
@@ -943,7 +960,7 @@ class DeliveryEngine:
         recorded, and shown to the host as a count."""
         if row.subject is not None:
             chat = row.subject
-        elif row.kind in (DeliveryKind.HOST_T30, DeliveryKind.HOST_T0):
+        elif row.kind in (DeliveryKind.HOST_T30, DeliveryKind.HOST_T0, DeliveryKind.HOST_PROBLEM):
             chat = str(space.chat)
         else:
             await self._settle(row, DeliveryStatus.DEAD, error=f"{reason}; no group to mention them in")
@@ -958,6 +975,7 @@ class DeliveryEngine:
             due_at=row.due_at,  # claimable at once, and its lateness (the "delayed" mark) stays true
             subject=row.recipient,
             about=row.kind,
+            payload=row.payload,  # a problem report's mention says the same problem
         )
         async with self._uow() as uow:
             await uow.deliveries.add([mention])

@@ -31,15 +31,26 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
+from urllib.parse import urlsplit
 
-from core.commands import ScheduleSpace, Subscribe, schedule_text
+from core.audio import SourceKind, parse_source
+from core.commands import (
+    BridgeChannel,
+    ScheduleSpace,
+    SetAudioSource,
+    Subscribe,
+    UnbridgeChannel,
+    schedule_text,
+)
 from core.errors import UserError
+from core.hostlink import host_link
 from core.ids import looks_like_space_id
-from core.models import Conversation, ConversationStep, SpaceStatus
+from core.models import Conversation, ConversationStep, Space, SpaceStatus
 from core.notices import Action, ActionKind, Verb, callback, reply
 from core.ports import Clock, Links, UnitOfWorkFactory
 from core.refs import ChatRef, UserRef
 from core.rules import Actor, clean_title
+from core.services.audio import AudioService
 from core.services.manage import ManageService, ModeratorCheck, Reply
 from core.services.profiles import ProfileService
 from core.services.replies import Answer, RepliesService, reply_key
@@ -54,6 +65,8 @@ TABLE_LIMIT = 20  # Spaces shown by a terminal's list
 
 # conversation steps
 TITLE, TIME, DONE = "title", "time", "done"
+# what clears a Space's audio source (``/source <id> none``)
+NO_SOURCE_WORDS = frozenset({"none", "off", "clear", "-", "aucune", "aucun"})
 
 
 # --------------------------------------------------------------------------- what comes in
@@ -82,6 +95,14 @@ class Request:
     # a link that opens the bot's private chat and subscribes there (Telegram's deep link), for platforms
     # where the bot may not write first: then schedulers and subscribers who never opened it are sent there
     dm_link: Callable[[str], str] | None = None
+    # the platform shows an answer marked ephemeral to the asker alone (Discord interactions), even in a
+    # group: then an answer may carry what only the asker may see (the host's private link)
+    ephemeral: bool = False
+
+    @property
+    def confidential(self) -> bool:
+        """Whether an ephemeral answer reaches nobody but the asker."""
+        return self.private or self.ephemeral
 
 
 class ListStyle(StrEnum):
@@ -100,6 +121,7 @@ class Schedule:
     tz: str | None = None
     description: str = ""
     voice: ChatRef | None = None  # a voice or stage channel where it happens (Discord)
+    source: str = ""  # the audio source, as typed (core.audio.parse_source); "" for none
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +137,26 @@ class Manage:
     verb: Verb
     space_id: str
     command: str
+    source: str = ""  # START: the audio source to go live with, as typed ("" keeps the Space's)
+
+
+@dataclass(frozen=True, slots=True)
+class SetSource:
+    """``/source <id> <source>``: the Space's audio source (``none`` clears it; nothing: the usage)."""
+
+    space_id: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class Bridge:
+    """Play a Space (its id, or its share link) in a voice channel, or stop (``remove``). ``label`` is how
+    the platform names the channel in a text (Discord: ``#name``, as picked). ``channel`` None: none given."""
+
+    space_id: str
+    channel: ChatRef | None
+    label: str
+    remove: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +221,8 @@ Command = (
     | Manage
     | Reschedule
     | Rename
+    | SetSource
+    | Bridge
     | Press
     | OpenLink
     | SetZone
@@ -192,6 +236,25 @@ def normalise_id(text: str) -> str | None:
     """A Space id as typed → its canonical form, or None if it cannot be one."""
     candidate = text.strip().lower()
     return candidate if looks_like_space_id(candidate) else None
+
+
+def shown_source(stored: str) -> str:
+    """A source as an answer states it: a stream by its scheme and host only — its path may hold a stream
+    key (``rtmp://host/live/<key>``), and an answer may be read by a whole group."""
+    try:
+        source = parse_source(stored)
+    except UserError:
+        return "?"
+    if source.kind is not SourceKind.URL:
+        return str(source)
+    parts = urlsplit(source.location)
+    return f"{parts.scheme}://{parts.hostname}/…"
+
+
+def id_or_link(text: str) -> str | None:
+    """A Space id, or the id in a Space's share link (``…/s/<id>``, what a community is given)."""
+    head, sep, tail = text.strip().rstrip("/").rpartition("/s/")
+    return normalise_id(tail if sep and head else text)
 
 
 # --------------------------------------------------------------------------- the service
@@ -252,8 +315,12 @@ class InboundService:
         clock: Clock,
         uow: UnitOfWorkFactory,
         read_uow: UnitOfWorkFactory | None = None,
+        audio: AudioService | None = None,
     ) -> None:
         self._spaces = spaces
+        # sources and bridged channels (no outbox rows of its own here: its problem reports are the audio
+        # side's, with the composition root's AudioService)
+        self._audio = audio or AudioService(uow, clock, read_uow=read_uow)
         self._profiles = profiles
         self._replies = replies
         self._links = links
@@ -281,6 +348,10 @@ class InboundService:
             await self._manage_command(req, cmd, out)
         elif isinstance(cmd, Reschedule | Rename):
             await self._edit(req, cmd, out)
+        elif isinstance(cmd, SetSource):
+            await self._set_source(req, cmd, out)
+        elif isinstance(cmd, Bridge):
+            await self._bridge(req, cmd, out)
         elif isinstance(cmd, Press):
             await self._press(req, cmd, out)
         elif isinstance(cmd, OpenLink):
@@ -320,6 +391,7 @@ class InboundService:
                 tz=cmd.tz,
                 desc=cmd.description,
                 voice=cmd.voice,
+                source=cmd.source,
             )
             return
         args = schedule_text(cmd.text)
@@ -329,7 +401,9 @@ class InboundService:
         if len(args) > MAX_INPUT:
             out.say(t(req.locale, "input.too_long", limit=MAX_INPUT))
             return
-        await self._schedule(req, out, title="", when_text=args, tz=cmd.tz, desc=cmd.description)
+        await self._schedule(
+            req, out, title="", when_text=args, tz=cmd.tz, desc=cmd.description, source=cmd.source
+        )
 
     async def _schedule(
         self,
@@ -341,8 +415,12 @@ class InboundService:
         tz: str | None,
         desc: str = "",
         voice: ChatRef | None = None,
+        source: str = "",
     ) -> bool:
         zone = tz or req.tz
+        if len(source) > MAX_INPUT:  # never a source cut short by the platform's limit: refused whole
+            out.say(t(req.locale, "input.too_long", limit=MAX_INPUT))
+            return False
         try:
             space = await self._spaces.schedule(
                 ScheduleSpace(
@@ -354,13 +432,14 @@ class InboundService:
                     description=desc,
                     request_id=req.request_id,
                     voice=voice,
+                    audio_source=source or None,
                 )
             )
         except UserError as e:
             out.error(e)
             return False
         # what was understood, title and time apart, with the one-step fixes: a misreading shows at once
-        confirmation = self._manage.scheduled(space, req.locale)
+        confirmation = self._manage.scheduled(space, req.locale, more=self._host_line(req, space))
         if not req.private and req.dm_link is not None:
             profile = await self._profiles.get(req.actor)
             if not (profile and profile.dm_reachable):
@@ -511,11 +590,73 @@ class InboundService:
                 is_moderator=req.is_moderator,
                 via_chat=None if req.private else req.chat,
                 request_id=None if stateless else req.request_id,
+                audio_source=cmd.source or None,
             )
         except UserError as e:
             out.error(e)
             return
-        out.result(result)
+        out.result(result, more=self._host_line(req, result.space) if cmd.verb is Verb.START else "")
+
+    def _host_line(self, req: Request, space: Space | None) -> str:
+        """The host's private link (core.hostlink), as a line to add to an answer — only for the host, and
+        only where the answer reaches the host alone (a private chat, an ephemeral answer); "" otherwise."""
+        if space is None or req.actor != space.host or not space.host_key or not req.confidential:
+            return ""
+        link = host_link(self._links.space(space.id), space.host_key)
+        return "\n" + t(req.locale, "reply.host_link", link=link)
+
+    async def _set_source(self, req: Request, cmd: SetSource, out: _Answers) -> None:
+        space_id = normalise_id(cmd.space_id)
+        raw = cmd.source.strip()
+        if space_id is None or not raw:
+            out.say(t(req.locale, "usage.source"))
+            return
+        if len(raw) > MAX_INPUT:
+            out.say(t(req.locale, "input.too_long", limit=MAX_INPUT))
+            return
+        source = None if raw.lower() in NO_SOURCE_WORDS else raw
+        try:
+            space = await self._spaces.get(space_id)
+            actor = await self._manage.actor_for(req.actor, space, req.locale, req.is_moderator)
+            space = await self._audio.set_source(
+                SetAudioSource(actor, space_id, source, request_id=req.request_id)
+            )
+        except UserError as e:
+            out.error(e)
+            return
+        if space.audio_source is None:
+            text = t(req.locale, "reply.source_cleared", title=space.title)
+        elif space.audio_source == "browser":
+            text = t(req.locale, "reply.source_browser", title=space.title)
+        else:
+            text = t(
+                req.locale, "reply.source_set", title=space.title, source=shown_source(space.audio_source)
+            )
+        out.result(Reply(text + self._host_line(req, space), space))
+
+    async def _bridge(self, req: Request, cmd: Bridge, out: _Answers) -> None:
+        space_id = id_or_link(cmd.space_id)
+        if space_id is None or cmd.channel is None:
+            out.say(t(req.locale, "usage.bridge"))
+            return
+        # the permission is about the CHANNEL's community: a moderator there may bring any open Space in
+        mod = await req.is_moderator(cmd.channel, req.actor)
+        actor = Actor(req.actor, is_moderator=mod, locale=req.locale)
+        try:
+            if cmd.remove:
+                res = await self._audio.unbridge_result(
+                    UnbridgeChannel(actor, space_id, cmd.channel, request_id=req.request_id)
+                )
+                key = "reply.unbridged" if res.changed else "reply.not_bridged"
+            else:
+                res = await self._audio.bridge_result(
+                    BridgeChannel(actor, space_id, cmd.channel, request_id=req.request_id)
+                )
+                key = "reply.bridged" if res.changed else "reply.already_bridged"
+        except UserError as e:
+            out.error(e)
+            return
+        out.say(t(req.locale, key, title=res.space.title, channel=cmd.label), space_id=res.space.id)
 
     async def _edit(self, req: Request, cmd: Reschedule | Rename, out: _Answers) -> None:
         """``/reschedule <id> <when>`` and ``/rename <id> <title>``: a Space's id, then its new value."""
@@ -575,7 +716,7 @@ class InboundService:
             # say plainly that this press removed the reminder (and how to set it back)
             out.say(t(req.locale, "tg.unsubscribed", title=sub.space.title), alert=True)
             return
-        out.result(result)
+        out.result(result, more=self._host_line(req, result.space) if cmd.verb is Verb.START else "")
 
     async def _open_link(self, req: Request, cmd: OpenLink, out: _Answers) -> None:
         if cmd.space_id is None:

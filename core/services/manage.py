@@ -76,8 +76,10 @@ class ManageService:
         is_moderator: ModeratorCheck,
         via_chat: ChatRef | None = None,
         request_id: str | None = None,
+        audio_source: str | None = None,
     ) -> Reply:
-        """Do ``verb`` and say what happened. Raises UserError (render it with core.texts.t)."""
+        """Do ``verb`` and say what happened. Raises UserError (render it with core.texts.t).
+        ``audio_source``: START only, the source to go live with (None keeps the Space's)."""
         if verb is Verb.SUBSCRIBE:
             return await self.subscribe(user, locale, space_id, via_chat)
         if verb is Verb.UNSUBSCRIBE:
@@ -85,7 +87,7 @@ class ManageService:
         space = await self._spaces.get(space_id)
         actor = await self.actor_for(user, space, locale, is_moderator)
         if verb is Verb.START:
-            res = await self._spaces.start(StartSpace(actor, space_id, request_id))
+            res = await self._spaces.start(StartSpace(actor, space_id, request_id, audio_source))
             if res.already_live:
                 return Reply(t(locale, "reply.already_live", title=res.space.title), res.space)
             return Reply(t(locale, "reply.started", title=res.space.title, count=res.notified), res.space)
@@ -144,10 +146,11 @@ class ManageService:
             confirmations.renamed(space, locale), space, when_text=confirmations.when_text(space, locale)
         )
 
-    def scheduled(self, space: Space, locale: str) -> Reply:
-        """The reply to whoever scheduled ``space``: its title and time apart, its link, the fixes."""
+    def scheduled(self, space: Space, locale: str, *, more: str = "") -> Reply:
+        """The reply to whoever scheduled ``space``: its title and time apart, its link, ``more`` (lines
+        only the host may read), the fixes."""
         return Reply(
-            confirmations.scheduled(space, locale, self._links.space(space.id)),
+            confirmations.scheduled(space, locale, self._links.space(space.id), more=more),
             space,
             when_text=confirmations.when_text(space, locale),
         )

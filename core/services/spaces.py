@@ -24,7 +24,7 @@ from core.commands import (
     Unsubscribe,
 )
 from core.errors import NotFound, UserError, WrongState
-from core.ids import new_space_id
+from core.ids import new_host_key, new_space_id
 from core.models import (
     Delivery,
     DeliveryKind,
@@ -94,6 +94,7 @@ class _Draft:
     starts_at: datetime
     tz: str
     locale: str
+    audio_source: str | None  # as stored (str(AudioSource))
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +123,7 @@ class SpaceService:
         *,
         default_tz: str = "UTC",
         new_id: Callable[[], str] = new_space_id,
+        new_key: Callable[[], str] = new_host_key,
         read_uow: UnitOfWorkFactory | None = None,
         native_events: Collection[Platform] = frozenset(),
     ) -> None:
@@ -135,6 +137,7 @@ class SpaceService:
         self._wake = wake
         self._default_tz = default_tz
         self._new_id = new_id
+        self._new_key = new_key
 
     def mirror_native_events(self, platforms: Collection[Platform]) -> None:
         """Which platforms implement core.ports.NativeEvents: set by the composition root once the adapters
@@ -243,8 +246,9 @@ class SpaceService:
                 tz=draft.tz,
                 locale=draft.locale,
                 created_at=now,
-                audio_source=cmd.audio_source,
+                audio_source=draft.audio_source,
                 voice=cmd.voice,
+                host_key=self._new_key(),
             )
             await uow.spaces.add(space)
             await self._remember_user(uow, cmd.actor)
@@ -362,6 +366,7 @@ class SpaceService:
         """``echo_of``: the announcement chat whose native event was started in the platform's own UI
         (it shows the change already: no update is sent to it)."""
         now = self._clock.now()
+        source = rules.clean_source(cmd.audio_source)  # refused before anything is done
         async with self._uow() as uow:
             if await self._seen(uow, cmd.actor.user, cmd.request_id):
                 space = await self._load(uow, cmd.space_id)
@@ -373,6 +378,8 @@ class SpaceService:
             rules.check_transition(space, "start")
             space.status = SpaceStatus.LIVE
             space.started_at = now
+            if source is not None:
+                space.audio_source = source
             await uow.spaces.save(space)
             await uow.deliveries.withdraw(
                 space.id, (*_HOST_REMINDERS, DeliveryKind.RESCHEDULED_NOTICE), "started"
@@ -510,6 +517,7 @@ class SpaceService:
         # an empty title means the time and the title came typed together; split them once the zone is known
         title = rules.clean_title(cmd.title) if cmd.title.strip() else ""
         description = rules.clean_description(cmd.description)
+        source = rules.clean_source(cmd.audio_source)
         rules.check_voice(cmd.voice, cmd.chat)
         tz = await self._zone(uow, cmd.actor.user, cmd.chat, cmd.tz)
         locale = pick_locale(cmd.actor.locale)
@@ -519,7 +527,7 @@ class SpaceService:
             parsed, rest = split_when_and_title(cmd.when_text, now=now, tz=tz, locale=locale)
             title = rules.clean_title(rest)
         rules.check_start_time(parsed.at, now, format_local(parsed.at, parsed.tz, locale))
-        return _Draft(title, description, parsed.at, parsed.tz, locale)
+        return _Draft(title, description, parsed.at, parsed.tz, locale, source)
 
     async def _load(self, uow: UnitOfWork, space_id: str, *, for_update: bool = False) -> Space:
         space = await (uow.spaces.get_for_update(space_id) if for_update else uow.spaces.get(space_id))

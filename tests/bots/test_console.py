@@ -360,3 +360,17 @@ def test_telegram_file_base() -> None:
 
     assert _telegram_file_base("https://api.telegram.org/bot") == "https://api.telegram.org/file/bot"
     assert _telegram_file_base("http://127.0.0.1:8081/bot") == "http://127.0.0.1:8081/file/bot"
+
+
+async def test_source_from_the_console(service: Service) -> None:
+    repl = service.repl
+    assert repl is not None
+    await repl.handle("/space schedule tomorrow 20:00 Radio hour")
+    (space,) = await service.spaces.upcoming(ChatRef(Platform.CONSOLE, "main"))
+    await repl.handle(f"/source {space.id} https://radio.example/live.mp3")
+    assert "🎙️ Audio source of “Radio hour”: https://radio.example/…" in output(service)
+    assert (await service.spaces.get(space.id)).audio_source == "https://radio.example/live.mp3"
+    await repl.handle(f"/source {space.id} file:../secrets")
+    assert "isn't a file name in the media folder" in output(service)
+    await repl.handle(f"/source {space.id}")
+    assert "Usage: /source <id> <source>" in output(service)

@@ -33,6 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from core import rules
 from core.models import (
     Announcement,
+    BridgedChannel,
     Community,
     Conversation,
     ConversationStep,
@@ -112,11 +113,12 @@ async def test_space_round_trips_every_field(uow_factory: UnitOfWorkFactory) -> 
         starts_at=T0.replace(microsecond=123456),
         started_at=T0 + timedelta(minutes=2),
         ended_at=T0 + timedelta(hours=1),
+        host_key="k3yOfTheHostsPrivatePage",
     )
     await add_spaces(uow_factory, sp)
     async with uow_factory() as uow:
         got = await uow.spaces.get(sp.id)
-        assert got == sp
+        assert got == sp and got.host_key == "k3yOfTheHostsPrivatePage"
         assert got is not None and got.starts_at.utcoffset() == timedelta(0)  # aware UTC
         assert await uow.spaces.get_for_update(sp.id) == sp
         assert await uow.spaces.get("missing") is None
@@ -1190,3 +1192,51 @@ async def test_release_gives_back_what_a_dead_process_of_the_same_worker_id_held
     again = await outbox.claim_due(now=T0 + timedelta(seconds=1), worker="w1", lease=LEASE, batch=10)
     assert {d.key for d in again} == {d.key for d in mine}
     assert await outbox.release(worker="nobody", now=T0) == 0
+
+
+# --------------------------------------------------------------------------- bridged voice channels
+
+
+async def test_bridges_are_one_per_channel_in_the_order_added_and_read_for_many_spaces_at_once(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    voice = [ChatRef(Platform.DISCORD, str(n), scope="9") for n in range(3)]
+    mod = UserRef(Platform.DISCORD, "5")
+    await add_spaces(uow_factory, space("sp1"), space("sp2"), space("sp3"))
+    async with uow_factory() as uow:
+        assert await uow.bridges.add(BridgedChannel("sp1", voice[2], mod, T0))
+        assert await uow.bridges.add(BridgedChannel("sp1", voice[0], mod, T0 + timedelta(seconds=1)))
+        assert not await uow.bridges.add(BridgedChannel("sp1", voice[2], HOST, T0 + timedelta(hours=1)))
+        assert await uow.bridges.add(BridgedChannel("sp2", voice[1], mod, T0))
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert await uow.bridges.count("sp1") == 2 and await uow.bridges.count("sp3") == 0
+        first = await uow.bridges.list("sp1")
+        assert [b.channel for b in first] == [voice[2], voice[0]] and first[0].added_by == mod  # kept
+        many = await uow.bridges.list_many(["sp1", "sp2", "sp3", "unknown"])
+        assert set(many) == {"sp1", "sp2"} and many["sp1"] == first
+        assert [b.channel for b in many["sp2"]] == [voice[1]]
+        assert await uow.bridges.remove("sp1", voice[2]) and not await uow.bridges.remove("sp1", voice[2])
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert [b.channel for b in await uow.bridges.list("sp1")] == [voice[0]]
+    with pytest.raises(REJECTED):  # a bridge names a Space that exists (foreign key)
+        async with uow_factory() as uow:
+            await uow.bridges.add(BridgedChannel("missing", voice[0], mod, T0))
+            await uow.commit()
+
+
+async def test_live_with_source_lists_live_spaces_that_have_one_by_start(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    live = {"status": SpaceStatus.LIVE}
+    await add_spaces(
+        uow_factory,
+        space("late", audio_source="browser", started_at=T0 + timedelta(minutes=5), **live),
+        space("early", audio_source="https://a.example/s", started_at=T0, **live),
+        space("silent", started_at=T0, **live),
+        space("soon", audio_source="browser"),
+    )
+    async with uow_factory() as uow:
+        assert [s.id for s in await uow.spaces.live_with_source(limit=10)] == ["early", "late"]
+        assert [s.id for s in await uow.spaces.live_with_source(limit=1)] == ["early"]

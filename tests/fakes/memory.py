@@ -22,6 +22,7 @@ from types import TracebackType
 from core import rules
 from core.models import (
     Announcement,
+    BridgedChannel,
     Community,
     Conversation,
     Delivery,
@@ -50,6 +51,7 @@ class _State:
     inbound: dict[tuple[str, str], tuple[str, datetime]] = field(default_factory=dict)
     events: dict[tuple[str, ChatRef], NativeEvent] = field(default_factory=dict)
     conversations: dict[tuple[ChatRef, UserRef], Conversation] = field(default_factory=dict)
+    bridges: dict[tuple[str, ChatRef], BridgedChannel] = field(default_factory=dict)
     next_id: int = 1
 
 
@@ -132,6 +134,13 @@ class MemorySpaceStore(_Stores):
     async def open_followed_by(self, user: UserRef, *, limit: int) -> list[Space]:
         followed = {sid for sid, u in self.st.subs if u == user}
         return self._open(lambda s: s.id in followed, limit, "")
+
+    async def live_with_source(self, *, limit: int) -> list[Space]:
+        found = [
+            s for s in self.st.spaces.values() if s.status is SpaceStatus.LIVE and s.audio_source is not None
+        ]
+        found.sort(key=lambda s: (s.started_at or s.starts_at, s.id))
+        return [copy.copy(s) for s in found[: max(limit, 0)]]
 
     def _open(self, keep: Callable[[Space], bool], limit: int, text: str) -> list[Space]:
         text = text.strip().lower()
@@ -359,6 +368,33 @@ class MemoryNativeEventStore(_Stores):
         return None
 
 
+class MemoryBridgeStore(_Stores):
+    async def add(self, bridge: BridgedChannel) -> bool:
+        self._space_exists(bridge.space_id)
+        k = (bridge.space_id, bridge.channel)
+        if k in self.st.bridges:
+            return False
+        self.st.bridges[k] = bridge
+        return True
+
+    async def remove(self, space_id: str, channel: ChatRef) -> bool:
+        return self.st.bridges.pop((space_id, channel), None) is not None
+
+    async def count(self, space_id: str) -> int:
+        return sum(1 for sid, _ in self.st.bridges if sid == space_id)
+
+    async def list_many(self, space_ids: Sequence[str]) -> dict[str, list[BridgedChannel]]:
+        wanted = set(space_ids)
+        found: dict[str, list[BridgedChannel]] = {}
+        for b in sorted(self.st.bridges.values(), key=lambda b: (b.created_at, str(b.channel))):
+            if b.space_id in wanted:
+                found.setdefault(b.space_id, []).append(b)
+        return found
+
+    async def list(self, space_id: str) -> list[BridgedChannel]:
+        return (await self.list_many([space_id])).get(space_id, [])
+
+
 class MemoryGatewayLease:
     """core.ports.GatewayLease in memory, with storage/lease.py's semantics (the lease tests run both)."""
 
@@ -422,6 +458,7 @@ class MemoryUnitOfWork:
         self.inbound = MemoryInboundStore(self._work)
         self.events = MemoryNativeEventStore(self._work)
         self.conversations = MemoryConversationStore(self._work)
+        self.bridges = MemoryBridgeStore(self._work)
         return self
 
     async def __aexit__(

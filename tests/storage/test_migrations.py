@@ -15,6 +15,7 @@ from storage.tables import TABLES, include_object_for, metadata
 
 EXPECTED_TABLES = {
     "space",
+    "space_bridge",
     "subscription",
     "user_identity",
     "community",

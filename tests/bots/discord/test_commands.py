@@ -24,7 +24,18 @@ def test_one_guild_only_command() -> None:
 
 def test_subcommands_and_their_options() -> None:
     subs = {o["name"]: o for o in space_command()["options"]}
-    assert list(subs) == ["schedule", "list", "start", "end", "cancel", "reschedule", "rename"]
+    assert list(subs) == [
+        "schedule",
+        "list",
+        "start",
+        "end",
+        "cancel",
+        "reschedule",
+        "rename",
+        "source",
+        "bridge",
+        "unbridge",
+    ]
     schedule = [
         (o["name"], o.get("required", False), o.get("autocomplete", False))
         for o in subs["schedule"]["options"]
@@ -35,12 +46,27 @@ def test_subcommands_and_their_options() -> None:
         ("timezone", False, True),
         ("voice_channel", False, False),
         ("description", False, False),
+        ("source", False, False),
     ]
     voice = subs["schedule"]["options"][3]
     assert voice["type"] == 7 and voice["channel_types"] == [2, 13]
-    for verb in ("start", "end", "cancel"):
+    for verb in ("end", "cancel"):
         [opt] = subs[verb]["options"]
         assert (opt["name"], opt["required"], opt["autocomplete"]) == ("space", True, True)
+    # a Space goes live with the source it has, or one given now
+    assert [(o["name"], o.get("required")) for o in subs["start"]["options"]] == [
+        ("space", True),
+        ("source", False),
+    ]
+    assert [(o["name"], o.get("required")) for o in subs["source"]["options"]] == [
+        ("space", True),
+        ("source", True),
+    ]
+    for verb in ("bridge", "unbridge"):
+        space, channel = subs[verb]["options"]
+        assert (space["name"], space["autocomplete"], channel["name"]) == ("space", True, "channel")
+        # only voice and stage channels can be picked
+        assert channel["type"] == 7 and channel["required"] and channel["channel_types"] == [2, 13]
     assert [o["name"] for o in subs["reschedule"]["options"]] == ["space", "when"]
     assert all(o.get("autocomplete") for o in subs["reschedule"]["options"])
     assert [(o["name"], o.get("autocomplete", False)) for o in subs["rename"]["options"]] == [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -17,8 +18,9 @@ from bots.discord.render import (
     render_mentions,
     timestamp,
 )
-from core.notices import Action, ActionKind, Notice, reply
-from core.refs import Platform, UserRef
+from core.models import DeliveryKind, Space, SpaceView
+from core.notices import Action, ActionKind, Notice, for_delivery, problem_payload, reply
+from core.refs import ChatRef, Platform, UserRef
 
 LINK = "https://spaces.example/s/abcdefghjk"
 CARD = Notice(
@@ -216,3 +218,22 @@ def test_a_live_space_held_in_a_voice_channel_offers_join_voice_first() -> None:
     assert render(scheduled).payload()["components"] == render(CARD).payload()["components"]
     plain_live = dataclasses.replace(CARD, status=SpaceStatus.LIVE)
     assert render(plain_live).payload()["components"] == render(CARD).payload()["components"]
+
+
+def test_a_hosts_audio_problem_names_discords_own_command() -> None:
+    at = datetime(2026, 12, 1, 20, 0, tzinfo=UTC)
+    space = Space(
+        "abcd234567",
+        "Jam",
+        UserRef(Platform.DISCORD, "1"),
+        ChatRef(Platform.DISCORD, "2", scope="3"),
+        at,
+        "UTC",
+        "en",
+        at,
+    )
+    view = SpaceView(space, 0, "https://spaces.test/s/abcd234567")
+    payload = problem_payload("audio.problem.source", {"detail": "HTTP 404"})
+    notice = for_delivery(DeliveryKind.HOST_PROBLEM, view, "Host", "en", None, payload=payload)
+    text = json.dumps(render(notice).embeds)  # escaped markdown: the command in a code span
+    assert "/space source abcd234567" in text and "HTTP 404" in text

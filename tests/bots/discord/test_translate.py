@@ -11,7 +11,7 @@ from bots.discord import translate as tr
 from bots.discord.translate import BadInteraction, Incoming, Kind, from_payload
 from core.notices import Verb
 from core.refs import Platform, UserRef
-from core.services.inbound import ListSpaces, Manage, Rename, Reschedule, Schedule
+from core.services.inbound import Bridge, ListSpaces, Manage, Rename, Reschedule, Schedule, SetSource
 
 GUILD, CHANNEL, USER, APP = "1100000000000000001", "1200000000000000002", "1300000000000000003", "99"
 
@@ -310,6 +310,37 @@ def test_schedule_with_every_option() -> None:
             Reschedule("abcdefghjk", "friday 18:30"),
         ),
         ("rename", (("space", "abcdefghjk", 3), ("title", "AMA #2", 3)), Rename("abcdefghjk", "AMA #2")),
+        (
+            "start",
+            (("space", "abcdefghjk", 3), ("source", "browser", 3)),
+            Manage(Verb.START, "abcdefghjk", command="space start", source="browser"),
+        ),
+        (
+            "source",
+            (("space", "abcdefghjk", 3), ("source", "https://radio.example/x", 3)),
+            SetSource("abcdefghjk", "https://radio.example/x"),
+        ),
+        (
+            "bridge",
+            (("space", "https://spaces.test/s/abcdefghjk", 3), ("channel", "1700000000000000009", 7)),
+            Bridge(
+                "https://spaces.test/s/abcdefghjk",
+                tr.chat_ref("1700000000000000009", GUILD),
+                "#1700000000000000009",
+            ),
+        ),
+        (
+            "unbridge",
+            (("space", "abcdefghjk", 3), ("channel", "1700000000000000009", 7)),
+            Bridge(
+                "abcdefghjk", tr.chat_ref("1700000000000000009", GUILD), "#1700000000000000009", remove=True
+            ),
+        ),
+        (
+            "bridge",
+            (("space", "abcdefghjk", 3), ("channel", "not-a-channel", 7)),
+            Bridge("abcdefghjk", None, ""),
+        ),
         ("nuke", (), None),
     ],
 )
@@ -341,3 +372,17 @@ def test_subcommands_become_core_commands(
 )
 def test_commands_named_as_discord_has_them(text: str, shown: str) -> None:
     assert tr.discord_commands(text) == shown
+
+
+def test_a_bridged_channel_is_named_as_discord_resolved_it() -> None:
+    p = _sub("bridge", ("space", "abcdefghjk", 3), ("channel", "1700000000000000009", 7))
+    p["data"]["resolved"] = {
+        "channels": {"1700000000000000009": {"id": "1700000000000000009", "name": "Stage"}}
+    }
+    inc = from_payload(p)
+    assert inc.channel_names == {"1700000000000000009": "Stage"}
+    assert tr.to_command(inc, "abcdefghjk") == Bridge(
+        "abcdefghjk", tr.chat_ref("1700000000000000009", GUILD), "#Stage"
+    )
+    p["data"]["resolved"] = {"channels": {"1700000000000000009": {"name": 7}}}  # odd: ignored, the id instead
+    assert from_payload(p).channel_names == {}
