@@ -29,12 +29,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol, TextIO, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, TextIO, runtime_checkable
 
 from aiohttp import web
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bots.audio.bridge import Bridge
 from bots.audio.supervisor import AudioSupervisor, LiveSpaceAudio, SpaceAudioHealth
 from bots.console.adapter import ConsolePlatform
 from bots.console.repl import HOST_NAME, MAIN_CHAT, ConsoleIO, ConsoleRepl
@@ -64,6 +65,7 @@ from config.settings import Settings
 from core import rules
 from core.ports import Budget, ChatPlatform, Clock, Links, UnitOfWorkFactory, VoiceBridge, WakeUps
 from core.refs import Platform
+from core.services.audio import AudioService
 from core.services.deliveries import DeliveryEngine, EngineConfig
 from core.services.events import EventsService
 from core.services.inbound import InboundService
@@ -324,7 +326,7 @@ class _AudioKick:
 
     def __init__(self, inner: WakeUps) -> None:
         self._inner = inner
-        self.supervisor: AudioSupervisor[Any] | None = None
+        self.supervisor: AudioSupervisor[Bridge] | None = None
 
     def arm(self, at: datetime) -> None:
         self._inner.arm(at)
@@ -379,7 +381,7 @@ class Service:
     budget_db: AsyncEngine | None = None  # the shared budget's own small pool (PostgreSQL)
     # live audio: one owner per live Space across processes (the roles that serve web, where the Discord
     # gateway and so the voice connections live)
-    audio: AudioSupervisor[Any] | None = None
+    audio: AudioSupervisor[Bridge] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -722,8 +724,8 @@ async def build(
         if role.serves_web and needs_gateway_lease(p)
     }
     router = Router(adapters, starters=starters)
-    audio: AudioSupervisor[Any] | None = None
-    if role.serves_web and _audio_built():
+    audio: AudioSupervisor[Bridge] | None = None
+    if role.serves_web:
         _, audio = _live_audio(
             settings,
             clock,
@@ -829,13 +831,6 @@ async def build(
     return service
 
 
-def _audio_built() -> bool:
-    """Until the bridge and the audio service land on this branch, processes run without live audio."""
-    import importlib.util
-
-    return all(importlib.util.find_spec(m) is not None for m in ("bots.audio.bridge", "core.services.audio"))
-
-
 def _live_audio(
     settings: Settings,
     clock: Clock,
@@ -847,12 +842,8 @@ def _live_audio(
     adapters: Sequence[ChatPlatform],
     *,
     internal_url: Callable[[], str | None],
-) -> tuple[Any, AudioSupervisor[Any]]:
+) -> tuple[AudioService, AudioSupervisor[Bridge]]:
     """The AudioService and the supervisor that runs this process's share of the live Spaces' audio."""
-    from core.services.audio import AudioService
-
-    from bots.audio.bridge import Bridge
-
     service = AudioService(uow, clock, wake, links=links, read_uow=read_uow)
     voice = [p for p in adapters if isinstance(p, VoiceBridge)]
 
@@ -867,7 +858,7 @@ def _live_audio(
             on_source_failed=on_source_failed,
         )
 
-    supervisor: AudioSupervisor[Any] = AudioSupervisor(
+    supervisor: AudioSupervisor[Bridge] = AudioSupervisor(
         service,
         lease,
         make_bridge,
