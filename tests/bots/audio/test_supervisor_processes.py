@@ -186,12 +186,18 @@ async def test_a_killed_owner_is_replaced_and_its_ffmpeg_does_not_outlive_it(
                     found.append((p, audio[space_id]))
             return found or None
 
-        first = await _until(owners, 60, "one process playing the Space", processes)
-        assert len(first) == 1
+        async def both_up_one_playing() -> list[dict[str, Any]] | None:
+            bodies = [await p.health(http) for p in processes]
+            if any(b is None for b in bodies) or not await owners():
+                return None
+            return [b for b in bodies if b is not None]
+
+        bodies = await _until(both_up_one_playing, 60, "both up, one playing the Space", processes)
+        assert [space_id in b.get("audio", {}) for b in bodies].count(True) == 1  # exactly one owner
+        first = await owners()
+        assert first is not None and len(first) == 1
         owner = first[0][0]
         survivor = next(p for p in processes if p is not owner)
-        body = await survivor.health(http)
-        assert body is not None and space_id not in body.get("audio", {})
         assert _ffmpeg_reading(media), "the owner's ffmpeg runs"
 
         owner.proc.send_signal(signal.SIGKILL)
