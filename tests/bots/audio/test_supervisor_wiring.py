@@ -62,7 +62,7 @@ def _settings(tmp_path: Path, media: Path) -> Settings:
     )
 
 
-async def _live_space(settings: Settings) -> str:
+async def _live_space(settings: Settings, source: str = "file:tone.ogg") -> str:
     space_id = new_space_id()
     engine = make_engine(settings.database_url)
     try:
@@ -77,7 +77,7 @@ async def _live_space(settings: Settings) -> str:
             starts_at=now,
             started_at=now,
             created_at=now,
-            audio_source="file:tone.ogg",
+            audio_source=source,
         )
         async with uow:
             await uow.spaces.add(sp)
@@ -151,3 +151,29 @@ async def test_a_worker_process_runs_no_audio(tmp_path: Path, media: Path) -> No
     worker = await build(settings, role=Role.WORKER, out=io.StringIO())
     assert worker.audio is None
     await worker.db.dispose()
+
+
+async def test_a_source_that_never_plays_is_told_to_the_host_once(tmp_path: Path, media: Path) -> None:
+    settings = _settings(tmp_path, media)
+    assert await prepare_database(settings) is None
+    space_id = await _live_space(settings, source="file:missing.ogg")
+    out = io.StringIO()  # the console platform: where the host ("you") receives direct messages
+    service = await build(settings, role=Role.RUN, out=out)
+    try:
+        await service.start()
+        assert service.audio is not None and service.audio.local(space_id) is not None
+        told = "isn't working: the source can't be read"
+        for _ in range(600):  # ffmpeg fails three times (with backoff) before the bridge gives up: ~4 s
+            if told in out.getvalue():
+                break
+            await asyncio.sleep(0.05)
+        for _ in range(3):  # more rounds, and the source keeps failing: no second message
+            await service.audio.step()
+        await service.engine.deliver_due()
+        assert out.getvalue().count(told) == 1, out.getvalue()
+        assert "[DM → you]" in out.getvalue()
+        health = service.audio.health()[space_id]
+        assert health.source.state is not LinkState.PLAYING
+    finally:
+        await service.stop()
+    assert _ffmpeg_reading(media) == []
