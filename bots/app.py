@@ -25,7 +25,7 @@ import contextlib
 import logging
 import secrets
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -35,6 +35,8 @@ from aiohttp import web
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bots.audio.bridge import Bridge
+from bots.audio.supervisor import AudioSupervisor, LiveSpaceAudio, SpaceAudioHealth
 from bots.console.adapter import ConsolePlatform
 from bots.console.repl import HOST_NAME, MAIN_CHAT, ConsoleIO, ConsoleRepl
 from bots.metrics import FleetView, Metrics
@@ -50,11 +52,20 @@ from bots.runtime.budget import (
 from bots.runtime.clock import SystemClock
 from bots.runtime.gateway import LeasedGateway, needs_gateway_lease
 from bots.runtime.waker import Waker
-from bots.web.app import ContributesRoutes, WebDeps, WebLinks, WebRoute, make_metrics_app, make_web_app
+from bots.web.app import (
+    AudioHealth,
+    ContributesRoutes,
+    WebDeps,
+    WebLinks,
+    WebRoute,
+    make_metrics_app,
+    make_web_app,
+)
 from config.settings import Settings
 from core import rules
-from core.ports import Budget, ChatPlatform, Clock, Links, UnitOfWorkFactory, WakeUps
+from core.ports import Budget, ChatPlatform, Clock, Links, UnitOfWorkFactory, VoiceBridge, WakeUps
 from core.refs import Platform
+from core.services.audio import AudioService
 from core.services.deliveries import DeliveryEngine, EngineConfig
 from core.services.events import EventsService
 from core.services.inbound import InboundService
@@ -309,6 +320,20 @@ class _NoWake:
         pass
 
 
+class _AudioKick:
+    """WakeUps that also runs the audio supervisor's round at once: a Space started, ended or changed in this
+    process gets (or loses) its audio now, not at the next poll. Kicks coalesce: a burst costs one round."""
+
+    def __init__(self, inner: WakeUps) -> None:
+        self._inner = inner
+        self.supervisor: AudioSupervisor[Bridge] | None = None
+
+    def arm(self, at: datetime) -> None:
+        self._inner.arm(at)
+        if self.supervisor is not None:
+            self.supervisor.kick()
+
+
 @dataclass(slots=True)
 class PlatformStatus:
     platform: Platform
@@ -354,6 +379,9 @@ class Service:
     _pruned_at: datetime | None = None
     _stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
     budget_db: AsyncEngine | None = None  # the shared budget's own small pool (PostgreSQL)
+    # live audio: one owner per live Space across processes (the roles that serve web, where the Discord
+    # gateway and so the voice connections live)
+    audio: AudioSupervisor[Bridge] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -395,6 +423,8 @@ class Service:
                 host, port = self.settings.metrics_host, self.settings.metrics_port
                 await web.TCPSite(metrics_runner, host, port).start()
                 self.metrics_url = _bound_url(metrics_runner, host, port) + "/metrics"
+        if self.audio is not None:  # after the web server: its bound address is where others relay to
+            await self.audio.start()
         self._print_banner()
         if self.repl is not None and self.console_io is not None:
             self.repl.greet()
@@ -411,6 +441,12 @@ class Service:
             self._repl_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._repl_task
+        # live audio first: every ffmpeg reaped, every voice channel left while the platforms still run, the
+        # leases released (another process takes over at once), and the web listeners' streams ended so
+        # that the web server's shutdown does not wait for them
+        if self.audio is not None:
+            with _logged("stopping the live audio"):
+                await self.audio.stop()
         # inbound first (no new webhooks), then let the delivery run in progress finish its batch so its
         # sends are recorded rather than repeated after the lease, then the platforms it sends through
         if self._runner is not None:
@@ -642,7 +678,8 @@ async def build(
         wake = _NoWake()
     # PostgreSQL: changes made here (a webhook's new Space, a subscription) wake every worker at once
     wake_channel = PgWakeChannel(db) if db.dialect.name == "postgresql" else None
-    service_wake: WakeUps = wake if wake_channel is None else _Broadcast(wake, wake_channel)
+    audio_kick = _AudioKick(wake if wake_channel is None else _Broadcast(wake, wake_channel))
+    service_wake: WakeUps = audio_kick
 
     spaces = SpaceService(uow, clock, service_wake, default_tz=settings.default_tz, read_uow=read_uow)
     replies = RepliesService(uow, clock, service_wake, read_uow=read_uow)
@@ -687,6 +724,21 @@ async def build(
         if role.serves_web and needs_gateway_lease(p)
     }
     router = Router(adapters, starters=starters)
+    audio: AudioSupervisor[Bridge] | None = None
+    if role.serves_web:
+        _, audio = _live_audio(
+            settings,
+            clock,
+            uow,
+            read_uow,
+            service_wake,
+            links,
+            gateway_lease,
+            adapters,
+            internal_url=lambda: settings.internal_url_setting or service_ref[0].web_url,
+        )
+        audio_kick.supervisor = audio
+        metrics.watch_audio(audio.health)
     # Spaces announced on a platform with its own events are mirrored there
     spaces.mirror_native_events(router.native_event_platforms())
 
@@ -722,6 +774,7 @@ async def build(
         default_locale=settings.default_locale,
         extra_health={"role": str(role)},
         platform_health=router.health,
+        audio_health=(lambda: audio_health(audio.health())) if audio is not None else None,
         fleet=fleet,
         on_fleet=metrics.fleet_seen,
         worker_label=settings.worker_id if role.delivers else None,
@@ -755,6 +808,7 @@ async def build(
         metric_snapshots=metric_snapshots,
         metrics_app=make_metrics_app(web_deps) if settings.metrics_port is not None else None,
         budget_db=budget_db,
+        audio=audio,
     )
     service_ref.append(service)
     if console_io is not None and role is Role.RUN:
@@ -775,6 +829,53 @@ async def build(
             default_locale=settings.default_locale,
         )
     return service
+
+
+def _live_audio(
+    settings: Settings,
+    clock: Clock,
+    uow: UnitOfWorkFactory,
+    read_uow: UnitOfWorkFactory,
+    wake: WakeUps,
+    links: Links,
+    lease: SqlGatewayLease,
+    adapters: Sequence[ChatPlatform],
+    *,
+    internal_url: Callable[[], str | None],
+) -> tuple[AudioService, AudioSupervisor[Bridge]]:
+    """The AudioService and the supervisor that runs this process's share of the live Spaces' audio."""
+    service = AudioService(uow, clock, wake, links=links, read_uow=read_uow)
+    voice = [p for p in adapters if isinstance(p, VoiceBridge)]
+
+    def make_bridge(live: LiveSpaceAudio, on_source_failed: Callable[[str], None]) -> Bridge:
+        return Bridge(
+            live.space_id,
+            live.source,
+            ffmpeg=settings.ffmpeg_path(),  # resolved per bridge: no file look-up at build
+            media_dir=settings.media_dir,
+            bitrate_kbps=settings.audio_bitrate_kbps,
+            voice=voice,
+            on_source_failed=on_source_failed,
+        )
+
+    supervisor: AudioSupervisor[Bridge] = AudioSupervisor(
+        service,
+        lease,
+        make_bridge,
+        worker_id=settings.worker_id,
+        clock=clock,
+        voice=voice,
+        internal_url=internal_url,
+    )
+    return service, supervisor
+
+
+def audio_health(health: Mapping[str, SpaceAudioHealth]) -> AudioHealth:
+    """/healthz's audio section from the supervisor's health."""
+    return AudioHealth(
+        {space_id: h.as_json() for space_id, h in health.items()},
+        failed=any(h.failed for h in health.values()),
+    )
 
 
 def _configured_adapters(ctx: AdapterContext) -> tuple[list[ChatPlatform], list[PlatformStatus]]:

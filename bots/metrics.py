@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.metrics_core import Metric
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
+
+if TYPE_CHECKING:
+    from bots.audio.supervisor import SpaceAudioHealth
 
 log = logging.getLogger(__name__)
 
@@ -166,12 +170,57 @@ class Metrics:
         if fleet is not None:
             self.live_workers.set(fleet.live_workers)
 
+    def watch_audio(self, health: Callable[[], Mapping[str, SpaceAudioHealth]]) -> None:
+        """Show the live audio run by this process (its supervisor's :meth:`health`), read on each scrape."""
+        self.registry.register(AudioCollector(health))
+
     # ----------------------------------------------------------------- publishing
 
     def snapshot(self) -> str:
         """This process's own series (not the fleet gauges), as text for the database."""
         families = [_encode(m) for m in self.registry.collect() if m.name not in FLEET_FAMILIES]
         return json.dumps({"v": SNAPSHOT_VERSION, "families": families}, separators=(",", ":"))
+
+
+class AudioCollector(Collector):
+    """The live audio this process runs, read from its bridges at scrape time (gauges: a bridge that stops
+    takes its figures with it, so its Space's listeners and restarts are counted while it runs here)."""
+
+    def __init__(self, health: Callable[[], Mapping[str, SpaceAudioHealth]]) -> None:
+        self._health = health
+
+    def collect(self) -> Iterable[Metric]:
+        bridges = GaugeMetricFamily("spaces_audio_bridges", "Live Spaces whose audio runs in this process.")
+        listeners = GaugeMetricFamily("spaces_audio_listeners", "Web listeners of the audio run here.")
+        sources = GaugeMetricFamily(
+            "spaces_audio_sources", "Audio sources run here, by state.", labels=["state"]
+        )
+        channels = GaugeMetricFamily(
+            "spaces_audio_voice_channels", "Voice channels fed from here, by state.", labels=["state"]
+        )
+        restarts = GaugeMetricFamily(
+            "spaces_audio_source_restarts",
+            "Times the sources of the bridges running here were reconnected (ffmpeg restarted).",
+        )
+        try:
+            health = self._health()
+        except Exception:  # a scrape never fails because of the audio
+            log.warning("metrics: reading the audio health failed", exc_info=True)
+            health = {}
+        by_source: dict[str, int] = {}
+        by_channel: dict[str, int] = {}
+        for h in health.values():
+            by_source[str(h.source.state)] = by_source.get(str(h.source.state), 0) + 1
+            for link in h.channels.values():
+                by_channel[str(link.state)] = by_channel.get(str(link.state), 0) + 1
+        bridges.add_metric([], len(health))
+        listeners.add_metric([], sum(h.listeners for h in health.values()))
+        restarts.add_metric([], sum(h.source.reconnects for h in health.values()))
+        for state, n in sorted(by_source.items()):
+            sources.add_metric([state], n)
+        for state, n in sorted(by_channel.items()):
+            channels.add_metric([state], n)
+        return [bridges, listeners, sources, channels, restarts]
 
 
 def render(

@@ -85,12 +85,21 @@ class WebDeps:
     # each platform's state ("up", "down: …", "standby …"): one platform down is shown, and the service is
     # still healthy (the others run, and it is retried in the background)
     platform_health: Callable[[], Mapping[str, str]] | None = None
+    # live audio owned by this process, per Space (source, channels, listeners) and whether any part of it
+    # gave up (FAILED: the status reads "degraded"; a link that is reconnecting is not a failure)
+    audio_health: Callable[[], AudioHealth] | None = None
     # /metrics: the live workers' figures, read from the database on each scrape (None: this process only)
     fleet: Callable[[], Awaitable[FleetView]] | None = None
     on_fleet: Callable[[FleetView | None], None] = lambda fleet: None
     worker_label: str | None = None  # this process's own series get worker=<id> (it delivers)
     metrics_token: str | None = None  # require `Authorization: Bearer <token>`
     public_metrics: bool = True  # False: /metrics lives on its own listener (make_metrics_app)
+
+
+@dataclass(frozen=True, slots=True)
+class AudioHealth:
+    spaces: Mapping[str, Mapping[str, object]]  # space id → {"source": …, "channels": …, "listeners": n}
+    failed: bool = False
 
 
 DEPS_KEY: web.AppKey[WebDeps] = web.AppKey("spaces_deps", WebDeps)
@@ -224,6 +233,11 @@ async def _healthz(request: web.Request) -> web.Response:
     }
     if deps.platform_health is not None:
         body["platforms"] = dict(deps.platform_health())
+    if deps.audio_health is not None:
+        # degraded, not down: a host's dead stream is not this process's fault, and restarting it won't help
+        audio = deps.audio_health()
+        body["status"] = "degraded" if audio.failed else "ok"
+        body["audio"] = dict(audio.spaces)
     return web.json_response(body)
 
 
