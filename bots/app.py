@@ -725,8 +725,9 @@ async def build(
     }
     router = Router(adapters, starters=starters)
     audio: AudioSupervisor[Bridge] | None = None
+    audio_service: AudioService | None = None
     if role.serves_web:
-        _, audio = _live_audio(
+        audio_service, audio = live_audio(
             settings,
             clock,
             uow,
@@ -775,6 +776,8 @@ async def build(
         extra_health={"role": str(role)},
         platform_health=router.health,
         audio_health=(lambda: audio_health(audio.health())) if audio is not None else None,
+        audio=audio,  # /s/<id>/listen and the host's page (bots/web/listen.py, bots/web/host.py)
+        host_keys=audio_service,
         fleet=fleet,
         on_fleet=metrics.fleet_seen,
         worker_label=settings.worker_id if role.delivers else None,
@@ -831,7 +834,7 @@ async def build(
     return service
 
 
-def _live_audio(
+def live_audio(
     settings: Settings,
     clock: Clock,
     uow: UnitOfWorkFactory,

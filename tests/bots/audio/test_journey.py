@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from bots.app import _live_audio
+from bots.app import live_audio
 from bots.audio.ogg import OggWriter
 from bots.discord.adapter import DiscordConfig, DiscordPlatform
 from bots.metrics import Metrics
@@ -109,7 +109,7 @@ async def test_the_hosts_browser_reaches_the_voice_channel_and_the_web_listeners
             # the web app first: the host's link and the listeners' stream are on it
             metrics = Metrics()
             links = Links("http://unused")
-            audio_service, supervisor = _live_audio(
+            audio_service, supervisor = live_audio(
                 settings,
                 clock,
                 uow,

@@ -133,6 +133,13 @@ async def test_a_live_space_plays_in_the_process_and_ending_it_stops_its_audio(
             async with http.get(f"{service.web_url}/metrics") as resp:
                 text = await resp.text()
             assert 'spaces_audio_bridges{worker="audio-1"} 1.0' in text  # run delivers: its own label
+            # the web app serves the live stream from this process's bridge, and the host's page by key only
+            async with http.get(f"{service.web_url}/s/{space_id}/listen") as resp:
+                assert resp.status == 200 and resp.headers["Content-Type"] == "audio/ogg"
+                first = await resp.content.readexactly(4)
+            assert first == b"OggS"
+            async with http.get(f"{service.web_url}/s/{space_id}/host?key=wrong") as resp:
+                assert resp.status == 404
 
         # ended through the core: the next round (kicked by the end itself, or this one) stops it
         await service.spaces.end(EndSpace(Actor(HOST), space_id))
