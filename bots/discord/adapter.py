@@ -22,6 +22,7 @@ import contextvars
 import hashlib
 import json
 import logging
+import ssl
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -35,10 +36,12 @@ from discord.http import Route
 
 import core.models as core_models
 from bots.discord.render import Rendered, render, render_mentions
+from bots.discord.voice import DiscordVoice
+from core.audio import LinkHealth
 from core.errors import ChatUnavailable, RateLimited, RecipientUnreachable, TransientError
 from core.models import UserProfile
 from core.notices import Notice
-from core.ports import Budget, UnitOfWorkFactory
+from core.ports import Budget, FrameFeed, UnitOfWorkFactory
 from core.refs import ChatRef, MessageRef, Platform, UserRef
 from core.texts import t
 
@@ -228,12 +231,14 @@ class _ShardedClient(_Events, discord.AutoShardedClient):
 
 
 def intents() -> discord.Intents:
-    """Guilds (channels, roles, our own member) and scheduled events (status, Interested). No privileged
-    intent: commands and buttons arrive as interactions whatever the intents, members are fetched by REST
-    when a permission check needs one, and we never read message content."""
+    """Guilds (channels, roles, our own member), scheduled events (status, Interested) and voice states
+    (without them Discord sends not even the bot's own VOICE_STATE_UPDATE, and no voice connection
+    completes). No privileged intent: commands and buttons arrive as interactions whatever the intents,
+    members are fetched by REST when a permission check needs one, and we never read message content."""
     i = discord.Intents.none()
     i.guilds = True
     i.guild_scheduled_events = True
+    i.voice_states = True
     return i
 
 
@@ -241,7 +246,7 @@ def intents() -> discord.Intents:
 
 
 class DiscordPlatform:
-    """core.ports.ChatPlatform and NativeEvents for Discord."""
+    """core.ports.ChatPlatform, NativeEvents and VoiceBridge (bots/discord/voice.py) for Discord."""
 
     platform = Platform.DISCORD
     needs_gateway_lease = True  # one gateway session per bot (per shard): one owning process
@@ -255,8 +260,12 @@ class DiscordPlatform:
         uow: UnitOfWorkFactory | None = None,
         budget: Budget | None = None,
         gateway_on_start: bool = True,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.config = config
+        # TLS trust for the client's connections (the voice websocket is always wss://): None = the system's;
+        # tests pass one trusting their voice emulator's certificate
+        self._ssl = ssl_context
         self._receive = receive  # False in worker-only processes: REST only, no gateway
         self._gateway_on_start = gateway_on_start
         self._events = events
@@ -276,6 +285,7 @@ class DiscordPlatform:
         self._created: _Bounded[str, str] = _Bounded(EVENTS_REMEMBERED)
         self._tasks: set[asyncio.Task[None]] = set()
         self.bot_id = 0
+        self.voice = DiscordVoice(lambda: self._client)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -350,6 +360,8 @@ class DiscordPlatform:
             # nobody is mentioned unless a message says so (render sets it on every message anyway)
             "allowed_mentions": discord.AllowedMentions.none(),
         }
+        if self._ssl is not None:
+            kwargs["connector"] = aiohttp.TCPConnector(ssl=self._ssl)
         if self.config.sharded:
             kwargs["shard_count"] = self.config.shard_count
             if self.config.shard_ids is not None:
@@ -415,6 +427,7 @@ class DiscordPlatform:
         self._ready.set()
 
     async def stop(self) -> None:
+        await self.voice.close()  # every voice channel left, no player thread behind
         client, self._client = self._client, None
         for task in list(self._tasks):
             task.cancel()
@@ -455,6 +468,20 @@ class DiscordPlatform:
                 await self.client.http.bulk_upsert_guild_commands(app_id, guild, payload)
         else:
             await self.client.http.bulk_upsert_global_commands(app_id, payload)
+
+    # ------------------------------------------------------------------ voice (core.ports.VoiceBridge)
+
+    def can_join(self, channel: ChatRef) -> bool:
+        return self.voice.can_join(channel)
+
+    async def join(self, channel: ChatRef, feed: FrameFeed) -> None:
+        await self.voice.join(channel, feed)
+
+    async def leave(self, channel: ChatRef) -> None:
+        await self.voice.leave(channel)
+
+    def voice_health(self, channel: ChatRef) -> LinkHealth:
+        return self.voice.voice_health(channel)
 
     # ------------------------------------------------------------------ inbound
 

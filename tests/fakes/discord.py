@@ -143,6 +143,16 @@ __all__ = [
 DISCORD_EPOCH_MS = 1_420_070_400_000
 DEFAULT_TOKEN = DISCORD_BOT_TOKEN  # a canary: the session fails if it shows up in any log
 PRIVILEGED_INTENTS = (1 << 1) | (1 << 8) | (1 << 15)  # GUILD_MEMBERS, GUILD_PRESENCES, MESSAGE_CONTENT
+GUILD_VOICE_STATES = 1 << 7  # the intent without which no VOICE_STATE_UPDATE is sent (not even the bot's own)
+#: what a member keeps of the voice permissions in a voice or stage channel it cannot connect to: nothing
+VOICE_PERMISSIONS = (
+    Perm.CONNECT
+    | Perm.SPEAK
+    | Perm.MUTE_MEMBERS
+    | Perm.DEAFEN_MEMBERS
+    | Perm.MOVE_MEMBERS
+    | Perm.REQUEST_TO_SPEAK
+)
 
 #: Discord's limits as the emulator applies them by default (each one a constructor argument)
 GLOBAL_RATE = RateRule(50, 1.0)  # requests per second per bot token, every route but interaction webhooks
@@ -290,6 +300,12 @@ class DiscordEmulator:
         self.heartbeats = 0
         # gateway op 4 (join/leave voice) goes to an attached voice emulator: (emulator, session, payload)
         self.voice: Callable[[DiscordEmulator, Any, dict[str, Any]], Awaitable[None]] | None = None
+        #: every gateway op 4 received, as sent (guild_id, channel_id — None to leave —, self_mute, self_deaf)
+        self.voice_updates: list[dict[str, Any]] = []
+        #: op 4 joins Discord ignored (no such voice channel, or no View Channel/Connect): (guild id, payload)
+        self.voice_refused: list[tuple[int, dict[str, Any]]] = []
+        #: accepted PATCH /guilds/{id}/voice-states/@me bodies (a stage speaker's suppress, request to speak)
+        self.voice_state_patches: list[tuple[int, dict[str, Any]]] = []
         self.interactions: dict[int, InteractionRecord] = {}
 
         # world
@@ -298,6 +314,8 @@ class DiscordEmulator:
         self.channels: dict[int, DcChannel] = {}
         self.messages: dict[int, DcMessage] = {}
         self.dm_channels: dict[int, DcChannel] = {}  # user id -> DM channel
+        #: guild id -> user id -> voice state (Discord's VOICE_STATE_UPDATE shape, without the member)
+        self.voice_states: dict[int, dict[int, dict[str, Any]]] = {}
         self.global_commands: list[dict[str, Any]] = []
         self.guild_commands: dict[int, list[dict[str, Any]]] = {}
 
@@ -621,6 +639,110 @@ class DiscordEmulator:
     def member(self, guild: DcGuild, user: DcUser | int) -> DcMember:
         return guild.members[user if isinstance(user, int) else user.id]
 
+    # ------------------------------------------------------------------ voice states
+    def voice_state(
+        self, guild: DcGuild, user: DcUser | DcMember | int | None = None
+    ) -> dict[str, Any] | None:
+        """Where ``user`` (the bot by default) stands in ``guild``'s voice: Discord's voice state, or None."""
+        return self.voice_states.get(guild.id, {}).get(_uid(user) if user is not None else self.bot.id)
+
+    async def apply_voice_state(self, session: Any, d: dict[str, Any]) -> dict[str, Any] | None:
+        """The gateway's op 4 from the bot: join, move to or leave (``channel_id`` None) a voice channel of
+        ``guild_id``. Discord answers with a VOICE_STATE_UPDATE to the sessions holding the guild that asked
+        for GUILD_VOICE_STATES; a join it refuses (not a voice or stage channel of the guild, no View Channel
+        or Connect) is ignored — the client waits in vain — and recorded in :attr:`voice_refused`.
+
+        On a stage the bot arrives in the audience (``suppress`` true) until it is unsuppressed; in a voice
+        channel ``suppress`` says it lacks Speak (Discord's definition). The state's ``session_id`` is the
+        gateway session's. Returns the new state (``channel_id`` None after a leave), None when refused."""
+        gid = str(d.get("guild_id") or "")
+        guild = self.guilds.get(int(gid)) if gid.isdigit() else None
+        if guild is None or session is None:
+            return None
+        member = guild.members[self.bot.id]
+        states = self.voice_states.setdefault(guild.id, {})
+        previous = states.get(self.bot.id)
+        raw = d.get("channel_id")
+        if raw is None:
+            states.pop(self.bot.id, None)
+            state = self._voice_state_payload(guild, session.id, None, d, suppress=False, requested=None)
+        else:
+            channel = guild.channels.get(int(raw)) if str(raw).isdigit() else None
+            perms = self.permissions(channel, self.bot) if channel is not None else 0
+            if channel is None or channel.type not in (VOICE, STAGE) or not perms & Perm.CONNECT:
+                self.voice_refused.append((guild.id, dict(d)))
+                self._changed()
+                return None
+            same = previous is not None and previous["channel_id"] == str(channel.id)
+            if channel.type == STAGE:
+                suppress = bool(previous["suppress"]) if same and previous is not None else True
+            else:
+                suppress = not perms & Perm.SPEAK
+            requested = previous["request_to_speak_timestamp"] if same and previous is not None else None
+            state = self._voice_state_payload(guild, session.id, channel.id, d, suppress, requested)
+            states[self.bot.id] = state
+        await self._dispatch(
+            "VOICE_STATE_UPDATE",
+            {**state, "member": member.to_api()},
+            guild_id=guild.id,
+            intent=GUILD_VOICE_STATES,
+        )
+        return state
+
+    def _voice_state_payload(
+        self,
+        guild: DcGuild,
+        session_id: str,
+        channel_id: int | None,
+        d: dict[str, Any],
+        suppress: bool,
+        requested: str | None,
+    ) -> dict[str, Any]:
+        return {
+            "guild_id": str(guild.id),
+            "channel_id": opt_str(channel_id),
+            "user_id": str(self.bot.id),
+            "session_id": session_id,
+            "deaf": False,
+            "mute": False,
+            "self_deaf": bool(d.get("self_deaf")),
+            "self_mute": bool(d.get("self_mute")),
+            "self_video": False,
+            "suppress": suppress,
+            "request_to_speak_timestamp": requested,
+        }
+
+    async def _r_my_voice_state(self, req: _Req) -> Any:
+        """Modify Current User Voice State, with Discord's documented rules: only in a stage channel the bot
+        has joined; unsuppressing itself needs Mute Members (a stage moderator), requesting to speak needs
+        Request to Speak; suppressing itself or clearing its request is always allowed."""
+        guild = self._guild(req.params["guild_id"])
+        body: dict[str, Any] = req.body if isinstance(req.body, dict) else {}
+        state = self.voice_state(guild)
+        wanted = body.get("channel_id")
+        if state is None or (wanted is not None and str(wanted) != state["channel_id"]):
+            raise DcError(404, 10065, "Unknown Voice State")
+        channel = self.channels[int(state["channel_id"])]
+        if channel.type != STAGE:
+            raise DcError(400, 50024, "Cannot execute action on this channel type")
+        perms = self.permissions(channel, self.bot)
+        if body.get("suppress") is False and not perms & Perm.MUTE_MEMBERS:
+            raise DcError(403, 50013, "Missing Permissions")
+        if body.get("request_to_speak_timestamp") and not perms & Perm.REQUEST_TO_SPEAK:
+            raise DcError(403, 50013, "Missing Permissions")
+        if body.get("suppress") is not None:
+            state["suppress"] = bool(body["suppress"])
+        if "request_to_speak_timestamp" in body:
+            state["request_to_speak_timestamp"] = body["request_to_speak_timestamp"]
+        self.voice_state_patches.append((guild.id, dict(body)))
+        await self._dispatch(
+            "VOICE_STATE_UPDATE",
+            {**state, "member": guild.members[self.bot.id].to_api()},
+            guild_id=guild.id,
+            intent=GUILD_VOICE_STATES,
+        )
+        return None
+
     # ------------------------------------------------------------------ permissions
     def base_permissions(self, guild: DcGuild, user: DcUser | DcMember | int) -> int:
         uid = _uid(user)
@@ -662,6 +784,8 @@ class DiscordEmulator:
                 perms = (perms & ~o["deny"]) | o["allow"]
         if not perms & Perm.VIEW_CHANNEL:
             return 0
+        if channel.type in (VOICE, STAGE) and not perms & Perm.CONNECT:
+            perms &= ~VOICE_PERMISSIONS
         if not perms & Perm.SEND_MESSAGES:
             perms &= ~(Perm.MENTION_EVERYONE | Perm.EMBED_LINKS | Perm.ATTACH_FILES)
         return perms
@@ -1331,7 +1455,10 @@ class DiscordEmulator:
             "unavailable": False,
             "lazy": True,
             "member_count": len(guild.members),
-            "voice_states": [],
+            "voice_states": [
+                {k: v for k, v in state.items() if k != "guild_id"}
+                for state in self.voice_states.get(guild.id, {}).values()
+            ],
             "members": [m.to_api() for m in members],
             "channels": [c.to_api() for c in guild.channels.values()],
             "threads": [],
@@ -1369,8 +1496,11 @@ class DiscordEmulator:
                         continue
                 elif op == 8:
                     await self._members_chunk(ws, session, d or {})
-                elif op == 4 and self.voice is not None:
-                    await self.voice(self, session, d or {})
+                elif op == 4:
+                    self.voice_updates.append(dict(d or {}))
+                    self._changed()
+                    if self.voice is not None:
+                        await self.voice(self, session, d or {})
                 # op 3 (presence) needs no answer; op 4 only when a voice emulator is attached
         finally:
             if session is not None and session.ws is ws:
@@ -1727,6 +1857,7 @@ class DiscordEmulator:
         r[("GET", "/guilds/{guild_id}/scheduled-events/{guild_scheduled_event_id}/users")] = (
             self._r_event_users
         )
+        r[("PATCH", "/guilds/{guild_id}/voice-states/@me")] = self._r_my_voice_state
 
     def add_route(self, method: str, template: str, handler: Callable[[_Req], Awaitable[Any]]) -> None:
         """Implement (or override) a route of the description: ``await handler(req)`` returns the JSON answer

@@ -3,6 +3,16 @@ time, UDP IP discovery, and RTP packets decrypted with ``aead_xchacha20_poly1305
 
 It answers ``dave_protocol_version: 0`` (DAVE's MLS cannot be emulated), so every packet it receives decrypts to
 the plain Opus frame the client sent, which tests can compare byte for byte.
+
+The text gateway emulator owns the voice *states* (who is in which channel, suppressed or not:
+``DiscordEmulator.apply_voice_state``); this server owns the media sessions. A session survives its
+websocket: a client may RESUME it (op 7, answered HELLO then RESUMED op 9) with the same token and session id
+until the bot leaves or identifies again, as Discord documents; an unknown one is closed with 4006.
+
+Faults, for tests: :meth:`VoiceServer.drop` closes a guild's live voice websocket with a close code (4015
+"voice server crashed", the code after which a client should resume; 4006 "session no longer valid"…),
+:meth:`VoiceServer.hard_drop` cuts its TCP connection without a close frame (the client sees 1006).
+What arrived is kept per connection and, across a guild's successive connections, by :meth:`received`.
 """
 
 from __future__ import annotations
@@ -39,12 +49,14 @@ class RtpFrame:
 
 @dataclass
 class VoiceConnection:
-    """One voice websocket session (a bot in one guild's voice channel) and what its UDP socket received."""
+    """One voice session (a bot in one guild's voice channel, possibly over several resumed websockets) and
+    what its UDP socket received."""
 
     guild_id: str
     user_id: str
     session_id: str
     ssrc: int
+    token: str = ""
     secret_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
     identify: dict[str, Any] = field(default_factory=dict)
     selected: dict[str, Any] | None = None
@@ -52,6 +64,17 @@ class VoiceConnection:
     heartbeats: int = 0
     frames: list[RtpFrame] = field(default_factory=list)
     undecryptable: int = 0
+    resumes: int = 0  # op 7 RESUMEs accepted
+    closed_with: list[int] = field(default_factory=list)  # close codes the server (a test) ended sockets with
+    ended: bool = False  # the bot left, or identified a new session: this one can no longer be resumed
+    seq: int = 0  # the server's message sequence (v8), continued across resumes
+    ws: web.WebSocketResponse | None = field(default=None, repr=False, compare=False)
+    request: web.Request | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def live(self) -> bool:
+        """Its websocket is open now."""
+        return self.ws is not None and not self.ws.closed
 
     def opus_frames(self) -> list[bytes]:
         """The audio frames alone: without the ``OpusHead``/``OpusTags`` packets discord.py forwards from an Ogg
@@ -113,6 +136,8 @@ class VoiceServer:
         self.port = 0
         self.udp_port = 0
         self._client_ssl: ssl.SSLContext | None = None
+        self.leaves: list[str] = []  # guild ids the bot left (gateway op 4 with channel_id null)
+        self.refused_resumes = 0
 
     async def start(self) -> VoiceServer:
         cert, key = make_test_certificate(Path(self._tmp.name))
@@ -159,78 +184,139 @@ class VoiceServer:
         """Register a coming voice session and return its token (what VOICE_SERVER_UPDATE carries)."""
         token = secrets.token_hex(8)
         ssrc = 1000 + len(self._pending) + len(self.connections)
-        self._pending[token] = VoiceConnection(guild_id, user_id, session_id, ssrc)
+        self._pending[token] = VoiceConnection(guild_id, user_id, session_id, ssrc, token=token)
         return token
 
     async def on_voice_state(self, dc: Any, session: Any, d: dict[str, Any]) -> None:
-        """The text gateway's op 4: answer VOICE_STATE_UPDATE then VOICE_SERVER_UPDATE to the asking session."""
-        if session is None or not d.get("guild_id"):
+        """The text gateway's op 4: the text emulator applies the voice state (VOICE_STATE_UPDATE, or nothing
+        for a join Discord refuses); a join is then given a voice server (VOICE_SERVER_UPDATE, to the asking
+        session only), a leave ends the guild's sessions."""
+        state = await dc.apply_voice_state(session, d)
+        if state is None:
             return
-        guild_id, channel_id = str(d["guild_id"]), d.get("channel_id")
-        user_id = str(dc.bot.id)
-        session_id = secrets.token_hex(16)
-        state = {
-            "guild_id": guild_id,
-            "channel_id": str(channel_id) if channel_id else None,
-            "user_id": user_id,
-            "session_id": session_id,
-            "deaf": False,
-            "mute": False,
-            "self_deaf": bool(d.get("self_deaf")),
-            "self_mute": bool(d.get("self_mute")),
-            "self_video": False,
-            "suppress": False,
-            "request_to_speak_timestamp": None,
-            "member": dc.member(dc.guilds[int(guild_id)], int(user_id)).to_api(),
-        }
-        await dc._send_dispatch(session, "VOICE_STATE_UPDATE", state)
-        if channel_id:
-            token = self.expect(guild_id, user_id, session_id)
-            server = {"token": token, "guild_id": guild_id, "endpoint": self.endpoint}
-            await dc._send_dispatch(session, "VOICE_SERVER_UPDATE", server)
+        guild_id = state["guild_id"]
+        if state["channel_id"] is None:
+            for conn in self.connections_of(guild_id):
+                conn.ended = True
+            self.leaves.append(guild_id)
+            return
+        token = self.expect(guild_id, state["user_id"], state["session_id"])
+        server = {"token": token, "guild_id": guild_id, "endpoint": self.endpoint}
+        await dc._send_dispatch(session, "VOICE_SERVER_UPDATE", server)
+
+    # ------------------------------------------------------------------ what tests read and do
+
+    def connections_of(self, guild_id: str | int) -> list[VoiceConnection]:
+        """A guild's voice sessions, oldest first."""
+        return [c for c in self.connections if c.guild_id == str(guild_id)]
+
+    def live(self, guild_id: str | int) -> VoiceConnection | None:
+        """The guild's session whose websocket is open now (the latest), if any."""
+        return next((c for c in reversed(self.connections_of(guild_id)) if c.live), None)
+
+    def received(self, guild_id: str | int) -> list[RtpFrame]:
+        """Every packet a guild's channel received, across its successive sessions, in order."""
+        return [f for c in self.connections_of(guild_id) for f in c.frames]
+
+    def opus_frames(self, guild_id: str | int) -> list[bytes]:
+        """The audio frames of :meth:`received` (``VoiceConnection.opus_frames``, session after session)."""
+        return [f for c in self.connections_of(guild_id) for f in c.opus_frames()]
+
+    async def drop(self, guild_id: str | int, code: int = 4015) -> VoiceConnection:
+        """Close the guild's live voice websocket with ``code`` (4015: "voice server crashed", the client
+        should resume; 4006: "session no longer valid", it must identify again). The UDP side stays up."""
+        conn = self.live(guild_id)
+        assert conn is not None and conn.ws is not None, f"no live voice connection in guild {guild_id}"
+        if code == 4006:
+            conn.ended = True
+        conn.closed_with.append(code)
+        await conn.ws.close(code=code, message=b"emulator: dropped by the test")
+        return conn
+
+    def hard_drop(self, guild_id: str | int) -> VoiceConnection:
+        """Cut the guild's live voice websocket's TCP connection without a close frame (a network failure:
+        the client sees 1006)."""
+        conn = self.live(guild_id)
+        assert conn is not None and conn.request is not None, f"no live voice connection in guild {guild_id}"
+        conn.closed_with.append(1006)
+        transport = conn.request.transport
+        assert transport is not None
+        transport.abort()
+        return conn
 
     async def _handle_ws(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         conn: VoiceConnection | None = None
-        seq = 0
 
         async def send(op: int, d: Any) -> None:
-            nonlocal seq
-            seq += 1
-            await ws.send_str(json.dumps({"op": op, "d": d, "seq": seq}))
+            assert conn is not None
+            conn.seq += 1
+            await ws.send_str(json.dumps({"op": op, "d": d, "seq": conn.seq}))
 
-        async for msg in ws:
-            if msg.type != WSMsgType.TEXT:
-                continue
-            data = json.loads(msg.data)
-            op, d = data.get("op"), data.get("d") or {}
-            if op == 0:
-                conn = self._pending.pop(str(d.get("token")), None)
-                if conn is None or str(d.get("session_id")) != conn.session_id:
-                    await ws.close(code=4004, message=b"Authentication failed.")
+        try:
+            async for msg in ws:
+                if msg.type != WSMsgType.TEXT:
+                    continue
+                data = json.loads(msg.data)
+                op, d = data.get("op"), data.get("d") or {}
+                if op == 0:
+                    conn = self._pending.pop(str(d.get("token")), None)
+                    if conn is None or str(d.get("session_id")) != conn.session_id:
+                        await ws.close(code=4004, message=b"Authentication failed.")
+                        break
+                    for old in self.connections_of(conn.guild_id):
+                        old.ended = True  # a new session replaces the guild's previous one
+                    conn.identify = {k: v for k, v in d.items() if k != "token"}
+                    conn.ws, conn.request = ws, request
+                    self.connections.append(conn)
+                    self._by_ssrc[conn.ssrc] = conn
+                    await send(8, {"heartbeat_interval": 13750.0})
+                    await send(2, {"ssrc": conn.ssrc, "ip": HOST, "port": self.udp_port, "modes": [MODE]})
+                elif op == 7:
+                    conn = self._resumable(d)
+                    if conn is None:
+                        self.refused_resumes += 1
+                        await ws.close(code=4006, message=b"Session is no longer valid.")
+                        break
+                    conn.resumes += 1
+                    conn.ws, conn.request = ws, request
+                    await send(8, {"heartbeat_interval": 13750.0})
+                    await send(9, None)
+                elif conn is None:
+                    await ws.close(code=4003, message=b"Not authenticated.")
                     break
-                conn.identify = {k: v for k, v in d.items() if k != "token"}
-                self.connections.append(conn)
-                self._by_ssrc[conn.ssrc] = conn
-                await send(8, {"heartbeat_interval": 13750.0})
-                await send(2, {"ssrc": conn.ssrc, "ip": HOST, "port": self.udp_port, "modes": [MODE]})
-            elif conn is None:
-                await ws.close(code=4003, message=b"Not authenticated.")
-                break
-            elif op == 1:
-                conn.selected = d
-                mode = (d.get("data") or {}).get("mode")
-                if mode != MODE:
-                    await ws.close(code=4016, message=b"Unknown encryption mode.")
-                    break
-                await send(4, {"mode": MODE, "secret_key": list(conn.secret_key), "dave_protocol_version": 0})
-            elif op == 3:
-                conn.heartbeats += 1
-                await send(6, {"t": d.get("t") if isinstance(d, dict) else d})  # v8 echoes the nonce
-            elif op == 5:
-                conn.speaking.append(d)
+                elif op == 1:
+                    conn.selected = d
+                    mode = (d.get("data") or {}).get("mode")
+                    if mode != MODE:
+                        await ws.close(code=4016, message=b"Unknown encryption mode.")
+                        break
+                    await send(
+                        4, {"mode": MODE, "secret_key": list(conn.secret_key), "dave_protocol_version": 0}
+                    )
+                elif op == 3:
+                    conn.heartbeats += 1
+                    await send(6, {"t": d.get("t") if isinstance(d, dict) else d})  # v8 echoes the nonce
+                elif op == 5:
+                    conn.speaking.append(d)
+        finally:
+            if conn is not None and conn.ws is ws:
+                conn.ws = conn.request = None
         return ws
+
+    def _resumable(self, d: dict[str, Any]) -> VoiceConnection | None:
+        """The session an op 7 RESUME names (server id, session id and token must all match), unless it ended."""
+        for conn in self.connections:
+            if (
+                conn.token == str(d.get("token"))
+                and conn.session_id == str(d.get("session_id"))
+                and conn.guild_id == str(d.get("server_id"))
+                and not conn.ended
+                and not conn.live
+            ):
+                return conn
+        return None
 
     def _datagram(self, data: bytes, addr: tuple[str, int]) -> None:
         now = time.monotonic()

@@ -10,13 +10,15 @@ import socket
 import struct
 import wave
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import discord
 import imageio_ffmpeg
 import nacl.secret
+import pytest
 
-from tests.fakes.discord import VOICE, DiscordEmulator, client_running, pointed_at
+from tests.fakes.discord import STAGE, VOICE, DiscordEmulator, Perm, client_running, pointed_at
 from tests.fakes.discord_voice import MODE, VoiceServer, decrypt_rtpsize
 
 
@@ -144,3 +146,109 @@ async def test_discord_py_joins_a_voice_channel_and_every_packet_decrypts(tmp_pa
     assert seqs == [(seqs[0] + i) % 65536 for i in range(len(seqs))]
     # arrival times are recorded (frame.arrived) for the pacing benchmark; a test asserts no timings
     assert all(b.arrived >= a.arrived for a, b in itertools.pairwise(frames))
+
+
+async def _identified(voice: VoiceServer, http: aiohttp.ClientSession) -> tuple[str, Any]:
+    """A raw client's voice session in guild 1: (its token, its open websocket) after HELLO and READY."""
+    token = voice.expect("1", "2", "sess")
+    ws = await http.ws_connect(f"wss://{voice.endpoint}/?v=8", ssl=voice.client_ssl)
+    await ws.send_json(
+        {"op": 0, "d": {"server_id": "1", "user_id": "2", "session_id": "sess", "token": token}}
+    )
+    assert (await ws.receive_json(timeout=5))["op"] == 8
+    assert (await ws.receive_json(timeout=5))["op"] == 2
+    return token, ws
+
+
+async def test_a_dropped_session_resumes_with_op_7_and_keeps_its_ssrc_and_key() -> None:
+    async with VoiceServer() as voice, aiohttp.ClientSession() as http:
+        token, ws = await _identified(voice, http)
+        [conn] = voice.connections
+        assert voice.live("1") is conn
+        dropped = await voice.drop("1", 4015)  # "voice server crashed": the client should resume
+        assert dropped is conn
+        msg = await ws.receive(timeout=5)
+        assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 4015
+        await ws.close()
+        assert voice.live("1") is None
+        resume = {"op": 7, "d": {"server_id": "1", "session_id": "sess", "token": token, "seq_ack": 2}}
+        async with http.ws_connect(f"wss://{voice.endpoint}/?v=8", ssl=voice.client_ssl) as again:
+            await again.send_json(resume)
+            hello, resumed = await again.receive_json(timeout=5), await again.receive_json(timeout=5)
+            assert (hello["op"], resumed["op"]) == (8, 9)
+            assert resumed["seq"] > hello["seq"] > 2  # the session's sequence goes on
+            assert voice.connections == [conn] and conn.resumes == 1 and voice.live("1") is conn
+        assert conn.closed_with == [4015]
+
+
+async def test_a_resume_of_an_unknown_or_ended_session_is_closed_with_4006() -> None:
+    async with VoiceServer() as voice, aiohttp.ClientSession() as http:
+        token, ws = await _identified(voice, http)
+        await voice.drop("1", 4006)  # "session no longer valid": identify again
+        await ws.close()
+        for bad in ({"token": token}, {"token": "nope"}):
+            d = {"server_id": "1", "session_id": "sess", "seq_ack": 0, **bad}
+            async with http.ws_connect(f"wss://{voice.endpoint}/?v=8", ssl=voice.client_ssl) as again:
+                await again.send_json({"op": 7, "d": d})
+                msg = await again.receive(timeout=5)
+                assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 4006
+        assert voice.refused_resumes == 2 and voice.connections[0].resumes == 0
+
+
+async def test_hard_drop_cuts_the_connection_without_a_close_frame() -> None:
+    async with VoiceServer() as voice, aiohttp.ClientSession() as http:
+        _, ws = await _identified(voice, http)
+        voice.hard_drop("1")
+        msg = await ws.receive(timeout=5)
+        assert msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)
+        assert ws.close_code in (None, 1006)
+        await ws.close()
+        assert voice.connections[0].closed_with == [1006] and voice.live("1") is None
+
+
+async def test_voice_states_joins_refusals_and_the_stage_speaker_patch(tmp_path: Path) -> None:
+    """The text gateway's side, with real discord.py: a join without Connect is ignored; on a stage the bot
+    arrives suppressed and PATCH voice-states/@me follows Discord's rules (a moderator may unsuppress itself,
+    a member may only request to speak; only on a stage it is in); each change is a VOICE_STATE_UPDATE."""
+    async with DiscordEmulator() as dc, VoiceServer() as voice:
+        dc.voice = voice.on_voice_state
+        guild = dc.create_guild("Voice Lab")
+        stage = dc.add_channel(guild, "Stage", STAGE)
+        closed = dc.add_channel(guild, "Closed", VOICE)
+        dc.set_overwrite(closed, dc.bot_role(guild), deny=Perm.CONNECT)
+        with pointed_at(dc):
+            connector = aiohttp.TCPConnector(ssl=voice.client_ssl)
+            client = discord.Client(
+                intents=discord.Intents.default(), guild_ready_timeout=0.05, connector=connector
+            )
+            async with client_running(dc, client):
+                http = client.http
+                with pytest.raises(discord.NotFound) as not_in:  # not in any voice channel yet
+                    await http.edit_my_voice_state(guild.id, {"suppress": False})
+                assert not_in.value.code == 10065
+                door = client.get_channel(closed.id)
+                assert isinstance(door, discord.VoiceChannel)
+                with pytest.raises(asyncio.TimeoutError):
+                    await door.connect(timeout=0.5)  # Discord ignores the op 4: the client waits in vain
+                assert dc.voice_refused and dc.voice_refused[0][0] == guild.id
+                assert voice.connections == []
+
+                channel = client.get_channel(stage.id)
+                assert isinstance(channel, discord.StageChannel)
+                vc = await asyncio.wait_for(channel.connect(timeout=10), 12)
+                state = dc.voice_state(guild)
+                assert state is not None and state["suppress"] is True  # the audience
+                with pytest.raises(discord.Forbidden):  # unsuppressing itself needs Mute Members
+                    await http.edit_my_voice_state(guild.id, {"channel_id": stage.id, "suppress": False})
+                await http.edit_my_voice_state(
+                    guild.id, {"channel_id": stage.id, "request_to_speak_timestamp": "2026-01-01T00:00:00Z"}
+                )
+                dc.bot_role(guild).permissions |= Perm.MUTE_MEMBERS
+                await http.edit_my_voice_state(guild.id, {"channel_id": stage.id, "suppress": False})
+                me = channel.guild.me
+                await dc.wait_until(lambda: me.voice is not None and not me.voice.suppress, what="a speaker")
+                assert [body.get("suppress") for _, body in dc.voice_state_patches] == [None, False]
+                await vc.disconnect()
+                assert dc.voice_state(guild) is None and dc.voice_updates[-1]["channel_id"] is None
+        # the refused join's clean-up left once, the stage's disconnect once more
+        assert set(voice.leaves) == {str(guild.id)} and voice.connections[0].ended

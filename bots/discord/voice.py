@@ -1,0 +1,390 @@
+"""Discord's side of a live Space's audio: :class:`core.ports.VoiceBridge` on discord.py's voice.
+
+Every joined channel plays the same shared feed: a :class:`FeedSource` hands discord.py's player the Opus
+packets the Space's one ffmpeg made (``is_opus()``: nothing is decoded or encoded here), so N channels cost one
+encode. The audio stays off the event loop: discord.py's player thread reads the feed's reader every 20 ms and
+sends the UDP packets itself; the loop only runs the handshakes and a light watchdog per channel.
+
+Reconnecting: discord.py restores a dropped voice websocket itself (a fresh handshake after most close codes).
+When it gives up (it disconnects and forgets the voice client), when it takes longer than ``restore_grace``,
+or when the player thread stopped (it waits only ``connect_timeout`` for a connection to come back), the
+watchdog joins again with backoff; :meth:`DiscordVoice.voice_health` reports RECONNECTING meanwhile and counts
+every restored drop.
+
+Discord's rules applied before connecting (so a refusal is a plain ChatUnavailable, not a 30-s timeout):
+Connect (and View Channel) to join; Speak to be heard in a voice channel; on a stage the bot arrives in the
+audience and becomes a speaker itself with Mute Members (a stage moderator), or else requests to speak and
+waits for a moderator. One voice connection per server (Discord allows a bot no more).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import discord
+
+from core.audio import LinkHealth, LinkState
+from core.errors import ChatUnavailable, TransientError
+from core.ports import FrameFeed, FrameReader
+from core.refs import ChatRef
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT = 20.0  # seconds for one voice handshake (and what the player waits for a lost connection)
+RESTORE_GRACE = 8.0  # seconds discord.py may spend restoring a dropped connection before we join again
+CHECK_EVERY = 0.25  # seconds between two looks of the watchdog (a few attribute reads: cheap on the loop)
+BACKOFF_FIRST = 1.0  # seconds before the first re-join, doubling up to BACKOFF_MAX
+BACKOFF_MAX = 30.0
+LEAVE_TIMEOUT = 5.0  # seconds leaving may wait for Discord's confirmation and the player thread's end
+
+VocalChannel = discord.VoiceChannel | discord.StageChannel
+
+
+class FeedSource(discord.AudioSource):
+    """One voice connection's place in the shared feed, for discord.py's player thread.
+
+    ``read`` never blocks (the reader answers the silence frame when nothing is ready, so a source that drops
+    sounds like a pause and the player keeps its 20-ms rhythm); ``cleanup`` (the player's last act, in its
+    thread) closes the reader and marks the source finished, which :meth:`DiscordVoice.leave` waits for."""
+
+    def __init__(self, reader: FrameReader, on_finished: Callable[[], None] | None = None) -> None:
+        self._reader = reader
+        self._on_finished = on_finished
+        self.finished = threading.Event()
+
+    def read(self) -> bytes:
+        return self._reader.read()
+
+    def is_opus(self) -> bool:
+        return True
+
+    def cleanup(self) -> None:
+        self._reader.close()
+        if not self.finished.is_set():
+            self.finished.set()
+            if self._on_finished is not None:
+                self._on_finished()
+
+
+class _VoiceClient(discord.VoiceClient):
+    """discord.py's voice client, waking the link's watchdog when Discord moves the connection (a voice
+    state or voice server update after the join is discord.py re-connecting, or a moderator's doing)."""
+
+    on_change: Callable[[], None] | None = None
+
+    async def on_voice_state_update(self, data: Any) -> None:
+        await super().on_voice_state_update(data)
+        if self.on_change is not None:
+            self.on_change()
+
+    async def on_voice_server_update(self, data: Any) -> None:
+        await super().on_voice_server_update(data)
+        if self.on_change is not None:
+            self.on_change()
+
+
+@dataclass(eq=False)
+class _Link:
+    channel: ChatRef
+    feed: FrameFeed
+    vc: _VoiceClient | None = None
+    source: FeedSource | None = None
+    state: LinkState = LinkState.STARTING
+    detail: str = ""
+    reconnects: int = 0
+    down_since: float | None = None
+    awaiting_stage: bool = False  # on a stage, requested to speak: heard once a moderator invites the bot
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    source_done: asyncio.Event = field(
+        default_factory=asyncio.Event
+    )  # the current player let go of its reader
+    task: asyncio.Task[None] | None = None
+
+    def health(self) -> LinkHealth:
+        return LinkHealth(self.state, self.detail, self.reconnects)
+
+
+class DiscordVoice:
+    """core.ports.VoiceBridge for the Discord client of this process (``client()`` returns it, or None while
+    the platform is stopped). Methods run on the event loop; the audio flows in discord.py's threads."""
+
+    def __init__(
+        self,
+        client: Callable[[], discord.Client | None],
+        *,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        restore_grace: float = RESTORE_GRACE,
+        check_every: float = CHECK_EVERY,
+        backoff_first: float = BACKOFF_FIRST,
+        backoff_max: float = BACKOFF_MAX,
+        leave_timeout: float = LEAVE_TIMEOUT,
+    ) -> None:
+        self._client = client
+        self.connect_timeout = connect_timeout
+        self.restore_grace = restore_grace
+        self.check_every = check_every
+        self.backoff_first = backoff_first
+        self.backoff_max = backoff_max
+        self.leave_timeout = leave_timeout
+        self._links: dict[ChatRef, _Link] = {}
+
+    # ------------------------------------------------------------------ the port
+
+    def can_join(self, channel: ChatRef) -> bool:
+        """The gateway is ready here and the channel is a voice or stage channel of a guild on this process's
+        shards (a guild of another shard is not in this client's cache)."""
+        client = self._client()
+        if client is None or client.is_closed() or not client.is_ready() or not channel.id.isdigit():
+            return False
+        return isinstance(client.get_channel(int(channel.id)), VocalChannel)
+
+    async def join(self, channel: ChatRef, feed: FrameFeed) -> None:
+        if channel in self._links:
+            return  # already joined (a retried link): one connection per channel
+        target = self._resolve(channel)
+        for other in self._links.values():
+            if other.vc is not None and other.vc.guild.id == target.guild.id:
+                raise ChatUnavailable(
+                    f"discord: already in another voice channel of the server {target.guild.id} "
+                    "(a bot has one voice connection per server)"
+                )
+        link = _Link(channel, feed)
+        self._links[channel] = link
+        try:
+            await self._connect(link, target)
+        except BaseException:
+            self._links.pop(channel, None)
+            await self._teardown(link)
+            raise
+        link.task = asyncio.create_task(self._watch(link), name=f"discord-voice-watch:{channel.id}")
+        log.info("discord voice joined", extra={"guild": str(target.guild.id), "channel": channel.id})
+
+    async def leave(self, channel: ChatRef) -> None:
+        link = self._links.pop(channel, None)
+        if link is None:
+            return
+        if link.task is not None:
+            link.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await link.task
+        await self._teardown(link)
+        link.state, link.detail = LinkState.STOPPED, ""
+        log.info("discord voice left", extra={"channel": channel.id})
+
+    def voice_health(self, channel: ChatRef) -> LinkHealth:
+        link = self._links.get(channel)
+        return link.health() if link is not None else LinkHealth(LinkState.STOPPED)
+
+    def channels(self) -> list[ChatRef]:
+        return list(self._links)
+
+    async def close(self) -> None:
+        """Leave every channel (the platform stops)."""
+        for channel in list(self._links):
+            await self.leave(channel)
+
+    # ------------------------------------------------------------------ joining
+
+    def _resolve(self, channel: ChatRef) -> VocalChannel:
+        """The channel, if the bot may join and be heard in it; else ChatUnavailable saying what is missing
+        (TransientError when this process cannot tell yet: the gateway is not connected here)."""
+        client = self._client()
+        if client is None or client.is_closed() or not client.is_ready():
+            raise TransientError("discord: the gateway is not connected in this process")
+        found = client.get_channel(int(channel.id)) if channel.id.isdigit() else None
+        if found is None:
+            raise ChatUnavailable(f"discord: voice channel {channel.id} not found (deleted, or not visible)")
+        if not isinstance(found, VocalChannel):
+            raise ChatUnavailable(f"discord: #{found} is not a voice or stage channel")
+        perms = found.permissions_for(found.guild.me)
+        if not (perms.view_channel and perms.connect):
+            raise ChatUnavailable(f"discord: the bot lacks the Connect permission in #{found.name}")
+        if isinstance(found, discord.StageChannel):
+            if not (perms.mute_members or perms.request_to_speak):
+                raise ChatUnavailable(
+                    f"discord: the bot cannot speak on the stage #{found.name}: it needs Mute Members "
+                    "(stage moderator), or Request to Speak and a moderator's invitation"
+                )
+        elif not perms.speak:
+            raise ChatUnavailable(f"discord: the bot lacks the Speak permission in #{found.name}")
+        elif found.user_limit and len(found.voice_states) >= found.user_limit and not perms.move_members:
+            raise ChatUnavailable(f"discord: #{found.name} is full ({found.user_limit} members)")
+        return found
+
+    async def _connect(self, link: _Link, target: VocalChannel) -> None:
+        """Connect (deafened: the bot never listens), take the stage's floor, and play a new reader."""
+        link.state = LinkState.STARTING if link.state is not LinkState.RECONNECTING else link.state
+        try:
+            vc = await target.connect(
+                timeout=self.connect_timeout, reconnect=True, self_deaf=True, cls=_VoiceClient
+            )
+        except discord.ConnectionClosed as e:
+            raise TransientError(f"discord: voice websocket closed with {e.code}") from e
+        except discord.ClientException:
+            # a voice client of an earlier life is still registered for this guild: drop it, once
+            stale = target.guild.voice_client
+            if stale is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(stale.disconnect(force=True), self.leave_timeout)
+                stale.cleanup()
+            vc = await self._connect_once(target)
+        except TimeoutError as e:
+            raise TransientError(f"discord: no voice connection to #{target.name} within the timeout") from e
+        except (discord.HTTPException, OSError) as e:
+            raise TransientError(f"discord: voice connection failed: {type(e).__name__}") from e
+        link.vc = vc
+        vc.on_change = link.wake.set
+        if isinstance(target, discord.StageChannel):
+            await self._take_the_floor(link, target)
+        self._play(link, vc)
+
+    async def _connect_once(self, target: VocalChannel) -> _VoiceClient:
+        try:
+            return await target.connect(
+                timeout=self.connect_timeout, reconnect=True, self_deaf=True, cls=_VoiceClient
+            )
+        except (TimeoutError, discord.ClientException, discord.HTTPException, OSError) as e:
+            raise TransientError(f"discord: voice connection failed: {type(e).__name__}") from e
+
+    async def _take_the_floor(self, link: _Link, stage: discord.StageChannel) -> None:
+        """On a stage the bot arrives suppressed (audience): a stage moderator unsuppresses itself, anyone
+        else raises its hand (PATCH /guilds/{id}/voice-states/@me either way)."""
+        perms = stage.permissions_for(stage.guild.me)
+        if perms.mute_members:
+            body: dict[str, Any] = {
+                "channel_id": stage.id,
+                "suppress": False,
+                "request_to_speak_timestamp": None,
+            }
+        else:
+            body = {"channel_id": stage.id, "request_to_speak_timestamp": discord.utils.utcnow().isoformat()}
+        client = self._client()
+        if client is None:
+            raise TransientError("discord: the client stopped")
+        try:
+            await client.http.edit_my_voice_state(stage.guild.id, body)
+        except discord.Forbidden as e:
+            raise ChatUnavailable(f"discord: the bot may not speak on the stage #{stage.name}") from e
+        except discord.HTTPException as e:
+            raise TransientError(f"discord: taking the stage failed: {e.status}") from e
+        link.awaiting_stage = not perms.mute_members
+        if link.awaiting_stage:
+            link.detail = "requested to speak on the stage: a stage moderator must invite the bot"
+
+    def _play(self, link: _Link, vc: _VoiceClient) -> None:
+        loop = asyncio.get_running_loop()
+        done = link.source_done = asyncio.Event()
+
+        def finished() -> None:  # in the player thread (or wherever the source is cleaned up)
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+                loop.call_soon_threadsafe(done.set)
+
+        source = FeedSource(link.feed.reader(), finished)
+
+        def ended(error: Exception | None) -> None:  # in the player thread, as it stops
+            if error is not None:
+                log.warning("discord voice player stopped: %s", type(error).__name__)
+            loop.call_soon_threadsafe(link.wake.set)
+
+        vc.play(source, after=ended)
+        link.source = source
+        link.down_since = None
+        self._mark_up(link, vc)
+
+    def _mark_up(self, link: _Link, vc: _VoiceClient) -> None:
+        me = vc.guild.me
+        voice = me.voice if me is not None else None
+        if link.awaiting_stage and voice is not None and not voice.suppress:
+            link.awaiting_stage = False  # a moderator invited the bot to speak
+        link.state = LinkState.STARTING if link.awaiting_stage else LinkState.PLAYING
+        if not link.awaiting_stage:
+            link.detail = ""
+
+    # ------------------------------------------------------------------ watching
+
+    async def _watch(self, link: _Link) -> None:
+        """Keep one channel playing: re-play a stopped player, give discord.py ``restore_grace`` to restore a
+        dropped connection, then join again with backoff. A refusal (ChatUnavailable) ends the link: FAILED."""
+        loop = asyncio.get_running_loop()
+        delay = self.backoff_first
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(link.wake.wait(), self.check_every)
+            link.wake.clear()
+            vc = link.vc
+            if vc is not None and self._connected(vc):
+                if not vc.is_playing():
+                    self._play(link, vc)  # the player gave up waiting while discord.py reconnected
+                if link.down_since is not None:
+                    link.reconnects += 1
+                    log.info("discord voice restored", extra={"channel": link.channel.id})
+                link.down_since = None
+                self._mark_up(link, vc)
+                delay = self.backoff_first
+                continue
+            now = loop.time()
+            if link.down_since is None:
+                link.down_since = now
+                link.state, link.detail = LinkState.RECONNECTING, "voice connection lost"
+                log.warning("discord voice connection lost", extra={"channel": link.channel.id})
+            restoring = vc is not None and vc.guild.voice_client is vc
+            if restoring and now - link.down_since < self.restore_grace:
+                continue  # discord.py is on it
+            await self._teardown(link)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.backoff_max)
+            try:
+                await self._connect(link, self._resolve(link.channel))
+            except ChatUnavailable as e:
+                link.state, link.detail = LinkState.FAILED, str(e)
+                log.warning("discord voice gave up: %s", e, extra={"channel": link.channel.id})
+                return
+            except (TransientError, TimeoutError) as e:
+                link.detail = str(e) or "re-joining failed"
+                await self._teardown(link)
+                continue
+            link.reconnects += 1
+            link.down_since = None
+            log.info("discord voice re-joined", extra={"channel": link.channel.id})
+
+    @staticmethod
+    def _connected(vc: _VoiceClient) -> bool:
+        """Connected, and its voice websocket open (discord.py still says connected while it waits to re-open
+        one that dropped)."""
+        if not vc.is_connected():
+            return False
+        ws = getattr(vc.ws, "ws", None)
+        return ws is None or not ws.closed
+
+    async def _teardown(self, link: _Link) -> None:
+        """Stop the player, disconnect, and wait for the player thread to finish with its reader."""
+        vc, source = link.vc, link.source
+        link.vc = link.source = None
+        if vc is not None:
+            vc.on_change = None
+            vc.stop()
+            # discord.py 2.7's websocket poller keeps re-joining after a drop even once disconnected (its
+            # retry would send a gateway op 4 for a channel we left): stop it first
+            state = getattr(vc, "_connection", None)
+            for attr in ("_runner", "_connector"):
+                task = getattr(state, attr, None)
+                if isinstance(task, asyncio.Task) and task is not asyncio.current_task():
+                    task.cancel()
+            try:
+                await asyncio.wait_for(vc.disconnect(force=True), self.leave_timeout)
+            except Exception as e:  # gone already, or Discord never confirmed: forget it anyway
+                log.debug("discord voice disconnect: %s", type(e).__name__)
+                vc.cleanup()
+        if source is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(link.source_done.wait(), self.leave_timeout)
+            source.cleanup()  # idempotent: a player that never started still closes its reader
+
+
+__all__ = ["DiscordVoice", "FeedSource"]
