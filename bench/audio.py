@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import itertools
 import multiprocessing
 import os
@@ -46,7 +47,7 @@ from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, cast
+from typing import IO, Any, cast
 
 import discord
 import imageio_ffmpeg
@@ -230,6 +231,35 @@ class Meter:
             self._base.clear()
 
 
+class GcPauses:
+    """The service's garbage collections (they hold the GIL: every player thread waits), recorded through
+    ``gc.callbacks`` while installed: (generation, seconds) each."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[int, float]] = []
+        self._started = 0.0
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses.append((info["generation"], time.perf_counter() - self._started))
+
+    def __enter__(self) -> GcPauses:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def text(self) -> str:
+        full = [d for g, d in self.pauses if g == 2]
+        longest = max((d for _, d in self.pauses), default=0.0)
+        return (
+            f"{len(self.pauses)} GC runs in the service ({len(full)} full), longest {longest * 1000:.0f} ms"
+        )
+
+
 # ----------------------------------------------------------------------------------------------- peers
 
 
@@ -356,6 +386,7 @@ class Cost:
     rss_ffmpeg: float
     pacing: Pacing
     note: str = ""
+    load: float = 0.0  # the machine's 1-minute load average at the end (2 cores, shared)
 
     @property
     def cpu(self) -> float:
@@ -372,7 +403,7 @@ class Cost:
         return (
             f"[audio] {self.label:5}, {what:34}: CPU {self.cpu:.4f} s/s (service {self.cpu_self:.4f} + "
             f"{self.ffmpegs} ffmpeg {self.cpu_ffmpeg:.4f}); RSS {self.rss:6.1f} MB (service {self.rss_self:.1f} "
-            f"+ ffmpeg {self.rss_ffmpeg:.1f}); pacing {self.pacing.text()}{self.note}"
+            f"+ ffmpeg {self.rss_ffmpeg:.1f}); pacing {self.pacing.text()}{self.note}; load {self.load:.1f}"
         )
 
 
@@ -397,7 +428,7 @@ def _cost(
     own, children, ran = measured
     return Cost(
         label, channels, listeners, w, own / w, children / w, ran,
-        work.meter.peak_self, work.meter.peak_children, pacing, note,
+        work.meter.peak_self, work.meter.peak_children, pacing, note, os.getloadavg()[0],
     )  # fmt: skip
 
 
@@ -494,18 +525,30 @@ async def ours(work: Work, channels: int, listeners: int) -> Cost:
 # ----------------------------------------------------------------------------------------------- naive
 
 
+def _devnull() -> IO[bytes]:
+    return open(os.devnull, "wb")  # noqa: SIM115 (the caller closes it)
+
+
 async def naive(work: Work, channels: int) -> Cost:
     """discord.py as its documentation shows it: one FFmpegOpusAudio (one ffmpeg encoding the file) per
     voice connection."""
-    async with peer(voice_peer, channels) as vp, discord_service(vp.info) as platform:
+    async with (
+        peer(voice_peer, channels) as vp,
+        discord_service(vp.info) as platform,
+    ):
         clients: list[discord.VoiceClient] = []
+        devnull = _devnull()  # ffmpeg's warnings kept out of the report; closed after the players
         try:
             for _, cid in vp.info["channels"]:
                 channel = platform.client.get_channel(int(cid))
                 assert isinstance(channel, discord.VoiceChannel)
                 clients.append(await channel.connect(timeout=20.0))
             for vc in clients:
-                vc.play(discord.FFmpegOpusAudio(work.path, executable=work.ffmpeg, bitrate=BITRATE))
+                vc.play(
+                    discord.FFmpegOpusAudio(
+                        work.path, executable=work.ffmpeg, bitrate=BITRATE, stderr=devnull
+                    )
+                )
             w0 = time.monotonic() + 2.0
             await asyncio.sleep(2.0)
             work.meter.begin()
@@ -519,6 +562,7 @@ async def naive(work: Work, channels: int) -> Cost:
                 vc.stop()
                 with contextlib.suppress(Exception):
                     await vc.disconnect(force=True)
+            devnull.close()
 
 
 # ----------------------------------------------------------------------------------------------- fan-out
@@ -537,6 +581,10 @@ class FanOut:
     copies: int
     idle: Pacing
     busy: Pacing
+    idle_gc: str
+    busy_gc: str
+    service_cpu: float  # CPU seconds per second of the fan-out: this process (bridge, players, engine)…
+    emulator_cpu: float  # … and the Bot API emulator's process
 
 
 async def fan_out_run(work: Work, fans: int, db_dir: Path) -> FanOut:
@@ -586,25 +634,29 @@ async def fan_out_run(work: Work, fans: int, db_dir: Path) -> FanOut:
                     await c.execute(insert(subscription_t), rows)
                 async with ours_running(work, 10, work.name) as (vp, _bridge):
                     i0 = time.monotonic() + 1.0
-                    await asyncio.sleep(work.window / 2 + 1.0)
+                    with GcPauses() as idle_gc:
+                        await asyncio.sleep(work.window / 2 + 1.0)
                     i1 = t0 = time.monotonic()
-                    await spaces.start(StartSpace(Actor(host), space.id))
-                    deadline = t0 + 600
-                    while True:
-                        received, copies, last = await tp.ask(("received", LIVE_TEXT))
-                        if received >= fans or time.monotonic() > deadline:
-                            break
-                        await asyncio.sleep(0.5)
+                    emulator = f"/proc/{tp.process.pid}/stat"
+                    e0 = _proc_stat(emulator)
+                    work.meter.begin()
+                    with GcPauses() as busy_gc:
+                        await spaces.start(StartSpace(Actor(host), space.id))
+                        deadline = t0 + 600
+                        while True:
+                            received, copies, last = await tp.ask(("received", LIVE_TEXT))
+                            if received >= fans or time.monotonic() > deadline:
+                                break
+                            await asyncio.sleep(0.5)
                     t1 = time.monotonic()
+                    own = work.meter.end()[0]
+                    e1 = _proc_stat(emulator)
+                    emulator_cpu = (e1[1] - e0[1]) if e0 and e1 else float("nan")
                     arrivals = await vp.ask("arrivals")
                     return FanOut(
-                        fans,
-                        last - t0,
-                        received,
-                        copies,
-                        Pacing.of(arrivals, i0, i1),
-                        Pacing.of(arrivals, t0, t1),
-                    )
+                        fans, last - t0, received, copies, Pacing.of(arrivals, i0, i1), Pacing.of(arrivals, t0, t1),
+                        idle_gc.text(), busy_gc.text(), own / (t1 - t0), emulator_cpu / (t1 - t0),
+                    )  # fmt: skip
             finally:
                 await waker.stop()
                 await platform.stop()
@@ -664,12 +716,13 @@ async def run(quick: bool) -> None:
             f = await fan_out_run(long, fans, Path(tmp))
             ok = f.received == fans
             print(
-                f"[audio] pacing, ours, 10 voice channels, idle: {f.idle.text()}\n"
+                f"[audio] pacing, ours, 10 voice channels, idle: {f.idle.text()}; {f.idle_gc}\n"
                 f"[audio] pacing, ours, 10 voice channels, during a {fans:,}-notification fan-out in the same "
-                f"process: {f.busy.text()}\n"
+                f"process: {f.busy.text()}; {f.busy_gc}\n"
                 f"[audio] the fan-out (SQLite, TelegramPlatform, emulator rate limits lifted): {f.seconds:.1f} s "
                 f"({fans / f.seconds:,.0f}/s); received by {f.received:,} of {fans:,} subscribers "
-                f"({f.copies:,} copies) {'OK' if ok else 'MISSING'}"
+                f"({f.copies:,} copies) {'OK' if ok else 'MISSING'}; CPU meanwhile: service "
+                f"{f.service_cpu:.2f} s/s, emulator {f.emulator_cpu:.2f} s/s; load {os.getloadavg()[0]:.1f}"
             )
         finally:
             meter.close()
