@@ -136,6 +136,25 @@ def _rss_mb(pid: int | str) -> float:
         return 0.0
 
 
+@dataclass(frozen=True)
+class Measured:
+    own: float  # CPU seconds of this process (the meter's thread left out)
+    ffmpeg: float  # … of its ffmpeg children
+    ffmpegs: int  # how many ran
+    players: float  # … of discord.py's player threads (part of ``own``): one per voice connection
+
+
+def _players_cpu() -> dict[int, float]:
+    """discord.py's audio player threads (one per playing voice connection): native id → CPU seconds."""
+    out = {}
+    for t in threading.enumerate():
+        if isinstance(t, discord.player.AudioPlayer) and t.native_id is not None:
+            stat = _proc_stat(f"/proc/self/task/{t.native_id}/stat")
+            if stat is not None:
+                out[t.native_id] = stat[1]
+    return out
+
+
 class Meter:
     """CPU and RSS of this process and of its ffmpeg children, sampled by a thread while they run.
 
@@ -149,6 +168,7 @@ class Meter:
         self.cpu: dict[int, float] = {}  # ffmpeg pid → its last CPU reading
         self.rss: dict[int, float] = {}  # ffmpeg pid → its last RSS (0 once gone)
         self._base: dict[int, float] = {}
+        self._players0: dict[int, float] = {}
         self._self0 = self._sampler0 = 0.0
         self.peak_self = self.peak_children = 0.0
         self._lock = threading.Lock()
@@ -213,16 +233,23 @@ class Meter:
             self._base = dict(self.cpu)
             self.peak_self = self.peak_children = 0.0
             self._self0, self._sampler0 = self._self_cpu()
+            self._players0 = _players_cpu()
         self.sample()
 
-    def end(self) -> tuple[float, float, int]:
-        """(this process's CPU seconds, its ffmpeg children's, how many ffmpeg ran) since :meth:`begin`."""
+    def end(self) -> Measured:
+        """What ran since :meth:`begin`."""
         self.sample()
         with self._lock:
             own, sampler = self._self_cpu()
             children = sum(v - self._base.get(pid, 0.0) for pid, v in self.cpu.items())
             ran = sum(1 for pid in self.cpu if pid in self._base or self.cpu[pid] > 0)
-            return (own - self._self0) - (sampler - self._sampler0), children, ran
+            players = _players_cpu()
+            return Measured(
+                (own - self._self0) - (sampler - self._sampler0),
+                children,
+                ran,
+                sum(v - self._players0.get(tid, 0.0) for tid, v in players.items()),
+            )
 
     def forget(self) -> None:
         with self._lock:
@@ -382,6 +409,7 @@ class Cost:
     cpu_self: float  # CPU seconds per second of audio, this process
     cpu_ffmpeg: float  # … its ffmpeg children
     ffmpegs: int
+    cpu_players: float  # … discord.py's player threads, part of cpu_self
     rss_self: float  # peak MB
     rss_ffmpeg: float
     pacing: Pacing
@@ -401,7 +429,8 @@ class Cost:
             f" + {self.listeners} web listeners" if self.listeners else ""
         )
         return (
-            f"[audio] {self.label:5}, {what:34}: CPU {self.cpu:.4f} s/s (service {self.cpu_self:.4f} + "
+            f"[audio] {self.label:5}, {what:34}: CPU {self.cpu:.4f} s/s (service {self.cpu_self:.4f}, of which "
+            f"player threads {self.cpu_players:.4f}; + "
             f"{self.ffmpegs} ffmpeg {self.cpu_ffmpeg:.4f}); RSS {self.rss:6.1f} MB (service {self.rss_self:.1f} "
             f"+ ffmpeg {self.rss_ffmpeg:.1f}); pacing {self.pacing.text()}{self.note}; load {self.load:.1f}"
         )
@@ -422,12 +451,17 @@ class Work:
 
 
 def _cost(
-    work: Work, measured: tuple[float, float, int], label: str, channels: int, listeners: int,
-    pacing: Pacing, w: float, note: str = "",
-) -> Cost:  # fmt: skip
-    own, children, ran = measured
+    work: Work,
+    m: Measured,
+    label: str,
+    channels: int,
+    listeners: int,
+    pacing: Pacing,
+    w: float,
+    note: str = "",
+) -> Cost:
     return Cost(
-        label, channels, listeners, w, own / w, children / w, ran,
+        label, channels, listeners, w, m.own / w, m.ffmpeg / w, m.ffmpegs, m.players / w,
         work.meter.peak_self, work.meter.peak_children, pacing, note, os.getloadavg()[0],
     )  # fmt: skip
 
@@ -526,7 +560,7 @@ async def ours(work: Work, channels: int, listeners: int) -> Cost:
 
 
 def _devnull() -> IO[bytes]:
-    return open(os.devnull, "wb")  # noqa: SIM115 (the caller closes it)
+    return open(os.devnull, "wb")
 
 
 async def naive(work: Work, channels: int) -> Cost:
@@ -575,6 +609,7 @@ class _Links:
 
 @dataclass(frozen=True)
 class FanOut:
+    label: str
     notices: int
     seconds: float  # spaces.start() → the last live notice received at the emulator
     received: int  # distinct subscribers with a copy, counted at the emulator
@@ -587,7 +622,10 @@ class FanOut:
     emulator_cpu: float  # … and the Bot API emulator's process
 
 
-async def fan_out_run(work: Work, fans: int, db_dir: Path) -> FanOut:
+async def fan_out_runs(work: Work, fans: int, db_dir: Path) -> list[FanOut]:
+    """Two fan-outs (two Spaces, the same ``fans`` subscribers) while a Bridge plays in 10 channels: the
+    service as deployed, then after ``gc.freeze()`` (what the service's objects at start-up cost every full
+    collection: a full collection holds the GIL, every player thread waits)."""
     url = f"sqlite+aiosqlite:///{db_dir}/fanout.db"
     await upgrade(url)
     db = make_engine(url)
@@ -602,6 +640,7 @@ async def fan_out_run(work: Work, fans: int, db_dir: Path) -> FanOut:
         on_renew=lambda: eng.renew_leases(),
     )
     spaces = SpaceService(uow, clock, waker, default_tz="UTC")
+    results: list[FanOut] = []
     try:
         async with peer(telegram_peer, fans) as tp:
             platform = TelegramPlatform(
@@ -623,41 +662,55 @@ async def fan_out_run(work: Work, fans: int, db_dir: Path) -> FanOut:
             await waker.start()
             try:
                 host, group = user_ref(HOST_ID), chat_ref(GROUP_ID)
-                space = await spaces.schedule(ScheduleSpace(Actor(host), group, "Launch", "in 2 hours"))
                 now = datetime.now(UTC)
-                rows = [
-                    dict(space_id=space.id, user_ref=str(user_ref(FAN_BASE + i)), platform="telegram",
-                         via_chat=str(group), created_at=now)
-                    for i in range(fans)
-                ]  # fmt: skip
-                async with db.begin() as c:
-                    await c.execute(insert(subscription_t), rows)
+                titles = ("Launch", "Encore")
+                ids = []
+                for title in titles:
+                    space = await spaces.schedule(ScheduleSpace(Actor(host), group, title, "in 2 hours"))
+                    ids.append(space.id)
+                    rows = [
+                        dict(space_id=space.id, user_ref=str(user_ref(FAN_BASE + i)), platform="telegram",
+                             via_chat=str(group), created_at=now)
+                        for i in range(fans)
+                    ]  # fmt: skip
+                    async with db.begin() as c:
+                        await c.execute(insert(subscription_t), rows)
                 async with ours_running(work, 10, work.name) as (vp, _bridge):
-                    i0 = time.monotonic() + 1.0
-                    with GcPauses() as idle_gc:
-                        await asyncio.sleep(work.window / 2 + 1.0)
-                    i1 = t0 = time.monotonic()
-                    emulator = f"/proc/{tp.process.pid}/stat"
-                    e0 = _proc_stat(emulator)
-                    work.meter.begin()
-                    with GcPauses() as busy_gc:
-                        await spaces.start(StartSpace(Actor(host), space.id))
-                        deadline = t0 + 600
-                        while True:
-                            received, copies, last = await tp.ask(("received", LIVE_TEXT))
-                            if received >= fans or time.monotonic() > deadline:
-                                break
-                            await asyncio.sleep(0.5)
-                    t1 = time.monotonic()
-                    own = work.meter.end()[0]
-                    e1 = _proc_stat(emulator)
-                    emulator_cpu = (e1[1] - e0[1]) if e0 and e1 else float("nan")
-                    arrivals = await vp.ask("arrivals")
-                    return FanOut(
-                        fans, last - t0, received, copies, Pacing.of(arrivals, i0, i1), Pacing.of(arrivals, t0, t1),
-                        idle_gc.text(), busy_gc.text(), own / (t1 - t0), emulator_cpu / (t1 - t0),
-                    )  # fmt: skip
+                    for space_id, title, freeze in zip(ids, titles, (False, True), strict=True):
+                        if freeze:
+                            gc.collect()
+                            gc.freeze()
+                        i0 = time.monotonic() + 1.0
+                        with GcPauses() as idle_gc:
+                            await asyncio.sleep(work.window / 2 + 1.0)
+                        i1 = t0 = time.monotonic()
+                        emulator = f"/proc/{tp.process.pid}/stat"
+                        e0 = _proc_stat(emulator)
+                        work.meter.begin()
+                        with GcPauses() as busy_gc:
+                            await spaces.start(StartSpace(Actor(host), space_id))
+                            deadline = t0 + 600
+                            while True:
+                                received, copies, last = await tp.ask(("received", LIVE_TEXT, title))
+                                if received >= fans or time.monotonic() > deadline:
+                                    break
+                                await asyncio.sleep(0.5)
+                        t1 = time.monotonic()
+                        m = work.meter.end()
+                        e1 = _proc_stat(emulator)
+                        emulator_cpu = (e1[1] - e0[1]) if e0 and e1 else float("nan")
+                        arrivals = await vp.ask("arrivals")
+                        results.append(
+                            FanOut(
+                                "after gc.freeze()" if freeze else "as deployed", fans, last - t0, received,
+                                copies, Pacing.of(arrivals, i0, i1), Pacing.of(arrivals, t0, t1), idle_gc.text(),
+                                busy_gc.text(), m.own / (t1 - t0), emulator_cpu / (t1 - t0),
+                            )
+                        )  # fmt: skip
+                        await asyncio.sleep(1.0)  # the last sends recorded before the next idle window
+                return results
             finally:
+                gc.unfreeze()
                 await waker.stop()
                 await platform.stop()
     finally:
@@ -675,7 +728,7 @@ async def run(quick: bool) -> None:
         media = Path(tmp) / "media"
         media.mkdir()
         make_source(ffmpeg, media / "talk.wav", seconds)
-        make_source(ffmpeg, media / "long.wav", seconds * 3)
+        make_source(ffmpeg, media / "long.wav", seconds * 8)  # two fan-outs long
         meter = Meter(ffmpeg)
         meter.start()
         try:
@@ -703,26 +756,31 @@ async def run(quick: bool) -> None:
             ratio = ours_one / naive_one if naive_one > 0 else float("nan")
             ours_mb = (costs["ours10"].rss - costs["ours1"].rss) / 9
             naive_mb = (costs["naive10"].rss - costs["naive1"].rss) / 9
+            ours_player = (costs["ours10"].cpu_players - costs["ours1"].cpu_players) / 9
+            naive_player = (costs["naive10"].cpu_players - costs["naive1"].cpu_players) / 9
             print(
-                f"[audio] one more voice channel: ours {ours_one:+.4f} s/s, {ours_mb:+.1f} MB; naive "
-                f"{naive_one:+.4f} s/s, {naive_mb:+.1f} MB: ours = {ratio:.0%} of naive's CPU "
-                f"(target ≤ {MARGINAL_TARGET:.0%}) {'OK' if ratio <= MARGINAL_TARGET else 'ABOVE'}"
+                f"[audio] one more voice channel: ours {ours_one:+.4f} s/s (its player thread {ours_player:.4f}), "
+                f"{ours_mb:+.1f} MB; naive {naive_one:+.4f} s/s (its player thread {naive_player:.4f}, its "
+                f"ffmpeg the rest), {naive_mb:+.1f} MB: ours = {ratio:.0%} of naive's CPU "
+                f"(target ≤ {MARGINAL_TARGET:.0%}) {'OK' if ratio <= MARGINAL_TARGET else 'ABOVE'}; "
+                f"{ours_mb / naive_mb:.1%} of its memory"
             )
             listener = (costs["ours10L"].cpu - costs["ours10"].cpu) / 50
             listener_mb = (costs["ours10L"].rss - costs["ours10"].rss) / 50
             print(f"[audio] one more web listener: {listener:+.5f} s/s, {listener_mb:+.2f} MB")
             meter.forget()
-            long = Work(ffmpeg, media, "long.wav", seconds * 3, 10.0, meter)
-            f = await fan_out_run(long, fans, Path(tmp))
-            ok = f.received == fans
-            print(
-                f"[audio] pacing, ours, 10 voice channels, idle: {f.idle.text()}; {f.idle_gc}\n"
-                f"[audio] pacing, ours, 10 voice channels, during a {fans:,}-notification fan-out in the same "
-                f"process: {f.busy.text()}; {f.busy_gc}\n"
-                f"[audio] the fan-out (SQLite, TelegramPlatform, emulator rate limits lifted): {f.seconds:.1f} s "
-                f"({fans / f.seconds:,.0f}/s); received by {f.received:,} of {fans:,} subscribers "
-                f"({f.copies:,} copies) {'OK' if ok else 'MISSING'}; CPU meanwhile: service "
-                f"{f.service_cpu:.2f} s/s, emulator {f.emulator_cpu:.2f} s/s; load {os.getloadavg()[0]:.1f}"
-            )
+            long = Work(ffmpeg, media, "long.wav", seconds * 8, 10.0, meter)
+            for f in await fan_out_runs(long, fans, Path(tmp)):
+                ok = f.received == fans
+                print(
+                    f"[audio] {f.label}: pacing, ours, 10 voice channels, idle: {f.idle.text()}; {f.idle_gc}\n"
+                    f"[audio] {f.label}: pacing, ours, 10 voice channels, during a {fans:,}-notification fan-out "
+                    f"in the same process: {f.busy.text()}; {f.busy_gc}\n"
+                    f"[audio] {f.label}: the fan-out (SQLite, TelegramPlatform, emulator rate limits lifted): "
+                    f"{f.seconds:.1f} s ({fans / f.seconds:,.0f}/s); received by {f.received:,} of {fans:,} "
+                    f"subscribers ({f.copies:,} copies) {'OK' if ok else 'MISSING'}; CPU meanwhile: service "
+                    f"{f.service_cpu:.2f} s/s, emulator {f.emulator_cpu:.2f} s/s; load {os.getloadavg()[0]:.1f}",
+                    flush=True,
+                )
         finally:
             meter.close()

@@ -90,11 +90,11 @@ async def _telegram(conn: Connection, fans: int) -> None:
                 cmd = await _commands(conn)
                 if cmd == "stop":
                     break
-                if isinstance(cmd, tuple) and cmd[0] == "received":  # fans with a copy of cmd[1], last stamp
+                if isinstance(cmd, tuple) and cmd[0] == "received":  # fans with a copy of cmd[1:], last stamp
                     got = [
                         m
                         for m in tg.messages.values()
-                        if m.chat_id in ids and m.from_bot and cmd[1] in m.versions[0].text
+                        if m.chat_id in ids and m.from_bot and all(t in m.versions[0].text for t in cmd[1:])
                     ]
                     conn.send(
                         (
