@@ -8,22 +8,26 @@ arrival stamps cannot be skewed by the service's busy loop, and their CPU is not
 1. cost, per second of audio, over a steady window (from 2 s after every channel plays to before the source
    ends): CPU (user + sys seconds) of this process — the sampler thread's own CPU taken out — and of its
    ffmpeg children, read from /proc/<pid>/stat while they run (getrusage(RUSAGE_CHILDREN) only counts reaped
-   children); memory: peak RSS of this process plus its ffmpeg children. For
+   children); discord.py's player threads (one per voice connection) apart, from /proc/self/task/<tid>/stat;
+   memory: peak RSS of this process plus its ffmpeg children. For
    - ours: a Bridge with 1 voice channel; with 10; with 10 and 50 web listeners reading the Ogg stream
      (``bridge.ogg_stream()``, served by a tiny aiohttp app in this process) over real HTTP from another
      process;
    - the naive peer: discord.py's ``FFmpegOpusAudio(path, executable=ffmpeg, bitrate=96)`` per channel, one
      ffmpeg each (1 and 10 channels).
-   The figure that matters: what one more channel costs, ours vs naive (target: ours ≤ 10 % of naive).
+   The figure that matters: what one more channel costs, ours vs naive (target: ours ≤ 10 % of naive), and
+   one more web listener.
 2. pacing: intervals between consecutive RTP packets of each voice connection as the voice emulator
    received them (p50, p99, max over every connection), idle and while the delivery engine in this same
    process sends a 10,000-notification fan-out (live notices, SQLite) through the real TelegramPlatform to
-   the Bot API emulator (rate limits lifted) in a third process. Target p99 ≤ 25 ms. The fan-out's duration
-   and its count at the emulator are printed too.
+   the Bot API emulator (rate limits lifted) in a third process. Target p99 ≤ 25 ms. The fan-out's duration,
+   its count at the emulator, the CPU of the service and of the emulator meanwhile, and the service's
+   garbage collections (a collection holds the GIL: every player thread waits) are printed too — twice: as
+   deployed, then after ``gc.freeze()`` (a second Space, the same subscribers).
 
 The source is a file made by ffmpeg's lavfi (speech-like modulated tones, a chord, pink noise), so that the
-Opus encoder does real work. The machine is shared: figures are noisy, run twice before reading much into
-a few percent.
+Opus encoder does real work: 30 s (--quick: 16 s, and a 2,000-notification fan-out). The machine is shared:
+each line ends with its load average; figures are noisy, run twice before reading much into a few percent.
 
     python -m bench --only audio [--quick]
 """
