@@ -168,7 +168,7 @@ class Meter:
     def __init__(self, ffmpeg: str) -> None:
         self.ffmpeg = ffmpeg
         self.pid = os.getpid()
-        self._cmd: dict[int, bool] = {}  # pid → is an ffmpeg of ours
+        self._ffmpegs: set[int] = set()  # pids seen running our ffmpeg
         self.cpu: dict[int, float] = {}  # ffmpeg pid → its last CPU reading
         self.rss: dict[int, float] = {}  # ffmpeg pid → its last RSS (0 once gone)
         self._base: dict[int, float] = {}
@@ -200,13 +200,16 @@ class Meter:
         return pids
 
     def _is_ffmpeg(self, pid: int) -> bool:
-        if pid not in self._cmd:
+        # only a yes is kept: between fork and exec a child still shows this Python's command line
+        if pid not in self._ffmpegs:
             try:
                 with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    self._cmd[pid] = f.read().split(b"\0")[0].decode() == self.ffmpeg
+                    if f.read().split(b"\0")[0].decode() != self.ffmpeg:
+                        return False
             except OSError:
                 return False
-        return self._cmd[pid]
+            self._ffmpegs.add(pid)
+        return True
 
     def sample(self) -> None:
         with self._lock:
