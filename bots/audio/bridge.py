@@ -52,8 +52,9 @@ class _Link:
 
 
 class Bridge:
-    """A live Space's audio. ``on_source_failed(detail)`` is called on the event loop, once, when the source
-    never produced a frame in several attempts (the supervisor tells the host); it keeps being retried."""
+    """A live Space's audio. ``on_source_failed(detail)`` is called on the event loop when the source never
+    produced a frame in several attempts (once; it keeps being retried), or when a host session's browser
+    audio could not be decoded at all (once per session); the supervisor tells the host."""
 
     def __init__(
         self,
@@ -84,11 +85,11 @@ class Bridge:
         self._session: BrowserInput | None = None
         self._sessions = 0
         self._links: dict[str, _Link] = {}
-        self._tasks: set[asyncio.Task[None]] = set()  # background closes, kept from the garbage collector
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started = False
         self._stopped = False
-        self._stopping: asyncio.Future[None] | None = None
+        self._stopping: asyncio.Task[None] | None = None
+        self._ticker: asyncio.Task[None] | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -101,26 +102,39 @@ class Bridge:
         if self.source.kind is not SourceKind.BROWSER:
             self._process = self._spawn()
             self._process.start()
+        self._ticker = asyncio.create_task(self._tick(), name=f"audio-tick-{self.space_id}")
         log.info("audio bridge started", extra={"space_id": self.space_id, "kind": str(self.source.kind)})
 
     async def stop(self) -> None:
         """Every channel left, every ffmpeg killed and reaped, every listener ended. Idempotent; concurrent
-        calls all return once it is done."""
-        if self._stopping is not None:
-            await asyncio.shield(self._stopping)
-            return
-        self._stopping = asyncio.get_running_loop().create_future()
-        self._stopped = True
-        try:
-            await asyncio.gather(*(self.unlink(link.channel) for link in list(self._links.values())))
-            if self._session is not None:
-                await self._session.close()
-            if self._process is not None:
-                await asyncio.to_thread(self._process.stop)
-            self._hub.close()
-            log.info("audio bridge stopped", extra={"space_id": self.space_id})
-        finally:
-            self._stopping.set_result(None)
+        calls all return once it is done, and a caller cancelled while waiting does not cut it short."""
+        if self._stopping is None:
+            self._stopped = True
+            self._stopping = asyncio.get_running_loop().create_task(self._shutdown())
+        await asyncio.shield(self._stopping)
+
+    async def _shutdown(self) -> None:
+        await asyncio.gather(*(self.unlink(link.channel) for link in list(self._links.values())))
+        if self._session is not None:
+            await self._session.close()
+        if self._process is not None:
+            await asyncio.to_thread(self._process.stop)
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        self._hub.close()
+        log.info("audio bridge stopped", extra={"space_id": self.space_id})
+
+    async def _tick(self) -> None:
+        """While no frame comes, wake the web listeners every FILL_TICK_S (they fill the gap with silence)."""
+        seen = self._hub.pushed
+        while True:
+            await asyncio.sleep(FILL_TICK_S)
+            pushed = self._hub.pushed
+            if pushed == seen:
+                self._hub.nudge()
+            seen = pushed
 
     def _spawn(self) -> SourceProcess:
         return SourceProcess(
@@ -129,7 +143,7 @@ class Bridge:
             media_dir=self._media_dir,
             push=self._hub.push,
             bitrate_kbps=self._bitrate,
-            on_failed=self._source_failed if self.source.kind is not SourceKind.BROWSER else None,
+            on_failed=self._source_failed,
             space_id=self.space_id,
             backoff_s=self._source_backoff[0],
             max_backoff_s=self._source_backoff[1],
@@ -225,11 +239,11 @@ class Bridge:
     def feed(self) -> FrameHub:
         return self._hub
 
-    def ogg_stream(self) -> AsyncIterator[bytes]:
+    def ogg_stream(self, *, backlog: int = 150) -> AsyncIterator[bytes]:
         """One web listener, from the live edge: the Ogg headers, then pages as frames come (silence when the
         source is quiet). Ends, with an end-of-stream page, when the bridge stops; ends at once when the
-        listener falls too far behind (a slow client). Close it (``aclose``) when the client goes."""
-        return self._ogg(self._hub.listen())
+        listener falls ``backlog`` frames behind (a slow client: 3 s by default). Close it (``aclose``) when the client goes."""
+        return self._ogg(self._hub.listen(backlog=backlog))
 
     async def _ogg(self, listener: Listener) -> AsyncIterator[bytes]:
         writer = OggWriter()
@@ -240,9 +254,8 @@ class Bridge:
         try:
             yield writer.headers()
             while True:
-                idle = loop.time() - quiet_since
-                wait = FILL_TICK_S if idle >= threshold else threshold - idle
-                batch = await listener.next_batch(wait)
+                # no timer per listener: the bridge's tick nudges every listener while the source is quiet
+                batch = await listener.next_batch()
                 if batch is None:
                     break
                 if batch:
@@ -270,12 +283,9 @@ class Bridge:
         previous = self._session
         session = BrowserInput(self, previous, closed=self._stopped)
         self._session = session
-        if previous is not None and not previous.closed:
+        if previous is not None:
             # its writes stop now; its ffmpeg ends in the background (the new session's first write waits)
-            previous.closed = True
-            task = asyncio.get_running_loop().create_task(previous.close())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            previous._begin_closing()
         self._sessions += 1
         return session
 
@@ -319,7 +329,7 @@ class BrowserInput:
         self._previous = previous
         self._process: SourceProcess | None = None
         self._lock = asyncio.Lock()
-        self._closing: asyncio.Future[None] | None = None
+        self._closing: asyncio.Task[None] | None = None
         self.closed = closed
 
     async def write(self, chunk: bytes) -> None:
@@ -341,18 +351,21 @@ class BrowserInput:
 
     async def close(self) -> None:
         """The session ended: ffmpeg gets the end of its input, is given a moment to flush, then is stopped
-        and reaped. Idempotent; concurrent calls return once it is done."""
-        if self._closing is not None:
-            await asyncio.shield(self._closing)
-            return
-        self._closing = asyncio.get_running_loop().create_future()
+        and reaped. Idempotent; concurrent calls return once it is done (a cancelled caller does not cut it
+        short)."""
+        await asyncio.shield(self._begin_closing())
+
+    def _begin_closing(self) -> asyncio.Task[None]:
+        """No more writes from now on; ffmpeg's end runs in a task of its own (the one close() awaits)."""
         self.closed = True
-        try:
-            if self._previous is not None:
-                await self._previous.close()
-                self._previous = None
-            # not under the lock: a write blocked on a full pipe is released by stopping ffmpeg
-            if self._process is not None:
-                await asyncio.to_thread(self._process.stop)
-        finally:
-            self._closing.set_result(None)
+        if self._closing is None:
+            self._closing = asyncio.get_running_loop().create_task(self._shutdown())
+        return self._closing
+
+    async def _shutdown(self) -> None:
+        if self._previous is not None:
+            await self._previous.close()
+            self._previous = None
+        # not under the lock: a write blocked on a full pipe is released by stopping ffmpeg
+        if self._process is not None:
+            await asyncio.to_thread(self._process.stop)

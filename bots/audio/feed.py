@@ -77,6 +77,15 @@ class FrameHub:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self._dispatch, loop)
 
+    def nudge(self) -> None:
+        """Wake every listener without a frame (its ``next_batch`` returns []): the bridge's tick while the
+        source is quiet, so that listeners can fill the gap with silence without a timer each."""
+        with self._lock:
+            loops = [loop for loop, ls in self._loops.items() if ls]
+        for loop in loops:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._dispatch, loop, True)
+
     # ----------------------------------------------------------------- voice (threads)
 
     def reader(self, *, margin: int = 3) -> HubReader:
@@ -117,7 +126,7 @@ class FrameHub:
         with self._lock:
             return sum(len(ls) for ls in self._loops.values())
 
-    def _dispatch(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _dispatch(self, loop: asyncio.AbstractEventLoop, nudge: bool = False) -> None:
         # on ``loop``: wake each of its listeners, dropping those that fell too far behind
         with self._lock:
             listeners = list(self._loops.get(loop, ()))
@@ -128,6 +137,8 @@ class FrameHub:
             else:
                 if closed:
                     listener._ended = True
+                if nudge:
+                    listener._nudged = True
                 listener._wake.set()
 
     def _take(self, listener: Listener) -> list[bytes] | None:
@@ -177,6 +188,7 @@ class Listener:
         self.position = position
         self.backlog = backlog
         self._wake = asyncio.Event()
+        self._nudged = False
         self._ended = False
         self.dropped = False
 
@@ -191,7 +203,8 @@ class Listener:
 
     async def next_batch(self, wait_s: float | None = None) -> list[bytes] | None:
         """The frames pushed since the last batch, waiting for at least one; [] when ``wait_s`` seconds
-        passed without any; None once the listener ended (the hub closed, or this listener was dropped)."""
+        passed without any, or when the hub was nudged; None once the listener ended (the hub closed, or
+        this listener was dropped)."""
         while True:
             if self.dropped:
                 return None
@@ -204,6 +217,9 @@ class Listener:
             if self._ended or self._hub.closed:
                 self.close()
                 return None
+            if self._nudged:
+                self._nudged = False
+                return []
             self._wake.clear()
             if wait_s is None:
                 await self._wake.wait()

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 # how long ffmpeg waits on a silent network read before giving up (then we restart it): microseconds
 RW_TIMEOUT_US = 10_000_000
+INITIAL_BURST_S = 0.1
 # the protocols a host's URL may make ffmpeg open, nested ones included (an HLS playlist naming segments,
 # TLS under HTTPS, RTP under RTSP); never file:, pipe:, concat: … (core.audio checks only the outer scheme)
 URL_PROTOCOLS = "http,https,tcp,tls,crypto,hls,httpproxy,rtmp,rtmps,rtmpt,rtmpts,rtmpe,srt,rtsp,rtsps,rtp,udp"
@@ -95,6 +96,10 @@ def encode_args(
         # "file:" so that a name with a colon is never read as another protocol
         target = "file:" + str(resolve_file(source.location, media_dir))
         opts["re"] = None
+        # ffmpeg reads the first half second at once by default (and 0 means that default): the burst would
+        # sit in every consumer's buffer as latency, or make a voice reader skip it. 0.1 s primes the encoder
+        # (measured: the output then leads real time by about 7 frames instead of 28)
+        opts["readrate_initial_burst"] = INITIAL_BURST_S
         if start_s > 0:
             opts["ss"] = f"{start_s:.3f}"
     else:
@@ -140,6 +145,8 @@ _EXPLANATIONS = (
     ),
     (re.compile(r"(?i)invalid data found"), "not an audio stream"),
     (re.compile(r"(?i)protocol .* not on whitelist"), "protocol not allowed"),
+    # ffmpeg 9 verifies certificates: a self-signed or expired one is refused
+    (re.compile(r"(?i)certificate verify failed"), "TLS certificate not trusted"),
 )
 _HTTP_STATUS = re.compile(r"(?i)server returned (\d{3}[^\r\n]*)")
 
@@ -195,7 +202,8 @@ class SourceProcess:
     "finished"). ``on_failed(detail)`` is called once (from the supervisor thread) when :data:`FAIL_AFTER`
     attempts in a row produced no frame; the process keeps retrying at the maximum backoff, and may report
     again after it worked. BROWSER (``stdin`` given bytes through :meth:`write_input`) runs once: a host
-    session is one ffmpeg, restarted by a new session, not here.
+    session is one ffmpeg, restarted by a new session, not here; ``on_failed`` is called if that ffmpeg
+    failed without a single frame (what the browser sent is not audio ffmpeg reads).
     """
 
     def __init__(
@@ -310,7 +318,8 @@ class SourceProcess:
                     return
                 produced = self._frames - frames_before
                 kind = self.source.kind
-                if kind is SourceKind.FILE and rc == 0 and produced > 0:
+                # a file that ended (resumed at its very end, it may produce nothing more)
+                if kind is SourceKind.FILE and rc == 0 and (produced > 0 or self._frames > 0):
                     with self._lock:
                         self._set(LinkState.STOPPED, "finished")
                     log.info("source finished", extra={"space_id": self._space_id})
@@ -319,8 +328,12 @@ class SourceProcess:
                 if rc is None:  # not even spawned (a file that vanished): ``lines`` holds the reason
                     detail = lines[0] if lines else "cannot start ffmpeg"
                 if kind is SourceKind.BROWSER:
+                    # one host session, one ffmpeg: nothing to restart (the input is gone); what the host's
+                    # browser sent could not be decoded at all → told once, like a source that never works
                     with self._lock:
                         self._set(LinkState.STOPPED if rc == 0 else LinkState.FAILED, detail)
+                    if rc != 0 and not produced:
+                        self._report(detail)
                     return
                 if produced:
                     empty_runs, reported = 0, False
@@ -342,16 +355,20 @@ class SourceProcess:
                 if failing and not reported:
                     reported = True
                     backoff = self._max_backoff_s
-                    if self._on_failed is not None:
-                        try:
-                            self._on_failed(detail)
-                        except Exception:
-                            log.exception("on_failed raised", extra={"space_id": self._space_id})
+                    self._report(detail)
                 if self._stopping.wait(backoff):
                     return
                 backoff = min(backoff * 2, self._max_backoff_s)
         finally:
             self._spawned.set()
+
+    def _report(self, detail: str) -> None:
+        if self._on_failed is None:
+            return
+        try:
+            self._on_failed(detail)
+        except Exception:
+            log.exception("on_failed raised", extra={"space_id": self._space_id})
 
     def _run_once(self) -> tuple[int | None, list[str]]:
         """One ffmpeg from spawn to exit; pushes its frames. Returns its exit code (None: never spawned) and
@@ -373,6 +390,9 @@ class SourceProcess:
                 stderr=subprocess.PIPE,
                 preexec_fn=_die_with_parent,
                 close_fds=True,
+                # unbuffered: stop() closes stdin while a write may be blocked on a full pipe (a buffered
+                # writer's close would wait for that write's lock), and stdout is read as it comes
+                bufsize=0,
             )
         except OSError as e:
             return None, [f"cannot start ffmpeg: {e.strerror}"]
@@ -411,8 +431,8 @@ class SourceProcess:
         reader = OggReader()
         out = proc.stdout
         while True:
-            # read1: whatever the pipe has (one 20-ms page is a few hundred bytes), never waiting for more
-            chunk = out.read1(65536)  # type: ignore[attr-defined]
+            # one read() of the raw pipe: whatever it has (a 20-ms page is a few hundred bytes), never more
+            chunk = out.read(65536)
             if not chunk:
                 return
             for packet in reader.feed(chunk):

@@ -8,6 +8,7 @@ encoded, so a listener costs a few page headers here.
 from __future__ import annotations
 
 import struct
+import zlib
 from collections.abc import Sequence
 
 from core.audio import CHANNELS, FRAME_SAMPLES, SAMPLE_RATE
@@ -30,26 +31,18 @@ MAX_SEGMENTS = 255
 MAX_PAGE = _HEADER.size + MAX_SEGMENTS + MAX_SEGMENTS * 255
 
 
-def _crc_table() -> tuple[int, ...]:
-    table = []
-    for i in range(256):
-        r = i << 24
-        for _ in range(8):
-            r = ((r << 1) ^ 0x04C11DB7) if r & 0x80000000 else (r << 1)
-        table.append(r & 0xFFFFFFFF)
-    return tuple(table)
-
-
-_CRC_TABLE = _crc_table()
+# Ogg's CRC is zlib's polynomial without zlib's bit reflection (nor its initial and final inversion). Rather
+# than a byte-by-byte loop in Python (~40 µs a page, for every page of every web listener), reflect the bits
+# of each byte in C (bytes.translate), let zlib run, and reflect the 32-bit result back (~1 µs).
+_REFLECT = bytes(int(f"{i:08b}"[::-1], 2) for i in range(256))
 
 
 def crc32(data: bytes) -> int:
     """Ogg's CRC-32: polynomial 0x04C11DB7, not reflected, initial value 0, no final xor (not zlib's)."""
-    crc = 0
-    table = _CRC_TABLE
-    for byte in data:
-        crc = ((crc << 8) & 0xFFFFFFFF) ^ table[(crc >> 24) ^ byte]
-    return crc
+    # zlib.crc32(d, v) starts its register at ~v and returns ~register: v = 0xFFFFFFFF and a final xor give
+    # the raw (init 0, xorout 0) reflected CRC, whose bit-reversal is the non-reflected one
+    raw = zlib.crc32(data.translate(_REFLECT), 0xFFFFFFFF) ^ 0xFFFFFFFF
+    return int.from_bytes(raw.to_bytes(4, "little").translate(_REFLECT), "big")
 
 
 def is_header(packet: bytes) -> bool:
@@ -105,7 +98,9 @@ class OggReader:
         while True:
             start = buf.find(CAPTURE)
             if start < 0:
-                del buf[: max(0, len(buf) - 3)]  # keep what could be the start of "OggS"
+                if len(buf) > 3:  # bytes that belong to no page: a packet they interrupt is lost
+                    del buf[:-3]  # (keep what could be the start of "OggS")
+                    self._in_packet = False
                 return None
             if start:
                 del buf[:start]

@@ -76,9 +76,14 @@ async def test_listeners_batches_one_dispatch_per_frame_and_close() -> None:
         calls += 1
         return original(*args, **kwargs)
 
-    loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+    loop.call_soon_threadsafe = counting  # type: ignore[method-assign, assignment]
     try:
-        pusher = threading.Thread(target=lambda: [hub.push(frame(i)) for i in range(40)])
+
+        def push_all() -> None:
+            for i in range(40):
+                hub.push(frame(i))
+
+        pusher = threading.Thread(target=push_all)
         pusher.start()
         pusher.join()
     finally:
@@ -129,3 +134,18 @@ async def test_listener_on_a_closed_hub_ends_and_readers_start_empty() -> None:
     assert RING_FRAMES == 500
     hub.close()
     assert [b async for b in hub.listen()] == []
+
+
+async def test_nudge_wakes_listeners_without_frames() -> None:
+    hub = FrameHub()
+    listener = hub.listen()
+    waiting = asyncio.create_task(listener.next_batch())
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    hub.nudge()  # from the bridge's tick: no frame, but a chance to fill the quiet with silence
+    assert await asyncio.wait_for(waiting, 5) == []
+    hub.push(frame(0))
+    assert await asyncio.wait_for(listener.next_batch(), 5) == [frame(0)]
+    assert await listener.next_batch(wait_s=0.01) == []
+    hub.close()
+    assert await listener.next_batch() is None

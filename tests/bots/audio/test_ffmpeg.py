@@ -3,10 +3,14 @@ ffmpeg replaced (the file resuming, not restarting), a source that never works r
 
 from __future__ import annotations
 
+import ctypes
 import http.server
+import logging
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,6 +29,7 @@ from bots.audio.ffmpeg import (
 )
 from core.audio import AudioSource, LinkState, SourceKind
 from tests.bots.audio.conftest import children, wait_until
+from tests.fakes.secrets import CANARY
 
 
 def _after(args: list[str], flag: str) -> str:
@@ -92,6 +97,8 @@ def test_redact_and_explain() -> None:
     assert explain(["tcp://127.0.0.1:9: Connection refused"], 1) == "connection refused"
     assert explain(["Output file #0 does not contain any stream"], 1) == "no audio stream"
     assert explain([], -9) == "ffmpeg killed by signal 9"
+    tls = ["[tls @ 0x1] error:0A000086:SSL routines::certificate verify failed", "Error opening input files"]
+    assert explain(tls, 1) == "TLS certificate not trusted"
     assert "s3cret" not in explain(["rtmp://u:s3cret@h/app?k=s3cret something odd"], 1)
 
 
@@ -193,7 +200,8 @@ def http_404() -> Iterator[str]:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
     t = threading.Thread(target=server.serve_forever, daemon=True)
     t.start()
-    yield f"http://user:pw@127.0.0.1:{server.server_address[1]}/live.mp3?token=zz"
+    # credentials and a token in the URL, as hosts paste them: the session's log check finds any leak
+    yield f"http://user:{CANARY}-pw@127.0.0.1:{server.server_address[1]}/live.mp3?token={CANARY}-token"
     server.shutdown()
     server.server_close()
     t.join()
@@ -201,8 +209,9 @@ def http_404() -> Iterator[str]:
 
 @pytest.mark.parametrize("kind", ["closed port", "404"])
 def test_source_that_never_works_is_reported_once(
-    kind: str, ffmpeg_exe: str, http_404: str, no_leftovers: None
+    kind: str, ffmpeg_exe: str, http_404: str, no_leftovers: None, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG, logger="bots.audio")
     url = f"http://127.0.0.1:{_closed_port()}/live" if kind == "closed port" else http_404
     proc, frames, failures = _run(
         AudioSource(SourceKind.URL, url), ffmpeg_exe, None, backoff_s=0.05, max_backoff_s=0.2
@@ -216,6 +225,57 @@ def test_source_that_never_works_is_reported_once(
     assert not frames
     assert proc.health().state is LinkState.STOPPED
     assert len(proc.pids) >= 5  # kept retrying after the report
+    assert caplog.records and not [r for r in caplog.records if CANARY in str(r.__dict__)]
+
+
+def test_killed_service_leaves_no_ffmpeg(ffmpeg_exe: str) -> None:
+    """PR_SET_PDEATHSIG: a service killed with SIGKILL (no cleanup at all) takes its ffmpeg with it, even an
+    ffmpeg that would not notice on its own: this one waits on a server that never answers (no broken pipe
+    to die of, for 10 s of rw_timeout)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts connections (kernel backlog), never answers
+    url = f"http://127.0.0.1:{silent.getsockname()[1]}/live"
+    script = (
+        "import sys, time\n"
+        "from bots.audio.ffmpeg import SourceProcess\n"
+        "from core.audio import AudioSource, SourceKind\n"
+        "p = SourceProcess(AudioSource(SourceKind.URL, sys.argv[2]), ffmpeg=sys.argv[1], media_dir=None,"
+        " push=lambda f: None)\n"
+        "p.start()\n"
+        "while p.pid is None: time.sleep(0.01)\n"
+        "print(p.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    # the orphaned ffmpeg becomes our child (not init's, which may never reap it here), so we can reap it
+    libc.prctl(_PR_SET_CHILD_SUBREAPER, 1)
+    try:
+        service = subprocess.Popen(
+            [sys.executable, "-c", script, ffmpeg_exe, url],
+            stdout=subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": os.getcwd()},
+        )
+        try:
+            assert service.stdout is not None
+            ffmpeg_pid = int(service.stdout.readline())
+            assert b"ffmpeg" in Path(f"/proc/{ffmpeg_pid}/cmdline").read_bytes()
+        finally:
+            service.kill()
+            service.wait()
+            service.stdout.close()  # type: ignore[union-attr]
+        try:
+            wait_until(
+                lambda: os.waitpid(ffmpeg_pid, os.WNOHANG)[0] == ffmpeg_pid, timeout=5, what="ffmpeg's end"
+            )
+        except AssertionError:
+            os.kill(ffmpeg_pid, signal.SIGKILL)
+            os.waitpid(ffmpeg_pid, 0)
+            raise
+    finally:
+        libc.prctl(_PR_SET_CHILD_SUBREAPER, 0)
+        silent.close()
+
+
+_PR_SET_CHILD_SUBREAPER = 36
 
 
 def test_stop_mid_stream_leaves_nothing(
@@ -227,3 +287,17 @@ def test_stop_mid_stream_leaves_nothing(
     proc.stop()  # idempotent
     assert proc.health().state is LinkState.STOPPED
     assert not children()
+
+
+def test_file_that_is_not_audio_reported_plainly(
+    ffmpeg_exe: str, media_dir: Path, no_leftovers: None
+) -> None:
+    (media_dir / "notes.mp3").write_bytes(b"this is not audio\n" * 100)
+    proc, frames, failures = _run(
+        AudioSource(SourceKind.FILE, "notes.mp3"), ffmpeg_exe, media_dir, backoff_s=0.01, max_backoff_s=0.05
+    )
+    try:
+        wait_until(lambda: bool(failures), what="the report")
+    finally:
+        proc.stop()
+    assert failures == ["not an audio stream"] and not frames

@@ -7,6 +7,9 @@ import struct
 import zlib
 from pathlib import Path
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from bots.audio.ffmpeg import offline_encode
 from bots.audio.ogg import (
     BOS,
@@ -94,3 +97,35 @@ def test_writer_output_decodes_like_ffmpegs_own(ffmpeg_exe: str, tone: Path) -> 
     assert len(ours) >= len(reference)
     assert len(ours) - len(reference) < 960 * 4
     assert ours[: len(reference)] == reference
+
+
+def test_crc_equals_the_bitwise_definition() -> None:
+    def slow(data: bytes) -> int:  # RFC 3533's direct form: MSB first, polynomial 0x04C11DB7
+        crc = 0
+        for byte in data:
+            crc ^= byte << 24
+            for _ in range(8):
+                crc = ((crc << 1) ^ 0x04C11DB7) if crc & 0x80000000 else crc << 1
+                crc &= 0xFFFFFFFF
+        return crc
+
+    rng = random.Random(3)
+    for n in (0, 1, 2, 27, 255, 4000):
+        data = rng.randbytes(n)
+        assert crc32(data) == slow(data), n
+
+
+@given(
+    frames=st.lists(st.binary(min_size=1, max_size=1275), max_size=60),
+    cuts=st.lists(st.integers(min_value=1, max_value=700), max_size=30),
+    batch=st.integers(min_value=1, max_value=60),
+)
+def test_any_frames_in_any_chunking_round_trip(frames: list[bytes], cuts: list[int], batch: int) -> None:
+    w = OggWriter(serial=1)
+    data = w.headers() + b"".join(w.pages(frames[i : i + batch]) for i in range(0, len(frames), batch))
+    reader, got, pos = OggReader(), [], 0
+    for cut in [*cuts, len(data)]:
+        got += reader.feed(data[pos : pos + cut])
+        pos += cut
+    got += reader.feed(data[pos:])
+    assert got[2:] == frames and is_header(got[0]) and is_header(got[1])
