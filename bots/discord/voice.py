@@ -5,11 +5,13 @@ packets the Space's one ffmpeg made (``is_opus()``: nothing is decoded or encode
 encode. The audio stays off the event loop: discord.py's player thread reads the feed's reader every 20 ms and
 sends the UDP packets itself; the loop only runs the handshakes and a light watchdog per channel.
 
-Reconnecting: discord.py restores a dropped voice websocket itself (a fresh handshake after most close codes).
-When it gives up (it disconnects and forgets the voice client), when it takes longer than ``restore_grace``,
-or when the player thread stopped (it waits only ``connect_timeout`` for a connection to come back), the
-watchdog joins again with backoff; :meth:`DiscordVoice.voice_health` reports RECONNECTING meanwhile and counts
-every restored drop.
+Reconnecting: discord.py restores a dropped voice websocket itself after most close codes (a fresh handshake,
+as for 4006 "session no longer valid"). It does not always manage: in 2.7 its resume after 4015 ("voice server
+crashed") sends a new gateway op 4 and then waits for an update order Discord does not send, and after a TCP
+reset its UDP reader can sit up to 30 s in a select on the closed socket. So a watchdog per channel gives it
+``restore_grace``, then tears the connection down and joins again with backoff; a player thread that ended (it
+waits only ``connect_timeout`` for a lost connection) is replaced by a new one on a new reader.
+:meth:`DiscordVoice.voice_health` says RECONNECTING meanwhile and counts every recovery.
 
 Discord's rules applied before connecting (so a refusal is a plain ChatUnavailable, not a 30-s timeout):
 Connect (and View Channel) to join; Speak to be heard in a voice channel; on a stage the bot arrives in the
@@ -57,6 +59,7 @@ class FeedSource(discord.AudioSource):
         self._reader = reader
         self._on_finished = on_finished
         self.finished = threading.Event()
+        self.thread: threading.Thread | None = None  # the thread that let go of the reader (the player's)
 
     def read(self) -> bytes:
         return self._reader.read()
@@ -67,6 +70,7 @@ class FeedSource(discord.AudioSource):
     def cleanup(self) -> None:
         self._reader.close()
         if not self.finished.is_set():
+            self.thread = threading.current_thread()
             self.finished.set()
             if self._on_finished is not None:
                 self._on_finished()
@@ -77,8 +81,13 @@ class _VoiceClient(discord.VoiceClient):
     state or voice server update after the join is discord.py re-connecting, or a moderator's doing)."""
 
     on_change: Callable[[], None] | None = None
+    # Discord took the bot out of the channel (a moderator disconnected it, the channel was deleted): not a
+    # drop to repair. Told apart from discord.py's own leave-and-rejoin, which marks itself disconnected first.
+    removed: bool = False
 
     async def on_voice_state_update(self, data: Any) -> None:
+        if data.get("channel_id") is None and self.is_connected():
+            self.removed = True
         await super().on_voice_state_update(data)
         if self.on_change is not None:
             self.on_change()
@@ -93,12 +102,14 @@ class _VoiceClient(discord.VoiceClient):
 class _Link:
     channel: ChatRef
     feed: FrameFeed
+    guild_id: int
     vc: _VoiceClient | None = None
     source: FeedSource | None = None
     state: LinkState = LinkState.STARTING
     detail: str = ""
     reconnects: int = 0
     down_since: float | None = None
+    played_at: float = 0.0  # loop time the current player started
     awaiting_stage: bool = False  # on a stage, requested to speak: heard once a moderator invites the bot
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     source_done: asyncio.Event = field(
@@ -145,16 +156,19 @@ class DiscordVoice:
         return isinstance(client.get_channel(int(channel.id)), VocalChannel)
 
     async def join(self, channel: ChatRef, feed: FrameFeed) -> None:
-        if channel in self._links:
+        known = self._links.get(channel)
+        if known is not None and known.state is not LinkState.FAILED:
             return  # already joined (a retried link): one connection per channel
+        if known is not None:  # it failed for good earlier: a new attempt starts afresh
+            await self.leave(channel)
         target = self._resolve(channel)
         for other in self._links.values():
-            if other.vc is not None and other.vc.guild.id == target.guild.id:
+            if other.guild_id == target.guild.id:
                 raise ChatUnavailable(
                     f"discord: already in another voice channel of the server {target.guild.id} "
                     "(a bot has one voice connection per server)"
                 )
-        link = _Link(channel, feed)
+        link = _Link(channel, feed, target.guild.id)
         self._links[channel] = link
         try:
             await self._connect(link, target)
@@ -293,7 +307,7 @@ class DiscordVoice:
             loop.call_soon_threadsafe(link.wake.set)
 
         vc.play(source, after=ended)
-        link.source = source
+        link.source, link.played_at = source, loop.time()
         link.down_since = None
         self._mark_up(link, vc)
 
@@ -318,15 +332,36 @@ class DiscordVoice:
                 await asyncio.wait_for(link.wake.wait(), self.check_every)
             link.wake.clear()
             vc = link.vc
+            if vc is not None and vc.removed:
+                await self._teardown(link)
+                link.state = LinkState.FAILED
+                link.detail = (
+                    "disconnected from the voice channel by Discord (a moderator, or the channel was deleted)"
+                )
+                log.warning("discord voice removed", extra={"channel": link.channel.id})
+                return
             if vc is not None and self._connected(vc):
-                if not vc.is_playing():
-                    self._play(link, vc)  # the player gave up waiting while discord.py reconnected
+                if link.source is None or link.source.finished.is_set():
+                    # the player thread ended: it gave up waiting while discord.py reconnected (returning
+                    # without marking itself stopped, so is_playing() cannot tell), or its reader ended.
+                    # A new player and reader, after a backoff if the last one did not last
+                    if loop.time() - link.played_at < self.check_every * 4:
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 2, self.backoff_max)
+                        if link.vc is not vc:
+                            continue
+                    vc.stop()
+                    self._play(link, vc)
+                    link.reconnects += 1
+                    log.info("discord voice player restarted", extra={"channel": link.channel.id})
+                    continue
                 if link.down_since is not None:
                     link.reconnects += 1
                     log.info("discord voice restored", extra={"channel": link.channel.id})
                 link.down_since = None
                 self._mark_up(link, vc)
-                delay = self.backoff_first
+                if loop.time() - link.played_at > self.check_every * 4:
+                    delay = self.backoff_first
                 continue
             now = loop.time()
             if link.down_since is None:
@@ -367,24 +402,44 @@ class DiscordVoice:
         vc, source = link.vc, link.source
         link.vc = link.source = None
         if vc is not None:
-            vc.on_change = None
-            vc.stop()
-            # discord.py 2.7's websocket poller keeps re-joining after a drop even once disconnected (its
-            # retry would send a gateway op 4 for a channel we left): stop it first
-            state = getattr(vc, "_connection", None)
-            for attr in ("_runner", "_connector"):
-                task = getattr(state, attr, None)
-                if isinstance(task, asyncio.Task) and task is not asyncio.current_task():
-                    task.cancel()
-            try:
-                await asyncio.wait_for(vc.disconnect(force=True), self.leave_timeout)
-            except Exception as e:  # gone already, or Discord never confirmed: forget it anyway
-                log.debug("discord voice disconnect: %s", type(e).__name__)
-                vc.cleanup()
+            await self._disconnect(vc)
+        stale = self._registered(link.channel)
+        if stale is not None:  # a connect cancelled half-way (leave during a re-join) left its client
+            await self._disconnect(stale)
         if source is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(link.source_done.wait(), self.leave_timeout)
             source.cleanup()  # idempotent: a player that never started still closes its reader
+            thread = source.thread
+            if thread is not None and thread is not threading.current_thread():
+                # cleanup() is the player thread's last act: it is gone within microseconds
+                thread.join(timeout=0.05)
+
+    async def _disconnect(self, vc: _VoiceClient) -> None:
+        vc.on_change = None
+        vc.stop()
+        # discord.py 2.7's websocket poller keeps re-joining after a drop even once disconnected (its retry
+        # would send a gateway op 4 for the channel we left), and a connect cancelled half-way goes on in its
+        # own task: stop both first
+        state = getattr(vc, "_connection", None)
+        for attr in ("_runner", "_connector"):
+            task = getattr(state, attr, None)
+            if isinstance(task, asyncio.Task) and task is not asyncio.current_task():
+                task.cancel()
+        try:
+            await asyncio.wait_for(vc.disconnect(force=True), self.leave_timeout)
+        except Exception as e:  # gone already, or Discord never confirmed: forget it anyway
+            log.debug("discord voice disconnect: %s", type(e).__name__)
+            vc.cleanup()
+
+    def _registered(self, channel: ChatRef) -> _VoiceClient | None:
+        """Our voice client discord.py still holds for ``channel``'s guild, if it is for this channel."""
+        client = self._client()
+        found = client.get_channel(int(channel.id)) if client is not None and channel.id.isdigit() else None
+        vc = getattr(getattr(found, "guild", None), "voice_client", None)
+        if isinstance(vc, _VoiceClient) and vc.channel is not None and vc.channel.id == int(channel.id):
+            return vc
+        return None
 
 
 __all__ = ["DiscordVoice", "FeedSource"]

@@ -20,7 +20,9 @@ Tests build the world (``create_guild``, ``add_channel``, ``add_role``, ``add_me
 ``submit_modal``, ``mark_interested``, ``start_event_in_ui``/``end_event_in_ui``/``cancel_event_in_ui``,
 ``member_joins``) and read what was RECEIVED (``messages_in``, ``dms_to``, ``dm_counts``, ``received``,
 ``ephemeral_to``, ``pings``, ``dm_opens``, ``nonce_hits``, ``native_event_notices``, ``calls``, ``count_429``,
-``invalid_count``, ``dispatched``). Interactions reach the bot over the gateway, or signed with Ed25519 over
+``invalid_count``, ``dispatched``; voice: ``voice_updates`` (every gateway op 4), ``voice_refused``,
+``voice_state(guild)``, ``voice_state_patches``, and ``invite_to_speak`` acting as a stage moderator — the
+media side is tests/fakes/discord_voice.py, attached with ``dc.voice = VoiceServer().on_voice_state``). Interactions reach the bot over the gateway, or signed with Ed25519 over
 HTTP when ``interactions_url`` is set (``probe_ping``, ``probe_bad_signature``, ``replay``).
 
 Clocks: ``clock`` (default ``time.monotonic``) times the rate limits, the interaction windows and nonces — a
@@ -300,6 +302,8 @@ class DiscordEmulator:
         self.heartbeats = 0
         # gateway op 4 (join/leave voice) goes to an attached voice emulator: (emulator, session, payload)
         self.voice: Callable[[DiscordEmulator, Any, dict[str, Any]], Awaitable[None]] | None = None
+        # ... and the voice server's side of a moderator's disconnect (close the guild's voice websocket)
+        self.voice_kicked: Callable[[str], Awaitable[None]] | None = None
         #: every gateway op 4 received, as sent (guild_id, channel_id — None to leave —, self_mute, self_deaf)
         self.voice_updates: list[dict[str, Any]] = []
         #: op 4 joins Discord ignored (no such voice channel, or no View Channel/Connect): (guild id, payload)
@@ -711,6 +715,39 @@ class DiscordEmulator:
             "suppress": suppress,
             "request_to_speak_timestamp": requested,
         }
+
+    async def invite_to_speak(self, guild: DcGuild, user: DcUser | DcMember | int | None = None) -> None:
+        """A stage moderator makes ``user`` (the bot by default) a speaker: its request to speak is cleared
+        and it is unsuppressed (a VOICE_STATE_UPDATE, as Discord sends)."""
+        member = guild.members[_uid(user) if user is not None else self.bot.id]
+        state = self.voice_states.get(guild.id, {}).get(member.user.id)
+        assert state is not None, "not in a voice channel of this guild"
+        state["suppress"], state["request_to_speak_timestamp"] = False, None
+        await self._dispatch(
+            "VOICE_STATE_UPDATE",
+            {**state, "member": member.to_api()},
+            guild_id=guild.id,
+            intent=GUILD_VOICE_STATES,
+        )
+
+    async def disconnect_from_voice(
+        self, guild: DcGuild, user: DcUser | DcMember | int | None = None
+    ) -> None:
+        """A moderator disconnects ``user`` (the bot by default) from voice: its state goes (a
+        VOICE_STATE_UPDATE with ``channel_id`` null), then the attached voice server closes its voice
+        websocket with 4014 ("Disconnected: … you were kicked"), as Discord does."""
+        uid = _uid(user) if user is not None else self.bot.id
+        state = self.voice_states.get(guild.id, {}).pop(uid, None)
+        assert state is not None, "not in a voice channel of this guild"
+        state = {**state, "channel_id": None, "suppress": False, "request_to_speak_timestamp": None}
+        await self._dispatch(
+            "VOICE_STATE_UPDATE",
+            {**state, "member": guild.members[uid].to_api()},
+            guild_id=guild.id,
+            intent=GUILD_VOICE_STATES,
+        )
+        if self.voice_kicked is not None:
+            await self.voice_kicked(str(guild.id))
 
     async def _r_my_voice_state(self, req: _Req) -> Any:
         """Modify Current User Voice State, with Discord's documented rules: only in a stage channel the bot

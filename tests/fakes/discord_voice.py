@@ -18,6 +18,7 @@ What arrived is kept per connection and, across a guild's successive connections
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import secrets
 import ssl
@@ -124,7 +125,8 @@ class _Udp(asyncio.DatagramProtocol):
 
 
 class VoiceServer:
-    """The voice endpoint. Hook it into the text gateway emulator with ``dc.voice = server.on_voice_state``."""
+    """The voice endpoint. Hook it into the text gateway emulator with ``dc.voice = server.on_voice_state``; give
+    the client ``client_ssl`` (discord.py: ``DiscordPlatform(..., ssl_context=server.client_ssl)``)."""
 
     def __init__(self) -> None:
         self.connections: list[VoiceConnection] = []
@@ -136,6 +138,7 @@ class VoiceServer:
         self.port = 0
         self.udp_port = 0
         self._client_ssl: ssl.SSLContext | None = None
+        self._ssrcs = itertools.count(1000)
         self.leaves: list[str] = []  # guild ids the bot left (gateway op 4 with channel_id null)
         self.refused_resumes = 0
 
@@ -183,9 +186,26 @@ class VoiceServer:
     def expect(self, guild_id: str, user_id: str, session_id: str) -> str:
         """Register a coming voice session and return its token (what VOICE_SERVER_UPDATE carries)."""
         token = secrets.token_hex(8)
-        ssrc = 1000 + len(self._pending) + len(self.connections)
+        # unique for the server's life: a late packet of an old session never lands in a newer one
+        ssrc = next(self._ssrcs)
         self._pending[token] = VoiceConnection(guild_id, user_id, session_id, ssrc, token=token)
         return token
+
+    def attach(self, dc: Any) -> VoiceServer:
+        """Serve ``dc``'s voice: its op 4s (:meth:`on_voice_state`) and its moderators' disconnects."""
+        dc.voice = self.on_voice_state
+        dc.voice_kicked = self.kicked
+        return self
+
+    async def kicked(self, guild_id: str) -> None:
+        """The bot was disconnected by Discord (a moderator, a deleted channel): its session ends, its live
+        websocket is closed with 4014, which tells a client not to reconnect."""
+        for conn in self.connections_of(guild_id):
+            conn.ended = True
+        live = self.live(guild_id)
+        if live is not None and live.ws is not None:
+            live.closed_with.append(4014)
+            await live.ws.close(code=4014, message=b"Disconnected.")
 
     async def on_voice_state(self, dc: Any, session: Any, d: dict[str, Any]) -> None:
         """The text gateway's op 4: the text emulator applies the voice state (VOICE_STATE_UPDATE, or nothing

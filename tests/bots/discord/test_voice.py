@@ -10,6 +10,7 @@ import contextlib
 import itertools
 import statistics
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,15 +19,25 @@ import discord
 import imageio_ffmpeg
 import pytest
 
+from bots.audio.bridge import Bridge
 from bots.audio.feed import FrameHub
 from bots.audio.ffmpeg import SourceProcess, offline_encode
 from bots.discord.adapter import DiscordConfig, DiscordPlatform
 from core.audio import FRAME_SAMPLES, AudioSource, LinkState, SourceKind
 from core.errors import ChatUnavailable
-from core.ports import VoiceBridge
+from core.ports import FrameReader, VoiceBridge
 from core.refs import ChatRef, Platform
 from tests.bots.audio.conftest import make_audio
-from tests.fakes.discord import STAGE, VOICE, DcChannel, DcGuild, DiscordEmulator, Perm, pointed_at
+from tests.fakes.discord import (
+    STAGE,
+    VOICE,
+    DcChannel,
+    DcGuild,
+    DiscordEmulator,
+    Perm,
+    pointed_at,
+    shard_of,
+)
 from tests.fakes.discord_voice import RtpFrame, VoiceServer
 
 pytestmark = pytest.mark.timeout(120)
@@ -67,7 +78,7 @@ async def world(
     tmp_path: Path, ffmpeg_exe: str, build: Callable[[DiscordEmulator], None]
 ) -> AsyncIterator[World]:
     async with DiscordEmulator() as dc, VoiceServer() as voice:
-        dc.voice = voice.on_voice_state
+        voice.attach(dc)
         build(dc)
         media = tmp_path / "media"
         media.mkdir(exist_ok=True)
@@ -105,6 +116,10 @@ def assert_rtp_continuous(frames: list[RtpFrame]) -> None:
     assert {(b.timestamp - a.timestamp) % 2**32 for a, b in itertools.pairwise(frames)} == {FRAME_SAMPLES}
 
 
+def _span(indices: list[int]) -> str:
+    return f"{indices[0]}..{indices[-1]} ({len(indices)})" if indices else "none"
+
+
 def is_subsequence(part: list[bytes], whole: list[bytes]) -> bool:
     it = iter(whole)
     return all(any(x == y for y in it) for x in part)
@@ -139,19 +154,16 @@ async def test_five_channels_receive_the_one_encode_byte_for_byte(tmp_path: Path
         tone = make_audio(ffmpeg_exe, w.media / "tone.wav", seconds=4.0)
         reference = offline_encode(str(tone), ffmpeg=ffmpeg_exe)
         hub = FrameHub()
+        for channel in chans:  # every channel listens before the source starts: each must get all of it
+            await w.platform.join(w.ref(channel), hub)
+        assert len(player_threads()) == 5
         source = w.source("tone.wav", hub)
         source.start()
-        # ffmpeg -re hands over its first half second in one burst (-readrate_initial_burst): a reader that
-        # existed before it would be skipped to the live edge; the channels join once the rhythm is steady
         try:
-            await w.wait(lambda: hub.pushed >= 35, what="the source's first half second")
-            for channel in chans:
-                await w.platform.join(w.ref(channel), hub)
-            assert len(player_threads()) == 5
             await w.wait(
-                lambda: all(w.voice.opus_frames(c.guild_id or 0)[-1:] == reference[-1:] for c in chans),
+                lambda: all(len(w.voice.opus_frames(c.guild_id or 0)) >= len(reference) for c in chans),
                 within=30,
-                what="the end of the tone in every channel",
+                what="the whole tone in every channel",
             )
         except TimeoutError:
             got = [len(w.voice.opus_frames(c.guild_id or 0)) for c in chans]
@@ -159,26 +171,70 @@ async def test_five_channels_receive_the_one_encode_byte_for_byte(tmp_path: Path
         finally:
             await asyncio.to_thread(source.stop)
         assert hub.pushed == len(reference)  # one encode for five channels
-        gaps: list[float] = []
+        gaps: list[float] = []  # between two audio frames (a silence the reader filled in widens it)
+        packets: list[float] = []  # between two RTP packets, whatever they carry: the transport's rhythm
         for channel in chans:
             [conn] = w.voice.connections_of(channel.guild_id or 0)
             assert conn.identify["max_dave_protocol_version"] >= 1  # DAVE offered; the emulator answers 0
             assert conn.undecryptable == 0
-            heard = conn.opus_frames()
-            # the live tone from where this channel joined to its end: every frame, byte for byte, in order
-            assert len(heard) >= len(reference) // 2
-            assert heard == reference[len(reference) - len(heard) :]
+            # the whole tone: every frame, byte for byte, in order, nothing more
+            assert conn.opus_frames() == reference
             assert_rtp_continuous(conn.frames)
             audio = [f for f in conn.frames if f.opus in set(reference)]
             gaps += intervals_ms(audio)
+            packets += intervals_ms(conn.frames)
             assert w.platform.voice_health(w.ref(channel)).state is LinkState.PLAYING
         print(
-            f"\nvoice pacing, 5 channels x {len(reference)} frames: inter-packet p50 "
-            f"{statistics.median(gaps):.1f} ms, p99 {percentile(gaps, 0.99):.1f} ms, max {max(gaps):.1f} ms"
+            f"\nvoice pacing, 5 channels x {len(reference)} frames: RTP inter-packet p50 "
+            f"{statistics.median(packets):.1f} ms, p99 {percentile(packets, 0.99):.1f} ms, max "
+            f"{max(packets):.1f} ms; between audio frames p50 {statistics.median(gaps):.1f} ms, p99 "
+            f"{percentile(gaps, 0.99):.1f} ms, max {max(gaps):.1f} ms"
         )
         for channel in chans:
             await w.platform.leave(w.ref(channel))
         assert player_threads() == []
+
+
+async def test_the_audio_flows_while_the_event_loop_is_blocked(tmp_path: Path, ffmpeg_exe: str) -> None:
+    """The audio path never touches the event loop: with the loop stuck for a second (a CPU-bound handler),
+    ffmpeg's thread keeps pushing and every channel's player thread keeps sending. The emulator, on that same
+    loop, reads the queued datagrams afterwards: their count and unbroken sequence numbers show they were sent
+    during the block (a path through the loop would have sent none)."""
+    chans: list[DcChannel] = []
+
+    def build(dc: DiscordEmulator) -> None:
+        for i in range(3):
+            chans.append(dc.add_channel(dc.create_guild(f"G{i}"), "Live", VOICE))
+
+    async with world(tmp_path, ffmpeg_exe, build) as w:
+        tone = make_audio(ffmpeg_exe, w.media / "tone.wav", seconds=6.0)
+        reference = offline_encode(str(tone), ffmpeg=ffmpeg_exe)
+        hub = FrameHub()
+        for channel in chans:
+            await w.platform.join(w.ref(channel), hub)
+        source = w.source("tone.wav", hub)
+        source.start()
+        try:
+            await w.wait(lambda: hub.pushed >= 50, what="a second of audio")
+            before = [len(w.voice.received(c.guild_id or 0)) for c in chans]
+            pushed = hub.pushed
+            time.sleep(1.0)  # noqa: ASYNC251 — the point: the loop is blocked for a second
+            blocked_pushes = hub.pushed - pushed
+            for _ in range(5):  # let the emulator read what queued up, without time for much more
+                await asyncio.sleep(0)
+            await asyncio.sleep(0.02)
+            during = [len(w.voice.received(c.guild_id or 0)) - b for c, b in zip(chans, before, strict=True)]
+        finally:
+            await asyncio.to_thread(source.stop)
+        print(
+            f"\nloop blocked 1 s: ffmpeg pushed {blocked_pushes} frames, the channels sent {during} packets"
+        )
+        assert blocked_pushes >= 25  # the source's thread went on (50 frames a second)
+        assert all(n >= 25 for n in during)  # so did every player thread
+        for channel in chans:
+            [conn] = w.voice.connections_of(channel.guild_id or 0)
+            assert_rtp_continuous(conn.frames)
+            assert is_subsequence(conn.opus_frames(), reference)
 
 
 @pytest.mark.parametrize("drop", ["close-4015", "close-4006", "tcp-reset"])
@@ -223,19 +279,98 @@ async def test_a_dropped_voice_connection_resumes_playing(tmp_path: Path, ffmpeg
         assert health.reconnects >= 1
         assert states[:1] == [LinkState.PLAYING] and LinkState.RECONNECTING in states
         received = w.voice.opus_frames(gid)
-        # what was heard after the drop is the same encode, in order (the live edge may have moved on)
-        assert is_subsequence(received, reference)
         conns = w.voice.connections_of(gid)
+        index = {frame: i for i, frame in enumerate(reference)}
+        # what was heard after the drop is the same encode, in order (the live edge may have moved on)
+        assert is_subsequence(received, reference), [
+            [(index.get(f.opus, -1), f.sequence) for f in c.frames if f.opus in index] for c in conns
+        ]
         after = [f for c in conns for f in c.frames if f.arrived > dropped.frames[-1].arrived]
         assert any(f.opus in set(reference) for f in after)
         for conn in conns:
             assert conn.undecryptable == 0
         print(
             f"\n{drop}: {len(conns)} voice session(s), {sum(c.resumes for c in conns)} resume(s), "
-            f"reconnects={health.reconnects}, states={[s.value for s in states]}"
+            f"reconnects={health.reconnects}, states={[s.value for s in states]}, reference frames per "
+            f"session: {[_span([index.get(f.opus, -1) for f in c.frames if f.opus in index]) for c in conns]}"
         )
         await w.platform.leave(ref)
         assert player_threads() == []
+
+
+class EndingFirstReader:
+    """The hub, but its first reader ends (b"") after ``after`` frames, as a reader of a feed that broke."""
+
+    def __init__(self, hub: FrameHub, after: int) -> None:
+        self.hub, self.after, self.readers = hub, after, 0
+
+    def reader(self) -> FrameReader:
+        self.readers += 1
+        inner = self.hub.reader()
+        if self.readers > 1:
+            return inner
+        left = [self.after]
+
+        class Ending:
+            def read(self) -> bytes:
+                left[0] -= 1
+                return inner.read() if left[0] >= 0 else b""
+
+            def close(self) -> None:
+                inner.close()
+
+        return Ending()
+
+
+async def test_a_player_that_stopped_is_restarted_with_a_new_reader(tmp_path: Path, ffmpeg_exe: str) -> None:
+    chans: list[DcChannel] = []
+
+    def build(dc: DiscordEmulator) -> None:
+        chans.append(dc.add_channel(dc.create_guild("G"), "Live", VOICE))
+
+    async with world(tmp_path, ffmpeg_exe, build) as w:
+        tone = make_audio(ffmpeg_exe, w.media / "tone.wav", seconds=6.0)
+        reference = offline_encode(str(tone), ffmpeg=ffmpeg_exe)
+        hub = FrameHub()
+        feed = EndingFirstReader(hub, after=60)
+        ref, gid = w.ref(chans[0]), chans[0].guild_id or 0
+        source = w.source("tone.wav", hub)
+        source.start()
+        try:
+            await w.platform.join(ref, feed)
+            await w.wait(lambda: feed.readers == 2, what="a second player")
+            await w.wait(lambda: len(w.voice.opus_frames(gid)) >= 100, what="audio from the new player")
+        finally:
+            await asyncio.to_thread(source.stop)
+        health = w.platform.voice_health(ref)
+        assert health.state is LinkState.PLAYING and health.reconnects == 1
+        [conn] = w.voice.connections_of(gid)  # the same voice connection: only the player was replaced
+        assert is_subsequence(conn.opus_frames(), reference)
+        await w.platform.leave(ref)
+        assert player_threads() == []
+
+
+async def test_a_bot_a_moderator_disconnected_stays_out(tmp_path: Path, ffmpeg_exe: str) -> None:
+    guilds: list[DcGuild] = []
+    chans: list[DcChannel] = []
+
+    def build(dc: DiscordEmulator) -> None:
+        guilds.append(dc.create_guild("G"))
+        chans.append(dc.add_channel(guilds[0], "Live", VOICE))
+
+    async with world(tmp_path, ffmpeg_exe, build) as w:
+        ref = w.ref(chans[0])
+        await w.platform.join(ref, FrameHub())
+        joins = len([u for u in w.dc.voice_updates if u["channel_id"]])
+        await w.dc.disconnect_from_voice(guilds[0])
+        await w.wait(lambda: w.platform.voice_health(ref).state is LinkState.FAILED, what="the link given up")
+        assert "moderator" in w.platform.voice_health(ref).detail
+        await w.wait(lambda: player_threads() == [], what="the player gone")
+        assert len([u for u in w.dc.voice_updates if u["channel_id"]]) == joins  # no re-join
+        assert w.dc.voice_state(guilds[0]) is None
+        await w.platform.join(ref, FrameHub())  # linked again on purpose: it plays again
+        assert w.platform.voice_health(ref).state is LinkState.PLAYING
+        await w.platform.leave(ref)
 
 
 async def test_on_a_stage_the_bot_becomes_a_speaker(tmp_path: Path, ffmpeg_exe: str) -> None:
@@ -283,6 +418,11 @@ async def test_on_a_stage_without_moderator_rights_the_bot_requests_to_speak(
         assert state is not None and state["suppress"] is True and state["request_to_speak_timestamp"]
         health = w.platform.voice_health(w.ref(chans[0]))
         assert health.state is LinkState.STARTING and "moderator" in health.detail
+        await w.dc.invite_to_speak(guilds[0])  # a moderator accepts: the bot is heard
+        await w.wait(
+            lambda: w.platform.voice_health(w.ref(chans[0])).state is LinkState.PLAYING, what="a speaker"
+        )
+        assert w.platform.voice_health(w.ref(chans[0])).detail == ""
         await w.platform.leave(w.ref(chans[0]))
 
 
@@ -348,7 +488,67 @@ async def test_stopping_the_platform_leaves_every_channel(tmp_path: Path, ffmpeg
         await w.platform.stop()
         assert sorted(w.voice.leaves) == sorted(str(c.guild_id) for c in chans)
         assert player_threads() == []
-        assert isinstance(w.platform.voice_health(w.ref(chans[0])).state, LinkState)
+        assert all(w.platform.voice_health(w.ref(c)).state is LinkState.STOPPED for c in chans)
+
+
+async def test_the_audio_bridge_plays_through_the_platform(tmp_path: Path, ffmpeg_exe: str) -> None:
+    """The engine's Bridge with the platform as its VoiceBridge: linked while live, left when it stops."""
+    chans: list[DcChannel] = []
+
+    def build(dc: DiscordEmulator) -> None:
+        for i in range(2):
+            chans.append(dc.add_channel(dc.create_guild(f"G{i}"), "Live", VOICE))
+
+    async with world(tmp_path, ffmpeg_exe, build) as w:
+        tone = make_audio(ffmpeg_exe, w.media / "tone.wav", seconds=4.0)
+        reference = offline_encode(str(tone), ffmpeg=ffmpeg_exe)
+        bridge = Bridge(
+            "space-1",
+            AudioSource(SourceKind.FILE, "tone.wav"),
+            ffmpeg=ffmpeg_exe,
+            media_dir=str(w.media),
+            voice=[w.platform],
+        )
+        await bridge.start()
+        try:
+            for channel in chans:
+                await bridge.link(w.ref(channel))
+            await w.wait(
+                lambda: all(len(w.voice.opus_frames(c.guild_id or 0)) >= 50 for c in chans), what="audio"
+            )
+            health = bridge.health()
+            assert [h.state for h in health.channels.values()] == [LinkState.PLAYING] * 2
+        finally:
+            await bridge.stop()
+        for channel in chans:
+            assert is_subsequence(w.voice.opus_frames(channel.guild_id or 0), reference)
+        assert sorted(w.voice.leaves) == sorted(str(c.guild_id) for c in chans)
+        assert player_threads() == []
+
+
+async def test_can_join_only_guilds_on_this_process_shards(tmp_path: Path) -> None:
+    async with DiscordEmulator() as dc, VoiceServer() as voice:
+        dc.voice = voice.on_voice_state
+        channels = [dc.add_channel(dc.create_guild(f"G{i}"), "Live", VOICE) for i in range(6)]
+        by_shard = {shard_of(c.guild_id or 0, 2): c for c in channels}
+        assert set(by_shard) == {0, 1}
+        with pointed_at(dc):
+            config = DiscordConfig(
+                token=dc.token, guild_ready_timeout=0.05, ready_timeout=10.0, shard_count=2, shard_ids=(0,)
+            )
+            platform = DiscordPlatform(config, ssl_context=voice.client_ssl)
+            try:
+                await platform.start()
+                ours, theirs = (
+                    ChatRef(Platform.DISCORD, str(c.id), scope=str(c.guild_id))
+                    for c in (by_shard[0], by_shard[1])
+                )
+                assert platform.can_join(ours) and not platform.can_join(theirs)
+                await platform.join(ours, FrameHub())
+                assert platform.voice_health(ours).state is LinkState.PLAYING
+            finally:
+                await platform.stop()
+        assert not platform.can_join(ours)  # stopped: nothing can be joined from here
 
 
 def test_feed_source_is_opus_and_closes_its_reader() -> None:
