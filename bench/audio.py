@@ -23,7 +23,8 @@ arrival stamps cannot be skewed by the service's busy loop, and their CPU is not
    the Bot API emulator (rate limits lifted) in a third process. Target p99 ≤ 25 ms. The fan-out's duration,
    its count at the emulator, the CPU of the service and of the emulator meanwhile, and the service's
    garbage collections (a collection holds the GIL: every player thread waits) are printed too — twice: as
-   deployed, then after ``gc.freeze()`` (a second Space, the same subscribers).
+   deployed, then after ``gc.freeze()``, then with the GIL switch interval at 1 ms too (another Space each
+   time, the same subscribers).
 
 The source is a file made by ffmpeg's lavfi (speech-like modulated tones, a chord, pink noise), so that the
 Opus encoder does real work: 30 s (--quick: 16 s, and a 2,000-notification fan-out). The machine is shared:
@@ -42,6 +43,7 @@ import multiprocessing
 import os
 import ssl
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -614,6 +616,9 @@ class _Links:
         return f"http://127.0.0.1/s/{space_id}"
 
 
+VARIANTS = ("as deployed", "after gc.freeze()", "gc.freeze() + GIL switch 1 ms")
+
+
 @dataclass(frozen=True)
 class FanOut:
     label: str
@@ -630,9 +635,11 @@ class FanOut:
 
 
 async def fan_out_runs(work: Work, fans: int, db_dir: Path) -> list[FanOut]:
-    """Two fan-outs (two Spaces, the same ``fans`` subscribers) while a Bridge plays in 10 channels: the
-    service as deployed, then after ``gc.freeze()`` (what the service's objects at start-up cost every full
-    collection: a full collection holds the GIL, every player thread waits)."""
+    """Three fan-outs (three Spaces, the same ``fans`` subscribers) while a Bridge plays in 10 channels: the
+    service as deployed; after ``gc.freeze()`` (what the service's objects at start-up cost every full
+    collection: a full collection holds the GIL, every player thread waits); and with the interpreter's GIL
+    switch interval down from 5 ms to 1 ms too (how long a player thread waits for a busy event loop to hand
+    the GIL over)."""
     url = f"sqlite+aiosqlite:///{db_dir}/fanout.db"
     await upgrade(url)
     db = make_engine(url)
@@ -648,6 +655,7 @@ async def fan_out_runs(work: Work, fans: int, db_dir: Path) -> list[FanOut]:
     )
     spaces = SpaceService(uow, clock, waker, default_tz="UTC")
     results: list[FanOut] = []
+    switch = sys.getswitchinterval()
     try:
         async with peer(telegram_peer, fans) as tp:
             platform = TelegramPlatform(
@@ -670,7 +678,7 @@ async def fan_out_runs(work: Work, fans: int, db_dir: Path) -> list[FanOut]:
             try:
                 host, group = user_ref(HOST_ID), chat_ref(GROUP_ID)
                 now = datetime.now(UTC)
-                titles = ("Launch", "Encore")
+                titles = ("Launch", "Encore", "Finale")
                 ids = []
                 for title in titles:
                     space = await spaces.schedule(ScheduleSpace(Actor(host), group, title, "in 2 hours"))
@@ -683,10 +691,12 @@ async def fan_out_runs(work: Work, fans: int, db_dir: Path) -> list[FanOut]:
                     async with db.begin() as c:
                         await c.execute(insert(subscription_t), rows)
                 async with ours_running(work, 10, work.name) as (vp, _bridge):
-                    for space_id, title, freeze in zip(ids, titles, (False, True), strict=True):
-                        if freeze:
+                    for space_id, title, variant in zip(ids, titles, VARIANTS, strict=True):
+                        if variant != VARIANTS[0]:
                             gc.collect()
                             gc.freeze()
+                        if variant == VARIANTS[2]:
+                            sys.setswitchinterval(0.001)
                         i0 = time.monotonic() + 1.0
                         with GcPauses() as idle_gc:
                             await asyncio.sleep(work.window / 2 + 1.0)
@@ -709,7 +719,7 @@ async def fan_out_runs(work: Work, fans: int, db_dir: Path) -> list[FanOut]:
                         arrivals = await vp.ask("arrivals")
                         results.append(
                             FanOut(
-                                "after gc.freeze()" if freeze else "as deployed", fans, last - t0, received,
+                                variant, fans, last - t0, received,
                                 copies, Pacing.of(arrivals, i0, i1), Pacing.of(arrivals, t0, t1), idle_gc.text(),
                                 busy_gc.text(), m.own / (t1 - t0), emulator_cpu / (t1 - t0),
                             )
@@ -718,6 +728,7 @@ async def fan_out_runs(work: Work, fans: int, db_dir: Path) -> list[FanOut]:
                 return results
             finally:
                 gc.unfreeze()
+                sys.setswitchinterval(switch)
                 await waker.stop()
                 await platform.stop()
     finally:
@@ -735,7 +746,7 @@ async def run(quick: bool) -> None:
         media = Path(tmp) / "media"
         media.mkdir()
         make_source(ffmpeg, media / "talk.wav", seconds)
-        make_source(ffmpeg, media / "long.wav", seconds * 8)  # two fan-outs long
+        make_source(ffmpeg, media / "long.wav", seconds * 12)  # three fan-outs long
         meter = Meter(ffmpeg)
         meter.start()
         try:
@@ -776,7 +787,7 @@ async def run(quick: bool) -> None:
             listener_mb = (costs["ours10L"].rss - costs["ours10"].rss) / 50
             print(f"[audio] one more web listener: {listener:+.5f} s/s, {listener_mb:+.2f} MB")
             meter.forget()
-            long = Work(ffmpeg, media, "long.wav", seconds * 8, 10.0, meter)
+            long = Work(ffmpeg, media, "long.wav", seconds * 12, 10.0, meter)
             for f in await fan_out_runs(long, fans, Path(tmp)):
                 ok = f.received == fans
                 print(
