@@ -488,8 +488,8 @@ def _listen_app(bridge: Bridge) -> web.Application:
         try:
             async for chunk in stream:
                 await response.write(chunk)
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
+        except ConnectionResetError:
+            pass  # the listener went
         finally:
             closing = getattr(stream, "aclose", None)
             if closing is not None:
@@ -517,7 +517,7 @@ async def ours_running(
         )
         await bridge.start()
         try:
-            # ffmpeg -re hands over its first half second in one burst: the channels join after it
+            # ffmpeg -re hands over its first moment in one burst: the channels join on the steady rhythm
             await _until(lambda: bridge.feed.pushed >= 35, 20, "the source's first frames")
             for ref in _refs(vp.info):
                 await bridge.link(ref)
