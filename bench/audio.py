@@ -22,9 +22,10 @@ arrival stamps cannot be skewed by the service's busy loop, and their CPU is not
    process sends a 10,000-notification fan-out (live notices, SQLite) through the real TelegramPlatform to
    the Bot API emulator (rate limits lifted) in a third process. Target p99 ≤ 25 ms. The fan-out's duration,
    its count at the emulator, the CPU of the service and of the emulator meanwhile, and the service's
-   garbage collections (a collection holds the GIL: every player thread waits) are printed too — twice: as
-   deployed, then after ``gc.freeze()``, then with the GIL switch interval at 1 ms too (another Space each
-   time, the same subscribers).
+   garbage collections (a collection holds the GIL: every player thread waits) are printed too. Four runs,
+   another Space each time: as deployed; as deployed at production's pace (the send budget as deployed:
+   Telegram's 30 messages/s, 900 subscribers); after ``gc.freeze()``; with the GIL switch interval at 1 ms
+   too.
 
 The source is a file made by ffmpeg's lavfi (speech-like modulated tones, a chord, pink noise), so that the
 Opus encoder does real work: 30 s (--quick: 16 s, and a 2,000-notification fan-out). The machine is shared:
@@ -64,13 +65,14 @@ from bench.audio_peers import FAN_BASE, GROUP_ID, HOST_ID, listeners_peer, teleg
 from bots.audio.bridge import Bridge
 from bots.discord.adapter import DiscordConfig, DiscordPlatform
 from bots.router import Router
-from bots.runtime.budget import Unlimited
+from bots.runtime.budget import TokenBucketBudget, Unlimited
 from bots.runtime.clock import SystemClock
 from bots.runtime.waker import Waker
 from bots.telegram.adapter import TelegramConfig, TelegramPlatform
 from bots.telegram.translate import chat_ref, user_ref
 from core.audio import AudioSource, LinkState, SourceKind
 from core.commands import ScheduleSpace, StartSpace
+from core.ports import Budget
 from core.refs import ChatRef, Platform
 from core.rules import Actor
 from core.services.deliveries import DeliveryEngine, EngineConfig
@@ -616,7 +618,23 @@ class _Links:
         return f"http://127.0.0.1/s/{space_id}"
 
 
-VARIANTS = ("as deployed", "after gc.freeze()", "gc.freeze() + GIL switch 1 ms")
+@dataclass(frozen=True)
+class Variant:
+    label: str
+    paced: bool = False  # the production send budget (Telegram: 30 messages/s) instead of none
+    freeze: bool = False  # gc.freeze() first
+    switch_s: float | None = None  # the interpreter's GIL switch interval (5 ms by default)
+
+
+VARIANTS = (
+    Variant("as deployed"),
+    Variant("as deployed, at Telegram's 30/s", paced=True),
+    Variant("after gc.freeze()", freeze=True),
+    Variant("gc.freeze() + GIL switch 1 ms", freeze=True, switch_s=0.001),
+)
+TITLES = ("Launch", "Encore", "Finale", "Reprise")
+TELEGRAM_RATE = 30.0  # messages/s: what Telegram allows a bot (and the budget lets through)
+PACED_SECONDS = 30.0  # how long the paced fan-out lasts: 30 s of Telegram's 30 messages/s
 
 
 @dataclass(frozen=True)
@@ -634,12 +652,13 @@ class FanOut:
     emulator_cpu: float  # … and the Bot API emulator's process
 
 
-async def fan_out_runs(work: Work, fans: int, db_dir: Path) -> list[FanOut]:
-    """Three fan-outs (three Spaces, the same ``fans`` subscribers) while a Bridge plays in 10 channels: the
-    service as deployed; after ``gc.freeze()`` (what the service's objects at start-up cost every full
-    collection: a full collection holds the GIL, every player thread waits); and with the interpreter's GIL
-    switch interval down from 5 ms to 1 ms too (how long a player thread waits for a busy event loop to hand
-    the GIL over)."""
+async def fan_out_runs(work: Work, fans: int, db_dir: Path, quick: bool) -> list[FanOut]:
+    """Fan-outs (a Space each, the same ``fans`` subscribers) while a Bridge plays in 10 channels: the service
+    as deployed; the same at production's pace (Telegram's 30 messages/s, the send budget as deployed: what
+    a real fan-out costs the audio) to fewer subscribers; after ``gc.freeze()`` (what the service's objects at
+    start-up cost every full collection: a full collection holds the GIL, every player thread waits); and
+    with the interpreter's GIL switch interval down from 5 ms to 1 ms too (how long a player thread waits for
+    a busy event loop to hand the GIL over)."""
     url = f"sqlite+aiosqlite:///{db_dir}/fanout.db"
     await upgrade(url)
     db = make_engine(url)
@@ -669,34 +688,40 @@ async def fan_out_runs(work: Work, fans: int, db_dir: Path) -> list[FanOut]:
                 clock=clock,
                 receive=False,
             )
-            eng = DeliveryEngine(
-                SqlOutbox(db), uow, Router([platform]), clock, Unlimited(), _Links(), waker,
-                EngineConfig(worker_id="bench"),
-            )  # fmt: skip
+
+            def engine(budget: Budget) -> DeliveryEngine:
+                return DeliveryEngine(
+                    SqlOutbox(db), uow, Router([platform]), clock, budget, _Links(), waker,
+                    EngineConfig(worker_id="bench"),
+                )  # fmt: skip
+
+            eng = engine(Unlimited())
             await platform.start()
             await waker.start()
             try:
                 host, group = user_ref(HOST_ID), chat_ref(GROUP_ID)
                 now = datetime.now(UTC)
-                titles = ("Launch", "Encore", "Finale")
+                paced_fans = int(PACED_SECONDS * TELEGRAM_RATE) // (3 if quick else 1)
+                sizes = [paced_fans if v.paced else fans for v in VARIANTS]
                 ids = []
-                for title in titles:
+                for n, title in enumerate(TITLES):
                     space = await spaces.schedule(ScheduleSpace(Actor(host), group, title, "in 2 hours"))
                     ids.append(space.id)
                     rows = [
                         dict(space_id=space.id, user_ref=str(user_ref(FAN_BASE + i)), platform="telegram",
                              via_chat=str(group), created_at=now)
-                        for i in range(fans)
+                        for i in range(sizes[n])
                     ]  # fmt: skip
                     async with db.begin() as c:
                         await c.execute(insert(subscription_t), rows)
                 async with ours_running(work, 10, work.name) as (vp, _bridge):
-                    for space_id, title, variant in zip(ids, titles, VARIANTS, strict=True):
-                        if variant != VARIANTS[0]:
+                    for space_id, title, n, variant in zip(ids, TITLES, sizes, VARIANTS, strict=True):
+                        if variant.freeze:
                             gc.collect()
                             gc.freeze()
-                        if variant == VARIANTS[2]:
-                            sys.setswitchinterval(0.001)
+                        if variant.switch_s is not None:
+                            sys.setswitchinterval(variant.switch_s)
+                        eng = engine(TokenBucketBudget() if variant.paced else Unlimited())
                         i0 = time.monotonic() + 1.0
                         with GcPauses() as idle_gc:
                             await asyncio.sleep(work.window / 2 + 1.0)
@@ -709,7 +734,7 @@ async def fan_out_runs(work: Work, fans: int, db_dir: Path) -> list[FanOut]:
                             deadline = t0 + 600
                             while True:
                                 received, copies, last = await tp.ask(("received", LIVE_TEXT, title))
-                                if received >= fans or time.monotonic() > deadline:
+                                if received >= n or time.monotonic() > deadline:
                                     break
                                 await asyncio.sleep(0.5)
                         t1 = time.monotonic()
@@ -719,7 +744,7 @@ async def fan_out_runs(work: Work, fans: int, db_dir: Path) -> list[FanOut]:
                         arrivals = await vp.ask("arrivals")
                         results.append(
                             FanOut(
-                                variant, fans, last - t0, received,
+                                variant.label, n, last - t0, received,
                                 copies, Pacing.of(arrivals, i0, i1), Pacing.of(arrivals, t0, t1), idle_gc.text(),
                                 busy_gc.text(), m.own / (t1 - t0), emulator_cpu / (t1 - t0),
                             )
@@ -746,7 +771,7 @@ async def run(quick: bool) -> None:
         media = Path(tmp) / "media"
         media.mkdir()
         make_source(ffmpeg, media / "talk.wav", seconds)
-        make_source(ffmpeg, media / "long.wav", seconds * 12)  # three fan-outs long
+        make_source(ffmpeg, media / "long.wav", seconds * 14)  # every fan-out long
         meter = Meter(ffmpeg)
         meter.start()
         try:
@@ -787,17 +812,19 @@ async def run(quick: bool) -> None:
             listener_mb = (costs["ours10L"].rss - costs["ours10"].rss) / 50
             print(f"[audio] one more web listener: {listener:+.5f} s/s, {listener_mb:+.2f} MB")
             meter.forget()
-            long = Work(ffmpeg, media, "long.wav", seconds * 12, 10.0, meter)
-            for f in await fan_out_runs(long, fans, Path(tmp)):
-                ok = f.received == fans
+            long = Work(ffmpeg, media, "long.wav", seconds * 14, 10.0, meter)
+            for f in await fan_out_runs(long, fans, Path(tmp), quick):
+                ok = f.received == f.notices
+                limits = "the send budget as deployed" if "30/s" in f.label else "no send budget"
                 print(
                     f"[audio] {f.label}: pacing, ours, 10 voice channels, idle: {f.idle.text()}; {f.idle_gc}\n"
-                    f"[audio] {f.label}: pacing, ours, 10 voice channels, during a {fans:,}-notification fan-out "
-                    f"in the same process: {f.busy.text()}; {f.busy_gc}\n"
-                    f"[audio] {f.label}: the fan-out (SQLite, TelegramPlatform, emulator rate limits lifted): "
-                    f"{f.seconds:.1f} s ({fans / f.seconds:,.0f}/s); received by {f.received:,} of {fans:,} "
-                    f"subscribers ({f.copies:,} copies) {'OK' if ok else 'MISSING'}; CPU meanwhile: service "
-                    f"{f.service_cpu:.2f} s/s, emulator {f.emulator_cpu:.2f} s/s; load {os.getloadavg()[0]:.1f}",
+                    f"[audio] {f.label}: pacing, ours, 10 voice channels, during a {f.notices:,}-notification "
+                    f"fan-out in the same process: {f.busy.text()}; {f.busy_gc}\n"
+                    f"[audio] {f.label}: the fan-out (SQLite, TelegramPlatform, {limits}, emulator rate limits "
+                    f"lifted): {f.seconds:.1f} s ({f.notices / f.seconds:,.0f}/s); received by {f.received:,} of "
+                    f"{f.notices:,} subscribers ({f.copies:,} copies) {'OK' if ok else 'MISSING'}; CPU meanwhile: "
+                    f"service {f.service_cpu:.2f} s/s, emulator {f.emulator_cpu:.2f} s/s; load "
+                    f"{os.getloadavg()[0]:.1f}",
                     flush=True,
                 )
         finally:
