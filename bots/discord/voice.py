@@ -39,7 +39,7 @@ from core.refs import ChatRef
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 20.0  # seconds for one voice handshake (and what the player waits for a lost connection)
-RESTORE_GRACE = 8.0  # seconds discord.py may spend restoring a dropped connection before we join again
+RESTORE_GRACE = 5.0  # seconds discord.py may take to restore a drop itself (~0-2 s backoff + handshake)
 CHECK_EVERY = 0.25  # seconds between two looks of the watchdog (a few attribute reads: cheap on the loop)
 BACKOFF_FIRST = 1.0  # seconds before the first re-join, doubling up to BACKOFF_MAX
 BACKOFF_MAX = 30.0
@@ -112,9 +112,8 @@ class _Link:
     played_at: float = 0.0  # loop time the current player started
     awaiting_stage: bool = False  # on a stage, requested to speak: heard once a moderator invites the bot
     wake: asyncio.Event = field(default_factory=asyncio.Event)
-    source_done: asyncio.Event = field(
-        default_factory=asyncio.Event
-    )  # the current player let go of its reader
+    # set when the current player has let go of its reader
+    source_done: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
 
     def health(self) -> LinkHealth:
@@ -163,7 +162,7 @@ class DiscordVoice:
             await self.leave(channel)
         target = self._resolve(channel)
         for other in self._links.values():
-            if other.guild_id == target.guild.id:
+            if other.guild_id == target.guild.id and other.state is not LinkState.FAILED:
                 raise ChatUnavailable(
                     f"discord: already in another voice channel of the server {target.guild.id} "
                     "(a bot has one voice connection per server)"
@@ -234,37 +233,37 @@ class DiscordVoice:
     async def _connect(self, link: _Link, target: VocalChannel) -> None:
         """Connect (deafened: the bot never listens), take the stage's floor, and play a new reader."""
         link.state = LinkState.STARTING if link.state is not LinkState.RECONNECTING else link.state
-        try:
-            vc = await target.connect(
-                timeout=self.connect_timeout, reconnect=True, self_deaf=True, cls=_VoiceClient
-            )
-        except discord.ConnectionClosed as e:
-            raise TransientError(f"discord: voice websocket closed with {e.code}") from e
-        except discord.ClientException:
-            # a voice client of an earlier life is still registered for this guild: drop it, once
-            stale = target.guild.voice_client
-            if stale is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(stale.disconnect(force=True), self.leave_timeout)
-                stale.cleanup()
-            vc = await self._connect_once(target)
-        except TimeoutError as e:
-            raise TransientError(f"discord: no voice connection to #{target.name} within the timeout") from e
-        except (discord.HTTPException, OSError) as e:
-            raise TransientError(f"discord: voice connection failed: {type(e).__name__}") from e
+        vc = await self._open(target)
         link.vc = vc
         vc.on_change = link.wake.set
         if isinstance(target, discord.StageChannel):
             await self._take_the_floor(link, target)
         self._play(link, vc)
 
-    async def _connect_once(self, target: VocalChannel) -> _VoiceClient:
-        try:
-            return await target.connect(
-                timeout=self.connect_timeout, reconnect=True, self_deaf=True, cls=_VoiceClient
-            )
-        except (TimeoutError, discord.ClientException, discord.HTTPException, OSError) as e:
-            raise TransientError(f"discord: voice connection failed: {type(e).__name__}") from e
+    async def _open(self, target: VocalChannel) -> _VoiceClient:
+        """discord.py's voice handshake, its failures as TransientError."""
+        for attempt in range(2):
+            try:
+                return await target.connect(
+                    timeout=self.connect_timeout, reconnect=True, self_deaf=True, cls=_VoiceClient
+                )
+            except discord.ConnectionClosed as e:
+                raise TransientError(f"discord: voice websocket closed with {e.code}") from e
+            except discord.ClientException as e:
+                if attempt:
+                    raise TransientError(f"discord: voice connection refused: {e}") from e
+                # "already connected": a voice client of an earlier life is still registered for this
+                # guild (one voice connection per server is ours alone, join() checked): drop it, once
+                stale = target.guild.voice_client
+                if stale is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(stale.disconnect(force=True), self.leave_timeout)
+                    stale.cleanup()
+            except TimeoutError as e:
+                raise TransientError(f"discord: no voice connection to #{target.name} in time") from e
+            except (discord.HTTPException, OSError) as e:
+                raise TransientError(f"discord: voice connection failed: {type(e).__name__}") from e
+        raise AssertionError("unreachable")
 
     async def _take_the_floor(self, link: _Link, stage: discord.StageChannel) -> None:
         """On a stage the bot arrives suppressed (audience): a stage moderator unsuppresses itself, anyone
@@ -323,6 +322,19 @@ class DiscordVoice:
     # ------------------------------------------------------------------ watching
 
     async def _watch(self, link: _Link) -> None:
+        """:meth:`_keep_playing`, which a surprise from discord.py (a bug, an internal that moved) restarts
+        after a pause instead of ending: a link never silently stops being watched."""
+        while True:
+            try:
+                await self._keep_playing(link)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("discord voice watchdog failed", extra={"channel": link.channel.id})
+                await asyncio.sleep(self.backoff_first)
+
+    async def _keep_playing(self, link: _Link) -> None:
         """Keep one channel playing: re-play a stopped player, give discord.py ``restore_grace`` to restore a
         dropped connection, then join again with backoff. A refusal (ChatUnavailable) ends the link: FAILED."""
         loop = asyncio.get_running_loop()

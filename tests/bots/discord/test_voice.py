@@ -475,6 +475,29 @@ async def test_leave_disconnects_and_leaves_no_player_thread(tmp_path: Path, ffm
         assert sum(1 for u in w.dc.voice_updates if u["channel_id"] is None) == 1
 
 
+async def test_one_voice_connection_per_server_and_a_stale_one_replaced(
+    tmp_path: Path, ffmpeg_exe: str
+) -> None:
+    chans: list[DcChannel] = []
+
+    def build(dc: DiscordEmulator) -> None:
+        guild = dc.create_guild("G")
+        chans.extend(dc.add_channel(guild, name, VOICE) for name in ("One", "Two"))
+
+    async with world(tmp_path, ffmpeg_exe, build) as w:
+        # a voice client left registered by someone else (an earlier life of the link): replaced
+        channel = w.platform.client.get_channel(chans[0].id)
+        assert isinstance(channel, discord.VoiceChannel)
+        await channel.connect(timeout=10)
+        await w.platform.join(w.ref(chans[0]), FrameHub())
+        assert w.platform.voice_health(w.ref(chans[0])).state is LinkState.PLAYING
+        assert len(w.voice.connections) == 2 and w.voice.connections[0].ended
+        with pytest.raises(ChatUnavailable, match="one voice connection per server"):
+            await w.platform.join(w.ref(chans[1]), FrameHub())
+        await w.platform.leave(w.ref(chans[0]))
+        assert player_threads() == []
+
+
 async def test_stopping_the_platform_leaves_every_channel(tmp_path: Path, ffmpeg_exe: str) -> None:
     chans: list[DcChannel] = []
 
