@@ -31,8 +31,11 @@
    updates (SQLite: `spaces run`; PostgreSQL: `spaces web` + `spaces worker`).
 6. timeparse (bench/timeparse_accuracy.py): the time parser on its corpus of phrasings (exact readings,
    silent misreadings) and its speed.
+7. audio (bench/audio.py): a live Space's audio — CPU and memory per second of audio of the service and its
+   ffmpeg (one encode for every channel) vs discord.py's one ffmpeg per channel, 50 web listeners; voice
+   packet pacing at the voice emulator, idle and during a 10,000-notification fan-out in the same process.
 
-    python -m bench [--quick] [--only throughput|lateness|fanout|discord|budget|webhook|timeparse]
+    python -m bench [--quick] [--only throughput|lateness|fanout|discord|budget|webhook|timeparse|audio]
                     [--backend sqlite|postgres]
 """
 
@@ -525,13 +528,18 @@ async def amain(args: argparse.Namespace) -> None:
         from bench.budget import run as budget_benchmarks  # the shared send budget: bench/budget.py
 
         await budget_benchmarks(args.quick, None)
+    if args.only in (None, "audio"):
+        from bench.audio import run as audio_benchmarks  # live audio: bench/audio.py
+
+        await audio_benchmarks(args.quick)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(prog="python -m bench")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument(
-        "--only", choices=["throughput", "lateness", "fanout", "discord", "budget", "webhook", "timeparse"]
+        "--only",
+        choices=["throughput", "lateness", "fanout", "discord", "budget", "webhook", "timeparse", "audio"],
     )
     ap.add_argument("--backend", choices=["sqlite", "postgres"])
     asyncio.run(amain(ap.parse_args()))
