@@ -143,3 +143,41 @@ def no_leftovers() -> Iterator[None]:
     # asyncio's default executor threads are the test loop's, not ours
     extra = [t for t in extra if not t.name.startswith(("asyncio_", "ThreadPoolExecutor"))]
     assert not extra, f"threads left: {extra}"
+
+
+def ffmpeg_reading(folder: Path) -> list[int]:
+    """Every process on this machine whose command line names ``folder`` (an ffmpeg reading a file there),
+    whoever its parent: a service process's ffmpeg is a grandchild of the test."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if str(folder).encode() in cmdline:
+                pids.append(int(entry))
+    return pids
+
+
+def tone_folder(folder: Path, *, seconds: int, name: str = "tone.ogg") -> Path:
+    """``folder`` with a 440 Hz Opus tone of ``seconds`` in it (low bitrate: encoded in a few seconds), for a
+    ``file:`` source that outlives the test."""
+    subprocess.run(
+        [
+            imageio_ffmpeg.get_ffmpeg_exe(),
+            *(
+                "-nostdin",
+                "-loglevel",
+                "error",
+                "-f",
+                "lavfi",
+                "-i",
+                f"sine=frequency=440:duration={seconds}",
+            ),
+            *("-ac", "2", "-ar", "48000", "-c:a", "libopus", "-b:a", "16k", str(folder / name)),
+        ],
+        check=True,
+        timeout=120,
+    )
+    return folder

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from pathlib import Path
 
 import pytest
@@ -36,6 +35,7 @@ from storage.db import make_engine, make_session_factory
 from storage.lease import SqlGatewayLease
 from storage.migrate import upgrade
 from storage.stores import SqlOutbox, unit_of_work_factory
+from tests.bots.audio.conftest import children
 from tests.bots.web.conftest import (
     Received,
     chromium,
@@ -61,20 +61,7 @@ class Links:
 
 
 def ffmpeg_children() -> list[int]:
-    """ffmpeg processes whose parent is this test process."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            cmd = Path(f"/proc/{entry}/cmdline").read_bytes()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == os.getpid() and b"ffmpeg" in cmd:
-            found.append(int(entry))
-    return found
+    return [pid for pid, name in children() if "ffmpeg" in name]
 
 
 def as_ogg(frames: list[bytes]) -> bytes:

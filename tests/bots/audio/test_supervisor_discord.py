@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +27,7 @@ from core.refs import ChatRef, Platform, UserRef
 from core.rules import Actor
 from storage.db import make_engine, make_session_factory
 from storage.stores import SqlUnitOfWork
-from tests.bots.audio.conftest import make_audio
+from tests.bots.audio.conftest import ffmpeg_reading, make_audio
 from tests.builders import space as space_sample
 from tests.fakes.discord import VOICE, DiscordEmulator, pointed_at
 from tests.fakes.discord_voice import VoiceServer
@@ -46,19 +45,6 @@ async def _until(check: Callable[[], object], what: str, within: float = 30.0) -
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"not within {within:.0f} s: {what}")
-
-
-def _ffmpeg_reading(media: Path) -> list[int]:
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if str(media).encode() in cmdline:
-                pids.append(int(entry))
-    return pids
 
 
 async def test_a_live_space_plays_in_its_voice_channel_and_a_bridged_one(tmp_path: Path) -> None:
@@ -142,9 +128,9 @@ async def test_a_live_space_plays_in_its_voice_channel_and_a_bridged_one(tmp_pat
 
                 await service.spaces.end(EndSpace(Actor(HOST), space_id))
                 await audio.step()
-                assert audio.local(space_id) is None and _ffmpeg_reading(media) == []
+                assert audio.local(space_id) is None and ffmpeg_reading(media) == []
                 await _until(lambda: voice.live(home.id) is None, "the Space's own channel left")
             finally:
                 await service.stop()
                 await engine.dispose()
-    assert _ffmpeg_reading(media) == []
+    assert ffmpeg_reading(media) == []

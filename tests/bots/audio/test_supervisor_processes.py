@@ -7,7 +7,6 @@ What is checked is what each process reports on /healthz and which processes exi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import socket
@@ -19,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import imageio_ffmpeg
 import pytest
 
 from core.ids import new_space_id
@@ -27,6 +25,7 @@ from core.models import SpaceStatus
 from storage.db import make_engine, make_session_factory
 from storage.migrate import upgrade
 from storage.stores import SqlUnitOfWork
+from tests.bots.audio.conftest import ffmpeg_reading, tone_folder
 from tests.builders import space as space_sample
 from tests.databases import new_database
 
@@ -43,18 +42,8 @@ def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A media folder with a 10-minute tone (long enough to outlive the test; encoded in a few seconds)."""
-    folder = tmp_path_factory.mktemp("media")
-    subprocess.run(
-        [
-            imageio_ffmpeg.get_ffmpeg_exe(),
-            *("-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", "sine=frequency=440:duration=600"),
-            *("-ac", "2", "-ar", "48000", "-c:a", "libopus", "-b:a", "16k", str(folder / TONE)),
-        ],
-        check=True,
-        timeout=120,
-    )
-    return folder
+    """A media folder with a 10-minute tone (long enough to outlive the test)."""
+    return tone_folder(tmp_path_factory.mktemp("media"), seconds=600, name=TONE)
 
 
 async def _live_space(url: str) -> str:
@@ -141,19 +130,6 @@ async def processes(pg_url: str, media: Path, tmp_path: Path) -> AsyncIterator[l
                 p.proc.wait()
 
 
-def _ffmpeg_reading(media: Path) -> list[int]:
-    """Every process whose command line reads from the media folder (ffmpeg children, wherever they are)."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            if str(media).encode() in cmdline and b"ffmpeg" in cmdline:
-                pids.append(int(entry))
-    return pids
-
-
 def _parent(pid: int) -> int:
     stat = Path(f"/proc/{pid}/stat").read_text()
     return int(stat.rsplit(")", 1)[1].split()[1])  # after "pid (comm) state": the parent's pid
@@ -198,7 +174,7 @@ async def test_a_killed_owner_is_replaced_and_its_ffmpeg_does_not_outlive_it(
         assert first is not None and len(first) == 1
         owner = first[0][0]
         survivor = next(p for p in processes if p is not owner)
-        assert _ffmpeg_reading(media), "the owner's ffmpeg runs"
+        assert ffmpeg_reading(media), "the owner's ffmpeg runs"
 
         owner.proc.send_signal(signal.SIGKILL)
         owner.proc.wait()
@@ -211,11 +187,11 @@ async def test_a_killed_owner_is_replaced_and_its_ffmpeg_does_not_outlive_it(
 
         # one ffmpeg left: the survivor's (the dead owner's died with it)
         async def one_ffmpeg() -> bool:
-            return len(_ffmpeg_reading(media)) == 1
+            return len(ffmpeg_reading(media)) == 1
 
         await _until(one_ffmpeg, 20, "the dead owner's ffmpeg gone", processes)
-        assert _parent(_ffmpeg_reading(media)[0]) == survivor.proc.pid
+        assert _parent(ffmpeg_reading(media)[0]) == survivor.proc.pid
 
     survivor.proc.send_signal(signal.SIGTERM)
     assert survivor.proc.wait(timeout=30) == 0
-    assert _ffmpeg_reading(media) == []  # a clean stop reaps it
+    assert ffmpeg_reading(media) == []  # a clean stop reaps it

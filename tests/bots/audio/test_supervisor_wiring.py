@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
-import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import imageio_ffmpeg
 import pytest
 
 from bots.app import Role, build
@@ -29,6 +26,7 @@ from core.rules import Actor
 from storage.db import make_engine, make_session_factory
 from storage.lease import SqlGatewayLease
 from storage.stores import SqlUnitOfWork
+from tests.bots.audio.conftest import ffmpeg_reading, tone_folder
 from tests.builders import space as space_sample
 
 HOST = UserRef(Platform.CONSOLE, "you")
@@ -37,17 +35,7 @@ CHAT = ChatRef(Platform.CONSOLE, "main")
 
 @pytest.fixture(scope="module")
 def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("media")
-    subprocess.run(
-        [
-            imageio_ffmpeg.get_ffmpeg_exe(),
-            *("-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", "sine=frequency=440:duration=120"),
-            *("-ac", "2", "-ar", "48000", "-c:a", "libopus", "-b:a", "16k", str(folder / "tone.ogg")),
-        ],
-        check=True,
-        timeout=120,
-    )
-    return folder
+    return tone_folder(tmp_path_factory.mktemp("media"), seconds=120)
 
 
 def _settings(tmp_path: Path, media: Path) -> Settings:
@@ -87,19 +75,6 @@ async def _live_space(settings: Settings, source: str = "file:tone.ogg") -> str:
     return space_id
 
 
-def _ffmpeg_reading(media: Path) -> list[int]:
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if str(media).encode() in cmdline:
-                pids.append(int(entry))
-    return pids
-
-
 async def _playing(audio: AudioSupervisor[Any], space_id: str) -> None:
     for _ in range(400):  # at most ~20 s on a loaded machine; a few tenths usually
         if audio.health()[space_id].source.state is LinkState.PLAYING:
@@ -121,7 +96,7 @@ async def test_a_live_space_plays_in_the_process_and_ending_it_stops_its_audio(
         bridge = service.audio.local(space_id)
         assert bridge is not None
         await _playing(service.audio, space_id)  # frames come: ffmpeg runs (started by the source's thread)
-        assert len(_ffmpeg_reading(media)) == 1
+        assert len(ffmpeg_reading(media)) == 1
         grant = await SqlGatewayLease(service.db).current(lease_name(space_id))
         assert grant is not None and grant.holder.endswith(f" {service.web_url}")
 
@@ -144,12 +119,12 @@ async def test_a_live_space_plays_in_the_process_and_ending_it_stops_its_audio(
         # ended through the core: the next round (kicked by the end itself, or this one) stops it
         await service.spaces.end(EndSpace(Actor(HOST), space_id))
         await service.audio.step()
-        assert service.audio.local(space_id) is None and _ffmpeg_reading(media) == []
+        assert service.audio.local(space_id) is None and ffmpeg_reading(media) == []
         grant = await SqlGatewayLease(service.db).current(lease_name(space_id))
         assert grant is not None and grant.until <= datetime.now(UTC)
     finally:
         await service.stop()
-    assert _ffmpeg_reading(media) == []
+    assert ffmpeg_reading(media) == []
 
 
 async def test_a_worker_process_runs_no_audio(tmp_path: Path, media: Path) -> None:
@@ -183,4 +158,4 @@ async def test_a_source_that_never_plays_is_told_to_the_host_once(tmp_path: Path
         assert health.source.state is not LinkState.PLAYING
     finally:
         await service.stop()
-    assert _ffmpeg_reading(media) == []
+    assert ffmpeg_reading(media) == []
