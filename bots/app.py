@@ -544,6 +544,16 @@ class Service:
             lines.append(f"  worker     {s.worker_id}   (sweep every {s.sweep_seconds:g} s)")
         else:
             lines.append("  worker     none in this process — run `spaces worker` to send reminders")
+        if self.audio is not None:
+            files = (
+                f"file: sources from {s.media_dir}"
+                if s.media_dir
+                else "set SPACES_MEDIA_DIR for file: sources"
+            )
+            lines.append(
+                f"  audio      live Spaces' audio plays here, {s.audio_bitrate_kbps} kbit/s Opus; sources: stream "
+                f"URLs, the host's browser, {files}"
+            )
         connected = [st for st in self.statuses if st.connected]
         lines.append("  platforms  " + ", ".join(str(st.platform) for st in connected))
         health = self.router.health()

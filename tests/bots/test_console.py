@@ -283,6 +283,8 @@ async def test_banner_without_tokens_says_how_to_connect(tmp_path: Path) -> None
         assert "DISCORD_BOT_TOKEN" in banner and "TELEGRAM_BOT_TOKEN" in banner
         assert "slack     configured, but this build has no Slack adapter yet" in banner
         assert "console    off (stdin is not a terminal)" in banner
+        assert "audio      live Spaces' audio plays here" in banner
+        assert "set SPACES_MEDIA_DIR for file: sources" in banner
     finally:
         await svc.stop()
 
