@@ -242,8 +242,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "  /space in 31 minutes Weekly AMA     (both reminders in half an hour)\n"
         "then /as alice and /subscribe <id>, and /as {host} and /start <id>. /help lists everything. "
         "/lang fr: en français.\n"
-        "To reach a real community, set TELEGRAM_BOT_TOKEN (see README.md, “Connecting a platform”)\n"
-        "and restart; `spaces doctor` checks the settings. Discord and Slack are coming next.",
+        "To reach a real community, set TELEGRAM_BOT_TOKEN or DISCORD_BOT_TOKEN (see README.md, “Connecting a "
+        "platform”)\nand restart; `spaces doctor` checks the settings. Slack is coming next.",
         "console.help": "Commands (ids are the 10-character codes shown on cards):\n"
         "  /space <when> <title>            schedule a Space, e.g. /space tomorrow 20:00 Weekly AMA\n"
         "  /spaces                          list upcoming Spaces in this chat, in your time zone\n"
@@ -509,9 +509,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "  /space dans 31 minutes AMA hebdo     (les deux rappels dans une demi-heure)\n"
         "puis /as alice et /subscribe <id>, et /as {host} et /start <id>. /help liste tout. "
         "/lang en: in English.\n"
-        "Pour toucher une vraie communauté, définissez TELEGRAM_BOT_TOKEN (voir README.md, "
-        "« Connecting a platform »)\n"
-        "et redémarrez ; `spaces doctor` vérifie les réglages. Discord et Slack arrivent ensuite.",
+        "Pour toucher une vraie communauté, définissez TELEGRAM_BOT_TOKEN ou DISCORD_BOT_TOKEN (voir "
+        "README.md, « Connecting a platform »)\n"
+        "et redémarrez ; `spaces doctor` vérifie les réglages. Slack arrive ensuite.",
         "console.help": "Commandes (les id sont les codes de 10 caractères affichés sur les cartes) :\n"
         "  /space <quand> <titre>           programmer un Space, par ex. /space demain 20h AMA hebdo\n"
         "  /spaces                          les Spaces à venir ici, dans votre fuseau\n"

@@ -176,6 +176,9 @@ class ConsoleRepl:
             locale=me.locale,
             request_id=None,  # a line is typed once: nothing retries it
             private=False,
+            # answers are printed on the operator's own terminal, which nobody else in #main reads: the
+            # host's private link (live audio from the browser) may be shown there
+            ephemeral=True,
             is_moderator=self._moderator(me),
             tz=me.tz,
         )

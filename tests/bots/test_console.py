@@ -69,8 +69,11 @@ async def test_schedule_subscribe_remind_start(service: Service) -> None:
     assert (
         "Scheduled ✓\nTitle: Weekly AMA\nTime: Thu 26 Nov 2026, 20:00 UTC\n"
         f"Share it: https://spaces.test/s/{space.id}\n"
-        f"Wrong title? `/rename {space.id} <new title>` · Wrong time? `/reschedule {space.id} <new time>`"
+        f"🎙️ Speak from your browser (keep this link to yourself): https://spaces.test/s/{space.id}/host?key="
     ) in text
+    # the host's private link is on the operator's own terminal only: never on the card in #main
+    assert f"Wrong title? `/rename {space.id} <new title>` · Wrong time? `/reschedule {space.id}" in text
+    assert "/host?key=" not in text[text.index("[#main] card 1") :]
     assert "[#main] card 1 · Weekly AMA" in text
     assert f"[🔔 Set reminder: /subscribe {space.id}]" in text
 
