@@ -23,6 +23,7 @@ from bots.audio.bridge import Bridge
 from bots.audio.feed import FrameHub
 from bots.audio.ffmpeg import SourceProcess, offline_encode
 from bots.discord.adapter import DiscordConfig, DiscordPlatform
+from bots.discord.pump import THREAD_NAME as PUMP_THREAD
 from core.audio import FRAME_SAMPLES, AudioSource, LinkState, SourceKind
 from core.errors import ChatUnavailable
 from core.ports import FrameReader, VoiceBridge
@@ -97,7 +98,10 @@ async def world(
 
 
 def player_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("audio-player") and t.is_alive()]
+    """Threads sending voice packets: the pump's, and discord.py's own players (there must be none)."""
+    return [
+        t for t in threading.enumerate() if t.name.startswith(("audio-player", PUMP_THREAD)) and t.is_alive()
+    ]
 
 
 def intervals_ms(frames: list[RtpFrame]) -> list[float]:
@@ -156,7 +160,7 @@ async def test_five_channels_receive_the_one_encode_byte_for_byte(tmp_path: Path
         hub = FrameHub()
         for channel in chans:  # every channel listens before the source starts: each must get all of it
             await w.platform.join(w.ref(channel), hub)
-        assert len(player_threads()) == 5
+        assert [t.name for t in player_threads()] == [PUMP_THREAD]  # one sender thread for five channels
         source = w.source("tone.wav", hub)
         source.start()
         try:
@@ -197,7 +201,7 @@ async def test_five_channels_receive_the_one_encode_byte_for_byte(tmp_path: Path
 
 async def test_the_audio_flows_while_the_event_loop_is_blocked(tmp_path: Path, ffmpeg_exe: str) -> None:
     """The audio path never touches the event loop: with the loop stuck for a second (a CPU-bound handler),
-    ffmpeg's thread keeps pushing and every channel's player thread keeps sending. The emulator, on that same
+    ffmpeg's thread keeps pushing and the pump thread keeps sending on every channel. The emulator, on that same
     loop, reads the queued datagrams afterwards: their count and unbroken sequence numbers show they were sent
     during the block (a path through the loop would have sent none)."""
     chans: list[DcChannel] = []
@@ -230,7 +234,7 @@ async def test_the_audio_flows_while_the_event_loop_is_blocked(tmp_path: Path, f
             f"\nloop blocked 1 s: ffmpeg pushed {blocked_pushes} frames, the channels sent {during} packets"
         )
         assert blocked_pushes >= 25  # the source's thread went on (50 frames a second)
-        assert all(n >= 25 for n in during)  # so did every player thread
+        assert all(n >= 25 for n in during)  # so did the pump, on every channel
         for channel in chans:
             [conn] = w.voice.connections_of(channel.guild_id or 0)
             assert_rtp_continuous(conn.frames)
@@ -322,7 +326,7 @@ class EndingFirstReader:
         return Ending()
 
 
-async def test_a_player_that_stopped_is_restarted_with_a_new_reader(tmp_path: Path, ffmpeg_exe: str) -> None:
+async def test_a_reader_that_ended_is_replaced_by_a_new_one(tmp_path: Path, ffmpeg_exe: str) -> None:
     chans: list[DcChannel] = []
 
     def build(dc: DiscordEmulator) -> None:
@@ -338,13 +342,13 @@ async def test_a_player_that_stopped_is_restarted_with_a_new_reader(tmp_path: Pa
         source.start()
         try:
             await w.platform.join(ref, feed)
-            await w.wait(lambda: feed.readers == 2, what="a second player")
-            await w.wait(lambda: len(w.voice.opus_frames(gid)) >= 100, what="audio from the new player")
+            await w.wait(lambda: feed.readers == 2, what="a second reader")
+            await w.wait(lambda: len(w.voice.opus_frames(gid)) >= 100, what="audio from the new reader")
         finally:
             await asyncio.to_thread(source.stop)
         health = w.platform.voice_health(ref)
         assert health.state is LinkState.PLAYING and health.reconnects == 1
-        [conn] = w.voice.connections_of(gid)  # the same voice connection: only the player was replaced
+        [conn] = w.voice.connections_of(gid)  # the same voice connection: only the reader was replaced
         assert is_subsequence(conn.opus_frames(), reference)
         await w.platform.leave(ref)
         assert player_threads() == []
@@ -449,7 +453,7 @@ async def test_a_missing_permission_is_refused_before_any_connection(
         assert w.platform.voice_health(w.ref(chans[0])).state is LinkState.STOPPED
 
 
-async def test_leave_disconnects_and_leaves_no_player_thread(tmp_path: Path, ffmpeg_exe: str) -> None:
+async def test_leave_disconnects_and_leaves_no_sender_thread(tmp_path: Path, ffmpeg_exe: str) -> None:
     guilds: list[DcGuild] = []
     chans: list[DcChannel] = []
 
@@ -572,17 +576,3 @@ async def test_can_join_only_guilds_on_this_process_shards(tmp_path: Path) -> No
             finally:
                 await platform.stop()
         assert not platform.can_join(ours)  # stopped: nothing can be joined from here
-
-
-def test_feed_source_is_opus_and_closes_its_reader() -> None:
-    from bots.discord.voice import FeedSource
-
-    hub = FrameHub()
-    hub.push(b"frame-1")
-    source = FeedSource(hub.reader(margin=1))
-    assert isinstance(source, discord.AudioSource) and source.is_opus()
-    assert source.read() == b"frame-1"
-    assert source.read() == b"\xf8\xff\xfe"  # nothing ready: silence, at once
-    source.cleanup()
-    source.cleanup()
-    assert source.read() == b"" and source.finished.is_set()
