@@ -51,9 +51,15 @@ class Lane:
     float attributes: a torn read is impossible under the GIL, a slightly stale one harmless)."""
 
     def __init__(
-        self, vc: discord.VoiceClient, reader: FrameReader, on_finished: Callable[[], None] | None = None
+        self,
+        vc: discord.VoiceClient,
+        reader: FrameReader,
+        on_finished: Callable[[], None] | None = None,
+        *,
+        name: str = "",
     ) -> None:
         self.vc = vc
+        self.name = name  # the channel, for the logs
         self.reader = reader
         self._on_finished = on_finished
         self.finished = threading.Event()  # the pump let go of the reader (ended, or left)
@@ -100,7 +106,7 @@ class Lane:
             self.errors += 1
             self.failing += 1
             if self.failing == 1:
-                log.warning("discord voice send failed: %s", type(e).__name__)
+                log.warning("discord voice send failed: %s", type(e).__name__, extra={"channel": self.name})
             self.last_error = type(e).__name__
         else:
             self.sent += 1
@@ -163,12 +169,14 @@ class Pump:
         """Ask the pump to say goodbye on this lane (silence, speaking off) and let go of its reader, on its
         next tick; at once if the pump is not running. Wait on ``lane.finished``."""
         with self._lock:
+            if lane.leaving or lane.finished.is_set():
+                return  # asked already, or it ended and said its goodbye then
             lane.leaving = True
-            running = self._thread is not None and self._thread.is_alive() and lane in self._lanes
-            if not running and lane in self._lanes:
+            if self._thread is not None and self._thread.is_alive() and lane in self._lanes:
+                return
+            if lane in self._lanes:
                 self._lanes.remove(lane)
-        if not running:
-            lane.stop()
+        lane.stop()
 
     def close(self, timeout: float = 1.0) -> None:
         with self._lock:
@@ -204,7 +212,7 @@ class Pump:
                 try:
                     lane.stop()
                 except Exception:
-                    log.exception("discord voice pump: a lane failed to stop")
+                    log.exception("discord voice pump: a lane failed to stop", extra={"channel": lane.name})
             if leaving and not lanes:
                 with self._lock:
                     if not self._lanes:  # the last one left: no channel, no thread (and leave() may join)
@@ -215,7 +223,7 @@ class Pump:
                 try:
                     lane.tick()
                 except Exception:  # a bug or a discord.py surprise: this lane stops, the others go on
-                    log.exception("discord voice pump: a lane failed")
+                    log.exception("discord voice pump: a lane failed", extra={"channel": lane.name})
                     lane.errors += 1
                     lane.last_error = "pump"
                     lane.ended = True

@@ -276,7 +276,7 @@ class DiscordVoice:
                 loop.call_soon_threadsafe(done.set)
                 loop.call_soon_threadsafe(link.wake.set)
 
-        lane = Lane(vc, link.feed.reader(), finished)
+        lane = Lane(vc, link.feed.reader(), finished, name=link.channel.id)
         self.pump.add(lane)
         link.lane, link.played_at = lane, loop.time()
         link.down_since = None
@@ -361,8 +361,8 @@ class DiscordVoice:
                 )
                 log.warning("discord voice connection lost", extra={"channel": link.channel.id})
             restoring = vc is not None and vc.guild.voice_client is vc
-            if restoring and now - link.down_since < self.restore_grace:
-                continue  # discord.py is on it
+            if restoring and not failing and now - link.down_since < self.restore_grace:
+                continue  # discord.py is on it (failing sends are not its business: a new join at once)
             await self._teardown(link)
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.backoff_max)
