@@ -145,9 +145,18 @@ class Pump:
     """The sender thread of a set of lanes. The thread starts with the first lane and ends when the last one
     has left (or on :meth:`close`): no channel linked, no thread."""
 
-    def __init__(self, *, delay: float = DELAY, resync_after: float = RESYNC_AFTER) -> None:
+    def __init__(
+        self,
+        *,
+        delay: float = DELAY,
+        resync_after: float = RESYNC_AFTER,
+        clock: Callable[[], float] = time.perf_counter,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.delay = delay
         self.resync_after = resync_after
+        self._clock = clock  # seconds, monotonic; a test's controllable clock
+        self._sleep = sleep
         self._lock = threading.Lock()
         self._lanes: list[Lane] = []
         self._thread: threading.Thread | None = None
@@ -195,7 +204,7 @@ class Pump:
             thread.join(timeout)
 
     def _run(self) -> None:
-        start = time.perf_counter()
+        start = self._clock()
         ticks = 0
         while True:
             with self._lock:
@@ -230,15 +239,16 @@ class Pump:
                     with contextlib.suppress(Exception):
                         lane.finish()
             ticks += 1
-            wait = start + self.delay * ticks - time.perf_counter()
+            wait = start + self.delay * ticks - self._clock()
             if wait < -self.resync_after:
+                # a long stall: this late tick becomes the new origin, the next one a frame after it
                 self.resyncs += 1
-                start, ticks = time.perf_counter(), 0
-                continue
+                start, ticks = self._clock(), 1
+                wait = self.delay
             if wait < 0:
                 self.late += 1
                 continue
-            time.sleep(wait)
+            self._sleep(wait)
 
 
 __all__ = ["Lane", "Pump"]
