@@ -23,7 +23,9 @@ arrival stamps cannot be skewed by the service's busy loop, and their CPU is not
    process sends a 10,000-notification fan-out (live notices, SQLite) through the real TelegramPlatform to
    the Bot API emulator (rate limits lifted) in a third process. Target p99 ≤ 25 ms. The fan-out's duration,
    its count at the emulator, the CPU of the service and of the emulator meanwhile, and the service's
-   garbage collections (a collection holds the GIL: the sender thread waits) are printed too. Four runs,
+   garbage collections (a collection holds the GIL: the sender thread waits) are printed too. Our one pump
+   thread sends the channels' packets one after another, each send releasing the GIL: a loop busy in Python
+   can hold each channel's packet for up to a switch interval. Four runs,
    another Space each time: as deployed; as deployed at production's pace (the send budget as deployed:
    Telegram's 30 messages/s, 900 subscribers); after ``gc.freeze()``; with the GIL switch interval at 1 ms
    too.

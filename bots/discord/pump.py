@@ -16,6 +16,11 @@ that raises is counted on its lane (the watchdog reads the counts), never allowe
 
 After a long stall (the process suspended, a very long GIL hold) the pump resynchronises its clock rather than
 bursting the missed frames out at once: a burst is heard as garbage, not as catching up.
+
+The trade-off: the sends of one tick are serial, and each ``sendall`` (and the encryption) releases the GIL; an
+event loop busy in Python may take it and keep it up to a switch interval (5 ms) before the pump gets it back,
+so the later channels of a tick can be late by a few of those. With a player thread per channel those waits
+overlap instead. The benchmark's fan-out runs measure what this costs the pacing.
 """
 
 from __future__ import annotations
