@@ -8,7 +8,8 @@ arrival stamps cannot be skewed by the service's busy loop, and their CPU is not
 1. cost, per second of audio, over a steady window (from 2 s after every channel plays to before the source
    ends): CPU (user + sys seconds) of this process — the sampler thread's own CPU taken out — and of its
    ffmpeg children, read from /proc/<pid>/stat while they run (getrusage(RUSAGE_CHILDREN) only counts reaped
-   children); discord.py's player threads (one per voice connection) apart, from /proc/self/task/<tid>/stat;
+   children); the sender threads apart, from /proc/self/task/<tid>/stat (ours: the one pump thread of
+   bots/discord/pump.py for every channel; naive: discord.py's player thread per voice connection);
    memory: peak RSS of this process plus its ffmpeg children. For
    - ours: a Bridge with 1 voice channel; with 10; with 10 and 50 web listeners reading the Ogg stream
      (``bridge.ogg_stream()``, served by a tiny aiohttp app in this process) over real HTTP from another
@@ -22,7 +23,9 @@ arrival stamps cannot be skewed by the service's busy loop, and their CPU is not
    process sends a 10,000-notification fan-out (live notices, SQLite) through the real TelegramPlatform to
    the Bot API emulator (rate limits lifted) in a third process. Target p99 ≤ 25 ms. The fan-out's duration,
    its count at the emulator, the CPU of the service and of the emulator meanwhile, and the service's
-   garbage collections (a collection holds the GIL: every player thread waits) are printed too. Four runs,
+   garbage collections (a collection holds the GIL: the sender thread waits) are printed too. Our one pump
+   thread sends the channels' packets one after another, each send releasing the GIL: a loop busy in Python
+   can hold each channel's packet for up to a switch interval. Four runs,
    another Space each time: as deployed; as deployed at production's pace (the send budget as deployed:
    Telegram's 30 messages/s, 900 subscribers); after ``gc.freeze()``; with the GIL switch interval at 1 ms
    too.
@@ -64,6 +67,7 @@ from sqlalchemy import insert
 from bench.audio_peers import FAN_BASE, GROUP_ID, HOST_ID, listeners_peer, telegram_peer, voice_peer
 from bots.audio.bridge import Bridge
 from bots.discord.adapter import DiscordConfig, DiscordPlatform
+from bots.discord.pump import THREAD_NAME as PUMP_THREAD
 from bots.router import Router
 from bots.runtime.budget import TokenBucketBudget, Unlimited
 from bots.runtime.clock import SystemClock
@@ -149,14 +153,16 @@ class Measured:
     own: float  # CPU seconds of this process (the meter's thread left out)
     ffmpeg: float  # … of its ffmpeg children
     ffmpegs: int  # how many ran
-    players: float  # … of discord.py's player threads (part of ``own``): one per voice connection
+    players: float  # … of the sender threads (part of ``own``): our pump, or a player per connection
 
 
 def _players_cpu() -> dict[int, float]:
-    """discord.py's audio player threads (one per playing voice connection): native id → CPU seconds."""
+    """The threads sending voice packets — our pump (one for every channel), discord.py's audio players
+    (one per voice connection, the naive peer's) — native id → CPU seconds."""
     out = {}
     for t in threading.enumerate():
-        if isinstance(t, discord.player.AudioPlayer) and t.native_id is not None:
+        sender = isinstance(t, discord.player.AudioPlayer) or t.name == PUMP_THREAD
+        if sender and t.native_id is not None:
             stat = _proc_stat(f"/proc/self/task/{t.native_id}/stat")
             if stat is not None:
                 out[t.native_id] = stat[1]
@@ -270,7 +276,7 @@ class Meter:
 
 
 class GcPauses:
-    """The service's garbage collections (they hold the GIL: every player thread waits), recorded through
+    """The service's garbage collections (they hold the GIL: the sender thread waits), recorded through
     ``gc.callbacks`` while installed: (generation, seconds) each."""
 
     def __init__(self) -> None:
@@ -420,7 +426,7 @@ class Cost:
     cpu_self: float  # CPU seconds per second of audio, this process
     cpu_ffmpeg: float  # … its ffmpeg children
     ffmpegs: int
-    cpu_players: float  # … discord.py's player threads, part of cpu_self
+    cpu_players: float  # … the sender threads (pump or players), part of cpu_self
     rss_self: float  # peak MB
     rss_ffmpeg: float
     pacing: Pacing
@@ -441,7 +447,7 @@ class Cost:
         )
         return (
             f"[audio] {self.label:5}, {what:34}: CPU {self.cpu:.4f} s/s (service {self.cpu_self:.4f}, of which "
-            f"player threads {self.cpu_players:.4f}; + "
+            f"sender threads {self.cpu_players:.4f}; + "
             f"{self.ffmpegs} ffmpeg {self.cpu_ffmpeg:.4f}); RSS {self.rss:6.1f} MB (service {self.rss_self:.1f} "
             f"+ ffmpeg {self.rss_ffmpeg:.1f}); pacing {self.pacing.text()}{self.note}; load {self.load:.1f}"
         )
@@ -648,7 +654,7 @@ class FanOut:
     busy: Pacing
     idle_gc: str
     busy_gc: str
-    service_cpu: float  # CPU seconds per second of the fan-out: this process (bridge, players, engine)…
+    service_cpu: float  # CPU seconds per second of the fan-out: this process (bridge, pump, engine)…
     emulator_cpu: float  # … and the Bot API emulator's process
 
 
@@ -656,9 +662,9 @@ async def fan_out_runs(work: Work, fans: int, db_dir: Path, quick: bool) -> list
     """Fan-outs (a Space each, the same ``fans`` subscribers) while a Bridge plays in 10 channels: the service
     as deployed; the same at production's pace (Telegram's 30 messages/s, the send budget as deployed: what
     a real fan-out costs the audio) to fewer subscribers; after ``gc.freeze()`` (what the service's objects at
-    start-up cost every full collection: a full collection holds the GIL, every player thread waits); and
-    with the interpreter's GIL switch interval down from 5 ms to 1 ms too (how long a player thread waits for
-    a busy event loop to hand the GIL over)."""
+    start-up cost every full collection: a full collection holds the GIL, the sender thread waits); and
+    with the interpreter's GIL switch interval down from 5 ms to 1 ms too (how long the sender thread waits
+    for a busy event loop to hand the GIL over)."""
     url = f"sqlite+aiosqlite:///{db_dir}/fanout.db"
     await upgrade(url)
     db = make_engine(url)
@@ -802,7 +808,7 @@ async def run(quick: bool) -> None:
             ours_player = (costs["ours10"].cpu_players - costs["ours1"].cpu_players) / 9
             naive_player = (costs["naive10"].cpu_players - costs["naive1"].cpu_players) / 9
             print(
-                f"[audio] one more voice channel: ours {ours_one:+.4f} s/s (its player thread {ours_player:.4f}), "
+                f"[audio] one more voice channel: ours {ours_one:+.4f} s/s (in the pump {ours_player:+.4f}), "
                 f"{ours_mb:+.1f} MB; naive {naive_one:+.4f} s/s (its player thread {naive_player:.4f}, its "
                 f"ffmpeg the rest), {naive_mb:+.1f} MB: ours = {ratio:.0%} of naive's CPU "
                 f"(target ≤ {MARGINAL_TARGET:.0%}) {'OK' if ratio <= MARGINAL_TARGET else 'ABOVE'}; "

@@ -427,7 +427,7 @@ class DiscordPlatform:
         self._ready.set()
 
     async def stop(self) -> None:
-        await self.voice.close()  # every voice channel left, no player thread behind
+        await self.voice.close()  # every voice channel left, no sender thread behind
         client, self._client = self._client, None
         for task in list(self._tasks):
             task.cancel()

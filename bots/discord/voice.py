@@ -1,17 +1,19 @@
 """Discord's side of a live Space's audio: :class:`core.ports.VoiceBridge` on discord.py's voice.
 
-Every joined channel plays the same shared feed: a :class:`FeedSource` hands discord.py's player the Opus
-packets the Space's one ffmpeg made (``is_opus()``: nothing is decoded or encoded here), so N channels cost one
-encode. The audio stays off the event loop: discord.py's player thread reads the feed's reader every 20 ms and
-sends the UDP packets itself; the loop only runs the handshakes and a light watchdog per channel.
+Every joined channel plays the same shared feed: each has a reader of it, and ONE pump thread for all the
+channels of this process (bots/discord/pump.py) hands discord.py the Opus packets the Space's one ffmpeg made
+(``send_audio_packet(encode=False)``: nothing is decoded or encoded here), so N channels cost one encode and one
+thread. The audio stays off the event loop: the pump reads the readers every 20 ms and sends the UDP packets
+itself; the loop only runs the handshakes and a light watchdog per channel.
 
 Reconnecting: discord.py restores a dropped voice websocket itself after most close codes (a fresh handshake,
 as for 4006 "session no longer valid"). It does not always manage: in 2.7 its resume after 4015 ("voice server
 crashed") sends a new gateway op 4 and then waits for an update order Discord does not send, and after a TCP
 reset its UDP reader can sit up to 30 s in a select on the closed socket. So a watchdog per channel gives it
-``restore_grace``, then tears the connection down and joins again with backoff; a player thread that ended (it
-waits only ``connect_timeout`` for a lost connection) is replaced by a new one on a new reader.
-:meth:`DiscordVoice.voice_health` says RECONNECTING meanwhile and counts every recovery.
+``restore_grace``, then tears the connection down and joins again with backoff. It judges from the connection
+and from the pump's counts for the channel: sends failing in a row count as a lost connection, and a channel
+whose reader ended gets a new reader. :meth:`DiscordVoice.voice_health` says RECONNECTING meanwhile and counts
+every recovery.
 
 Discord's rules applied before connecting (so a refusal is a plain ChatUnavailable, not a 30-s timeout):
 Connect (and View Channel) to join; Speak to be heard in a voice channel; on a stage the bot arrives in the
@@ -24,56 +26,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import discord
 
+from bots.discord.pump import Lane, Pump
 from core.audio import LinkHealth, LinkState
 from core.errors import ChatUnavailable, TransientError
-from core.ports import FrameFeed, FrameReader
+from core.ports import FrameFeed
 from core.refs import ChatRef
 
 log = logging.getLogger(__name__)
 
-CONNECT_TIMEOUT = 20.0  # seconds for one voice handshake (and what the player waits for a lost connection)
+CONNECT_TIMEOUT = 20.0  # seconds for one voice handshake
 RESTORE_GRACE = 5.0  # seconds discord.py may take to restore a drop itself (~0-2 s backoff + handshake)
 CHECK_EVERY = 0.25  # seconds between two looks of the watchdog (a few attribute reads: cheap on the loop)
 BACKOFF_FIRST = 1.0  # seconds before the first re-join, doubling up to BACKOFF_MAX
 BACKOFF_MAX = 30.0
-LEAVE_TIMEOUT = 5.0  # seconds leaving may wait for Discord's confirmation and the player thread's end
+LEAVE_TIMEOUT = 5.0  # seconds leaving may wait for Discord's confirmation and the pump's goodbye
+SEND_FAILURES = 50  # sends failing in a row (a second of audio) that count as a lost connection
 
 VocalChannel = discord.VoiceChannel | discord.StageChannel
-
-
-class FeedSource(discord.AudioSource):
-    """One voice connection's place in the shared feed, for discord.py's player thread.
-
-    ``read`` never blocks (the reader answers the silence frame when nothing is ready, so a source that drops
-    sounds like a pause and the player keeps its 20-ms rhythm); ``cleanup`` (the player's last act, in its
-    thread) closes the reader and marks the source finished, which :meth:`DiscordVoice.leave` waits for."""
-
-    def __init__(self, reader: FrameReader, on_finished: Callable[[], None] | None = None) -> None:
-        self._reader = reader
-        self._on_finished = on_finished
-        self.finished = threading.Event()
-        self.thread: threading.Thread | None = None  # the thread that let go of the reader (the player's)
-
-    def read(self) -> bytes:
-        return self._reader.read()
-
-    def is_opus(self) -> bool:
-        return True
-
-    def cleanup(self) -> None:
-        self._reader.close()
-        if not self.finished.is_set():
-            self.thread = threading.current_thread()
-            self.finished.set()
-            if self._on_finished is not None:
-                self._on_finished()
 
 
 class _VoiceClient(discord.VoiceClient):
@@ -104,16 +79,16 @@ class _Link:
     feed: FrameFeed
     guild_id: int
     vc: _VoiceClient | None = None
-    source: FeedSource | None = None
+    lane: Lane | None = None  # its place in the pump
     state: LinkState = LinkState.STARTING
     detail: str = ""
     reconnects: int = 0
     down_since: float | None = None
-    played_at: float = 0.0  # loop time the current player started
+    played_at: float = 0.0  # loop time the current lane started
     awaiting_stage: bool = False  # on a stage, requested to speak: heard once a moderator invites the bot
     wake: asyncio.Event = field(default_factory=asyncio.Event)
-    # set when the current player has let go of its reader
-    source_done: asyncio.Event = field(default_factory=asyncio.Event)
+    # set when the pump has let go of the current lane's reader
+    lane_done: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
 
     def health(self) -> LinkHealth:
@@ -122,7 +97,7 @@ class _Link:
 
 class DiscordVoice:
     """core.ports.VoiceBridge for the Discord client of this process (``client()`` returns it, or None while
-    the platform is stopped). Methods run on the event loop; the audio flows in discord.py's threads."""
+    the platform is stopped). Methods run on the event loop; the audio flows in the pump's thread."""
 
     def __init__(
         self,
@@ -143,6 +118,7 @@ class DiscordVoice:
         self.backoff_max = backoff_max
         self.leave_timeout = leave_timeout
         self._links: dict[ChatRef, _Link] = {}
+        self.pump = Pump()
 
     # ------------------------------------------------------------------ the port
 
@@ -201,6 +177,7 @@ class DiscordVoice:
         """Leave every channel (the platform stops)."""
         for channel in list(self._links):
             await self.leave(channel)
+        await asyncio.to_thread(self.pump.close, self.leave_timeout)
 
     # ------------------------------------------------------------------ joining
 
@@ -231,7 +208,7 @@ class DiscordVoice:
         return found
 
     async def _connect(self, link: _Link, target: VocalChannel) -> None:
-        """Connect (deafened: the bot never listens), take the stage's floor, and play a new reader."""
+        """Connect (deafened: the bot never listens), take the stage's floor, and pump a new reader."""
         link.state = LinkState.STARTING if link.state is not LinkState.RECONNECTING else link.state
         vc = await self._open(target)
         link.vc = vc
@@ -292,21 +269,16 @@ class DiscordVoice:
 
     def _play(self, link: _Link, vc: _VoiceClient) -> None:
         loop = asyncio.get_running_loop()
-        done = link.source_done = asyncio.Event()
+        done = link.lane_done = asyncio.Event()
 
-        def finished() -> None:  # in the player thread (or wherever the source is cleaned up)
+        def finished() -> None:  # in the pump thread (or wherever the lane is let go of)
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
                 loop.call_soon_threadsafe(done.set)
+                loop.call_soon_threadsafe(link.wake.set)
 
-        source = FeedSource(link.feed.reader(), finished)
-
-        def ended(error: Exception | None) -> None:  # in the player thread, as it stops
-            if error is not None:
-                log.warning("discord voice player stopped: %s", type(error).__name__)
-            loop.call_soon_threadsafe(link.wake.set)
-
-        vc.play(source, after=ended)
-        link.source, link.played_at = source, loop.time()
+        lane = Lane(vc, link.feed.reader(), finished, name=link.channel.id)
+        self.pump.add(lane)
+        link.lane, link.played_at = lane, loop.time()
         link.down_since = None
         self._mark_up(link, vc)
 
@@ -335,8 +307,9 @@ class DiscordVoice:
                 await asyncio.sleep(self.backoff_first)
 
     async def _keep_playing(self, link: _Link) -> None:
-        """Keep one channel playing: re-play a stopped player, give discord.py ``restore_grace`` to restore a
-        dropped connection, then join again with backoff. A refusal (ChatUnavailable) ends the link: FAILED."""
+        """Keep one channel playing: a new reader for a lane whose reader ended, ``restore_grace`` for
+        discord.py to restore a dropped connection (or one whose sends keep failing), then a new join with
+        backoff. A refusal (ChatUnavailable) ends the link: FAILED."""
         loop = asyncio.get_running_loop()
         delay = self.backoff_first
         while True:
@@ -352,20 +325,22 @@ class DiscordVoice:
                 )
                 log.warning("discord voice removed", extra={"channel": link.channel.id})
                 return
-            if vc is not None and self._connected(vc):
-                if link.source is None or link.source.finished.is_set():
-                    # the player thread ended: it gave up waiting while discord.py reconnected (returning
-                    # without marking itself stopped, so is_playing() cannot tell), or its reader ended.
-                    # A new player and reader, after a backoff if the last one did not last
+            lane = link.lane
+            failing = lane is not None and lane.failing >= SEND_FAILURES
+            if vc is not None and self._connected(vc) and not failing:
+                if lane is None or lane.finished.is_set():
+                    # its reader ended (the feed broke) or the pump dropped it after a surprise: a new
+                    # reader, after a backoff if the last one did not last
                     if loop.time() - link.played_at < self.check_every * 4:
                         await asyncio.sleep(delay)
                         delay = min(delay * 2, self.backoff_max)
                         if link.vc is not vc:
                             continue
-                    vc.stop()
+                    if lane is not None:
+                        await self._let_go(link, lane)
                     self._play(link, vc)
                     link.reconnects += 1
-                    log.info("discord voice player restarted", extra={"channel": link.channel.id})
+                    log.info("discord voice reader restarted", extra={"channel": link.channel.id})
                     continue
                 if link.down_since is not None:
                     link.reconnects += 1
@@ -378,11 +353,16 @@ class DiscordVoice:
             now = loop.time()
             if link.down_since is None:
                 link.down_since = now
-                link.state, link.detail = LinkState.RECONNECTING, "voice connection lost"
+                link.state = LinkState.RECONNECTING
+                link.detail = (
+                    f"voice packets failing ({lane.last_error})"
+                    if failing and lane is not None
+                    else "voice connection lost"
+                )
                 log.warning("discord voice connection lost", extra={"channel": link.channel.id})
             restoring = vc is not None and vc.guild.voice_client is vc
-            if restoring and now - link.down_since < self.restore_grace:
-                continue  # discord.py is on it
+            if restoring and not failing and now - link.down_since < self.restore_grace:
+                continue  # discord.py is on it (failing sends are not its business: a new join at once)
             await self._teardown(link)
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.backoff_max)
@@ -410,22 +390,25 @@ class DiscordVoice:
         return ws is None or not ws.closed
 
     async def _teardown(self, link: _Link) -> None:
-        """Stop the player, disconnect, and wait for the player thread to finish with its reader."""
-        vc, source = link.vc, link.source
-        link.vc = link.source = None
+        """Say goodbye on the lane (silence, speaking off) while still connected, then disconnect."""
+        vc, lane = link.vc, link.lane
+        link.vc = link.lane = None
+        if lane is not None:
+            await self._let_go(link, lane)
         if vc is not None:
             await self._disconnect(vc)
         stale = self._registered(link.channel)
         if stale is not None:  # a connect cancelled half-way (leave during a re-join) left its client
             await self._disconnect(stale)
-        if source is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(link.source_done.wait(), self.leave_timeout)
-            source.cleanup()  # idempotent: a player that never started still closes its reader
-            thread = source.thread
-            if thread is not None and thread is not threading.current_thread():
-                # cleanup() is the player thread's last act: it is gone within microseconds
-                thread.join(timeout=0.05)
+        # the last lane gone, the pump thread ends within microseconds of its goodbye: no channel, no thread
+        self.pump.join(timeout=0.05)
+
+    async def _let_go(self, link: _Link, lane: Lane) -> None:
+        """Take the lane out of the pump and wait (``leave_timeout`` at most) for its goodbye."""
+        self.pump.remove(lane)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(link.lane_done.wait(), self.leave_timeout)
+        lane.finish()  # idempotent: the reader is closed whatever happened
 
     async def _disconnect(self, vc: _VoiceClient) -> None:
         vc.on_change = None
@@ -454,4 +437,4 @@ class DiscordVoice:
         return None
 
 
-__all__ = ["DiscordVoice", "FeedSource"]
+__all__ = ["DiscordVoice"]

@@ -23,7 +23,8 @@ from bots.audio.bridge import Bridge
 from bots.audio.feed import FrameHub
 from bots.audio.ffmpeg import SourceProcess, offline_encode
 from bots.discord.adapter import DiscordConfig, DiscordPlatform
-from core.audio import FRAME_SAMPLES, AudioSource, LinkState, SourceKind
+from bots.discord.pump import THREAD_NAME as PUMP_THREAD
+from core.audio import FRAME_SAMPLES, SILENCE_FRAME, AudioSource, LinkState, SourceKind
 from core.errors import ChatUnavailable
 from core.ports import FrameReader, VoiceBridge
 from core.refs import ChatRef, Platform
@@ -97,7 +98,10 @@ async def world(
 
 
 def player_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("audio-player") and t.is_alive()]
+    """Threads sending voice packets: the pump's, and discord.py's own players (there must be none)."""
+    return [
+        t for t in threading.enumerate() if t.name.startswith(("audio-player", PUMP_THREAD)) and t.is_alive()
+    ]
 
 
 def intervals_ms(frames: list[RtpFrame]) -> list[float]:
@@ -156,7 +160,7 @@ async def test_five_channels_receive_the_one_encode_byte_for_byte(tmp_path: Path
         hub = FrameHub()
         for channel in chans:  # every channel listens before the source starts: each must get all of it
             await w.platform.join(w.ref(channel), hub)
-        assert len(player_threads()) == 5
+        assert [t.name for t in player_threads()] == [PUMP_THREAD]  # one sender thread for five channels
         source = w.source("tone.wav", hub)
         source.start()
         try:
@@ -197,7 +201,7 @@ async def test_five_channels_receive_the_one_encode_byte_for_byte(tmp_path: Path
 
 async def test_the_audio_flows_while_the_event_loop_is_blocked(tmp_path: Path, ffmpeg_exe: str) -> None:
     """The audio path never touches the event loop: with the loop stuck for a second (a CPU-bound handler),
-    ffmpeg's thread keeps pushing and every channel's player thread keeps sending. The emulator, on that same
+    ffmpeg's thread keeps pushing and the pump thread keeps sending on every channel. The emulator, on that same
     loop, reads the queued datagrams afterwards: their count and unbroken sequence numbers show they were sent
     during the block (a path through the loop would have sent none)."""
     chans: list[DcChannel] = []
@@ -230,7 +234,7 @@ async def test_the_audio_flows_while_the_event_loop_is_blocked(tmp_path: Path, f
             f"\nloop blocked 1 s: ffmpeg pushed {blocked_pushes} frames, the channels sent {during} packets"
         )
         assert blocked_pushes >= 25  # the source's thread went on (50 frames a second)
-        assert all(n >= 25 for n in during)  # so did every player thread
+        assert all(n >= 25 for n in during)  # so did the pump, on every channel
         for channel in chans:
             [conn] = w.voice.connections_of(channel.guild_id or 0)
             assert_rtp_continuous(conn.frames)
@@ -322,7 +326,7 @@ class EndingFirstReader:
         return Ending()
 
 
-async def test_a_player_that_stopped_is_restarted_with_a_new_reader(tmp_path: Path, ffmpeg_exe: str) -> None:
+async def test_a_reader_that_ended_is_replaced_by_a_new_one(tmp_path: Path, ffmpeg_exe: str) -> None:
     chans: list[DcChannel] = []
 
     def build(dc: DiscordEmulator) -> None:
@@ -338,13 +342,13 @@ async def test_a_player_that_stopped_is_restarted_with_a_new_reader(tmp_path: Pa
         source.start()
         try:
             await w.platform.join(ref, feed)
-            await w.wait(lambda: feed.readers == 2, what="a second player")
-            await w.wait(lambda: len(w.voice.opus_frames(gid)) >= 100, what="audio from the new player")
+            await w.wait(lambda: feed.readers == 2, what="a second reader")
+            await w.wait(lambda: len(w.voice.opus_frames(gid)) >= 100, what="audio from the new reader")
         finally:
             await asyncio.to_thread(source.stop)
         health = w.platform.voice_health(ref)
         assert health.state is LinkState.PLAYING and health.reconnects == 1
-        [conn] = w.voice.connections_of(gid)  # the same voice connection: only the player was replaced
+        [conn] = w.voice.connections_of(gid)  # the same voice connection: only the reader was replaced
         assert is_subsequence(conn.opus_frames(), reference)
         await w.platform.leave(ref)
         assert player_threads() == []
@@ -449,7 +453,7 @@ async def test_a_missing_permission_is_refused_before_any_connection(
         assert w.platform.voice_health(w.ref(chans[0])).state is LinkState.STOPPED
 
 
-async def test_leave_disconnects_and_leaves_no_player_thread(tmp_path: Path, ffmpeg_exe: str) -> None:
+async def test_leave_disconnects_and_leaves_no_sender_thread(tmp_path: Path, ffmpeg_exe: str) -> None:
     guilds: list[DcGuild] = []
     chans: list[DcChannel] = []
 
@@ -574,15 +578,117 @@ async def test_can_join_only_guilds_on_this_process_shards(tmp_path: Path) -> No
         assert not platform.can_join(ours)  # stopped: nothing can be joined from here
 
 
-def test_feed_source_is_opus_and_closes_its_reader() -> None:
-    from bots.discord.voice import FeedSource
+async def test_the_pump_speaks_before_sending_and_says_goodbye_on_leave(
+    tmp_path: Path, ffmpeg_exe: str
+) -> None:
+    """What discord.py's player does around its packets, done by the pump per channel: speaking set before
+    the first packet, five silence frames and speaking unset when the channel leaves."""
+    chans: list[DcChannel] = []
 
-    hub = FrameHub()
-    hub.push(b"frame-1")
-    source = FeedSource(hub.reader(margin=1))
-    assert isinstance(source, discord.AudioSource) and source.is_opus()
-    assert source.read() == b"frame-1"
-    assert source.read() == b"\xf8\xff\xfe"  # nothing ready: silence, at once
-    source.cleanup()
-    source.cleanup()
-    assert source.read() == b"" and source.finished.is_set()
+    def build(dc: DiscordEmulator) -> None:
+        for i in range(2):
+            chans.append(dc.add_channel(dc.create_guild(f"G{i}"), "Live", VOICE))
+
+    async with world(tmp_path, ffmpeg_exe, build) as w:
+        hub = FrameHub()
+        for channel in chans:
+            await w.platform.join(w.ref(channel), hub)
+
+        async def push() -> None:  # a live feed: any bytes (the pump forwards, never decodes)
+            for i in itertools.count():
+                hub.push(bytes([0xFC, i % 256, i // 256 % 256]))
+                await asyncio.sleep(0.015)
+
+        pusher = asyncio.create_task(push())
+        gids = [c.guild_id or 0 for c in chans]
+        try:
+            await w.wait(lambda: all(len(w.voice.opus_frames(g)) >= 20 for g in gids), what="audio")
+            await w.platform.leave(w.ref(chans[0]))
+        finally:
+            pusher.cancel()
+        [first] = w.voice.connections_of(gids[0])
+        await w.wait(lambda: [s["speaking"] for s in first.speaking] == [0, 1, 0], what="speaking unset")
+        assert [f.opus for f in first.frames[-5:]] == [SILENCE_FRAME] * 5  # the goodbye, as the player's
+        assert [f.opus[:1] for f in first.frames[-25:-5]] == [b"\xfc"] * 20  # audio until the goodbye
+        # the other channel plays on, in the same thread
+        [second] = w.voice.connections_of(gids[1])
+        before = len(second.frames)
+        await w.wait(lambda: len(second.frames) >= before + 10, what="the other channel going on")
+        assert SILENCE_FRAME in [f.opus for f in second.frames[before:]]  # the feed paused: silence filled in
+        assert [s["speaking"] for s in second.speaking] == [0, 1]
+        assert [t.name for t in player_threads()] == [PUMP_THREAD]
+        await w.platform.leave(w.ref(chans[1]))
+        assert player_threads() == []
+
+
+async def test_one_channel_failing_does_not_hold_the_others(tmp_path: Path, ffmpeg_exe: str) -> None:
+    """Two channels of one feed: one loses its connection (a TCP reset), then another's sends raise (a
+    surprise from discord.py, injected). The pump never waits on either: the healthy channel's packets keep
+    their unbroken sequence throughout, the failures are counted and both links come back."""
+    chans: list[DcChannel] = []
+
+    def build(dc: DiscordEmulator) -> None:
+        for i in range(2):
+            chans.append(dc.add_channel(dc.create_guild(f"G{i}"), "Live", VOICE))
+
+    async with world(tmp_path, ffmpeg_exe, build) as w:
+        tone = make_audio(ffmpeg_exe, w.media / "long.wav", seconds=20.0)
+        hub = FrameHub()
+        refs = [w.ref(c) for c in chans]
+        gids = [c.guild_id or 0 for c in chans]
+        for ref in refs:
+            await w.platform.join(ref, hub)
+        source = w.source(tone.name, hub)
+        source.start()
+        try:
+            await w.wait(lambda: all(len(w.voice.opus_frames(g)) >= 50 for g in gids), what="audio")
+            # 1. a connection lost: its lane is skipped, the other goes on
+            w.voice.hard_drop(gids[0])
+            await w.wait(
+                lambda: w.platform.voice_health(refs[0]).state is LinkState.RECONNECTING, what="drop"
+            )
+            [healthy] = w.voice.connections_of(gids[1])
+            during = len(healthy.frames)
+            await w.wait(
+                lambda: w.platform.voice_health(refs[0]).state is LinkState.PLAYING, within=30, what="back"
+            )
+            sent_meanwhile = len(healthy.frames) - during
+            # 2. sends that raise on the healthy one: counted, then treated as a lost connection
+            guild = w.platform.client.get_guild(gids[1])
+            assert guild is not None and guild.voice_client is not None
+            vc = guild.voice_client
+
+            def broken(data: bytes, *, encode: bool = True) -> None:
+                raise RuntimeError("injected")
+
+            vc.send_audio_packet = broken  # type: ignore[attr-defined,method-assign]
+            await w.wait(
+                lambda: "failing" in w.platform.voice_health(refs[1]).detail, within=10, what="failing seen"
+            )
+            assert w.platform.voice_health(refs[1]).state is LinkState.RECONNECTING
+            lost_at = len(w.voice.opus_frames(gids[0]))
+            await w.wait(
+                lambda: (
+                    w.platform.voice_health(refs[1]).state is LinkState.PLAYING
+                    and len(w.voice.opus_frames(gids[1])) > 0
+                    and len(w.voice.connections_of(gids[1])) == 2
+                    and len(w.voice.connections_of(gids[1])[-1].frames) >= 25
+                ),
+                within=30,
+                what="the failing channel re-joined and playing",
+            )
+            recovered_at = len(w.voice.opus_frames(gids[0]))
+        finally:
+            await asyncio.to_thread(source.stop)
+        print(
+            f"\nwhile channel 1 re-connected, channel 2 received {sent_meanwhile} packets; while channel 2 "
+            f"failed and re-joined, channel 1 received {recovered_at - lost_at}"
+        )
+        assert sent_meanwhile >= 25  # at least half a second of the re-connection, sent on the healthy one
+        assert recovered_at - lost_at >= 25
+        assert_rtp_continuous(healthy.frames)  # never a gap in its sequence while the other was down
+        assert_rtp_continuous(w.voice.connections_of(gids[0])[-1].frames)
+        assert w.platform.voice_health(refs[1]).reconnects >= 1
+        for ref in refs:
+            await w.platform.leave(ref)
+        assert player_threads() == []
