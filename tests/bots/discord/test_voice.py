@@ -97,6 +97,18 @@ async def world(
                 await platform.stop()
 
 
+def one_channel_each(
+    chans: list[DcChannel], guilds: int = 1, kind: int = VOICE, name: str = "Live"
+) -> Callable[[DiscordEmulator], None]:
+    """A ``world`` build: ``guilds`` servers with one ``kind`` channel each, appended to ``chans``."""
+
+    def build(dc: DiscordEmulator) -> None:
+        for i in range(guilds):
+            chans.append(dc.add_channel(dc.create_guild(f"G{i}"), name, kind))
+
+    return build
+
+
 def player_threads() -> list[threading.Thread]:
     """Threads sending voice packets: the pump's, and discord.py's own players (there must be none)."""
     return [
@@ -135,10 +147,7 @@ def is_subsequence(part: list[bytes], whole: list[bytes]) -> bool:
 async def test_the_platform_is_a_voice_bridge(tmp_path: Path, ffmpeg_exe: str) -> None:
     chans: list[DcChannel] = []
 
-    def build(dc: DiscordEmulator) -> None:
-        chans.append(dc.add_channel(dc.create_guild("G"), "Voice", VOICE))
-
-    async with world(tmp_path, ffmpeg_exe, build) as w:
+    async with world(tmp_path, ffmpeg_exe, one_channel_each(chans, name="Voice")) as w:
         assert isinstance(w.platform, VoiceBridge)
         assert w.platform.can_join(w.ref(chans[0]))
         text = next(c for c in w.dc.channels.values() if c.type == 0)
@@ -150,11 +159,7 @@ async def test_the_platform_is_a_voice_bridge(tmp_path: Path, ffmpeg_exe: str) -
 async def test_five_channels_receive_the_one_encode_byte_for_byte(tmp_path: Path, ffmpeg_exe: str) -> None:
     chans: list[DcChannel] = []
 
-    def build(dc: DiscordEmulator) -> None:
-        for i in range(5):
-            chans.append(dc.add_channel(dc.create_guild(f"Guild {i}"), "Live", VOICE))
-
-    async with world(tmp_path, ffmpeg_exe, build) as w:
+    async with world(tmp_path, ffmpeg_exe, one_channel_each(chans, guilds=5)) as w:
         tone = make_audio(ffmpeg_exe, w.media / "tone.wav", seconds=4.0)
         reference = offline_encode(str(tone), ffmpeg=ffmpeg_exe)
         hub = FrameHub()
@@ -206,11 +211,7 @@ async def test_the_audio_flows_while_the_event_loop_is_blocked(tmp_path: Path, f
     during the block (a path through the loop would have sent none)."""
     chans: list[DcChannel] = []
 
-    def build(dc: DiscordEmulator) -> None:
-        for i in range(3):
-            chans.append(dc.add_channel(dc.create_guild(f"G{i}"), "Live", VOICE))
-
-    async with world(tmp_path, ffmpeg_exe, build) as w:
+    async with world(tmp_path, ffmpeg_exe, one_channel_each(chans, guilds=3)) as w:
         tone = make_audio(ffmpeg_exe, w.media / "tone.wav", seconds=6.0)
         reference = offline_encode(str(tone), ffmpeg=ffmpeg_exe)
         hub = FrameHub()
@@ -245,10 +246,7 @@ async def test_the_audio_flows_while_the_event_loop_is_blocked(tmp_path: Path, f
 async def test_a_dropped_voice_connection_resumes_playing(tmp_path: Path, ffmpeg_exe: str, drop: str) -> None:
     chans: list[DcChannel] = []
 
-    def build(dc: DiscordEmulator) -> None:
-        chans.append(dc.add_channel(dc.create_guild("G"), "Live", VOICE))
-
-    async with world(tmp_path, ffmpeg_exe, build) as w:
+    async with world(tmp_path, ffmpeg_exe, one_channel_each(chans)) as w:
         tone = make_audio(ffmpeg_exe, w.media / "long.wav", seconds=12.0)
         reference = offline_encode(str(tone), ffmpeg=ffmpeg_exe)
         hub = FrameHub()
@@ -329,10 +327,7 @@ class EndingFirstReader:
 async def test_a_reader_that_ended_is_replaced_by_a_new_one(tmp_path: Path, ffmpeg_exe: str) -> None:
     chans: list[DcChannel] = []
 
-    def build(dc: DiscordEmulator) -> None:
-        chans.append(dc.add_channel(dc.create_guild("G"), "Live", VOICE))
-
-    async with world(tmp_path, ffmpeg_exe, build) as w:
+    async with world(tmp_path, ffmpeg_exe, one_channel_each(chans)) as w:
         tone = make_audio(ffmpeg_exe, w.media / "tone.wav", seconds=6.0)
         reference = offline_encode(str(tone), ffmpeg=ffmpeg_exe)
         hub = FrameHub()
@@ -355,14 +350,9 @@ async def test_a_reader_that_ended_is_replaced_by_a_new_one(tmp_path: Path, ffmp
 
 
 async def test_a_bot_a_moderator_disconnected_stays_out(tmp_path: Path, ffmpeg_exe: str) -> None:
-    guilds: list[DcGuild] = []
     chans: list[DcChannel] = []
-
-    def build(dc: DiscordEmulator) -> None:
-        guilds.append(dc.create_guild("G"))
-        chans.append(dc.add_channel(guilds[0], "Live", VOICE))
-
-    async with world(tmp_path, ffmpeg_exe, build) as w:
+    async with world(tmp_path, ffmpeg_exe, one_channel_each(chans)) as w:
+        guilds = [w.dc.guilds[chans[0].guild_id]]
         ref = w.ref(chans[0])
         await w.platform.join(ref, FrameHub())
         joins = len([u for u in w.dc.voice_updates if u["channel_id"]])
@@ -454,14 +444,9 @@ async def test_a_missing_permission_is_refused_before_any_connection(
 
 
 async def test_leave_disconnects_and_leaves_no_sender_thread(tmp_path: Path, ffmpeg_exe: str) -> None:
-    guilds: list[DcGuild] = []
     chans: list[DcChannel] = []
-
-    def build(dc: DiscordEmulator) -> None:
-        guilds.append(dc.create_guild("G"))
-        chans.append(dc.add_channel(guilds[0], "Live", VOICE))
-
-    async with world(tmp_path, ffmpeg_exe, build) as w:
+    async with world(tmp_path, ffmpeg_exe, one_channel_each(chans)) as w:
+        guilds = [w.dc.guilds[chans[0].guild_id]]
         ref = w.ref(chans[0])
         await w.platform.join(ref, FrameHub())
         await w.platform.join(ref, FrameHub())  # a retried join: still one connection
@@ -505,11 +490,7 @@ async def test_one_voice_connection_per_server_and_a_stale_one_replaced(
 async def test_stopping_the_platform_leaves_every_channel(tmp_path: Path, ffmpeg_exe: str) -> None:
     chans: list[DcChannel] = []
 
-    def build(dc: DiscordEmulator) -> None:
-        for i in range(2):
-            chans.append(dc.add_channel(dc.create_guild(f"G{i}"), "Live", VOICE))
-
-    async with world(tmp_path, ffmpeg_exe, build) as w:
+    async with world(tmp_path, ffmpeg_exe, one_channel_each(chans, guilds=2)) as w:
         for channel in chans:
             await w.platform.join(w.ref(channel), FrameHub())
         await w.platform.stop()
@@ -522,11 +503,7 @@ async def test_the_audio_bridge_plays_through_the_platform(tmp_path: Path, ffmpe
     """The engine's Bridge with the platform as its VoiceBridge: linked while live, left when it stops."""
     chans: list[DcChannel] = []
 
-    def build(dc: DiscordEmulator) -> None:
-        for i in range(2):
-            chans.append(dc.add_channel(dc.create_guild(f"G{i}"), "Live", VOICE))
-
-    async with world(tmp_path, ffmpeg_exe, build) as w:
+    async with world(tmp_path, ffmpeg_exe, one_channel_each(chans, guilds=2)) as w:
         tone = make_audio(ffmpeg_exe, w.media / "tone.wav", seconds=4.0)
         reference = offline_encode(str(tone), ffmpeg=ffmpeg_exe)
         bridge = Bridge(
@@ -585,11 +562,7 @@ async def test_the_pump_speaks_before_sending_and_says_goodbye_on_leave(
     the first packet, five silence frames and speaking unset when the channel leaves."""
     chans: list[DcChannel] = []
 
-    def build(dc: DiscordEmulator) -> None:
-        for i in range(2):
-            chans.append(dc.add_channel(dc.create_guild(f"G{i}"), "Live", VOICE))
-
-    async with world(tmp_path, ffmpeg_exe, build) as w:
+    async with world(tmp_path, ffmpeg_exe, one_channel_each(chans, guilds=2)) as w:
         hub = FrameHub()
         for channel in chans:
             await w.platform.join(w.ref(channel), hub)
@@ -627,11 +600,7 @@ async def test_one_channel_failing_does_not_hold_the_others(tmp_path: Path, ffmp
     their unbroken sequence throughout, the failures are counted and both links come back."""
     chans: list[DcChannel] = []
 
-    def build(dc: DiscordEmulator) -> None:
-        for i in range(2):
-            chans.append(dc.add_channel(dc.create_guild(f"G{i}"), "Live", VOICE))
-
-    async with world(tmp_path, ffmpeg_exe, build) as w:
+    async with world(tmp_path, ffmpeg_exe, one_channel_each(chans, guilds=2)) as w:
         tone = make_audio(ffmpeg_exe, w.media / "long.wav", seconds=20.0)
         hub = FrameHub()
         refs = [w.ref(c) for c in chans]
