@@ -15,7 +15,9 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 PG_BASE = os.environ.get("SPACES_TEST_POSTGRES_URL", DEFAULT_PG)
@@ -67,3 +69,17 @@ def new_database(backend: str, directory: Path) -> Iterator[str]:
         yield make_url(PG_BASE).set(database=name).render_as_string(hide_password=False)
     finally:
         asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def empty_tables(engine: AsyncEngine) -> None:
+    """Every table of the schema emptied (ids restarted on PostgreSQL): a module-scoped database reused by
+    each test as if new."""
+    from storage.tables import TABLES
+
+    async with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            names = ", ".join(t.name for t in TABLES)
+            await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            for table in reversed(TABLES):  # children first
+                await conn.execute(table.delete())

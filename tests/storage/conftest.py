@@ -15,16 +15,14 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from core.models import Space
 from storage.db import make_engine, make_session_factory
 from storage.migrate import upgrade
 from storage.stores import SqlUnitOfWork
-from storage.tables import TABLES
 from tests.builders import space as space_sample
-from tests.databases import BACKENDS, new_database
+from tests.databases import BACKENDS, empty_tables, new_database
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -42,13 +40,7 @@ def migrated_url(db_url: str) -> str:
 @pytest.fixture
 async def engine(migrated_url: str) -> AsyncIterator[AsyncEngine]:
     eng = make_engine(migrated_url)
-    async with eng.begin() as conn:
-        if eng.dialect.name == "postgresql":
-            names = ", ".join(t.name for t in TABLES)
-            await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-        else:
-            for table in reversed(TABLES):  # children first
-                await conn.execute(table.delete())
+    await empty_tables(eng)
     try:
         yield eng
     finally:

@@ -15,7 +15,6 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bots.audio.supervisor import (
@@ -34,7 +33,6 @@ from core.audio import AudioSource, LinkState, SourceKind
 from storage.db import make_engine
 from storage.lease import SqlGatewayLease
 from storage.migrate import upgrade
-from storage.tables import TABLES
 from tests.bots.audio.supervisor_fakes import (
     BRIDGED,
     OTHER_GUILD,
@@ -44,7 +42,7 @@ from tests.bots.audio.supervisor_fakes import (
     Process,
     Voice,
 )
-from tests.databases import BACKENDS, new_database
+from tests.databases import BACKENDS, empty_tables, new_database
 from tests.fakes.clock import FakeClock
 
 # ------------------------------------------------------------------------------------------- databases
@@ -60,12 +58,7 @@ def migrated_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 @pytest.fixture
 async def engine(migrated_url: str) -> AsyncIterator[AsyncEngine]:
     eng = make_engine(migrated_url)
-    async with eng.begin() as conn:
-        if eng.dialect.name == "postgresql":
-            await conn.execute(text(f"TRUNCATE {', '.join(t.name for t in TABLES)} RESTART IDENTITY CASCADE"))
-        else:
-            for table in reversed(TABLES):
-                await conn.execute(table.delete())
+    await empty_tables(eng)
     try:
         yield eng
     finally:

@@ -32,9 +32,6 @@ from tests.builders import space as space_sample
 from tests.fakes.discord import VOICE, DiscordEmulator, pointed_at
 from tests.fakes.discord_voice import VoiceServer
 
-if not hasattr(DiscordPlatform, "can_join"):  # the Discord VoiceBridge lands with the voice branch
-    pytest.skip("DiscordPlatform is not a VoiceBridge in this build", allow_module_level=True)
-
 pytestmark = pytest.mark.timeout(120)
 HOST = UserRef(Platform.DISCORD, "4242")
 
