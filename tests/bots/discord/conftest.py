@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 import pytest_asyncio
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bots.discord.adapter import DiscordConfig, DiscordPlatform
+from core.ports import Budget, ChatPlatform, UnitOfWorkFactory, WakeUps
 from core.refs import Platform, UserRef
-from core.services.deliveries import DeliveryEngine
+from core.services.deliveries import DeliveryEngine, EngineConfig
 from storage.stores import SqlOutbox
-from tests.bots.telegram.conftest import EngineClock, VirtualTime
+from tests.bots.telegram.conftest import EngineClock, Links, VirtualTime
 from tests.fakes.discord import DiscordEmulator, pointed_at
 
 
@@ -77,3 +80,30 @@ async def deliver_until_quiet(
             await vt.sleep(gap.total_seconds())
             engine_clock.waited += gap
     raise AssertionError("deliveries did not settle")
+
+
+def sql_engine(
+    db: AsyncEngine,
+    uow: UnitOfWorkFactory,
+    platforms: ChatPlatform,
+    clock: EngineClock,
+    budget: Budget,
+    wake: WakeUps,
+    *,
+    worker_id: str = "test",
+    seed: int = 3,
+) -> tuple[DeliveryEngine, SqlOutbox]:
+    """The delivery engine these tests run on SQL: its outbox, and a seeded jitter (repeatable runs)."""
+    outbox = SqlOutbox(db)
+    engine = DeliveryEngine(
+        outbox,
+        uow,
+        platforms,
+        clock,
+        budget,
+        Links(),
+        wake,
+        EngineConfig(worker_id=worker_id),
+        rng=random.Random(seed),
+    )
+    return engine, outbox

@@ -4,7 +4,6 @@ at the emulator; and the DM fallback when DMs are closed."""
 
 from __future__ import annotations
 
-import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,13 +19,13 @@ from core.commands import ScheduleSpace, StartSpace, Subscribe
 from core.models import DeliveryStatus
 from core.refs import ChatRef, Platform, UserRef
 from core.rules import Actor
-from core.services.deliveries import DeliveryEngine, EngineConfig
+from core.services.deliveries import DeliveryEngine
 from core.services.spaces import SpaceService
 from storage.db import make_engine, make_session_factory
 from storage.migrate import upgrade
 from storage.stores import SqlOutbox, unit_of_work_factory
-from tests.bots.discord.conftest import deliver_until_quiet
-from tests.bots.telegram.conftest import EngineClock, Links, VirtualTime
+from tests.bots.discord.conftest import deliver_until_quiet, sql_engine
+from tests.bots.telegram.conftest import EngineClock, VirtualTime
 from tests.fakes.clock import FakeClock, RecordingWake
 from tests.fakes.discord import DcGuild, DiscordEmulator, RateRule, pointed_at
 
@@ -73,18 +72,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
             platform = DiscordPlatform(
                 DiscordConfig(token=dc.token, guild_ready_timeout=0.05), receive=False, uow=uow, budget=budget
             )
-            outbox = SqlOutbox(db)
-            engine = DeliveryEngine(
-                outbox,
-                uow,
-                Router([platform]),
-                engine_clock,
-                budget,
-                Links(),
-                wake,
-                EngineConfig(worker_id="test"),
-                rng=random.Random(3),
-            )
+            engine, outbox = sql_engine(db, uow, Router([platform]), engine_clock, budget, wake)
             await platform.start()
             try:
                 yield Env(

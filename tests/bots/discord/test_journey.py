@@ -11,7 +11,6 @@ card ended · a second Space rescheduled then cancelled → its event follows.
 
 from __future__ import annotations
 
-import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,7 +24,7 @@ from bots.router import Router
 from bots.runtime.budget import TokenBucketBudget
 from core.models import SpaceStatus
 from core.refs import ChatRef, Platform
-from core.services.deliveries import DeliveryEngine, EngineConfig
+from core.services.deliveries import DeliveryEngine
 from core.services.events import EventsService
 from core.services.inbound import InboundService
 from core.services.profiles import ProfileService
@@ -34,7 +33,7 @@ from core.services.spaces import SpaceService
 from storage.db import make_engine, make_session_factory
 from storage.migrate import upgrade
 from storage.stores import SqlOutbox, unit_of_work_factory
-from tests.bots.discord.conftest import deliver_until_quiet
+from tests.bots.discord.conftest import deliver_until_quiet, sql_engine
 from tests.bots.telegram.conftest import EngineClock, Links, VirtualTime
 from tests.fakes.clock import FakeClock, RecordingWake
 from tests.fakes.discord import DcChannel, DcGuild, DcMember, DcMessage, DiscordEmulator, Perm, pointed_at
@@ -124,17 +123,8 @@ async def journey(tmp_path: Path) -> AsyncIterator[Journey]:
             platform.attach_events(EventsService(uow, spaces))
             router = Router([platform])
             spaces.mirror_native_events(router.native_event_platforms())
-            outbox = SqlOutbox(db)
-            engine = DeliveryEngine(
-                outbox,
-                uow,
-                router,
-                engine_clock,
-                budget,
-                Links(),
-                wake,
-                EngineConfig(worker_id="journey"),
-                rng=random.Random(11),
+            engine, outbox = sql_engine(
+                db, uow, router, engine_clock, budget, wake, worker_id="journey", seed=11
             )
             await platform.start()
             await platform.start_gateway()

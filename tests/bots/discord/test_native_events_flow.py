@@ -5,7 +5,6 @@ the card live); ending it by command completes the event."""
 
 from __future__ import annotations
 
-import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,14 +20,14 @@ from core.commands import EndSpace, ScheduleSpace
 from core.models import DeliveryStatus, SpaceStatus
 from core.refs import ChatRef, Platform, UserRef
 from core.rules import Actor
-from core.services.deliveries import DeliveryEngine, EngineConfig
+from core.services.deliveries import DeliveryEngine
 from core.services.events import EventsService
 from core.services.spaces import SpaceService
 from storage.db import make_engine, make_session_factory
 from storage.migrate import upgrade
 from storage.stores import SqlOutbox, unit_of_work_factory
-from tests.bots.discord.conftest import deliver_until_quiet
-from tests.bots.telegram.conftest import EngineClock, Links, VirtualTime
+from tests.bots.discord.conftest import deliver_until_quiet, sql_engine
+from tests.bots.telegram.conftest import EngineClock, VirtualTime
 from tests.fakes.clock import FakeClock, RecordingWake
 from tests.fakes.discord import DcGuild, DiscordEmulator, Perm, pointed_at
 
@@ -73,18 +72,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
             platform.attach_events(events)
             router = Router([platform])
             spaces.mirror_native_events(router.native_event_platforms())
-            outbox = SqlOutbox(db)
-            engine = DeliveryEngine(
-                outbox,
-                uow,
-                router,
-                engine_clock,
-                budget,
-                Links(),
-                wake,
-                EngineConfig(worker_id="test"),
-                rng=random.Random(3),
-            )
+            engine, outbox = sql_engine(db, uow, router, engine_clock, budget, wake)
             await platform.start()
             try:
                 yield Env(
