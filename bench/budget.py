@@ -171,7 +171,7 @@ async def fanout(url: str, n: int) -> dict[str, float]:
 
     class Wake:
         def arm(self, at: datetime) -> None:
-            channel.publish_soon(at)
+            channel.arm(at)
 
     spaces = SpaceService(unit_of_work_factory(make_session_factory(db)), SystemClock(), Wake())
     try:

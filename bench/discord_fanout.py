@@ -25,7 +25,6 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 from bots.runtime.clock import SystemClock
@@ -142,12 +141,8 @@ async def fan_outs(url: str, log_dir: Path, subscribers: int) -> list[Run]:
     db = make_engine(normalize_url(url))
     channel = PgWakeChannel(db)
 
-    class Broadcast:  # what a `spaces web` process does after its writes: every worker hears of them
-        def arm(self, at: datetime) -> None:
-            channel.publish_soon(at)
-
     spaces = SpaceService(
-        unit_of_work_factory(make_session_factory(db)), SystemClock(), Broadcast(), default_tz="UTC"
+        unit_of_work_factory(make_session_factory(db)), SystemClock(), channel, default_tz="UTC"
     )
     fleet: Fleet | None = None
     steady = contextlib.ExitStack()

@@ -310,7 +310,7 @@ class _Broadcast:
 
     def arm(self, at: datetime) -> None:
         self._local.arm(at)
-        self._channel.publish_soon(at)
+        self._channel.arm(at)
 
 
 class _NoWake:

@@ -34,8 +34,9 @@ class PgWakeChannel:
 
     # ------------------------------------------------------------------ publishing
 
-    def publish_soon(self, at: datetime) -> None:
-        """core.ports.WakeUps.arm for other processes: fire and forget (called from sync code paths).
+    def arm(self, at: datetime) -> None:
+        """core.ports.WakeUps for the other processes: a service given this channel as its WakeUps arms every
+        worker listening. Fire and forget (called from sync code paths).
         A time no earlier than one already announced and still ahead is not announced again: the workers
         are armed for it (a burst of subscriptions is one notification, not hundreds)."""
         if self._published is not None and self._published <= at and self._published > datetime.now(UTC):

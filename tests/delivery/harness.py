@@ -190,12 +190,8 @@ async def fan_out(
     channel = PgWakeChannel(db)
     clock = SystemClock()
 
-    class Broadcast:  # what a `spaces web` process does after its writes: every worker hears of them
-        def arm(self, at: datetime) -> None:
-            channel.publish_soon(at)
-
     uow = unit_of_work_factory(make_session_factory(db))
-    spaces = SpaceService(uow, clock, Broadcast(), default_tz="UTC")
+    spaces = SpaceService(uow, clock, channel, default_tz="UTC")
     fleet: Fleet | None = None
     chaos_task: asyncio.Task[None] | None = None
     steady = contextlib.ExitStack()

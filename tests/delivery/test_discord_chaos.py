@@ -15,7 +15,6 @@ import contextlib
 import time
 from collections import Counter
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -63,12 +62,8 @@ async def test_a_discord_fan_out_survives_killed_workers_with_no_duplicate(
     db = make_engine(normalize_url(pg_url))
     channel = PgWakeChannel(db)
 
-    class Broadcast:  # what a `spaces web` process does after its writes: every worker hears of them
-        def arm(self, at: datetime) -> None:
-            channel.publish_soon(at)
-
     spaces = SpaceService(
-        unit_of_work_factory(make_session_factory(db)), SystemClock(), Broadcast(), default_tz="UTC"
+        unit_of_work_factory(make_session_factory(db)), SystemClock(), channel, default_tz="UTC"
     )
     fleet: Fleet | None = None
     chaos_task: asyncio.Task[None] | None = None

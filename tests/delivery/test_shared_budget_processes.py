@@ -42,16 +42,6 @@ HOLD = 4  # the injected 429's retry_after
 MAX_FLOOD_429 = 2  # see the assertions
 
 
-class _Wake:
-    """The test process's writes wake every worker at once (LISTEN/NOTIFY), as the web process's do."""
-
-    def __init__(self, channel: PgWakeChannel) -> None:
-        self._channel = channel
-
-    def arm(self, at: object) -> None:
-        self._channel.publish_soon(at)  # type: ignore[arg-type]
-
-
 def _held_back(attempts: list[SendAttempt], grace: float = 1.0) -> list[str]:
     """After each 429, was every process held back (from ``grace`` s on, until retry_after)? A private
     chat's 429 holds the platform (we pace chats ourselves, so it was the global limit), a group's that
@@ -84,7 +74,7 @@ async def test_telegrams_limits_hold_across_four_workers_and_the_web_process(
     await upgrade(pg_url)
     db = make_engine(pg_url)
     channel = PgWakeChannel(db)
-    spaces = SpaceService(unit_of_work_factory(make_session_factory(db)), SystemClock(), _Wake(channel))
+    spaces = SpaceService(unit_of_work_factory(make_session_factory(db)), SystemClock(), channel)
     async with TelegramEmulator(**STRICT_LIMITS) as tg:
         fleet = Fleet(pg_url, tg, tmp_path / "logs")
         try:

@@ -93,9 +93,9 @@ async def test_a_burst_of_arms_for_the_same_future_time_is_announced_once(pg_url
     channel.publish = record  # type: ignore[method-assign]
     soon = datetime.now(UTC) + timedelta(minutes=5)
     for _ in range(100):
-        channel.publish_soon(soon)
-    channel.publish_soon(soon - timedelta(minutes=1))  # earlier: announced
-    channel.publish_soon(soon + timedelta(minutes=1))  # later than one still ahead: not
+        channel.arm(soon)
+    channel.arm(soon - timedelta(minutes=1))  # earlier: announced
+    channel.arm(soon + timedelta(minutes=1))  # later than one still ahead: not
     await channel.close()
     await engine.dispose()
     assert sent == [soon, soon - timedelta(minutes=1)]
