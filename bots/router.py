@@ -199,8 +199,8 @@ class Router:
     async def create_event(self, chat: ChatRef, spec: EventSpec, *, key: str) -> str:
         return await self._events(chat.platform).create_event(chat, spec, key=key)
 
-    async def update_event(self, chat: ChatRef, event_id: str, spec: EventSpec) -> None:
-        await self._events(chat.platform).update_event(chat, event_id, spec)
+    async def update_event(self, chat: ChatRef, event_id: str, spec: EventSpec) -> str | None:
+        return await self._events(chat.platform).update_event(chat, event_id, spec)
 
     def native_event_platforms(self) -> frozenset[Platform]:
         """The platforms whose adapter implements NativeEvents (the Space service mirrors Spaces there)."""

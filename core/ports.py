@@ -91,9 +91,11 @@ class NativeEvents(Protocol):
         platform's event id. ``key`` is the delivery's idempotency key (a retried create may repeat)."""
         ...
 
-    async def update_event(self, chat: ChatRef, event_id: str, spec: EventSpec) -> None:
+    async def update_event(self, chat: ChatRef, event_id: str, spec: EventSpec) -> str | None:
         """Make the event show ``spec``, status included (ACTIVE, COMPLETED, CANCELED). An update that
-        changes nothing, or a status the event already has, MUST succeed silently."""
+        changes nothing, or a status the event already has, MUST succeed silently. Returns the event's new
+        id when the update replaced the platform's object (Slack's Call exists only while the Space is live:
+        created at ACTIVE), which the engine then stores; None when the id stays."""
         ...
 
 
@@ -495,19 +497,30 @@ class Budget(Protocol):
     platform's, not a process's): then what one process takes or learns (a 429) holds for all of them."""
 
     async def acquire(
-        self, platform: Platform, chat: str | None = None, *, max_wait: float = math.inf
+        self,
+        platform: Platform,
+        chat: str | None = None,
+        *,
+        max_wait: float = math.inf,
+        scope: str | None = None,
     ) -> float:
         """Wait until a send to ``platform`` (and to ``chat``, for per-chat limits) is within budget, and
         take that send's share. ``chat`` is where the message lands: a chat's id, or for a DM the person's
-        private chat (keyed by the user's id). Returns the seconds waited. If the wait would be longer than ``max_wait``,
+        private chat (keyed by the user's id). ``scope`` is the workspace or guild the send goes to: where a
+        platform's limits are per workspace (Slack: per app per workspace) each scope has its own platform
+        budget; elsewhere (one limit per bot token: Discord, Telegram) it is ignored. Returns the seconds
+        waited. If the wait would be longer than ``max_wait``,
         take nothing, wait not at all, and return minus the wait needed: the caller comes back then.
         (A hold that another process sets while this one waits can still end the wait that way: the
         seconds already waited are then lost, never the limit.)"""
         ...
 
-    async def penalise(self, platform: Platform, retry_after: float, *, chat: str | None = None) -> None:
-        """A 429 arrived: hold back sends to ``chat`` (or, with no chat, every send of the platform) for
-        ``retry_after`` seconds — in every process sharing this budget."""
+    async def penalise(
+        self, platform: Platform, retry_after: float, *, chat: str | None = None, scope: str | None = None
+    ) -> None:
+        """A 429 arrived: hold back sends to ``chat`` (or, with no chat, every send of the platform — of
+        ``scope`` alone where limits are per scope, as in :meth:`acquire`) for ``retry_after`` seconds — in
+        every process sharing this budget."""
         ...
 
 

@@ -95,16 +95,21 @@ class SendLimits:
     group_count: int | None = None  # one group: at most this many sends …
     group_window: float = 0.0  # … in any window of this many seconds
     is_group: Callable[[str], bool] | None = None  # which chat ids are groups (Telegram: negative ids)
+    per_scope: bool = False  # ``interval`` holds per workspace (Slack), not per platform
 
-    def keys(self, platform: Platform, chat: str | None) -> tuple[str, str | None, str | None]:
-        """The rows a send to ``chat`` draws from: platform, chat, group (None where no rule applies)."""
+    def keys(
+        self, platform: Platform, chat: str | None, scope: str | None = None
+    ) -> tuple[str, str | None, str | None]:
+        """The rows a send to ``chat`` draws from: platform (of ``scope``, for per-scope limits), chat,
+        group (None where no rule applies)."""
         chat_key = f"{platform}:chat:{chat}" if chat is not None and self.chat_interval else None
         group_key = (
             f"{platform}:group:{chat}"
             if chat is not None and self.group_count and self.is_group is not None and self.is_group(chat)
             else None
         )
-        return str(platform), chat_key, group_key
+        platform_key = f"{platform}@{scope}" if self.per_scope and scope is not None else str(platform)
+        return platform_key, chat_key, group_key
 
 
 @dataclass(slots=True)
@@ -226,12 +231,17 @@ class SqlBudget:
     # ------------------------------------------------------------------ core.ports.Budget
 
     async def acquire(
-        self, platform: Platform, chat: str | None = None, *, max_wait: float = math.inf
+        self,
+        platform: Platform,
+        chat: str | None = None,
+        *,
+        max_wait: float = math.inf,
+        scope: str | None = None,
     ) -> float:
         limits = self._limits.get(platform)
         if limits is None:
             return 0.0  # a platform without limits (the console)
-        keys = limits.keys(platform, chat)
+        keys = limits.keys(platform, chat, scope)
         await self._ensure_listener()
         waited = 0.0
         missed = 0
@@ -277,11 +287,13 @@ class SqlBudget:
             self._offset = best = (error, db_now - (t0 + t1) / 2, t1)
         return r.slot - best[1]
 
-    async def penalise(self, platform: Platform, retry_after: float, *, chat: str | None = None) -> None:
+    async def penalise(
+        self, platform: Platform, retry_after: float, *, chat: str | None = None, scope: str | None = None
+    ) -> None:
         limits = self._limits.get(platform)
         if limits is None:
             return
-        key, chat_key, _ = limits.keys(platform, chat)
+        key, chat_key, _ = limits.keys(platform, chat, scope)
         if chat is not None:
             key = chat_key or f"{platform}:chat:{chat}"
         until = await self._hold(key, max(0.0, retry_after))

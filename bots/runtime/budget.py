@@ -51,6 +51,8 @@ DEFAULT_PER_CHAT: dict[Platform, Rate] = {
 # Telegram also allows a group 20 messages a minute (its group and supergroup ids are negative):
 # 2 + 0.3 x 60 = 20 in any minute.
 DEFAULT_PER_GROUP: dict[Platform, Rate] = {Platform.TELEGRAM: Rate(0.3, 2.0)}
+# Slack's limits are per app per workspace: each workspace has its own platform budget (core.ports.Budget)
+PER_SCOPE: frozenset[Platform] = frozenset({Platform.SLACK})
 
 
 def is_group(platform: Platform, chat: str) -> bool:
@@ -86,8 +88,8 @@ SHARED_LIMITS: dict[Platform, SendLimits] = {
         interval=spacing(50, 1.0, 0.04), chat_interval=CHAT_INTERVAL
     ),  # 50/s; 5 per 5 s
     Platform.SLACK: SendLimits(
-        interval=spacing(10, 1.0, 0.04), chat_interval=CHAT_INTERVAL
-    ),  # ~1/s per channel
+        interval=spacing(10, 1.0, 0.04), chat_interval=CHAT_INTERVAL, per_scope=True
+    ),  # ~1/s per channel; the platform's rate is per workspace
 }
 # TELEGRAM_PAID_BROADCAST: up to 1,000 messages/s
 PAID_TELEGRAM_SHARED = SendLimits(
@@ -128,23 +130,32 @@ class TokenBucketBudget:
         per_chat: dict[Platform, Rate] | None = None,
         per_group: dict[Platform, Rate] | None = None,
         *,
+        per_scope: frozenset[Platform] = PER_SCOPE,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._global_rates = dict(DEFAULT_GLOBAL if global_rates is None else global_rates)
         self._chat_rates = dict(DEFAULT_PER_CHAT if per_chat is None else per_chat)
         self._group_rates = dict(DEFAULT_PER_GROUP if per_group is None else per_group)
+        self._per_scope = per_scope
         self._monotonic = monotonic
         self._sleep = sleep
-        self._global: dict[Platform, _Bucket] = {}
+        # the platform's own bucket and hold, per scope where its limits are per scope (else scope None)
+        self._global: dict[tuple[Platform, str | None], _Bucket] = {}
         self._chats: OrderedDict[tuple[Platform, str], _Bucket] = OrderedDict()
-        self._held_until: dict[Platform, float] = {}
+        self._held_until: dict[tuple[Platform, str | None], float] = {}
         self._chat_held_until: OrderedDict[tuple[Platform, str], float] = OrderedDict()
 
-    async def penalise(self, platform: Platform, retry_after: float, *, chat: str | None = None) -> None:
+    def _scoped(self, platform: Platform, scope: str | None) -> tuple[Platform, str | None]:
+        return (platform, scope if platform in self._per_scope else None)
+
+    async def penalise(
+        self, platform: Platform, retry_after: float, *, chat: str | None = None, scope: str | None = None
+    ) -> None:
         until = self._monotonic() + retry_after
         if chat is None:
-            self._held_until[platform] = max(self._held_until.get(platform, 0.0), until)
+            key = self._scoped(platform, scope)
+            self._held_until[key] = max(self._held_until.get(key, 0.0), until)
             return
         key = (platform, chat)
         self._chat_held_until[key] = max(self._chat_held_until.get(key, 0.0), until)
@@ -162,14 +173,17 @@ class TokenBucketBudget:
             self._chats.move_to_end(key)
         return bucket
 
-    def _buckets(self, platform: Platform, chat: str | None, now: float) -> list[tuple[_Bucket, float]]:
+    def _buckets(
+        self, platform: Platform, chat: str | None, scope: str | None, now: float
+    ) -> list[tuple[_Bucket, float]]:
         """Every bucket a send to ``chat`` draws from, with its rate."""
         found: list[tuple[_Bucket, float]] = []
         rate = self._global_rates.get(platform)
         if rate is not None:
-            bucket = self._global.get(platform)
+            key = self._scoped(platform, scope)
+            bucket = self._global.get(key)
             if bucket is None:
-                bucket = self._global[platform] = _Bucket(rate, now)
+                bucket = self._global[key] = _Bucket(rate, now)
             found.append((bucket, rate.per_second))
         if chat is not None:
             chat_rate = self._chat_rates.get(platform)
@@ -182,13 +196,18 @@ class TokenBucketBudget:
         return found
 
     async def acquire(
-        self, platform: Platform, chat: str | None = None, *, max_wait: float = math.inf
+        self,
+        platform: Platform,
+        chat: str | None = None,
+        *,
+        max_wait: float = math.inf,
+        scope: str | None = None,
     ) -> float:
         now = self._monotonic()
-        wait = max(0.0, self._held_until.get(platform, 0.0) - now)
+        wait = max(0.0, self._held_until.get(self._scoped(platform, scope), 0.0) - now)
         if chat is not None:
             wait = max(wait, self._chat_held_until.get((platform, chat), 0.0) - now)
-        buckets = self._buckets(platform, chat, now)
+        buckets = self._buckets(platform, chat, scope, now)
         for bucket, per_second in buckets:
             wait = max(wait, bucket.need(now, per_second))
         if wait > max_wait:
@@ -203,10 +222,17 @@ class TokenBucketBudget:
 class Unlimited:
     """A budget that never waits (benchmarks of the engine itself, console-only runs)."""
 
-    async def penalise(self, platform: Platform, retry_after: float, *, chat: str | None = None) -> None:
+    async def penalise(
+        self, platform: Platform, retry_after: float, *, chat: str | None = None, scope: str | None = None
+    ) -> None:
         pass
 
     async def acquire(
-        self, platform: Platform, chat: str | None = None, *, max_wait: float = math.inf
+        self,
+        platform: Platform,
+        chat: str | None = None,
+        *,
+        max_wait: float = math.inf,
+        scope: str | None = None,
     ) -> float:
         return 0.0

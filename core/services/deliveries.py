@@ -120,6 +120,18 @@ def _sending_platform(row: Delivery) -> Platform:
     return row.platform
 
 
+def _sending_scope(row: Delivery) -> str | None:
+    """The workspace or guild a row's send lands in (per-workspace budgets: core.ports.Budget), or None."""
+    try:
+        if row.kind.to_user:
+            return parse_user(row.recipient).scope
+        if row.kind is DeliveryKind.CARD_EDIT:
+            return parse_message(row.recipient).scope
+        return parse_chat(row.recipient).scope
+    except ValueError:
+        return None  # malformed: the send itself dead-letters it
+
+
 def _recipient_chat(row: Delivery) -> str | None:
     """The chat a row posts in (the key of per-chat limits); None for a DM. Raises ValueError if malformed."""
     if row.kind.to_user:
@@ -758,7 +770,10 @@ class DeliveryEngine:
             if event_id is None:
                 event_id = await self._send(events.create_event(chat, spec, key=nonce_for(row.key)))
             else:
-                await self._send(events.update_event(chat, event_id, spec))
+                replaced = await self._send(events.update_event(chat, event_id, spec))
+                if replaced is not None and replaced != event_id:
+                    event_id = replaced
+                    await self._store_event_id(space, chat, event_id)
         except RateLimited as e:
             await self._rate_limited(row, e, chat.id)
             return
@@ -771,6 +786,19 @@ class DeliveryEngine:
         if row.kind is DeliveryKind.EVENT_CREATE:
             await self._remember_event(space, chat, event_id, spec)
         await self._settle(row, DeliveryStatus.SENT, sent_ref=event_id, late_by=verdict.late_by)
+
+    async def _store_event_id(self, space: Space, chat: ChatRef, event_id: str) -> None:
+        """An update replaced the platform's object (core.ports.NativeEvents.update_event): later updates
+        must reach the new one. Not storing it is logged, never retried (the object exists already)."""
+        try:
+            async with self._uow() as uow:
+                await uow.events.set_id(space.id, chat, event_id)
+                await uow.commit()
+        except Exception:
+            log.exception(
+                "could not store the event's new id",
+                extra={"space_id": space.id, "chat": str(chat), "event_id": event_id},
+            )
 
     async def _remember_event(self, rendered: Space, chat: ChatRef, event_id: str, spec: EventSpec) -> None:
         """Store the event's id (what updates and inbound changes use). If the Space changed while the create
@@ -930,7 +958,9 @@ class DeliveryEngine:
         platform = _sending_platform(row)
         while True:
             holds = self._holds.get(platform, 0)
-            wait = await self._budget.acquire(platform, chat, max_wait=MAX_INLINE_WAIT)
+            wait = await self._budget.acquire(
+                platform, chat, max_wait=MAX_INLINE_WAIT, scope=_sending_scope(row)
+            )
             if wait < 0:
                 raise _NotYet(-wait)
             waited += wait
@@ -993,7 +1023,7 @@ class DeliveryEngine:
         the platform); for a DM, the platform-wide limit was hit: hold back the whole platform."""
         platform = _sending_platform(row)
         self._obs.rate_limited(platform)
-        await self._budget.penalise(platform, e.retry_after, chat=chat)
+        await self._budget.penalise(platform, e.retry_after, chat=chat, scope=_sending_scope(row))
         if chat is None:
             self._holds[platform] = self._holds.get(platform, 0) + 1
         due = self._clock.now() + timedelta(seconds=e.retry_after)

@@ -176,7 +176,12 @@ async def test_a_dm_counts_against_its_private_chats_limit(core_env: CoreEnv) ->
 
     class Recording(Unlimited):
         async def acquire(
-            self, platform: Platform, chat: str | None = None, *, max_wait: float = math.inf
+            self,
+            platform: Platform,
+            chat: str | None = None,
+            *,
+            max_wait: float = math.inf,
+            scope: str | None = None,
         ) -> float:
             asked.append(chat)
             return 0.0
@@ -192,3 +197,36 @@ async def test_a_dm_counts_against_its_private_chats_limit(core_env: CoreEnv) ->
     assert "alice" in asked  # the live notice to alice
     assert env.chat.id in asked  # the card's edit, in the chat
     assert None not in asked
+
+
+async def test_slack_workspaces_have_a_platform_budget_each(ft: FakeTime) -> None:
+    """Slack limits an app per workspace: one busy workspace never slows another; Discord's global limit is
+    the bot's, whatever guild a send goes to."""
+    b = TokenBucketBudget(
+        {Platform.SLACK: Rate(1.0, 1.0), Platform.DISCORD: Rate(1.0, 1.0)},
+        {},
+        {},
+        monotonic=ft.monotonic,
+        sleep=ft.sleep,
+    )
+    for _ in range(3):
+        await b.acquire(Platform.SLACK, scope="T1")
+    assert ft.now == pytest.approx(2.0)
+    before = ft.now
+    await b.acquire(Platform.SLACK, scope="T2")
+    assert ft.now == before  # another workspace: its own budget
+    await b.penalise(Platform.SLACK, 30.0, scope="T1")
+    await b.acquire(Platform.SLACK, scope="T3")
+    assert ft.now == before  # a 429 in T1 holds back T1 only
+    assert await b.acquire(Platform.SLACK, scope="T1", max_wait=1.0) < -29
+    await b.acquire(Platform.DISCORD, scope="G1")
+    assert await b.acquire(Platform.DISCORD, scope="G2", max_wait=0.5) < 0  # one bot, one global limit
+
+
+def test_the_shared_budget_keys_slack_by_workspace() -> None:
+    from bots.runtime.budget import SHARED_LIMITS
+
+    slack, discord = SHARED_LIMITS[Platform.SLACK], SHARED_LIMITS[Platform.DISCORD]
+    assert slack.keys(Platform.SLACK, "C1", "T1") == ("slack@T1", "slack:chat:C1", None)
+    assert slack.keys(Platform.SLACK, None, None)[0] == "slack"
+    assert discord.keys(Platform.DISCORD, "1", "G1")[0] == "discord"

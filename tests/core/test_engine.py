@@ -69,7 +69,14 @@ async def test_a_t30_claimed_before_the_start_and_decided_after_it_is_skipped(co
     space = await _space(env)
 
     class BudgetDuringWhichTheHostStarts(Unlimited):
-        async def acquire(self, platform: object, chat: str | None = None, *, max_wait: float = 1e9) -> float:
+        async def acquire(
+            self,
+            platform: object,
+            chat: str | None = None,
+            *,
+            max_wait: float = 1e9,
+            scope: str | None = None,
+        ) -> float:
             env.clock.advance(timedelta(seconds=3))
             env.engine._budget = Unlimited()
             await env.spaces.start(StartSpace(env.actor(), space.id))  # the row is claimed: not withdrawn
@@ -202,11 +209,20 @@ async def test_a_row_whose_lease_ran_out_while_waiting_for_budget_is_given_back_
     clock = core_env.clock
 
     class SlowBudget:
-        async def acquire(self, platform: object, chat: str | None = None, *, max_wait: float = 1e9) -> float:
+        async def acquire(
+            self,
+            platform: object,
+            chat: str | None = None,
+            *,
+            max_wait: float = 1e9,
+            scope: str | None = None,
+        ) -> float:
             clock.advance(timedelta(minutes=5))  # longer than the 2-minute lease
             return 300.0
 
-        async def penalise(self, platform: object, retry_after: float, *, chat: str | None = None) -> None:
+        async def penalise(
+            self, platform: object, retry_after: float, *, chat: str | None = None, scope: str | None = None
+        ) -> None:
             pass
 
     core_env.engine._budget = SlowBudget()
@@ -224,14 +240,23 @@ async def test_a_reminder_is_decided_on_the_space_as_it_is_after_the_budget_wait
     env = core_env
 
     class BudgetDuringWhichTheHostReschedules:
-        async def acquire(self, platform: object, chat: str | None = None, *, max_wait: float = 1e9) -> float:
+        async def acquire(
+            self,
+            platform: object,
+            chat: str | None = None,
+            *,
+            max_wait: float = 1e9,
+            scope: str | None = None,
+        ) -> float:
             if chat == env.host.id:  # the host's T-30 DM waits; meanwhile the host moves the Space
                 env.clock.advance(timedelta(seconds=5))
                 env.engine._budget = Unlimited()
                 await env.spaces.reschedule(RescheduleSpace(env.actor(), space.id, "2026-11-26 20:00"))
             return 5.0
 
-        async def penalise(self, platform: object, retry_after: float, *, chat: str | None = None) -> None:
+        async def penalise(
+            self, platform: object, retry_after: float, *, chat: str | None = None, scope: str | None = None
+        ) -> None:
             pass
 
     env.engine._budget = BudgetDuringWhichTheHostReschedules()
@@ -311,7 +336,9 @@ async def test_a_chat_rate_limit_holds_back_that_chat_only(core_env: CoreEnv) ->
     held: list[tuple[float, str | None]] = []
 
     class Recording(Unlimited):
-        async def penalise(self, platform: object, retry_after: float, *, chat: str | None = None) -> None:
+        async def penalise(
+            self, platform: object, retry_after: float, *, chat: str | None = None, scope: str | None = None
+        ) -> None:
             held.append((retry_after, chat))
 
     env.engine._budget = Recording()
@@ -446,7 +473,14 @@ async def test_moving_twice_sends_one_moved_notice(core_env: CoreEnv) -> None:
     await env.spaces.reschedule(RescheduleSpace(env.actor(), space.id, "2026-11-26 20:00"))
 
     class BudgetDuringWhichTheHostMovesItAgain(Unlimited):
-        async def acquire(self, platform: object, chat: str | None = None, *, max_wait: float = 1e9) -> float:
+        async def acquire(
+            self,
+            platform: object,
+            chat: str | None = None,
+            *,
+            max_wait: float = 1e9,
+            scope: str | None = None,
+        ) -> float:
             if chat == alice.id:  # the first "moved" DM is in flight (claimed): the host moves it again
                 env.engine._budget = Unlimited()
                 env.clock.advance(timedelta(seconds=2))

@@ -157,6 +157,25 @@ async def test_every_change_keeps_the_event_in_step(env: Env) -> None:
     assert len(updates) == 4 and {c.event_id for c in updates} == {event_id}  # one per change, no create
 
 
+async def test_an_update_that_makes_a_new_object_moves_later_updates_to_it(env: Env) -> None:
+    """Slack's Call exists only while the Space is live: the update to ACTIVE creates it and returns its id,
+    which the engine stores, so the end reaches the Call and not the placeholder of the schedule."""
+    env.platform.replace_event_on = EventStatus.ACTIVE
+    space = await env.schedule()
+    await env.run()
+    (created,) = env.platform.event_calls
+    env.clock.set(datetime(2026, 11, 25, 20, 2, tzinfo=UTC))
+    await env.spaces.start(StartSpace(env.actor(), space.id))
+    await env.run()
+    live_id = env.platform.event_calls[-1].event_id
+    assert live_id != created.event_id and (await env.record(space.id)).event_id == live_id
+    env.clock.set(datetime(2026, 11, 25, 21, 0, tzinfo=UTC))
+    await env.spaces.end(EndSpace(env.actor(), space.id))
+    await env.run()
+    ended = env.platform.event_calls[-1]
+    assert ended.event_id == live_id and env.platform.events[live_id].status is EventStatus.COMPLETED
+
+
 async def test_cancel_cancels_the_event(env: Env) -> None:
     space = await env.schedule()
     await env.run()
@@ -350,7 +369,12 @@ async def test_card_edits_are_charged_to_the_platform_that_holds_the_card(
 
     class Recording(Unlimited):
         async def acquire(
-            self, platform: Platform, chat: str | None = None, *, max_wait: float = 1e9
+            self,
+            platform: Platform,
+            chat: str | None = None,
+            *,
+            max_wait: float = 1e9,
+            scope: str | None = None,
         ) -> float:
             charged.append((platform, chat))
             return 0.0

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from core.errors import ChatUnavailable, RateLimited, RecipientUnreachable, TransientError
-from core.models import EventSpec
+from core.models import EventSpec, EventStatus
 from core.notices import Notice
 from core.refs import ChatRef, MessageRef, Platform, UserRef
 
@@ -56,6 +56,8 @@ class FakePlatform:
     # core.ports.NativeEvents: every create / update received, and each event as it stands now
     event_calls: list[EventCall] = field(default_factory=list)
     events: dict[str, EventSpec] = field(default_factory=dict)
+    # an update to this status makes a new platform object (Slack's Call at ACTIVE) and returns its id
+    replace_event_on: EventStatus | None = None
 
     async def start(self) -> None:
         self.start_attempts += 1
@@ -142,13 +144,21 @@ class FakePlatform:
         self.event_calls.append(EventCall("create", chat, event_id, spec, key))
         return event_id
 
-    async def update_event(self, chat: ChatRef, event_id: str, spec: EventSpec) -> None:
+    async def update_event(self, chat: ChatRef, event_id: str, spec: EventSpec) -> str | None:
         self._gate()
         await self._observe("update_event", str(chat))
         if chat in self.gone_chats or event_id not in self.events:
             raise ChatUnavailable(f"no event {event_id} in {chat}")
+        if self.replace_event_on is not None and spec.status is self.replace_event_on:
+            # like Slack's Call, made anew when the Space goes live: the engine must store the new id
+            self._next_id += 1
+            new_id = f"ev{self._next_id}"
+            self.events[new_id] = spec
+            self.event_calls.append(EventCall("update", chat, new_id, spec))
+            return new_id
         self.events[event_id] = spec
         self.event_calls.append(EventCall("update", chat, event_id, spec))
+        return None
 
     # --- inspection helpers ---
     def of(self, op: str) -> list[Sent]:

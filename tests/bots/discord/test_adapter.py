@@ -406,7 +406,9 @@ class RecordingBudget:
     ) -> float:
         return 0.0
 
-    async def penalise(self, platform: Platform, retry_after: float, *, chat: str | None = None) -> None:
+    async def penalise(
+        self, platform: Platform, retry_after: float, *, chat: str | None = None, scope: str | None = None
+    ) -> None:
         self.penalties.append((platform, retry_after, chat))
 
 
