@@ -1,4 +1,4 @@
-"""The aiohttp application: ``/healthz``, ``/metrics``, ``/s/{space_id}``, plus adapters' routes.
+"""The aiohttp application: ``/healthz``, ``/metrics``, ``/s/{space_id}`` (and its ``.ics``), plus adapters' routes.
 
 Adding routes from a platform adapter: give the adapter a method
 
@@ -21,20 +21,24 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
 from aiohttp import web
+from aiohttp.helpers import ETAG_ANY, ETag
 from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
 from bots.metrics import FleetView, render
+from bots.web.calendar import ICS_SUFFIX, ics_filename, ics_version, space_ics
 from bots.web.host import add_host_routes
 from bots.web.listen import AudioDirectory, HostKeys, ListenDeps, add_listen_routes, listen_path
 from bots.web.pages import not_found, page, request_locale
 from core.errors import NotFound
 from core.ids import looks_like_space_id
-from core.models import Space, SpaceStatus
-from core.ports import Outbox
+from core.models import Space, SpaceStatus, UserProfile
+from core.ports import Links, Outbox
+from core.refs import UserRef
 from core.texts import t
 from core.timeparse import format_local
 
@@ -57,6 +61,12 @@ class SpaceReader(Protocol):
     async def get(self, space_id: str) -> Space: ...
 
     async def subscriber_count(self, space_id: str) -> int: ...
+
+
+class ProfileReader(Protocol):
+    """The host's display name for the calendar entry (ProfileService provides it)."""
+
+    async def get(self, user: UserRef) -> UserProfile | None: ...
 
 
 class WebLinks:
@@ -94,6 +104,11 @@ class WebDeps:
     worker_label: str | None = None  # this process's own series get worker=<id> (it delivers)
     metrics_token: str | None = None  # require `Authorization: Bearer <token>`
     public_metrics: bool = True  # False: /metrics lives on its own listener (make_metrics_app)
+    # the share links under SPACES_PUBLIC_URL: the .ics route needs them (its UID names their host, and a
+    # Host header must never choose it); None: no /s/<id>.ics here
+    links: Links | None = None
+    profiles: ProfileReader | None = None  # the host's name in the .ics (None: the entry names no host)
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)  # the .ics's DTSTAMP: when the copy was made
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +153,9 @@ def make_web_app(deps: WebDeps) -> web.Application:
     app.router.add_get("/healthz", _healthz)
     if deps.public_metrics:
         app.router.add_get("/metrics", _metrics)
+    if deps.links is not None:
+        # before the share page: "{space_id}" would match "<id>.ics" too (aiohttp tries routes in order)
+        app.router.add_get("/s/{space_id}" + ICS_SUFFIX, _space_calendar)
     app.router.add_get("/s/{space_id}", _space_page)
     app.router.add_get("/", _index)
     if deps.audio is not None:
@@ -334,3 +352,60 @@ def _space_html(space: Space, subscribers: int, locale: str, *, player: bool = F
         )
     parts.append("</article>")
     return "\n".join(parts)
+
+
+# Calendar apps poll a subscribed .ics (Google every few hours, Apple and Outlook more often): each poll
+# revalidates (no-cache) and costs a 304 while nothing changed. A cancel reaches them on the next poll.
+CALENDAR_CACHE = "no-cache"
+
+
+async def _space_calendar(request: web.Request) -> web.Response:
+    """``/s/<id>.ics``: the Space as a calendar entry (bots/web/calendar.py), for every status: a cancel
+    must reach the calendars that hold it. Ids are lowercase (core.ids); an id retyped in capitals works."""
+    deps = request.app[DEPS_KEY]
+    assert deps.links is not None  # mounted only with links
+    raw = request.match_info["space_id"]
+    space_id = raw.lower()
+    if not looks_like_space_id(space_id):
+        return not_found(request_locale(request, deps.default_locale), raw)
+    try:
+        space = await deps.spaces.get(space_id)
+    except NotFound:
+        return not_found(request_locale(request, deps.default_locale), raw)
+    link = deps.links.space(space.id)
+    host_name = await _host_name(deps, space.host)
+    # weak: the bytes differ in every copy (DTSTAMP), the entry they describe does not (RFC 9110 §8.8.1)
+    etag = ETag(value=ics_version(space, link=link, host_name=host_name), is_weak=True)
+    headers = {
+        "Cache-Control": CALENDAR_CACHE,
+        # the pages' headers: nothing in this response may run or load anything, should a browser show it
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "default-src 'none'",
+        "Referrer-Policy": "no-referrer",
+    }
+    if _none_match(request.if_none_match, etag):
+        response = web.Response(status=304, headers=headers)
+    else:
+        body = space_ics(space, link=link, host_name=host_name, now=deps.now())
+        headers["Content-Disposition"] = f'attachment; filename="{ics_filename(space)}"'
+        response = web.Response(body=body, content_type="text/calendar", charset="utf-8", headers=headers)
+    response.etag = etag
+    return response
+
+
+def _none_match(given: tuple[ETag, ...] | None, etag: ETag) -> bool:
+    """If-None-Match uses the weak comparison (RFC 9110 §13.1.2): the values alone, W/ or not; ``*`` any."""
+    return given is not None and any(e.value in (ETAG_ANY, etag.value) for e in given)
+
+
+async def _host_name(deps: WebDeps, host: UserRef) -> str:
+    """The host's display name, or "" (no line about the host): never the raw platform id, which means
+    nothing in a calendar. A failed read costs the name only, not the calendar."""
+    if deps.profiles is None:
+        return ""
+    try:
+        profile = await deps.profiles.get(host)
+    except Exception:
+        log.warning("reading the host's profile failed", exc_info=True)
+        return ""
+    return (profile.display_name or "") if profile is not None else ""
