@@ -793,6 +793,8 @@ async def build(
         worker_label=settings.worker_id if role.delivers else None,
         metrics_token=settings.metrics_token.get_secret_value() if settings.metrics_token else None,
         public_metrics=settings.metrics_port is None,
+        links=links,  # /s/<id>.ics (bots/web/calendar.py): its UID and links name SPACES_PUBLIC_URL
+        profiles=ProfileService(read_uow),  # the host's name in the .ics
     )
     web_app = make_web_app(web_deps)
 
