@@ -30,7 +30,7 @@ import unicodedata
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote, urlencode, urlsplit
 
-from icalendar import Alarm, Calendar, Event
+from icalendar import Alarm, Calendar, Event, vDuration
 
 from core.models import EventStatus, Space, SpaceStatus
 from core.services.events import event_spec
@@ -38,6 +38,9 @@ from core.texts import t
 
 PRODID = "-//Spaces//Space calendar//EN"
 ALARM_BEFORE = timedelta(minutes=30)  # the subscribers' reminder: the host's own T-30 matches it
+# how often a calendar that subscribed to the link should read it again (RFC 7986 REFRESH-INTERVAL, and
+# X-PUBLISHED-TTL that Outlook and Apple read): a cancel reaches it within the hour. An import ignores both.
+REFRESH = timedelta(hours=1)
 ICS_SUFFIX = ".ics"
 
 # any fixed instant: what the version hash renders instead of "now" (DTSTAMP alone must not change it)
@@ -124,6 +127,8 @@ def _calendar(space: Space, *, link: str, host_name: str, stamp: datetime) -> Ca
     cal.add("prodid", PRODID)
     cal.add("version", "2.0")
     cal.add("method", "PUBLISH")
+    cal.add("refresh-interval", vDuration(REFRESH), parameters={"VALUE": "DURATION"})
+    cal.add("x-published-ttl", vDuration(REFRESH))
 
     event = Event()
     event.add("uid", f"{space.id}@{_host(link)}")

@@ -55,6 +55,7 @@ def event_of(body: bytes) -> Event:
     assert cal["VERSION"] == "2.0"
     assert cal["METHOD"] == "PUBLISH"
     assert str(cal["PRODID"]).startswith("-//Spaces//")
+    assert b"\r\nREFRESH-INTERVAL;VALUE=DURATION:PT1H\r\nX-PUBLISHED-TTL:PT1H\r\n" in body  # pollers: hourly
     assert len(cal.walk("VEVENT")) == 1
     return cal.events[0]
 
