@@ -16,7 +16,6 @@ send timeouts keep it rare.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import time
@@ -30,7 +29,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from bots.slack.render import Rendered, render, render_mention
+from bots.slack.render import MENTIONS_PER_MESSAGE, Rendered, render, render_mention
 from bots.slack.workspaces import Workspaces
 from core.errors import ChatUnavailable, RateLimited, RecipientUnreachable, TransientError
 from core.models import EventSpec, EventStatus
@@ -41,7 +40,6 @@ from core.refs import ChatRef, MessageRef, Platform, UserRef
 log = logging.getLogger(__name__)
 
 NO_CALL = "-"  # the event id of a Space not live yet: Slack's Call is made when it goes live
-MENTIONS_PER_MESSAGE = 100  # "<@U…>" is ≤ 14 characters: 100 stay well inside a section's 3,000
 CACHE_TTL = 60.0  # seconds users.info and moderator answers are reused
 CACHE_SIZE = 5_000  # entries per cache (least recently used beyond)
 GROUPS_TTL = 300.0  # seconds a resolved user group handle and its members are reused
@@ -235,7 +233,7 @@ class SlackPlatform:
             if isinstance(err, ChatUnavailable) and str(e.response.get("error", "")) in _WORKSPACE_GONE:
                 self.workspaces.invalidate(team)  # uninstalled meanwhile: read the store again next time
             raise err from e
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, SlackClientError) as e:
+        except (TimeoutError, aiohttp.ClientError, OSError, SlackClientError) as e:
             raise TransientError(f"slack: {type(e).__name__}") from e
 
     async def _post(

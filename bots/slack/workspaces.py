@@ -252,11 +252,12 @@ class Workspaces:
     # ------------------------------------------------------------------ Bolt
 
     def bolt_options(self) -> dict[str, Any]:
-        """kwargs for slack_bolt's AsyncApp (besides the signing secret): the client, and with OAuth the
-        installation store, the OAuth settings (install and redirect paths, scopes, the shared state store)."""
+        """kwargs for slack_bolt's AsyncApp (besides the signing secret and the client, whose base URL the
+        handlers set): ``token=`` for one workspace; with OAuth the installation store and the OAuth
+        settings (install and redirect paths, scopes, the state store shared by every process)."""
         if self.store is None:
             assert self._token is not None
-            return {"client": self._new_client(self._token)}
+            return {"token": self._token}
         assert self._client_id is not None and self._client_secret is not None
         assert self._codes is not None and self._clock is not None
         redirect_uri = f"{self._public_url}{REDIRECT_PATH}" if self._public_url else None
@@ -276,8 +277,6 @@ class Workspaces:
             logger=logging.getLogger("slack_bolt.oauth"),
         )
         return {
-            # the token-less client Bolt's OAuth flow calls oauth.v2.access and auth.test with
-            "client": self._new_client(None),
             "installation_store": self.store,
             "installation_store_bot_only": True,
             "oauth_settings": settings,
