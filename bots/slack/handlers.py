@@ -163,6 +163,10 @@ class SlackHandlers:
         return routes
 
     async def _on_events(self, request: web.Request) -> web.StreamResponse:
+        stamp = request.headers.get("X-Slack-Request-Timestamp", "")
+        if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= 12):
+            # Bolt's verifier would raise on int("now") (a 500 with a traceback): refuse it as unsigned
+            return web.Response(status=401, text="invalid request")
         bolt_response = await self.app.async_dispatch(await to_bolt_request(request))
         return await to_aiohttp_response(bolt_response)
 
@@ -266,9 +270,10 @@ class SlackHandlers:
         locale = (profile.locale if profile else None) or "en"
         zone = await self._spaces.zone_for(user, chat)
         now = self._clock.now()
+        meta = translate.metadata(channel_id=chat.id)  # where the Space is announced, and answers go
         opened = await client.views_open(
             trigger_id=str(body.get("trigger_id") or ""),
-            view=views.schedule_modal(pick_locale(locale), tz=zone, now=now, private_metadata=chat.id),
+            view=views.schedule_modal(pick_locale(locale), tz=zone, now=now, private_metadata=meta),
         )
         person = await self._person(user)
         better_zone = zone if profile is not None and profile.tz else (person.tz or zone)
@@ -278,7 +283,7 @@ class SlackHandlers:
         await client.views_update(
             view_id=str(view.get("id") or ""),
             hash=view.get("hash"),
-            view=views.schedule_modal(person.locale, tz=better_zone, now=now, private_metadata=chat.id),
+            view=views.schedule_modal(person.locale, tz=better_zone, now=now, private_metadata=meta),
         )
 
     async def _press(
@@ -320,7 +325,7 @@ class SlackHandlers:
         user = translate.user_ref(team, _user_id(body))
         person = await self._person(user)
         try:
-            space = await self._spaces.get(str(action.get("value") or ""))
+            space = await self._spaces.get(translate.reschedule_from_action(action) or "")
             # host or moderators only: checked BEFORE the modal opens, so nobody fills a form in vain
             mod = user != space.host and await self._platform.is_moderator(space.chat, user)
             rules.check_may_manage(Actor(user, is_moderator=mod, locale=person.locale), space, "reschedule")
@@ -329,7 +334,9 @@ class SlackHandlers:
             return
         await client.views_open(
             trigger_id=str(body.get("trigger_id") or ""),
-            view=views.reschedule_modal(person.locale, space, tz=space.tz, private_metadata=space.id),
+            view=views.reschedule_modal(
+                person.locale, space, tz=space.tz, private_metadata=translate.metadata(space_id=space.id)
+            ),
         )
 
     async def _link(self, ack: Any) -> None:
@@ -348,7 +355,8 @@ class SlackHandlers:
         if isinstance(parsed, dict):  # a field we can tell is wrong without the service
             await ack(response_action="errors", errors=parsed)
             return
-        chat = translate.chat_ref(team, str(view.get("private_metadata") or user.id))
+        channel = translate.read_metadata(view.get("private_metadata")).get("channel") or user.id
+        chat = translate.chat_ref(team, channel)
         request_id = _request_id(team, _view_key(body, view))
         check = self._check_schedule(person, chat, parsed)
         await self._decide(ack, client, person, chat, request_id, check, parsed)
@@ -596,7 +604,7 @@ def _user_id(body: dict[str, Any]) -> str:
 
 
 def _request_id(team: str, key: object) -> str:
-    return f"sl:{team}:{key}"
+    return translate.request_id(team, str(key or ""))
 
 
 def _view_key(body: dict[str, Any], view: dict[str, Any]) -> str:
