@@ -9,6 +9,7 @@ recording fake) or, with :class:`SlackPlatform`, to the emulator.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,15 +18,17 @@ from aiohttp.test_utils import TestServer
 from prometheus_client import CollectorRegistry
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bots.slack import render
 from bots.slack.handlers import EVENTS_PATH, SlackHandlers
 from bots.web.app import WebDeps, make_web_app
+from core.notices import Verb, callback
 from core.refs import ChatRef, Platform, UserRef
 from core.services.inbound import InboundService
 from core.services.profiles import ProfileService
 from core.services.replies import RepliesService
 from tests.conftest import CoreEnv, StaticLinks
 from tests.fakes.secrets import SLACK_SIGNING_SECRET
-from tests.fakes.slack import Inbound, SlackEmulator, SlChannel, SlTeam, SlUser
+from tests.fakes.slack import Inbound, MessageVersion, SlackEmulator, SlChannel, SlMessage, SlTeam, SlUser
 
 
 @dataclass
@@ -100,6 +103,21 @@ class SlackEnv:
         await self.settle()
         return rec
 
+    async def press(self, who: SlUser, card: SlMessage, verb: Verb, space_id: str) -> Inbound:
+        """``who`` presses the card's button for ``verb`` (Cancel and End: after Slack's confirm dialog)."""
+        return await self.click(who, _only_button(card, callback(verb, space_id)), render.PRESS)
+
+    async def show_card(self) -> SlMessage:
+        """The last card the engine posted, as the adapter posts it (render.render → chat.postMessage) in
+        the emulator: what members see and press."""
+        cards = [s for s in self.core.platform.of("post") if s.notice.kind == "card"]
+        assert cards, "the engine posted no card"
+        notice, chat = cards[-1].notice, cards[-1].target.rsplit(":", 1)[-1]
+        shown = render.render(notice)
+        client = AsyncWebClient(token=self.workspaces.token, base_url=self.emu.api_base)
+        posted = await client.chat_postMessage(channel=chat, text=shown.text, blocks=shown.blocks)
+        return self.emu.find_message(str(posted["ts"]))
+
     def said_to(self, who: SlUser) -> list[str]:
         """What ``who`` alone was shown (ephemeral answers), oldest first."""
         return [m.text for m in self.emu.ephemeral_to(who)]
@@ -173,3 +191,16 @@ async def slack_env(core: CoreEnv, *, socket: bool = False) -> AsyncIterator[Sla
                 )
             finally:
                 await handlers.stop()
+
+
+def _only_button(msg: SlMessage, value: str) -> SlMessage:
+    """``msg`` as the emulator's ``click`` should see it to press the button whose value is ``value``: its
+    ``click`` takes the FIRST element with the action_id (and asserts the value), and a card has several
+    ``space.press`` buttons (Set reminder, Start, Cancel…) in different rows."""
+    rows = [
+        {**b, "elements": [e for e in b["elements"] if e.get("value") == value]}
+        for b in msg.blocks
+        if b.get("type") == "actions" and any(e.get("value") == value for e in b.get("elements", []))
+    ]
+    assert rows, f"no button with value {value!r} on the message"
+    return dataclasses.replace(msg, versions=[MessageVersion(msg.text, rows, msg.versions[-1].time)])
