@@ -224,15 +224,35 @@ class SlackPlatform:
         *,
         to_user: bool = False,
     ) -> AsyncSlackResponse:
-        """One Web API call in ``team`` with its workspace's token, errors mapped for the engine."""
+        """One Web API call in ``team`` with its workspace's token, errors mapped for the engine.
+
+        A token Slack refuses (revoked, app uninstalled) may be one this process cached before the app was
+        installed again: the token is read again and, if the store holds a newer one, the call is made once
+        more with it."""
         client = await self.workspaces.client(team)
+        try:
+            return await self._once(client, call, to_user=to_user)
+        except ChatUnavailable as e:
+            cause = e.__cause__
+            if not (isinstance(cause, SlackApiError) and cause.response.get("error") in _WORKSPACE_GONE):
+                raise
+            self.workspaces.invalidate(team)
+            fresh = await self.workspaces.client(team)  # ChatUnavailable when nothing is installed now
+            if fresh.token == client.token:
+                raise
+            return await self._once(fresh, call, to_user=to_user)
+
+    async def _once(
+        self,
+        client: AsyncWebClient,
+        call: Callable[[AsyncWebClient], Awaitable[AsyncSlackResponse]],
+        *,
+        to_user: bool,
+    ) -> AsyncSlackResponse:
         try:
             return await call(client)
         except SlackApiError as e:
-            err = mapped(e, to_user=to_user)
-            if isinstance(err, ChatUnavailable) and str(e.response.get("error", "")) in _WORKSPACE_GONE:
-                self.workspaces.invalidate(team)  # uninstalled meanwhile: read the store again next time
-            raise err from e
+            raise mapped(e, to_user=to_user) from e
         except (TimeoutError, aiohttp.ClientError, OSError, SlackClientError) as e:
             raise TransientError(f"slack: {type(e).__name__}") from e
 
