@@ -144,13 +144,14 @@ async def test_the_call_is_made_at_live_and_ended_at_end(slack: SlackEmulator) -
         assert await p.update_event(chat, NO_CALL, spec(EventStatus.SCHEDULED, "Renamed")) is None
         assert not slack.calls_in(team)
 
-        call_id = await p.update_event(chat, NO_CALL, spec(EventStatus.ACTIVE))
+        call_id = await p.update_event(chat, NO_CALL, spec(EventStatus.ACTIVE, "<!channel> AMA"))
         assert call_id is not None and call_id != NO_CALL
         (call,) = slack.calls_in(team)
         assert call.id == call_id and call.join_url == "https://spaces.example/s/abcdefghjk/listen"
-        assert call.title == "Weekly AMA" and not call.ended
+        assert call.title == "<!channel> AMA" and not call.ended  # calls.add's title is plain text
         (posted,) = slack.messages_in(chan)
         assert posted.blocks == [{"type": "call", "call_id": call_id}]
+        assert posted.text == "&lt;!channel&gt; AMA" and not slack.broadcasts  # the title is escaped
 
         assert await p.update_event(chat, call_id, spec(EventStatus.ACTIVE)) is None  # no second Call
         assert await p.update_event(chat, call_id, spec(EventStatus.COMPLETED)) is None
