@@ -60,7 +60,7 @@ _BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
 _FSI, _PDI = "\u2068", "\u2069"
 _CODE = re.compile(r"`([^`\n]+)`")
 # Slack user ids: U… or W… (Enterprise Grid), upper-case letters and digits
-_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,20}$")
+_USER_ID = re.compile(r"^[UW][A-Z0-9]{1,20}$")
 # a placeholder for the stated time while the text around it is escaped: a Unicode noncharacter, never
 # typed by anyone (and removed from user text first, so it cannot be forged)
 _WHEN = "\ufdd0"
@@ -104,8 +104,9 @@ def rich(text: str) -> str:
 def cut(text: str, limit: int, shown: Callable[[str], str] = escape) -> str:
     """``shown(text)`` within ``limit`` UTF-16 units: the *raw* text is shortened (at a character boundary,
     with "…") until its shown form fits, so an entity or a fence is never cut in half."""
-    out = shown(text)
-    raw = text
+    # shown() never shortens (escaping only adds), so the first `limit` characters are a safe start
+    raw = text if len(text) <= limit else text[: limit - 1] + ELLIPSIS
+    out = shown(raw)
     while units(out) > limit:
         excess = units(out) - limit
         keep = max(0, len(raw) - max(1, excess // 5) - 1)  # escaping multiplies by at most 5 (&amp;)
@@ -140,16 +141,17 @@ def _pt(text: str, limit: int) -> dict[str, Any]:
     return {"type": "plain_text", "text": _plain(text, limit) or " ", "emoji": True}
 
 
-def _with_token(line: str, token: str | None, limit: int) -> str:
-    """One line, escaped (``rich``), its time placeholder (if any) replaced by the date token; the parts
+def _with_token(line: str, token: str | None, limit: int, shown: Callable[[str], str] = rich) -> str:
+    """One line, escaped (``shown``), its time placeholder (if any) replaced by the date token; the parts
     around the token are cut so that the whole fits ``limit``."""
     if token is None or _WHEN not in line:
-        return cut(line.replace(_WHEN, ""), limit, shown=rich)
+        return cut(line.replace(_WHEN, ""), limit, shown=shown)
     before, _, after = line.rpartition(_WHEN)
     before, after = before.replace(_WHEN, ""), after.replace(_WHEN, "")
     room = max(2, limit - units(token))
-    head = cut(before, room // 2 + max(0, room // 2 - units(rich(after))), shown=rich)
-    tail = cut(after, max(1, room - units(head)), shown=rich)
+    # the text after the time gets at most half the room, the text before it the rest
+    head = cut(before, room - min(units(shown(after)), room // 2), shown=shown)
+    tail = cut(after, max(1, room - units(head)), shown=shown)
     return f"{head}{token}{tail}"
 
 
@@ -171,10 +173,12 @@ def _prepared(notice: Notice) -> tuple[Notice, str | None]:
     return clean.with_when(lambda _: _WHEN), token
 
 
-def _sections(lines: Sequence[str], token: str | None) -> list[dict[str, Any]]:
+def _sections(
+    lines: Sequence[str], token: str | None, escaped: Callable[[str], str] = rich
+) -> list[dict[str, Any]]:
     """Lines as mrkdwn sections of at most 3,000 units: whole lines per section (a line too long alone is
     cut); never a section cut inside an escape or a token."""
-    shown = [_with_token(line, token, SECTION_LIMIT) for line in lines]
+    shown = [_with_token(line, token, SECTION_LIMIT, escaped) for line in lines]
     sections: list[str] = []
     current: list[str] = []
     for line in shown:
@@ -331,6 +335,9 @@ def render(notice: Notice) -> Rendered:
     prepared, token = _prepared(replace(notice, lines=tuple(slack_commands(x) for x in notice.lines)))
     head = f"{prepared.marker} {prepared.title}" if prepared.marker else prepared.title
     blocks: list[dict[str, Any]] = []
+    # a card's lines are the description and names (user text) and core texts without `code`: all
+    # escaped as typed. Other notices are core texts (which name commands in `code`) quoting a title.
+    shown = escape if prepared.kind == "card" else rich
     if prepared.kind == "card":
         if head.strip():
             blocks.append({"type": "header", "text": _pt(head, HEADER_LIMIT)})
@@ -344,10 +351,10 @@ def render(notice: Notice) -> Rendered:
             [{"type": "section", "text": {"type": "mrkdwn", "text": f"*{title_line}*"}}] if title_line else []
         )
         title_text = title_line
-    blocks += _sections(body, token)
+    blocks += _sections(body, token, shown)
     blocks += actions_blocks(_card_actions(prepared), prepared.locale)
     _check(blocks)
-    text = _fallback([title_text, *(_with_token(line, token, SECTION_LIMIT) for line in body)])
+    text = _fallback([title_text, *(_with_token(line, token, SECTION_LIMIT, shown) for line in body)])
     return Rendered(text=text, blocks=blocks, ephemeral=notice.ephemeral)
 
 
