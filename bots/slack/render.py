@@ -137,6 +137,16 @@ def _plain(text: str, limit: int) -> str:
     return cut(" ".join(text.split()), limit, shown=lambda s: s)
 
 
+def mrkdwn(text: str) -> dict[str, Any]:
+    """A mrkdwn text object. ``verbatim``: Slack does not auto-parse it — a plain ``@channel``, ``#general``
+    or URL typed in a title stays text (our own ``<@U…>`` and ``<!date…>`` strings are still honoured)."""
+    return {"type": "mrkdwn", "text": text, "verbatim": True}
+
+
+def section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": mrkdwn(text)}
+
+
 def _pt(text: str, limit: int) -> dict[str, Any]:
     return {"type": "plain_text", "text": _plain(text, limit) or " ", "emoji": True}
 
@@ -190,7 +200,7 @@ def _sections(
             current.append(line)
     if current and any(current):
         sections.append("\n".join(current))
-    return [{"type": "section", "text": {"type": "mrkdwn", "text": s}} for s in sections if s.strip()]
+    return [section(s) for s in sections if s.strip()]
 
 
 def _fallback(parts: Sequence[str]) -> str:
@@ -347,9 +357,7 @@ def render(notice: Notice) -> Rendered:
         # a notice's title is a sentence that may state the time: bold mrkdwn (takes a token), not a header
         title_line = _with_token(head, token, SECTION_LIMIT - 2) if head.strip() else ""
         body = list(prepared.lines)
-        blocks += (
-            [{"type": "section", "text": {"type": "mrkdwn", "text": f"*{title_line}*"}}] if title_line else []
-        )
+        blocks += [section(f"*{title_line}*")] if title_line else []
         title_text = title_line
     blocks += _sections(body, token, shown)
     blocks += actions_blocks(_card_actions(prepared), prepared.locale)
@@ -387,7 +395,7 @@ def render_mention(user_ids: Sequence[str], notice: Notice) -> Rendered:
     before, _, after = template.partition("\x00")
     intro = f"{escape(before)}{names}{escape(after)}"
     body = render(notice)
-    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": intro}}, *body.blocks]
+    blocks = [section(intro), *body.blocks]
     _check(blocks)
     return Rendered(text=_fallback([intro, body.text]), blocks=blocks)
 

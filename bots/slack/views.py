@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from bots.slack.render import cut, date_token, escape, rich, units
+from bots.slack.render import cut, date_token, escape, mrkdwn, rich, units
 from bots.slack.translate import (
     DATE_ACTION,
     DATE_BLOCK,
@@ -114,7 +114,7 @@ def _pt(text: str, limit: int) -> dict[str, Any]:
 
 
 def _md(text: str) -> dict[str, Any]:
-    return {"type": "mrkdwn", "text": text}
+    return mrkdwn(text)
 
 
 @functools.cache

@@ -62,7 +62,7 @@ def pt(text: str) -> dict[str, Any]:
 
 
 def md(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text, "verbatim": True}}
 
 
 def press(label: str, value: str, **extra: Any) -> dict[str, Any]:
@@ -237,6 +237,19 @@ def test_hostile_title_and_description_notify_nobody() -> None:
     assert body.startswith("\u2068&lt;!channel&gt; &lt;!here&gt; &lt;!everyone&gt; &lt;@U123&gt; ")
     for text in (body, r.text):
         assert not re.search(r"<[!@#]|<https?:", text.replace(TOKEN, "")), text
+
+
+def test_plain_at_channel_and_urls_are_not_auto_parsed() -> None:
+    # no < > to escape: Slack's automatic parsing is what would make these live, and verbatim turns it off
+    r = render(card_of(description="@channel @here @everyone #general https://evil.example"))
+    assert r.blocks[1]["text"] == {
+        "type": "mrkdwn",
+        "text": f"@channel @here @everyone #general https://evil.example\n🗓 {TOKEN}\nHost: Ana\n🔔 3 subscribed",
+        "verbatim": True,
+    }
+    for b in r.blocks:
+        if b["type"] == "section":
+            assert b["text"]["verbatim"] is True
 
 
 def test_newlines_in_a_title_do_not_break_the_header() -> None:

@@ -267,6 +267,7 @@ def test_reschedule_modal_presets_the_current_time_and_shows_the_title_escaped()
         "text": {
             "type": "mrkdwn",
             "text": f"“&lt;!here&gt; {Z}*{Z}AMA{Z}*{Z}” is now scheduled for {TOKEN}.",
+            "verbatim": True,
         },
     }
     by_id = blocks_by_id(view)
@@ -291,6 +292,7 @@ def test_home_lists_mine_and_followed_with_time_tokens_and_links() -> None:
                 "text": {
                     "type": "mrkdwn",
                     "text": f"*<{link(SID)}|Weekly AMA>*\n{TOKEN} · id `{SID}`",
+                    "verbatim": True,
                 },
             },
             {"type": "divider"},
@@ -300,12 +302,15 @@ def test_home_lists_mine_and_followed_with_time_tokens_and_links() -> None:
                 "text": {
                     "type": "mrkdwn",
                     "text": f"*🟣 LIVE <{link('bcdefghjkm')}|Live &lt;!channel&gt;>*\n{TOKEN} · id `bcdefghjkm`",
+                    "verbatim": True,
                 },
             },
             {"type": "divider"},
             {
                 "type": "context",
-                "elements": [{"type": "mrkdwn", "text": "`/space help` lists every command."}],
+                "elements": [
+                    {"type": "mrkdwn", "text": "`/space help` lists every command.", "verbatim": True}
+                ],
             },
         ],
     }
