@@ -400,6 +400,16 @@ def render_mention(user_ids: Sequence[str], notice: Notice) -> Rendered:
     return Rendered(text=_fallback([intro, body.text]), blocks=blocks)
 
 
+def render_call(call_id: str, title: str) -> Rendered:
+    """The message that shows a live Call (``calls.add``'s id): Slack draws the call's own card and Join
+    button from the ``call`` block; ``text`` (the notification) names the Space, escaped like any title —
+    a raw ``<!channel>`` there would notify the whole channel."""
+    return Rendered(
+        text=f"🟣 {cut(' '.join(title.split()), FALLBACK_LIMIT - 2)}",
+        blocks=[{"type": "call", "call_id": call_id}],
+    )
+
+
 def _check(blocks: Sequence[dict[str, Any]]) -> None:
     # never: a notice has a handful of lines and buttons. Fail loudly here rather than at Slack.
     if len(blocks) > BLOCKS_LIMIT:
@@ -420,6 +430,7 @@ _AS_SUBCOMMAND = {
     "rename": "rename",
     "source": "source",
     "tz": "zone",
+    "chattz": "chatzone",
     "subscribe": "subscribe",
     "unsubscribe": "unsubscribe",
 }

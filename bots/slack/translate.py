@@ -29,6 +29,7 @@ from core.services.inbound import (
     Rename,
     Reschedule,
     Schedule,
+    SetChatZone,
     SetSource,
     SetZone,
     id_or_link,
@@ -107,7 +108,8 @@ def slash_command(text: str) -> Command | None:
 
     Subcommands are English words for everyone (French speakers type them too): ``list``, ``help``,
     ``start|end|cancel|subscribe|unsubscribe <id>``, ``reschedule <id> <when>``, ``rename <id> <title>``,
-    ``zone <IANA>``, ``source <id> <source>``, ``schedule <when> <title>``. Anything else is a Space to
+    ``zone <IANA>`` (mine), ``chatzone <IANA>`` (the workspace's, admins), ``source <id> <source>``,
+    ``schedule <when> <title>``. Anything else is a Space to
     schedule ("tomorrow 20:00 Weekly AMA"). A word that would be a subcommand but is followed by something
     that is not a Space id or link ("cancel culture debate friday 20:00") is a title, not a subcommand; the
     word alone gets the core's usage answer."""
@@ -122,8 +124,8 @@ def slash_command(text: str) -> Command | None:
         return ListSpaces()
     if word in ("help", "?") and not rest:
         return Help()
-    if word in ("zone", "tz") and (not rest or (" " not in rest and _ZONE.match(rest))):
-        return SetZone(rest)
+    if word in ("zone", "tz", "chatzone", "chattz") and (not rest or (" " not in rest and _ZONE.match(rest))):
+        return SetZone(rest) if word in ("zone", "tz") else SetChatZone(rest)
     if word in _WITH_ID:
         words = rest.split(maxsplit=1)
         first, args = (words[0], words[1]) if len(words) > 1 else (rest, "")

@@ -20,15 +20,17 @@ from bots.slack.render import (
     SECTION_LIMIT,
     TEXT_LIMIT,
     VALUE_LIMIT,
+    Rendered,
     calendar_url,
     date_token,
     escape,
     render,
+    render_call,
     render_mention,
     units,
 )
 from core.models import DeliveryKind, Space, SpaceStatus, SpaceView
-from core.notices import card, for_delivery, reply
+from core.notices import card, for_delivery, problem_payload, reply
 from core.refs import ChatRef, Platform, UserRef
 
 SID = "abcdefghjk"
@@ -333,7 +335,7 @@ def test_reply_names_slacks_own_commands() -> None:
     assert r.blocks == [
         md(
             "`/space list` · `/space zone &lt;zone&gt;` · `/space start &lt;id&gt;` · "
-            "`/space tomorrow 20:00 AMA` · `/chattz x`"
+            "`/space tomorrow 20:00 AMA` · `/space chatzone x`"
         )
     ]
 
@@ -401,3 +403,18 @@ def test_mention_contract_is_enforced() -> None:
 def test_french_mention() -> None:
     r = render_mention(["U1"], reply("salut", locale="fr"))
     assert r.blocks[0] == md("<@U1> — je n'ai pas pu vous écrire en privé :")
+
+
+def test_a_hosts_audio_problem_names_slacks_own_command() -> None:
+    view = SpaceView(space(), 0, LINK_URL)
+    payload = problem_payload("audio.problem.browser", {})
+    r = render(for_delivery(DeliveryKind.HOST_PROBLEM, view, "Ana", "en", None, payload=payload))
+    assert "`/space source abcdefghjk &lt;source&gt;`" in r.blocks[1]["text"]["text"]
+    assert "`/space source abcdefghjk browser`" in r.blocks[1]["text"]["text"]
+
+
+def test_the_call_message_escapes_the_title() -> None:
+    r = render_call("R123", "<!channel> *AMA*")
+    assert r == Rendered(
+        text=f"🟣 &lt;!channel&gt; {Z}*{Z}AMA{Z}*{Z}", blocks=[{"type": "call", "call_id": "R123"}]
+    )

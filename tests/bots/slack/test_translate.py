@@ -32,6 +32,7 @@ from core.services.inbound import (
     Rename,
     Reschedule,
     Schedule,
+    SetChatZone,
     SetSource,
     SetZone,
 )
@@ -101,6 +102,8 @@ def test_locale_of(info: Any, locale: str) -> None:
         ("zone America/Argentina/Buenos_Aires", SetZone("America/Argentina/Buenos_Aires")),
         ("tz UTC", SetZone("UTC")),
         ("zone", SetZone("")),
+        ("chatzone Europe/Paris", SetChatZone("Europe/Paris")),
+        ("chatzone", SetChatZone("")),
         ("zone out party friday 20:00", Schedule(text="zone out party friday 20:00")),
     ],
 )
