@@ -418,3 +418,34 @@ def test_the_call_message_escapes_the_title() -> None:
     assert r == Rendered(
         text=f"🟣 &lt;!channel&gt; {Z}*{Z}AMA{Z}*{Z}", blocks=[{"type": "call", "call_id": "R123"}]
     )
+
+
+# --------------------------------------------------------------------------- against the emulator's checks
+
+
+def every_rendering() -> list[tuple[str, Rendered]]:
+    out: list[tuple[str, Rendered]] = []
+    hostile: dict[str, Any] = {"title": "<!channel>*" * 500, "description": "&<>`_~*" * 1000}
+    for locale in ("en", "fr"):
+        for status in SpaceStatus:
+            for changes in ({}, hostile):
+                notice = card_of(locale, status=status, started_at=START, **changes)
+                out.append((f"card {locale} {status} {bool(changes)}", render(notice)))
+        for kind in DeliveryKind:
+            view = SpaceView(space(**hostile), 2, LINK_URL)
+            try:
+                notice = for_delivery(kind, view, "<!here>" * 100, locale, 600.0, host_link=LINK_URL)
+            except ValueError:
+                continue  # not a user notice
+            out.append((f"{kind} {locale}", render(notice)))
+            out.append((f"{kind} {locale} mention", render_mention(["U1"] * MENTIONS_PER_MESSAGE, notice)))
+        out.append((f"reply {locale}", render(reply("`/spaces`\n" + "x*" * 5000, locale=locale))))
+    out.append(("call", render_call("R1", "<!channel>" * 1000)))
+    return out
+
+
+def test_everything_rendered_passes_the_emulators_block_kit_checks() -> None:
+    from tests.fakes.slack_spec import message_problems
+
+    for name, r in every_rendering():
+        assert message_problems(r.text, r.blocks) == (None, []), name

@@ -350,3 +350,18 @@ def test_home_does_not_link_a_url_that_could_break_out() -> None:
     assert view["blocks"][1]["text"]["text"].startswith("*Weekly AMA*\n")
     assert escape("x") == "x"
     json.dumps(view)  # plain JSON all the way down
+
+
+@pytest.mark.parametrize("locale", ["en", "fr"])
+def test_every_view_passes_the_emulators_checks(locale: str) -> None:
+    from tests.fakes.slack_spec import view_problems
+
+    long = space(title="<!here>*" * 700)
+    many = [long] * 40
+    for view in (
+        schedule_modal(locale, tz="Asia/Kathmandu", now=NOW, private_metadata=metadata(SID, "C1")),
+        reschedule_modal(locale, long, tz="Nowhere/Else", private_metadata=SID),
+        home_view(locale, mine=many, followed=many, workspace=many, link=link),
+        home_view(locale, mine=[], followed=[], workspace=None, link=link),
+    ):
+        assert view_problems(view) == []
