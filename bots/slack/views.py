@@ -136,7 +136,8 @@ def _offset(name: str, at: datetime) -> str:
 
 def _option(name: str, at: datetime) -> dict[str, Any]:
     city = name.rsplit("/", 1)[-1].replace("_", " ")
-    return {"text": _pt(f"({_offset(name, at)}) {city} — {name}", OPTION_TEXT_LIMIT), "value": name}
+    label = f"({_offset(name, at)}) {city} — {name}" if "/" in name else f"({_offset(name, at)}) {name}"
+    return {"text": _pt(label, OPTION_TEXT_LIMIT), "value": name}
 
 
 def user_zone(tz: str | None) -> str:

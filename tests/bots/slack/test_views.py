@@ -218,7 +218,10 @@ def test_zone_select_keeps_a_listed_zone_in_place_and_orders_by_offset() -> None
 @pytest.mark.parametrize("tz", ["", "Not/AZone", "../../etc/passwd", "x" * 200])
 def test_an_unknown_slack_zone_falls_back_to_utc(tz: str) -> None:
     _, initial = zone_options(tz, NOW)
-    assert initial["value"] == "UTC"
+    assert initial == {
+        "text": {"type": "plain_text", "text": "(UTC+00:00) UTC", "emoji": True},
+        "value": "UTC",
+    }
 
 
 @pytest.mark.parametrize("zone", ZONES)
