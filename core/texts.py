@@ -244,7 +244,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "sl.home.mine": "Your upcoming Spaces",
         "sl.home.followed": "Spaces you follow",
         "sl.home.workspace": "All upcoming Spaces in this workspace",
-        "sl.home.mine_empty": "You have nothing scheduled. Type `/space tomorrow 20:00 Weekly AMA` in a channel, "
+        "sl.home.mine_empty": "You have nothing scheduled. Type `/space tomorrow 20:00 Town hall` in a channel, "
         "or just `/space` for a form.",
         "sl.home.followed_empty": "You follow no Space yet: press 🔔 Set reminder on a Space's card.",
         "sl.home.workspace_empty": "Nothing is scheduled in this workspace.",
@@ -556,7 +556,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "sl.home.mine": "Vos Spaces à venir",
         "sl.home.followed": "Les Spaces que vous suivez",
         "sl.home.workspace": "Tous les Spaces à venir de cet espace de travail",
-        "sl.home.mine_empty": "Vous n'avez rien de programmé. Tapez `/space demain 20h AMA hebdo` dans un "
+        "sl.home.mine_empty": "Vous n'avez rien de programmé. Tapez `/space demain 20h Point d'équipe` dans un "
         "canal, ou simplement `/space` pour un formulaire.",
         "sl.home.followed_empty": "Vous ne suivez encore aucun Space : appuyez sur 🔔 sur la carte d'un Space.",
         "sl.home.workspace_empty": "Rien n'est programmé dans cet espace de travail.",

@@ -323,7 +323,7 @@ def test_home_empty_states_say_what_to_do_and_admins_see_the_workspace() -> None
     view = home_view("en", mine=[], followed=[], workspace=[], link=link)
     contexts = [b["elements"][0]["text"] for b in view["blocks"] if b["type"] == "context"]
     assert contexts == [
-        "You have nothing scheduled. Type `/space tomorrow 20:00 Weekly AMA` in a channel, or just `/space` for a form.",
+        "You have nothing scheduled. Type `/space tomorrow 20:00 Town hall` in a channel, or just `/space` for a form.",
         "You follow no Space yet: press 🔔 Set reminder on a Space's card.",
         "Nothing is scheduled in this workspace.",
         "`/space help` lists every command.",
