@@ -3,8 +3,9 @@
 User text (titles, descriptions, names) is escaped by :func:`escape`: ``&``, ``<`` and ``>`` become entities,
 so no ``<!channel>``, ``<!here>``, ``<@U…>`` or ``<https://…|link>`` can be injected, and the mrkdwn markers
 ``* _ ~ ``` are fenced with zero-width spaces (Slack has no backslash escape; a marker that touches a
-zero-width space on both sides opens or closes nothing), so ``*bold*`` shows as typed. Headers are
-``plain_text``: nothing in them is parsed, so they are cut but never escaped.
+zero-width space on both sides opens or closes nothing), so ``*bold*`` shows as typed. Every mrkdwn object
+is ``verbatim``, so Slack's automatic parsing does not turn a typed ``@channel``, ``#general`` or URL into a
+live one. Headers are ``plain_text``: nothing in them is parsed, so they are cut but never escaped.
 
 Every message fits Block Kit's limits (header 150, section 3,000, button text 75, value 2,000, url 3,000,
 50 blocks): user text is cut *before* escaping, at a character boundary with "…", so a cut never splits an
