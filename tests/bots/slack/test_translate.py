@@ -19,6 +19,7 @@ from bots.slack.translate import (
     reschedule_from_view,
     schedule_from_view,
     slash_command,
+    unformat,
     user_ref,
 )
 from core.errors import FIELDS
@@ -109,6 +110,34 @@ def test_locale_of(info: Any, locale: str) -> None:
 )
 def test_slash_command(text: str, command: object) -> None:
     assert slash_command(text) == command
+
+
+@pytest.mark.parametrize(
+    ("sent", "typed"),
+    [
+        ("Q&amp;A &lt;3 &amp;lt;", "Q&A <3 &lt;"),
+        ("&lt;!channel&gt; party", "<!channel> party"),
+        ("<https://radio.example/live.m3u8>", "https://radio.example/live.m3u8"),
+        ("<https://radio.example/a?b=1&amp;c=2|radio.example/a>", "https://radio.example/a?b=1&c=2"),
+        ("ask <@U123|ana> in <#C9|general>", "ask @ana in #general"),
+        ("ping <@U123>", "ping @U123"),
+        ("<!here> <!subteam^S1|@mods>", "@here @mods"),
+        ("<mailto:a@b.example|a@b.example>", "a@b.example"),
+        ("no markup at all", "no markup at all"),
+    ],
+)
+def test_unformat_gives_back_what_was_typed(sent: str, typed: str) -> None:
+    assert unformat(sent) == typed
+
+
+def test_commands_read_slacks_encoding() -> None:
+    assert slash_command("tomorrow 20:00 Q&amp;A &lt;live&gt;") == Schedule(text="tomorrow 20:00 Q&A <live>")
+    assert slash_command(f"source {SID} <https://radio.example/live.m3u8>") == SetSource(
+        SID, "https://radio.example/live.m3u8"
+    )
+    assert slash_command(f"cancel <https://spaces.example/s/{SID}>") == Manage(
+        Verb.CANCEL, SID, command="space cancel"
+    )
 
 
 def test_a_very_long_command_is_cut_just_past_the_limit_for_the_core_to_refuse() -> None:
