@@ -52,8 +52,6 @@ SCOPES: tuple[str, ...] = (
     "im:write",  # the app's DM with a user
     "users:read",  # users.info: time zone, locale, admin / owner (moderators)
     "usergroups:read",  # SLACK_MODERATOR_GROUP members
-    "channels:read",  # conversations.info of public channels
-    "groups:read",  # conversations.info of private channels the bot is in
     "calls:write",  # the Call card while a Space is live
     "calls:read",
 )
