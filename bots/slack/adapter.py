@@ -176,8 +176,9 @@ class SlackPlatform:
         )
         self._moderators: TtlCache[tuple[str | None, str], bool] = TtlCache(cache_ttl, CACHE_SIZE, monotonic)
         self._groups: TtlCache[str | None, frozenset[str]] = TtlCache(GROUPS_TTL, 1_000, monotonic)
-        # external_unique_id → call id: a retried "go live" (its answer was lost) reuses the Call it made
-        self._calls: TtlCache[str, str] = TtlCache(24 * 3600.0, 10_000, monotonic)
+        # external_unique_id → (call id, its card posted): a retried "go live" (a step failed, or the id was
+        # not stored) reuses the Call it made and does not post its card twice
+        self._calls: TtlCache[str, tuple[str, bool]] = TtlCache(24 * 3600.0, 10_000, monotonic)
         self._started = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -330,8 +331,12 @@ class SlackPlatform:
         the card (edited by the engine) shows the new time or title."""
         if spec.status is EventStatus.ACTIVE and event_id == NO_CALL:
             return await self._start_call(chat, spec)
-        if spec.status in (EventStatus.COMPLETED, EventStatus.CANCELED) and event_id != NO_CALL:
-            await self._end_call(chat, event_id)
+        if spec.status in (EventStatus.COMPLETED, EventStatus.CANCELED):
+            if event_id == NO_CALL:  # a Call this process made whose id never reached the store
+                known = self._calls.get(self._external_id(chat, spec))
+                event_id = known[0] if known is not None else NO_CALL
+            if event_id != NO_CALL:
+                await self._end_call(chat, event_id)
         return None
 
     def _external_id(self, chat: ChatRef, spec: EventSpec) -> str:
@@ -341,23 +346,26 @@ class SlackPlatform:
 
     async def _start_call(self, chat: ChatRef, spec: EventSpec) -> str:
         external = self._external_id(chat, spec)
-        call_id = self._calls.get(external)
-        if call_id is None:
+        known = self._calls.get(external)
+        if known is not None and known[1]:
+            return known[0]  # made and shown already: a repeated update
+        if known is None:
             link = spec.location or ""
-            join_url = f"{link.rstrip('/')}/listen" if link else ""
-            if not join_url:
+            if not link:
                 raise ChatUnavailable("slack: a Call needs the Space's link (EventSpec.location)")
             data = await self._call(
                 chat.scope,
                 lambda c: c.calls_add(
                     external_unique_id=external,
-                    join_url=join_url,
+                    join_url=f"{link.rstrip('/')}/listen",
                     title=_cap(spec.title, 255),
                     date_start=int(_epoch(spec.starts_at)),
                 ),
             )
             call_id = str(data["call"]["id"])
-            self._calls.put(external, call_id)
+            self._calls.put(external, (call_id, False))
+        else:
+            call_id = known[0]
         # the Call card: Slack renders a live "Join" for the call block
         await self._post(
             chat.scope,
@@ -366,6 +374,7 @@ class SlackPlatform:
             Rendered(text=cut(spec.title, 3000), blocks=[{"type": "call", "call_id": call_id}]),
             to_user=False,
         )
+        self._calls.put(external, (call_id, True))
         return call_id
 
     async def _end_call(self, chat: ChatRef, call_id: str) -> None:
