@@ -262,3 +262,16 @@ async def test_stop_is_idempotent_and_safe_before_start(slack: SlackEmulator) ->
     await p.start()
     await p.stop()
     await p.stop()
+
+
+async def test_a_call_whose_id_was_never_stored_is_shown_once_and_ended(slack: SlackEmulator) -> None:
+    team = slack.create_workspace()
+    chan = slack.add_channel(team, "general")
+    chat = chat_of(team, chan.id)
+    async with running(slack, team) as p:
+        first = await p.update_event(chat, NO_CALL, spec(EventStatus.ACTIVE))
+        again = await p.update_event(chat, NO_CALL, spec(EventStatus.ACTIVE))
+        assert first == again
+        await p.update_event(chat, NO_CALL, spec(EventStatus.COMPLETED))
+    assert len(slack.messages_in(chan)) == 1
+    assert [c.ended for c in slack.calls_in(team)] == [True]
