@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -17,6 +18,25 @@ from slack_sdk.web.async_client import AsyncWebClient
 from tests.fakes.secrets import SLACK_BOT_TOKEN
 from tests.fakes.slack import SlackEmulator, SlChannel, SlTeam, SlUser
 from tests.fakes.slack_spec import load_spec
+
+
+pytestmark = [
+    # slack_sdk's own oauth_v2_access builds an aiohttp BasicAuth (deprecated in aiohttp 3.14): not ours to fix
+    pytest.mark.filterwarnings("ignore:BasicAuth is deprecated:DeprecationWarning"),
+]
+
+
+@pytest.fixture(autouse=True)
+def slack_library_floors() -> Iterator[None]:
+    """Hold slack_sdk and slack_bolt at INFO, as production must: at DEBUG they log every response body
+    (``oauth.v2.access`` returns the new bot token) and every Socket Mode payload, and the session's log
+    check (tests/logcapture.py) rightly fails on the emulator's canary tokens there."""
+    saved = {name: logging.getLogger(name).level for name in ("slack_sdk", "slack_bolt")}
+    for name in saved:
+        logging.getLogger(name).setLevel(max(logging.INFO, logging.getLogger(name).level))
+    yield
+    for name, level in saved.items():
+        logging.getLogger(name).setLevel(level)
 
 
 class Clock:
