@@ -58,6 +58,8 @@ KNOWN_GAPS: dict[str, dict[str, str]] = {
         "file_ids": "string",
     },
     "chat.postEphemeral": {"markdown_text": "string"},
+    # "Do not create a direct message ... see if there is an existing dm" (docs.slack.dev, conversations.open)
+    "conversations.open": {"prevent_creation": "boolean"},
     # views.* accept an interactivity_pointer instead of a trigger_id (2021+); slack_sdk always offers it
     "views.open": {"interactivity_pointer": "string"},
     "views.push": {"interactivity_pointer": "string"},

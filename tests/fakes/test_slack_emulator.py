@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import aiohttp
 import pytest
 import pytest_asyncio
 from aiohttp import web
@@ -561,3 +562,109 @@ async def test_oauth_install_and_single_use_code(emu: SlackEmulator, tmp_path: A
         assert err.response["error"] == "bad_client_secret"
     finally:
         await runner.cleanup()
+
+
+async def test_response_url_limits(
+    emu: SlackEmulator, clock: Clock, bolt: AsyncApp, alice: SlUser, general: SlChannel
+) -> None:
+    @bolt.command("/space")
+    async def space(ack: Any) -> None:
+        await ack()
+
+    rec = await emu.slash_command(alice, general, "/space")
+    assert rec.response_url is not None
+    async with aiohttp.ClientSession() as http:
+        for i in range(6):  # 5 uses, then "expired_url"
+            async with http.post(rec.response_url, json={"text": f"r{i}"}) as res:
+                assert res.status == (200 if i < 5 else 404)
+        rec = await emu.slash_command(alice, general, "/space")
+        assert rec.response_url is not None
+        clock.now += 30 * 60 + 1
+        async with http.post(rec.response_url, json={"text": "late"}) as res:
+            assert res.status == 404 and (await res.json())["error"] == "expired_url"
+        async with http.post(rec.response_url.replace("respond/", "respond/x"), json={"text": "?"}) as res:
+            assert res.status == 404
+    assert [m.text for m in emu.ephemeral_to(alice)] == [f"r{i}" for i in range(5)]
+    assert [v.kind for v in emu.take_violations()] == ["response_url"]  # the made-up URL
+
+
+async def test_views_update_push_publish(
+    emu: SlackEmulator, bolt: AsyncApp, alice: SlUser, general: SlChannel, client: AsyncWebClient
+) -> None:
+    @bolt.command("/space")
+    async def space(ack: Any) -> None:
+        await ack()
+
+    @bolt.action("more")
+    async def more(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        await client.views_push(trigger_id=body["trigger_id"], view={**MODAL, "callback_id": "pushed"})
+
+    @bolt.view("schedule")
+    async def submit(ack: Any) -> None:
+        await ack(response_action="update", view={**MODAL, "callback_id": "updated", "blocks": []})
+
+    rec = await emu.slash_command(alice, general, "/space")
+    opened = (await client.views_open(trigger_id=rec.trigger_id, view=MODAL))["view"]
+    err = await error_of(client.views_update(view_id=opened["id"], hash="stale", view=MODAL))
+    assert err.response["error"] == "hash_conflict"
+    with_button = {
+        **MODAL,
+        "blocks": [
+            *MODAL["blocks"],  # type: ignore[misc]
+            {
+                "type": "actions",
+                "elements": [
+                    {"type": "button", "text": {"type": "plain_text", "text": "More"}, "action_id": "more"}
+                ],
+            },
+        ],
+    }
+    updated = (await client.views_update(view_id=opened["id"], hash=opened["hash"], view=with_button))["view"]
+    await emu.click(alice, updated, action_id="more")
+    for _ in range(100):
+        if len(emu.views_of(alice)) == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert [v["callback_id"] for v in emu.views_of(alice)] == ["schedule", "pushed"]
+    await emu.submit_view(alice, emu.views_of(alice)[0], values={"title": {"value": "AMA"}})
+    assert [v["callback_id"] for v in emu.views_of(alice)] == ["updated", "pushed"]
+    home = (await client.views_publish(user_id=alice.id, view={"type": "home", "blocks": []}))["view"]
+    err = await error_of(
+        client.views_publish(user_id=alice.id, hash="old", view={"type": "home", "blocks": []})
+    )
+    assert err.response["error"] == "hash_conflict"
+    assert emu.home_of(alice) == home
+    err = await error_of(client.views_publish(user_id=alice.id, view={"type": "modal", "blocks": []}))
+    assert err.response["error"] == "invalid_arguments"
+    assert [v.kind for v in emu.take_violations()] == ["view"]
+
+
+async def test_workspace_wide_post_cap(
+    emu: SlackEmulator, clock: Clock, team: SlTeam, client: AsyncWebClient
+) -> None:
+    emu.post_workspace_per_minute = 10
+    chans = [emu.add_channel(team, f"c{i}") for i in range(11)]
+    for chan in chans[:10]:
+        await client.chat_postMessage(channel=chan.id, text="x")
+        clock.now += 1
+    err = await error_of(client.chat_postMessage(channel=chans[10].id, text="x"))
+    assert err.response.status_code == 429 and err.response.headers["Retry-After"] == "50"
+
+
+async def test_uninstall_reaches_the_app(emu: SlackEmulator, bolt: AsyncApp, team: SlTeam) -> None:
+    seen: list[str] = []
+
+    @bolt.event("tokens_revoked")
+    async def revoked(event: dict[str, Any]) -> None:
+        seen.append(event["type"])
+
+    @bolt.event("app_uninstalled")
+    async def uninstalled(event: dict[str, Any]) -> None:
+        seen.append(event["type"])
+
+    recs = await emu.uninstall(team)
+    assert [r.payload["event"]["type"] for r in recs] == ["tokens_revoked", "app_uninstalled"]
+    assert all(r.acked for r in recs)
+    with pytest.raises(AssertionError, match="not installed"):
+        emu.bot_token(team)
