@@ -20,7 +20,6 @@ from tests.fakes.secrets import SLACK_BOT_TOKEN
 from tests.fakes.slack import SlackEmulator, SlChannel, SlTeam, SlUser
 from tests.fakes.slack_spec import load_spec
 
-
 pytestmark = [
     # slack_sdk's own oauth_v2_access builds an aiohttp BasicAuth (deprecated in aiohttp 3.14): not ours to fix
     pytest.mark.filterwarnings("ignore:BasicAuth is deprecated:DeprecationWarning"),
