@@ -610,7 +610,7 @@ async def test_views_update_push_publish(
     with_button = {
         **MODAL,
         "blocks": [
-            *MODAL["blocks"],  # type: ignore[misc]
+            *MODAL["blocks"],
             {
                 "type": "actions",
                 "elements": [
