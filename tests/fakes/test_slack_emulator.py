@@ -667,3 +667,32 @@ async def test_uninstall_reaches_the_app(emu: SlackEmulator, bolt: AsyncApp, tea
     assert all(r.acked for r in recs)
     with pytest.raises(AssertionError, match="not installed"):
         emu.bot_token(team)
+
+
+async def test_user_messages_and_group_mentions(
+    emu: SlackEmulator,
+    bolt: AsyncApp,
+    team: SlTeam,
+    alice: SlUser,
+    general: SlChannel,
+    client: AsyncWebClient,
+) -> None:
+    got: list[tuple[str, str]] = []
+
+    @bolt.event("message")
+    async def message(event: dict[str, Any]) -> None:
+        got.append((event["channel_type"], event["text"]))
+
+    rec = await emu.user_says(alice, emu.im_channel(alice), "help")
+    assert rec.acked
+    for _ in range(100):
+        if got:
+            break
+        await asyncio.sleep(0.01)
+    assert got == [("im", "help")]
+    assert [m.user for m in emu.dms_to(alice)] == [alice.id]
+    bob = emu.add_user(team, "bob")
+    gid = emu.add_usergroup(team, "space-mods", [alice, bob])
+    await client.chat_postMessage(channel=general.id, text=f"<!subteam^{gid}|@space-mods> new space")
+    assert emu.received(containing="new space") == {alice.id: 1, bob.id: 1}
+    assert emu.received() == {alice.id: 1, bob.id: 1}  # alice's own "help" is not something she received
