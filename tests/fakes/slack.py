@@ -618,6 +618,7 @@ class SlackEmulator:
         self._sockets: list[web.WebSocketResponse] = []
         self._acks: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._socket_connected = asyncio.Event()
+        self._changed = asyncio.Event()  # set (and replaced) whenever a call, a response or an ack arrives
         self.socket_messages: list[dict[str, Any]] = []  # every envelope sent over Socket Mode
         self.port: int | None = None
         self._register_methods()
@@ -886,6 +887,63 @@ class SlackEmulator:
     def api_calls(self, method: str | None = None) -> list[ApiCall]:
         return [c for c in self.calls if method is None or c.method == method]
 
+    # ------------------------------------------------------------------ waiting for the app
+    # Bolt acks first and runs the listener after: a test waits for its effects with these (polling the
+    # recordings on each change, never sleeping a fixed time).
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait_until(
+        self, find: Callable[[], Any], *, within: float = 5.0, what: str = "condition"
+    ) -> Any:
+        """Wait until ``find()`` returns something truthy (and return it); TimeoutError after ``within`` s."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while True:
+            found = find()
+            if found:
+                return found
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError(f"{what} not met within {within}s")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), min(remaining, 0.05))
+
+    async def wait_for_call(
+        self,
+        method: str,
+        predicate: Callable[[ApiCall], bool] | None = None,
+        *,
+        within: float = 5.0,
+        start: int = 0,
+    ) -> ApiCall:
+        """The first answered call of ``method`` (index >= ``start`` in ``api_calls()``) matching ``predicate``."""
+
+        def find() -> ApiCall | None:
+            return next(
+                (c for c in self.calls[start:] if c.method == method and (predicate is None or predicate(c))),
+                None,
+            )
+
+        found: ApiCall = await self.wait_until(find, within=within, what=f"a {method} call")
+        return found
+
+    async def wait_for_message(
+        self,
+        chan: SlChannel | str,
+        predicate: Callable[[SlMessage], bool] | None = None,
+        *,
+        within: float = 5.0,
+    ) -> SlMessage:
+        """The first message in ``chan`` (a DM too: ``emu.im_channel(user)``) matching ``predicate``."""
+
+        def find() -> SlMessage | None:
+            return next((m for m in self.messages_in(chan) if predicate is None or predicate(m)), None)
+
+        found: SlMessage = await self.wait_until(find, within=within, what="a message")
+        return found
+
     def find_message(self, ts: str) -> SlMessage:
         for (_, mts), msg in self.messages.items():
             if mts == ts:
@@ -958,7 +1016,9 @@ class SlackEmulator:
                 method, params, team_id, self.clock(), e.status, False, e.error, body, e.retry_after
             )
             self.calls.append(call)
+            self._notify()
             return web.json_response(body, status=e.status, headers=headers)
+        self._notify()
         body = {"ok": True, **(result or {})}
         for problem in self.spec.response_problems(method, body):
             # the emulator's own answer lacks a field Slack documents: a bug here, shown like a violation
@@ -1353,8 +1413,17 @@ class SlackEmulator:
         self.views[vid] = rec
         return rec
 
+    def _check_external_id(self, ctx: _Ctx, view: dict[str, Any], keep: str | None = None) -> None:
+        ext = view.get("external_id")
+        if ext and any(
+            v.view.get("external_id") == ext and v.team_id == ctx.team_id and v.id != keep
+            for v in self.views.values()
+        ):
+            raise SlackApiFailure("duplicate_external_id")  # "unique for all views on a team"
+
     def _m_views_open(self, ctx: _Ctx) -> dict[str, Any]:
         view = self._check_view(ctx, "modal")
+        self._check_external_id(ctx, view)
         trig = self._take_trigger(ctx)
         rec = self._make_view(self._team(ctx), trig.user_id, view)
         return {"view": rec.view}
@@ -1589,6 +1658,7 @@ class SlackEmulator:
             rec.error = "timeout"
         except aiohttp.ClientError as e:
             rec.error = f"{type(e).__name__}: {e}"
+        self._notify()
         return rec
 
     # ------------------------------------------------------------------ inbound: socket mode
@@ -1625,6 +1695,16 @@ class SlackEmulator:
             if not self._sockets:
                 self._socket_connected.clear()
         return ws
+
+    async def disconnect_socket(self, reason: str = "refresh_requested") -> None:
+        """Slack ends a Socket Mode connection: a ``disconnect`` message ("warning" 10 s before,
+        "refresh_requested" when the connection is being refreshed, "link_disabled" when Socket Mode was
+        turned off), then the close. slack_sdk reconnects through apps.connections.open."""
+        if not self._sockets:
+            raise AssertionError("no app is connected by Socket Mode")
+        ws = self._sockets[-1]
+        await ws.send_json({"type": "disconnect", "reason": reason, "debug_info": {"host": "emulator"}})
+        await ws.close()
 
     async def wait_socket_connected(self, within: float = 5.0) -> None:
         await asyncio.wait_for(self._socket_connected.wait(), within)
@@ -2017,6 +2097,7 @@ class SlackEmulator:
             self._violate("response_url", "response_url", "unknown response_url", {})
             return web.json_response({"ok": False, "error": "invalid_url"}, status=404)
         entry.inbound.responses.append(body if isinstance(body, dict) else {"_raw": body})
+        self._notify()
         if self.clock() - entry.created > RESPONSE_URL_TTL or entry.uses >= RESPONSE_URL_USES:
             return web.json_response({"ok": False, "error": "expired_url"}, status=404)
         entry.uses += 1

@@ -397,10 +397,7 @@ async def test_click_and_view_submission(
     [msg] = emu.messages_in(general)
     rec = await emu.click(alice, msg, action_id="join")
     assert rec.status == 200
-    for _ in range(100):
-        if msg.text == "You're in":
-            break
-        await asyncio.sleep(0.01)
+    await emu.wait_until(lambda: msg.text == "You're in", what="the message replaced")
     assert clicked == ["s1"] and msg.text == "You're in"
     with pytest.raises(AssertionError, match="no element"):
         await emu.click(alice, msg, action_id="leave")
@@ -435,10 +432,8 @@ async def test_events_retries_home_and_hostile_traffic(
     rec = await emu.send_event(team, {"type": "app_mention", "user": alice.id, "text": "hi", "channel": "C1"})
     again = await emu.retry(rec)
     assert again.status == 200 and again.event_id == rec.event_id
-    for _ in range(100):
-        if len(seen) == 3 and emu.home_of(alice) is not None:
-            break
-        await asyncio.sleep(0.01)
+    await emu.wait_for_call("views.publish")
+    await emu.wait_until(lambda: len(seen) == 3)
     assert seen[1:] == [(rec.event_id, None), (rec.event_id, "1")]
     assert emu.home_of(alice) is not None and emu.home_of(alice)["type"] == "home"  # type: ignore[index]
     body = json.dumps({"type": "event_callback"}).encode()
@@ -508,13 +503,16 @@ async def test_socket_mode_round_trip(
             team, {"type": "app_mention", "user": alice.id, "text": "hey", "channel": general.id}
         )
         assert rec.acked
-        for _ in range(100):
-            if events:
-                break
-            await asyncio.sleep(0.01)
+        await emu.wait_until(lambda: events)
         assert events == ["hey"]
         assert emu.socket_messages[0]["type"] == "slash_commands"
         assert emu.api_calls("apps.connections.open")[0].ok
+        calls_so_far = len(emu.calls)
+        await emu.disconnect_socket()  # Slack refreshes the connection: slack_sdk opens a new one
+        await emu.wait_for_call("apps.connections.open", start=calls_so_far)
+        await emu.wait_socket_connected()
+        rec = await emu.slash_command(alice, general, "/space", "again")
+        assert rec.body == {"text": "socket again"}
     finally:
         await handler.close_async()
 
@@ -621,10 +619,7 @@ async def test_views_update_push_publish(
     }
     updated = (await client.views_update(view_id=opened["id"], hash=opened["hash"], view=with_button))["view"]
     await emu.click(alice, updated, action_id="more")
-    for _ in range(100):
-        if len(emu.views_of(alice)) == 2:
-            break
-        await asyncio.sleep(0.01)
+    await emu.wait_until(lambda: len(emu.views_of(alice)) == 2)
     assert [v["callback_id"] for v in emu.views_of(alice)] == ["schedule", "pushed"]
     await emu.submit_view(alice, emu.views_of(alice)[0], values={"title": {"value": "AMA"}})
     assert [v["callback_id"] for v in emu.views_of(alice)] == ["updated", "pushed"]
@@ -685,10 +680,7 @@ async def test_user_messages_and_group_mentions(
 
     rec = await emu.user_says(alice, emu.im_channel(alice), "help")
     assert rec.acked
-    for _ in range(100):
-        if got:
-            break
-        await asyncio.sleep(0.01)
+    await emu.wait_until(lambda: got)
     assert got == [("im", "help")]
     assert [m.user for m in emu.dms_to(alice)] == [alice.id]
     bob = emu.add_user(team, "bob")
