@@ -14,8 +14,30 @@ or, with ``emu.transport = "socket"``, as Socket Mode envelopes over the websock
 it later posted to the ``response_url`` (``rec.responses``). OAuth v2 installs are played by
 :meth:`install_via_oauth`.
 
-What people saw is recorded at the emulator: ``messages_in``, ``dms_to``, ``ephemeral_to``, ``views_of``,
-``home_of``, ``calls_in``, ``received``, ``broadcasts``; every Web API call in ``api_calls()``.
+What people saw is recorded at the emulator: ``messages_in``, ``dms_to``, ``ephemeral_to``, ``views_of``
+(``open_views_of``), ``home_of``, ``calls_in``, ``received``, ``broadcasts`` (``<!channel>``/``<!here>``/
+``<!everyone>`` sent); every Web API call in ``api_calls()``. Bolt acks before its listener runs: wait for
+the effects with ``wait_until``/``wait_for_call``/``wait_for_message`` (woken by each call, never a fixed
+sleep).
+
+Typical use (see ``tests/fakes/test_slack_emulator.py``)::
+
+    async with SlackEmulator(clock=clock) as emu:         # or the ``slack_emulator`` fixture
+        team = emu.create_workspace("Acme")                 # the app installed: emu.bot_token(team)
+        alice = emu.add_user(team, "alice", tz="Europe/Paris", locale="fr-FR")
+        general = emu.add_channel(team, "general", members=[alice])
+        app = AsyncApp(signing_secret=emu.signing_secret,
+                       client=AsyncWebClient(token=emu.bot_token(team), base_url=emu.api_base))
+        ...serve app.web_app() on 127.0.0.1:0; emu.request_url = "http://127.0.0.1:PORT/slack/events"
+        rec = await emu.slash_command(alice, general, "/space", "tomorrow 20:00 AMA")
+        await emu.wait_for_call("views.open")
+        [modal] = emu.open_views_of(alice)
+        rec = await emu.submit_view(alice, modal, values={"title": {"value": "AMA"}})
+
+The secrets it hands out (bot tokens, the default signing and client secrets) contain
+``tests.fakes.secrets.CANARY``, so the session's log check catches any of them in a log line. slack_sdk and
+slack_bolt log whole response bodies and payloads at DEBUG: production (and a test capturing logs) must hold
+them at INFO or above.
 
 Violations: a request Slack would refuse because the app was built wrong (unknown method or argument,
 missing or mistyped argument, Block Kit over its limits, a trigger_id used twice, view errors naming no input
@@ -447,6 +469,7 @@ class _View:
     root_id: str
     previous_id: str | None = None
     closed: bool = False
+    is_home: bool = False
 
 
 @dataclass
@@ -848,8 +871,18 @@ class SlackEmulator:
         return [m for m in self.ephemerals if m.ephemeral_to == user.id]
 
     def views_of(self, user: SlUser) -> list[dict[str, Any]]:
-        """The modals open for ``user`` (latest state each), bottom of the stack first."""
-        return [v.view for v in self.views.values() if v.user_id == user.id and not v.closed]
+        """Every modal opened for ``user`` (latest state each: updates applied), oldest first, open or not."""
+        return [v.view for v in self.views.values() if v.user_id == user.id and not v.is_home]
+
+    def open_views_of(self, user: SlUser) -> list[dict[str, Any]]:
+        """The modals on ``user``'s screen now, bottom of the stack first."""
+        return [
+            v.view for v in self.views.values() if v.user_id == user.id and not v.is_home and not v.closed
+        ]
+
+    def is_open(self, view: dict[str, Any]) -> bool:
+        rec = self.views.get(view["id"])
+        return rec is not None and not rec.closed and not rec.is_home
 
     def home_of(self, user: SlUser) -> dict[str, Any] | None:
         return self.homes.get(user.id)
@@ -1431,7 +1464,9 @@ class SlackEmulator:
     def _m_views_push(self, ctx: _Ctx) -> dict[str, Any]:
         view = self._check_view(ctx, "modal")
         trig = self._take_trigger(ctx)
-        stack = [v for v in self.views.values() if v.user_id == trig.user_id and not v.closed]
+        stack = [
+            v for v in self.views.values() if v.user_id == trig.user_id and not v.closed and not v.is_home
+        ]
         if not stack:
             raise SlackApiFailure("not_found", violation="view", detail="views.push without an open modal")
         if len(stack) >= 3:
@@ -1473,7 +1508,7 @@ class SlackEmulator:
         if "hash" in p and current is not None and p["hash"] != current["hash"]:
             raise SlackApiFailure("hash_conflict")
         rec = self._make_view(self._team(ctx), user.id, view, view_id=current["id"] if current else None)
-        rec.closed = True  # a home tab is not a modal: keep it out of views_of
+        rec.is_home = True  # a home tab is not a modal: kept out of views_of
         self.homes[user.id] = rec.view
         return {"view": rec.view}
 

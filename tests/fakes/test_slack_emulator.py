@@ -407,9 +407,10 @@ async def test_click_and_view_submission(
     view = (await client.views_open(trigger_id=cmd.trigger_id, view=MODAL))["view"]
     rec = await emu.submit_view(alice, view, values={"title": {"value": "AM"}})
     assert rec.body == {"response_action": "errors", "errors": {"title": "Too short"}}
-    assert len(emu.views_of(alice)) == 1
+    assert len(emu.open_views_of(alice)) == 1
     rec = await emu.submit_view(alice, view, values={"title": {"value": "AMA night"}})
-    assert rec.status == 200 and emu.views_of(alice) == []
+    assert rec.status == 200 and emu.open_views_of(alice) == [] and not emu.is_open(view)
+    assert [v["callback_id"] for v in emu.views_of(alice)] == ["schedule"]
     emu.assert_clean()
 
 
@@ -619,10 +620,10 @@ async def test_views_update_push_publish(
     }
     updated = (await client.views_update(view_id=opened["id"], hash=opened["hash"], view=with_button))["view"]
     await emu.click(alice, updated, action_id="more")
-    await emu.wait_until(lambda: len(emu.views_of(alice)) == 2)
-    assert [v["callback_id"] for v in emu.views_of(alice)] == ["schedule", "pushed"]
-    await emu.submit_view(alice, emu.views_of(alice)[0], values={"title": {"value": "AMA"}})
-    assert [v["callback_id"] for v in emu.views_of(alice)] == ["updated", "pushed"]
+    await emu.wait_until(lambda: len(emu.open_views_of(alice)) == 2)
+    assert [v["callback_id"] for v in emu.open_views_of(alice)] == ["schedule", "pushed"]
+    await emu.submit_view(alice, emu.open_views_of(alice)[0], values={"title": {"value": "AMA"}})
+    assert [v["callback_id"] for v in emu.open_views_of(alice)] == ["updated", "pushed"]
     home = (await client.views_publish(user_id=alice.id, view={"type": "home", "blocks": []}))["view"]
     err = await error_of(
         client.views_publish(user_id=alice.id, hash="old", view={"type": "home", "blocks": []})
