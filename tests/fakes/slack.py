@@ -1,8 +1,8 @@
 """A Slack emulator on 127.0.0.1 for tests that run the real slack_sdk and slack_bolt.
 
 Outbound (the app calls Slack): point the client at it, ``AsyncWebClient(token=..., base_url=emu.api_base)``
-(Bolt: ``AsyncApp(client=...)``). It answers the Web API methods the Spaces adapter uses (listed in
-``_METHODS``) the way Slack does: HTTP 200 with ``{"ok": false, "error": ...}`` for errors, 429 with
+(Bolt: ``AsyncApp(client=...)``). It answers the Web API methods the Spaces adapter uses (see
+``_register_methods``) the way Slack does: HTTP 200 with ``{"ok": false, "error": ...}`` for errors, 429 with
 ``Retry-After`` when rate limited. Every call is checked against Slack's description
 (``tests/fakes/specs/slack-web-openapi-v2.json`` via :mod:`tests.fakes.slack_spec`) and Block Kit's limits.
 
@@ -560,7 +560,9 @@ class SlackEmulator:
         self.post_burst = 3
         self.post_workspace_per_minute = 600
         self.deactivated_post_error = "user_disabled"
-        self.verification_token = "LeakCanary-verification-token"  # the deprecated `token` field of payloads
+        # the deprecated `token` field of every payload: Spaces verifies signatures and never configures it,
+        # so it is no test secret (Bolt logs whole payloads at DEBUG)
+        self.verification_token = "deprecated-verification-token"
 
         # recordings
         self.calls: list[ApiCall] = []
@@ -578,7 +580,7 @@ class SlackEmulator:
         self.views: dict[str, _View] = {}
         self.homes: dict[str, dict[str, Any]] = {}  # user id -> published home view
         self.call_records: dict[str, SlCall] = {}
-        self._tokens: dict[str, _Token] = {}
+        self._tokens: dict[str, _Token] = {app_token: _Token(app_token, "app", None)}  # the app-level token
         self._team_tokens: dict[str, list[str]] = {}  # team id -> its bot tokens, newest last
         self._ims: dict[tuple[str, str], str] = {}  # (team id, user id) -> D... channel id
         self._triggers: dict[str, _Trigger] = {}
@@ -586,6 +588,8 @@ class SlackEmulator:
         self._codes: dict[str, _Code] = {}
         self._tickets: set[str] = set()
         self.oauth_log: list[dict[str, Any]] = []  # each authorize request the browser made
+        self.oauth_result_page = ""  # what the app answered the browser at the end of the last install
+        self.oauth_codes: list[str] = []  # every code handed to the app's redirect, oldest first
 
         # machinery
         self._handlers: dict[str, Handler] = {}
@@ -1456,10 +1460,12 @@ class SlackEmulator:
         same cookies. ``approve=False`` plays the user cancelling (``?error=access_denied&state=``).
 
         Returns the app's final status and its ``Location`` header (None when it answered a page)."""
-        jar = aiohttp.CookieJar(unsafe=True)
-        async with aiohttp.ClientSession(cookie_jar=jar) as session:
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
             async with session.get(install_url, allow_redirects=False) as res:
                 page = await res.text()
+                # Bolt's state cookie is ``Secure``: browsers keep it for http://127.0.0.1 too (a secure
+                # context), aiohttp's jar does not, so the browser's cookies are carried by hand
+                cookies = "; ".join(c.split(";", 1)[0] for c in res.headers.getall("Set-Cookie", []))
                 if res.status in (301, 302, 303, 307):
                     authorize = res.headers["Location"]
                 else:
@@ -1489,11 +1495,15 @@ class SlackEmulator:
                     code, team.id, user.id, q.get("scope", ""), q.get("redirect_uri"), self.clock()
                 )
                 args = {"code": code, "state": q["state"]}
+                self.oauth_codes.append(code)
             else:
                 args = {"error": "access_denied", "state": q["state"]}
             sep = "&" if "?" in redirect else "?"
-            async with session.get(f"{redirect}{sep}{urlencode(args)}", allow_redirects=False) as res:
-                await res.read()
+            headers = {"Cookie": cookies} if cookies else {}
+            async with session.get(
+                f"{redirect}{sep}{urlencode(args)}", headers=headers, allow_redirects=False
+            ) as res:
+                self.oauth_result_page = await res.text()
                 return res.status, res.headers.get("Location")
 
     # ------------------------------------------------------------------ inbound: signing and delivery
@@ -1801,9 +1811,9 @@ class SlackEmulator:
                 if el.get("action_id") != action_id:
                     raise AssertionError(f"input {block_id!r} has action_id {el.get('action_id')!r}")
                 state.setdefault(block_id, {})[action_id] = _element_value(el, value)
-        for block_id, block in inputs.items():
-            if not block.get("optional") and block_id not in state:
-                raise AssertionError(f"required input {block_id!r} left empty: Slack would not submit")
+        for input_id, block in inputs.items():
+            if not block.get("optional") and input_id not in state:
+                raise AssertionError(f"required input {input_id!r} left empty: Slack would not submit")
         return state
 
     def _apply_view_answer(self, rec_view: _View, body: Any, team: SlTeam, user: SlUser) -> None:

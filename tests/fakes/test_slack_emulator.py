@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -17,6 +18,25 @@ from slack_sdk.web.async_client import AsyncWebClient
 from tests.fakes.secrets import SLACK_BOT_TOKEN
 from tests.fakes.slack import SlackEmulator, SlChannel, SlTeam, SlUser
 from tests.fakes.slack_spec import load_spec
+
+
+pytestmark = [
+    # slack_sdk's own oauth_v2_access builds an aiohttp BasicAuth (deprecated in aiohttp 3.14): not ours to fix
+    pytest.mark.filterwarnings("ignore:BasicAuth is deprecated:DeprecationWarning"),
+]
+
+
+@pytest.fixture(autouse=True)
+def slack_library_floors() -> Iterator[None]:
+    """Hold slack_sdk and slack_bolt at INFO, as production must: at DEBUG they log every response body
+    (``oauth.v2.access`` returns the new bot token) and every Socket Mode payload, and the session's log
+    check (tests/logcapture.py) rightly fails on the emulator's canary tokens there."""
+    saved = {name: logging.getLogger(name).level for name in ("slack_sdk", "slack_bolt")}
+    for name in saved:
+        logging.getLogger(name).setLevel(max(logging.INFO, logging.getLogger(name).level))
+    yield
+    for name, level in saved.items():
+        logging.getLogger(name).setLevel(level)
 
 
 class Clock:
@@ -429,3 +449,115 @@ async def test_events_retries_home_and_hostile_traffic(
     status, _ = await emu.post_raw(body, {"X-Slack-Request-Timestamp": "1", "X-Slack-Signature": "v0=00"})
     assert status == 401
     assert (await emu.verify_url()).body == {"challenge": emu.inbound[-1].payload["challenge"]}
+
+
+async def test_event_auto_retries_when_the_app_is_slow(
+    emu: SlackEmulator, bolt: AsyncApp, team: SlTeam
+) -> None:
+    emu.ack_timeout = 0.2  # Slack's 3 s, shortened for the test
+    emu.auto_retry_events = True
+    attempts: list[str | None] = []
+    release = asyncio.Event()
+
+    @bolt.middleware
+    async def slow(req: Any, resp: Any, next: Any) -> Any:
+        attempts.append((req.headers.get("x-slack-retry-num") or [None])[0])
+        if len(attempts) == 1:
+            await release.wait()  # the first delivery never acks in time
+        return await next()
+
+    @bolt.event("app_mention")
+    async def mention() -> None:
+        pass
+
+    rec = await emu.send_event(team, {"type": "app_mention", "user": "U1", "text": "hi", "channel": "C1"})
+    release.set()
+    assert rec.acked and rec.retry_num == 1
+    assert attempts == [None, "1"]
+    assert (
+        emu.inbound[0].error == "timeout"
+        and emu.inbound[1].sent_headers["X-Slack-Retry-Reason"] == "http_timeout"
+    )
+
+
+async def test_socket_mode_round_trip(
+    emu: SlackEmulator, team: SlTeam, alice: SlUser, general: SlChannel
+) -> None:
+    from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+
+    app = AsyncApp(client=AsyncWebClient(token=emu.bot_token(team), base_url=emu.api_base))
+    events: list[str] = []
+
+    @app.command("/space")
+    async def space(ack: Any, body: dict[str, Any]) -> None:
+        await ack(text=f"socket {body['text']}")
+
+    @app.event("app_mention")
+    async def mention(event: dict[str, Any]) -> None:
+        events.append(event["text"])
+
+    handler = AsyncSocketModeHandler(app, app_token=emu.app_token)
+    await handler.connect_async()
+    try:
+        await emu.wait_socket_connected()
+        emu.transport = "socket"
+        rec = await emu.slash_command(alice, general, "/space", "now")
+        assert rec.acked and rec.body == {"text": "socket now"}
+        assert [m.text for m in emu.ephemeral_to(alice)] == ["socket now"]
+        rec = await emu.send_event(
+            team, {"type": "app_mention", "user": alice.id, "text": "hey", "channel": general.id}
+        )
+        assert rec.acked
+        for _ in range(100):
+            if events:
+                break
+            await asyncio.sleep(0.01)
+        assert events == ["hey"]
+        assert emu.socket_messages[0]["type"] == "slash_commands"
+        assert emu.api_calls("apps.connections.open")[0].ok
+    finally:
+        await handler.close_async()
+
+
+async def test_oauth_install_and_single_use_code(emu: SlackEmulator, tmp_path: Any) -> None:
+    from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
+    from slack_sdk.oauth.installation_store import FileInstallationStore
+    from slack_sdk.oauth.state_store import FileOAuthStateStore
+
+    acme = emu.create_workspace("Acme", installed=False)
+    owner = emu.add_user(acme, "owner", is_owner=True)
+    store = FileInstallationStore(base_dir=str(tmp_path / "installs"))
+    client = AsyncWebClient(base_url=emu.api_base)
+    app = AsyncApp(
+        signing_secret=emu.signing_secret,
+        client=client,
+        oauth_settings=AsyncOAuthSettings(
+            client_id=emu.client_id,
+            client_secret=emu.client_secret,
+            scopes=["chat:write", "commands"],
+            authorization_url=emu.oauth_base,
+            installation_store=store,
+            state_store=FileOAuthStateStore(expiration_seconds=600, base_dir=str(tmp_path / "states")),
+        ),
+    )
+    runner = web.AppRunner(app.web_app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        status, _location = await emu.install_via_oauth(f"{base}/slack/install", acme, owner)
+        assert status == 200, emu.oauth_result_page  # Bolt's default success page
+        installed = await store.async_find_installation(enterprise_id=None, team_id=acme.id)
+        assert installed is not None and installed.bot_token == emu.bot_token(acme)
+        assert emu.oauth_log[-1]["scope"] == "chat:write,commands"
+        err = await error_of(
+            client.oauth_v2_access(
+                client_id=emu.client_id, client_secret=emu.client_secret, code=emu.oauth_codes[-1]
+            )
+        )
+        assert err.response["error"] == "invalid_code"  # a code works once
+        err = await error_of(client.oauth_v2_access(client_id=emu.client_id, client_secret="wrong", code="x"))
+        assert err.response["error"] == "bad_client_secret"
+    finally:
+        await runner.cleanup()
