@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -160,9 +161,31 @@ def handlers_for(
     )
 
 
+@contextlib.contextmanager
+def library_floors() -> Iterator[None]:
+    """slack_sdk and slack_bolt held at INFO, as production holds them (bots.logs.LIBRARY_FLOORS): at DEBUG
+    they log response bodies and Socket Mode payloads, and the session's log check would rightly find the
+    emulator's canary tokens there."""
+    saved = {name: logging.getLogger(name).level for name in ("slack_sdk", "slack_bolt")}
+    for name in saved:
+        logging.getLogger(name).setLevel(max(logging.INFO, logging.getLogger(name).level))
+    try:
+        yield
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+
+
 @contextlib.asynccontextmanager
 async def slack_env(core: CoreEnv, *, socket: bool = False) -> AsyncIterator[SlackEnv]:
     assert SLACK_SIGNING_SECRET  # the emulator signs with the canary secret: a logged one would be found
+    with library_floors():
+        async with _slack_env(core, socket=socket) as env:
+            yield env
+
+
+@contextlib.asynccontextmanager
+async def _slack_env(core: CoreEnv, *, socket: bool) -> AsyncIterator[SlackEnv]:
     async with SlackEmulator() as emu:
         team = emu.create_workspace("Acme")
         host = emu.add_user(team, "hana", tz="Europe/Paris")
