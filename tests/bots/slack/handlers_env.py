@@ -37,8 +37,12 @@ class OneWorkspace:
     """``Workspaces`` in its single-token mode (SLACK_BOT_TOKEN): what the handlers need of it."""
 
     token: str
+    api_base: str
     forgotten: list[str] = field(default_factory=list)
     single_workspace: bool = True
+
+    def installed_again(self, team_id: str) -> None:
+        raise AssertionError("no OAuth with a single token")
 
     def bolt_options(self) -> dict[str, Any]:
         return {"token": self.token}
@@ -157,7 +161,6 @@ def handlers_for(
         clock=core.clock,
         signing_secret=emu.signing_secret,
         app_token=app_token,
-        api_base=emu.api_base,
     )
 
 
@@ -193,7 +196,7 @@ async def _slack_env(core: CoreEnv, *, socket: bool) -> AsyncIterator[SlackEnv]:
         admin = emu.add_user(team, "ada", is_admin=True)
         french = emu.add_user(team, "fanny", locale="fr-FR", tz="Europe/Paris")
         channel = emu.add_channel(team, "general", [host, alice, admin, french])
-        workspaces = OneWorkspace(emu.bot_token(team))
+        workspaces = OneWorkspace(emu.bot_token(team), emu.api_base)
         handlers = handlers_for(core, emu, workspaces, app_token=emu.app_token if socket else None)
         deps = WebDeps(
             spaces=core.spaces,
