@@ -236,7 +236,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "sl.modal.time_hint": "Pick a time",
         "sl.modal.timezone": "Time zone",
         "sl.modal.timezone_hint": "The zone the time is in",
-        "sl.modal.current": "*{title}* is now scheduled for {when}.",
+        "sl.modal.current": "“{title}” is now scheduled for {when}.",
         "sl.error.title": "Give your Space a title.",
         "sl.error.date": "Pick the day it starts.",
         "sl.error.time": "Pick the time it starts.",
@@ -244,7 +244,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "sl.home.mine": "Your upcoming Spaces",
         "sl.home.followed": "Spaces you follow",
         "sl.home.workspace": "All upcoming Spaces in this workspace",
-        "sl.home.mine_empty": "You have nothing scheduled. Type `/space tomorrow 20:00 Weekly AMA` in a channel, "
+        "sl.home.mine_empty": "You have nothing scheduled. Type `/space tomorrow 20:00 Town hall` in a channel, "
         "or just `/space` for a form.",
         "sl.home.followed_empty": "You follow no Space yet: press 🔔 Set reminder on a Space's card.",
         "sl.home.workspace_empty": "Nothing is scheduled in this workspace.",
@@ -548,7 +548,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "sl.modal.time_hint": "Choisissez l'heure",
         "sl.modal.timezone": "Fuseau horaire",
         "sl.modal.timezone_hint": "Le fuseau de l'heure choisie",
-        "sl.modal.current": "*{title}* est prévu pour {when}.",
+        "sl.modal.current": "« {title} » est prévu pour {when}.",
         "sl.error.title": "Donnez un titre à votre Space.",
         "sl.error.date": "Choisissez le jour où il commence.",
         "sl.error.time": "Choisissez l'heure à laquelle il commence.",
@@ -556,7 +556,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "sl.home.mine": "Vos Spaces à venir",
         "sl.home.followed": "Les Spaces que vous suivez",
         "sl.home.workspace": "Tous les Spaces à venir de cet espace de travail",
-        "sl.home.mine_empty": "Vous n'avez rien de programmé. Tapez `/space demain 20h AMA hebdo` dans un "
+        "sl.home.mine_empty": "Vous n'avez rien de programmé. Tapez `/space demain 20h Point d'équipe` dans un "
         "canal, ou simplement `/space` pour un formulaire.",
         "sl.home.followed_empty": "Vous ne suivez encore aucun Space : appuyez sur 🔔 sur la carte d'un Space.",
         "sl.home.workspace_empty": "Rien n'est programmé dans cet espace de travail.",

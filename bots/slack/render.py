@@ -3,8 +3,9 @@
 User text (titles, descriptions, names) is escaped by :func:`escape`: ``&``, ``<`` and ``>`` become entities,
 so no ``<!channel>``, ``<!here>``, ``<@U…>`` or ``<https://…|link>`` can be injected, and the mrkdwn markers
 ``* _ ~ ``` are fenced with zero-width spaces (Slack has no backslash escape; a marker that touches a
-zero-width space on both sides opens or closes nothing), so ``*bold*`` shows as typed. Headers are
-``plain_text``: nothing in them is parsed, so they are cut but never escaped.
+zero-width space on both sides opens or closes nothing), so ``*bold*`` shows as typed. Every mrkdwn object
+is ``verbatim``, so Slack's automatic parsing does not turn a typed ``@channel``, ``#general`` or URL into a
+live one. Headers are ``plain_text``: nothing in them is parsed, so they are cut but never escaped.
 
 Every message fits Block Kit's limits (header 150, section 3,000, button text 75, value 2,000, url 3,000,
 50 blocks): user text is cut *before* escaping, at a character boundary with "…", so a cut never splits an
@@ -60,7 +61,7 @@ _BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
 _FSI, _PDI = "\u2068", "\u2069"
 _CODE = re.compile(r"`([^`\n]+)`")
 # Slack user ids: U… or W… (Enterprise Grid), upper-case letters and digits
-_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,20}$")
+_USER_ID = re.compile(r"^[UW][A-Z0-9]{1,20}$")
 # a placeholder for the stated time while the text around it is escaped: a Unicode noncharacter, never
 # typed by anyone (and removed from user text first, so it cannot be forged)
 _WHEN = "\ufdd0"
@@ -104,8 +105,9 @@ def rich(text: str) -> str:
 def cut(text: str, limit: int, shown: Callable[[str], str] = escape) -> str:
     """``shown(text)`` within ``limit`` UTF-16 units: the *raw* text is shortened (at a character boundary,
     with "…") until its shown form fits, so an entity or a fence is never cut in half."""
-    out = shown(text)
-    raw = text
+    # shown() never shortens (escaping only adds), so the first `limit` characters are a safe start
+    raw = text if len(text) <= limit else text[: limit - 1] + ELLIPSIS
+    out = shown(raw)
     while units(out) > limit:
         excess = units(out) - limit
         keep = max(0, len(raw) - max(1, excess // 5) - 1)  # escaping multiplies by at most 5 (&amp;)
@@ -136,20 +138,31 @@ def _plain(text: str, limit: int) -> str:
     return cut(" ".join(text.split()), limit, shown=lambda s: s)
 
 
+def mrkdwn(text: str) -> dict[str, Any]:
+    """A mrkdwn text object. ``verbatim``: Slack does not auto-parse it — a plain ``@channel``, ``#general``
+    or URL typed in a title stays text (our own ``<@U…>`` and ``<!date…>`` strings are still honoured)."""
+    return {"type": "mrkdwn", "text": text, "verbatim": True}
+
+
+def section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": mrkdwn(text)}
+
+
 def _pt(text: str, limit: int) -> dict[str, Any]:
     return {"type": "plain_text", "text": _plain(text, limit) or " ", "emoji": True}
 
 
-def _with_token(line: str, token: str | None, limit: int) -> str:
-    """One line, escaped (``rich``), its time placeholder (if any) replaced by the date token; the parts
+def _with_token(line: str, token: str | None, limit: int, shown: Callable[[str], str] = rich) -> str:
+    """One line, escaped (``shown``), its time placeholder (if any) replaced by the date token; the parts
     around the token are cut so that the whole fits ``limit``."""
     if token is None or _WHEN not in line:
-        return cut(line.replace(_WHEN, ""), limit, shown=rich)
+        return cut(line.replace(_WHEN, ""), limit, shown=shown)
     before, _, after = line.rpartition(_WHEN)
     before, after = before.replace(_WHEN, ""), after.replace(_WHEN, "")
     room = max(2, limit - units(token))
-    head = cut(before, room // 2 + max(0, room // 2 - units(rich(after))), shown=rich)
-    tail = cut(after, max(1, room - units(head)), shown=rich)
+    # the text after the time gets at most half the room, the text before it the rest
+    head = cut(before, room - min(units(shown(after)), room // 2), shown=shown)
+    tail = cut(after, max(1, room - units(head)), shown=shown)
     return f"{head}{token}{tail}"
 
 
@@ -171,10 +184,12 @@ def _prepared(notice: Notice) -> tuple[Notice, str | None]:
     return clean.with_when(lambda _: _WHEN), token
 
 
-def _sections(lines: Sequence[str], token: str | None) -> list[dict[str, Any]]:
+def _sections(
+    lines: Sequence[str], token: str | None, escaped: Callable[[str], str] = rich
+) -> list[dict[str, Any]]:
     """Lines as mrkdwn sections of at most 3,000 units: whole lines per section (a line too long alone is
     cut); never a section cut inside an escape or a token."""
-    shown = [_with_token(line, token, SECTION_LIMIT) for line in lines]
+    shown = [_with_token(line, token, SECTION_LIMIT, escaped) for line in lines]
     sections: list[str] = []
     current: list[str] = []
     for line in shown:
@@ -186,7 +201,7 @@ def _sections(lines: Sequence[str], token: str | None) -> list[dict[str, Any]]:
             current.append(line)
     if current and any(current):
         sections.append("\n".join(current))
-    return [{"type": "section", "text": {"type": "mrkdwn", "text": s}} for s in sections if s.strip()]
+    return [section(s) for s in sections if s.strip()]
 
 
 def _fallback(parts: Sequence[str]) -> str:
@@ -331,6 +346,9 @@ def render(notice: Notice) -> Rendered:
     prepared, token = _prepared(replace(notice, lines=tuple(slack_commands(x) for x in notice.lines)))
     head = f"{prepared.marker} {prepared.title}" if prepared.marker else prepared.title
     blocks: list[dict[str, Any]] = []
+    # a card's lines are the description and names (user text) and core texts without `code`: all
+    # escaped as typed. Other notices are core texts (which name commands in `code`) quoting a title.
+    shown = escape if prepared.kind == "card" else rich
     if prepared.kind == "card":
         if head.strip():
             blocks.append({"type": "header", "text": _pt(head, HEADER_LIMIT)})
@@ -340,14 +358,12 @@ def render(notice: Notice) -> Rendered:
         # a notice's title is a sentence that may state the time: bold mrkdwn (takes a token), not a header
         title_line = _with_token(head, token, SECTION_LIMIT - 2) if head.strip() else ""
         body = list(prepared.lines)
-        blocks += (
-            [{"type": "section", "text": {"type": "mrkdwn", "text": f"*{title_line}*"}}] if title_line else []
-        )
+        blocks += [section(f"*{title_line}*")] if title_line else []
         title_text = title_line
-    blocks += _sections(body, token)
+    blocks += _sections(body, token, shown)
     blocks += actions_blocks(_card_actions(prepared), prepared.locale)
     _check(blocks)
-    text = _fallback([title_text, *(_with_token(line, token, SECTION_LIMIT) for line in body)])
+    text = _fallback([title_text, *(_with_token(line, token, SECTION_LIMIT, shown) for line in body)])
     return Rendered(text=text, blocks=blocks, ephemeral=notice.ephemeral)
 
 
@@ -380,9 +396,19 @@ def render_mention(user_ids: Sequence[str], notice: Notice) -> Rendered:
     before, _, after = template.partition("\x00")
     intro = f"{escape(before)}{names}{escape(after)}"
     body = render(notice)
-    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": intro}}, *body.blocks]
+    blocks = [section(intro), *body.blocks]
     _check(blocks)
     return Rendered(text=_fallback([intro, body.text]), blocks=blocks)
+
+
+def render_call(call_id: str, title: str) -> Rendered:
+    """The message that shows a live Call (``calls.add``'s id): Slack draws the call's own card and Join
+    button from the ``call`` block; ``text`` (the notification) names the Space, escaped like any title —
+    a raw ``<!channel>`` there would notify the whole channel."""
+    return Rendered(
+        text=f"🟣 {cut(' '.join(title.split()), FALLBACK_LIMIT - 2)}",
+        blocks=[{"type": "call", "call_id": call_id}],
+    )
 
 
 def _check(blocks: Sequence[dict[str, Any]]) -> None:
@@ -405,6 +431,7 @@ _AS_SUBCOMMAND = {
     "rename": "rename",
     "source": "source",
     "tz": "zone",
+    "chattz": "chatzone",
     "subscribe": "subscribe",
     "unsubscribe": "unsubscribe",
 }

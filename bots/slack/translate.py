@@ -29,6 +29,7 @@ from core.services.inbound import (
     Rename,
     Reschedule,
     Schedule,
+    SetChatZone,
     SetSource,
     SetZone,
     id_or_link,
@@ -97,6 +98,30 @@ _MANAGE = {
 _WITH_ID = frozenset({*_MANAGE, "reschedule", "rename", "source"})
 
 
+_FORMATTED = re.compile(r"<([^<>|]*)(?:\|([^<>]*))?>")
+
+
+def unformat(text: str) -> str:
+    """Text as Slack delivers it in a command → as the person typed it. Slack encodes ``& < >`` as
+    entities, and (with escaping on, or for some clients) wraps links, mentions and channels as
+    ``<https://x|x>``, ``<@U1|ana>``, ``<#C1|general>``, ``<!here>``: a title keeps its words, a source its
+    full URL. The result is raw text again, escaped whenever it is shown (bots.slack.render)."""
+
+    def plain(m: re.Match[str]) -> str:
+        target, label = m.group(1), m.group(2)
+        if target.startswith(("@", "#")):
+            return target[0] + (label or target[1:])
+        if target.startswith("!"):
+            name = target[1:].split("^", 1)[0]
+            return label if label and label.startswith("@") else f"@{label or name}"
+        if target.startswith("mailto:"):
+            return label or target[len("mailto:") :]
+        return target
+
+    text = _FORMATTED.sub(plain, text)
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
 def _cut(text: str) -> str:
     """Text longer than we parse is cut just past the limit: the core then refuses it plainly."""
     return text[: MAX_INPUT + 1]
@@ -107,11 +132,13 @@ def slash_command(text: str) -> Command | None:
 
     Subcommands are English words for everyone (French speakers type them too): ``list``, ``help``,
     ``start|end|cancel|subscribe|unsubscribe <id>``, ``reschedule <id> <when>``, ``rename <id> <title>``,
-    ``zone <IANA>``, ``source <id> <source>``, ``schedule <when> <title>``. Anything else is a Space to
+    ``zone <IANA>`` (mine), ``chatzone <IANA>`` (the workspace's, admins), ``source <id> <source>``,
+    ``schedule <when> <title>``. Anything else is a Space to
     schedule ("tomorrow 20:00 Weekly AMA"). A word that would be a subcommand but is followed by something
     that is not a Space id or link ("cancel culture debate friday 20:00") is a title, not a subcommand; the
-    word alone gets the core's usage answer."""
-    text = _cut(text.strip())
+    word alone gets the core's usage answer. ``text`` is as Slack sends it (entities, maybe ``<…>``
+    links): see :func:`unformat`."""
+    text = _cut(unformat(text).strip())
     if not text:
         return None
     parts = text.split(maxsplit=1)
@@ -122,8 +149,8 @@ def slash_command(text: str) -> Command | None:
         return ListSpaces()
     if word in ("help", "?") and not rest:
         return Help()
-    if word in ("zone", "tz") and (not rest or (" " not in rest and _ZONE.match(rest))):
-        return SetZone(rest)
+    if word in ("zone", "tz", "chatzone", "chattz") and (not rest or (" " not in rest and _ZONE.match(rest))):
+        return SetZone(rest) if word in ("zone", "tz") else SetChatZone(rest)
     if word in _WITH_ID:
         words = rest.split(maxsplit=1)
         first, args = (words[0], words[1]) if len(words) > 1 else (rest, "")
