@@ -45,6 +45,8 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.oauth.async_callback_options import AsyncSuccessArgs
+from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -82,7 +84,11 @@ Route = tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]
 class WorkspacesLike(Protocol):
     """What the handlers need of :class:`bots.slack.workspaces.Workspaces`."""
 
+    api_base: str  # Slack's Web API ("https://slack.com/api/"; the emulator's in tests)
+
     def bolt_options(self) -> dict[str, Any]: ...
+
+    def installed_again(self, team_id: str) -> None: ...
 
     async def forget(self, team_id: str, *, enterprise_id: str | None = None) -> None: ...
 
@@ -120,7 +126,7 @@ class SlackHandlers:
         signing_secret: str,
         app_token: str | None = None,
         receive: bool = True,
-        api_base: str = SLACK_API,
+        api_base: str | None = None,
         submit_budget: float = SUBMIT_BUDGET,
     ) -> None:
         self._workspaces = workspaces
@@ -139,7 +145,7 @@ class SlackHandlers:
         options = dict(workspaces.bolt_options())
         # the client Bolt copies per request (and the OAuth flow uses): its base URL is the emulator's in
         # tests. A single workspace's token goes in it: Bolt ignores ``token=`` next to ``client=``
-        client = AsyncWebClient(token=options.pop("token", None), base_url=api_base)
+        client = AsyncWebClient(token=options.pop("token", None), base_url=api_base or workspaces.api_base)
         self.app = AsyncApp(
             signing_secret=signing_secret,
             client=client,
@@ -151,6 +157,7 @@ class SlackHandlers:
             **options,
         )
         self._register()
+        self._watch_installs()
 
     # ------------------------------------------------------------------ transports
 
@@ -219,6 +226,23 @@ class SlackHandlers:
         except Exception as e:  # a bug or an outage: one line; Slack already has its ack
             log.error("slack %s failed", what, exc_info=e)
             return None
+
+    def _watch_installs(self) -> None:
+        """A workspace installing the app (again) through OAuth: the workspaces must drop what they cached
+        for it (a client with the revoked token of a previous install)."""
+        flow = self.app.oauth_flow
+        if flow is None:
+            return
+        success = flow.success_handler
+
+        async def installed(args: AsyncSuccessArgs) -> BoltResponse:
+            team = args.installation.team_id
+            if team:
+                self._workspaces.installed_again(team)
+                log.info("slack app installed", extra={"team_id": team})
+            return await success(args)
+
+        flow.success_handler = installed
 
     # ------------------------------------------------------------------ listeners
 
@@ -303,7 +327,14 @@ class SlackHandlers:
         if press is None or not await self._first_time(request_id):
             return
         person = await self._person(user)
-        answers = await self._inbound.handle(self._request(person, chat, request_id), press)
+        try:
+            answers = await self._inbound.handle(self._request(person, chat, request_id), press)
+        except Exception as e:  # an outage: the member is told, never left wondering
+            log.error("slack button failed", exc_info=e)
+            await self._answer(
+                body, respond, client, _notice(t(person.locale, "error.generic"), person.locale), user
+            )
+            return
         for answer in answers:
             # a button's answer is for the one who pressed it
             await self._answer(

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import aiohttp
 import pytest
 import pytest_asyncio
 from aiohttp import web
@@ -17,6 +19,24 @@ from slack_sdk.web.async_client import AsyncWebClient
 from tests.fakes.secrets import SLACK_BOT_TOKEN
 from tests.fakes.slack import SlackEmulator, SlChannel, SlTeam, SlUser
 from tests.fakes.slack_spec import load_spec
+
+pytestmark = [
+    # slack_sdk's own oauth_v2_access builds an aiohttp BasicAuth (deprecated in aiohttp 3.14): not ours to fix
+    pytest.mark.filterwarnings("ignore:BasicAuth is deprecated:DeprecationWarning"),
+]
+
+
+@pytest.fixture(autouse=True)
+def slack_library_floors() -> Iterator[None]:
+    """Hold slack_sdk and slack_bolt at INFO, as production must: at DEBUG they log every response body
+    (``oauth.v2.access`` returns the new bot token) and every Socket Mode payload, and the session's log
+    check (tests/logcapture.py) rightly fails on the emulator's canary tokens there."""
+    saved = {name: logging.getLogger(name).level for name in ("slack_sdk", "slack_bolt")}
+    for name in saved:
+        logging.getLogger(name).setLevel(max(logging.INFO, logging.getLogger(name).level))
+    yield
+    for name, level in saved.items():
+        logging.getLogger(name).setLevel(level)
 
 
 class Clock:
@@ -377,10 +397,7 @@ async def test_click_and_view_submission(
     [msg] = emu.messages_in(general)
     rec = await emu.click(alice, msg, action_id="join")
     assert rec.status == 200
-    for _ in range(100):
-        if msg.text == "You're in":
-            break
-        await asyncio.sleep(0.01)
+    await emu.wait_until(lambda: msg.text == "You're in", what="the message replaced")
     assert clicked == ["s1"] and msg.text == "You're in"
     with pytest.raises(AssertionError, match="no element"):
         await emu.click(alice, msg, action_id="leave")
@@ -390,9 +407,10 @@ async def test_click_and_view_submission(
     view = (await client.views_open(trigger_id=cmd.trigger_id, view=MODAL))["view"]
     rec = await emu.submit_view(alice, view, values={"title": {"value": "AM"}})
     assert rec.body == {"response_action": "errors", "errors": {"title": "Too short"}}
-    assert len(emu.views_of(alice)) == 1
+    assert len(emu.open_views_of(alice)) == 1
     rec = await emu.submit_view(alice, view, values={"title": {"value": "AMA night"}})
-    assert rec.status == 200 and emu.views_of(alice) == []
+    assert rec.status == 200 and emu.open_views_of(alice) == [] and not emu.is_open(view)
+    assert [v["callback_id"] for v in emu.views_of(alice)] == ["schedule"]
     emu.assert_clean()
 
 
@@ -415,10 +433,8 @@ async def test_events_retries_home_and_hostile_traffic(
     rec = await emu.send_event(team, {"type": "app_mention", "user": alice.id, "text": "hi", "channel": "C1"})
     again = await emu.retry(rec)
     assert again.status == 200 and again.event_id == rec.event_id
-    for _ in range(100):
-        if len(seen) == 3 and emu.home_of(alice) is not None:
-            break
-        await asyncio.sleep(0.01)
+    await emu.wait_for_call("views.publish")
+    await emu.wait_until(lambda: len(seen) == 3)
     assert seen[1:] == [(rec.event_id, None), (rec.event_id, "1")]
     assert emu.home_of(alice) is not None and emu.home_of(alice)["type"] == "home"  # type: ignore[index]
     body = json.dumps({"type": "event_callback"}).encode()
@@ -429,3 +445,247 @@ async def test_events_retries_home_and_hostile_traffic(
     status, _ = await emu.post_raw(body, {"X-Slack-Request-Timestamp": "1", "X-Slack-Signature": "v0=00"})
     assert status == 401
     assert (await emu.verify_url()).body == {"challenge": emu.inbound[-1].payload["challenge"]}
+
+
+async def test_event_auto_retries_when_the_app_is_slow(
+    emu: SlackEmulator, bolt: AsyncApp, team: SlTeam
+) -> None:
+    emu.ack_timeout = 0.2  # Slack's 3 s, shortened for the test
+    emu.auto_retry_events = True
+    attempts: list[str | None] = []
+    release = asyncio.Event()
+
+    @bolt.middleware
+    async def slow(req: Any, resp: Any, next: Any) -> Any:
+        attempts.append((req.headers.get("x-slack-retry-num") or [None])[0])
+        if len(attempts) == 1:
+            await release.wait()  # the first delivery never acks in time
+        return await next()
+
+    @bolt.event("app_mention")
+    async def mention() -> None:
+        pass
+
+    rec = await emu.send_event(team, {"type": "app_mention", "user": "U1", "text": "hi", "channel": "C1"})
+    release.set()
+    assert rec.acked and rec.retry_num == 1
+    assert attempts == [None, "1"]
+    assert (
+        emu.inbound[0].error == "timeout"
+        and emu.inbound[1].sent_headers["X-Slack-Retry-Reason"] == "http_timeout"
+    )
+
+
+async def test_socket_mode_round_trip(
+    emu: SlackEmulator, team: SlTeam, alice: SlUser, general: SlChannel
+) -> None:
+    from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+
+    app = AsyncApp(client=AsyncWebClient(token=emu.bot_token(team), base_url=emu.api_base))
+    events: list[str] = []
+
+    @app.command("/space")
+    async def space(ack: Any, body: dict[str, Any]) -> None:
+        await ack(text=f"socket {body['text']}")
+
+    @app.event("app_mention")
+    async def mention(event: dict[str, Any]) -> None:
+        events.append(event["text"])
+
+    handler = AsyncSocketModeHandler(app, app_token=emu.app_token)
+    await handler.connect_async()
+    try:
+        await emu.wait_socket_connected()
+        emu.transport = "socket"
+        rec = await emu.slash_command(alice, general, "/space", "now")
+        assert rec.acked and rec.body == {"text": "socket now"}
+        assert [m.text for m in emu.ephemeral_to(alice)] == ["socket now"]
+        rec = await emu.send_event(
+            team, {"type": "app_mention", "user": alice.id, "text": "hey", "channel": general.id}
+        )
+        assert rec.acked
+        await emu.wait_until(lambda: events)
+        assert events == ["hey"]
+        assert emu.socket_messages[0]["type"] == "slash_commands"
+        assert emu.api_calls("apps.connections.open")[0].ok
+        calls_so_far = len(emu.calls)
+        await emu.disconnect_socket()  # Slack refreshes the connection: slack_sdk opens a new one
+        await emu.wait_for_call("apps.connections.open", start=calls_so_far)
+        await emu.wait_socket_connected()
+        rec = await emu.slash_command(alice, general, "/space", "again")
+        assert rec.body == {"text": "socket again"}
+    finally:
+        await handler.close_async()
+
+
+async def test_oauth_install_and_single_use_code(emu: SlackEmulator, tmp_path: Any) -> None:
+    from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
+    from slack_sdk.oauth.installation_store import FileInstallationStore
+    from slack_sdk.oauth.state_store import FileOAuthStateStore
+
+    acme = emu.create_workspace("Acme", installed=False)
+    owner = emu.add_user(acme, "owner", is_owner=True)
+    store = FileInstallationStore(base_dir=str(tmp_path / "installs"))
+    client = AsyncWebClient(base_url=emu.api_base)
+    app = AsyncApp(
+        signing_secret=emu.signing_secret,
+        client=client,
+        oauth_settings=AsyncOAuthSettings(
+            client_id=emu.client_id,
+            client_secret=emu.client_secret,
+            scopes=["chat:write", "commands"],
+            authorization_url=emu.oauth_base,
+            installation_store=store,
+            state_store=FileOAuthStateStore(expiration_seconds=600, base_dir=str(tmp_path / "states")),
+        ),
+    )
+    runner = web.AppRunner(app.web_app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        status, _location = await emu.install_via_oauth(f"{base}/slack/install", acme, owner)
+        assert status == 200, emu.oauth_result_page  # Bolt's default success page
+        installed = await store.async_find_installation(enterprise_id=None, team_id=acme.id)
+        assert installed is not None and installed.bot_token == emu.bot_token(acme)
+        assert emu.oauth_log[-1]["scope"] == "chat:write,commands"
+        err = await error_of(
+            client.oauth_v2_access(
+                client_id=emu.client_id, client_secret=emu.client_secret, code=emu.oauth_codes[-1]
+            )
+        )
+        assert err.response["error"] == "invalid_code"  # a code works once
+        err = await error_of(client.oauth_v2_access(client_id=emu.client_id, client_secret="wrong", code="x"))
+        assert err.response["error"] == "bad_client_secret"
+    finally:
+        await runner.cleanup()
+
+
+async def test_response_url_limits(
+    emu: SlackEmulator, clock: Clock, bolt: AsyncApp, alice: SlUser, general: SlChannel
+) -> None:
+    @bolt.command("/space")
+    async def space(ack: Any) -> None:
+        await ack()
+
+    rec = await emu.slash_command(alice, general, "/space")
+    assert rec.response_url is not None
+    async with aiohttp.ClientSession() as http:
+        for i in range(6):  # 5 uses, then "expired_url"
+            async with http.post(rec.response_url, json={"text": f"r{i}"}) as res:
+                assert res.status == (200 if i < 5 else 404)
+        rec = await emu.slash_command(alice, general, "/space")
+        assert rec.response_url is not None
+        clock.now += 30 * 60 + 1
+        async with http.post(rec.response_url, json={"text": "late"}) as res:
+            assert res.status == 404 and (await res.json())["error"] == "expired_url"
+        async with http.post(rec.response_url.replace("respond/", "respond/x"), json={"text": "?"}) as res:
+            assert res.status == 404
+    assert [m.text for m in emu.ephemeral_to(alice)] == [f"r{i}" for i in range(5)]
+    assert [v.kind for v in emu.take_violations()] == ["response_url"]  # the made-up URL
+
+
+async def test_views_update_push_publish(
+    emu: SlackEmulator, bolt: AsyncApp, alice: SlUser, general: SlChannel, client: AsyncWebClient
+) -> None:
+    @bolt.command("/space")
+    async def space(ack: Any) -> None:
+        await ack()
+
+    @bolt.action("more")
+    async def more(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        await client.views_push(trigger_id=body["trigger_id"], view={**MODAL, "callback_id": "pushed"})
+
+    @bolt.view("schedule")
+    async def submit(ack: Any) -> None:
+        await ack(response_action="update", view={**MODAL, "callback_id": "updated", "blocks": []})
+
+    rec = await emu.slash_command(alice, general, "/space")
+    opened = (await client.views_open(trigger_id=rec.trigger_id, view=MODAL))["view"]
+    err = await error_of(client.views_update(view_id=opened["id"], hash="stale", view=MODAL))
+    assert err.response["error"] == "hash_conflict"
+    with_button = {
+        **MODAL,
+        "blocks": [
+            *MODAL["blocks"],
+            {
+                "type": "actions",
+                "elements": [
+                    {"type": "button", "text": {"type": "plain_text", "text": "More"}, "action_id": "more"}
+                ],
+            },
+        ],
+    }
+    updated = (await client.views_update(view_id=opened["id"], hash=opened["hash"], view=with_button))["view"]
+    await emu.click(alice, updated, action_id="more")
+    await emu.wait_until(lambda: len(emu.open_views_of(alice)) == 2)
+    assert [v["callback_id"] for v in emu.open_views_of(alice)] == ["schedule", "pushed"]
+    await emu.submit_view(alice, emu.open_views_of(alice)[0], values={"title": {"value": "AMA"}})
+    assert [v["callback_id"] for v in emu.open_views_of(alice)] == ["updated", "pushed"]
+    home = (await client.views_publish(user_id=alice.id, view={"type": "home", "blocks": []}))["view"]
+    err = await error_of(
+        client.views_publish(user_id=alice.id, hash="old", view={"type": "home", "blocks": []})
+    )
+    assert err.response["error"] == "hash_conflict"
+    assert emu.home_of(alice) == home
+    err = await error_of(client.views_publish(user_id=alice.id, view={"type": "modal", "blocks": []}))
+    assert err.response["error"] == "invalid_arguments"
+    assert [v.kind for v in emu.take_violations()] == ["view"]
+
+
+async def test_workspace_wide_post_cap(
+    emu: SlackEmulator, clock: Clock, team: SlTeam, client: AsyncWebClient
+) -> None:
+    emu.post_workspace_per_minute = 10
+    chans = [emu.add_channel(team, f"c{i}") for i in range(11)]
+    for chan in chans[:10]:
+        await client.chat_postMessage(channel=chan.id, text="x")
+        clock.now += 1
+    err = await error_of(client.chat_postMessage(channel=chans[10].id, text="x"))
+    assert err.response.status_code == 429 and err.response.headers["Retry-After"] == "50"
+
+
+async def test_uninstall_reaches_the_app(emu: SlackEmulator, bolt: AsyncApp, team: SlTeam) -> None:
+    seen: list[str] = []
+
+    @bolt.event("tokens_revoked")
+    async def revoked(event: dict[str, Any]) -> None:
+        seen.append(event["type"])
+
+    @bolt.event("app_uninstalled")
+    async def uninstalled(event: dict[str, Any]) -> None:
+        seen.append(event["type"])
+
+    recs = await emu.uninstall(team)
+    assert [r.payload["event"]["type"] for r in recs] == ["tokens_revoked", "app_uninstalled"]
+    assert all(r.acked for r in recs)
+    with pytest.raises(AssertionError, match="not installed"):
+        emu.bot_token(team)
+
+
+async def test_user_messages_and_group_mentions(
+    emu: SlackEmulator,
+    bolt: AsyncApp,
+    team: SlTeam,
+    alice: SlUser,
+    general: SlChannel,
+    client: AsyncWebClient,
+) -> None:
+    got: list[tuple[str, str]] = []
+
+    @bolt.event("message")
+    async def message(event: dict[str, Any]) -> None:
+        got.append((event["channel_type"], event["text"]))
+
+    rec = await emu.user_says(alice, emu.im_channel(alice), "help")
+    assert rec.acked
+    await emu.wait_until(lambda: got)
+    assert got == [("im", "help")]
+    assert [m.user for m in emu.dms_to(alice)] == [alice.id]
+    bob = emu.add_user(team, "bob")
+    gid = emu.add_usergroup(team, "space-mods", [alice, bob])
+    await client.chat_postMessage(channel=general.id, text=f"<!subteam^{gid}|@space-mods> new space")
+    assert emu.received(containing="new space") == {alice.id: 1, bob.id: 1}
+    assert emu.received() == {alice.id: 1, bob.id: 1}  # alice's own "help" is not something she received

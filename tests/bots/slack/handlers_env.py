@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator
+import logging
+import random
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,11 +20,15 @@ from aiohttp.test_utils import TestServer
 from prometheus_client import CollectorRegistry
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bots.runtime.budget import Unlimited
 from bots.slack import render
+from bots.slack.adapter import SlackPlatform
 from bots.slack.handlers import EVENTS_PATH, SlackHandlers
+from bots.slack.workspaces import Workspaces
 from bots.web.app import WebDeps, make_web_app
 from core.notices import Verb, callback
 from core.refs import ChatRef, Platform, UserRef
+from core.services.deliveries import DeliveryEngine, EngineConfig
 from core.services.inbound import InboundService
 from core.services.profiles import ProfileService
 from core.services.replies import RepliesService
@@ -36,8 +42,12 @@ class OneWorkspace:
     """``Workspaces`` in its single-token mode (SLACK_BOT_TOKEN): what the handlers need of it."""
 
     token: str
+    api_base: str
     forgotten: list[str] = field(default_factory=list)
     single_workspace: bool = True
+
+    def installed_again(self, team_id: str) -> None:
+        raise AssertionError("no OAuth with a single token")
 
     def bolt_options(self) -> dict[str, Any]:
         return {"token": self.token}
@@ -86,7 +96,10 @@ class SlackEnv:
     async def settle(self) -> None:
         """The listeners' background work done, then what the engine has due sent."""
         await self.handlers.drain()
-        await self.core.run()
+        for _ in range(20):  # a send may queue more (a card edit after a subscription): until quiet
+            if not await self.core.run():
+                return
+        raise AssertionError("deliveries did not settle")
 
     async def command(self, who: SlUser, text: str = "", chan: SlChannel | None = None) -> Inbound:
         rec = await self.emu.slash_command(who, chan or self.channel, "/space", text)
@@ -156,13 +169,36 @@ def handlers_for(
         clock=core.clock,
         signing_secret=emu.signing_secret,
         app_token=app_token,
-        api_base=emu.api_base,
     )
 
 
+@contextlib.contextmanager
+def library_floors() -> Iterator[None]:
+    """slack_sdk and slack_bolt held at INFO, as production holds them (bots.logs.LIBRARY_FLOORS): at DEBUG
+    they log response bodies and Socket Mode payloads, and the session's log check would rightly find the
+    emulator's canary tokens there."""
+    saved = {name: logging.getLogger(name).level for name in ("slack_sdk", "slack_bolt")}
+    for name in saved:
+        logging.getLogger(name).setLevel(max(logging.INFO, logging.getLogger(name).level))
+    try:
+        yield
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+
+
 @contextlib.asynccontextmanager
-async def slack_env(core: CoreEnv, *, socket: bool = False) -> AsyncIterator[SlackEnv]:
+async def slack_env(core: CoreEnv, *, socket: bool = False, adapter: bool = False) -> AsyncIterator[SlackEnv]:
+    """``adapter``: the real SlackPlatform sends (the delivery engine's cards, DMs, the Call) to the
+    emulator, and answers the handlers' users.info and moderator checks; else the recording fake sends."""
     assert SLACK_SIGNING_SECRET  # the emulator signs with the canary secret: a logged one would be found
+    with library_floors():
+        async with _slack_env(core, socket=socket, adapter=adapter) as env:
+            yield env
+
+
+@contextlib.asynccontextmanager
+async def _slack_env(core: CoreEnv, *, socket: bool, adapter: bool) -> AsyncIterator[SlackEnv]:
     async with SlackEmulator() as emu:
         team = emu.create_workspace("Acme")
         host = emu.add_user(team, "hana", tz="Europe/Paris")
@@ -170,8 +206,28 @@ async def slack_env(core: CoreEnv, *, socket: bool = False) -> AsyncIterator[Sla
         admin = emu.add_user(team, "ada", is_admin=True)
         french = emu.add_user(team, "fanny", locale="fr-FR", tz="Europe/Paris")
         channel = emu.add_channel(team, "general", [host, alice, admin, french])
-        workspaces = OneWorkspace(emu.bot_token(team))
-        handlers = handlers_for(core, emu, workspaces, app_token=emu.app_token if socket else None)
+        workspaces = OneWorkspace(emu.bot_token(team), emu.api_base)
+        platform: SlackPlatform | None = None
+        if adapter:
+            platform = SlackPlatform(
+                Workspaces(api_base=emu.api_base, token=workspaces.token), links=StaticLinks()
+            )
+            await platform.start()
+            core.spaces.mirror_native_events({Platform.SLACK})  # the Call, while live
+            core.engine = DeliveryEngine(
+                core.db.outbox(),
+                core.db.uow,
+                platform,
+                core.clock,
+                Unlimited(),
+                StaticLinks(),
+                core.wake,
+                EngineConfig(worker_id="w1"),
+                rng=random.Random(7),
+            )
+        handlers = handlers_for(
+            core, emu, workspaces, platform=platform, app_token=emu.app_token if socket else None
+        )
         deps = WebDeps(
             spaces=core.spaces,
             outbox=core.db.outbox(),
@@ -191,6 +247,8 @@ async def slack_env(core: CoreEnv, *, socket: bool = False) -> AsyncIterator[Sla
                 )
             finally:
                 await handlers.stop()
+                if platform is not None:
+                    await platform.stop()
 
 
 def _only_button(msg: SlMessage, value: str) -> SlMessage:

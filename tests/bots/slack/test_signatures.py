@@ -144,8 +144,8 @@ def _manifest() -> dict[str, list[str]]:
         stripped = line.strip()
         if stripped.startswith("- "):
             item = stripped[2:]
-            if ":" in item and not item.startswith("http"):  # a list of mappings: "- command: /space"
-                k, _, v = item.partition(":")
+            if ": " in item:  # a list of mappings: "- command: /space" (a scope is "chat:write")
+                k, _, v = item.partition(": ")
                 found.setdefault(k.strip(), []).append(v.strip().strip('"'))
             else:
                 found.setdefault(key, []).append(item.strip('"'))
