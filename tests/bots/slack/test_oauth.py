@@ -88,12 +88,7 @@ async def oauth_pages(workspaces: Workspaces, api_base: str) -> AsyncIterator[st
     assert flow is not None
 
     async def install(request: web.Request) -> web.Response:
-        response = await to_aiohttp_response(await flow.handle_installation(await to_bolt_request(request)))
-        # Bolt's adapter marks the state cookie Secure; browsers send Secure cookies to http://127.0.0.1
-        # (a secure context), aiohttp's cookie jar in the emulator does not: plain cookie here
-        for morsel in response.cookies.values():
-            morsel["secure"] = ""
-        return response
+        return await to_aiohttp_response(await flow.handle_installation(await to_bolt_request(request)))
 
     async def redirect(request: web.Request) -> web.Response:
         return await to_aiohttp_response(await flow.handle_callback(await to_bolt_request(request)))
