@@ -24,6 +24,7 @@ workspace of an org) are not looked up; workspace-level installs inside a Grid a
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -167,7 +168,7 @@ class Workspaces:
             token=token,
             base_url=self.api_base,
             session=self._session,
-            timeout=int(self._timeout),
+            timeout=max(1, math.ceil(self._timeout)),  # whole seconds; the session's own limit is exact
             retry_handlers=[],
             logger=logging.getLogger("slack_sdk.web"),
         )
