@@ -241,6 +241,13 @@ class Workspaces:
         if self.store is not None:
             await self.store.async_delete_bot(enterprise_id=enterprise_id, team_id=team_id)
             await self.store.async_delete_installation(enterprise_id=enterprise_id, team_id=team_id)
+            # and whatever else holds a token of that team (an install recorded under another enterprise
+            # id than the event names): tokens are looked up by team, so they are deleted by team too
+            async with self.store.engine.begin() as conn:
+                for table in (self.store.bots, self.store.installations):
+                    await conn.execute(
+                        table.delete().where(table.c.client_id == self._client_id, table.c.team_id == team_id)
+                    )
         log.info("slack workspace forgotten", extra={"team": team_id})
 
     def installed_again(self, team_id: str) -> None:

@@ -255,3 +255,31 @@ async def test_no_secret_of_an_install_reaches_a_log_line(env: Env, caplog: pyte
     s = Settings.from_env({"SLACK_CLIENT_ID": emu.client_id, "SLACK_CLIENT_SECRET": emu.client_secret})
     redactor = Redactor(settings_secrets(s))
     assert emu.client_secret not in redactor.redact(f"oauth failed with {emu.client_secret}")
+
+
+async def test_a_grid_workspace_install_is_found_and_forgotten_by_its_team(env: Env) -> None:
+    """Enterprise Grid: a workspace-level install is stored with its enterprise id; our references carry
+    the team only. It is found by team, and forgotten by team whatever enterprise id the event names."""
+    from slack_sdk.oauth.installation_store.models.installation import Installation
+
+    emu = env.emu
+    team = emu.create_workspace("Grid member")
+    store = env.workspaces.store
+    assert store is not None
+    await store.async_save(
+        Installation(
+            app_id=emu.app_id,
+            enterprise_id="E0GRID",
+            team_id=team.id,
+            bot_token=emu.bot_token(team),
+            bot_id=team.bot_id,
+            bot_user_id=team.bot_user_id,
+            user_id="U0INSTALLER",
+        )
+    )
+    chat = ChatRef(Platform.SLACK, emu.add_channel(team, "general").id, scope=team.id)
+    await env.platform.post(chat, reply("hi"), key="a")
+    await env.workspaces.forget(team.id)  # the event named no enterprise
+    assert await env.rows("bots", team.id) == 0 and await env.rows("installations", team.id) == 0
+    with pytest.raises(ChatUnavailable):
+        await env.platform.post(chat, reply("x"), key="b")
