@@ -63,7 +63,16 @@ from bots.web.app import (
 )
 from config.settings import Settings
 from core import rules
-from core.ports import Budget, ChatPlatform, Clock, Links, UnitOfWorkFactory, VoiceBridge, WakeUps
+from core.ports import (
+    Budget,
+    ChatPlatform,
+    Clock,
+    Links,
+    OneTimeCodes,
+    UnitOfWorkFactory,
+    VoiceBridge,
+    WakeUps,
+)
 from core.refs import Platform
 from core.services.audio import AudioService
 from core.services.deliveries import DeliveryEngine, EngineConfig
@@ -73,6 +82,7 @@ from core.services.profiles import ProfileService
 from core.services.replies import RepliesService
 from core.services.spaces import SpaceService
 from storage.budget import SendLimits, SqlBudget
+from storage.codes import SqlOneTimeCodes
 from storage.db import make_engine, make_session_factory, normalize_url
 from storage.lease import SqlGatewayLease
 from storage.metrics import SqlMetricSnapshots
@@ -139,6 +149,9 @@ class AdapterContext:
     # the send budget, for the platform calls an adapter makes on its own behalf inside a send (Discord's
     # DM opens: the engine budgets the message, the adapter the request that opens the DM channel)
     budget: Budget | None = None
+    # the service's database, for a library's own tables (slack_sdk's installation store); never storage
+    sql: AsyncEngine | None = None
+    codes: OneTimeCodes | None = None  # single-use codes shared by every process (OAuth states)
 
 
 def budget_rates(settings: Settings) -> dict[Platform, Rate]:
@@ -247,6 +260,52 @@ def _discord_inbound(ctx: AdapterContext, platform: DiscordPlatform) -> None:
         platform.attach_routes(InteractionsEndpoint(s.discord_public_key, handlers.on_http).web_routes())
 
 
+def _slack(ctx: AdapterContext) -> ChatPlatform:
+    """One app, one or many workspaces (bots/slack/workspaces.py); its Bolt handlers receive over HTTP
+    (``/slack/events`` and the OAuth pages on the web app) or Socket Mode (SLACK_APP_TOKEN)."""
+    from bots.slack.adapter import SlackPlatform
+    from bots.slack.handlers import SlackHandlers
+    from bots.slack.workspaces import Workspaces
+
+    s = ctx.settings
+    workspaces = Workspaces(
+        api_base=s.slack_api_base,
+        token=s.slack_bot_token.get_secret_value() if s.slack_bot_token else None,
+        client_id=s.slack_client_id if s.slack_oauth else None,
+        client_secret=s.slack_client_secret.get_secret_value() if s.slack_client_secret else None,
+        engine=ctx.sql,
+        codes=ctx.codes,
+        clock=ctx.clock,
+        # the redirect Slack sends installers back to; unset, Slack uses the app's one configured URL
+        public_url=s.public_url_setting,
+        authorize_url=s.slack_oauth_base,
+        timeout=s.send_timeout,  # a send gives up before the engine's send timeout
+    )
+    platform = SlackPlatform(workspaces, links=ctx.links, moderator_group=s.slack_moderator_group)
+    if s.slack_signing_secret is not None:
+        signing_secret = s.slack_signing_secret.get_secret_value()
+    else:
+        # Socket Mode needs no signing secret, but /slack/events is still mounted: an unknown random secret
+        # makes every HTTP request fail verification (an empty one would let anyone sign). The doctor warns.
+        signing_secret = secrets.token_hex(32)
+        log.warning("SLACK_SIGNING_SECRET is not set: Slack requests over HTTP will all be refused")
+    handlers = SlackHandlers(
+        workspaces=workspaces,
+        platform=platform,
+        inbound=ctx.inbound(),
+        spaces=ctx.spaces,
+        replies=ctx.replies,
+        links=ctx.links,
+        clock=ctx.clock,
+        signing_secret=signing_secret,
+        app_token=s.slack_app_token.get_secret_value() if s.slack_app_token else None,
+        receive=ctx.receive,
+        api_base=s.slack_api_base,
+    )
+    platform.attach(handlers)
+    return platform
+
+
 @dataclass(frozen=True, slots=True)
 class PlatformFactory:
     platform: Platform
@@ -276,8 +335,9 @@ _platform_factories: tuple[PlatformFactory, ...] = (
     PlatformFactory(
         Platform.SLACK,
         lambda s: s.slack_enabled,
-        None,
-        "set SLACK_BOT_TOKEN (xoxb-…) and SLACK_SIGNING_SECRET, or SLACK_APP_TOKEN (xapp-…) for Socket Mode",
+        _slack,
+        "set SLACK_BOT_TOKEN (xoxb-…) and SLACK_SIGNING_SECRET (plus SLACK_APP_TOKEN, xapp-…, for Socket "
+        "Mode), or SLACK_CLIENT_ID and SLACK_CLIENT_SECRET to install in many workspaces from /slack/install",
     ),
 )
 
@@ -715,6 +775,8 @@ async def build(
                 read_uow=read_uow,
                 events=events,
                 budget=budget,
+                sql=db,
+                codes=SqlOneTimeCodes(db),
             )
         )
         statuses += more

@@ -68,6 +68,9 @@ async def diagnose(
     if network and any(c.name == "telegram" and c.status is Status.OK for c in platforms):
         api = await check_telegram_api(settings)  # the shape is right: does Telegram know the token?
         platforms = [api if c.name == "telegram" and c.status is Status.OK else c for c in platforms]
+    if network and any(c.name == "slack" and c.status is Status.OK for c in platforms):
+        api = await check_slack_api(settings)  # does Slack know the token, the client id and secret?
+        platforms = [api if c.name == "slack" and c.status is Status.OK else c for c in platforms]
     if network and any(c.name == "discord" and c.status is Status.OK for c in platforms):
         api = await check_discord_api(settings)  # does Discord know the token, and is it this application?
         platforms = [api if c.name == "discord" and c.status is Status.OK else c for c in platforms]
@@ -370,7 +373,7 @@ def check_platforms(settings: Settings) -> list[Check]:
                 "platforms",
                 Status.WARN,
                 "no platform configured: only the console works — set TELEGRAM_BOT_TOKEN "
-                "or DISCORD_BOT_TOKEN (README, “Connecting a platform”); Slack is not in this build yet",
+                "or DISCORD_BOT_TOKEN or SLACK_BOT_TOKEN (README, “Connecting a platform”)",
             )
         )
     return checks
@@ -457,12 +460,13 @@ def _slack(s: Settings) -> list[Check]:
                     "slack",
                     Status.FAIL,
                     "SLACK_SIGNING_SECRET/SLACK_APP_TOKEN are set but SLACK_BOT_TOKEN "
-                    "is not: add the Bot User OAuth Token (xoxb-…) from OAuth & Permissions",
+                    "is not: add the Bot User OAuth Token (xoxb-…) from OAuth & Permissions "
+                    "(or SLACK_CLIENT_ID and SLACK_CLIENT_SECRET to install in many workspaces)",
                 )
             ]
         return []
     problems: list[str] = []
-    if not _secret(s.slack_bot_token).startswith("xoxb-"):
+    if s.slack_bot_token is not None and not _secret(s.slack_bot_token).startswith("xoxb-"):
         problems.append("SLACK_BOT_TOKEN must be the Bot User OAuth Token, starting with xoxb-")
     app_token = _secret(s.slack_app_token)
     if s.slack_app_token is not None and not app_token.startswith("xapp-"):
@@ -476,8 +480,71 @@ def _slack(s: Settings) -> list[Check]:
             "SLACK_SIGNING_SECRET is missing (Basic Information → Signing Secret): without it we "
             "cannot tell Slack's requests from forged ones"
         )
+    if s.slack_oauth and s.public_url_setting is None:
+        problems.append(
+            "SLACK_CLIENT_ID/SLACK_CLIENT_SECRET need SPACES_PUBLIC_URL: installers open "
+            "<SPACES_PUBLIC_URL>/slack/install, and Slack sends them back to "
+            "<SPACES_PUBLIC_URL>/slack/oauth_redirect (add it under OAuth & Permissions → Redirect URLs)"
+        )
     how = "Socket Mode" if s.slack_app_token is not None else "HTTP events"
+    if s.slack_oauth:
+        how += ", OAuth installs at /slack/install"
     return _platform_checks("slack", problems, f"tokens look right ({how})")
+
+
+async def check_slack_api(settings: Settings, *, within: float = API_TIMEOUT) -> Check:
+    """``auth.test`` with SLACK_BOT_TOKEN (does Slack, or SLACK_API_BASE, know it, and which workspace is
+    it?) and, with OAuth configured, ``oauth.v2.access`` with a made-up code: Slack checks the client id and
+    secret before the code, so "invalid_code" means both are right."""
+    from slack_sdk.errors import SlackApiError
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    host = urlsplit(settings.slack_api_base).netloc or settings.slack_api_base
+    client = AsyncWebClient(base_url=settings.slack_api_base, timeout=max(1, int(within)), retry_handlers=[])
+    found: list[str] = []
+    try:
+        if settings.slack_bot_token is not None:
+            try:
+                auth = await client.auth_test(token=_secret(settings.slack_bot_token).strip())
+                found.append(f"the token is @{auth.get('user', '?')} in {auth.get('team', '?')}")
+            except SlackApiError as e:
+                error = str(e.response.get("error", "?"))
+                return Check(
+                    "slack",
+                    Status.FAIL,
+                    f"Slack refused SLACK_BOT_TOKEN ({error}): it was revoked (the app uninstalled?) or "
+                    "mistyped — copy the current one (OAuth & Permissions → Bot User OAuth Token)",
+                )
+        if settings.slack_oauth:
+            assert settings.slack_client_id is not None
+            try:
+                await client.oauth_v2_access(
+                    client_id=settings.slack_client_id,
+                    client_secret=_secret(settings.slack_client_secret),
+                    code="spaces-doctor-probe",
+                )
+            except SlackApiError as e:
+                error = str(e.response.get("error", "?"))
+                if error in ("invalid_client_id", "bad_client_secret", "invalid_client"):
+                    return Check(
+                        "slack",
+                        Status.FAIL,
+                        f"Slack refused SLACK_CLIENT_ID/SLACK_CLIENT_SECRET ({error}): copy them from "
+                        "Basic Information → App Credentials",
+                    )
+                if error != "invalid_code":
+                    return Check("slack", Status.WARN, f"Slack answered oauth.v2.access with {error}")
+            found.append("the OAuth credentials are accepted")
+    except (TimeoutError, OSError) as e:
+        return Check(
+            "slack",
+            Status.WARN,
+            f"the settings look right, but {host} could not be reached ({type(e).__name__}): they could "
+            "not be checked — is this machine online (or SLACK_API_BASE right)?",
+        )
+    except Exception as e:  # aiohttp's errors name the host, never a token (tokens travel in headers)
+        return Check("slack", Status.WARN, f"{host} could not be asked ({type(e).__name__})")
+    return Check("slack", Status.OK, "Slack accepts the settings: " + "; ".join(found))
 
 
 def _platform_checks(name: str, problems: list[str], ok: str) -> list[Check]:
@@ -609,6 +676,7 @@ def check_secret_lengths(settings: Settings) -> list[Check]:
     names = {
         "telegram_webhook_secret": "TELEGRAM_WEBHOOK_SECRET",
         "slack_signing_secret": "SLACK_SIGNING_SECRET",
+        "slack_client_secret": "SLACK_CLIENT_SECRET",
         "metrics_token": "SPACES_METRICS_TOKEN",
     }
     checks = []

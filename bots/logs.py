@@ -34,6 +34,10 @@ LIBRARY_FLOORS: Final[dict[str, int]] = {
     "hpack": logging.WARNING,  # DEBUG: HTTP/2 header blocks (Authorization)
     "aiohttp.access": logging.WARNING,
     "alembic": logging.WARNING,
+    # DEBUG: every Web API request and response body (oauth.v2.access answers a bot token; the code)
+    "slack_sdk": logging.INFO,
+    # DEBUG: every inbound payload (response_url, a bearer URL; the deprecated verification token)
+    "slack_bolt": logging.INFO,
 }
 
 REDACTED: Final = "[redacted]"

@@ -101,6 +101,15 @@ class Settings(BaseSettings):
     slack_bot_token: SecretStr | None = Field(None, validation_alias="SLACK_BOT_TOKEN")
     slack_signing_secret: SecretStr | None = Field(None, validation_alias="SLACK_SIGNING_SECRET")
     slack_app_token: SecretStr | None = Field(None, validation_alias="SLACK_APP_TOKEN")
+    # OAuth v2 (one app installed in many workspaces, installs stored in the database): instead of, or with,
+    # SLACK_BOT_TOKEN
+    slack_client_id: str | None = Field(None, validation_alias="SLACK_CLIENT_ID")
+    slack_client_secret: SecretStr | None = Field(None, validation_alias="SLACK_CLIENT_SECRET")
+    # members of this user group (its handle "space-mods" or its id "S…") may manage every Space of their
+    # workspace, besides the workspace's admins and owners
+    slack_moderator_group: str | None = Field(None, validation_alias="SLACK_MODERATOR_GROUP")
+    # the Web API's base URL (an emulator in tests); the OAuth authorize page is derived from it
+    slack_api_base: str = Field("https://slack.com/api/", validation_alias="SLACK_API_BASE")
 
     # ------------------------------------------------------------------------------------------ building
 
@@ -174,6 +183,28 @@ class Settings(BaseSettings):
         if not v.startswith(("https://", "http://")):
             raise ValueError("must be an http(s) URL, e.g. https://discord.com/api/v10")
         return v
+
+    @field_validator("slack_api_base")
+    @classmethod
+    def _slack_api_base(cls, v: str) -> str:
+        v = v.strip()
+        if not v.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL, e.g. https://slack.com/api/")
+        return v if v.endswith("/") else v + "/"  # slack_sdk appends the method name to it
+
+    @field_validator("slack_moderator_group")
+    @classmethod
+    def _slack_group(cls, v: str | None) -> str | None:
+        v = (v or "").strip().removeprefix("@")
+        return v or None
+
+    @model_validator(mode="after")
+    def _slack_oauth(self) -> Settings:
+        if (self.slack_client_id is None) != (self.slack_client_secret is None):
+            raise ValueError(
+                "SLACK_CLIENT_ID and SLACK_CLIENT_SECRET go together (Basic Information → App Credentials)"
+            )
+        return self
 
     @field_validator("discord_shard_ids_setting", "discord_guild_ids_setting")
     @classmethod
@@ -254,8 +285,19 @@ class Settings(BaseSettings):
         return self.telegram_bot_token is not None
 
     @property
+    def slack_oauth(self) -> bool:
+        """Installs through OAuth v2 (/slack/install), one bot token per workspace kept in the database."""
+        return self.slack_client_id is not None and self.slack_client_secret is not None
+
+    @property
     def slack_enabled(self) -> bool:
-        return self.slack_bot_token is not None
+        return self.slack_bot_token is not None or self.slack_oauth
+
+    @property
+    def slack_oauth_base(self) -> str:
+        """The page a user installs the app from: https://slack.com/oauth/v2/authorize for the real API base
+        https://slack.com/api/ (an emulator serves both under one root the same way)."""
+        return self.slack_api_base.removesuffix("/").removesuffix("/api") + "/oauth/v2/authorize"
 
     @property
     def webhook_mode(self) -> bool:
@@ -325,4 +367,7 @@ _ENV_NAMES: dict[str, str] = {
     "telegram_api_base": "TELEGRAM_API_BASE",
     "telegram_paid_broadcast": "TELEGRAM_PAID_BROADCAST",
     "telegram_take_over_webhook": "TELEGRAM_TAKE_OVER_WEBHOOK",
+    "slack_client_id": "SLACK_CLIENT_ID",
+    "slack_moderator_group": "SLACK_MODERATOR_GROUP",
+    "slack_api_base": "SLACK_API_BASE",
 }

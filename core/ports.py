@@ -524,6 +524,25 @@ class Budget(Protocol):
         ...
 
 
+class OneTimeCodes(Protocol):
+    """Short-lived secrets handed to someone once and redeemed once: OAuth ``state`` values (Slack's
+    install), codes that link a chat to an account. Shared by every process of the service (the database).
+
+    ``purpose`` keeps uses apart: a code issued for one purpose is never accepted for another."""
+
+    async def issue(self, purpose: str, *, now: datetime, ttl: timedelta) -> str:
+        """A new code, valid from ``now`` until ``now + ttl``. MUST be unguessable (at least 128 random
+        bits), URL-safe (``[A-Za-z0-9_-]``) and at most 64 characters."""
+        ...
+
+    async def consume(self, purpose: str, code: str, *, now: datetime) -> bool:
+        """Redeem ``code``: True exactly once per issued code, for its purpose, before it expires (at
+        ``now >= issued + ttl`` it is refused). Single use even when several consumers race, in several
+        processes: at most one of them gets True. An unknown, expired, reused or malformed code is False
+        (never an exception: the caller shows the user a plain "this link has expired")."""
+        ...
+
+
 class Links(Protocol):
     def space(self, space_id: str) -> str:
         """Absolute URL of the Space's share page."""

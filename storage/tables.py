@@ -277,6 +277,18 @@ class PlatformLeaseRow(SQLModel, table=True):
     fence: int = Field(default=1, sa_type=BIGID)  # grows at every change of holder
 
 
+class OneTimeCodeRow(SQLModel, table=True):
+    """An unredeemed one-time code (storage/codes.py): OAuth states, chat-linking codes. Only the code's
+    SHA-256 is kept: whoever reads the table cannot redeem what it holds. Redeeming deletes the row."""
+
+    __tablename__ = "one_time_code"
+    __table_args__ = (Index("ix_one_time_code_expires_at", "expires_at"),)
+
+    purpose: str = Field(primary_key=True, max_length=SHORT)
+    code_hash: str = Field(primary_key=True, max_length=64)  # hex SHA-256 of the code
+    expires_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+
+
 metadata = SQLModel.metadata
 space_t = SpaceRow.__table__  # type: ignore[attr-defined]
 subscription_t = SubscriptionRow.__table__  # type: ignore[attr-defined]
@@ -292,6 +304,7 @@ send_budget_t = SendBudgetRow.__table__  # type: ignore[attr-defined]
 native_event_t = NativeEventRow.__table__  # type: ignore[attr-defined]
 platform_lease_t = PlatformLeaseRow.__table__  # type: ignore[attr-defined]
 bridge_t = BridgeRow.__table__  # type: ignore[attr-defined]
+one_time_code_t = OneTimeCodeRow.__table__  # type: ignore[attr-defined]
 
 TABLES = (
     space_t,
@@ -308,6 +321,7 @@ TABLES = (
     native_event_t,
     platform_lease_t,
     bridge_t,
+    one_time_code_t,
 )
 
 

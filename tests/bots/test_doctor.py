@@ -28,9 +28,12 @@ def by_name(checks: list[Check], name: str) -> list[Check]:
 
 async def test_good_configuration_passes(tmp_path: Path) -> None:
     from tests.fakes.discord import DiscordEmulator
+    from tests.fakes.slack import SlackEmulator
 
-    async with TelegramEmulator() as tg, DiscordEmulator() as dc:
+    async with TelegramEmulator() as tg, DiscordEmulator() as dc, SlackEmulator() as sl:
+        sl.create_workspace("Acme", token=secrets.SLACK_BOT_TOKEN)
         s = settings(
+            SLACK_API_BASE=sl.api_base,
             DATABASE_URL=f"sqlite:///{tmp_path / 'ok.db'}",
             PORT="0",
             SPACES_PUBLIC_URL="https://spaces.example.org",
@@ -311,3 +314,44 @@ async def test_discord_token_application_and_public_key_are_checked_against_disc
 async def test_no_platform_says_how_to_connect_one() -> None:
     (check,) = check_platforms(settings())
     assert "TELEGRAM_BOT_TOKEN" in check.message and "DISCORD_BOT_TOKEN" in check.message
+
+
+async def test_slack_token_and_oauth_credentials_are_checked_against_slack() -> None:
+    from tests.fakes.slack import SlackEmulator
+
+    async with SlackEmulator() as sl:
+        sl.create_workspace("Acme", token=secrets.SLACK_BOT_TOKEN)
+        good = {
+            "SLACK_API_BASE": sl.api_base,
+            "SLACK_BOT_TOKEN": secrets.SLACK_BOT_TOKEN,
+            "SLACK_SIGNING_SECRET": secrets.SLACK_SIGNING_SECRET,
+            "SLACK_CLIENT_ID": sl.client_id,
+            "SLACK_CLIENT_SECRET": sl.client_secret,
+            "SPACES_PUBLIC_URL": "https://spaces.example.org",
+        }
+        check = await doctor.check_slack_api(settings(**good))
+        assert check.status is Status.OK, check.message
+        assert "Acme" in check.message and "OAuth credentials are accepted" in check.message
+
+        wrong = await doctor.check_slack_api(settings(**{**good, "SLACK_CLIENT_SECRET": "LeakCanary-wrong"}))
+        assert wrong.failed and "SLACK_CLIENT_ID/SLACK_CLIENT_SECRET" in wrong.message
+        assert "LeakCanary" not in wrong.message
+
+        sl.fail_next("auth.test", "token_revoked")  # the app was uninstalled: its token revoked
+        revoked = await doctor.check_slack_api(settings(**good))
+        assert revoked.failed and revoked.message.startswith("Slack refused SLACK_BOT_TOKEN (token_revoked)")
+        assert secrets.SLACK_BOT_TOKEN not in revoked.message
+
+
+def test_slack_oauth_needs_a_public_url() -> None:
+    s = settings(SLACK_CLIENT_ID="1.2", SLACK_CLIENT_SECRET="LeakCanary-x", SLACK_SIGNING_SECRET="s" * 20)
+    (check,) = by_name(check_platforms(s), "slack")
+    assert check.failed and "SPACES_PUBLIC_URL" in check.message
+    s = settings(
+        SLACK_CLIENT_ID="1.2",
+        SLACK_CLIENT_SECRET="LeakCanary-x",
+        SLACK_SIGNING_SECRET="s" * 20,
+        SPACES_PUBLIC_URL="https://spaces.example.org",
+    )
+    (check,) = by_name(check_platforms(s), "slack")
+    assert check.status is Status.OK and "OAuth installs at /slack/install" in check.message

@@ -155,3 +155,24 @@ def test_discord_settings_are_checked(env: dict[str, str], named: str) -> None:
     with pytest.raises(ValidationError) as info:
         Settings.from_env(env)
     assert named in "\n".join(explain(info.value))
+
+
+def test_slack_with_oauth_credentials_alone() -> None:
+    s = Settings.from_env({"SLACK_CLIENT_ID": "1111.2222", "SLACK_CLIENT_SECRET": "LeakCanary-client-secret"})
+    assert s.slack_enabled and s.slack_oauth and s.slack_bot_token is None
+    assert s.slack_api_base == "https://slack.com/api/"
+    assert s.slack_oauth_base == "https://slack.com/oauth/v2/authorize"
+    assert "LeakCanary" not in repr(s)
+
+
+def test_slack_settings_are_checked() -> None:
+    with pytest.raises(ValidationError, match="go together"):
+        Settings.from_env({"SLACK_CLIENT_ID": "1111.2222"})
+    with pytest.raises(ValidationError, match="http"):
+        Settings.from_env({"SLACK_API_BASE": "slack.com/api"})
+    s = Settings.from_env(
+        {"SLACK_API_BASE": "http://127.0.0.1:9/api", "SLACK_MODERATOR_GROUP": " @space-mods "}
+    )
+    assert s.slack_api_base == "http://127.0.0.1:9/api/"  # slack_sdk appends the method name
+    assert s.slack_oauth_base == "http://127.0.0.1:9/oauth/v2/authorize"
+    assert s.slack_moderator_group == "space-mods" and not s.slack_enabled
