@@ -32,16 +32,16 @@ class TooManyStreams(Exception):
     """This process already serves ``max_streams`` event streams."""
 
 
-class _Closed:
+class Closed:
     """Sent to a viewer when the watch is shut down (the app is stopping)."""
 
 
-CLOSED = _Closed()
+CLOSED = Closed()
 
 
 @dataclass(slots=True)
 class _Feed:
-    viewers: set[asyncio.Queue[State | _Closed | None]] = field(default_factory=set)
+    viewers: set[asyncio.Queue[State | Closed | None]] = field(default_factory=set)
     latest: State | None = None
     task: asyncio.Task[None] | None = None
 
@@ -69,12 +69,12 @@ class SpaceWatch:
     @contextlib.asynccontextmanager
     async def follow(
         self, space_id: str, first: State
-    ) -> AsyncIterator[asyncio.Queue[State | _Closed | None]]:
+    ) -> AsyncIterator[asyncio.Queue[State | Closed | None]]:
         """A viewer of ``space_id`` who already shows ``first``: the queue yields each newer state, None when
         the Space is gone, :data:`CLOSED` when the app stops. Raises :class:`TooManyStreams`."""
         if self._closed or self._streams >= self.max_streams:
             raise TooManyStreams
-        queue: asyncio.Queue[State | _Closed | None] = asyncio.Queue(maxsize=1)
+        queue: asyncio.Queue[State | Closed | None] = asyncio.Queue(maxsize=1)
         feed = self._feeds.setdefault(space_id, _Feed())
         if feed.latest is not None and feed.latest != first:
             queue.put_nowait(feed.latest)  # a newer state than the viewer's page: send it at once
@@ -125,7 +125,7 @@ class SpaceWatch:
                 return
 
 
-def _offer(queue: asyncio.Queue[State | _Closed | None], item: State | _Closed | None) -> None:
+def _offer(queue: asyncio.Queue[State | Closed | None], item: State | Closed | None) -> None:
     """Put ``item`` in a queue of one, replacing what the viewer has not taken yet (only the newest counts)."""
     with contextlib.suppress(asyncio.QueueEmpty):
         if queue.full():
