@@ -123,7 +123,7 @@ def share_html(view: ShareView) -> str:
     open_ = status.is_open
     parts.append(
         f'<p class="subscribers" id="subscribers"{"" if open_ else " hidden"}>'
-        f'<span aria-hidden="true">🔔 </span><span id="subscribers-text">'
+        f'<span id="subscribers-text">'
         f"{_text(subscribers_text(locale, view.subscribers))}</span></p>"
     )
     if view.audio:
@@ -346,7 +346,9 @@ def _subscribe(view: ShareView) -> str:
     places = [p for p in view.places if p.url.startswith(_SAFE_URL_SCHEMES)]
     out = [
         f'<section class="subscribe" id="subscribe" aria-labelledby="subscribe-h"{hidden}>',
-        f'<h2 id="subscribe-h">{_text(t(locale, "web.subscribe"))}</h2>',
+        f'<h2 id="subscribe-h" data-sub="{_attr(t(locale, "web.subscribe"))}" '
+        f'data-join="{_attr(t(locale, "web.join"))}">'
+        f'{_text(t(locale, "web.join" if live else "web.subscribe"))}</h2>',
     ]
     if places:
         out.append('<ul class="actions">')
@@ -525,7 +527,7 @@ SHARE_JS = (
     "const ht=$('host-time');if(s.host_time){ht.textContent=s.host_time;ht.dateTime=s.starts_at}"
     "$('subscribers-text').textContent=s.subscribers_text;$('subscribers').hidden=!open;"
     "const sb=$('subscribe');if(sb)sb.hidden=!open;const cal=$('calendar');if(cal)cal.hidden=s.status!=='scheduled';"
-    "for(const b of document.querySelectorAll('a[data-join]'))"
+    "for(const b of document.querySelectorAll('[data-join]'))"
     "b.textContent=s.status==='live'?b.dataset.join:b.dataset.sub;"
     "const ls=$('listen'),p=$('player');if(ls&&p){if(s.listen){if(!p.getAttribute('src'))p.src=s.listen;"
     "ls.hidden=false}else{ls.hidden=true;if(p.getAttribute('src')){p.pause();p.removeAttribute('src')}}}"

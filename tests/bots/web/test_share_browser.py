@@ -230,6 +230,7 @@ async def test_the_page_follows_the_space_going_live_without_a_reload(
         assert (await page.locator("#relative").text_content() or "").startswith("Commencé")
         assert await page.locator("#countdown").is_hidden()
         assert await page.locator("a[data-join]").first.text_content() == "Rejoindre sur Telegram"
+        assert await page.locator("#subscribe-h").text_content() == "Rejoindre le Space"
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         await page.screenshot(path=str(ARTIFACTS / "went-live-390.png"), full_page=True)
         assert errors == [], errors
