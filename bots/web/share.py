@@ -348,7 +348,7 @@ def _subscribe(view: ShareView) -> str:
         f'<section class="subscribe" id="subscribe" aria-labelledby="subscribe-h"{hidden}>',
         f'<h2 id="subscribe-h" data-sub="{_attr(t(locale, "web.subscribe"))}" '
         f'data-join="{_attr(t(locale, "web.join"))}">'
-        f'{_text(t(locale, "web.join" if live else "web.subscribe"))}</h2>',
+        f"{_text(t(locale, 'web.join' if live else 'web.subscribe'))}</h2>",
     ]
     if places:
         out.append('<ul class="actions">')
