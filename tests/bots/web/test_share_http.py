@@ -269,3 +269,48 @@ async def test_without_public_url_the_page_still_works(
         assert "og:url" not in meta and "og:image" not in meta
         assert ".ics" not in body and "calendar.google.com" not in body
         assert "Press 🔔 on the Space's card in the chat" in body
+
+
+async def test_a_quiet_stream_gets_heartbeats(
+    spaces: SpaceService, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bots.web.app
+
+    monkeypatch.setattr(bots.web.app, "HEARTBEAT", 0.05)
+    space = await schedule(spaces)
+    async with client.get(f"/s/{space.id}/events") as resp:
+        await read_events(resp, 1)
+        async with asyncio.timeout(30):
+            while (line := await resp.content.readline()) != b": ping\n":
+                assert line in (b"\n",), line
+
+
+async def test_stopping_the_app_ends_the_streams(
+    spaces: SpaceService, db: MemoryDB, clock: FakeClock
+) -> None:
+    space = await schedule(spaces)
+    app = app_for(spaces, db, clock)
+    async with TestClient(TestServer(app)) as c, c.get(f"/s/{space.id}/events") as resp:
+        await read_events(resp, 1)
+        await app.shutdown()  # what the server runs first when it stops (on_shutdown)
+        async with asyncio.timeout(30):
+            assert await resp.content.read() == b"\n"  # the last event's end, then EOF
+        assert app[WATCH_KEY].streams == 0
+        refused = await c.get(f"/s/{space.id}/events")
+        assert refused.status == 503  # a stopping process takes no new stream
+
+
+async def test_an_avatar_url_replaces_the_monogram(
+    spaces: SpaceService, db: MemoryDB, clock: FakeClock
+) -> None:
+    async def avatars(user: UserRef) -> str | None:
+        return "https://cdn.example.org/a.png" if user == HOST.user else None
+
+    space = await schedule(spaces)
+    async with TestClient(TestServer(app_for(spaces, db, clock, avatars=avatars))) as c:
+        resp = await c.get(f"/s/{space.id}")
+        body = await resp.text()
+        assert (
+            '<img class="avatar" src="https://cdn.example.org/a.png" alt=""' in body
+        )  # the label is on the ring
+        assert "img-src https:" in resp.headers["Content-Security-Policy"]
