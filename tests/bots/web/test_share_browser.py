@@ -235,3 +235,25 @@ async def test_the_page_follows_the_space_going_live_without_a_reload(
         await page.screenshot(path=str(ARTIFACTS / "went-live-390.png"), full_page=True)
         assert errors == [], errors
         await context.close()
+
+
+@pytest.mark.parametrize("status", [SpaceStatus.LIVE, SpaceStatus.CANCELLED])
+async def test_dark_mode_keeps_the_contrast(
+    status: SpaceStatus, spaces: SpaceService, db: MemoryDB, clock: FakeClock
+) -> None:
+    space = await space_in(status, spaces, db)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    async with served(spaces, db, clock) as server, browser() as b:
+        context = await b.new_context(
+            color_scheme="dark", reduced_motion="reduce", viewport={"width": 390, "height": 900}
+        )
+        page = await context.new_page()
+        await page.goto(str(server.make_url(f"/s/{space.id}")))
+        audit = await page.evaluate(AUDIT_JS)
+        assert audit["problems"] == [] and audit["overflow"] <= 0, audit
+        for selector, ratio in audit["contrast"].items():
+            assert ratio >= 4.5, (selector, ratio)
+        # prefers-reduced-motion: the live ring does not pulse
+        assert await page.locator("#avatar").evaluate("e => getComputedStyle(e).animationName") == "none"
+        await page.screenshot(path=str(ARTIFACTS / f"dark-{status.value}-390.png"), full_page=True)
+        await context.close()
