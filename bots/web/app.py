@@ -406,7 +406,7 @@ async def _space_page(request: web.Request) -> web.Response:
         allow.append("media-src 'self'")  # the player, there or revealed when the Space goes live
     if view.avatar_url:
         allow.append("img-src https:")
-    return page(
+    response = page(
         share_title(space),
         share_html(view),
         script=SHARE_JS,
@@ -415,6 +415,8 @@ async def _space_page(request: web.Request) -> web.Response:
         head=share_head(space, link),
         style=SHARE_STYLE,
     )
+    response.headers["Vary"] = "Accept-Language"  # the page is in the reader's language
+    return response
 
 
 async def _shared_state(deps: WebDeps, space_id: str) -> State | None:

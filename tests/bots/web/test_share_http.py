@@ -111,6 +111,7 @@ async def test_every_route_keeps_the_security_headers(spaces: SpaceService, clie
         assert resp.status == 200, path
         secure(resp)
     page = await client.get(f"/s/{space.id}")
+    assert page.headers["Vary"] == "Accept-Language"
     policy = page.headers["Content-Security-Policy"]
     assert "connect-src 'self'" in policy and "script-src 'sha256-" in policy
     assert "unsafe-eval" not in policy and "img-src" not in policy  # no avatar: no image at all
