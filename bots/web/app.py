@@ -1,4 +1,5 @@
-"""The aiohttp application: ``/healthz``, ``/metrics``, ``/s/{space_id}`` (and its ``.ics``), plus adapters' routes.
+"""The aiohttp application: ``/healthz``, ``/metrics``, the share page ``/s/{space_id}`` (its ``.ics``,
+``.json``, ``/events`` and ``/preview.png``: bots/web/share.py), plus adapters' routes.
 
 Adding routes from a platform adapter: give the adapter a method
 
@@ -15,8 +16,9 @@ This package talks to the core's ports only (no ``storage``): the import contrac
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
-import html
+import json
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -30,17 +32,36 @@ from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
 from bots.metrics import FleetView, render
-from bots.web.calendar import ICS_SUFFIX, ics_filename, ics_version, space_ics
+from bots.web.calendar import (
+    ICS_SUFFIX,
+    google_calendar_url,
+    ics_filename,
+    ics_version,
+    outlook_calendar_url,
+    space_ics,
+)
 from bots.web.host import add_host_routes
-from bots.web.listen import AudioDirectory, HostKeys, ListenDeps, add_listen_routes, listen_path
+from bots.web.listen import AudioDirectory, HostKeys, ListenDeps, add_listen_routes
 from bots.web.pages import not_found, page, request_locale
+from bots.web.preview import PreviewCache, preview_of
+from bots.web.share import (
+    SHARE_JS,
+    SHARE_STYLE,
+    Place,
+    PlacesFor,
+    ShareView,
+    localized,
+    share_head,
+    share_html,
+    share_title,
+    state,
+)
+from bots.web.watch import MAX_STREAMS, POLL_INTERVAL, Closed, SpaceWatch, State, TooManyStreams
 from core.errors import NotFound
 from core.ids import looks_like_space_id
-from core.models import Space, SpaceStatus, UserProfile
+from core.models import Space, UserProfile
 from core.ports import Links, Outbox
 from core.refs import UserRef
-from core.texts import t
-from core.timeparse import format_local
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +128,16 @@ class WebDeps:
     # the share links under SPACES_PUBLIC_URL: the .ics route needs them (its UID names their host, and a
     # Host header must never choose it); None: no /s/<id>.ics here
     links: Links | None = None
-    profiles: ProfileReader | None = None  # the host's name in the .ics (None: the entry names no host)
-    now: Callable[[], datetime] = lambda: datetime.now(UTC)  # the .ics's DTSTAMP: when the copy was made
+    profiles: ProfileReader | None = None  # the host's name in the .ics and on the page (None: not named)
+    # the .ics's DTSTAMP (when the copy was made) and the share page's "in 2 days"
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    # every place a Space is announced (Telegram deep link, Discord event, Slack permalink): the share page's
+    # "Subscribe on …" buttons. None (or none found): the page says to subscribe from the chat
+    places: PlacesFor | None = None
+    # the host's avatar (an https URL) when a platform gives one; None: a monogram stands in
+    avatars: Callable[[UserRef], Awaitable[str | None]] | None = None
+    share_poll: float = POLL_INTERVAL  # seconds between two reads of a Space its page's viewers follow
+    share_streams: int = MAX_STREAMS  # open /s/<id>/events streams in this process, at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,12 +179,29 @@ def make_web_app(deps: WebDeps) -> web.Application:
     app = web.Application(client_max_size=1024 * 1024, handler_args=server_options())
     app[DEPS_KEY] = deps
     app[HEALTH_KEY] = _Health()
+    watch = SpaceWatch(
+        lambda space_id: _shared_state(deps, space_id),
+        interval=deps.share_poll,
+        max_streams=deps.share_streams,
+    )
+    app[WATCH_KEY] = watch
+    app[PREVIEW_KEY] = PreviewCache()
+
+    async def close_streams(_: web.Application) -> None:
+        # before the server waits for its handlers: an open event stream would hold the shutdown
+        await watch.close()
+
+    app.on_shutdown.append(close_streams)
     app.router.add_get("/healthz", _healthz)
     if deps.public_metrics:
         app.router.add_get("/metrics", _metrics)
     if deps.links is not None:
         # before the share page: "{space_id}" would match "<id>.ics" too (aiohttp tries routes in order)
         app.router.add_get("/s/{space_id}" + ICS_SUFFIX, _space_calendar)
+    app.router.add_get("/s/{space_id}" + JSON_SUFFIX, _space_json)
+    # no HEAD: it would hold a stream open to send nothing
+    app.router.add_get("/s/{space_id}/events", _space_events, allow_head=False)
+    app.router.add_get("/s/{space_id}/preview.png", _space_preview)
     app.router.add_get("/s/{space_id}", _space_page)
     app.router.add_get("/", _index)
     if deps.audio is not None:
@@ -302,56 +348,209 @@ async def _index(request: web.Request) -> web.Response:
     return page("Spaces", "<h1>Spaces</h1><p>Scheduled live audio rooms for Discord, Telegram and Slack.</p>")
 
 
+# ------------------------------------------------------------------------------------------ share page
+
+JSON_SUFFIX = ".json"
+WATCH_KEY: web.AppKey[SpaceWatch] = web.AppKey("spaces_watch", SpaceWatch)
+PREVIEW_KEY: web.AppKey[PreviewCache] = web.AppKey("spaces_preview", PreviewCache)
+# the security headers of every page (bots/web/pages.py), on the share page's other routes too
+PAGE_HEADERS: Mapping[str, str] = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'",
+    "Referrer-Policy": "no-referrer",
+}
+HEARTBEAT = 15.0  # seconds: an SSE comment line keeps proxies from closing a quiet stream, finds gone readers
+PREVIEW_CACHE = "public, max-age=300"  # unfurlers fetch once; a change makes a new ETag anyway
+
+
+async def _find_space(request: web.Request) -> Space | None:
+    """The Space the URL names, in any case (ids are lowercase: core.ids); None for anything else."""
+    space_id = request.match_info["space_id"].lower()
+    if not looks_like_space_id(space_id):
+        return None
+    try:
+        return await request.app[DEPS_KEY].spaces.get(space_id)
+    except NotFound:
+        return None
+
+
+def _missing(request: web.Request) -> web.Response:
+    deps = request.app[DEPS_KEY]
+    return not_found(request_locale(request, deps.default_locale), request.match_info["space_id"])
+
+
 async def _space_page(request: web.Request) -> web.Response:
     deps = request.app[DEPS_KEY]
     locale = request_locale(request, deps.default_locale)
-    space_id = request.match_info["space_id"]
-    if not looks_like_space_id(space_id):
-        return not_found(locale, space_id)
+    space = await _find_space(request)
+    if space is None:
+        return _missing(request)
+    subscribers = await deps.spaces.subscriber_count(space.id)
+    link = deps.links.space(space.id) if deps.links is not None else None
+    view = ShareView(
+        space=space,
+        subscribers=subscribers,
+        locale=locale,
+        now=deps.now(),
+        host_name=await _host_name(deps, space.host),
+        avatar_url=await _avatar_url(deps, space.host),
+        places=await _places(deps, space),
+        link=link,
+        calendar=link is not None,
+        audio=deps.audio is not None,
+        google_url=google_calendar_url(space, link) if link is not None else None,
+        outlook_url=outlook_calendar_url(space, link) if link is not None else None,
+    )
+    allow = ["connect-src 'self'"]  # the events stream
+    if deps.audio is not None:
+        allow.append("media-src 'self'")  # the player, there or revealed when the Space goes live
+    if view.avatar_url:
+        allow.append("img-src https:")
+    response = page(
+        share_title(space),
+        share_html(view),
+        script=SHARE_JS,
+        allow=allow,
+        lang=locale,
+        head=share_head(space, link),
+        style=SHARE_STYLE,
+    )
+    response.headers["Vary"] = "Accept-Language"  # the page is in the reader's language
+    return response
+
+
+async def _shared_state(deps: WebDeps, space_id: str) -> State | None:
+    """The Space as its viewers follow it (bots.web.share.state); None once it is gone."""
     try:
         space = await deps.spaces.get(space_id)
     except NotFound:
-        return not_found(locale, space_id)
-    subscribers = await deps.spaces.subscriber_count(space_id)
-    player = deps.audio is not None and space.status is SpaceStatus.LIVE and bool(space.audio_source)
-    return page(
-        space.title,
-        _space_html(space, subscribers, locale, player=player),
-        allow=("media-src 'self'",) if player else (),
-    )
+        return None
+    count = await deps.spaces.subscriber_count(space_id)
+    return state(space, count, audio=deps.audio is not None)
 
 
-def _space_html(space: Space, subscribers: int, locale: str, *, player: bool = False) -> str:
-    e = html.escape
-    when = format_local(space.starts_at, space.tz, locale)
-    status = t(locale, f"status.{space.status.value}")
-    marker = {
-        SpaceStatus.LIVE: t(locale, "card.live"),
-        SpaceStatus.ENDED: t(locale, "card.ended"),
-        SpaceStatus.CANCELLED: t(locale, "card.cancelled"),
-    }.get(space.status)
-    parts = [f'<article class="space status-{e(space.status.value)}">']
-    if marker:
-        parts.append(f'<p class="marker">{e(marker)}</p>')
-    parts.append(f"<h1>{e(space.title)}</h1>")
-    parts.append(
-        f'<p class="when"><time datetime="{e(space.starts_at.isoformat())}" '
-        f'data-local-label="{e(t(locale, "web.your_time"))}">{e(when)}</time></p>'
-    )
-    parts.append(f'<p class="status">{e(status)}</p>')
-    if space.status.is_open:
-        parts.append(f'<p class="subscribers">{e(t(locale, "card.subscribers", count=subscribers))}</p>')
-    if space.description:
-        parts.append(f'<p class="description">{e(space.description)}</p>')
-    if player:
-        # preload="none": nothing is fetched (no listener counted, no bytes spent) until the reader presses play
-        parts.append(
-            f'<section class="listen" aria-labelledby="listen-label"><h2 id="listen-label">{e(t(locale, "web.listen"))}</h2>'
-            f'<audio controls preload="none" src="{e(listen_path(space.id))}" aria-labelledby="listen-label">'
-            "</audio></section>"
+async def _space_json(request: web.Request) -> web.Response:
+    """``/s/<id>.json``: the page's state for pollers, with a strong ETag (304 while nothing changed)."""
+    deps = request.app[DEPS_KEY]
+    space = await _find_space(request)
+    if space is None:
+        return _missing(request)
+    count = await deps.spaces.subscriber_count(space.id)
+    body = json.dumps(
+        localized(
+            state(space, count, audio=deps.audio is not None), request_locale(request, deps.default_locale)
+        ),
+        ensure_ascii=False,
+        sort_keys=True,
+    ).encode()
+    etag = ETag(value=hashlib.sha256(body).hexdigest()[:32])
+    headers = {**PAGE_HEADERS, "Cache-Control": "no-cache", "Vary": "Accept-Language"}
+    if _none_match(request.if_none_match, etag):
+        response = web.Response(status=304, headers=headers)
+    else:
+        response = web.Response(body=body, content_type="application/json", charset="utf-8", headers=headers)
+    response.etag = etag
+    return response
+
+
+async def _space_events(request: web.Request) -> web.StreamResponse:
+    """``/s/<id>/events``: server-sent events, one ``data:`` JSON per change of the Space (its status,
+    times, title, count), the first at once; a comment line every HEARTBEAT seconds. Ends after a closed
+    Space (ended, cancelled: nothing more will change), when it is gone, or when the app stops."""
+    deps = request.app[DEPS_KEY]
+    space = await _find_space(request)
+    if space is None:
+        return _missing(request)
+    locale = request_locale(request, deps.default_locale)
+    count = await deps.spaces.subscriber_count(space.id)
+    first = state(space, count, audio=deps.audio is not None)
+    try:
+        async with request.app[WATCH_KEY].follow(space.id, first) as queue:
+            return await _stream(request, queue, first, locale)
+    except TooManyStreams:
+        # the page works without it (a reload shows the news): tell the browser to come back later
+        return web.Response(
+            status=503, text="too many streams\n", headers={**PAGE_HEADERS, "Retry-After": "30"}
         )
-    parts.append("</article>")
-    return "\n".join(parts)
+
+
+async def _stream(
+    request: web.Request, queue: asyncio.Queue[State | Closed | None], first: State, locale: str
+) -> web.StreamResponse:
+    response = web.StreamResponse(
+        headers={
+            **PAGE_HEADERS,
+            "Content-Type": "text/event-stream; charset=utf-8",
+            "Cache-Control": "no-store",
+            "X-Accel-Buffering": "no",  # nginx: pass each event on at once
+        }
+    )
+    await response.prepare(request)
+    try:
+        # a reconnecting browser waits 5 s (not 3): a restart of the service is not a stampede
+        await response.write(b"retry: 5000\n\n")
+        current: State | None = first
+        while current is not None:
+            await response.write(_event(localized(current, locale)))
+            if current["status"] in ("ended", "cancelled"):
+                break  # nothing more will change
+            try:
+                async with asyncio.timeout(HEARTBEAT):
+                    item = await queue.get()
+            except TimeoutError:
+                await response.write(b": ping\n\n")
+                continue
+            if isinstance(item, Closed):
+                break
+            current = item
+        await response.write_eof()
+    except ConnectionError:
+        pass  # the reader left
+    return response
+
+
+def _event(payload: Mapping[str, object]) -> bytes:
+    # JSON never holds a raw newline (json.dumps escapes them): one data line per event
+    return b"data: " + json.dumps(payload, ensure_ascii=False, sort_keys=True).encode() + b"\n\n"
+
+
+async def _space_preview(request: web.Request) -> web.Response:
+    """``/s/<id>/preview.png``: the unfurl image (bots/web/preview.py), cached by what it shows, ETag."""
+    space = await _find_space(request)
+    if space is None:
+        return _missing(request)
+    preview = preview_of(space)
+    etag = ETag(value=preview.etag)
+    headers = {**PAGE_HEADERS, "Cache-Control": PREVIEW_CACHE}
+    if _none_match(request.if_none_match, etag):
+        response = web.Response(status=304, headers=headers)
+    else:
+        png = await request.app[PREVIEW_KEY].get(preview)
+        response = web.Response(body=png, content_type="image/png", headers=headers)
+    response.etag = etag
+    return response
+
+
+async def _places(deps: WebDeps, space: Space) -> list[Place]:
+    """Where the Space is announced; a failure costs the buttons only (the page says to use the chat)."""
+    if deps.places is None:
+        return []
+    try:
+        return list(await deps.places(space))
+    except Exception:
+        log.warning("listing the places of Space %s failed", space.id, exc_info=True)
+        return []
+
+
+async def _avatar_url(deps: WebDeps, host: UserRef) -> str | None:
+    if deps.avatars is None:
+        return None
+    try:
+        url = await deps.avatars(host)
+    except Exception:
+        log.warning("reading the host's avatar failed", exc_info=True)
+        return None
+    return url if url and url.startswith("https://") else None
 
 
 # Calendar apps poll a subscribed .ics (Google every few hours, Apple and Outlook more often): each poll
@@ -364,25 +563,15 @@ async def _space_calendar(request: web.Request) -> web.Response:
     must reach the calendars that hold it. Ids are lowercase (core.ids); an id retyped in capitals works."""
     deps = request.app[DEPS_KEY]
     assert deps.links is not None  # mounted only with links
-    raw = request.match_info["space_id"]
-    space_id = raw.lower()
-    if not looks_like_space_id(space_id):
-        return not_found(request_locale(request, deps.default_locale), raw)
-    try:
-        space = await deps.spaces.get(space_id)
-    except NotFound:
-        return not_found(request_locale(request, deps.default_locale), raw)
+    space = await _find_space(request)
+    if space is None:
+        return _missing(request)
     link = deps.links.space(space.id)
     host_name = await _host_name(deps, space.host)
     # weak: the bytes differ in every copy (DTSTAMP), the entry they describe does not (RFC 9110 §8.8.1)
     etag = ETag(value=ics_version(space, link=link, host_name=host_name), is_weak=True)
-    headers = {
-        "Cache-Control": CALENDAR_CACHE,
-        # the pages' headers: nothing in this response may run or load anything, should a browser show it
-        "X-Content-Type-Options": "nosniff",
-        "Content-Security-Policy": "default-src 'none'",
-        "Referrer-Policy": "no-referrer",
-    }
+    # the pages' headers: nothing in this response may run or load anything, should a browser show it
+    headers = {"Cache-Control": CALENDAR_CACHE, **PAGE_HEADERS}
     if _none_match(request.if_none_match, etag):
         response = web.Response(status=304, headers=headers)
     else:

@@ -49,15 +49,20 @@ def page(
     script: str = LOCAL_TIME_JS,
     allow: Sequence[str] = (),
     private: bool = False,
+    lang: str = "en",
+    head: str = "",
+    style: str = STYLE,
 ) -> web.Response:
     """A complete page. ``allow``: CSP directives a page needs beyond the default (``"media-src 'self'"``
     for a player, ``"connect-src 'self'"`` for a websocket); everything else stays forbidden. ``private``: a
-    page that carries a secret (the host's link) is never stored by a cache."""
+    page that carries a secret (the host's link) is never stored by a cache. ``lang``: the reader's language
+    (screen readers pick their voice from it). ``head``: extra, already escaped ``<head>`` markup (the share
+    page's OpenGraph tags). ``style``: the page's stylesheet (inline: the CSP allows no other)."""
     doc = (
-        '<!doctype html>\n<html><head><meta charset="utf-8">'
+        f'<!doctype html>\n<html lang="{html.escape(lang)}"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{html.escape(title)} · Spaces</title>"
-        f"<style>{STYLE}</style></head>\n"
+        f"<title>{html.escape(title)} · Spaces</title>{head}"
+        f"<style>{style}</style></head>\n"
         f"<body>\n{body}\n<script>{script}</script>\n</body></html>\n"
     )
     policy = "; ".join(
@@ -74,8 +79,17 @@ def page(
 
 
 def not_found(locale: str, space_id: str) -> web.Response:
-    text = t(locale, "space.not_found", space_id=space_id[:40])
-    return page("Not found", f"<h1>🔍</h1><p>{html.escape(text)}</p>", status=404)
+    """A real 404 for an unknown Space, in the reader's language, styled like the share page."""
+    # imported here: share.py builds on this module (its page frame), not the other way round
+    from bots.web.share import SHARE_STYLE, not_found_html
+
+    return page(
+        t(locale, "web.not_found_title"),
+        not_found_html(locale, space_id),
+        status=404,
+        lang=locale,
+        style=SHARE_STYLE,
+    )
 
 
 def request_locale(request: web.Request, default: str) -> str:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import html
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -107,9 +108,9 @@ async def test_space_page_shows_title_time_in_zone_and_status(core_env: CoreEnv,
     assert resp.status == 200
     assert resp.headers["Content-Type"].startswith("text/html")
     page = await resp.text()
-    assert "<h1>Weekly AMA</h1>" in page
+    assert '<h1 id="title">Weekly AMA</h1>' in page
     assert "18:30" in page and "EST" in page  # the host's zone, not UTC
-    assert "scheduled" in page
+    assert "Scheduled" in page
     assert "0 subscribed" in page
 
 
@@ -117,7 +118,7 @@ async def test_space_page_in_french_and_live(core_env: CoreEnv, client: TestClie
     space = await core_env.spaces.schedule(ScheduleSpace(core_env.actor(), core_env.chat, "AMA", "in 1 hour"))
     await core_env.spaces.start(StartSpace(core_env.actor(), space.id))
     page = await (await client.get(f"/s/{space.id}", headers={"Accept-Language": "fr-FR,fr;q=0.9"})).text()
-    assert "EN DIRECT" in page and "en direct" in page
+    assert '<span id="status-label">En direct</span>' in page and 'lang="fr"' in page
 
 
 @pytest.mark.parametrize("space_id", ["abcd234567", "nope", "%3Cscript%3E", "x" * 500])
@@ -125,7 +126,7 @@ async def test_unknown_space_is_a_friendly_404(client: TestClient, space_id: str
     resp = await client.get(f"/s/{space_id}")
     assert resp.status == 404
     page = await resp.text()
-    assert "find a Space with the id" in page
+    assert "No Space has the id" in page
     assert page.count("<script>") == 1  # ours only: the id is escaped
 
 
@@ -152,16 +153,18 @@ async def test_the_page_shows_each_viewer_their_local_time_with_a_script_pinned_
     import base64
     import hashlib
 
-    from bots.web.pages import LOCAL_TIME_JS
+    from bots.web.share import SHARE_JS
 
     space = await core_env.spaces.schedule(
         ScheduleSpace(core_env.actor(locale="fr"), core_env.chat, "Apéro", "2026-12-01 18:30")
     )
     resp = await client.get(f"/s/{space.id}", headers={"Accept-Language": "fr-FR,fr;q=0.9"})
     page = await resp.text()
-    assert f'<time datetime="{space.starts_at.isoformat()}" data-local-label="Votre heure :">' in page
-    assert f"<script>{LOCAL_TIME_JS}</script>" in page
-    digest = base64.b64encode(hashlib.sha256(LOCAL_TIME_JS.encode()).digest()).decode()
+    starts = space.starts_at.isoformat().replace("+00:00", "Z")
+    assert f'<time id="host-time" datetime="{starts}">' in page
+    assert '"your_time": "Votre heure :"' in html.unescape(page)  # the script's label, in data-labels
+    assert f"<script>{SHARE_JS}</script>" in page
+    digest = base64.b64encode(hashlib.sha256(SHARE_JS.encode()).digest()).decode()
     assert f"script-src 'sha256-{digest}'" in resp.headers["Content-Security-Policy"]
 
 
