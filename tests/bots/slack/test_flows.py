@@ -249,3 +249,20 @@ async def test_the_clock_does_not_matter_to_signatures(env: SlackEnv) -> None:
     env.core.clock.advance(timedelta(days=3))
     rec = await env.command(env.host, "help")
     assert rec.acked and env.said_to(env.host)
+
+
+async def test_a_submission_slower_than_its_budget_closes_the_modal_and_answers_after(env: SlackEnv) -> None:
+    """A database too slow for Slack's 3 s: the modal is closed at once; the outcome (a Space, or the field
+    errors it could no longer show) comes as a private message."""
+    env.handlers._budget = 0.0  # every submission "too slow"
+    await env.command(env.host)
+    [modal] = env.emu.views_of(env.host)
+    rec = await env.submit(env.host, modal, _form("Late AMA", "2026-11-24"))  # a past day
+    assert rec.body in ("", None) and env.emu.views_of(env.host) == []
+    assert await env.core.space_count() == 0
+    assert env.emu.ephemeral_to(env.host)[-1].source == "chat.postEphemeral"
+    await env.command(env.host)
+    [modal] = env.emu.views_of(env.host)
+    await env.submit(env.host, modal, _form("Late AMA", "2026-11-27"))
+    assert await env.core.space_count() == 1
+    assert "Late AMA" in env.last_said(env.host)
