@@ -152,7 +152,7 @@ class SlackHandlers:
             client=client,
             request_verification_enabled=True,
             process_before_response=False,
-            # the uninstall events are ours (workspaces.forget drops cached clients too)
+            # events caused by our own bot user (none we subscribe to, today) are not acted on
             ignoring_self_events_enabled=True,
             logger=logging.getLogger("slack_bolt"),
             **options,
@@ -512,8 +512,10 @@ class SlackHandlers:
         )
         await client.views_publish(user_id=person.user.id, view=view)
 
-    async def _uninstalled(self, ack: Any, body: dict[str, Any]) -> None:
+    async def _uninstalled(self, ack: Any, body: dict[str, Any], event: dict[str, Any]) -> None:
         await ack()
+        if event.get("type") == "tokens_revoked" and not (event.get("tokens") or {}).get("bot"):
+            return  # only user tokens (we ask for none): the bot's install stands
         team = _team(body)
         self._spawn(self._run_uninstalled(body, team), "uninstall")
 

@@ -17,6 +17,7 @@ from bots.slack import render
 from bots.slack import translate as tr
 from core.models import SpaceStatus
 from core.notices import Verb
+from core.texts import t
 from tests.backends import migrated_database
 from tests.bots.slack.handlers_env import SlackEnv, slack_env
 from tests.conftest import CoreEnv
@@ -143,6 +144,7 @@ async def test_a_blank_title_is_shown_on_the_title_field(env: SlackEnv) -> None:
 async def test_a_past_time_is_shown_on_the_date_field_in_the_persons_language(env: SlackEnv) -> None:
     await env.command(env.french)
     [modal] = env.emu.views_of(env.french)
+    assert modal["title"]["text"] == t("fr", "sl.modal.schedule")  # refreshed in her Slack language
     rec = await env.submit(env.french, modal, _form("Trop tard", "2026-11-24"))
     assert rec.body["response_action"] == "errors"
     [(block, text)] = rec.body["errors"].items()
