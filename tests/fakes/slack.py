@@ -120,6 +120,7 @@ DEFAULT_CLIENT_SECRET = "LeakCanary-slack-client-secret-0123456789"
 TIERS: dict[str, int] = {
     "auth.test": 4,  # "Special" on its page, documented as generous: Tier 4 here
     "chat.update": 3,
+    "chat.delete": 3,
     "chat.postEphemeral": 4,
     "chat.getPermalink": 4,
     "conversations.open": 3,
@@ -977,6 +978,10 @@ class SlackEmulator:
         found: SlMessage = await self.wait_until(find, within=within, what="a message")
         return found
 
+    def bot_user(self, team: SlTeam) -> SlUser:
+        """The app's bot user in ``team``."""
+        return self.users[team.bot_user_id]
+
     def find_message(self, ts: str) -> SlMessage:
         for (_, mts), msg in self.messages.items():
             if mts == ts:
@@ -991,9 +996,15 @@ class SlackEmulator:
         ctype = request.content_type
         if request.method == "POST" and request.can_read_body:
             if ctype == "application/json":
-                body = await request.json()
+                try:
+                    body = await request.json()
+                except ValueError as e:
+                    raise SlackApiFailure("invalid_json", violation="spec", detail=str(e)) from e
                 if not isinstance(body, dict):
                     raise SlackApiFailure("json_not_object", violation="spec")
+                if "token" in body:
+                    # "you must send your token as a bearer token" with JSON bodies (docs.slack.dev, Web API)
+                    raise SlackApiFailure("not_authed", violation="spec", detail="token in a JSON body")
                 params.update(body)
             else:
                 form = await request.post()
@@ -1208,6 +1219,7 @@ class SlackEmulator:
             "chat.update": self._m_update,
             "chat.postEphemeral": self._m_post_ephemeral,
             "chat.getPermalink": self._m_permalink,
+            "chat.delete": self._m_delete,
             "conversations.open": self._m_conv_open,
             "conversations.info": self._m_conv_info,
             "conversations.members": self._m_conv_members,
@@ -1274,6 +1286,19 @@ class SlackEmulator:
             msg.metadata = p["metadata"]
         self._record_broadcasts(chan.id, msg.ts, p.get("text"), p.get("blocks"))
         return {"channel": chan.id, "ts": msg.ts, "text": text, "message": msg.to_api()}
+
+    def _m_delete(self, ctx: _Ctx) -> dict[str, Any]:
+        p = ctx.params
+        if "channel" not in p or "ts" not in p:  # optional in the 2021 description, required by Slack
+            raise SlackApiFailure("invalid_arguments", violation="spec", detail="channel and ts are required")
+        chan = self._conversation(ctx, p["channel"])
+        msg = self.messages.get((chan.id, str(p["ts"])))
+        if msg is None or msg.deleted:
+            raise SlackApiFailure("message_not_found")
+        if msg.user != self._team(ctx).bot_user_id:
+            raise SlackApiFailure("cant_delete_message")  # a bot token deletes only its own messages
+        msg.deleted = True
+        return {"channel": chan.id, "ts": msg.ts}
 
     def _m_post_ephemeral(self, ctx: _Ctx) -> dict[str, Any]:
         p = ctx.params

@@ -124,6 +124,8 @@ async def test_post_update_permalink_ephemeral_dm(
     assert (await error_of(client.chat_update(channel=general.id, ts="1.2", text="x"))).response[
         "error"
     ] == "message_not_found"
+    await client.chat_delete(channel=dm["channel"], ts=dm["ts"])
+    assert emu.dms_to(alice) == [] and emu.received() == {}
     emu.assert_clean()
 
 
@@ -167,6 +169,21 @@ async def test_spec_violations(emu: SlackEmulator, general: SlChannel, client: A
     err = await error_of(client.api_call("chat.frobnicate", json={}))
     assert err.response["error"] == "unknown_method"
     assert emu.take_violations()[0].kind == "unknown_method"
+    async with aiohttp.ClientSession() as http:  # raw requests slack_sdk would never make
+        token = client.token
+        async with http.post(
+            f"{emu.api_base}chat.postMessage",
+            data=b"{not json",
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+        ) as res:
+            assert (await res.json())["error"] == "invalid_json"
+        async with http.post(f"{emu.api_base}auth.test", json={"token": token}) as res:
+            assert (await res.json())[
+                "error"
+            ] == "not_authed"  # JSON bodies take the token in the header only
+        async with http.get(f"{emu.api_base}auth.test", params={"token": token}) as res:
+            assert (await res.json())["ok"]  # a form or query token is fine
+    assert [v.kind for v in emu.take_violations()] == ["spec", "spec"]
     # a newer argument slack_sdk sends that the 2021 description lacks is allowed explicitly
     await client.chat_postMessage(
         channel=general.id, text="m", metadata={"event_type": "x", "event_payload": {}}
