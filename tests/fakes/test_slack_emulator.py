@@ -170,7 +170,7 @@ async def test_spec_violations(emu: SlackEmulator, general: SlChannel, client: A
     assert err.response["error"] == "unknown_method"
     assert emu.take_violations()[0].kind == "unknown_method"
     async with aiohttp.ClientSession() as http:  # raw requests slack_sdk would never make
-        token = client.token
+        token = str(client.token)
         async with http.post(
             f"{emu.api_base}chat.postMessage",
             data=b"{not json",
@@ -178,9 +178,8 @@ async def test_spec_violations(emu: SlackEmulator, general: SlChannel, client: A
         ) as res:
             assert (await res.json())["error"] == "invalid_json"
         async with http.post(f"{emu.api_base}auth.test", json={"token": token}) as res:
-            assert (await res.json())[
-                "error"
-            ] == "not_authed"  # JSON bodies take the token in the header only
+            # JSON bodies take the token in the Authorization header only
+            assert (await res.json())["error"] == "not_authed"
         async with http.get(f"{emu.api_base}auth.test", params={"token": token}) as res:
             assert (await res.json())["ok"]  # a form or query token is fine
     assert [v.kind for v in emu.take_violations()] == ["spec", "spec"]
