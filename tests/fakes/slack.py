@@ -1062,12 +1062,12 @@ class SlackEmulator:
             self.calls.append(call)
             self._notify()
             return web.json_response(body, status=e.status, headers=headers)
-        self._notify()
         body = {"ok": True, **(result or {})}
         for problem in self.spec.response_problems(method, body):
             # the emulator's own answer lacks a field Slack documents: a bug here, shown like a violation
             self._violate(method, "emulator", problem, params)
         self.calls.append(ApiCall(method, params, team_id, self.clock(), 200, True, None, body))
+        self._notify()
         return web.json_response(body)
 
     def _check_token(self, method: str, value: str | None, token: _Token | None) -> None:
@@ -1969,6 +1969,34 @@ class SlackEmulator:
         if rec.acked:
             self._apply_view_answer(rec_view, rec.body, team, user)
         return rec
+
+    async def close_view(self, user: SlUser, view: dict[str, Any]) -> Inbound | None:
+        """``user`` presses the modal's close button: the view (its whole stack with ``clear_on_close``) is
+        closed, and with ``notify_on_close`` the app gets a ``view_closed`` interaction (returned)."""
+        rec_view = self.views.get(view["id"])
+        if rec_view is None or rec_view.closed or rec_view.user_id != user.id:
+            raise AssertionError(f"view {view.get('id')} is not open for {user.name}")
+        current = rec_view.view
+        for v in self.views.values():
+            if v.id == rec_view.id or (current.get("clear_on_close") and v.root_id == rec_view.root_id):
+                v.closed = True
+        if not current.get("notify_on_close"):
+            return None
+        team = self.teams[user.team_id]
+        rec = Inbound("view_closed", {}, team.id, user.id)
+        rec.payload = {
+            "type": "view_closed",
+            "team": {"id": team.id, "domain": team.domain},
+            "user": self._user_api(user),
+            "api_app_id": self.app_id,
+            "token": self.verification_token,
+            "view": current,
+            "is_cleared": bool(current.get("clear_on_close")),
+            "is_enterprise_install": False,
+            "enterprise": None,
+        }
+        body = urlencode({"payload": json.dumps(rec.payload)}).encode()
+        return await self._deliver(rec, body, "application/x-www-form-urlencoded")
 
     def _view_state(self, view: dict[str, Any], values: dict[str, dict[str, Any]]) -> dict[str, Any]:
         inputs = {

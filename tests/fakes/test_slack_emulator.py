@@ -424,9 +424,28 @@ async def test_click_and_view_submission(
     rec = await emu.submit_view(alice, view, values={"title": {"value": "AM"}})
     assert rec.body == {"response_action": "errors", "errors": {"title": "Too short"}}
     assert len(emu.open_views_of(alice)) == 1
+    with pytest.raises(AssertionError, match="required input"):
+        await emu.submit_view(
+            alice, view, values={}
+        )  # Slack's client will not submit an empty required input
     rec = await emu.submit_view(alice, view, values={"title": {"value": "AMA night"}})
     assert rec.status == 200 and emu.open_views_of(alice) == [] and not emu.is_open(view)
     assert [v["callback_id"] for v in emu.views_of(alice)] == ["schedule"]
+    closed: list[str] = []
+
+    @bolt.view_closed("schedule")
+    async def on_close(ack: Any, view: dict[str, Any]) -> None:
+        await ack()
+        closed.append(view["id"])
+
+    again = (
+        await client.views_open(
+            trigger_id=(await emu.slash_command(alice, general, "/x")).trigger_id,
+            view={**MODAL, "notify_on_close": True},
+        )
+    )["view"]
+    rec2 = await emu.close_view(alice, again)
+    assert rec2 is not None and rec2.acked and closed == [again["id"]] and not emu.is_open(again)
     emu.assert_clean()
 
 
