@@ -118,7 +118,8 @@ DEFAULT_CLIENT_SECRET = "LeakCanary-slack-client-secret-0123456789"
 
 #: Rate-limit tier of each method (reference pages on docs.slack.dev, 2026). chat.postMessage is "special".
 TIERS: dict[str, int] = {
-    "auth.test": 4,  # "Special" on its page, documented as generous: Tier 4 here
+    # auth.test is "Special" on its page, with no figure; Bolt calls it on every request when it authorizes
+    # from an installation store without ``cache_enabled``: left unlimited here (count the calls instead)
     "chat.update": 3,
     "chat.delete": 3,
     "chat.postEphemeral": 4,
