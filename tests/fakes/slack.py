@@ -14,8 +14,30 @@ or, with ``emu.transport = "socket"``, as Socket Mode envelopes over the websock
 it later posted to the ``response_url`` (``rec.responses``). OAuth v2 installs are played by
 :meth:`install_via_oauth`.
 
-What people saw is recorded at the emulator: ``messages_in``, ``dms_to``, ``ephemeral_to``, ``views_of``,
-``home_of``, ``calls_in``, ``received``, ``broadcasts``; every Web API call in ``api_calls()``.
+What people saw is recorded at the emulator: ``messages_in``, ``dms_to``, ``ephemeral_to``, ``views_of``
+(``open_views_of``), ``home_of``, ``calls_in``, ``received``, ``broadcasts`` (``<!channel>``/``<!here>``/
+``<!everyone>`` sent); every Web API call in ``api_calls()``. Bolt acks before its listener runs: wait for
+the effects with ``wait_until``/``wait_for_call``/``wait_for_message`` (woken by each call, never a fixed
+sleep).
+
+Typical use (see ``tests/fakes/test_slack_emulator.py``)::
+
+    async with SlackEmulator(clock=clock) as emu:         # or the ``slack_emulator`` fixture
+        team = emu.create_workspace("Acme")                 # the app installed: emu.bot_token(team)
+        alice = emu.add_user(team, "alice", tz="Europe/Paris", locale="fr-FR")
+        general = emu.add_channel(team, "general", members=[alice])
+        app = AsyncApp(signing_secret=emu.signing_secret,
+                       client=AsyncWebClient(token=emu.bot_token(team), base_url=emu.api_base))
+        ...serve app.web_app() on 127.0.0.1:0; emu.request_url = "http://127.0.0.1:PORT/slack/events"
+        rec = await emu.slash_command(alice, general, "/space", "tomorrow 20:00 AMA")
+        await emu.wait_for_call("views.open")
+        [modal] = emu.open_views_of(alice)
+        rec = await emu.submit_view(alice, modal, values={"title": {"value": "AMA"}})
+
+The secrets it hands out (bot tokens, the default signing and client secrets) contain
+``tests.fakes.secrets.CANARY``, so the session's log check catches any of them in a log line. slack_sdk and
+slack_bolt log whole response bodies and payloads at DEBUG: production (and a test capturing logs) must hold
+them at INFO or above.
 
 Violations: a request Slack would refuse because the app was built wrong (unknown method or argument,
 missing or mistyped argument, Block Kit over its limits, a trigger_id used twice, view errors naming no input
@@ -28,8 +50,10 @@ Rate limits (``emu.unlimited = True`` turns them off), per app per workspace per
 60 s of the emulator's ``clock``:
 
 * Tiers, from https://docs.slack.dev/apis/web-api/rate-limits ("Tier 1: 1+ per minute, Tier 2: 20+, Tier 3:
-  50+, Tier 4: 100+"); the emulator allows exactly the lower bound. Each method's tier is the one on its
-  reference page (``TIERS``; overridable per emulator with ``emu.tiers[method] = n``).
+  50+, Tier 4: 100+"); the emulator allows exactly the lower bound (Tier 1: 3, see ``_TIER_PER_MINUTE``).
+  Each method's tier is the one on its reference page (``TIERS``: checked for calls.add/info, views.open,
+  usergroups.users.list, conversations.open; the others as documented in 2025, not re-checked); a test may
+  change one with ``emu.tiers[method] = n``.
 * ``chat.postMessage`` is "Special": "generally allows posting one message per second per channel, while also
   maintaining a workspace-wide limit" (same page; the figure of the workspace-wide limit is not published).
   The emulator keeps a token bucket per channel (refill 1/s, a burst of ``post_burst`` = 3: "short bursts >1
@@ -94,8 +118,10 @@ DEFAULT_CLIENT_SECRET = "LeakCanary-slack-client-secret-0123456789"
 
 #: Rate-limit tier of each method (reference pages on docs.slack.dev, 2026). chat.postMessage is "special".
 TIERS: dict[str, int] = {
-    "auth.test": 4,  # "Special" on its page, documented as generous: Tier 4 here
+    # auth.test is "Special" on its page, with no figure; Bolt calls it on every request when it authorizes
+    # from an installation store without ``cache_enabled``: left unlimited here (count the calls instead)
     "chat.update": 3,
+    "chat.delete": 3,
     "chat.postEphemeral": 4,
     "chat.getPermalink": 4,
     "conversations.open": 3,
@@ -107,17 +133,20 @@ TIERS: dict[str, int] = {
     "views.update": 4,
     "views.push": 4,
     "views.publish": 4,
-    "calls.add": 2,
-    "calls.end": 2,
-    "calls.info": 2,
+    "calls.add": 3,
+    "calls.end": 3,
+    "calls.info": 3,
     "oauth.v2.access": 4,
     "apps.connections.open": 1,
     "team.info": 3,
 }
-_TIER_PER_MINUTE = {1: 1, 2: 20, 3: 50, 4: 100}
+#: Calls allowed in any 60 s per tier: the documented lower bounds, except Tier 1 ("1+ per minute ... a small
+#: amount of burst behavior is tolerated"): 3, so that a Socket Mode reconnect right after a connect passes.
+_TIER_PER_MINUTE = {1: 3, 2: 20, 3: 50, 4: 100}
 
 _MENTION_RE = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
 _BROADCAST_RE = re.compile(r"<!(channel|here|everyone)(?:\|[^>]*)?>")
+_SUBTEAM_RE = re.compile(r"<!subteam\^(S[A-Z0-9]+)(?:\|[^>]*)?>")
 
 TRIGGER_TTL = 3.0  # "trigger_id ... expires in 3 seconds" (docs.slack.dev, modals)
 RESPONSE_URL_TTL = 30 * 60.0  # "up to 5 times within 30 minutes" (docs.slack.dev, handling interactions)
@@ -213,6 +242,13 @@ class SlUser:
                 "display_name": self.display_name,
                 "real_name_normalized": self.real_name,
                 "display_name_normalized": self.display_name,
+                "avatar_hash": f"g{self.id[-6:]}",
+                "title": "",
+                "phone": "",
+                "skype": "",
+                "status_text": "",
+                "status_emoji": "",
+                "fields": None,
                 "image_24": f"https://avatars.slack-edge.test/{self.id}_24.png",
                 "image_48": f"https://avatars.slack-edge.test/{self.id}_48.png",
                 "image_72": f"https://avatars.slack-edge.test/{self.id}_72.png",
@@ -304,7 +340,8 @@ class SlMessage:
     ephemeral_to: str | None = None  # user id, for ephemeral messages
     deleted: bool = False
     bot_id: str | None = None
-    source: str = "chat.postMessage"  # or "chat.postEphemeral", "response_url", "ack"
+    source: str = "chat.postMessage"  # or "chat.postEphemeral", "response_url", "ack", "user"
+    app_id: str = "A0SPACES"
 
     @property
     def text(self) -> str:
@@ -328,7 +365,7 @@ class SlMessage:
             d["blocks"] = self.blocks
         if self.bot_id:
             d["bot_id"] = self.bot_id
-            d["app_id"] = "A0SPACES"
+            d["app_id"] = self.app_id
         d["team"] = self.team_id
         if self.thread_ts:
             d["thread_ts"] = self.thread_ts
@@ -434,6 +471,7 @@ class _View:
     root_id: str
     previous_id: str | None = None
     closed: bool = False
+    is_home: bool = False
 
 
 @dataclass
@@ -576,6 +614,7 @@ class SlackEmulator:
         self.channels: dict[str, SlChannel] = {}
         self.usergroups: dict[str, tuple[str, str, list[str]]] = {}  # id -> (team id, handle, user ids)
         self.messages: dict[tuple[str, str], SlMessage] = {}  # (channel id, ts) -> message
+        self._by_channel: dict[str, list[SlMessage]] = {}  # channel id -> its messages, oldest first
         self.ephemerals: list[SlMessage] = []
         self.views: dict[str, _View] = {}
         self.homes: dict[str, dict[str, Any]] = {}  # user id -> published home view
@@ -604,6 +643,7 @@ class SlackEmulator:
         self._sockets: list[web.WebSocketResponse] = []
         self._acks: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._socket_connected = asyncio.Event()
+        self._changed = asyncio.Event()  # set (and replaced) whenever a call, a response or an ack arrives
         self.socket_messages: list[dict[str, Any]] = []  # every envelope sent over Socket Mode
         self.port: int | None = None
         self._register_methods()
@@ -823,10 +863,7 @@ class SlackEmulator:
     # ------------------------------------------------------------------ what people saw
     def messages_in(self, chan: SlChannel | str) -> list[SlMessage]:
         cid = chan if isinstance(chan, str) else chan.id
-        return sorted(
-            (m for (c, _), m in self.messages.items() if c == cid and not m.deleted),
-            key=lambda m: float(m.ts),
-        )
+        return [m for m in self._by_channel.get(cid, []) if not m.deleted]
 
     def dms_to(self, user: SlUser) -> list[SlMessage]:
         cid = self._ims.get((user.team_id, user.id))
@@ -836,8 +873,18 @@ class SlackEmulator:
         return [m for m in self.ephemerals if m.ephemeral_to == user.id]
 
     def views_of(self, user: SlUser) -> list[dict[str, Any]]:
-        """The modals open for ``user`` (latest state each), bottom of the stack first."""
-        return [v.view for v in self.views.values() if v.user_id == user.id and not v.closed]
+        """Every modal opened for ``user`` (latest state each: updates applied), oldest first, open or not."""
+        return [v.view for v in self.views.values() if v.user_id == user.id and not v.is_home]
+
+    def open_views_of(self, user: SlUser) -> list[dict[str, Any]]:
+        """The modals on ``user``'s screen now, bottom of the stack first."""
+        return [
+            v.view for v in self.views.values() if v.user_id == user.id and not v.is_home and not v.closed
+        ]
+
+    def is_open(self, view: dict[str, Any]) -> bool:
+        rec = self.views.get(view["id"])
+        return rec is not None and not rec.closed and not rec.is_home
 
     def home_of(self, user: SlUser) -> dict[str, Any] | None:
         return self.homes.get(user.id)
@@ -846,12 +893,14 @@ class SlackEmulator:
         return [c for c in self.call_records.values() if c.team_id == team.id]
 
     def received(self, *, containing: str | None = None) -> Counter[str]:
-        """Per recipient user id: the app's DMs they received plus the messages mentioning them (``<@U…>``
-        in the text or a mrkdwn block). What people saw: count losses and duplicates from here."""
+        """Per recipient user id: the app's DMs they received plus the messages mentioning them (``<@U…>``, or
+        ``<!subteam^S…>`` for a group's members, in the text or a mrkdwn block; escaped ``&lt;@U…&gt;`` is
+        not a mention). Judged on each message as first posted: Slack notifies on posting, not on edits.
+        What people saw: count losses and duplicates from here."""
         counts: Counter[str] = Counter()
         for msg in self.messages.values():
-            if msg.deleted or msg.ephemeral_to is not None:
-                continue
+            if msg.deleted or msg.ephemeral_to is not None or msg.bot_id is None:
+                continue  # only the app's messages: what users write is not "received"
             first = msg.versions[0]
             if (
                 containing is not None
@@ -862,12 +911,77 @@ class SlackEmulator:
             chan = self.channels.get(msg.channel)
             if chan is not None and chan.is_im and chan.im_user:
                 counts[chan.im_user] += 1
-            for uid in set(_MENTION_RE.findall(" ".join(_mrkdwn_texts(first.text, first.blocks)))):
+            texts = " ".join(_mrkdwn_texts(first.text, first.blocks))
+            mentioned = set(_MENTION_RE.findall(texts))
+            for gid in _SUBTEAM_RE.findall(texts):  # a user group mention notifies its members
+                mentioned.update(self.usergroups[gid][2] if gid in self.usergroups else [])
+            for uid in mentioned:
                 counts[uid] += 1
         return counts
 
     def api_calls(self, method: str | None = None) -> list[ApiCall]:
         return [c for c in self.calls if method is None or c.method == method]
+
+    # ------------------------------------------------------------------ waiting for the app
+    # Bolt acks first and runs the listener after: a test waits for its effects with these (polling the
+    # recordings on each change, never sleeping a fixed time).
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait_until(
+        self, find: Callable[[], Any], *, within: float = 5.0, what: str = "condition"
+    ) -> Any:
+        """Wait until ``find()`` returns something truthy (and return it); TimeoutError after ``within`` s."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while True:
+            found = find()
+            if found:
+                return found
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError(f"{what} not met within {within}s")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), min(remaining, 0.05))
+
+    async def wait_for_call(
+        self,
+        method: str,
+        predicate: Callable[[ApiCall], bool] | None = None,
+        *,
+        within: float = 5.0,
+        start: int = 0,
+    ) -> ApiCall:
+        """The first answered call of ``method`` (index >= ``start`` in ``api_calls()``) matching ``predicate``."""
+
+        def find() -> ApiCall | None:
+            return next(
+                (c for c in self.calls[start:] if c.method == method and (predicate is None or predicate(c))),
+                None,
+            )
+
+        found: ApiCall = await self.wait_until(find, within=within, what=f"a {method} call")
+        return found
+
+    async def wait_for_message(
+        self,
+        chan: SlChannel | str,
+        predicate: Callable[[SlMessage], bool] | None = None,
+        *,
+        within: float = 5.0,
+    ) -> SlMessage:
+        """The first message in ``chan`` (a DM too: ``emu.im_channel(user)``) matching ``predicate``."""
+
+        def find() -> SlMessage | None:
+            return next((m for m in self.messages_in(chan) if predicate is None or predicate(m)), None)
+
+        found: SlMessage = await self.wait_until(find, within=within, what="a message")
+        return found
+
+    def bot_user(self, team: SlTeam) -> SlUser:
+        """The app's bot user in ``team``."""
+        return self.users[team.bot_user_id]
 
     def find_message(self, ts: str) -> SlMessage:
         for (_, mts), msg in self.messages.items():
@@ -883,9 +997,15 @@ class SlackEmulator:
         ctype = request.content_type
         if request.method == "POST" and request.can_read_body:
             if ctype == "application/json":
-                body = await request.json()
+                try:
+                    body = await request.json()
+                except ValueError as e:
+                    raise SlackApiFailure("invalid_json", violation="spec", detail=str(e)) from e
                 if not isinstance(body, dict):
                     raise SlackApiFailure("json_not_object", violation="spec")
+                if "token" in body:
+                    # "you must send your token as a bearer token" with JSON bodies (docs.slack.dev, Web API)
+                    raise SlackApiFailure("not_authed", violation="spec", detail="token in a JSON body")
                 params.update(body)
             else:
                 form = await request.post()
@@ -941,9 +1061,14 @@ class SlackEmulator:
                 method, params, team_id, self.clock(), e.status, False, e.error, body, e.retry_after
             )
             self.calls.append(call)
+            self._notify()
             return web.json_response(body, status=e.status, headers=headers)
         body = {"ok": True, **(result or {})}
+        for problem in self.spec.response_problems(method, body):
+            # the emulator's own answer lacks a field Slack documents: a bug here, shown like a violation
+            self._violate(method, "emulator", problem, params)
         self.calls.append(ApiCall(method, params, team_id, self.clock(), 200, True, None, body))
+        self._notify()
         return web.json_response(body)
 
     def _check_token(self, method: str, value: str | None, token: _Token | None) -> None:
@@ -965,7 +1090,7 @@ class SlackEmulator:
         scope = team_id or "-"
         if method == "chat.postMessage":
             wait = self._window_wait(("post", scope), self.post_workspace_per_minute, 60.0, now)
-            chan = str(params.get("channel", ""))
+            chan = self._post_target(scope, str(params.get("channel", "")))
             tokens, at = self._buckets.get(f"{scope}/{chan}", (float(self.post_burst), now))
             tokens = min(float(self.post_burst), tokens + (now - at))
             if tokens < 1.0:
@@ -983,6 +1108,15 @@ class SlackEmulator:
         if wait > 0:
             raise SlackApiFailure("ratelimited", status=429, retry_after=max(1, math.ceil(wait)))
         self._windows[key].append(now)
+
+    def _post_target(self, team_id: str, channel: str) -> str:
+        """One key per conversation whichever way the app names it (a DM by its D... id or the user's id)."""
+        if channel.startswith(("U", "W")):
+            return f"im:{channel}"
+        chan = self.channels.get(channel)
+        if chan is not None and chan.is_im:
+            return f"im:{chan.im_user}"
+        return channel
 
     def _window_wait(self, key: tuple[str, ...], limit: int, window: float, now: float) -> float:
         q = self._windows.setdefault(key, deque())
@@ -1069,9 +1203,11 @@ class SlackEmulator:
             thread_ts=thread_ts,
             metadata=metadata,
             bot_id=team.bot_id,
+            app_id=self.app_id,
             source=source,
         )
         self.messages[(chan.id, ts)] = msg
+        self._by_channel.setdefault(chan.id, []).append(msg)  # ts only grow: the list stays in order
         self._record_broadcasts(chan.id, ts, text, blocks)
         return msg
 
@@ -1084,6 +1220,7 @@ class SlackEmulator:
             "chat.update": self._m_update,
             "chat.postEphemeral": self._m_post_ephemeral,
             "chat.getPermalink": self._m_permalink,
+            "chat.delete": self._m_delete,
             "conversations.open": self._m_conv_open,
             "conversations.info": self._m_conv_info,
             "conversations.members": self._m_conv_members,
@@ -1151,6 +1288,19 @@ class SlackEmulator:
         self._record_broadcasts(chan.id, msg.ts, p.get("text"), p.get("blocks"))
         return {"channel": chan.id, "ts": msg.ts, "text": text, "message": msg.to_api()}
 
+    def _m_delete(self, ctx: _Ctx) -> dict[str, Any]:
+        p = ctx.params
+        if "channel" not in p or "ts" not in p:  # optional in the 2021 description, required by Slack
+            raise SlackApiFailure("invalid_arguments", violation="spec", detail="channel and ts are required")
+        chan = self._conversation(ctx, p["channel"])
+        msg = self.messages.get((chan.id, str(p["ts"])))
+        if msg is None or msg.deleted:
+            raise SlackApiFailure("message_not_found")
+        if msg.user != self._team(ctx).bot_user_id:
+            raise SlackApiFailure("cant_delete_message")  # a bot token deletes only its own messages
+        msg.deleted = True
+        return {"channel": chan.id, "ts": msg.ts}
+
     def _m_post_ephemeral(self, ctx: _Ctx) -> dict[str, Any]:
         p = ctx.params
         team = self._team(ctx)
@@ -1176,6 +1326,7 @@ class SlackEmulator:
             team.id,
             ephemeral_to=user_id,
             bot_id=team.bot_id,
+            app_id=self.app_id,
             source=source,
         )
         self.ephemerals.append(msg)
@@ -1212,6 +1363,9 @@ class SlackEmulator:
         if user.deleted:
             raise SlackApiFailure("user_disabled")
         existed = (team.id, user.id) in self._ims
+        if p.get("prevent_creation") and not existed:
+            # Slack documents the flag, not its answer when no DM exists: the emulator says channel_not_found
+            raise SlackApiFailure("channel_not_found")
         chan = self.im_channel(user)
         out: dict[str, Any] = {"channel": chan.to_api() if p.get("return_im") else {"id": chan.id}}
         if existed:
@@ -1318,8 +1472,17 @@ class SlackEmulator:
         self.views[vid] = rec
         return rec
 
+    def _check_external_id(self, ctx: _Ctx, view: dict[str, Any], keep: str | None = None) -> None:
+        ext = view.get("external_id")
+        if ext and any(
+            v.view.get("external_id") == ext and v.team_id == ctx.team_id and v.id != keep
+            for v in self.views.values()
+        ):
+            raise SlackApiFailure("duplicate_external_id")  # "unique for all views on a team"
+
     def _m_views_open(self, ctx: _Ctx) -> dict[str, Any]:
         view = self._check_view(ctx, "modal")
+        self._check_external_id(ctx, view)
         trig = self._take_trigger(ctx)
         rec = self._make_view(self._team(ctx), trig.user_id, view)
         return {"view": rec.view}
@@ -1327,7 +1490,9 @@ class SlackEmulator:
     def _m_views_push(self, ctx: _Ctx) -> dict[str, Any]:
         view = self._check_view(ctx, "modal")
         trig = self._take_trigger(ctx)
-        stack = [v for v in self.views.values() if v.user_id == trig.user_id and not v.closed]
+        stack = [
+            v for v in self.views.values() if v.user_id == trig.user_id and not v.closed and not v.is_home
+        ]
         if not stack:
             raise SlackApiFailure("not_found", violation="view", detail="views.push without an open modal")
         if len(stack) >= 3:
@@ -1369,7 +1534,7 @@ class SlackEmulator:
         if "hash" in p and current is not None and p["hash"] != current["hash"]:
             raise SlackApiFailure("hash_conflict")
         rec = self._make_view(self._team(ctx), user.id, view, view_id=current["id"] if current else None)
-        rec.closed = True  # a home tab is not a modal: keep it out of views_of
+        rec.is_home = True  # a home tab is not a modal: kept out of views_of
         self.homes[user.id] = rec.view
         return {"view": rec.view}
 
@@ -1554,6 +1719,7 @@ class SlackEmulator:
             rec.error = "timeout"
         except aiohttp.ClientError as e:
             rec.error = f"{type(e).__name__}: {e}"
+        self._notify()
         return rec
 
     # ------------------------------------------------------------------ inbound: socket mode
@@ -1590,6 +1756,16 @@ class SlackEmulator:
             if not self._sockets:
                 self._socket_connected.clear()
         return ws
+
+    async def disconnect_socket(self, reason: str = "refresh_requested") -> None:
+        """Slack ends a Socket Mode connection: a ``disconnect`` message ("warning" 10 s before,
+        "refresh_requested" when the connection is being refreshed, "link_disabled" when Socket Mode was
+        turned off), then the close. slack_sdk reconnects through apps.connections.open."""
+        if not self._sockets:
+            raise AssertionError("no app is connected by Socket Mode")
+        ws = self._sockets[-1]
+        await ws.send_json({"type": "disconnect", "reason": reason, "debug_info": {"host": "emulator"}})
+        await ws.close()
 
     async def wait_socket_connected(self, within: float = 5.0) -> None:
         await asyncio.wait_for(self._socket_connected.wait(), within)
@@ -1795,6 +1971,34 @@ class SlackEmulator:
             self._apply_view_answer(rec_view, rec.body, team, user)
         return rec
 
+    async def close_view(self, user: SlUser, view: dict[str, Any]) -> Inbound | None:
+        """``user`` presses the modal's close button: the view (its whole stack with ``clear_on_close``) is
+        closed, and with ``notify_on_close`` the app gets a ``view_closed`` interaction (returned)."""
+        rec_view = self.views.get(view["id"])
+        if rec_view is None or rec_view.closed or rec_view.user_id != user.id:
+            raise AssertionError(f"view {view.get('id')} is not open for {user.name}")
+        current = rec_view.view
+        for v in self.views.values():
+            if v.id == rec_view.id or (current.get("clear_on_close") and v.root_id == rec_view.root_id):
+                v.closed = True
+        if not current.get("notify_on_close"):
+            return None
+        team = self.teams[user.team_id]
+        rec = Inbound("view_closed", {}, team.id, user.id)
+        rec.payload = {
+            "type": "view_closed",
+            "team": {"id": team.id, "domain": team.domain},
+            "user": self._user_api(user),
+            "api_app_id": self.app_id,
+            "token": self.verification_token,
+            "view": current,
+            "is_cleared": bool(current.get("clear_on_close")),
+            "is_enterprise_install": False,
+            "enterprise": None,
+        }
+        body = urlencode({"payload": json.dumps(rec.payload)}).encode()
+        return await self._deliver(rec, body, "application/x-www-form-urlencoded")
+
     def _view_state(self, view: dict[str, Any], values: dict[str, dict[str, Any]]) -> dict[str, Any]:
         inputs = {
             b.get("block_id"): b
@@ -1856,6 +2060,27 @@ class SlackEmulator:
                 v.closed = True
         else:
             self._violate("view_submission", "interaction", f"unknown response_action {action!r}", body)
+
+    async def user_says(self, user: SlUser, chan: SlChannel, text: str) -> Inbound:
+        """``user`` writes ``text`` in ``chan`` (a channel, or the app's DM from :meth:`im_channel`): the
+        message is stored and the app gets the ``message`` event (``channel_type`` "im" or "channel")."""
+        team = self.teams[user.team_id]
+        ts = self._new_ts()
+        msg = SlMessage(
+            chan.id, ts, user.id, [MessageVersion(text, None, self.clock())], team.id, source="user"
+        )
+        self.messages[(chan.id, ts)] = msg
+        self._by_channel.setdefault(chan.id, []).append(msg)
+        kind = "im" if chan.is_im else "group" if chan.is_private else "channel"
+        event = {
+            "type": "message",
+            "user": user.id,
+            "text": text,
+            "ts": ts,
+            "channel": chan.id,
+            "channel_type": kind,
+        }
+        return await self.send_event(team, event)
 
     async def send_event(
         self,
@@ -1961,6 +2186,7 @@ class SlackEmulator:
             self._violate("response_url", "response_url", "unknown response_url", {})
             return web.json_response({"ok": False, "error": "invalid_url"}, status=404)
         entry.inbound.responses.append(body if isinstance(body, dict) else {"_raw": body})
+        self._notify()
         if self.clock() - entry.created > RESPONSE_URL_TTL or entry.uses >= RESPONSE_URL_USES:
             return web.json_response({"ok": False, "error": "expired_url"}, status=404)
         entry.uses += 1

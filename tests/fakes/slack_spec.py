@@ -58,6 +58,8 @@ KNOWN_GAPS: dict[str, dict[str, str]] = {
         "file_ids": "string",
     },
     "chat.postEphemeral": {"markdown_text": "string"},
+    # "Do not create a direct message ... see if there is an existing dm" (docs.slack.dev, conversations.open)
+    "conversations.open": {"prevent_creation": "boolean"},
     # views.* accept an interactivity_pointer instead of a trigger_id (2021+); slack_sdk always offers it
     "views.open": {"interactivity_pointer": "string"},
     "views.push": {"interactivity_pointer": "string"},
@@ -163,6 +165,8 @@ class SlackSpec:
     def __init__(self, raw: dict[str, Any]) -> None:
         self.version: str = raw["info"]["version"]
         self.methods: dict[str, MethodSpec] = {}
+        self._definitions: dict[str, Any] = raw.get("definitions", {})
+        self._responses: dict[str, dict[str, Any]] = {}
         for path, ops in raw["paths"].items():
             name = path.lstrip("/")
             for verb, op in ops.items():
@@ -173,6 +177,9 @@ class SlackSpec:
                 error = op.get("responses", {}).get("default", {}).get("schema", {}).get("properties", {})
                 errors = frozenset(error.get("error", {}).get("enum", []))
                 self.methods[name] = MethodSpec(name, verb, params, errors)
+                ok_schema = op.get("responses", {}).get("200", {}).get("schema")
+                if isinstance(ok_schema, dict):
+                    self._responses[name] = ok_schema
         for name, extra in KNOWN_GAPS.items():
             base = self.methods.get(name) or MethodSpec(
                 name, _EXTRA_METHODS[name], {"token": ParamSpec("token", "string", True)}, frozenset()
@@ -181,6 +188,23 @@ class SlackSpec:
             for arg, typ in extra.items():
                 params[arg] = ParamSpec(arg, typ, False)
             self.methods[name] = MethodSpec(name, base.verb, params, base.errors)
+
+    def response_problems(self, method: str, body: dict[str, Any]) -> list[str]:
+        """Required fields of the success answer (and of the objects it holds, two levels down) that ``body``
+        lacks: a check of the emulator's own answers against the description."""
+        schema = self._responses.get(method)
+        return self._missing(schema, body, method, depth=3) if schema else []
+
+    def _missing(self, schema: dict[str, Any], value: Any, where: str, depth: int) -> list[str]:
+        if "$ref" in schema:
+            schema = self._definitions.get(schema["$ref"].rsplit("/", 1)[-1], {})
+        if depth == 0 or not isinstance(value, dict) or schema.get("type") not in (None, "object"):
+            return []
+        problems = [f"{where}: no {key!r}" for key in schema.get("required", []) if key not in value]
+        for key, sub in schema.get("properties", {}).items():
+            if key in value and isinstance(sub, dict):
+                problems += self._missing(sub, value[key], f"{where}.{key}", depth - 1)
+        return problems
 
     def check_params(self, method: str, params: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         """Judge the arguments of one call (the token excluded: it travels in the Authorization header).
@@ -224,7 +248,17 @@ def _coerce(name: str, typ: str, value: Any, json_arg: bool = False) -> tuple[An
         if isinstance(value, str) and value.lower() in ("1", "0", "true", "false"):
             return value.lower() in ("1", "true"), None
         return value, f"{name!r} must be a boolean, got {value!r}"
-    if typ in ("integer", "number"):
+    if typ == "number":
+        # the description types some timestamps ("ts" of chat.delete) as numbers: Slack takes "1712.000100";
+        # the value is kept as sent, since a float would lose the ts's exact digits
+        if isinstance(value, bool):
+            return value, f"{name!r} must be a number, got a boolean"
+        try:
+            float(value)
+        except (TypeError, ValueError):
+            return value, f"{name!r} must be a number, got {value!r}"
+        return value, None
+    if typ == "integer":
         if isinstance(value, bool):
             return value, f"{name!r} must be an integer, got a boolean"
         if isinstance(value, int):

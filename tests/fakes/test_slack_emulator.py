@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import aiohttp
 import pytest
 import pytest_asyncio
 from aiohttp import web
@@ -18,7 +19,6 @@ from slack_sdk.web.async_client import AsyncWebClient
 from tests.fakes.secrets import SLACK_BOT_TOKEN
 from tests.fakes.slack import SlackEmulator, SlChannel, SlTeam, SlUser
 from tests.fakes.slack_spec import load_spec
-
 
 pytestmark = [
     # slack_sdk's own oauth_v2_access builds an aiohttp BasicAuth (deprecated in aiohttp 3.14): not ours to fix
@@ -124,6 +124,8 @@ async def test_post_update_permalink_ephemeral_dm(
     assert (await error_of(client.chat_update(channel=general.id, ts="1.2", text="x"))).response[
         "error"
     ] == "message_not_found"
+    await client.chat_delete(channel=dm["channel"], ts=dm["ts"])
+    assert emu.dms_to(alice) == [] and emu.received() == {}
     emu.assert_clean()
 
 
@@ -167,6 +169,20 @@ async def test_spec_violations(emu: SlackEmulator, general: SlChannel, client: A
     err = await error_of(client.api_call("chat.frobnicate", json={}))
     assert err.response["error"] == "unknown_method"
     assert emu.take_violations()[0].kind == "unknown_method"
+    async with aiohttp.ClientSession() as http:  # raw requests slack_sdk would never make
+        token = str(client.token)
+        async with http.post(
+            f"{emu.api_base}chat.postMessage",
+            data=b"{not json",
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+        ) as res:
+            assert (await res.json())["error"] == "invalid_json"
+        async with http.post(f"{emu.api_base}auth.test", json={"token": token}) as res:
+            # JSON bodies take the token in the Authorization header only
+            assert (await res.json())["error"] == "not_authed"
+        async with http.get(f"{emu.api_base}auth.test", params={"token": token}) as res:
+            assert (await res.json())["ok"]  # a form or query token is fine
+    assert [v.kind for v in emu.take_violations()] == ["spec", "spec"]
     # a newer argument slack_sdk sends that the 2021 description lacks is allowed explicitly
     await client.chat_postMessage(
         channel=general.id, text="m", metadata={"event_type": "x", "event_payload": {}}
@@ -397,10 +413,7 @@ async def test_click_and_view_submission(
     [msg] = emu.messages_in(general)
     rec = await emu.click(alice, msg, action_id="join")
     assert rec.status == 200
-    for _ in range(100):
-        if msg.text == "You're in":
-            break
-        await asyncio.sleep(0.01)
+    await emu.wait_until(lambda: msg.text == "You're in", what="the message replaced")
     assert clicked == ["s1"] and msg.text == "You're in"
     with pytest.raises(AssertionError, match="no element"):
         await emu.click(alice, msg, action_id="leave")
@@ -410,9 +423,29 @@ async def test_click_and_view_submission(
     view = (await client.views_open(trigger_id=cmd.trigger_id, view=MODAL))["view"]
     rec = await emu.submit_view(alice, view, values={"title": {"value": "AM"}})
     assert rec.body == {"response_action": "errors", "errors": {"title": "Too short"}}
-    assert len(emu.views_of(alice)) == 1
+    assert len(emu.open_views_of(alice)) == 1
+    with pytest.raises(AssertionError, match="required input"):
+        await emu.submit_view(
+            alice, view, values={}
+        )  # Slack's client will not submit an empty required input
     rec = await emu.submit_view(alice, view, values={"title": {"value": "AMA night"}})
-    assert rec.status == 200 and emu.views_of(alice) == []
+    assert rec.status == 200 and emu.open_views_of(alice) == [] and not emu.is_open(view)
+    assert [v["callback_id"] for v in emu.views_of(alice)] == ["schedule"]
+    closed: list[str] = []
+
+    @bolt.view_closed("schedule")
+    async def on_close(ack: Any, view: dict[str, Any]) -> None:
+        await ack()
+        closed.append(view["id"])
+
+    again = (
+        await client.views_open(
+            trigger_id=(await emu.slash_command(alice, general, "/x")).trigger_id,
+            view={**MODAL, "notify_on_close": True},
+        )
+    )["view"]
+    rec2 = await emu.close_view(alice, again)
+    assert rec2 is not None and rec2.acked and closed == [again["id"]] and not emu.is_open(again)
     emu.assert_clean()
 
 
@@ -435,10 +468,8 @@ async def test_events_retries_home_and_hostile_traffic(
     rec = await emu.send_event(team, {"type": "app_mention", "user": alice.id, "text": "hi", "channel": "C1"})
     again = await emu.retry(rec)
     assert again.status == 200 and again.event_id == rec.event_id
-    for _ in range(100):
-        if len(seen) == 3 and emu.home_of(alice) is not None:
-            break
-        await asyncio.sleep(0.01)
+    await emu.wait_for_call("views.publish")
+    await emu.wait_until(lambda: len(seen) == 3)
     assert seen[1:] == [(rec.event_id, None), (rec.event_id, "1")]
     assert emu.home_of(alice) is not None and emu.home_of(alice)["type"] == "home"  # type: ignore[index]
     body = json.dumps({"type": "event_callback"}).encode()
@@ -508,13 +539,16 @@ async def test_socket_mode_round_trip(
             team, {"type": "app_mention", "user": alice.id, "text": "hey", "channel": general.id}
         )
         assert rec.acked
-        for _ in range(100):
-            if events:
-                break
-            await asyncio.sleep(0.01)
+        await emu.wait_until(lambda: events)
         assert events == ["hey"]
         assert emu.socket_messages[0]["type"] == "slash_commands"
         assert emu.api_calls("apps.connections.open")[0].ok
+        calls_so_far = len(emu.calls)
+        await emu.disconnect_socket()  # Slack refreshes the connection: slack_sdk opens a new one
+        await emu.wait_for_call("apps.connections.open", start=calls_so_far)
+        await emu.wait_socket_connected()
+        rec = await emu.slash_command(alice, general, "/space", "again")
+        assert rec.body == {"text": "socket again"}
     finally:
         await handler.close_async()
 
@@ -561,3 +595,132 @@ async def test_oauth_install_and_single_use_code(emu: SlackEmulator, tmp_path: A
         assert err.response["error"] == "bad_client_secret"
     finally:
         await runner.cleanup()
+
+
+async def test_response_url_limits(
+    emu: SlackEmulator, clock: Clock, bolt: AsyncApp, alice: SlUser, general: SlChannel
+) -> None:
+    @bolt.command("/space")
+    async def space(ack: Any) -> None:
+        await ack()
+
+    rec = await emu.slash_command(alice, general, "/space")
+    assert rec.response_url is not None
+    async with aiohttp.ClientSession() as http:
+        for i in range(6):  # 5 uses, then "expired_url"
+            async with http.post(rec.response_url, json={"text": f"r{i}"}) as res:
+                assert res.status == (200 if i < 5 else 404)
+        rec = await emu.slash_command(alice, general, "/space")
+        assert rec.response_url is not None
+        clock.now += 30 * 60 + 1
+        async with http.post(rec.response_url, json={"text": "late"}) as res:
+            assert res.status == 404 and (await res.json())["error"] == "expired_url"
+        async with http.post(rec.response_url.replace("respond/", "respond/x"), json={"text": "?"}) as res:
+            assert res.status == 404
+    assert [m.text for m in emu.ephemeral_to(alice)] == [f"r{i}" for i in range(5)]
+    assert [v.kind for v in emu.take_violations()] == ["response_url"]  # the made-up URL
+
+
+async def test_views_update_push_publish(
+    emu: SlackEmulator, bolt: AsyncApp, alice: SlUser, general: SlChannel, client: AsyncWebClient
+) -> None:
+    @bolt.command("/space")
+    async def space(ack: Any) -> None:
+        await ack()
+
+    @bolt.action("more")
+    async def more(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        await client.views_push(trigger_id=body["trigger_id"], view={**MODAL, "callback_id": "pushed"})
+
+    @bolt.view("schedule")
+    async def submit(ack: Any) -> None:
+        await ack(response_action="update", view={**MODAL, "callback_id": "updated", "blocks": []})
+
+    rec = await emu.slash_command(alice, general, "/space")
+    opened = (await client.views_open(trigger_id=rec.trigger_id, view=MODAL))["view"]
+    err = await error_of(client.views_update(view_id=opened["id"], hash="stale", view=MODAL))
+    assert err.response["error"] == "hash_conflict"
+    with_button = {
+        **MODAL,
+        "blocks": [
+            *MODAL["blocks"],
+            {
+                "type": "actions",
+                "elements": [
+                    {"type": "button", "text": {"type": "plain_text", "text": "More"}, "action_id": "more"}
+                ],
+            },
+        ],
+    }
+    updated = (await client.views_update(view_id=opened["id"], hash=opened["hash"], view=with_button))["view"]
+    await emu.click(alice, updated, action_id="more")
+    await emu.wait_until(lambda: len(emu.open_views_of(alice)) == 2)
+    assert [v["callback_id"] for v in emu.open_views_of(alice)] == ["schedule", "pushed"]
+    await emu.submit_view(alice, emu.open_views_of(alice)[0], values={"title": {"value": "AMA"}})
+    assert [v["callback_id"] for v in emu.open_views_of(alice)] == ["updated", "pushed"]
+    home = (await client.views_publish(user_id=alice.id, view={"type": "home", "blocks": []}))["view"]
+    err = await error_of(
+        client.views_publish(user_id=alice.id, hash="old", view={"type": "home", "blocks": []})
+    )
+    assert err.response["error"] == "hash_conflict"
+    assert emu.home_of(alice) == home
+    err = await error_of(client.views_publish(user_id=alice.id, view={"type": "modal", "blocks": []}))
+    assert err.response["error"] == "invalid_arguments"
+    assert [v.kind for v in emu.take_violations()] == ["view"]
+
+
+async def test_workspace_wide_post_cap(
+    emu: SlackEmulator, clock: Clock, team: SlTeam, client: AsyncWebClient
+) -> None:
+    emu.post_workspace_per_minute = 10
+    chans = [emu.add_channel(team, f"c{i}") for i in range(11)]
+    for chan in chans[:10]:
+        await client.chat_postMessage(channel=chan.id, text="x")
+        clock.now += 1
+    err = await error_of(client.chat_postMessage(channel=chans[10].id, text="x"))
+    assert err.response.status_code == 429 and err.response.headers["Retry-After"] == "50"
+
+
+async def test_uninstall_reaches_the_app(emu: SlackEmulator, bolt: AsyncApp, team: SlTeam) -> None:
+    seen: list[str] = []
+
+    @bolt.event("tokens_revoked")
+    async def revoked(event: dict[str, Any]) -> None:
+        seen.append(event["type"])
+
+    @bolt.event("app_uninstalled")
+    async def uninstalled(event: dict[str, Any]) -> None:
+        seen.append(event["type"])
+
+    recs = await emu.uninstall(team)
+    assert [r.payload["event"]["type"] for r in recs] == ["tokens_revoked", "app_uninstalled"]
+    assert all(r.acked for r in recs)
+    with pytest.raises(AssertionError, match="not installed"):
+        emu.bot_token(team)
+
+
+async def test_user_messages_and_group_mentions(
+    emu: SlackEmulator,
+    bolt: AsyncApp,
+    team: SlTeam,
+    alice: SlUser,
+    general: SlChannel,
+    client: AsyncWebClient,
+) -> None:
+    got: list[tuple[str, str]] = []
+
+    @bolt.event("message")
+    async def message(event: dict[str, Any]) -> None:
+        got.append((event["channel_type"], event["text"]))
+
+    rec = await emu.user_says(alice, emu.im_channel(alice), "help")
+    assert rec.acked
+    await emu.wait_until(lambda: got)
+    assert got == [("im", "help")]
+    assert [m.user for m in emu.dms_to(alice)] == [alice.id]
+    bob = emu.add_user(team, "bob")
+    gid = emu.add_usergroup(team, "space-mods", [alice, bob])
+    await client.chat_postMessage(channel=general.id, text=f"<!subteam^{gid}|@space-mods> new space")
+    assert emu.received(containing="new space") == {alice.id: 1, bob.id: 1}
+    assert emu.received() == {alice.id: 1, bob.id: 1}  # alice's own "help" is not something she received
