@@ -278,13 +278,13 @@ async def test_worker_and_web_roles(tmp_path: Path) -> None:
 
 
 async def test_banner_without_tokens_says_how_to_connect(tmp_path: Path) -> None:
-    settings = settings_for(tmp_path, SLACK_BOT_TOKEN="xoxb-1")
+    settings = settings_for(tmp_path)
     svc = await build(settings, clock=FakeClock(), out=io.StringIO())
     try:
         banner = "\n".join(svc.banner())
         assert "platforms  console" in banner
         assert "DISCORD_BOT_TOKEN" in banner and "TELEGRAM_BOT_TOKEN" in banner
-        assert "slack     configured, but this build has no Slack adapter yet" in banner
+        assert "SLACK_BOT_TOKEN" in banner and "SLACK_CLIENT_ID" in banner
         assert "console    off (stdin is not a terminal)" in banner
         assert "audio      live Spaces' audio plays here" in banner
         assert "set SPACES_MEDIA_DIR for file: sources" in banner

@@ -39,7 +39,7 @@ from storage.migrate import upgrade
 from tests.bots.slack.conftest import ignoring_events
 from tests.bots.telegram.conftest import Links
 from tests.fakes.clock import FakeClock
-from tests.fakes.secrets import SLACK_SIGNING_SECRET
+from tests.fakes.secrets import CANARY, SLACK_SIGNING_SECRET
 from tests.fakes.slack import SlackEmulator
 
 NOW = datetime(2026, 12, 7, 20, 0, tzinfo=UTC)
@@ -88,12 +88,7 @@ async def oauth_pages(workspaces: Workspaces, api_base: str) -> AsyncIterator[st
     assert flow is not None
 
     async def install(request: web.Request) -> web.Response:
-        response = await to_aiohttp_response(await flow.handle_installation(await to_bolt_request(request)))
-        # Bolt's adapter marks the state cookie Secure; browsers send Secure cookies to http://127.0.0.1
-        # (a secure context), aiohttp's cookie jar in the emulator does not: plain cookie here
-        for morsel in response.cookies.values():
-            morsel["secure"] = ""
-        return response
+        return await to_aiohttp_response(await flow.handle_installation(await to_bolt_request(request)))
 
     async def redirect(request: web.Request) -> web.Response:
         return await to_aiohttp_response(await flow.handle_callback(await to_bolt_request(request)))
@@ -237,3 +232,26 @@ async def test_an_uninstall_seen_by_another_process_is_noticed_at_the_next_refus
         await env.platform.post(chat, reply("x"), key="b")
     with pytest.raises(ChatUnavailable):  # … and the store, read again, has nothing
         await env.platform.post(chat, reply("x"), key="c")
+
+
+async def test_no_secret_of_an_install_reaches_a_log_line(env: Env, caplog: pytest.LogCaptureFixture) -> None:
+    """The client secret, the code and the new bot token travel through slack_sdk and Bolt: at DEBUG
+    (production's floors applied, as bots.logs sets them) none of them is logged; and the configured client
+    secret is one the log redactor replaces anyway."""
+    from bots.logs import Redactor, hold_libraries, settings_secrets
+    from config.settings import Settings
+
+    hold_libraries(logging.DEBUG)
+    emu = env.emu
+    team = emu.create_workspace("Acme", installed=False)
+    with caplog.at_level(logging.DEBUG):
+        await emu.install_via_oauth(env.install_url, team, emu.add_user(team, "admin", is_admin=True))
+        await env.platform.post(
+            ChatRef(Platform.SLACK, emu.add_channel(team, "general").id, scope=team.id), reply("hi"), key="k"
+        )
+    assert emu.client_secret not in caplog.text and CANARY not in caplog.text
+    assert emu.bot_token(team) not in caplog.text
+
+    s = Settings.from_env({"SLACK_CLIENT_ID": emu.client_id, "SLACK_CLIENT_SECRET": emu.client_secret})
+    redactor = Redactor(settings_secrets(s))
+    assert emu.client_secret not in redactor.redact(f"oauth failed with {emu.client_secret}")

@@ -4,12 +4,8 @@ at /slack/events (and the install pages), the real slack_sdk talking to the emul
 
 from __future__ import annotations
 
-import functools
 import io
 from pathlib import Path
-
-import aiohttp
-import pytest
 
 from bots.app import Role, build
 from bots.cli import prepare_database
@@ -63,7 +59,7 @@ async def test_one_token_builds_slack_and_serves_its_events(tmp_path: Path, slac
 
 
 async def test_oauth_builds_the_install_pages_and_keeps_installs_in_the_database(
-    tmp_path: Path, slack: SlackEmulator, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, slack: SlackEmulator
 ) -> None:
     settings = _settings(
         tmp_path, slack, SLACK_CLIENT_ID=slack.client_id, SLACK_CLIENT_SECRET=slack.client_secret
@@ -79,10 +75,6 @@ async def test_oauth_builds_the_install_pages_and_keeps_installs_in_the_database
         team = slack.create_workspace("Acme", installed=False)
         admin = slack.add_user(team, "admin", is_admin=True)
         chan = slack.add_channel(team, "general", [admin])
-        # Bolt's state cookie is Secure; a browser sends it back to http://127.0.0.1 (a secure context),
-        # the emulator's aiohttp cookie jar only if told that this origin counts as secure
-        jar = functools.partial(aiohttp.CookieJar, treat_as_secure_origin=[svc.web_url])
-        monkeypatch.setattr(aiohttp, "CookieJar", jar)
         status, _ = await slack.install_via_oauth(f"{svc.web_url}/slack/install", team, admin)
         assert status == 200
         ref = await platform.post(ChatRef(Platform.SLACK, chan.id, scope=team.id), reply("hi"), key="k")
