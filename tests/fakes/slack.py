@@ -118,8 +118,10 @@ DEFAULT_CLIENT_SECRET = "LeakCanary-slack-client-secret-0123456789"
 
 #: Rate-limit tier of each method (reference pages on docs.slack.dev, 2026). chat.postMessage is "special".
 TIERS: dict[str, int] = {
-    "auth.test": 4,  # "Special" on its page, documented as generous: Tier 4 here
+    # auth.test is "Special" on its page, with no figure; Bolt calls it on every request when it authorizes
+    # from an installation store without ``cache_enabled``: left unlimited here (count the calls instead)
     "chat.update": 3,
+    "chat.delete": 3,
     "chat.postEphemeral": 4,
     "chat.getPermalink": 4,
     "conversations.open": 3,
@@ -977,6 +979,10 @@ class SlackEmulator:
         found: SlMessage = await self.wait_until(find, within=within, what="a message")
         return found
 
+    def bot_user(self, team: SlTeam) -> SlUser:
+        """The app's bot user in ``team``."""
+        return self.users[team.bot_user_id]
+
     def find_message(self, ts: str) -> SlMessage:
         for (_, mts), msg in self.messages.items():
             if mts == ts:
@@ -991,9 +997,15 @@ class SlackEmulator:
         ctype = request.content_type
         if request.method == "POST" and request.can_read_body:
             if ctype == "application/json":
-                body = await request.json()
+                try:
+                    body = await request.json()
+                except ValueError as e:
+                    raise SlackApiFailure("invalid_json", violation="spec", detail=str(e)) from e
                 if not isinstance(body, dict):
                     raise SlackApiFailure("json_not_object", violation="spec")
+                if "token" in body:
+                    # "you must send your token as a bearer token" with JSON bodies (docs.slack.dev, Web API)
+                    raise SlackApiFailure("not_authed", violation="spec", detail="token in a JSON body")
                 params.update(body)
             else:
                 form = await request.post()
@@ -1051,12 +1063,12 @@ class SlackEmulator:
             self.calls.append(call)
             self._notify()
             return web.json_response(body, status=e.status, headers=headers)
-        self._notify()
         body = {"ok": True, **(result or {})}
         for problem in self.spec.response_problems(method, body):
             # the emulator's own answer lacks a field Slack documents: a bug here, shown like a violation
             self._violate(method, "emulator", problem, params)
         self.calls.append(ApiCall(method, params, team_id, self.clock(), 200, True, None, body))
+        self._notify()
         return web.json_response(body)
 
     def _check_token(self, method: str, value: str | None, token: _Token | None) -> None:
@@ -1208,6 +1220,7 @@ class SlackEmulator:
             "chat.update": self._m_update,
             "chat.postEphemeral": self._m_post_ephemeral,
             "chat.getPermalink": self._m_permalink,
+            "chat.delete": self._m_delete,
             "conversations.open": self._m_conv_open,
             "conversations.info": self._m_conv_info,
             "conversations.members": self._m_conv_members,
@@ -1274,6 +1287,19 @@ class SlackEmulator:
             msg.metadata = p["metadata"]
         self._record_broadcasts(chan.id, msg.ts, p.get("text"), p.get("blocks"))
         return {"channel": chan.id, "ts": msg.ts, "text": text, "message": msg.to_api()}
+
+    def _m_delete(self, ctx: _Ctx) -> dict[str, Any]:
+        p = ctx.params
+        if "channel" not in p or "ts" not in p:  # optional in the 2021 description, required by Slack
+            raise SlackApiFailure("invalid_arguments", violation="spec", detail="channel and ts are required")
+        chan = self._conversation(ctx, p["channel"])
+        msg = self.messages.get((chan.id, str(p["ts"])))
+        if msg is None or msg.deleted:
+            raise SlackApiFailure("message_not_found")
+        if msg.user != self._team(ctx).bot_user_id:
+            raise SlackApiFailure("cant_delete_message")  # a bot token deletes only its own messages
+        msg.deleted = True
+        return {"channel": chan.id, "ts": msg.ts}
 
     def _m_post_ephemeral(self, ctx: _Ctx) -> dict[str, Any]:
         p = ctx.params
@@ -1944,6 +1970,34 @@ class SlackEmulator:
         if rec.acked:
             self._apply_view_answer(rec_view, rec.body, team, user)
         return rec
+
+    async def close_view(self, user: SlUser, view: dict[str, Any]) -> Inbound | None:
+        """``user`` presses the modal's close button: the view (its whole stack with ``clear_on_close``) is
+        closed, and with ``notify_on_close`` the app gets a ``view_closed`` interaction (returned)."""
+        rec_view = self.views.get(view["id"])
+        if rec_view is None or rec_view.closed or rec_view.user_id != user.id:
+            raise AssertionError(f"view {view.get('id')} is not open for {user.name}")
+        current = rec_view.view
+        for v in self.views.values():
+            if v.id == rec_view.id or (current.get("clear_on_close") and v.root_id == rec_view.root_id):
+                v.closed = True
+        if not current.get("notify_on_close"):
+            return None
+        team = self.teams[user.team_id]
+        rec = Inbound("view_closed", {}, team.id, user.id)
+        rec.payload = {
+            "type": "view_closed",
+            "team": {"id": team.id, "domain": team.domain},
+            "user": self._user_api(user),
+            "api_app_id": self.app_id,
+            "token": self.verification_token,
+            "view": current,
+            "is_cleared": bool(current.get("clear_on_close")),
+            "is_enterprise_install": False,
+            "enterprise": None,
+        }
+        body = urlencode({"payload": json.dumps(rec.payload)}).encode()
+        return await self._deliver(rec, body, "application/x-www-form-urlencoded")
 
     def _view_state(self, view: dict[str, Any], values: dict[str, dict[str, Any]]) -> dict[str, Any]:
         inputs = {

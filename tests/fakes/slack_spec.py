@@ -248,7 +248,17 @@ def _coerce(name: str, typ: str, value: Any, json_arg: bool = False) -> tuple[An
         if isinstance(value, str) and value.lower() in ("1", "0", "true", "false"):
             return value.lower() in ("1", "true"), None
         return value, f"{name!r} must be a boolean, got {value!r}"
-    if typ in ("integer", "number"):
+    if typ == "number":
+        # the description types some timestamps ("ts" of chat.delete) as numbers: Slack takes "1712.000100";
+        # the value is kept as sent, since a float would lose the ts's exact digits
+        if isinstance(value, bool):
+            return value, f"{name!r} must be a number, got a boolean"
+        try:
+            float(value)
+        except (TypeError, ValueError):
+            return value, f"{name!r} must be a number, got {value!r}"
+        return value, None
+    if typ == "integer":
         if isinstance(value, bool):
             return value, f"{name!r} must be an integer, got a boolean"
         if isinstance(value, int):

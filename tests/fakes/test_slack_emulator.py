@@ -124,6 +124,8 @@ async def test_post_update_permalink_ephemeral_dm(
     assert (await error_of(client.chat_update(channel=general.id, ts="1.2", text="x"))).response[
         "error"
     ] == "message_not_found"
+    await client.chat_delete(channel=dm["channel"], ts=dm["ts"])
+    assert emu.dms_to(alice) == [] and emu.received() == {}
     emu.assert_clean()
 
 
@@ -167,6 +169,20 @@ async def test_spec_violations(emu: SlackEmulator, general: SlChannel, client: A
     err = await error_of(client.api_call("chat.frobnicate", json={}))
     assert err.response["error"] == "unknown_method"
     assert emu.take_violations()[0].kind == "unknown_method"
+    async with aiohttp.ClientSession() as http:  # raw requests slack_sdk would never make
+        token = str(client.token)
+        async with http.post(
+            f"{emu.api_base}chat.postMessage",
+            data=b"{not json",
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+        ) as res:
+            assert (await res.json())["error"] == "invalid_json"
+        async with http.post(f"{emu.api_base}auth.test", json={"token": token}) as res:
+            # JSON bodies take the token in the Authorization header only
+            assert (await res.json())["error"] == "not_authed"
+        async with http.get(f"{emu.api_base}auth.test", params={"token": token}) as res:
+            assert (await res.json())["ok"]  # a form or query token is fine
+    assert [v.kind for v in emu.take_violations()] == ["spec", "spec"]
     # a newer argument slack_sdk sends that the 2021 description lacks is allowed explicitly
     await client.chat_postMessage(
         channel=general.id, text="m", metadata={"event_type": "x", "event_payload": {}}
@@ -408,9 +424,28 @@ async def test_click_and_view_submission(
     rec = await emu.submit_view(alice, view, values={"title": {"value": "AM"}})
     assert rec.body == {"response_action": "errors", "errors": {"title": "Too short"}}
     assert len(emu.open_views_of(alice)) == 1
+    with pytest.raises(AssertionError, match="required input"):
+        await emu.submit_view(
+            alice, view, values={}
+        )  # Slack's client will not submit an empty required input
     rec = await emu.submit_view(alice, view, values={"title": {"value": "AMA night"}})
     assert rec.status == 200 and emu.open_views_of(alice) == [] and not emu.is_open(view)
     assert [v["callback_id"] for v in emu.views_of(alice)] == ["schedule"]
+    closed: list[str] = []
+
+    @bolt.view_closed("schedule")
+    async def on_close(ack: Any, view: dict[str, Any]) -> None:
+        await ack()
+        closed.append(view["id"])
+
+    again = (
+        await client.views_open(
+            trigger_id=(await emu.slash_command(alice, general, "/x")).trigger_id,
+            view={**MODAL, "notify_on_close": True},
+        )
+    )["view"]
+    rec2 = await emu.close_view(alice, again)
+    assert rec2 is not None and rec2.acked and closed == [again["id"]] and not emu.is_open(again)
     emu.assert_clean()
 
 

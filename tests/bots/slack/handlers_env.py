@@ -148,6 +148,7 @@ def handlers_for(
     *,
     platform: Any = None,
     app_token: str | None = None,
+    receive: bool = True,
 ) -> SlackHandlers:
     replies = RepliesService(core.db.uow, core.clock, core.wake)
     inbound = InboundService(
@@ -169,6 +170,7 @@ def handlers_for(
         clock=core.clock,
         signing_secret=emu.signing_secret,
         app_token=app_token,
+        receive=receive,
     )
 
 

@@ -2,7 +2,7 @@
 emulator (signed HTTP), on the real core, storage (SQLite) and delivery engine.
 
 What people saw is read at the emulator: answers are ephemeral (the response_url, or chat.postEphemeral
-after a modal), modals are ``views_of``, the App Home ``home_of``.
+after a modal), modals are ``open_views_of``, the App Home ``home_of``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from bots.slack import render
 from bots.slack import translate as tr
 from core.models import SpaceStatus
 from core.notices import Verb
+from core.texts import t
 from tests.backends import migrated_database
 from tests.bots.slack.handlers_env import SlackEnv, slack_env
 from tests.conftest import CoreEnv
@@ -104,12 +105,12 @@ async def test_an_unknown_space_id_is_answered_not_raised(env: SlackEnv) -> None
 async def test_bare_space_opens_the_modal_and_submitting_it_schedules(env: SlackEnv) -> None:
     rec = await env.command(env.host)
     assert rec.acked
-    [modal] = env.emu.views_of(env.host)
+    [modal] = env.emu.open_views_of(env.host)
     assert modal["callback_id"] == "space.schedule"
     assert tr.read_metadata(modal["private_metadata"]) == {"channel": env.channel.id}
     answer = await env.submit(env.host, modal, _form("Modal AMA", "2026-11-27"))
     assert answer.acked and answer.body in ("", None)  # closes the modal
-    assert env.emu.views_of(env.host) == []
+    assert env.emu.open_views_of(env.host) == []
     [space] = await env.core.spaces.upcoming(env.chat())
     assert space.title == "Modal AMA" and space.tz == "Europe/Paris"
     assert space.starts_at.isoformat() == "2026-11-27T19:00:00+00:00"
@@ -122,7 +123,7 @@ async def test_the_modal_defaults_to_the_persons_slack_zone(env: SlackEnv) -> No
     """Opened at once with the zone we remember (the service's default here), then refreshed with the
     person's Slack zone from users.info."""
     await env.command(env.alice)
-    [modal] = env.emu.views_of(env.alice)
+    [modal] = env.emu.open_views_of(env.alice)
     assert _zone_shown(modal) == "America/New_York"
     assert len(env.emu.api_calls("views.update")) == 1
     await env.submit(env.alice, modal, _form("Evening", "2026-11-27", zone="America/New_York"))
@@ -132,17 +133,18 @@ async def test_the_modal_defaults_to_the_persons_slack_zone(env: SlackEnv) -> No
 
 async def test_a_blank_title_is_shown_on_the_title_field(env: SlackEnv) -> None:
     await env.command(env.host)
-    [modal] = env.emu.views_of(env.host)
+    [modal] = env.emu.open_views_of(env.host)
     rec = await env.submit(env.host, modal, _form("   ", "2026-11-27"))
     assert rec.body["response_action"] == "errors"
     assert set(rec.body["errors"]) == {tr.TITLE_BLOCK}
-    assert len(env.emu.views_of(env.host)) == 1  # still open, to fix it
+    assert len(env.emu.open_views_of(env.host)) == 1  # still open, to fix it
     assert await env.core.space_count() == 0
 
 
 async def test_a_past_time_is_shown_on_the_date_field_in_the_persons_language(env: SlackEnv) -> None:
     await env.command(env.french)
-    [modal] = env.emu.views_of(env.french)
+    [modal] = env.emu.open_views_of(env.french)
+    assert modal["title"]["text"] == t("fr", "sl.modal.schedule")  # refreshed in her Slack language
     rec = await env.submit(env.french, modal, _form("Trop tard", "2026-11-24"))
     assert rec.body["response_action"] == "errors"
     [(block, text)] = rec.body["errors"].items()
@@ -196,10 +198,10 @@ async def test_reschedule_opens_its_modal_for_the_host_only(env: SlackEnv) -> No
     space_id = await _schedule(env)
     card = await env.show_card()
     await env.click(env.alice, card, render.RESCHEDULE)
-    assert env.emu.views_of(env.alice) == []  # refused before any modal
+    assert env.emu.open_views_of(env.alice) == []  # refused before any modal
     assert "Only the host" in env.last_said(env.alice)
     await env.click(env.host, card, render.RESCHEDULE)
-    [modal] = env.emu.views_of(env.host)
+    [modal] = env.emu.open_views_of(env.host)
     assert tr.read_metadata(modal["private_metadata"])["space"] == space_id
     when = _form("", "2026-11-28", "21:30")
     del when[tr.TITLE_BLOCK]
@@ -249,3 +251,20 @@ async def test_the_clock_does_not_matter_to_signatures(env: SlackEnv) -> None:
     env.core.clock.advance(timedelta(days=3))
     rec = await env.command(env.host, "help")
     assert rec.acked and env.said_to(env.host)
+
+
+async def test_a_submission_slower_than_its_budget_closes_the_modal_and_answers_after(env: SlackEnv) -> None:
+    """A database too slow for Slack's 3 s: the modal is closed at once; the outcome (a Space, or the field
+    errors it could no longer show) comes as a private message."""
+    env.handlers._budget = 0.0  # every submission "too slow"
+    await env.command(env.host)
+    [modal] = env.emu.open_views_of(env.host)
+    rec = await env.submit(env.host, modal, _form("Late AMA", "2026-11-24"))  # a past day
+    assert rec.body in ("", None) and env.emu.open_views_of(env.host) == []
+    assert await env.core.space_count() == 0
+    assert env.emu.ephemeral_to(env.host)[-1].source == "chat.postEphemeral"
+    await env.command(env.host)
+    [modal] = env.emu.open_views_of(env.host)
+    await env.submit(env.host, modal, _form("Late AMA", "2026-11-27"))
+    assert await env.core.space_count() == 1
+    assert "Late AMA" in env.last_said(env.host)

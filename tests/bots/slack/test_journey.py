@@ -106,7 +106,7 @@ async def test_reschedule_and_cancel_reach_the_card(env: SlackEnv) -> None:
     before = card.text
 
     await env.click(env.host, card, render.RESCHEDULE)
-    [modal] = env.emu.views_of(env.host)
+    [modal] = env.emu.open_views_of(env.host)
     await env.submit(env.host, modal, _when("2026-11-28", "21:30"))
     moved = await env.core.spaces.get(space.id)
     assert moved.starts_at.isoformat() == "2026-11-28T20:30:00+00:00"

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from tests.backends import migrated_database
-from tests.bots.slack.handlers_env import SlackEnv, slack_env
+from tests.bots.slack.handlers_env import SlackEnv, handlers_for, slack_env
 from tests.conftest import CoreEnv
 
 
@@ -47,3 +47,11 @@ async def test_stop_closes_the_socket_and_is_idempotent(env: SlackEnv) -> None:
     await env.handlers.stop()
     await env.handlers.stop()
     assert env.handlers._socket is None
+
+
+async def test_a_process_that_does_not_receive_never_connects(core_env: CoreEnv) -> None:
+    async with slack_env(core_env) as env:
+        quiet = handlers_for(env.core, env.emu, env.workspaces, app_token=env.emu.app_token, receive=False)
+        await quiet.start()
+        await quiet.stop()
+        assert env.emu.api_calls("apps.connections.open") == []
