@@ -390,12 +390,19 @@ UnitOfWorkFactory = Callable[[], UnitOfWork]
 class Outbox(Protocol):
     """The delivery engine's view of the outbox. Each method is its own short transaction."""
 
-    async def claim_due(self, *, now: datetime, worker: str, lease: timedelta, batch: int) -> list[Delivery]:
+    async def claim_due(
+        self, *, now: datetime, worker: str, lease: timedelta, batch: int, skip: Sequence[str] = ()
+    ) -> list[Delivery]:
         """Atomically claim up to ``batch`` rows that are pending and due (``due_at <= now``), or claimed
         with an expired lease (``lease_until <= now``: the claimer died), most urgent first: by
         ``priority``, then ``due_at``, then id. Each becomes CLAIMED with claimed_by=worker,
         lease_until=now+lease, attempts+1 and a new ``claim`` token (one per call). Concurrent callers
-        (other processes) MUST never receive the same row while its lease holds. Returned in that order."""
+        (other processes) MUST never receive the same row while its lease holds. Returned in that order.
+
+        ``skip``: lanes whose rows are left alone this time — a lane is the head of a recipient's text
+        form, before its first ':' (``slack@T123`` for every row to that workspace): the engine skips a
+        workspace whose own budget is busy for longer than a claim lasts, so another's rows due behind
+        its fan-out are claimed meanwhile."""
         ...
 
     async def renew(

@@ -767,7 +767,9 @@ class SqlOutbox:
         self._engine = engine
         self._dialect = engine.dialect.name
 
-    async def claim_due(self, *, now: datetime, worker: str, lease: timedelta, batch: int) -> list[Delivery]:
+    async def claim_due(
+        self, *, now: datetime, worker: str, lease: timedelta, batch: int, skip: Sequence[str] = ()
+    ) -> list[Delivery]:
         if batch <= 0:
             return []
         d = delivery_t.c
@@ -777,7 +779,9 @@ class SqlOutbox:
                 or_(
                     and_(d.status == str(DeliveryStatus.PENDING), d.due_at <= now),
                     and_(d.status == str(DeliveryStatus.CLAIMED), d.lease_until <= now),
-                )
+                ),
+                # a lane is the recipient's head: "slack@T1:…" (LIKE with the head's own % and _ escaped)
+                *(~d.recipient.startswith(f"{lane}:", autoescape=True) for lane in skip),
             )
             # most urgent first: a host's T-0 reminder is not claimed behind a 2,000-person fan-out
             .order_by(d.priority, d.due_at, d.id)

@@ -21,7 +21,7 @@ import logging
 import math
 import random
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -105,6 +105,13 @@ SPACE_FRESHNESS = timedelta(seconds=1)  # how long a batch may use its copy of a
 # A send waits at most this long for its budget inside a claim; a longer wait (a busy group's 20/min, a
 # 429 hold) puts the row back, due when the budget allows, instead of holding a slot and the lease.
 MAX_INLINE_WAIT = 5.0
+# … and where limits are per workspace (EngineConfig.per_scope), at most this long: then the workspace's
+# lane is skipped by the claims until its budget frees up (DeliveryEngine._lanes_to_skip)
+SCOPED_INLINE_WAIT = 1.0
+MAX_SKIPPED_LANES = 100  # lanes left out of one claim at most (the claim's WHERE stays short)
+# Rows of one per-workspace lane a worker holds at most (about a second of Slack's pace, its budget's queue):
+# beyond, the lane is skipped by the claims, so another workspace's rows due behind its fan-out are claimed
+LANE_IN_HAND = 8
 # How far back the engine looks to measure its own sending pace (rows finished per second).
 PACE_WINDOW = 3.0
 
@@ -184,6 +191,11 @@ class EngineConfig:
     claim_horizon: float = 1.0  # seconds of sending one worker holds, at the pace it achieves
     concurrency: int = 16  # rows handled at once per worker (sends in flight at most); the budget paces them
     mention_chunk: int = 20  # users per fallback mention message (within every platform's length limit)
+    # platforms whose send limits are per workspace (core.ports.Budget: Slack's, per app per workspace):
+    # their sends wait at most SCOPED_INLINE_WAIT inline, and a workspace whose budget is busy for longer is
+    # left out of the claims meanwhile (its "lane"), so the rows of another workspace due behind its
+    # fan-out are claimed and paced by their own budget, side by side
+    per_scope: frozenset[Platform] = frozenset({Platform.SLACK})
 
     def __post_init__(self) -> None:
         if not timedelta(seconds=self.send_timeout) < self.lease_margin < self.lease:
@@ -351,6 +363,9 @@ class DeliveryEngine:
         self._flush_pause = 0.5  # seconds before retrying a failed outcome write (doubling)
         self._recorder: _Recorder | None = None
         self._pace = _Pace(monotonic)
+        self._returned: set[int | None] = set()  # rows of the sends in hand given back unsent (_give_back)
+        self._busy: dict[str, datetime] = {}  # per-workspace lane → when its budget frees up (engine clock)
+        self._lane_rows: Counter[str] = Counter()  # per-workspace lane → its rows in hand
         # the claims in hand: token → lease end (renewed), and the rows of each not yet durably settled
         self._leases: dict[str, datetime] = {}
         self._held: dict[str, set[int]] = {}
@@ -396,6 +411,7 @@ class DeliveryEngine:
         # outcomes a failed write left queued: recorded first, while their claims still hold
         await recorder.flush(attempts=3, pause=self._flush_pause)
         self._pace.begin()
+        self._lane_rows.clear()  # nothing is in hand between runs (one run at a time)
         handled = 0
         claims = 0
         running: set[asyncio.Task[None]] = set()
@@ -406,7 +422,11 @@ class DeliveryEngine:
                 if max_batches is not None and claims >= max_batches:
                     break
                 want = self.claim_size()
-                if running and in_hand[0] > want // 2:
+                skip = self._lanes_to_skip()
+                # rows of lanes left out of this claim do not fill the hand for the others: a workspace's
+                # fan-out paced by its own budget never keeps another workspace's rows from being claimed
+                held = in_hand[0] - sum(self._lane_rows.get(lane, 0) for lane in skip)
+                if running and held > want // 2:
                     # enough in hand: top up when half of it is sent, not before (urgent rows claimed
                     # meanwhile by any worker would otherwise queue behind ours)
                     await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
@@ -416,19 +436,26 @@ class DeliveryEngine:
                     now=self._clock.now(),
                     worker=self.config.worker_id,
                     lease=self.config.lease,
-                    batch=want - in_hand[0],
+                    batch=want - held,
+                    skip=skip,
                 )
                 self._obs.claimed(len(rows), time.perf_counter() - t0)
                 claims += 1
                 if not rows:
                     if not running:
                         break
-                    # nothing more is due now; what is in hand may still add rows (a fallback's mention,
-                    # a row given back): claim once more after it, then stop
-                    await asyncio.wait(running)
+                    # nothing more is due now (outside the lanes left out); what is in hand may still add
+                    # rows (a fallback's mention, a row given back) or free a lane: claim once more after
+                    await asyncio.wait(
+                        running, return_when=asyncio.FIRST_COMPLETED if skip else asyncio.ALL_COMPLETED
+                    )
                     continue
                 handled += len(rows)
                 in_hand[0] += len(rows)
+                for row in rows:
+                    lane = self._lane(row)
+                    if lane is not None:
+                        self._lane_rows[lane] += 1
                 self._hold(rows)
                 try:
                     tasks = await self._start(rows, sem, in_hand)
@@ -444,8 +471,41 @@ class DeliveryEngine:
             await recorder.flush(attempts=3, pause=self._flush_pause)
         nxt = await self._outbox.next_due()
         if nxt is not None:
+            busy = [self._busy[lane] for lane in self._lanes_to_skip() if lane in self._busy]
+            if busy and nxt <= self._clock.now():
+                # what is due now may be rows of busy lanes only: come back when the first of them frees
+                # up, not at once and again and again (a full hand is empty again by now: nothing runs)
+                nxt = max(nxt, min(busy))
             self._wake.arm(nxt)
         return handled
+
+    def _lane(self, row: Delivery) -> str | None:
+        """The row's per-workspace lane (``slack@T1``: the head of its recipient), None where the platform's
+        limits are not per workspace."""
+        platform = _sending_platform(row)
+        if platform not in self.config.per_scope:
+            return None
+        scope = _sending_scope(row)
+        return f"{platform}@{scope}" if scope is not None else None
+
+    def _out_of_hand(self, rows: Sequence[Delivery]) -> None:
+        for row in rows:
+            lane = self._lane(row)
+            if lane is not None:
+                self._lane_rows[lane] -= 1
+                if self._lane_rows[lane] <= 0:
+                    del self._lane_rows[lane]
+
+    def _lanes_to_skip(self) -> list[str]:
+        """The per-workspace lanes not to claim from now (core.ports.Outbox.claim_due ``skip``): those
+        holding LANE_IN_HAND rows here already (their budget has work queued), and those whose budget said
+        it is busy for longer than a send waits inline."""
+        horizon = self._clock.now() + timedelta(seconds=SCOPED_INLINE_WAIT)
+        for lane in [lane for lane, until in self._busy.items() if until <= horizon]:
+            del self._busy[lane]
+        full = [lane for lane, n in self._lane_rows.items() if n >= LANE_IN_HAND]
+        busy = sorted(self._busy, key=self._busy.__getitem__)
+        return list(dict.fromkeys([*full, *busy]))[:MAX_SKIPPED_LANES]
 
     async def renew_leases(self) -> int:
         """Extend the lease of every claim in hand (the waker calls this every lease / 3). A row that was
@@ -568,7 +628,12 @@ class DeliveryEngine:
             self._abandon(rows)
         finally:
             in_hand[0] -= len(rows)
-            self._pace.finished(len(rows))
+            self._out_of_hand(rows)
+            # the pace is what was sent: rows given back for later are not (counting them would size the
+            # next claims by the give-backs, and the more rows come back, the bigger the claims)
+            returned = sum(1 for r in rows if r.id in self._returned)
+            self._returned.difference_update(r.id for r in rows)
+            self._pace.finished(len(rows) - returned)
 
     async def _drop_poison(self, rows: Sequence[Delivery], in_hand: list[int]) -> list[Delivery]:
         """Dead-letter rows that can never be handled: unparsable references, or rows whose handling
@@ -590,6 +655,7 @@ class DeliveryEngine:
         if dead:
             await asyncio.gather(*(self._settle(r, DeliveryStatus.DEAD, error=why) for r, why in dead))
             in_hand[0] -= len(dead)
+            self._out_of_hand([r for r, _ in dead])
         return keep
 
     async def _load_context(self, rows: Sequence[Delivery]) -> _Context:
@@ -956,17 +1022,23 @@ class DeliveryEngine:
             chat = parse_user(row.recipient).id
         waited = 0.0
         platform = _sending_platform(row)
+        scope = _sending_scope(row)
+        lane = f"{platform}@{scope}" if scope is not None and platform in self.config.per_scope else None
+        inline = MAX_INLINE_WAIT if lane is None else SCOPED_INLINE_WAIT
         while True:
             holds = self._holds.get(platform, 0)
-            wait = await self._budget.acquire(
-                platform, chat, max_wait=MAX_INLINE_WAIT, scope=_sending_scope(row)
-            )
+            wait = await self._budget.acquire(platform, chat, max_wait=inline - waited, scope=scope)
             if wait < 0:
+                if lane is not None and row.kind.to_user:
+                    # a DM waits on its workspace's budget (its private chat's own limit is rarely what
+                    # holds it: one message each); a channel's busy limit must not close the whole lane
+                    until = self._clock.now() + timedelta(seconds=-wait)
+                    self._busy[lane] = max(self._busy.get(lane, until), until)
                 raise _NotYet(-wait)
             waited += wait
             # a 429 for the whole platform arrived while this send waited for its turn: the turn it was
             # given predates the hold, so it asks again (the budget now makes it wait the hold out)
-            if self._holds.get(platform, 0) == holds or waited >= MAX_INLINE_WAIT:
+            if self._holds.get(platform, 0) == holds or waited >= inline:
                 break
         if waited:
             self._obs.budget_waited(platform, waited)
@@ -1039,6 +1111,8 @@ class DeliveryEngine:
                 f"paced: the send budget allows it in {after:.1f}s",
                 self._clock.now() + timedelta(seconds=after),
             )
+        if row.id is not None:
+            self._returned.add(row.id)
         await self._settle(row, DeliveryStatus.PENDING, error=reason, due_at=due, refund=True)
 
     async def _retry(self, row: Delivery, e: Exception) -> None:

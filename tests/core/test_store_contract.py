@@ -727,6 +727,29 @@ async def test_commit_persists_and_later_writes_need_another_commit(
 # --------------------------------------------------------------------------- the engine's outbox
 
 
+async def test_claim_due_leaves_the_lanes_it_is_told_to_skip(
+    uow_factory: UnitOfWorkFactory, outbox: Outbox
+) -> None:
+    """A lane is a recipient's head (``slack@T1``): every row to that workspace, whatever its kind; a lane
+    name's LIKE wildcards are literal (``T_`` skips T_ only)."""
+    await add_spaces(uow_factory, space())
+    slack = {"platform": Platform.SLACK}
+    await add_rows(
+        uow_factory,
+        [
+            row("sp1", "a1", T0 - timedelta(minutes=3), recipient="slack@T1:user:U1", **slack),
+            row("sp1", "a2", T0 - timedelta(minutes=3), recipient="slack@T1:chat:C1", **slack),
+            row("sp1", "b1", T0 - timedelta(minutes=2), recipient="slack@T2:user:U1", **slack),
+            row("sp1", "w1", T0 - timedelta(minutes=2), recipient="slack@T_:user:U1", **slack),
+            row("sp1", "t1", T0 - timedelta(minutes=1)),  # telegram:user:t1
+        ],
+    )
+    got = await outbox.claim_due(now=T0, worker="w1", lease=LEASE, batch=10, skip=["slack@T1", "slack@T_"])
+    assert [d.key for d in got] == ["b1", "t1"]
+    rest = await outbox.claim_due(now=T0, worker="w1", lease=LEASE, batch=10)
+    assert [d.key for d in rest] == ["a1", "a2", "w1"]
+
+
 async def test_claim_due_takes_due_rows_oldest_first_up_to_the_batch(
     uow_factory: UnitOfWorkFactory, outbox: Outbox
 ) -> None:

@@ -474,14 +474,20 @@ class MemoryOutbox:
     def __init__(self, db: MemoryDB) -> None:
         self._db = db
 
-    async def claim_due(self, *, now: datetime, worker: str, lease: timedelta, batch: int) -> list[Delivery]:
+    async def claim_due(
+        self, *, now: datetime, worker: str, lease: timedelta, batch: int, skip: Sequence[str] = ()
+    ) -> list[Delivery]:
         if batch <= 0:
             return []
+        heads = tuple(f"{lane}:" for lane in skip)
         due = [
             d
             for d in self._db.state.deliveries.values()
-            if (d.status is DeliveryStatus.PENDING and d.due_at <= now)
-            or (d.status is DeliveryStatus.CLAIMED and d.lease_until is not None and d.lease_until <= now)
+            if (
+                (d.status is DeliveryStatus.PENDING and d.due_at <= now)
+                or (d.status is DeliveryStatus.CLAIMED and d.lease_until is not None and d.lease_until <= now)
+            )
+            and not (heads and d.recipient.startswith(heads))
         ]
         due.sort(key=lambda d: (d.priority if d.priority is not None else 0, d.due_at, d.id or 0))
         token = secrets.token_hex(16)
