@@ -96,7 +96,7 @@ import pytest_asyncio
 from aiohttp import web
 
 from tests.fakes.secrets import CANARY, SLACK_APP_TOKEN, SLACK_SIGNING_SECRET
-from tests.fakes.slack_spec import SlackSpec, load_spec, message_problems, view_problems
+from tests.fakes.slack_spec import SlackSpec, event_problems, load_spec, message_problems, view_problems
 
 __all__ = [
     "TIERS",
@@ -2112,7 +2112,11 @@ class SlackEmulator:
                 }
             ],
             "is_ext_shared_channel": False,
+            # deprecated (2020) in favour of `authorizations`, still sent with one id: kept for old apps
+            "authed_users": [team.bot_user_id],
         }
+        for problem in event_problems(payload):
+            self._violate("send_event", "emulator", problem, payload)
         rec = await self._send_event_payload(team, payload, retry_num, retry_reason)
         if self.auto_retry_events:
             n = retry_num or 0
