@@ -129,6 +129,7 @@ TIERS: dict[str, int] = {
     "conversations.members": 4,
     "users.info": 4,
     "usergroups.users.list": 2,
+    "usergroups.list": 2,
     "views.open": 4,
     "views.update": 4,
     "views.push": 4,
@@ -1226,6 +1227,7 @@ class SlackEmulator:
             "conversations.members": self._m_conv_members,
             "users.info": self._m_users_info,
             "usergroups.users.list": self._m_usergroup_users,
+            "usergroups.list": self._m_usergroups_list,
             "views.open": self._m_views_open,
             "views.push": self._m_views_push,
             "views.update": self._m_views_update,
@@ -1403,6 +1405,39 @@ class SlackEmulator:
         if user is None:
             raise SlackApiFailure("user_not_found")
         return {"user": user.to_api(include_locale=bool(ctx.params.get("include_locale")))}
+
+    def _m_usergroups_list(self, ctx: _Ctx) -> dict[str, Any]:
+        p = ctx.params
+        groups = []
+        for gid, (team_id, handle, members) in self.usergroups.items():
+            if team_id != ctx.team_id:
+                continue
+            group: dict[str, Any] = {
+                "id": gid,
+                "team_id": team_id,
+                "is_usergroup": True,
+                "is_subteam": True,
+                "name": handle.replace("-", " ").title(),
+                "description": "",
+                "handle": handle,
+                "is_external": False,
+                "date_create": 1_700_000_000,
+                "date_update": 1_700_000_000,
+                "date_delete": 0,
+                "auto_type": None,
+                "auto_provision": False,
+                "enterprise_subteam_id": "",
+                "created_by": self.teams[team_id].bot_user_id,
+                "updated_by": self.teams[team_id].bot_user_id,
+                "deleted_by": None,
+                "prefs": {"channels": [], "groups": []},
+            }
+            if p.get("include_users"):
+                group["users"] = list(members)
+            if p.get("include_count"):
+                group["user_count"] = len(members)
+            groups.append(group)
+        return {"usergroups": groups}
 
     def _m_usergroup_users(self, ctx: _Ctx) -> dict[str, Any]:
         group = self.usergroups.get(str(ctx.params["usergroup"]))

@@ -144,6 +144,8 @@ async def test_conversations_info_members_usergroups(
     assert page2["response_metadata"]["next_cursor"] == ""
     gid = emu.add_usergroup(team, "space-mods", users[:2])
     assert (await client.usergroups_users_list(usergroup=gid))["users"] == [u.id for u in users[:2]]
+    [group] = (await client.usergroups_list(include_count=True))["usergroups"]
+    assert (group["id"], group["handle"], group["user_count"]) == (gid, "space-mods", 2)
 
 
 async def test_calls(emu: SlackEmulator, team: SlTeam, client: AsyncWebClient) -> None:
