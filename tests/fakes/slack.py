@@ -1899,10 +1899,16 @@ class SlackEmulator:
     ) -> Inbound:
         """``user`` clicks the element ``action_id`` of a message or a view (a button; for a select, ``value``
         is the chosen option's value). Fails the test if no such element is shown there."""
+        if not isinstance(message_or_view, SlMessage):
+            # what is on screen: the view's latest state, even when the test holds an older copy of it
+            live = self.views.get(str(message_or_view.get("id")))
+            if live is None or (live.closed and not live.is_home):
+                raise AssertionError(f"view {message_or_view.get('id')} is not on {user.name}'s screen")
+            message_or_view = live.view
+        elif message_or_view.deleted:
+            raise AssertionError(f"message {message_or_view.ts} was deleted")
         blocks = (
-            message_or_view.blocks
-            if isinstance(message_or_view, SlMessage)
-            else message_or_view.get("blocks", [])
+            message_or_view.blocks if isinstance(message_or_view, SlMessage) else message_or_view["blocks"]
         )
         found = [(b, el) for b, el in _interactive_elements(blocks) if el.get("action_id") == action_id]
         if not found:
