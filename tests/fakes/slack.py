@@ -1902,7 +1902,7 @@ class SlackEmulator:
         if not isinstance(message_or_view, SlMessage):
             # what is on screen: the view's latest state, even when the test holds an older copy of it
             live = self.views.get(str(message_or_view.get("id")))
-            if live is None or (live.closed and not live.is_home):
+            if live is None or (live.closed and not live.is_home) or live.user_id != user.id:
                 raise AssertionError(f"view {message_or_view.get('id')} is not on {user.name}'s screen")
             message_or_view = live.view
         elif message_or_view.deleted:
