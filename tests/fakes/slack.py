@@ -7,10 +7,11 @@ Outbound (the app calls Slack): point the client at it, ``AsyncWebClient(token=.
 (``tests/fakes/specs/slack-web-openapi-v2.json`` via :mod:`tests.fakes.slack_spec`) and Block Kit's limits.
 
 Inbound (Slack calls the app): :meth:`SlackEmulator.slash_command`, :meth:`click`, :meth:`submit_view`,
-:meth:`send_event`, :meth:`open_home`, :meth:`uninstall` build Slack's payloads and deliver them signed
+:meth:`close_view`, :meth:`send_event`, :meth:`user_says`, :meth:`open_home`, :meth:`uninstall`,
+:meth:`verify_url` build Slack's payloads and deliver them signed
 (``X-Slack-Signature: v0=HMAC-SHA256(signing_secret, "v0:{ts}:{body}")``) to ``emu.request_url`` over HTTP,
 or, with ``emu.transport = "socket"``, as Socket Mode envelopes over the websocket the app opened through
-``apps.connections.open``. Each returns an :class:`Inbound`: the app's status and body (its ack), plus what
+``apps.connections.open`` (``disconnect_socket`` plays Slack refreshing the link). Each returns an :class:`Inbound`: the app's status and body (its ack), plus what
 it later posted to the ``response_url`` (``rec.responses``). OAuth v2 installs are played by
 :meth:`install_via_oauth`.
 

@@ -185,6 +185,16 @@ async def test_spec_violations(emu: SlackEmulator, general: SlChannel, client: A
         async with http.get(f"{emu.api_base}auth.test", params={"token": token}) as res:
             assert (await res.json())["ok"]  # a form or query token is fine
     assert [v.kind for v in emu.take_violations()] == ["spec", "spec"]
+    # a form (what slack_sdk sends with data=): JSON arguments travel as strings, booleans as "1"/"0"
+    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": "form"}}]
+    await client.api_call(
+        "chat.postMessage",
+        data={"channel": general.id, "text": "form", "blocks": json.dumps(blocks), "unfurl_links": "0"},
+    )
+    assert emu.messages_in(general)[-1].blocks == blocks
+    assert emu.api_calls("chat.postMessage")[-1].params["unfurl_links"] is False
+    err = await error_of(client.api_call("chat.postMessage", data={"channel": general.id, "blocks": "[{"}))
+    assert err.response["error"] == "invalid_arguments" and emu.take_violations()[0].kind == "spec"
     # a newer argument slack_sdk sends that the 2021 description lacks is allowed explicitly
     await client.chat_postMessage(
         channel=general.id, text="m", metadata={"event_type": "x", "event_payload": {}}
