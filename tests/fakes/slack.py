@@ -11,9 +11,9 @@ Inbound (Slack calls the app): :meth:`SlackEmulator.slash_command`, :meth:`click
 :meth:`verify_url` build Slack's payloads and deliver them signed
 (``X-Slack-Signature: v0=HMAC-SHA256(signing_secret, "v0:{ts}:{body}")``) to ``emu.request_url`` over HTTP,
 or, with ``emu.transport = "socket"``, as Socket Mode envelopes over the websocket the app opened through
-``apps.connections.open`` (``disconnect_socket`` plays Slack refreshing the link). Each returns an :class:`Inbound`: the app's status and body (its ack), plus what
-it later posted to the ``response_url`` (``rec.responses``). OAuth v2 installs are played by
-:meth:`install_via_oauth`.
+``apps.connections.open`` (``disconnect_socket`` plays Slack refreshing the link). Each returns an
+:class:`Inbound`: the app's status and body (its ack), plus what it later posted to the ``response_url``
+(``rec.responses``). OAuth v2 installs are played by :meth:`install_via_oauth`.
 
 What people saw is recorded at the emulator: ``messages_in``, ``dms_to``, ``ephemeral_to``, ``views_of``
 (``open_views_of``), ``home_of``, ``calls_in``, ``received``, ``broadcasts`` (``<!channel>``/``<!here>``/
