@@ -910,11 +910,11 @@ class SlackEmulator:
                 and containing not in json.dumps(first.blocks)
             ):
                 continue
-            chan = self.channels.get(msg.channel)
-            if chan is not None and chan.is_im and chan.im_user:
-                counts[chan.im_user] += 1
             texts = " ".join(_mrkdwn_texts(first.text, first.blocks))
             mentioned = set(_MENTION_RE.findall(texts))
+            chan = self.channels.get(msg.channel)
+            if chan is not None and chan.is_im and chan.im_user:
+                mentioned.add(chan.im_user)  # a DM naming its recipient is still one message received
             for gid in _SUBTEAM_RE.findall(texts):  # a user group mention notifies its members
                 mentioned.update(self.usergroups[gid][2] if gid in self.usergroups else [])
             for uid in mentioned:
