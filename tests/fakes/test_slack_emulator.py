@@ -307,8 +307,8 @@ async def test_mentions_counted(
     assert emu.broadcasts == []
     await client.chat_postMessage(channel=general.id, text="<!here> live now")
     assert [b[1] for b in emu.broadcasts] == ["here"]
-    await client.chat_postMessage(channel=bob.id, text=f"<@{bob.id}>, your space starts")
-    assert emu.received(containing="your space") == {bob.id: 1}
+    await client.chat_postMessage(channel=bob.id, text=f"<@{bob.id}>, your space begins")
+    assert emu.received(containing="your space begins") == {bob.id: 1}
     assert emu.received(containing="starts") == {alice.id: 1, bob.id: 1}
 
 
