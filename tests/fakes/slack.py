@@ -65,9 +65,13 @@ Rate limits (``emu.unlimited = True`` turns them off), per app per workspace per
   ``AsyncRateLimitErrorRetryHandler``.
 
 Deactivated users (:meth:`deactivate`): ``conversations.open`` answers ``user_disabled`` (documented on its
-reference page); ``chat.postMessage`` to their user id or their DM answers ``user_disabled`` too — Slack's
-chat.postMessage page does not list the case, and apps see either ``user_disabled`` or ``channel_not_found``
-in the wild, so the adapter must treat both as "unreachable" (``emu.deactivated_post_error`` changes it).
+reference page). For ``chat.postMessage`` (and ``chat.postEphemeral``) to their user id or their DM, Slack's
+page lists no error, and a Slack engineer confirmed that posting to a deactivated user SUCCEEDS (the DM's
+history still exists; slackapi/python-slack-sdk#1156, 2022). ``emu.deactivated_post_error`` picks what the
+emulator does: ``"user_disabled"`` (default, so an adapter's "unreachable" path is exercised; the
+conservative reading) or ``"channel_not_found"``, or ``None`` for Slack's observed behaviour: the post is
+accepted and stored with ``undelivered=True``, nobody sees it (``dms_to`` and ``received`` leave it out). An
+adapter cannot count on an error: to skip deactivated accounts it reads ``users.info`` (``deleted``).
 
 Time: ``clock`` (default ``time.monotonic``) drives rate limits, trigger_id (3 s) and response_url (30 min)
 expiry; ``wall_clock`` (default ``time.time``) the timestamps the app checks (request signatures, ``ts``).
@@ -344,6 +348,7 @@ class SlMessage:
     bot_id: str | None = None
     source: str = "chat.postMessage"  # or "chat.postEphemeral", "response_url", "ack", "user"
     app_id: str = "A0SPACES"
+    undelivered: bool = False  # posted in the DM of a deactivated account: accepted, seen by nobody
 
     @property
     def text(self) -> str:
@@ -599,7 +604,7 @@ class SlackEmulator:
         self.tiers: dict[str, int] = dict(TIERS)
         self.post_burst = 3
         self.post_workspace_per_minute = 600
-        self.deactivated_post_error = "user_disabled"
+        self.deactivated_post_error: str | None = "user_disabled"  # see the module docstring
         # the deprecated `token` field of every payload: Spaces verifies signatures and never configures it,
         # so it is no test secret (Bolt logs whole payloads at DEBUG)
         self.verification_token = "deprecated-verification-token"
@@ -869,7 +874,7 @@ class SlackEmulator:
 
     def dms_to(self, user: SlUser) -> list[SlMessage]:
         cid = self._ims.get((user.team_id, user.id))
-        return self.messages_in(cid) if cid else []
+        return [m for m in self.messages_in(cid) if not m.undelivered] if cid else []
 
     def ephemeral_to(self, user: SlUser) -> list[SlMessage]:
         return [m for m in self.ephemerals if m.ephemeral_to == user.id]
@@ -901,7 +906,7 @@ class SlackEmulator:
         What people saw: count losses and duplicates from here."""
         counts: Counter[str] = Counter()
         for msg in self.messages.values():
-            if msg.deleted or msg.ephemeral_to is not None or msg.bot_id is None:
+            if msg.deleted or msg.undelivered or msg.ephemeral_to is not None or msg.bot_id is None:
                 continue  # only the app's messages: what users write is not "received"
             first = msg.versions[0]
             if (
@@ -1145,7 +1150,7 @@ class SlackEmulator:
             user = self._user_in(team.id, cid)
             if user is None:
                 raise SlackApiFailure("channel_not_found")
-            if user.deleted:
+            if user.deleted and self.deactivated_post_error is not None:
                 raise SlackApiFailure(self.deactivated_post_error)
             return self.im_channel(user)
         chan = self.channels.get(cid)
@@ -1159,7 +1164,7 @@ class SlackEmulator:
         team = self._team(ctx)
         if chan.is_im:
             other = self.users.get(chan.im_user or "")
-            if other is not None and other.deleted:
+            if other is not None and other.deleted and self.deactivated_post_error is not None:
                 raise SlackApiFailure(self.deactivated_post_error)
             return
         if team.bot_user_id not in chan.members:
@@ -1208,6 +1213,8 @@ class SlackEmulator:
             app_id=self.app_id,
             source=source,
         )
+        if chan.is_im and chan.im_user in self.users and self.users[chan.im_user].deleted:
+            msg.undelivered = True
         self.messages[(chan.id, ts)] = msg
         self._by_channel.setdefault(chan.id, []).append(msg)  # ts only grow: the list stays in order
         self._record_broadcasts(chan.id, ts, text, blocks)

@@ -286,6 +286,9 @@ async def test_unreachable_users_and_channels(
     assert (await error_of(client.chat_postMessage(channel=alice.id, text="x"))).response[
         "error"
     ] == "user_disabled"
+    emu.deactivated_post_error = None  # what Slack was seen doing: accepted, seen by nobody
+    posted = await client.chat_postMessage(channel=alice.id, text="into the void")
+    assert emu.find_message(posted["ts"]).undelivered and emu.dms_to(alice) == [] and emu.received() == {}
     emu.remove_bot_from(general)
     assert (await error_of(client.chat_postMessage(channel=general.id, text="x"))).response[
         "error"
