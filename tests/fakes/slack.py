@@ -41,8 +41,8 @@ slack_bolt log whole response bodies and payloads at DEBUG: production (and a te
 them at INFO or above.
 
 Violations: a request Slack would refuse because the app was built wrong (unknown method or argument,
-missing or mistyped argument, Block Kit over its limits, a trigger_id used twice, view errors naming no input
-block...) is answered with Slack's error AND recorded; ``assert_clean()`` (on exit of ``async with``, when
+missing or mistyped argument, a scope it did not ask for at install, Block Kit over its limits, a trigger_id
+used twice, view errors naming no input block...) is answered with Slack's error AND recorded; ``assert_clean()`` (on exit of ``async with``, when
 ``strict``) fails the test. A test provoking one on purpose takes it with ``take_violations()``. Errors that
 happen to correct apps (rate limits, revoked tokens, deactivated users, an expired trigger_id) are answered
 but not recorded as violations: the app must handle them.
@@ -148,6 +148,25 @@ TIERS: dict[str, int] = {
 }
 #: Calls allowed in any 60 s per tier: the documented lower bounds, except Tier 1 ("1+ per minute ... a small
 #: amount of burst behavior is tolerated"): 3, so that a Socket Mode reconnect right after a connect passes.
+#: The bot scopes each method needs, any one of them (docs.slack.dev reference pages; the 2021 description
+#: names the legacy user scopes). Methods absent here need none (auth.test, chat.getPermalink, views.*).
+METHOD_SCOPES: dict[str, tuple[str, ...]] = {
+    "chat.postMessage": ("chat:write",),
+    "chat.update": ("chat:write",),
+    "chat.delete": ("chat:write",),
+    "chat.postEphemeral": ("chat:write",),
+    "conversations.open": ("im:write", "mpim:write"),
+    "conversations.info": ("channels:read", "groups:read", "im:read", "mpim:read"),
+    "conversations.members": ("channels:read", "groups:read", "im:read", "mpim:read"),
+    "users.info": ("users:read",),
+    "usergroups.list": ("usergroups:read",),
+    "usergroups.users.list": ("usergroups:read",),
+    "calls.add": ("calls:write",),
+    "calls.end": ("calls:write",),
+    "calls.info": ("calls:read",),
+    "team.info": ("team:read",),
+}
+
 _TIER_PER_MINUTE = {1: 3, 2: 20, 3: 50, 4: 100}
 
 _MENTION_RE = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
@@ -446,6 +465,9 @@ class _Token:
     kind: Literal["bot", "app"]
     team_id: str | None
     revoked: bool = False
+    scopes: frozenset[str] | None = (
+        None  # granted bot scopes; None: not checked (a test's ready-made install)
+    )
 
 
 @dataclass
@@ -760,9 +782,12 @@ class SlackEmulator:
         domain: str | None = None,
         installed: bool = True,
         token: str | None = None,
+        scopes: str | None = None,
     ) -> SlTeam:
         """A workspace; ``installed`` (default) installs the app in it (see :meth:`bot_token`), with ``token``
-        as its bot token when given (e.g. ``tests.fakes.secrets.SLACK_BOT_TOKEN``)."""
+        as its bot token when given (e.g. ``tests.fakes.secrets.SLACK_BOT_TOKEN``). ``scopes`` ("chat:write,
+        commands,...") are the bot scopes granted, checked on each call (``missing_scope``); None grants all.
+        An install through :meth:`install_via_oauth` grants what the authorize URL asked for."""
         team_id = self._new_id("T")
         domain = domain or re.sub(r"[^a-z0-9-]", "-", name.lower()) or "team"
         team = SlTeam(team_id, name, domain, self._new_id("U"), self._new_id("B"), installed=False)
@@ -771,14 +796,15 @@ class SlackEmulator:
         bot = SlUser(team.bot_user_id, team_id, "spaces", "Spaces", "Spaces", "UTC", 0, "en-US", is_bot=True)
         self.users[bot.id] = bot
         if installed:
-            self._install(team, token=token)
+            self._install(team, token=token, scopes=scopes)
         return team
 
-    def _install(self, team: SlTeam, *, token: str | None = None, scopes: str = "") -> str:
+    def _install(self, team: SlTeam, *, token: str | None = None, scopes: str | None = None) -> str:
         team.installed = True
-        team.scopes = tuple(s for s in scopes.split(",") if s)
+        granted = None if scopes is None else frozenset(s for s in scopes.split(",") if s)
+        team.scopes = tuple(sorted(granted or ()))
         value = token or f"xoxb-{team.id}-{secrets.token_hex(6)}-{CANARY}-{secrets.token_hex(4)}"
-        self._tokens[value] = _Token(value, "bot", team.id)
+        self._tokens[value] = _Token(value, "bot", team.id, scopes=granted)
         self._team_tokens[team.id].append(value)
         return value
 
@@ -1044,6 +1070,7 @@ class SlackEmulator:
                     fault.remaining -= 1
                     raise SlackApiFailure(fault.error, status=fault.status, retry_after=fault.retry_after)
             self._check_token(method, token_value, token)
+            self._check_scope(method, token)
             norm, problems = self.spec.check_params(method, params)
             if problems:
                 unknown_only = all(p.startswith("unknown argument") for p in problems)
@@ -1089,6 +1116,18 @@ class SlackEmulator:
             raise SlackApiFailure("token_revoked")
         if (method == "apps.connections.open") != (token.kind == "app"):
             raise SlackApiFailure("not_allowed_token_type")
+
+    def _check_scope(self, method: str, token: _Token | None) -> None:
+        needed = METHOD_SCOPES.get(method)
+        if token is None or token.scopes is None or not needed or token.scopes & set(needed):
+            return
+        provided = ",".join(sorted(token.scopes))
+        raise SlackApiFailure(
+            "missing_scope",
+            violation="scope",  # the app asks for too few scopes at install (manifest / OAuth settings)
+            detail=f"{method} needs {' or '.join(needed)}; granted: {provided or 'none'}",
+            extra={"needed": needed[0], "provided": provided},
+        )
 
     def _check_rate(self, method: str, team_id: str | None, params: dict[str, Any]) -> None:
         if self.unlimited:
@@ -1168,7 +1207,11 @@ class SlackEmulator:
                 raise SlackApiFailure(self.deactivated_post_error)
             return
         if team.bot_user_id not in chan.members:
-            raise SlackApiFailure("not_in_channel")
+            # chat:write.public lets an app post in public channels it has not joined; a ready-made install
+            # (scopes None) is taken as without it, so remove_bot_from() bites
+            scopes = ctx.token.scopes if ctx.token is not None else None
+            if chan.is_private or scopes is None or "chat:write.public" not in scopes:
+                raise SlackApiFailure("not_in_channel")
 
     def _check_message(self, method: str, params: dict[str, Any]) -> None:
         error, problems = message_problems(params.get("text"), params.get("blocks"))

@@ -293,6 +293,10 @@ async def test_unreachable_users_and_channels(
     assert (await error_of(client.chat_postMessage(channel=general.id, text="x"))).response[
         "error"
     ] == "not_in_channel"
+    other = emu.create_workspace("Public", scopes="chat:write,chat:write.public")
+    lobby = emu.add_channel(other, "lobby", bot_member=False)
+    public = AsyncWebClient(token=emu.bot_token(other), base_url=emu.api_base)
+    await public.chat_postMessage(channel=lobby.id, text="no need to join")  # chat:write.public
     private = emu.add_channel(team, "secret", is_private=True, bot_member=False)
     assert (await error_of(client.chat_postMessage(channel=private.id, text="x"))).response[
         "error"
@@ -611,6 +615,11 @@ async def test_oauth_install_and_single_use_code(emu: SlackEmulator, tmp_path: A
             )
         )
         assert err.response["error"] == "invalid_code"  # a code works once
+        # the install granted what the app asked for, and no more
+        bot = AsyncWebClient(token=installed.bot_token, base_url=emu.api_base)
+        err = await error_of(bot.users_info(user=owner.id))
+        assert (err.response["error"], err.response["needed"]) == ("missing_scope", "users:read")
+        assert [v.kind for v in emu.take_violations()] == ["scope"]
         err = await error_of(client.oauth_v2_access(client_id=emu.client_id, client_secret="wrong", code="x"))
         assert err.response["error"] == "bad_client_secret"
     finally:
