@@ -1315,9 +1315,7 @@ class SlackEmulator:
         self._check_message(ctx.method, p)
         chan = self._conversation(ctx, p["channel"], for_post=True)
         self._check_post(ctx, chan)
-        thread_ts = p.get("thread_ts")
-        if thread_ts is not None and (chan.id, thread_ts) not in self.messages:
-            raise SlackApiFailure("thread_not_found")
+        thread_ts = p.get("thread_ts")  # not checked: Slack documents no error for an unknown thread
         msg = self._store(
             team, chan, p.get("text", ""), p.get("blocks"), thread_ts=thread_ts, metadata=p.get("metadata")
         )
@@ -1359,7 +1357,11 @@ class SlackEmulator:
         team = self._team(ctx)
         self._check_message(ctx.method, p)
         chan = self._conversation(ctx, p["channel"], for_post=True)
-        self._check_post(ctx, chan)
+        try:
+            self._check_post(ctx, chan)
+        except SlackApiFailure as e:
+            # chat.postEphemeral documents channel_not_found (not not_in_channel) for a channel the app is not in
+            raise SlackApiFailure("channel_not_found" if e.error == "not_in_channel" else e.error) from e
         user = self._user_in(team.id, p["user"])
         if user is None or user.id not in chan.members:
             raise SlackApiFailure("user_not_in_channel")
@@ -1652,7 +1654,8 @@ class SlackEmulator:
     def _m_calls_end(self, ctx: _Ctx) -> dict[str, Any]:
         call = self._call(ctx)
         if call.ended:
-            raise SlackApiFailure("call_already_ended")
+            # documented as it is: "when the call is already been terminated" -> {"ok": true, "error": ...}
+            return {"error": "inactive_call"}
         call.ended = True
         call.duration = int(ctx.params.get("duration") or max(0, int(self.wall_clock()) - call.date_start))
         return {}
