@@ -1961,6 +1961,15 @@ class SlackEmulator:
             message_or_view = live.view
         elif message_or_view.deleted:
             raise AssertionError(f"message {message_or_view.ts} was deleted")
+        else:
+            msg_chan = self.channels.get(message_or_view.channel)
+            hidden = (
+                message_or_view.ephemeral_to not in (None, user.id)
+                or (msg_chan is not None and msg_chan.is_im and msg_chan.im_user != user.id)
+                or (msg_chan is not None and msg_chan.is_private and user.id not in msg_chan.members)
+            )
+            if hidden:
+                raise AssertionError(f"{user.name} cannot see message {message_or_view.ts}")
         blocks = (
             message_or_view.blocks if isinstance(message_or_view, SlMessage) else message_or_view["blocks"]
         )
@@ -1972,7 +1981,9 @@ class SlackEmulator:
         team = self.teams[user.team_id]
         action: dict[str, Any] = {
             "action_id": action_id,
-            "block_id": block.get("block_id", ""),
+            # Slack gives a block without a block_id one of its own (stable for the message)
+            "block_id": block.get("block_id")
+            or hashlib.sha1(json.dumps(block, sort_keys=True).encode()).hexdigest()[:5],
             "type": el["type"],
             "action_ts": self._new_ts(),
         }

@@ -439,6 +439,10 @@ async def test_click_and_view_submission(
     assert clicked == ["s1"] and msg.text == "You're in"
     with pytest.raises(AssertionError, match="no element"):
         await emu.click(alice, msg, action_id="leave")
+    dm = await client.chat_postMessage(channel=alice.id, text="AMA", blocks=blocks)
+    stranger = emu.add_user(emu.teams[alice.team_id], "stranger")
+    with pytest.raises(AssertionError, match="cannot see"):  # someone else's DM
+        await emu.click(stranger, emu.find_message(dm["ts"]), action_id="join")
 
     cmd = await emu.slash_command(alice, general, "/nothing")  # any trigger will do for views.open
     assert cmd.status == 404  # Bolt answers 404 when no listener matched
