@@ -447,7 +447,8 @@ class Inbound:
     headers: dict[str, str] = field(default_factory=dict)  # the app's response headers
     sent_headers: dict[str, str] = field(default_factory=dict)
     raw_body: bytes = b""
-    responses: list[dict[str, Any]] = field(default_factory=list)  # posts to the response_url, in order
+    # every post to the response_url, in order, refused ones (expired, 6th use) included
+    responses: list[dict[str, Any]] = field(default_factory=list)
     response_url: str | None = None
     trigger_id: str | None = None
     event_id: str | None = None
