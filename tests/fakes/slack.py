@@ -1194,6 +1194,17 @@ class SlackEmulator:
                 raise SlackApiFailure(self.deactivated_post_error)
             return self.im_channel(user)
         chan = self.channels.get(cid)
+        if chan is None and for_post:
+            # chat.postMessage also takes a channel's name ("#general" or "general")
+            name = cid.removeprefix("#")
+            chan = next(
+                (
+                    c
+                    for c in self.channels.values()
+                    if c.team_id == team.id and not c.is_im and c.name == name
+                ),
+                None,
+            )
         if chan is None or chan.team_id != team.id:
             raise SlackApiFailure("channel_not_found")
         if chan.is_private and team.bot_user_id not in chan.members:

@@ -111,6 +111,9 @@ async def test_post_update_permalink_ephemeral_dm(
     await client.chat_update(channel=general.id, ts=posted["ts"], text="AMA moved")
     [msg] = emu.messages_in(general)
     assert (msg.text, msg.blocks, len(msg.edits)) == ("AMA moved", blocks, 1)
+    by_name = await client.chat_postMessage(channel="#general", text="by name")
+    assert by_name["channel"] == general.id
+    await client.chat_delete(channel=general.id, ts=by_name["ts"])
     link = await client.chat_getPermalink(channel=general.id, message_ts=posted["ts"])
     assert link["permalink"].startswith(f"https://acme.slack.com/archives/{general.id}/p")
     await client.chat_postEphemeral(channel=general.id, user=alice.id, text="only you")
