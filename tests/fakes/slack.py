@@ -1163,6 +1163,10 @@ class SlackEmulator:
         chan = self.channels.get(channel)
         if chan is not None and chan.is_im:
             return f"im:{chan.im_user}"
+        if chan is None:  # a name: the same bucket as the id
+            name = channel.removeprefix("#")
+            found = [c.id for c in self.channels.values() if c.team_id == team_id and c.name == name]
+            return found[0] if found else channel
         return channel
 
     def _window_wait(self, key: tuple[str, ...], limit: int, window: float, now: float) -> float:
