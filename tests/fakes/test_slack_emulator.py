@@ -17,7 +17,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from tests.fakes.secrets import SLACK_BOT_TOKEN
-from tests.fakes.slack import SlackEmulator, SlChannel, SlTeam, SlUser
+from tests.fakes.slack import SlackEmulator, SlChannel, SlTeam, SlUser, slack_emulator  # noqa: F401
 from tests.fakes.slack_spec import load_spec
 
 pytestmark = [
@@ -761,3 +761,9 @@ async def test_user_messages_and_group_mentions(
     await client.chat_postMessage(channel=general.id, text=f"<!subteam^{gid}|@space-mods> new space")
     assert emu.received(containing="new space") == {alice.id: 1, bob.id: 1}
     assert emu.received() == {alice.id: 1, bob.id: 1}  # alice's own "help" is not something she received
+
+
+async def test_the_fixture(slack_emulator: SlackEmulator) -> None:  # noqa: F811
+    team = slack_emulator.create_workspace("Fixture")
+    client = AsyncWebClient(token=slack_emulator.bot_token(team), base_url=slack_emulator.api_base)
+    assert (await client.auth_test())["team_id"] == team.id
