@@ -7,12 +7,13 @@ Outbound (the app calls Slack): point the client at it, ``AsyncWebClient(token=.
 (``tests/fakes/specs/slack-web-openapi-v2.json`` via :mod:`tests.fakes.slack_spec`) and Block Kit's limits.
 
 Inbound (Slack calls the app): :meth:`SlackEmulator.slash_command`, :meth:`click`, :meth:`submit_view`,
-:meth:`send_event`, :meth:`open_home`, :meth:`uninstall` build Slack's payloads and deliver them signed
+:meth:`close_view`, :meth:`send_event`, :meth:`user_says`, :meth:`open_home`, :meth:`uninstall`,
+:meth:`verify_url` build Slack's payloads and deliver them signed
 (``X-Slack-Signature: v0=HMAC-SHA256(signing_secret, "v0:{ts}:{body}")``) to ``emu.request_url`` over HTTP,
 or, with ``emu.transport = "socket"``, as Socket Mode envelopes over the websocket the app opened through
-``apps.connections.open``. Each returns an :class:`Inbound`: the app's status and body (its ack), plus what
-it later posted to the ``response_url`` (``rec.responses``). OAuth v2 installs are played by
-:meth:`install_via_oauth`.
+``apps.connections.open`` (``disconnect_socket`` plays Slack refreshing the link). Each returns an
+:class:`Inbound`: the app's status and body (its ack), plus what it later posted to the ``response_url``
+(``rec.responses``). OAuth v2 installs are played by :meth:`install_via_oauth`.
 
 What people saw is recorded at the emulator: ``messages_in``, ``dms_to``, ``ephemeral_to``, ``views_of``
 (``open_views_of``), ``home_of``, ``calls_in``, ``received``, ``broadcasts`` (``<!channel>``/``<!here>``/
@@ -40,8 +41,8 @@ slack_bolt log whole response bodies and payloads at DEBUG: production (and a te
 them at INFO or above.
 
 Violations: a request Slack would refuse because the app was built wrong (unknown method or argument,
-missing or mistyped argument, Block Kit over its limits, a trigger_id used twice, view errors naming no input
-block...) is answered with Slack's error AND recorded; ``assert_clean()`` (on exit of ``async with``, when
+missing or mistyped argument, a scope it did not ask for at install, Block Kit over its limits, a trigger_id
+used twice, view errors naming no input block...) is answered with Slack's error AND recorded; ``assert_clean()`` (on exit of ``async with``, when
 ``strict``) fails the test. A test provoking one on purpose takes it with ``take_violations()``. Errors that
 happen to correct apps (rate limits, revoked tokens, deactivated users, an expired trigger_id) are answered
 but not recorded as violations: the app must handle them.
@@ -64,9 +65,13 @@ Rate limits (``emu.unlimited = True`` turns them off), per app per workspace per
   ``AsyncRateLimitErrorRetryHandler``.
 
 Deactivated users (:meth:`deactivate`): ``conversations.open`` answers ``user_disabled`` (documented on its
-reference page); ``chat.postMessage`` to their user id or their DM answers ``user_disabled`` too — Slack's
-chat.postMessage page does not list the case, and apps see either ``user_disabled`` or ``channel_not_found``
-in the wild, so the adapter must treat both as "unreachable" (``emu.deactivated_post_error`` changes it).
+reference page). For ``chat.postMessage`` (and ``chat.postEphemeral``) to their user id or their DM, Slack's
+page lists no error, and a Slack engineer confirmed that posting to a deactivated user SUCCEEDS (the DM's
+history still exists; slackapi/python-slack-sdk#1156, 2022). ``emu.deactivated_post_error`` picks what the
+emulator does: ``"user_disabled"`` (default, so an adapter's "unreachable" path is exercised; the
+conservative reading) or ``"channel_not_found"``, or ``None`` for Slack's observed behaviour: the post is
+accepted and stored with ``undelivered=True``, nobody sees it (``dms_to`` and ``received`` leave it out). An
+adapter cannot count on an error: to skip deactivated accounts it reads ``users.info`` (``deleted``).
 
 Time: ``clock`` (default ``time.monotonic``) drives rate limits, trigger_id (3 s) and response_url (30 min)
 expiry; ``wall_clock`` (default ``time.time``) the timestamps the app checks (request signatures, ``ts``).
@@ -96,7 +101,7 @@ import pytest_asyncio
 from aiohttp import web
 
 from tests.fakes.secrets import CANARY, SLACK_APP_TOKEN, SLACK_SIGNING_SECRET
-from tests.fakes.slack_spec import SlackSpec, load_spec, message_problems, view_problems
+from tests.fakes.slack_spec import SlackSpec, event_problems, load_spec, message_problems, view_problems
 
 __all__ = [
     "TIERS",
@@ -129,6 +134,7 @@ TIERS: dict[str, int] = {
     "conversations.members": 4,
     "users.info": 4,
     "usergroups.users.list": 2,
+    "usergroups.list": 2,
     "views.open": 4,
     "views.update": 4,
     "views.push": 4,
@@ -142,6 +148,25 @@ TIERS: dict[str, int] = {
 }
 #: Calls allowed in any 60 s per tier: the documented lower bounds, except Tier 1 ("1+ per minute ... a small
 #: amount of burst behavior is tolerated"): 3, so that a Socket Mode reconnect right after a connect passes.
+#: The bot scopes each method needs, any one of them (docs.slack.dev reference pages; the 2021 description
+#: names the legacy user scopes). Methods absent here need none (auth.test, chat.getPermalink, views.*).
+METHOD_SCOPES: dict[str, tuple[str, ...]] = {
+    "chat.postMessage": ("chat:write",),
+    "chat.update": ("chat:write",),
+    "chat.delete": ("chat:write",),
+    "chat.postEphemeral": ("chat:write",),
+    "conversations.open": ("im:write", "mpim:write"),
+    "conversations.info": ("channels:read", "groups:read", "im:read", "mpim:read"),
+    "conversations.members": ("channels:read", "groups:read", "im:read", "mpim:read"),
+    "users.info": ("users:read",),
+    "usergroups.list": ("usergroups:read",),
+    "usergroups.users.list": ("usergroups:read",),
+    "calls.add": ("calls:write",),
+    "calls.end": ("calls:write",),
+    "calls.info": ("calls:read",),
+    "team.info": ("team:read",),
+}
+
 _TIER_PER_MINUTE = {1: 3, 2: 20, 3: 50, 4: 100}
 
 _MENTION_RE = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
@@ -342,6 +367,7 @@ class SlMessage:
     bot_id: str | None = None
     source: str = "chat.postMessage"  # or "chat.postEphemeral", "response_url", "ack", "user"
     app_id: str = "A0SPACES"
+    undelivered: bool = False  # posted in the DM of a deactivated account: accepted, seen by nobody
 
     @property
     def text(self) -> str:
@@ -421,7 +447,8 @@ class Inbound:
     headers: dict[str, str] = field(default_factory=dict)  # the app's response headers
     sent_headers: dict[str, str] = field(default_factory=dict)
     raw_body: bytes = b""
-    responses: list[dict[str, Any]] = field(default_factory=list)  # posts to the response_url, in order
+    # every post to the response_url, in order, refused ones (expired, 6th use) included
+    responses: list[dict[str, Any]] = field(default_factory=list)
     response_url: str | None = None
     trigger_id: str | None = None
     event_id: str | None = None
@@ -439,6 +466,9 @@ class _Token:
     kind: Literal["bot", "app"]
     team_id: str | None
     revoked: bool = False
+    scopes: frozenset[str] | None = (
+        None  # granted bot scopes; None: not checked (a test's ready-made install)
+    )
 
 
 @dataclass
@@ -597,7 +627,7 @@ class SlackEmulator:
         self.tiers: dict[str, int] = dict(TIERS)
         self.post_burst = 3
         self.post_workspace_per_minute = 600
-        self.deactivated_post_error = "user_disabled"
+        self.deactivated_post_error: str | None = "user_disabled"  # see the module docstring
         # the deprecated `token` field of every payload: Spaces verifies signatures and never configures it,
         # so it is no test secret (Bolt logs whole payloads at DEBUG)
         self.verification_token = "deprecated-verification-token"
@@ -753,9 +783,12 @@ class SlackEmulator:
         domain: str | None = None,
         installed: bool = True,
         token: str | None = None,
+        scopes: str | None = None,
     ) -> SlTeam:
         """A workspace; ``installed`` (default) installs the app in it (see :meth:`bot_token`), with ``token``
-        as its bot token when given (e.g. ``tests.fakes.secrets.SLACK_BOT_TOKEN``)."""
+        as its bot token when given (e.g. ``tests.fakes.secrets.SLACK_BOT_TOKEN``). ``scopes`` ("chat:write,
+        commands,...") are the bot scopes granted, checked on each call (``missing_scope``); None grants all.
+        An install through :meth:`install_via_oauth` grants what the authorize URL asked for."""
         team_id = self._new_id("T")
         domain = domain or re.sub(r"[^a-z0-9-]", "-", name.lower()) or "team"
         team = SlTeam(team_id, name, domain, self._new_id("U"), self._new_id("B"), installed=False)
@@ -764,14 +797,15 @@ class SlackEmulator:
         bot = SlUser(team.bot_user_id, team_id, "spaces", "Spaces", "Spaces", "UTC", 0, "en-US", is_bot=True)
         self.users[bot.id] = bot
         if installed:
-            self._install(team, token=token)
+            self._install(team, token=token, scopes=scopes)
         return team
 
-    def _install(self, team: SlTeam, *, token: str | None = None, scopes: str = "") -> str:
+    def _install(self, team: SlTeam, *, token: str | None = None, scopes: str | None = None) -> str:
         team.installed = True
-        team.scopes = tuple(s for s in scopes.split(",") if s)
+        granted = None if scopes is None else frozenset(s for s in scopes.split(",") if s)
+        team.scopes = tuple(sorted(granted or ()))
         value = token or f"xoxb-{team.id}-{secrets.token_hex(6)}-{CANARY}-{secrets.token_hex(4)}"
-        self._tokens[value] = _Token(value, "bot", team.id)
+        self._tokens[value] = _Token(value, "bot", team.id, scopes=granted)
         self._team_tokens[team.id].append(value)
         return value
 
@@ -867,7 +901,7 @@ class SlackEmulator:
 
     def dms_to(self, user: SlUser) -> list[SlMessage]:
         cid = self._ims.get((user.team_id, user.id))
-        return self.messages_in(cid) if cid else []
+        return [m for m in self.messages_in(cid) if not m.undelivered] if cid else []
 
     def ephemeral_to(self, user: SlUser) -> list[SlMessage]:
         return [m for m in self.ephemerals if m.ephemeral_to == user.id]
@@ -899,7 +933,7 @@ class SlackEmulator:
         What people saw: count losses and duplicates from here."""
         counts: Counter[str] = Counter()
         for msg in self.messages.values():
-            if msg.deleted or msg.ephemeral_to is not None or msg.bot_id is None:
+            if msg.deleted or msg.undelivered or msg.ephemeral_to is not None or msg.bot_id is None:
                 continue  # only the app's messages: what users write is not "received"
             first = msg.versions[0]
             if (
@@ -908,11 +942,11 @@ class SlackEmulator:
                 and containing not in json.dumps(first.blocks)
             ):
                 continue
-            chan = self.channels.get(msg.channel)
-            if chan is not None and chan.is_im and chan.im_user:
-                counts[chan.im_user] += 1
             texts = " ".join(_mrkdwn_texts(first.text, first.blocks))
             mentioned = set(_MENTION_RE.findall(texts))
+            chan = self.channels.get(msg.channel)
+            if chan is not None and chan.is_im and chan.im_user:
+                mentioned.add(chan.im_user)  # a DM naming its recipient is still one message received
             for gid in _SUBTEAM_RE.findall(texts):  # a user group mention notifies its members
                 mentioned.update(self.usergroups[gid][2] if gid in self.usergroups else [])
             for uid in mentioned:
@@ -1037,6 +1071,7 @@ class SlackEmulator:
                     fault.remaining -= 1
                     raise SlackApiFailure(fault.error, status=fault.status, retry_after=fault.retry_after)
             self._check_token(method, token_value, token)
+            self._check_scope(method, token)
             norm, problems = self.spec.check_params(method, params)
             if problems:
                 unknown_only = all(p.startswith("unknown argument") for p in problems)
@@ -1083,6 +1118,18 @@ class SlackEmulator:
         if (method == "apps.connections.open") != (token.kind == "app"):
             raise SlackApiFailure("not_allowed_token_type")
 
+    def _check_scope(self, method: str, token: _Token | None) -> None:
+        needed = METHOD_SCOPES.get(method)
+        if token is None or token.scopes is None or not needed or token.scopes & set(needed):
+            return
+        provided = ",".join(sorted(token.scopes))
+        raise SlackApiFailure(
+            "missing_scope",
+            violation="scope",  # the app asks for too few scopes at install (manifest / OAuth settings)
+            detail=f"{method} needs {' or '.join(needed)}; granted: {provided or 'none'}",
+            extra={"needed": needed[0], "provided": provided},
+        )
+
     def _check_rate(self, method: str, team_id: str | None, params: dict[str, Any]) -> None:
         if self.unlimited:
             return
@@ -1116,6 +1163,10 @@ class SlackEmulator:
         chan = self.channels.get(channel)
         if chan is not None and chan.is_im:
             return f"im:{chan.im_user}"
+        if chan is None:  # a name: the same bucket as the id
+            name = channel.removeprefix("#")
+            found = [c.id for c in self.channels.values() if c.team_id == team_id and c.name == name]
+            return found[0] if found else channel
         return channel
 
     def _window_wait(self, key: tuple[str, ...], limit: int, window: float, now: float) -> float:
@@ -1143,10 +1194,21 @@ class SlackEmulator:
             user = self._user_in(team.id, cid)
             if user is None:
                 raise SlackApiFailure("channel_not_found")
-            if user.deleted:
+            if user.deleted and self.deactivated_post_error is not None:
                 raise SlackApiFailure(self.deactivated_post_error)
             return self.im_channel(user)
         chan = self.channels.get(cid)
+        if chan is None and for_post:
+            # chat.postMessage also takes a channel's name ("#general" or "general")
+            name = cid.removeprefix("#")
+            chan = next(
+                (
+                    c
+                    for c in self.channels.values()
+                    if c.team_id == team.id and not c.is_im and c.name == name
+                ),
+                None,
+            )
         if chan is None or chan.team_id != team.id:
             raise SlackApiFailure("channel_not_found")
         if chan.is_private and team.bot_user_id not in chan.members:
@@ -1157,11 +1219,15 @@ class SlackEmulator:
         team = self._team(ctx)
         if chan.is_im:
             other = self.users.get(chan.im_user or "")
-            if other is not None and other.deleted:
+            if other is not None and other.deleted and self.deactivated_post_error is not None:
                 raise SlackApiFailure(self.deactivated_post_error)
             return
         if team.bot_user_id not in chan.members:
-            raise SlackApiFailure("not_in_channel")
+            # chat:write.public lets an app post in public channels it has not joined; a ready-made install
+            # (scopes None) is taken as without it, so remove_bot_from() bites
+            scopes = ctx.token.scopes if ctx.token is not None else None
+            if chan.is_private or scopes is None or "chat:write.public" not in scopes:
+                raise SlackApiFailure("not_in_channel")
 
     def _check_message(self, method: str, params: dict[str, Any]) -> None:
         error, problems = message_problems(params.get("text"), params.get("blocks"))
@@ -1206,6 +1272,8 @@ class SlackEmulator:
             app_id=self.app_id,
             source=source,
         )
+        if chan.is_im and chan.im_user in self.users and self.users[chan.im_user].deleted:
+            msg.undelivered = True
         self.messages[(chan.id, ts)] = msg
         self._by_channel.setdefault(chan.id, []).append(msg)  # ts only grow: the list stays in order
         self._record_broadcasts(chan.id, ts, text, blocks)
@@ -1226,6 +1294,7 @@ class SlackEmulator:
             "conversations.members": self._m_conv_members,
             "users.info": self._m_users_info,
             "usergroups.users.list": self._m_usergroup_users,
+            "usergroups.list": self._m_usergroups_list,
             "views.open": self._m_views_open,
             "views.push": self._m_views_push,
             "views.update": self._m_views_update,
@@ -1262,9 +1331,7 @@ class SlackEmulator:
         self._check_message(ctx.method, p)
         chan = self._conversation(ctx, p["channel"], for_post=True)
         self._check_post(ctx, chan)
-        thread_ts = p.get("thread_ts")
-        if thread_ts is not None and (chan.id, thread_ts) not in self.messages:
-            raise SlackApiFailure("thread_not_found")
+        thread_ts = p.get("thread_ts")  # not checked: Slack documents no error for an unknown thread
         msg = self._store(
             team, chan, p.get("text", ""), p.get("blocks"), thread_ts=thread_ts, metadata=p.get("metadata")
         )
@@ -1306,7 +1373,11 @@ class SlackEmulator:
         team = self._team(ctx)
         self._check_message(ctx.method, p)
         chan = self._conversation(ctx, p["channel"], for_post=True)
-        self._check_post(ctx, chan)
+        try:
+            self._check_post(ctx, chan)
+        except SlackApiFailure as e:
+            # chat.postEphemeral documents channel_not_found (not not_in_channel) for a channel the app is not in
+            raise SlackApiFailure("channel_not_found" if e.error == "not_in_channel" else e.error) from e
         user = self._user_in(team.id, p["user"])
         if user is None or user.id not in chan.members:
             raise SlackApiFailure("user_not_in_channel")
@@ -1403,6 +1474,39 @@ class SlackEmulator:
         if user is None:
             raise SlackApiFailure("user_not_found")
         return {"user": user.to_api(include_locale=bool(ctx.params.get("include_locale")))}
+
+    def _m_usergroups_list(self, ctx: _Ctx) -> dict[str, Any]:
+        p = ctx.params
+        groups = []
+        for gid, (team_id, handle, members) in self.usergroups.items():
+            if team_id != ctx.team_id:
+                continue
+            group: dict[str, Any] = {
+                "id": gid,
+                "team_id": team_id,
+                "is_usergroup": True,
+                "is_subteam": True,
+                "name": handle.replace("-", " ").title(),
+                "description": "",
+                "handle": handle,
+                "is_external": False,
+                "date_create": 1_700_000_000,
+                "date_update": 1_700_000_000,
+                "date_delete": 0,
+                "auto_type": None,
+                "auto_provision": False,
+                "enterprise_subteam_id": "",
+                "created_by": self.teams[team_id].bot_user_id,
+                "updated_by": self.teams[team_id].bot_user_id,
+                "deleted_by": None,
+                "prefs": {"channels": [], "groups": []},
+            }
+            if p.get("include_users"):
+                group["users"] = list(members)
+            if p.get("include_count"):
+                group["user_count"] = len(members)
+            groups.append(group)
+        return {"usergroups": groups}
 
     def _m_usergroup_users(self, ctx: _Ctx) -> dict[str, Any]:
         group = self.usergroups.get(str(ctx.params["usergroup"]))
@@ -1566,7 +1670,8 @@ class SlackEmulator:
     def _m_calls_end(self, ctx: _Ctx) -> dict[str, Any]:
         call = self._call(ctx)
         if call.ended:
-            raise SlackApiFailure("call_already_ended")
+            # documented as it is: "when the call is already been terminated" -> {"ok": true, "error": ...}
+            return {"error": "inactive_call"}
         call.ended = True
         call.duration = int(ctx.params.get("duration") or max(0, int(self.wall_clock()) - call.date_start))
         return {}
@@ -1864,10 +1969,25 @@ class SlackEmulator:
     ) -> Inbound:
         """``user`` clicks the element ``action_id`` of a message or a view (a button; for a select, ``value``
         is the chosen option's value). Fails the test if no such element is shown there."""
+        if not isinstance(message_or_view, SlMessage):
+            # what is on screen: the view's latest state, even when the test holds an older copy of it
+            live = self.views.get(str(message_or_view.get("id")))
+            if live is None or (live.closed and not live.is_home) or live.user_id != user.id:
+                raise AssertionError(f"view {message_or_view.get('id')} is not on {user.name}'s screen")
+            message_or_view = live.view
+        elif message_or_view.deleted:
+            raise AssertionError(f"message {message_or_view.ts} was deleted")
+        else:
+            msg_chan = self.channels.get(message_or_view.channel)
+            hidden = (
+                message_or_view.ephemeral_to not in (None, user.id)
+                or (msg_chan is not None and msg_chan.is_im and msg_chan.im_user != user.id)
+                or (msg_chan is not None and msg_chan.is_private and user.id not in msg_chan.members)
+            )
+            if hidden:
+                raise AssertionError(f"{user.name} cannot see message {message_or_view.ts}")
         blocks = (
-            message_or_view.blocks
-            if isinstance(message_or_view, SlMessage)
-            else message_or_view.get("blocks", [])
+            message_or_view.blocks if isinstance(message_or_view, SlMessage) else message_or_view["blocks"]
         )
         found = [(b, el) for b, el in _interactive_elements(blocks) if el.get("action_id") == action_id]
         if not found:
@@ -1877,7 +1997,9 @@ class SlackEmulator:
         team = self.teams[user.team_id]
         action: dict[str, Any] = {
             "action_id": action_id,
-            "block_id": block.get("block_id", ""),
+            # Slack gives a block without a block_id one of its own (stable for the message)
+            "block_id": block.get("block_id")
+            or hashlib.sha1(json.dumps(block, sort_keys=True).encode()).hexdigest()[:5],
             "type": el["type"],
             "action_ts": self._new_ts(),
         }
@@ -2112,7 +2234,11 @@ class SlackEmulator:
                 }
             ],
             "is_ext_shared_channel": False,
+            # deprecated (2020) in favour of `authorizations`, still sent with one id: kept for old apps
+            "authed_users": [team.bot_user_id],
         }
+        for problem in event_problems(payload):
+            self._violate("send_event", "emulator", problem, payload)
         rec = await self._send_event_payload(team, payload, retry_num, retry_reason)
         if self.auto_retry_events:
             n = retry_num or 0

@@ -29,6 +29,7 @@ __all__ = [
     "ParamSpec",
     "SlackSpec",
     "block_problems",
+    "event_problems",
     "load_spec",
     "message_problems",
     "view_problems",
@@ -273,6 +274,28 @@ def _coerce(name: str, typ: str, value: Any, json_arg: bool = False) -> tuple[An
     if isinstance(value, (str, int, float)) and not isinstance(value, bool):
         return str(value), None
     return value, f"{name!r} must be a string, got {type(value).__name__}"
+
+
+EVENTS_PATH = Path(__file__).parent / "specs" / "slack-events-api-asyncapi.json"
+
+
+@lru_cache(maxsize=1)
+def _event_wrapper() -> dict[str, Any]:
+    with open(EVENTS_PATH, encoding="utf-8") as f:
+        wrapper: dict[str, Any] = json.load(f)["components"]["schemas"]["GenericEventWrapper"]
+    return wrapper
+
+
+def event_problems(payload: dict[str, Any]) -> list[str]:
+    """Required fields of the Events API envelope (and of its ``event``) that ``payload`` lacks, from the
+    vendored AsyncAPI description: a check of the emulator's own deliveries."""
+    wrapper = _event_wrapper()
+    problems = [f"envelope: no {key!r}" for key in wrapper.get("required", []) if key not in payload]
+    event_schema = wrapper["properties"]["event"]
+    event = payload.get("event")
+    if isinstance(event, dict):
+        problems += [f"event: no {key!r}" for key in event_schema.get("required", []) if key not in event]
+    return problems
 
 
 @lru_cache(maxsize=4)
