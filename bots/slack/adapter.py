@@ -29,7 +29,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from bots.slack.render import MENTIONS_PER_MESSAGE, Rendered, cut, render, render_mention
+from bots.slack.render import MENTIONS_PER_MESSAGE, Rendered, render, render_call, render_mention
 from bots.slack.workspaces import Workspaces
 from core.errors import ChatUnavailable, RateLimited, RecipientUnreachable, TransientError
 from core.models import EventSpec, EventStatus
@@ -370,8 +370,7 @@ class SlackPlatform:
         await self._post(
             chat.scope,
             chat.id,
-            # the title is user text: escaped (a "<!channel>" in it must not notify the channel)
-            Rendered(text=cut(spec.title, 3000), blocks=[{"type": "call", "call_id": call_id}]),
+            render_call(call_id, spec.title),  # the title escaped: a "<!channel>" in it notifies nobody
             to_user=False,
         )
         self._calls.put(external, (call_id, True))

@@ -151,7 +151,7 @@ async def test_the_call_is_made_at_live_and_ended_at_end(slack: SlackEmulator) -
         assert call.title == "<!channel> AMA" and not call.ended  # calls.add's title is plain text
         (posted,) = slack.messages_in(chan)
         assert posted.blocks == [{"type": "call", "call_id": call_id}]
-        assert posted.text == "&lt;!channel&gt; AMA" and not slack.broadcasts  # the title is escaped
+        assert posted.text == "🟣 &lt;!channel&gt; AMA" and not slack.broadcasts  # the title is escaped
 
         assert await p.update_event(chat, call_id, spec(EventStatus.ACTIVE)) is None  # no second Call
         assert await p.update_event(chat, call_id, spec(EventStatus.COMPLETED)) is None
