@@ -402,7 +402,10 @@ class SlackPlatform:
 
     async def is_moderator(self, chat: ChatRef, user: UserRef) -> bool:
         """Workspace admins and owners, or members of SLACK_MODERATOR_GROUP (a handle such as "space-mods",
-        or an id "S…"). Cached briefly; a failed check answers False (the host can still act)."""
+        or an id "S…"). Cached briefly; a failed check answers False (the host can still act).
+        Only in the user's own workspace: an admin of one workspace moderates nothing in another."""
+        if chat.platform is not Platform.SLACK or (user.scope and chat.scope and user.scope != chat.scope):
+            return False
         team = user.scope or chat.scope
         key = (team, user.id)
         known = self._moderators.get(key)

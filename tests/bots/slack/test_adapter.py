@@ -201,6 +201,14 @@ async def test_moderators_are_admins_owners_or_the_user_group(slack: SlackEmulat
         assert await p.is_moderator(chat, user_of(owner))
 
 
+async def test_an_admin_moderates_only_their_own_workspace(slack: SlackEmulator) -> None:
+    acme, globex = slack.create_workspace("Acme"), slack.create_workspace("Globex")
+    admin = slack.add_user(globex, "admin", is_admin=True)
+    async with running(slack, acme) as p:
+        assert not await p.is_moderator(chat_of(acme, "C1"), user_of(admin))
+        assert not await p.is_moderator(ChatRef(Platform.TELEGRAM, "-100"), user_of(admin))
+
+
 async def test_the_moderator_group_by_handle(slack: SlackEmulator) -> None:
     team = slack.create_workspace()
     mod = slack.add_user(team, "mod")
