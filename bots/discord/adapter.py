@@ -843,13 +843,13 @@ class DiscordPlatform:
 
     def message_link(self, message: MessageRef) -> str | None:
         guild = self._guild_known(message.chat)
-        if guild is None:
+        if guild is None or not (guild.isdigit() and message.chat_id.isdigit() and message.id.isdigit()):
             return None  # a DM, or a channel this process cannot place: no link anyone else could open
         return f"{WEB}/channels/{guild}/{message.chat_id}/{message.id}"
 
     def event_link(self, chat: ChatRef, event_id: str) -> str | None:
         guild = self._guild_known(chat)
-        if guild is None or not event_id.isdigit():
+        if guild is None or not (guild.isdigit() and event_id.isdigit()):
             return None
         return f"{WEB}/events/{guild}/{event_id}"
 

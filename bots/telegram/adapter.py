@@ -20,6 +20,7 @@ import enum
 import hmac
 import json
 import logging
+import re
 import warnings
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -74,6 +75,7 @@ BODY_TIMEOUT = 5.0  # seconds to receive a webhook body: a stalled client is cut
 # many attempts: the person is told something went wrong, the update is confirmed — never a stuck queue.
 MAX_UPDATE_ATTEMPTS = 3
 PUBLIC_CHATS_REMEMBERED = 10_000  # chat id → its public @username, seen in updates and sent messages
+_USERNAME_RE = re.compile(r"[A-Za-z0-9_]{4,32}")  # what Telegram allows: nothing else reaches a link
 T = TypeVar("T")
 
 
@@ -472,7 +474,7 @@ class TelegramPlatform:
     # ------------------------------------------------------------------ links for the share page (core Places)
 
     def _remember_public(self, chat_id: str, username: str | None) -> None:
-        if not username or not chat_id.startswith("-"):
+        if not username or not chat_id.startswith("-") or not _USERNAME_RE.fullmatch(username):
             return  # private chats' usernames are people's: never put on a page
         self._public[chat_id] = username
         self._public.move_to_end(chat_id)
@@ -491,7 +493,7 @@ class TelegramPlatform:
         """t.me/<username>/<id> in a public group this process knows; t.me/c/<id>/<id> in a supergroup
         (opens for its members); None elsewhere (a basic group or a private chat has no message links)."""
         chat, mid = message.chat_id, message.id
-        if not mid.isdigit():
+        if not mid.isdigit() or not chat.lstrip("-").isdigit():
             return None
         username = self._public.get(chat)
         if username is not None:

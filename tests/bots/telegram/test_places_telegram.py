@@ -42,3 +42,19 @@ async def test_no_deep_link_before_start(tg_env: TgEnv) -> None:
         clock=tg_env.clock,
     )
     assert fresh.subscribe_link("abcdefghjk") is None
+
+
+async def test_a_public_groups_username_is_learnt_from_its_updates(tg_env: TgEnv) -> None:
+    """A card posted by another process (a worker): this one learns the group's @username from what the
+    group sends it, and links the card publicly."""
+    p, tg = tg_env.platform, tg_env.tg
+    host = tg.create_user("Hana", username="hana", started=True)
+    public = tg.create_group("Jazz club", username="jazzclub", creator=host)
+    card = MessageRef(Platform.TELEGRAM, str(public.id), "77")
+    assert p.message_link(card) == f"https://t.me/c/{str(public.id).removeprefix('-100')}/77"
+    await tg.user_sends(host, public, "/help")
+    await tg_env.eventually(lambda: _async(p.message_link(card) == "https://t.me/jazzclub/77"))
+
+
+async def _async(value: bool) -> bool:
+    return value
