@@ -60,6 +60,7 @@ AVATAR_TTL = 600.0  # seconds a user's avatar (or its absence, or a failed read)
 AVATAR_FAILED_TTL = 60.0  # seconds a failed read is remembered (a burst of views never repeats it)
 AVATAR_CACHE_SIZE = 5_000
 AVATAR_TIMEOUT = 3.0  # seconds the share page waits for GET /users/{id}; then the monogram stands in
+AVATAR_BUDGET_WAIT = 1.0  # seconds an avatar read waits for room in the engine's budget, at most
 
 # Discord's JSON error codes we act on
 UNKNOWN_CHANNEL = 10003
@@ -858,9 +859,9 @@ class DiscordPlatform:
 
     async def avatar_url(self, user: UserRef) -> str | None:
         """The user's own avatar on Discord's CDN (GET /users/{id}), None when they have none (the page's
-        monogram then beats Discord's grey default). A read outside the engine's budget: it is cached
-        (answers and failures alike), concurrent page views of one host share one request, and it waits
-        AVATAR_TIMEOUT at most — discord.py's own rate limiting handles the rare 429."""
+        monogram then beats Discord's grey default). Cached (answers and failures alike), concurrent page
+        views of one host share one request, which takes its slot in the engine's budget (Discord's
+        global limit is the sends' too) but waits AVATAR_TIMEOUT at most, the budget's part included."""
         if user.platform is not Platform.DISCORD or not user.id.isdigit() or self._client is None:
             return None
         now = self._monotonic()
@@ -882,6 +883,14 @@ class DiscordPlatform:
         ttl = AVATAR_TTL
         try:
             async with asyncio.timeout(AVATAR_TIMEOUT):
+                # one request against the bot's global limit, like a send: taken from the same budget, but
+                # never waited for long (sends come first; the monogram stands in meanwhile)
+                budget = self._budget
+                if (
+                    budget is not None
+                    and await budget.acquire(Platform.DISCORD, max_wait=AVATAR_BUDGET_WAIT) < 0
+                ):
+                    raise TimeoutError("no room in the budget")
                 data = await self.client.http.get_user(int(user_id))
             url = avatar_cdn_url(user_id, data.get("avatar") if isinstance(data, dict) else None)
         except Exception as e:  # never a reason for the page to fail: the monogram stands in

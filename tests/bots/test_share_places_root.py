@@ -63,16 +63,17 @@ async def svc(tmp_path: Path, dc: DiscordEmulator, tg: TelegramEmulator) -> Asyn
         await service.stop()
 
 
-async def announce(svc: Service, space_id: str, host: UserRef) -> None:
+async def announce(svc: Service, space_id: str, host: UserRef, card: str) -> None:
     """A Space announced on Discord (card + scheduled event) and in a Telegram supergroup."""
     async with svc.uow() as uow:
         await uow.spaces.add(space_sample(space_id, host=host))
         await uow.announcements.add(
-            Announcement(space_id, MessageRef(Platform.DISCORD, "22", f"3{space_id[-1]}", scope="11"))
+            Announcement(
+                space_id,
+                MessageRef(Platform.DISCORD, "22", card, scope="11"),
+            )
         )
-        await uow.announcements.add(
-            Announcement(space_id, MessageRef(Platform.TELEGRAM, "-1001234", space_id[-1]))
-        )
+        await uow.announcements.add(Announcement(space_id, MessageRef(Platform.TELEGRAM, "-1001234", card)))
         await uow.events.add(NativeEvent(space_id, ChatRef(Platform.DISCORD, "22", scope="11"), "44"))
         await uow.commit()
 
@@ -91,11 +92,11 @@ async def test_a_space_on_two_platforms_gets_its_buttons_and_the_hosts_avatar(
 ) -> None:
     ana = dc.create_user("ana")
     ana.avatar = "0123abcd"
-    await announce(svc, "abcdefghjk", UserRef(Platform.DISCORD, str(ana.id)))
+    await announce(svc, "abcdefghjk", UserRef(Platform.DISCORD, str(ana.id)), "301")
     html, csp = await page(svc, "abcdefghjk")
     assert BUTTON.findall(html) == [
         ("telegram", "https://t.me/SpacesTestBot?start=s_abcdefghjk", "Subscribe on Telegram"),
-        ("discord", "https://discord.com/channels/11/22/3k", "Subscribe on Discord"),
+        ("discord", "https://discord.com/channels/11/22/301", "Subscribe on Discord"),
         ("discord", "https://discord.com/events/11/44", "Subscribe on Discord (event)"),
     ]
     assert f'src="https://cdn.discordapp.com/avatars/{ana.id}/0123abcd.png?size=128"' in html
@@ -108,7 +109,7 @@ async def test_a_space_on_two_platforms_gets_its_buttons_and_the_hosts_avatar(
 async def test_a_failing_platform_leaves_the_page_working(svc: Service, dc: DiscordEmulator) -> None:
     bob = dc.create_user("bob")
     dc.fail_next("GET", "/users/{user_id}", 403, 50001, "Missing Access")
-    await announce(svc, "bcdefghjkm", UserRef(Platform.DISCORD, str(bob.id)))
+    await announce(svc, "bcdefghjkm", UserRef(Platform.DISCORD, str(bob.id)), "302")
     html, csp = await page(svc, "bcdefghjkm")
     assert len(BUTTON.findall(html)) == 3  # the links need no request: still there
     assert "cdn.discordapp.com" not in html and "img-src" not in csp  # the monogram stands in

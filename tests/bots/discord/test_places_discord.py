@@ -4,8 +4,9 @@ real discord.py from the emulator (GET /users/{id}), cached, failures answered N
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
-from bots.discord.adapter import DiscordConfig, DiscordPlatform, avatar_cdn_url
+from bots.discord.adapter import AVATAR_BUDGET_WAIT, DiscordConfig, DiscordPlatform, avatar_cdn_url
 from core.ports import Places
 from core.refs import ChatRef, MessageRef, Platform, UserRef
 from tests.bots.discord.conftest import running
@@ -70,3 +71,31 @@ async def test_a_failed_read_answers_none_and_is_remembered(dc: DiscordEmulator)
         assert await p.avatar_url(gone) is None
         assert len(dc.calls(USERS, "GET")) == 1
     dc.take_violations()  # the 404 is the point
+
+
+class Budget:
+    """The engine's budget as the avatar read sees it: room now, or a wait longer than it accepts."""
+
+    def __init__(self, wait: float) -> None:
+        self.wait = wait
+        self.asked: list[float] = []
+
+    async def acquire(self, platform: Platform, chat: str | None = None, **kw: Any) -> float:
+        self.asked.append(kw["max_wait"])
+        return self.wait
+
+    async def penalise(self, platform: Platform, retry_after: float, **kw: Any) -> None: ...
+
+
+async def test_the_read_takes_its_slot_in_the_budget_or_waits_not(dc: DiscordEmulator) -> None:
+    ana = dc.create_user("ana")
+    ana.avatar = "0123abcd"
+    ref = UserRef(Platform.DISCORD, str(ana.id))
+    full = Budget(-30.0)  # the sends hold the limit for 30 s
+    async with running(dc, receive=False, budget=full) as p:
+        assert await p.avatar_url(ref) is None
+        assert full.asked == [AVATAR_BUDGET_WAIT] and not dc.calls(USERS, "GET")
+    room = Budget(0.0)
+    async with running(dc, receive=False, budget=room) as p:
+        assert (await p.avatar_url(ref) or "").endswith("/0123abcd.png?size=128")
+        assert len(room.asked) == 1 and len(dc.calls(USERS, "GET")) == 1
