@@ -40,6 +40,7 @@ from bots.audio.supervisor import AudioSupervisor, LiveSpaceAudio, SpaceAudioHea
 from bots.console.adapter import ConsolePlatform
 from bots.console.repl import HOST_NAME, MAIN_CHAT, ConsoleIO, ConsoleRepl
 from bots.metrics import FleetView, Metrics
+from bots.places import SpacePlaces
 from bots.router import Router, Startable
 from bots.runtime.budget import (
     DEFAULT_GLOBAL,
@@ -834,6 +835,7 @@ async def build(
     )
     engine_ref.append(engine)
 
+    share_places = SpacePlaces(router, read_uow)
     routes: list[WebRoute] = []
     for p in adapters:
         if isinstance(p, ContributesRoutes):
@@ -857,6 +859,9 @@ async def build(
         public_metrics=settings.metrics_port is None,
         links=links,  # /s/<id>.ics (bots/web/calendar.py): its UID and links name SPACES_PUBLIC_URL
         profiles=ProfileService(read_uow),  # the host's name in the .ics
+        # the share page's "Subscribe on …" buttons and the host's picture, from every platform (bots/places.py)
+        places=share_places,
+        avatars=share_places.avatar,
     )
     web_app = make_web_app(web_deps)
 

@@ -16,7 +16,7 @@ from typing import Protocol, runtime_checkable
 from core.errors import ChatUnavailable, TransientError
 from core.models import EventSpec
 from core.notices import Notice
-from core.ports import ChatPlatform, NativeEvents
+from core.ports import ChatPlatform, NativeEvents, Places
 from core.refs import ChatRef, MessageRef, Platform, UserRef
 
 log = logging.getLogger(__name__)
@@ -205,3 +205,42 @@ class Router:
     def native_event_platforms(self) -> frozenset[Platform]:
         """The platforms whose adapter implements NativeEvents (the Space service mirrors Spaces there)."""
         return frozenset(p for p, a in self._by_platform.items() if isinstance(a, NativeEvents))
+
+    # ------------------------------------------------------------------ Places (the share page)
+    # Never raising, like the port: a platform not configured here, or without links, answers None, and an
+    # adapter that breaks its contract costs its own link only (logged), never the page.
+
+    def _places(self, platform: Platform) -> Places | None:
+        adapter = self._by_platform.get(platform)
+        return adapter if isinstance(adapter, Places) else None
+
+    def message_link(self, message: MessageRef) -> str | None:
+        places = self._places(message.platform)
+        return _quiet(lambda: places.message_link(message)) if places is not None else None
+
+    def event_link(self, chat: ChatRef, event_id: str) -> str | None:
+        places = self._places(chat.platform)
+        return _quiet(lambda: places.event_link(chat, event_id)) if places is not None else None
+
+    def subscribe_link(self, platform: Platform, space_id: str) -> str | None:
+        """The platform's link that subscribes to the Space (Telegram's deep link), if it has one."""
+        places = self._places(platform)
+        return _quiet(lambda: places.subscribe_link(space_id)) if places is not None else None
+
+    async def avatar_url(self, user: UserRef) -> str | None:
+        places = self._places(user.platform)
+        if places is None:
+            return None
+        try:
+            return await places.avatar_url(user)
+        except Exception:
+            log.warning("%s: avatar_url raised", user.platform, exc_info=True)
+            return None
+
+
+def _quiet(link: Callable[[], str | None]) -> str | None:
+    try:
+        return link()
+    except Exception:
+        log.warning("a platform's link raised", exc_info=True)
+        return None

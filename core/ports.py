@@ -99,6 +99,36 @@ class NativeEvents(Protocol):
         ...
 
 
+@runtime_checkable
+class Places(Protocol):
+    """Links to where a Space lives on a platform, and a person's picture, for the public share page
+    (bots/places.py). Platforms that can implement it (Discord, Telegram, Slack); the router checks
+    ``isinstance(p, Places)``.
+
+    The page is public and read often: every method MUST NOT raise (None on any failure or when the platform
+    has no such link), the link methods are pure (no network: the answer comes from the ref and what the
+    adapter already knows), and :meth:`avatar_url` keeps its answers in a bounded cache with a TTL. Every
+    link is absolute (https://, or tg://); never one that carries a secret (a bot token)."""
+
+    def message_link(self, message: MessageRef) -> str | None:
+        """A link that opens the posted ``message`` (or at least its chat) for a member of the chat."""
+        ...
+
+    def event_link(self, chat: ChatRef, event_id: str) -> str | None:
+        """A link to the platform's own event ``event_id`` mirrored in the announcement chat ``chat``."""
+        ...
+
+    def subscribe_link(self, space_id: str) -> str | None:
+        """A link that subscribes whoever follows it to the Space (Telegram's deep link into the bot's
+        private chat); None where subscribing happens on the card itself, or while it cannot be built yet."""
+        ...
+
+    async def avatar_url(self, user: UserRef) -> str | None:
+        """``user``'s picture as a public https:// URL, or None (none set, unknown, or the platform only
+        serves it behind the bot's token). Bounded in time: a slow platform costs the picture only."""
+        ...
+
+
 class FrameReader(Protocol):
     """One consumer's place in a live Space's audio (core.audio: Opus, 48 kHz, 20-ms packets).
 

@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import ssl
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -53,6 +54,13 @@ DM_CACHE_SIZE = 10_000  # DM channel ids kept in memory (discord.py keeps 128; e
 READY_TIMEOUT = 60.0  # seconds start() waits for the gateway's READY (and the guilds) before giving up
 EVENTS_REMEMBERED = 10_000  # scheduled events whose last status (and creating key) this process keeps
 EVENT_USERS_PAGE = 100  # GET /guilds/{id}/scheduled-events/{id}/users returns at most 100 per page
+WEB = "https://discord.com"
+CDN = "https://cdn.discordapp.com"
+AVATAR_TTL = 600.0  # seconds a user's avatar (or its absence, or a failed read) is reused by the share page
+AVATAR_FAILED_TTL = 60.0  # seconds a failed read is remembered (a burst of views never repeats it)
+AVATAR_CACHE_SIZE = 5_000
+AVATAR_TIMEOUT = 3.0  # seconds the share page waits for GET /users/{id}; then the monogram stands in
+AVATAR_BUDGET_WAIT = 1.0  # seconds an avatar read waits for room in the engine's budget, at most
 
 # Discord's JSON error codes we act on
 UNKNOWN_CHANNEL = 10003
@@ -246,7 +254,7 @@ def intents() -> discord.Intents:
 
 
 class DiscordPlatform:
-    """core.ports.ChatPlatform, NativeEvents and VoiceBridge (bots/discord/voice.py) for Discord."""
+    """core.ports.ChatPlatform, NativeEvents, VoiceBridge (bots/discord/voice.py) and Places for Discord."""
 
     platform = Platform.DISCORD
     needs_gateway_lease = True  # one gateway session per bot (per shard): one owning process
@@ -286,6 +294,10 @@ class DiscordPlatform:
         self._tasks: set[asyncio.Task[None]] = set()
         self.bot_id = 0
         self.voice = DiscordVoice(lambda: self._client)
+        # user id → (expiry on the monotonic clock, avatar URL or None): the share page's avatars
+        self._avatars: _Bounded[str, tuple[float, str | None]] = _Bounded(AVATAR_CACHE_SIZE)
+        self._avatar_reads: dict[str, asyncio.Task[str | None]] = {}  # reads in flight, shared
+        self._monotonic: Callable[[], float] = time.monotonic
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -819,6 +831,74 @@ class DiscordPlatform:
             self._event_status[event_id] = body["status"]
         await self._call(self.client.http.request(route, json=body), to_user=False)
 
+    # ------------------------------------------------------------------ links for the share page (core Places)
+
+    def _guild_known(self, chat: ChatRef) -> str | None:
+        """The chat's guild without a request: its scope, else the gateway's channel cache."""
+        if chat.scope:
+            return chat.scope
+        if self._client is None or not chat.id.isdigit():
+            return None
+        guild = getattr(self._client.get_channel(int(chat.id)), "guild", None)
+        return str(guild.id) if guild is not None else None
+
+    def message_link(self, message: MessageRef) -> str | None:
+        guild = self._guild_known(message.chat)
+        if guild is None or not (guild.isdigit() and message.chat_id.isdigit() and message.id.isdigit()):
+            return None  # a DM, or a channel this process cannot place: no link anyone else could open
+        return f"{WEB}/channels/{guild}/{message.chat_id}/{message.id}"
+
+    def event_link(self, chat: ChatRef, event_id: str) -> str | None:
+        guild = self._guild_known(chat)
+        if guild is None or not (guild.isdigit() and event_id.isdigit()):
+            return None
+        return f"{WEB}/events/{guild}/{event_id}"
+
+    def subscribe_link(self, space_id: str) -> str | None:
+        return None  # subscribing is the card's 🔔 or the event's "Interested": the links above lead there
+
+    async def avatar_url(self, user: UserRef) -> str | None:
+        """The user's own avatar on Discord's CDN (GET /users/{id}), None when they have none (the page's
+        monogram then beats Discord's grey default). Cached (answers and failures alike), concurrent page
+        views of one host share one request, which takes its slot in the engine's budget (Discord's
+        global limit is the sends' too) but waits AVATAR_TIMEOUT at most, the budget's part included."""
+        if user.platform is not Platform.DISCORD or not user.id.isdigit() or self._client is None:
+            return None
+        now = self._monotonic()
+        cached = self._avatars.get(user.id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        read = self._avatar_reads.get(user.id)
+        if read is None:
+            read = asyncio.get_running_loop().create_task(self._read_avatar(user.id))
+            self._avatar_reads[user.id] = read
+            read.add_done_callback(lambda _: self._avatar_reads.pop(user.id, None))
+        try:
+            return await asyncio.shield(read)
+        except Exception:
+            return None
+
+    async def _read_avatar(self, user_id: str) -> str | None:
+        url: str | None = None
+        ttl = AVATAR_TTL
+        try:
+            async with asyncio.timeout(AVATAR_TIMEOUT):
+                # one request against the bot's global limit, like a send: taken from the same budget, but
+                # never waited for long (sends come first; the monogram stands in meanwhile)
+                budget = self._budget
+                if (
+                    budget is not None
+                    and await budget.acquire(Platform.DISCORD, max_wait=AVATAR_BUDGET_WAIT) < 0
+                ):
+                    raise TimeoutError("no room in the budget")
+                data = await self.client.http.get_user(int(user_id))
+            url = avatar_cdn_url(user_id, data.get("avatar") if isinstance(data, dict) else None)
+        except Exception as e:  # never a reason for the page to fail: the monogram stands in
+            log.warning("reading a discord avatar failed: %s", type(e).__name__)
+            ttl = AVATAR_FAILED_TTL
+        self._avatars[user_id] = (self._monotonic() + ttl, url)
+        return url
+
     # ------------------------------------------------------------------ platform queries for handlers
 
     async def is_moderator(self, chat: ChatRef, user: UserRef) -> bool:
@@ -879,6 +959,13 @@ class _Bounded(OrderedDict[K, V]):
             self.popitem(last=False)
 
 
+def avatar_cdn_url(user_id: str, avatar_hash: Any) -> str | None:
+    """A user's avatar on Discord's CDN (a static PNG, also for an animated one), None without a hash."""
+    if not isinstance(avatar_hash, str) or not avatar_hash.replace("_", "").isalnum():
+        return None
+    return f"{CDN}/avatars/{user_id}/{avatar_hash}.png?size=128"
+
+
 def _path(now: int, target: int) -> Sequence[int]:
     """The status changes Discord allows, from ``now`` to ``target`` (nothing from a final status)."""
     if now == target or now in (COMPLETED, CANCELED):
@@ -919,6 +1006,7 @@ __all__ = [
     "EventSpecLike",
     "EventsSink",
     "InteractionHandlers",
+    "avatar_cdn_url",
     "core_status",
     "intents",
     "nonce",

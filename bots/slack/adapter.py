@@ -23,6 +23,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
+from urllib.parse import urlencode
 
 import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -43,6 +44,8 @@ NO_CALL = "-"  # the event id of a Space not live yet: Slack's Call is made when
 CACHE_TTL = 60.0  # seconds users.info and moderator answers are reused
 CACHE_SIZE = 5_000  # entries per cache (least recently used beyond)
 GROUPS_TTL = 300.0  # seconds a resolved user group handle and its members are reused
+AVATAR_TTL = 600.0  # seconds the share page reuses a host's picture (or its absence, or a failed read)
+AVATAR_FAILED_TTL = 60.0
 DEFAULT_RETRY_AFTER = 1.0  # a 429 without a usable Retry-After
 
 # Slack's error codes, by what they mean for a send
@@ -154,7 +157,7 @@ def mapped(e: SlackApiError, *, to_user: bool) -> Exception:
 
 
 class SlackPlatform:
-    """core.ports.ChatPlatform and NativeEvents (the Call of a live Space) for Slack."""
+    """core.ports.ChatPlatform, NativeEvents (the Call of a live Space) and Places for Slack."""
 
     platform = Platform.SLACK
 
@@ -176,6 +179,11 @@ class SlackPlatform:
         )
         self._moderators: TtlCache[tuple[str | None, str], bool] = TtlCache(cache_ttl, CACHE_SIZE, monotonic)
         self._groups: TtlCache[str | None, frozenset[str]] = TtlCache(GROUPS_TTL, 1_000, monotonic)
+        # (team, user) → the picture's URL, "" for none: the public share page reads it on every view
+        self._avatars: TtlCache[tuple[str | None, str], str] = TtlCache(AVATAR_TTL, CACHE_SIZE, monotonic)
+        self._avatars_failed: TtlCache[tuple[str | None, str], str] = TtlCache(
+            AVATAR_FAILED_TTL, CACHE_SIZE, monotonic
+        )
         # external_unique_id → (call id, its card posted): a retried "go live" (a step failed, or the id was
         # not stored) reuses the Call it made and does not post its card twice
         self._calls: TtlCache[str, tuple[str, bool]] = TtlCache(24 * 3600.0, 10_000, monotonic)
@@ -384,6 +392,44 @@ class SlackPlatform:
             if isinstance(cause, SlackApiError) and cause.response.get("error") in _CALL_GONE:
                 return  # ended already (a retried end, or ended from Slack): that is the goal
             raise
+
+    # ------------------------------------------------------------------ links for the share page (core Places)
+
+    def message_link(self, message: MessageRef) -> str | None:
+        """Slack's app_redirect into the channel, in the message's workspace: it opens for a member (and
+        offers the workspace's sign-in to others) without a chat.getPermalink call per card."""
+        team = message.scope or self.workspaces.token_team
+        query = {"channel": message.chat_id} if team is None else {"team": team, "channel": message.chat_id}
+        return f"https://slack.com/app_redirect?{urlencode(query)}"
+
+    def event_link(self, chat: ChatRef, event_id: str) -> str | None:
+        return None  # Slack's Call lives in its card, in the channel: the message link leads there
+
+    def subscribe_link(self, space_id: str) -> str | None:
+        return None  # subscribing is the card's button
+
+    async def avatar_url(self, user: UserRef) -> str | None:
+        """users.info's ``profile.image_192`` (through :meth:`user_info`), kept AVATAR_TTL; None on any
+        failure (remembered a minute: a burst of page views never repeats it)."""
+        if user.platform is not Platform.SLACK:
+            return None
+        key = (user.scope, user.id)
+        cached = self._avatars.get(key)
+        if cached is not None:
+            return cached or None
+        if self._avatars_failed.get(key) is not None:
+            return None
+        try:
+            info = await self.user_info(user)
+        except Exception as e:
+            log.warning("reading a slack avatar failed: %s", type(e).__name__)
+            self._avatars_failed.put(key, "")
+            return None
+        profile = info.get("profile")
+        image = profile.get("image_192") if isinstance(profile, dict) else None
+        url = image if isinstance(image, str) and image.startswith("https://") else ""
+        self._avatars.put(key, url)
+        return url or None
 
     # ------------------------------------------------------------------ queries for the handlers
 

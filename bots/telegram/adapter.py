@@ -20,6 +20,7 @@ import enum
 import hmac
 import json
 import logging
+import re
 import warnings
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -46,7 +47,7 @@ from telegram.warnings import PTBUserWarning
 
 from bots.telegram.handlers import Handlers
 from bots.telegram.render import Rendered, render, render_mentions
-from bots.telegram.translate import chat_ref, update_problem
+from bots.telegram.translate import chat_ref, deep_link, update_problem
 from core.errors import ChatUnavailable, RateLimited, RecipientUnreachable, TransientError
 from core.notices import Notice
 from core.ports import Clock, Links
@@ -73,6 +74,8 @@ BODY_TIMEOUT = 5.0  # seconds to receive a webhook body: a stalled client is cut
 # A handler that keeps failing while the database answers (a bug meeting odd input) is given up after this
 # many attempts: the person is told something went wrong, the update is confirmed — never a stuck queue.
 MAX_UPDATE_ATTEMPTS = 3
+PUBLIC_CHATS_REMEMBERED = 10_000  # chat id → its public @username, seen in updates and sent messages
+_USERNAME_RE = re.compile(r"[A-Za-z0-9_]{4,32}")  # what Telegram allows: nothing else reaches a link
 T = TypeVar("T")
 
 
@@ -140,7 +143,7 @@ def _host(url: str) -> str:
 
 
 class TelegramPlatform:
-    """core.ports.ChatPlatform for Telegram; also contributes the webhook route to the web app."""
+    """core.ports.ChatPlatform and Places for Telegram; also contributes the webhook route to the web app."""
 
     platform = Platform.TELEGRAM
 
@@ -179,6 +182,9 @@ class TelegramPlatform:
         self.receive_error: str | None = None  # why updates stopped arriving (also logged, once)
         self.username = ""
         self.bot_id = 0
+        # public groups' usernames (t.me/<username>/<id> opens a message for anyone, members or not); only
+        # what this process saw: a chat it never saw gets the members' t.me/c/ link instead
+        self._public: OrderedDict[str, str] = OrderedDict()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -310,6 +316,7 @@ class TelegramPlatform:
         """Handle one raw update (from polling or the webhook) and say whether it may be confirmed."""
         update_id = int(data["update_id"])
         key = self.event_key(update_id)
+        self._seen_chat(data)
         try:
             if await self._replies.already_handled(self.platform, key):
                 return _Fate.DONE  # delivered again (a crash before the confirmation, a webhook retry)
@@ -464,10 +471,54 @@ class TelegramPlatform:
             )
         return raw if isinstance(raw, list) else []
 
+    # ------------------------------------------------------------------ links for the share page (core Places)
+
+    def _remember_public(self, chat_id: str, username: str | None) -> None:
+        if not username or not chat_id.startswith("-") or not _USERNAME_RE.fullmatch(username):
+            return  # private chats' usernames are people's: never put on a page
+        self._public[chat_id] = username
+        self._public.move_to_end(chat_id)
+        while len(self._public) > PUBLIC_CHATS_REMEMBERED:
+            self._public.popitem(last=False)
+
+    def _seen_chat(self, data: Mapping[str, Any]) -> None:
+        """Learn a group's public username from a raw update (its message, or the bot added to it)."""
+        for kind in ("message", "my_chat_member"):
+            chat = data.get(kind, {}).get("chat") if isinstance(data.get(kind), dict) else None
+            if isinstance(chat, dict) and chat.get("id") is not None:
+                username = chat.get("username")
+                self._remember_public(str(chat["id"]), username if isinstance(username, str) else None)
+
+    def message_link(self, message: MessageRef) -> str | None:
+        """t.me/<username>/<id> in a public group this process knows; t.me/c/<id>/<id> in a supergroup
+        (opens for its members); None elsewhere (a basic group or a private chat has no message links)."""
+        chat, mid = message.chat_id, message.id
+        if not mid.isdigit() or not chat.lstrip("-").isdigit():
+            return None
+        username = self._public.get(chat)
+        if username is not None:
+            return f"https://t.me/{username}/{mid}"
+        if chat.startswith("-100") and chat[4:].isdigit():
+            return f"https://t.me/c/{chat[4:]}/{mid}"
+        return None
+
+    def event_link(self, chat: ChatRef, event_id: str) -> str | None:
+        return None  # Telegram has no events of its own
+
+    def subscribe_link(self, space_id: str) -> str | None:
+        """The bot's deep link that subscribes in the private chat; None before start() learnt the bot's
+        username."""
+        return deep_link(self.username, space_id) if self.username else None
+
+    async def avatar_url(self, user: UserRef) -> str | None:
+        # Telegram serves profile photos only at URLs carrying the bot token: never on a public page
+        return None
+
     # ------------------------------------------------------------------ sending (core.ports.ChatPlatform)
 
     async def post(self, chat: ChatRef, notice: Notice, *, key: str) -> MessageRef:
         msg = await self._send(int(chat.id), render(notice), to_user=False)
+        self._remember_public(str(msg.chat_id), msg.chat.username)
         # the chat the message really landed in: a group upgraded to a supergroup has a new id
         return MessageRef(Platform.TELEGRAM, str(msg.chat_id), str(msg.message_id))
 

@@ -394,7 +394,7 @@ async def _space_page(request: web.Request) -> web.Response:
         now=deps.now(),
         host_name=await _host_name(deps, space.host),
         avatar_url=await _avatar_url(deps, space.host),
-        places=await _places(deps, space),
+        places=await _places(deps, space, locale),
         link=link,
         calendar=link is not None,
         audio=deps.audio is not None,
@@ -531,12 +531,12 @@ async def _space_preview(request: web.Request) -> web.Response:
     return response
 
 
-async def _places(deps: WebDeps, space: Space) -> list[Place]:
+async def _places(deps: WebDeps, space: Space, locale: str) -> list[Place]:
     """Where the Space is announced; a failure costs the buttons only (the page says to use the chat)."""
     if deps.places is None:
         return []
     try:
-        return list(await deps.places(space))
+        return list(await deps.places(space, locale))
     except Exception:
         log.warning("listing the places of Space %s failed", space.id, exc_info=True)
         return []

@@ -44,8 +44,9 @@ class Place:
     url: str  # absolute https:// or tg:// link
 
 
-# The composition root's provider of places (WebDeps.places): every place the Space is announced from.
-PlacesFor = Callable[[Space], Awaitable[Sequence[Place]]]
+# The composition root's provider of places (WebDeps.places, bots/places.py): every place the Space is
+# announced from, labelled in the reader's language (the second argument, a locale).
+PlacesFor = Callable[[Space, str], Awaitable[Sequence[Place]]]
 
 SHAPES: Mapping[SpaceStatus, str] = {
     # the status's shape, shown next to its word (never colour alone)
@@ -71,7 +72,7 @@ class ShareView:
     locale: str  # the reader's
     now: datetime
     host_name: str = ""
-    avatar_url: str | None = None  # none of the platforms gives one yet: a monogram stands in
+    avatar_url: str | None = None  # the host's picture (Discord, Slack); None: a monogram stands in
     places: Sequence[Place] = ()
     link: str | None = None
     calendar: bool = False

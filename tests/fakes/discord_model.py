@@ -166,6 +166,7 @@ class DcUser:
     bot: bool = False
     locale: str = "en-US"
     dms_closed: bool = False  # "Allow direct messages from server members" off: 50007
+    avatar: str | None = None  # the avatar's hash (its CDN file name); None: Discord's default picture
 
     def to_api(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -173,7 +174,7 @@ class DcUser:
             "username": self.username,
             "global_name": self.global_name,
             "discriminator": "0",
-            "avatar": None,
+            "avatar": self.avatar,
             "public_flags": 0,
             "flags": 0,
             "banner": None,

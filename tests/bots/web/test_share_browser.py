@@ -89,7 +89,7 @@ async def browser() -> AsyncIterator[Any]:
 
 @contextlib.asynccontextmanager
 async def served(spaces: SpaceService, db: MemoryDB, clock: FakeClock) -> AsyncIterator[TestServer]:
-    async def places(space: Space) -> list[Place]:
+    async def places(space: Space, locale: str) -> list[Place]:
         return [
             Place("telegram", "Telegram", f"https://t.me/spacesbot?start={space.id}"),
             Place("discord", "Discord", "https://discord.com/events/1/2"),

@@ -69,7 +69,7 @@ def spaces(db: MemoryDB, clock: FakeClock) -> SpaceService:
     return SpaceService(db.uow, clock, RecordingWake(), default_tz="Europe/Paris")
 
 
-async def places_of(space: Space) -> list[Place]:
+async def places_of(space: Space, locale: str) -> list[Place]:
     return [Place("telegram", "Telegram", f"https://t.me/spacesbot?start={space.id}")]
 
 
