@@ -202,8 +202,9 @@ async def test_globex_sees_nothing_of_acme_and_may_manage_nothing(two: Two) -> N
     # /space list in Globex (an admin, a member): Globex's Space, never Acme's
     for who in (globex.admin, globex.alice):
         await globex.command(who, "list")
-    listed = [m.text for m in emu.messages_in(globex.channel) if "Globex townhall" in m.text]
-    assert len(listed) == 2
+    header = t("en", "list.header")
+    listed = [m.text for m in emu.messages_in(globex.channel) if m.text.startswith(header)]
+    assert len(listed) == 2 and all(own.id in text for text in listed)
     shown_in_globex = json.dumps([m.to_api() for m in emu.messages_in(globex.channel)], ensure_ascii=False)
     assert "Acme roadmap" not in shown_in_globex and secret.id not in shown_in_globex
 
@@ -222,6 +223,7 @@ async def test_globex_sees_nothing_of_acme_and_may_manage_nothing(two: Two) -> N
 
     # Acme's Space by its id, from Globex: start and cancel refused, in the asker's language
     edits_before = len(secret_card.versions)
+    seen_in_acme = (len(emu.messages_in(acme.channel)), len(emu.ephemerals), len(emu.dms_to(acme.host)))
     for who, locale in ((globex.admin, "en"), (globex.alice, "en"), (globex.french, "fr")):
         for verb in ("start", "cancel"):
             await globex.command(who, f"{verb} {secret.id}")
@@ -230,8 +232,11 @@ async def test_globex_sees_nothing_of_acme_and_may_manage_nothing(two: Two) -> N
     assert len(_cards(acme)[0].versions) == edits_before  # the card untouched
     assert emu.calls_in(acme.team) == []  # no Call started
 
-    # and nothing of it was said in Acme; every call made with the token of the workspace it concerns
-    assert all(secret.id not in m.text for m in emu.ephemeral_to(acme.host))
+    # nothing of it was said in Acme (the ephemerals: only the refusals, to their Globex askers)
+    assert len(emu.messages_in(acme.channel)) == seen_in_acme[0]
+    assert len(emu.dms_to(acme.host)) == seen_in_acme[2]
+    assert {m.team_id for m in emu.ephemerals[seen_in_acme[1] :]} == {globex.team.id}
+    # every call made with the token of the workspace it concerns
     calls = assert_own_tokens(emu)
     assert {c.team_id for c in calls if c.method == "chat.postMessage"} == {acme.team.id, globex.team.id}
     assert {c.team_id for c in calls if c.method == "views.publish"} == {acme.team.id, globex.team.id}
