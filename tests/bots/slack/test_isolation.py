@@ -32,7 +32,7 @@ from bots.slack.handlers import EVENTS_PATH
 from bots.slack.workspaces import INSTALL_PATH, Workspaces
 from bots.web.app import WebDeps, make_web_app
 from core.errors import NotAllowed
-from core.models import Space, SpaceStatus
+from core.models import DeliveryKind, DeliveryStatus, Space, SpaceStatus
 from core.notices import Verb
 from core.texts import TextKey, t
 from tests.backends import SqlBackend, migrated_database
@@ -228,7 +228,18 @@ async def test_globex_sees_nothing_of_acme_and_may_manage_nothing(two: Two) -> N
         for verb in ("start", "cancel"):
             await globex.command(who, f"{verb} {secret.id}")
             assert _refused(locale, verb) in globex.last_said(who)
-    assert (await acme.core.spaces.get(secret.id)).status is SpaceStatus.SCHEDULED
+    # nor moved or renamed, by Globex's admin
+    await globex.command(globex.admin, f"reschedule {secret.id} tomorrow 21:00")
+    assert _refused("en", "reschedule") in globex.last_said(globex.admin)
+    await globex.command(globex.admin, f"rename {secret.id} Pwned")
+    assert _refused("en", "edit") in globex.last_said(globex.admin)
+    unchanged = await acme.core.spaces.get(secret.id)
+    assert (unchanged.status, unchanged.title, unchanged.starts_at, unchanged.revision) == (
+        SpaceStatus.SCHEDULED,
+        secret.title,
+        secret.starts_at,
+        secret.revision,
+    )
     assert len(_cards(acme)[0].versions) == edits_before  # the card untouched
     assert emu.calls_in(acme.team) == []  # no Call started
 
@@ -260,6 +271,10 @@ async def test_a_copied_card_in_globex_manages_nothing_but_subscribes(two: Two) 
         for verb in (Verb.START, Verb.CANCEL):
             await globex.press(who, copy, verb, space.id)
             assert _refused(locale, verb.value) in globex.last_said(who)
+    # Reschedule: refused before any modal opens
+    await globex.click(globex.admin, copy, render.RESCHEDULE)
+    assert _refused("en", "reschedule") in globex.last_said(globex.admin)
+    assert emu.open_views_of(globex.admin) == []
     assert (await acme.core.spaces.get(space.id)).status is SpaceStatus.SCHEDULED
 
     await globex.press(globex.alice, copy, Verb.SUBSCRIBE, space.id)
@@ -291,14 +306,16 @@ async def test_after_globex_uninstalls_acme_keeps_working(two: Two) -> None:
     assert await two.installed_rows(globex.team) == 0  # nothing of its tokens kept
     assert await two.installed_rows(acme.team) == 2
 
-    # Globex's members: a clear answer (Bolt's "install the app" text) or nothing; never a Space of Acme's
+    # Globex's members: a clear answer (Bolt's: no installation to authorize the request with, so no
+    # users.info for their language either) or nothing; never a Space of Acme's, no call with their token
     since = len(emu.api_calls())
     rec = await globex.command(globex.alice, "list")
     assert rec.acked
-    await emu.open_home(globex.admin)
+    assert "reinstall this app" in globex.last_said(globex.alice)
+    home = await emu.open_home(globex.admin)
     await globex.settle()
-    said = [m.text for m in emu.ephemeral_to(globex.alice)][-1:]
-    assert all("Acme" not in text for text in said)
+    assert home.acked and emu.home_of(globex.admin) is None
+    assert emu.messages_in(globex.channel) == []
     assert [c for c in emu.api_calls()[since:] if c.team_id == globex.team.id] == []
 
     # Acme keeps working: a new Space, a subscription, the start; the Globex subscriber is unreachable now
@@ -309,7 +326,13 @@ async def test_after_globex_uninstalls_acme_keeps_working(two: Two) -> None:
     await acme.settle()
     live = emu.received(containing="is live now")
     assert live == {acme.alice.id: 1}
-    assert emu.received(containing="en direct").get(globex.alice.id) is None
+    # the live notice for Globex's subscriber: settled as undeliverable, with the reason, not retried
+    [lost] = [
+        d
+        for d in await acme.core.deliveries()
+        if d.kind is DeliveryKind.LIVE_NOTICE and d.recipient == str(globex.user(globex.alice))
+    ]
+    assert lost.status is DeliveryStatus.DEAD and "not installed" in (lost.last_error or "")
     after = emu.api_calls()[since:]
     assert all(c.team_id == acme.team.id for c in after)  # nothing sent with Globex's revoked token
     assert all(c.ok for c in after)
