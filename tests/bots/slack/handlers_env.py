@@ -259,4 +259,3 @@ async def _slack_env(core: CoreEnv, *, socket: bool, adapter: bool) -> AsyncIter
                 await handlers.stop()
                 if platform is not None:
                     await platform.stop()
-

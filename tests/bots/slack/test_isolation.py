@@ -108,7 +108,17 @@ async def two_workspaces(core: CoreEnv) -> AsyncIterator[Two]:
                         channel = emu.add_channel(team, "general", [host, alice, admin, french])
                         sides.append(
                             SlackEnv(
-                                core, emu, team, channel, host, alice, admin, french, handlers, workspaces, url
+                                core,
+                                emu,
+                                team,
+                                channel,
+                                host,
+                                alice,
+                                admin,
+                                french,
+                                handlers,
+                                workspaces,
+                                url,
                             )
                         )
                     yield Two(sides[0], sides[1], workspaces, platform)
@@ -128,9 +138,7 @@ async def two(core_env: CoreEnv) -> AsyncIterator[Two]:
 
 def _cards(side: SlackEnv) -> list[SlMessage]:
     """The Space cards in the side's channel (a header block), oldest first."""
-    return [
-        m for m in side.emu.messages_in(side.channel) if any(b.get("type") == "header" for b in m.blocks)
-    ]
+    return [m for m in side.emu.messages_in(side.channel) if any(b.get("type") == "header" for b in m.blocks)]
 
 
 async def _schedule(side: SlackEnv, title: str) -> tuple[Space, SlMessage]:
