@@ -39,14 +39,17 @@ from tests.backends import SqlBackend, migrated_database
 from tests.bots.slack.conftest import oauth_workspaces
 from tests.bots.slack.handlers_env import SlackEnv, handlers_for, library_floors, sending_to
 from tests.conftest import CoreEnv, StaticLinks
+from tests.databases import BACKENDS
 from tests.fakes.slack import ApiCall, SlackEmulator, SlMessage, SlTeam
 
 
-@pytest.fixture(scope="module")
-def store_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str | None]]:
-    # the installation store is SQL (slack_sdk's SQLAlchemy store in the service's database)
-    with migrated_database("sqlite", tmp_path_factory.mktemp("db")) as url:
-        yield "sqlite", url
+@pytest.fixture(scope="module", params=BACKENDS)
+def store_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, str | None]]:
+    # the installation store is SQL (slack_sdk's SQLAlchemy store in the service's database): both backends
+    with migrated_database(request.param, tmp_path_factory.mktemp("db")) as url:
+        yield request.param, url
 
 
 @dataclass
