@@ -28,7 +28,7 @@ from sqlalchemy import func, select
 
 from bots.slack import render
 from bots.slack.adapter import SlackPlatform
-from bots.slack.handlers import EVENTS_PATH
+from bots.slack.handlers import EVENTS_PATH, not_installed
 from bots.slack.workspaces import INSTALL_PATH, Workspaces
 from bots.web.app import WebDeps, make_web_app
 from core.errors import NotAllowed
@@ -317,12 +317,14 @@ async def test_after_globex_uninstalls_acme_keeps_working(two: Two) -> None:
     assert await two.installed_rows(globex.team) == 0  # nothing of its tokens kept
     assert await two.installed_rows(acme.team) == 2
 
-    # Globex's members: a clear answer (Bolt's: no installation to authorize the request with, so no
-    # users.info for their language either) or nothing; never a Space of Acme's, no call with their token
+    # Globex's members: a clear answer (Bolt's, with our text: no installation to authorize the request
+    # with, so no users.info for their language: both languages) or nothing; never a Space of Acme's, and
+    # no call with their workspace's token
     since = len(emu.api_calls())
-    rec = await globex.command(globex.alice, "list")
-    assert rec.acked
-    assert "reinstall this app" in globex.last_said(globex.alice)
+    for who in (globex.alice, globex.french):
+        rec = await globex.command(who, "list")
+        assert rec.acked and globex.last_said(who) == not_installed()
+    assert t("fr", "sl.not_installed") in not_installed()
     home = await emu.open_home(globex.admin)
     await globex.settle()
     assert home.acked and emu.home_of(globex.admin) is None
