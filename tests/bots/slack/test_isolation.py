@@ -303,6 +303,15 @@ async def test_a_copied_card_in_globex_manages_nothing_but_subscribes(two: Two) 
     assert dm_to[globex.alice.id] == globex.team.id and dm_to[acme.alice.id] == acme.team.id
     assert [c.team_id for c in sent if c.method == "calls.add"] == [acme.team.id]
 
+    # the live card copied too: End refused to Globex's admin, the Space still live
+    live_card = _cards(acme)[0]
+    posted = await globex_bot.chat_postMessage(
+        channel=globex.channel.id, text=live_card.text, blocks=live_card.blocks
+    )
+    await globex.press(globex.admin, emu.find_message(str(posted["ts"])), Verb.END, space.id)
+    assert _refused("en", "end") in globex.last_said(globex.admin)
+    assert (await acme.core.spaces.get(space.id)).status is SpaceStatus.LIVE
+
 
 async def test_after_globex_uninstalls_acme_keeps_working(two: Two) -> None:
     emu, acme, globex = two.emu, two.acme, two.globex
