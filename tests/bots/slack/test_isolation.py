@@ -18,7 +18,6 @@ import contextlib
 import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestServer
@@ -40,7 +39,7 @@ from tests.bots.slack.conftest import oauth_workspaces
 from tests.bots.slack.handlers_env import SlackEnv, handlers_for, library_floors, sending_to
 from tests.conftest import CoreEnv, StaticLinks
 from tests.databases import BACKENDS
-from tests.fakes.slack import ApiCall, SlackEmulator, SlMessage, SlTeam
+from tests.fakes.slack import ApiCall, SlackEmulator, SlMessage, SlTeam, SlUser
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -190,7 +189,8 @@ def assert_own_tokens(emu: SlackEmulator, since: int = 0) -> list[ApiCall]:
     return calls
 
 
-def _home_text(emu: SlackEmulator, side: SlackEnv, who: Any) -> str:
+def _home_text(emu: SlackEmulator, who: SlUser) -> str:
+    """The App Home published for ``who``, as text."""
     home = emu.home_of(who)
     assert home is not None, f"no App Home published for {who.name}"
     return json.dumps(home, ensure_ascii=False)
@@ -224,11 +224,11 @@ async def test_globex_sees_nothing_of_acme_and_may_manage_nothing(two: Two) -> N
         for who in (side.admin, side.alice):
             await emu.open_home(who)
         await side.settle()
-    globex_admin_home = _home_text(emu, globex, globex.admin)
+    globex_admin_home = _home_text(emu, globex.admin)
     assert "Globex townhall" in globex_admin_home
     assert "Acme roadmap" not in globex_admin_home and secret.id not in globex_admin_home
-    assert "Acme roadmap" not in _home_text(emu, globex, globex.alice)
-    acme_admin_home = _home_text(emu, acme, acme.admin)
+    assert "Acme roadmap" not in _home_text(emu, globex.alice)
+    acme_admin_home = _home_text(emu, acme.admin)
     assert "Acme roadmap" in acme_admin_home and "Globex townhall" not in acme_admin_home
     assert own.id not in acme_admin_home
 
