@@ -302,6 +302,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "sl.home.item": "{when} · id `{space_id}`",
         "sl.home.more": "…and {count} more: `/space list` in a channel shows its Spaces.",
         "sl.home.help": "`/space help` lists every command.",
+        "sl.not_installed": "Spaces is no longer installed in this workspace: ask an admin to add it again.",
         "error.generic": "Something went wrong on my side — please try again in a moment.",
         # --- conversations and chat commands (all platforms) ---
         "welcome": "Hi {name}! I announce live audio Spaces and remind you when they start.\n"
@@ -664,6 +665,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "sl.home.item": "{when} · id `{space_id}`",
         "sl.home.more": "…et {count} de plus : `/space list` dans un canal affiche ses Spaces.",
         "sl.home.help": "`/space help` liste toutes les commandes.",
+        "sl.not_installed": "Spaces n'est plus installé dans cet espace de travail : demandez à un admin "
+        "de l'ajouter à nouveau.",
         "error.generic": "Quelque chose s'est mal passé de mon côté — réessayez dans un instant.",
         "welcome": "Bonjour {name} ! J'annonce des Spaces audio en direct et je vous préviens quand ils commencent.\n"
         "Programmez-en un dans un groupe ou ici : `/space demain 20h AMA hebdo`.",

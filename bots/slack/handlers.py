@@ -154,6 +154,9 @@ class SlackHandlers:
             process_before_response=False,
             # events caused by our own bot user (none we subscribe to, today) are not acted on
             ignoring_self_events_enabled=True,
+            # a workspace that uninstalled the app has no token left to ask users.info for the person's
+            # language with: Bolt answers its members this, in both languages (its own is an English apology)
+            user_facing_authorize_error_message=not_installed(),
             logger=logging.getLogger("slack_bolt"),
             **options,
         )
@@ -654,6 +657,11 @@ def _state(view: dict[str, Any]) -> dict[str, Any]:
 
 def _in_home(body: dict[str, Any]) -> bool:
     return (body.get("view") or {}).get("type") == "home"
+
+
+def not_installed() -> str:
+    """What a member of a workspace without the app (uninstalled) is told when they use it."""
+    return "\n".join(t(locale, "sl.not_installed") for locale in ("en", "fr"))
 
 
 def _notice(text: str, locale: str) -> Notice:

@@ -1968,7 +1968,10 @@ class SlackEmulator:
         value: str | None = None,
     ) -> Inbound:
         """``user`` clicks the element ``action_id`` of a message or a view (a button; for a select, ``value``
-        is the chosen option's value). Fails the test if no such element is shown there."""
+        is the chosen option's value). With several buttons of that ``action_id`` (a card's Set reminder,
+        Start, Cancel…), ``value`` picks the one carrying it. Fails the test if no such element is shown
+        there, or the message is in a conversation ``user`` cannot see (another workspace's, a private
+        channel they are not in, someone else's DM or ephemeral message)."""
         if not isinstance(message_or_view, SlMessage):
             # what is on screen: the view's latest state, even when the test holds an older copy of it
             live = self.views.get(str(message_or_view.get("id")))
@@ -1983,6 +1986,8 @@ class SlackEmulator:
                 message_or_view.ephemeral_to not in (None, user.id)
                 or (msg_chan is not None and msg_chan.is_im and msg_chan.im_user != user.id)
                 or (msg_chan is not None and msg_chan.is_private and user.id not in msg_chan.members)
+                # no shared (Slack Connect) channels here: a workspace's channels are its members' alone
+                or (msg_chan is not None and msg_chan.team_id != user.team_id)
             )
             if hidden:
                 raise AssertionError(f"{user.name} cannot see message {message_or_view.ts}")
@@ -1993,6 +1998,9 @@ class SlackEmulator:
         if not found:
             shown = [el.get("action_id") for _b, el in _interactive_elements(blocks)]
             raise AssertionError(f"no element with action_id {action_id!r} is shown (shown: {shown})")
+        if value is not None:
+            # the button carrying that value, when there is one; else the first (a select: its option)
+            found = [(b, el) for b, el in found if el.get("value") == value] or found
         block, el = found[0]
         team = self.teams[user.team_id]
         action: dict[str, Any] = {

@@ -478,6 +478,40 @@ async def test_click_and_view_submission(
     emu.assert_clean()
 
 
+async def test_click_picks_the_button_by_value_and_sees_one_workspace(
+    emu: SlackEmulator, bolt: AsyncApp, alice: SlUser, general: SlChannel, client: AsyncWebClient
+) -> None:
+    """A card has several buttons with one action_id (Set reminder, Start, Cancel…) in different rows:
+    ``value`` picks the one pressed. A member of another workspace cannot see (nor press) the message."""
+    pressed: list[str] = []
+
+    @bolt.action("press")
+    async def press(ack: Any, action: dict[str, Any]) -> None:
+        await ack()
+        pressed.append(action["value"])
+
+    def button(value: str) -> dict[str, Any]:
+        text = {"type": "plain_text", "text": value}
+        return {"type": "button", "text": text, "action_id": "press", "value": value}
+
+    # one action_id per block (Slack refuses a duplicate within a block), repeated across blocks
+    blocks = [{"type": "actions", "elements": [button(v)]} for v in ("subscribe:s1", "start:s1", "cancel:s1")]
+    await client.chat_postMessage(channel=general.id, text="card", blocks=blocks)
+    [msg] = emu.messages_in(general)
+    for value in ("cancel:s1", "start:s1", "subscribe:s1"):
+        await emu.click(alice, msg, "press", value)
+    await emu.click(alice, msg, "press")  # no value: the first
+    await emu.wait_until(lambda: len(pressed) == 4, what="four presses")
+    assert pressed == ["cancel:s1", "start:s1", "subscribe:s1", "subscribe:s1"]
+    with pytest.raises(AssertionError, match="has value"):
+        await emu.click(alice, msg, "press", "end:s1")
+
+    other = emu.create_workspace("Globex")
+    with pytest.raises(AssertionError, match="cannot see"):
+        await emu.click(emu.add_user(other, "gina"), msg, "press", "start:s1")
+    emu.assert_clean()
+
+
 async def test_events_retries_home_and_hostile_traffic(
     emu: SlackEmulator, bolt: AsyncApp, team: SlTeam, alice: SlUser, client: AsyncWebClient
 ) -> None:

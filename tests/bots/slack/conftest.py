@@ -2,6 +2,7 @@
 
 * ``slack``: a started emulator (strict: a request Slack would refuse fails the test at teardown).
 * :func:`running`: a started :class:`SlackPlatform` on one workspace's token, stopped on exit.
+* :func:`oauth_workspaces`: :class:`Workspaces` in OAuth mode, installations stored in ``db``.
 * :func:`sql_engine` / :func:`deliver_until_quiet`: the delivery engine on SQL (shared with Discord's tests).
 """
 
@@ -14,20 +15,37 @@ from typing import Any
 import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bots.slack.adapter import SlackPlatform
 from bots.slack.workspaces import Workspaces
+from core.ports import Clock
+from storage.codes import SqlOneTimeCodes
 from tests.bots.discord.conftest import deliver_until_quiet, sql_engine
 from tests.bots.telegram.conftest import Links
 from tests.fakes.slack import SlackEmulator, SlTeam
 
-__all__ = ["deliver_until_quiet", "ignoring_events", "running", "sql_engine"]
+__all__ = ["deliver_until_quiet", "ignoring_events", "oauth_workspaces", "running", "sql_engine"]
 
 
 @pytest_asyncio.fixture
 async def slack() -> AsyncIterator[SlackEmulator]:
     async with SlackEmulator() as emu:
         yield emu
+
+
+def oauth_workspaces(emu: SlackEmulator, db: AsyncEngine, clock: Clock) -> Workspaces:
+    """The workspaces of a distributed app (SLACK_CLIENT_ID/SECRET): installs through the emulator's OAuth
+    pages, stored in ``db`` (migrated: the slack_* tables and one-time codes)."""
+    return Workspaces(
+        api_base=emu.api_base,
+        client_id=emu.client_id,
+        client_secret=emu.client_secret,
+        engine=db,
+        codes=SqlOneTimeCodes(db),
+        clock=clock,
+        authorize_url=emu.oauth_base,
+    )
 
 
 @contextlib.asynccontextmanager

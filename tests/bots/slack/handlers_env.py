@@ -9,7 +9,6 @@ recording fake) or, with :class:`SlackPlatform`, to the emulator.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import random
 from collections.abc import AsyncIterator, Iterator
@@ -34,7 +33,7 @@ from core.services.profiles import ProfileService
 from core.services.replies import RepliesService
 from tests.conftest import CoreEnv, StaticLinks
 from tests.fakes.secrets import SLACK_SIGNING_SECRET
-from tests.fakes.slack import Inbound, MessageVersion, SlackEmulator, SlChannel, SlMessage, SlTeam, SlUser
+from tests.fakes.slack import Inbound, SlackEmulator, SlChannel, SlMessage, SlTeam, SlUser
 
 
 @dataclass
@@ -84,7 +83,7 @@ class SlackEnv:
     admin: SlUser
     french: SlUser
     handlers: SlackHandlers
-    workspaces: OneWorkspace
+    workspaces: OneWorkspace | Workspaces  # Workspaces: OAuth installs (tests/bots/slack/test_isolation.py)
     url: str  # the web app's /slack/events
 
     def chat(self, chan: SlChannel | None = None) -> ChatRef:
@@ -118,7 +117,7 @@ class SlackEnv:
 
     async def press(self, who: SlUser, card: SlMessage, verb: Verb, space_id: str) -> Inbound:
         """``who`` presses the card's button for ``verb`` (Cancel and End: after Slack's confirm dialog)."""
-        return await self.click(who, _only_button(card, callback(verb, space_id)), render.PRESS)
+        return await self.click(who, card, render.PRESS, callback(verb, space_id))
 
     async def show_card(self) -> SlMessage:
         """The last card the engine posted, as the adapter posts it (render.render → chat.postMessage) in
@@ -127,6 +126,7 @@ class SlackEnv:
         assert cards, "the engine posted no card"
         notice, chat = cards[-1].notice, cards[-1].target.rsplit(":", 1)[-1]
         shown = render.render(notice)
+        assert isinstance(self.workspaces, OneWorkspace), "the real SlackPlatform posts its own cards"
         client = AsyncWebClient(token=self.workspaces.token, base_url=self.emu.api_base)
         posted = await client.chat_postMessage(channel=chat, text=shown.text, blocks=shown.blocks)
         return self.emu.find_message(str(posted["ts"]))
@@ -144,7 +144,7 @@ class SlackEnv:
 def handlers_for(
     core: CoreEnv,
     emu: SlackEmulator,
-    workspaces: OneWorkspace,
+    workspaces: OneWorkspace | Workspaces,
     *,
     platform: Any = None,
     app_token: str | None = None,
@@ -159,10 +159,12 @@ def handlers_for(
         clock=core.clock,
         uow=core.db.uow,
     )
-    client = AsyncWebClient(token=workspaces.token, base_url=emu.api_base)
+    if platform is None:
+        assert isinstance(workspaces, OneWorkspace), "OAuth installs: pass the real SlackPlatform"
+        platform = UsersPlatform(AsyncWebClient(token=workspaces.token, base_url=emu.api_base))
     return SlackHandlers(
         workspaces=workspaces,
-        platform=platform or UsersPlatform(client),
+        platform=platform,
         inbound=inbound,
         spaces=core.spaces,
         replies=replies,
@@ -171,6 +173,23 @@ def handlers_for(
         signing_secret=emu.signing_secret,
         app_token=app_token,
         receive=receive,
+    )
+
+
+def sending_to(core: CoreEnv, platform: SlackPlatform) -> None:
+    """``core``'s delivery engine sends through ``platform`` (the real adapter, to the emulator) instead of
+    the recording fake; the Call mirrored while a Space is live."""
+    core.spaces.mirror_native_events({Platform.SLACK})
+    core.engine = DeliveryEngine(
+        core.db.outbox(),
+        core.db.uow,
+        platform,
+        core.clock,
+        Unlimited(),
+        StaticLinks(),
+        core.wake,
+        EngineConfig(worker_id="w1"),
+        rng=random.Random(7),
     )
 
 
@@ -215,18 +234,7 @@ async def _slack_env(core: CoreEnv, *, socket: bool, adapter: bool) -> AsyncIter
                 Workspaces(api_base=emu.api_base, token=workspaces.token), links=StaticLinks()
             )
             await platform.start()
-            core.spaces.mirror_native_events({Platform.SLACK})  # the Call, while live
-            core.engine = DeliveryEngine(
-                core.db.outbox(),
-                core.db.uow,
-                platform,
-                core.clock,
-                Unlimited(),
-                StaticLinks(),
-                core.wake,
-                EngineConfig(worker_id="w1"),
-                rng=random.Random(7),
-            )
+            sending_to(core, platform)
         handlers = handlers_for(
             core, emu, workspaces, platform=platform, app_token=emu.app_token if socket else None
         )
@@ -251,16 +259,3 @@ async def _slack_env(core: CoreEnv, *, socket: bool, adapter: bool) -> AsyncIter
                 await handlers.stop()
                 if platform is not None:
                     await platform.stop()
-
-
-def _only_button(msg: SlMessage, value: str) -> SlMessage:
-    """``msg`` as the emulator's ``click`` should see it to press the button whose value is ``value``: its
-    ``click`` takes the FIRST element with the action_id (and asserts the value), and a card has several
-    ``space.press`` buttons (Set reminder, Start, Cancel…) in different rows."""
-    rows = [
-        {**b, "elements": [e for e in b["elements"] if e.get("value") == value]}
-        for b in msg.blocks
-        if b.get("type") == "actions" and any(e.get("value") == value for e in b.get("elements", []))
-    ]
-    assert rows, f"no button with value {value!r} on the message"
-    return dataclasses.replace(msg, versions=[MessageVersion(msg.text, rows, msg.versions[-1].time)])

@@ -36,7 +36,7 @@ from core.refs import ChatRef, Platform
 from storage.codes import SqlOneTimeCodes
 from storage.db import make_engine
 from storage.migrate import upgrade
-from tests.bots.slack.conftest import ignoring_events
+from tests.bots.slack.conftest import ignoring_events, oauth_workspaces
 from tests.bots.telegram.conftest import Links
 from tests.fakes.clock import FakeClock
 from tests.fakes.secrets import CANARY, SLACK_SIGNING_SECRET
@@ -60,18 +60,6 @@ class Env:
         t = store.bots if table == "bots" else store.installations
         async with self.db.connect() as conn:
             return int((await conn.execute(select(func.count()).where(t.c.team_id == team_id))).scalar_one())
-
-
-def oauth_workspaces(emu: SlackEmulator, db: AsyncEngine, clock: FakeClock) -> Workspaces:
-    return Workspaces(
-        api_base=emu.api_base,
-        client_id=emu.client_id,
-        client_secret=emu.client_secret,
-        engine=db,
-        codes=SqlOneTimeCodes(db),
-        clock=clock,
-        authorize_url=emu.oauth_base,
-    )
 
 
 @contextlib.asynccontextmanager
