@@ -66,6 +66,16 @@ def pytest_configure_node(node: Any) -> None:
     node.workerinput[_LOG_FOLDER] = str(node.config.stash[_LOGS].folder)
 
 
+@pytest.hookimpl(optionalhook=True, tryfirst=True)  # before xdist's own (registered after this conftest)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadgroup`` (the Makefile's): groups, then whole files, see tests/parallel.py."""
+    if config.getvalue("dist") != "loadgroup":
+        return None  # another --dist asked for on the command line: xdist's own
+    from tests.parallel import FileOrGroupScheduling  # imports xdist: only where it runs
+
+    print("SCHED", file=__import__("sys").stderr); return FileOrGroupScheduling(config, log)
+
+
 @pytest.fixture(autouse=True)
 def _capture_logs(request: pytest.FixtureRequest) -> Iterator[None]:
     """Keep the session's capture in place around each test (``cli.main`` replaces the root handlers)."""
