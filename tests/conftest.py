@@ -73,7 +73,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
         return None  # another --dist asked for on the command line: xdist's own
     from tests.parallel import FileOrGroupScheduling  # imports xdist: only where it runs
 
-    print("SCHED", file=__import__("sys").stderr); return FileOrGroupScheduling(config, log)
+    print("SCHED", file=__import__("sys").stderr)
+    return FileOrGroupScheduling(config, log)
 
 
 @pytest.fixture(autouse=True)
