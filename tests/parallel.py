@@ -10,14 +10,15 @@ Two kinds of files must not share the machine's 2 cores with each other:
 * :data:`HEAVY`, one **group** run by a single worker, one file after the other: real worker processes by
   the four (10,000 sends, SIGKILLs, a flaky platform) that keep both cores busy — two at once would push a
   healthy worker past its lease;
-* :data:`REALTIME`: files whose asserts ride on the wall clock — audio paced at 50 frames a second, a browser's
-  microphone, fan-outs paced at the platforms' rates on a clock running 4× faster, stalled connections cut
-  after seconds, processes killed and replaced. Starved of CPU they fail (seen: a Discord voice pump missing
-  frames, a browser heard for too short a time, a DM channel opened twice after a send timed out).
+* :data:`REALTIME`: files whose asserts ride on the wall clock — audio paced at 50 frames a second, a
+  browser's microphone, fan-outs paced at the platforms' rates on a clock running 4× faster, stalled
+  connections cut after seconds, processes killed and replaced. Starved of CPU by the heavy group they
+  failed (a Discord voice pump missing frames, a browser heard for too short a time, a DM channel opened
+  twice after a send timed out).
 
-So the realtime files go first (longest first), on every worker, with the ordinary files filling in; the heavy group starts
-once the last realtime file is done, on one worker, while the others finish the ordinary files. A worker with
-nothing it may start waits (a moment, at the switch). Groups and realtime files never run at the same time.
+So the realtime files go first (longest first) on every worker, the ordinary files filling in; the heavy
+group starts once the last realtime file is done, on one worker, while the others finish the ordinary
+files. A worker with nothing it may start waits (a moment, at the switch).
 
 Why a list of files and not ``@pytest.mark.xdist_group``: pytest-xdist 3.8.0 tells the controller a test's
 group by appending ``@<group>`` to its nodeid on the worker, which pytest 9.2's structured node ids no
