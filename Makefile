@@ -28,10 +28,10 @@ contracts: $(STAMP)
 
 # The suite runs against SQLite and PostgreSQL; scripts/with-postgres finds or starts a server (see README);
 # scripts/with-chromium installs Debian's chromium for the browser tests when it is missing.
-# It runs on PYTEST_WORKERS pytest-xdist processes: much of it waits on real time (paced sends, spawned
-# processes, browsers), so 3 workers beat 2 on a 2-core machine. The units handed out are whole files, and
-# the multi-process tests together on one worker: tests/parallel.py.
-# Serially: `make test PYTEST_WORKERS=0` (or PYTEST_ARGS="-n 0"); one file: add it to PYTEST_ARGS.
+# pytest runs on PYTEST_WORKERS pytest-xdist processes: most of the suite waits on real time (paced sends,
+# spawned processes, browsers), so 3 workers on 2 cores take about half the serial time. Whole files are the
+# units, and the multi-process tests never run beside the wall-clock ones: tests/parallel.py.
+# Serially: `make test PYTEST_WORKERS=0` (or PYTEST_ARGS="-n 0"); PYTEST_ARGS adds to the command line.
 PYTEST_WORKERS ?= 3
 pytest: $(STAMP)
 	scripts/with-postgres scripts/with-chromium \
