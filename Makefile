@@ -28,8 +28,14 @@ contracts: $(STAMP)
 
 # The suite runs against SQLite and PostgreSQL; scripts/with-postgres finds or starts a server (see README);
 # scripts/with-chromium installs Debian's chromium for the browser tests when it is missing.
+# pytest runs on PYTEST_WORKERS pytest-xdist processes: most of the suite waits on real time (paced sends,
+# spawned processes, browsers), so 3 workers on 2 cores take about half the serial time. Whole files are the
+# units, and the multi-process tests never run beside the wall-clock ones: tests/parallel.py.
+# Serially: `make test PYTEST_WORKERS=0` (or PYTEST_ARGS="-n 0"); PYTEST_ARGS adds to the command line.
+PYTEST_WORKERS ?= 3
 pytest: $(STAMP)
-	scripts/with-postgres scripts/with-chromium $(BIN)/python -m pytest $(PYTEST_ARGS)
+	scripts/with-postgres scripts/with-chromium \
+	  $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 test: lint types contracts pytest
 

@@ -18,6 +18,8 @@ import random
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -34,6 +36,7 @@ from tests.fakes.platform import FakePlatform
 from tests.logcapture import SessionLogs
 
 _LOGS = pytest.StashKey[SessionLogs]()
+_LOG_FOLDER = "spaces_log_folder"  # in each pytest-xdist worker's workerinput
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -42,9 +45,36 @@ def pytest_configure(config: pytest.Config) -> None:
     settings.register_profile("ci", derandomize=True, print_blob=True)
     if os.environ.get("CI", "").lower() == "true":
         settings.load_profile("ci")
-    logs = SessionLogs()
+    workerinput = _xdist_workerinput(config)
+    if workerinput is None:
+        logs = SessionLogs()
+    else:  # the controller's folder (pytest_configure_node), which the controller alone scans at the end
+        worker = workerinput["workerid"]
+        logs = SessionLogs(Path(workerinput[_LOG_FOLDER]), in_process=f"pytest-in-process-{worker}.log")
     logs.start()
     config.stash[_LOGS] = logs
+
+
+def _xdist_workerinput(config: pytest.Config) -> dict[str, Any] | None:
+    """What pytest-xdist's controller gave this worker, or None: a serial run, or the controller itself."""
+    return getattr(config, "workerinput", None)
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: unknown when it is not loaded (-p no:xdist)
+def pytest_configure_node(node: Any) -> None:
+    """The controller hands each worker its log folder before the worker starts."""
+    node.workerinput[_LOG_FOLDER] = str(node.config.stash[_LOGS].folder)
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)  # before xdist's own (registered after this conftest)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadgroup`` (the Makefile's): groups, then whole files, see tests/parallel.py."""
+    if config.getvalue("dist") != "loadgroup":
+        return None  # another --dist asked for on the command line: xdist's own
+    from tests.parallel import FileOrGroupScheduling  # imports xdist: only where it runs
+
+    print("SCHED", file=__import__("sys").stderr)
+    return FileOrGroupScheduling(config, log)
 
 
 @pytest.fixture(autouse=True)
@@ -68,6 +98,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if logs is None:
         return
     logs.stop()
+    if _xdist_workerinput(session.config) is not None:
+        return  # the controller checks the shared folder, every worker's files at once, after the last one
     leaks = logs.leaks()
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if not leaks:

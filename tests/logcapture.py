@@ -10,6 +10,10 @@ Two sources, one folder:
 
 At the end, any file holding a test secret (:mod:`tests.fakes.secrets`: each contains ``CANARY``) fails the
 session, naming the file and quoting the line. The folder is kept when something was found.
+
+Under pytest-xdist every worker writes into the controller's folder (its own ``pytest-in-process-<gw>.log``,
+and its processes' ``spaces-<pid>.log``), and only the controller scans it, once every worker has finished:
+a worker's exit status never reaches the controller's, and its terminal output is not shown.
 """
 
 from __future__ import annotations
@@ -47,9 +51,9 @@ class Leak:
 
 
 class SessionLogs:
-    def __init__(self, folder: Path | None = None) -> None:
+    def __init__(self, folder: Path | None = None, in_process: str = IN_PROCESS) -> None:
         self.folder = folder or Path(tempfile.mkdtemp(prefix="spaces-test-logs-"))
-        self.handler = logging.FileHandler(self.folder / IN_PROCESS, encoding="utf-8")
+        self.handler = logging.FileHandler(self.folder / in_process, encoding="utf-8")
         self.handler.setFormatter(KeyValueFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
         self.handler.setLevel(logging.DEBUG)
         self._saved_env: str | None = None

@@ -32,7 +32,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 # The lease: short enough that the killed worker's rows come back quickly, long enough (with the lease
-# guard's margin) that a loaded 2-core CI machine never sees a lease expire under a healthy worker.
+# guard's margin) that a loaded 2-core CI machine never sees a lease expire under a healthy worker. 5 s was
+# not: with the suite on parallel workers and other jobs on the machine, a healthy worker starved of CPU
+# for seconds lost rows to another one (1 duplicate in the clean run); 10 s costs the SIGKILL case 5 s.
+LEASE = 10
+
+
 def _spawn(url: str, worker: str, log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
@@ -43,7 +48,7 @@ def _spawn(url: str, worker: str, log: Path) -> subprocess.Popen[bytes]:
             worker,
             str(log),
             "--lease",
-            "5",
+            str(LEASE),
             "--delay",
             "0.002",
             "--batch",
