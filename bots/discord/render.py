@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from bots.discord.translate import discord_commands
+from core.markup import with_code_spans
 from core.models import SpaceStatus
 from core.notices import REPLY, Action, ActionKind, Notice
 from core.refs import ChatRef, Platform, UserRef
@@ -50,7 +51,6 @@ NO_MENTIONS: dict[str, Any] = {"parse": []}
 _SPECIAL = re.compile(r"([\\*_~`|>#\-\[\]()<])")
 # @everyone and @here are parsed without '<': a zero-width space after the '@' makes them plain text
 _BROADCAST = re.compile(r"@(everyone|here)", re.IGNORECASE)
-_CODE = re.compile(r"`([^`\n]+)`")
 
 
 def escape(text: str) -> str:
@@ -61,14 +61,7 @@ def escape(text: str) -> str:
 def rich(text: str) -> str:
     """A line from core.texts: escaped, with its `code` spans kept (Discord renders them natively, and
     nothing inside a code span is a mention)."""
-    out: list[str] = []
-    last = 0
-    for m in _CODE.finditer(text):
-        out.append(escape(text[last : m.start()]))
-        out.append(f"`{m.group(1)}`")
-        last = m.end()
-    out.append(escape(text[last:]))
-    return "".join(out)
+    return with_code_spans(text, plain=escape, code=lambda inner: f"`{inner}`")
 
 
 def timestamp(when: datetime) -> str:

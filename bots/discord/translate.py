@@ -10,7 +10,6 @@ never as a traceback deep in a handler.
 from __future__ import annotations
 
 import functools
-import re
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
 from core.ids import looks_like_space_id
+from core.markup import as_subcommands
 from core.notices import Verb, parse_callback
 from core.refs import ChatRef, Platform, UserRef
 from core.services.inbound import (
@@ -437,7 +437,6 @@ _AS_SUBCOMMAND = {
     "end": "end",
     "spaces": "list",
 }
-_COMMAND_SPAN = re.compile(r"`/([a-z]+)([^`\n]*)`")
 
 
 def discord_commands(text: str) -> str:
@@ -445,16 +444,11 @@ def discord_commands(text: str) -> str:
     `/spaces` → `/space list`, and a chat's one-line `/space tomorrow 20:00 AMA` → `/space schedule` (on
     Discord the title and the time are options of their own). Commands Discord does not have stay."""
 
-    def fix(m: re.Match[str]) -> str:
-        name, rest = m.group(1), m.group(2)
-        if name == "space":
-            words = rest.split(maxsplit=1)
-            return m.group(0) if words and words[0] in SUBCOMMANDS else "`/space schedule`"
-        if name in _AS_SUBCOMMAND:
-            return f"`/space {_AS_SUBCOMMAND[name]}{rest}`"
-        return m.group(0)
+    def schedule(span: str) -> str:
+        words = span.strip("`").removeprefix("/space").split(maxsplit=1)
+        return span if words and words[0] in SUBCOMMANDS else "`/space schedule`"
 
-    return _COMMAND_SPAN.sub(fix, text)
+    return as_subcommands(text, _AS_SUBCOMMAND, space=schedule)
 
 
 # --------------------------------------------------------------------------- answers (raw shapes)

@@ -30,6 +30,7 @@ from datetime import datetime
 from typing import Any
 
 from core.ids import looks_like_space_id
+from core.markup import as_subcommands, with_code_spans
 from core.models import SpaceStatus
 from core.notices import REPLY, Action, ActionKind, Notice, Verb, callback, parse_callback
 from core.texts import t
@@ -59,7 +60,6 @@ _MARKERS = re.compile(r"([*_~`])")
 # bidi embeddings, overrides and isolates: an unterminated one would reorder the text after the user's
 _BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
 _FSI, _PDI = "\u2068", "\u2069"
-_CODE = re.compile(r"`([^`\n]+)`")
 # Slack user ids: U… or W… (Enterprise Grid), upper-case letters and digits
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{1,20}$")
 # a placeholder for the stated time while the text around it is escaped: a Unicode noncharacter, never
@@ -92,14 +92,7 @@ def escape(text: str) -> str:
 def rich(text: str) -> str:
     """A line from core.texts: escaped, with its `code` spans kept as code (nothing in them is formatted;
     only the entities are needed there)."""
-    out: list[str] = []
-    last = 0
-    for m in _CODE.finditer(text):
-        out.append(escape(text[last : m.start()]))
-        out.append(f"`{entities(m.group(1))}`")
-        last = m.end()
-    out.append(escape(text[last:]))
-    return "".join(out)
+    return with_code_spans(text, plain=escape, code=lambda inner: f"`{entities(inner)}`")
 
 
 def cut(text: str, limit: int, shown: Callable[[str], str] = escape) -> str:
@@ -435,17 +428,9 @@ _AS_SUBCOMMAND = {
     "subscribe": "subscribe",
     "unsubscribe": "unsubscribe",
 }
-_COMMAND_SPAN = re.compile(r"`/([a-z]+)([^`\n]*)`")
 
 
 def slack_commands(text: str) -> str:
     """The commands a text names (in `code` spans) as Slack's: `/rename <id> …` → `/space rename <id> …`,
     `/spaces` → `/space list`, `/tz` → `/space zone`. `/space …` stays; commands Slack lacks stay too."""
-
-    def fix(m: re.Match[str]) -> str:
-        name, rest = m.group(1), m.group(2)
-        if name in _AS_SUBCOMMAND:
-            return f"`/space {_AS_SUBCOMMAND[name]}{rest}`"
-        return m.group(0)
-
-    return _COMMAND_SPAN.sub(fix, text)
+    return as_subcommands(text, _AS_SUBCOMMAND)

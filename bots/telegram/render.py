@@ -7,20 +7,19 @@ show as typed), and the result always fits Telegram's limits (4096 characters, 6
 from __future__ import annotations
 
 import html
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from telegram import ForceReply, InlineKeyboardButton, InlineKeyboardMarkup
 
 from bots.telegram.translate import share_link
+from core.markup import with_code_spans
 from core.notices import REPLY, Action, ActionKind, Notice
 from core.refs import UserRef
 
 TEXT_LIMIT = 4096
 CALLBACK_LIMIT = 64  # bytes
 NAME_LIMIT = 32  # characters of a person's name in a mention (20 of them always fit in one message)
-_CODE = re.compile(r"`([^`\n]+)`")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +31,11 @@ class Rendered:
 
 def rich(text: str) -> str:
     """Plain text from core.texts → HTML: escaped, with `code` spans kept as <code>."""
-    return _CODE.sub(lambda m: f"<code>{m.group(1)}</code>", html.escape(text, quote=False))
+    return with_code_spans(
+        text,
+        plain=lambda part: html.escape(part, quote=False),
+        code=lambda inner: f"<code>{html.escape(inner, quote=False)}</code>",
+    )
 
 
 def _fit(parts: list[str]) -> str:
