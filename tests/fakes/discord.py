@@ -111,6 +111,7 @@ from tests.fakes.discord_model import (
     with_ids,
 )
 from tests.fakes.discord_spec import API_PREFIX, DiscordApiSpec, Operation, load_spec
+from tests.fakes.emulator import StrictEmulator
 from tests.fakes.secrets import DISCORD_BOT_TOKEN
 
 __all__ = [
@@ -204,7 +205,7 @@ class _Bucket:
 
 
 # --------------------------------------------------------------------------- emulator
-class DiscordEmulator:
+class DiscordEmulator(StrictEmulator):
     """An aiohttp server speaking Discord's REST API and gateway; see the module docstring."""
 
     def __init__(
@@ -369,16 +370,6 @@ class DiscordEmulator:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-
-    async def __aenter__(self) -> DiscordEmulator:
-        return await self.start()
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
-    ) -> None:
-        await self.stop()
-        if exc_type is None and self.strict:
-            self.assert_clean()
 
     @property
     def base_url(self) -> str:

@@ -100,6 +100,7 @@ import aiohttp
 import pytest_asyncio
 from aiohttp import web
 
+from tests.fakes.emulator import StrictEmulator
 from tests.fakes.secrets import CANARY, SLACK_APP_TOKEN, SLACK_SIGNING_SECRET
 from tests.fakes.slack_spec import SlackSpec, event_problems, load_spec, message_problems, view_problems
 
@@ -584,7 +585,7 @@ def _permalink_ts(ts: str) -> str:
 
 
 # --------------------------------------------------------------------------- emulator
-class SlackEmulator:
+class SlackEmulator(StrictEmulator):
     """An aiohttp server speaking Slack's Web API and calling the app like Slack; see the module docstring."""
 
     def __init__(
@@ -703,16 +704,6 @@ class SlackEmulator:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-
-    async def __aenter__(self) -> SlackEmulator:
-        return await self.start()
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
-    ) -> None:
-        await self.stop()
-        if exc_type is None and self.strict:
-            self.assert_clean()
 
     def _base(self) -> str:
         if self.port is None:

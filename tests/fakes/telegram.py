@@ -40,6 +40,7 @@ import aiohttp
 import pytest_asyncio
 from aiohttp import web
 
+from tests.fakes.emulator import StrictEmulator
 from tests.fakes.secrets import TELEGRAM_TOKEN
 from tests.fakes.telegram_spec import BotApiSpec, EntityParseError, load_spec, parse_html, utf16_len
 
@@ -387,7 +388,7 @@ def _update_kind(update: dict[str, Any]) -> str | None:
 
 
 # --------------------------------------------------------------------------- emulator
-class TelegramEmulator:
+class TelegramEmulator(StrictEmulator):
     """An aiohttp server speaking the Telegram Bot API; see the module docstring."""
 
     def __init__(
@@ -525,16 +526,6 @@ class TelegramEmulator:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-
-    async def __aenter__(self) -> TelegramEmulator:
-        return await self.start()
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
-    ) -> None:
-        await self.stop()
-        if exc_type is None and self.strict:
-            self.assert_clean()
 
     @property
     def base_url(self) -> str:
