@@ -68,12 +68,12 @@ def pytest_configure_node(node: Any) -> None:
 
 @pytest.hookimpl(optionalhook=True, tryfirst=True)  # before xdist's own (registered after this conftest)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """``--dist loadgroup`` (the Makefile's): groups, then whole files, see tests/parallel.py."""
+    """``--dist loadgroup`` (the Makefile's): whole files as units, the wall-clock ones first, the heavy
+    multi-process group after them and never beside one (tests/parallel.py)."""
     if config.getvalue("dist") != "loadgroup":
         return None  # another --dist asked for on the command line: xdist's own
     from tests.parallel import FileOrGroupScheduling  # imports xdist: only where it runs
 
-    print("SCHED", file=__import__("sys").stderr)
     return FileOrGroupScheduling(config, log)
 
 
