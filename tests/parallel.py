@@ -42,6 +42,8 @@ HEAVY = (
 REALTIME = (
     "tests/delivery/test_shared_budget_processes.py",  # 100
     "tests/bots/discord/test_fanout.py",  # 95
+    "tests/bots/web/test_share_browser.py",  # 60 (Chromium)
+    "tests/bots/slack/test_fanout.py",  # 50 (Slack time at 8x the wall clock)
     "tests/bots/telegram/test_scale_and_input.py",  # 70
     "tests/bots/telegram/test_receiving_edge.py",  # 50
     "tests/bots/discord/test_voice.py",  # 50
