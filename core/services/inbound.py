@@ -44,7 +44,7 @@ from core.commands import (
 )
 from core.errors import UserError
 from core.hostlink import host_link
-from core.ids import looks_like_space_id
+from core.ids import looks_like_space_id, normal_short_code
 from core.models import Conversation, ConversationStep, Space, SpaceStatus
 from core.notices import Action, ActionKind, Verb, callback, reply
 from core.ports import Clock, Links, OneTimeCodes, UnitOfWorkFactory
@@ -246,6 +246,18 @@ Command = (
     | Help
     | Say
 )
+
+
+def link_words(word: str, rest: str) -> Link | Unlink | None:
+    """``link``, ``link <code>`` and ``unlink`` as typed after ``/space`` (Slack, Telegram, the console): the
+    command, or None when the words are something else — a title that starts with "link" ("link building
+    workshop friday 20:00") stays a Space to schedule. A code is one word or two (``K7QM4 ZP9XA``)."""
+    word, rest = word.lower(), rest.strip()
+    if word == "unlink" and not rest:
+        return Unlink()
+    if word == "link" and (not rest or normal_short_code(rest) is not None):
+        return Link(rest)
+    return None
 
 
 def normalise_id(text: str) -> str | None:
