@@ -1,6 +1,6 @@
-"""One Space, every platform, end to end (issue 14): a Telegram group and a Discord channel linked through
-their own commands — the real python-telegram-bot and discord.py against their emulators, one core, one
-SQLite database, one delivery engine routing to both.
+"""One Space, every platform, end to end (issue 14): a Telegram group, a Discord channel and a Slack channel
+linked through their own commands — the real python-telegram-bot, discord.py and slack_bolt/slack_sdk
+against their emulators, one core, one SQLite database, one delivery engine routing to all three.
 
 link (a code on Telegram, typed on Discord) → a Space scheduled on Discord gets a card in both chats, one
 subscriber list (a Telegram member and a Discord member) → a Telegram admin starts it from the Telegram card
@@ -19,13 +19,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from aiohttp.test_utils import TestServer
+from prometheus_client import CollectorRegistry
 
 from bots.discord.adapter import DiscordConfig, DiscordPlatform
 from bots.discord.handlers import Handlers
 from bots.router import Router
 from bots.runtime.budget import TokenBucketBudget
+from bots.slack.adapter import SlackPlatform
+from bots.slack.handlers import EVENTS_PATH, SlackHandlers
+from bots.slack.workspaces import Workspaces
 from bots.telegram.adapter import TelegramConfig, TelegramPlatform
 from bots.telegram.translate import chat_ref as tg_chat
+from bots.web.app import WebDeps, make_web_app
 from core.models import SpaceStatus
 from core.refs import ChatRef, Platform
 from core.services.deliveries import DeliveryEngine, EngineConfig
@@ -37,9 +43,11 @@ from storage.codes import SqlOneTimeCodes
 from storage.db import make_engine, make_session_factory
 from storage.migrate import upgrade
 from storage.stores import SqlOutbox, unit_of_work_factory
+from tests.bots.slack.handlers_env import OneWorkspace, library_floors
 from tests.bots.telegram.conftest import AutoDeliver, EngineClock, Links, VirtualTime
 from tests.fakes.clock import FakeClock
 from tests.fakes.discord import DcChannel, DcGuild, DcMember, DiscordEmulator, Perm, pointed_at
+from tests.fakes.slack import SlackEmulator, SlChannel, SlUser
 from tests.fakes.telegram import TelegramEmulator, TgChat
 
 CODE = re.compile(r"[0-9A-Z]{5}-[0-9A-Z]{5}")
@@ -56,6 +64,17 @@ class World:
     outbox: SqlOutbox
     clock: FakeClock
     wake: AutoDeliver
+    sl: SlackEmulator
+    sl_channel: SlChannel
+    sl_admin: SlUser
+    slack_handlers: SlackHandlers
+
+    async def slash(self, text: str) -> str:
+        """The Slack workspace admin types ``/space <text>`` in the Slack channel: the answer."""
+        rec = await self.sl.slash_command(self.sl_admin, self.sl_channel, "/space", text)
+        await self.slack_handlers.drain()
+        await self.deliver()
+        return str(rec.responses[-1]["text"])  # through the command's response_url
 
     @property
     def dc_chat(self) -> ChatRef:
@@ -119,8 +138,26 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     async with (
         TelegramEmulator(clock=vt.monotonic) as tg,
         DiscordEmulator(clock=vt.monotonic, wall_clock=lambda: clock.now().timestamp()) as dc,
+        SlackEmulator() as sl,
     ):
-        with pointed_at(dc):
+        with pointed_at(dc), library_floors():
+            team = sl.create_workspace("Acme")
+            sl_admin = sl.add_user(team, "ada", is_admin=True)
+            sl_channel = sl.add_channel(team, "general", [sl_admin])
+            sl_token = sl.bot_token(team)
+            slack = SlackPlatform(Workspaces(api_base=sl.api_base, token=sl_token), links=Links())
+            slack_handlers = SlackHandlers(
+                workspaces=OneWorkspace(sl_token, sl.api_base),
+                platform=slack,
+                inbound=inbound(),
+                spaces=spaces,
+                replies=replies,
+                links=Links(),
+                clock=clock,
+                signing_secret=sl.signing_secret,
+                app_token=None,
+                receive=True,
+            )
             telegram = TelegramPlatform(
                 TelegramConfig(
                     token=tg.token, api_base=tg.base_url, file_base=tg.base_file_url, poll_timeout=1.0
@@ -153,7 +190,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
                     api_base=dc.base_url,
                 )
             )
-            router = Router([telegram, discord])
+            router = Router([telegram, discord, slack])
             spaces.mirror_native_events(router.native_event_platforms())
             outbox = SqlOutbox(db)
             engine = DeliveryEngine(
@@ -167,16 +204,43 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
                 EngineConfig(worker_id="linking"),
                 rng=random.Random(5),
             )
+            web = make_web_app(
+                WebDeps(
+                    spaces=spaces,
+                    outbox=outbox,
+                    registry=CollectorRegistry(),
+                    routes=slack_handlers.web_routes(),
+                )
+            )
             await telegram.start()
             await discord.start()
             await discord.start_gateway()
+            await slack.start()
             deliverer = asyncio.create_task(wake.run(engine, outbox), name="auto-deliver")
             try:
-                yield World(tg, dc, guild, channel, spaces, engine, outbox, clock, wake)
+                async with TestServer(web, host="127.0.0.1") as server:
+                    sl.request_url = str(server.make_url(EVENTS_PATH))
+                    yield World(
+                        tg,
+                        dc,
+                        guild,
+                        channel,
+                        spaces,
+                        engine,
+                        outbox,
+                        clock,
+                        wake,
+                        sl,
+                        sl_channel,
+                        sl_admin,
+                        slack_handlers,
+                    )
+                    await slack_handlers.stop()
             finally:
                 deliverer.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await deliverer
+                await slack.stop()
                 await discord.stop()
                 await telegram.stop()
                 await db.dispose()
@@ -203,6 +267,10 @@ async def test_linked_telegram_group_and_discord_channel_share_one_space(world: 
     assert told is not None
     # the code was single use
     assert "unknown, used or expired" in await w.command(mo, "link", code=code)
+    # the Slack channel joins the group with a code from the Discord channel
+    code = CODE.search(await w.command(mo, "link")).group(0)  # type: ignore[union-attr]
+    answer = await w.slash(f"link {code.lower()}")
+    assert "now shares its Spaces with a Discord channel (and 1 more chat)" in answer, answer
 
     # --- a Space scheduled on Discord: a card in both chats (and the Discord event)
     assert "Town hall" in await w.command(mo, "schedule", title="Town hall", when="tomorrow 20:00")
@@ -212,6 +280,7 @@ async def test_linked_telegram_group_and_discord_channel_share_one_space(world: 
     [tg_card] = _tg_cards(w, group, space.id)
     assert "Town hall" in tg_card.text  # type: ignore[attr-defined]
     assert len(w.guild.events) == 1
+    [sl_card] = [m for m in w.sl.messages_in(w.sl_channel) if "Town hall" in m.text]
 
     # --- one subscriber list: a Telegram member by the Telegram card, a Discord member by the Discord card
     kim = tg.create_user("Kim", started=True)
@@ -238,6 +307,7 @@ async def test_linked_telegram_group_and_discord_channel_share_one_space(world: 
     assert "LIVE" in tg.message(group, tg_card.message_id).text.upper()  # type: ignore[attr-defined]
     live_dc = next(m for m in dc.messages_in(w.channel) if m.id == dc_card.id)
     assert "LIVE" in str(live_dc.embeds[0]).upper()
+    assert "LIVE" in w.sl.find_message(sl_card.ts).text.upper()
     # each subscriber notified once, on their platform
     assert (
         len([m for m in tg.bot_messages(kim.id) if "Town hall" in m.text and "live" in m.text.lower()]) == 1
@@ -247,10 +317,13 @@ async def test_linked_telegram_group_and_discord_channel_share_one_space(world: 
     # --- unlink on Telegram: the Discord channel is told; the next Discord Space stays on Discord
     await tg.user_sends(hana, group, "/unlink")
     await tg.wait_for_message(group, lambda m: "no longer shares its Spaces with a Discord channel" in m.text)
+    await w.deliver()
+    assert [m for m in w.sl.messages_in(w.sl_channel) if "A Telegram group no longer shares" in m.text]
     assert "Next one" in await w.command(mo, "schedule", title="Next one", when="friday 20:00")
     nxt = next(s for s in await w.spaces.upcoming(w.dc_chat) if s.title == "Next one")
     await w.deliver()
     assert not _tg_cards(w, group, nxt.id)
+    assert [m for m in w.sl.messages_in(w.sl_channel) if "Next one" in m.text]  # Slack is still linked
     assert [m for m in dc.messages_in(w.channel) if m.embeds and "Next one" in str(m.embeds[0])]
     shown_on_telegram = {s.id for s in await w.spaces.upcoming(tg_chat(group.id))}
     assert space.id in shown_on_telegram and nxt.id not in shown_on_telegram
