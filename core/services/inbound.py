@@ -637,7 +637,7 @@ class InboundService:
             return
         try:
             if req.private:
-                done = await linking.link_account(req.actor, code)
+                done = await linking.link_account(req.actor, code, request_id=req.request_id)
                 accounts = describe_accounts([a for a in done.members if isinstance(a, UserRef)])
                 out.say(t(loc, "link.accounts_linked", accounts=accounts))
             else:

@@ -42,7 +42,7 @@ ANNOUNCE_LIMIT = 50  # open Spaces per chat announced in the other side when two
 class Linked:
     """What a ``/space link <code>`` did: the group as it is now (the asker's chat or account first)."""
 
-    members: Sequence[ChatRef] | Sequence[UserRef]
+    members: Sequence[ChatRef | UserRef]
     announced: int = 0  # cards queued for the Spaces each side already had
 
 
@@ -92,6 +92,13 @@ class LinkService:
         are told (an outbox reply each); each side's open Spaces get a card in the other. Raises UserError
         (unknown, used or expired code; this chat's own code; already linked)."""
         now = self._clock.now()
+        done = _done_key(request_id)
+        if done is not None:
+            async with self._uow() as uow:
+                if await uow.inbound.recall(chat.platform, done) is not None:
+                    # the platform delivered this command again (a crash before its answer was queued):
+                    # the code is spent, the chats are linked — the same answer, nothing done twice
+                    return Linked(_first(chat, await uow.links.chats(chat)))
         found = await self._codes.redeem(CHAT_CODE, code, now=now)
         if not found:
             raise UserError("link.bad_code")
@@ -102,6 +109,8 @@ class LinkService:
         async with self._uow() as uow:
             if not await uow.links.link_chats(other, chat, now=now):
                 raise UserError("link.already")
+            if done is not None:
+                await uow.inbound.remember(chat.platform, done, found)
             group = await uow.links.chats(chat)
             rows += await self._announce_open(uow, group, now)
             announced = len(rows)
@@ -114,7 +123,7 @@ class LinkService:
             await uow.commit()
         if rows:
             self._wake.arm(now)
-        return Linked([chat, *(c for c in group if c != chat)], announced)
+        return Linked(_first(chat, group), announced)
 
     async def unlink_chat(
         self, chat: ChatRef, *, locale: str, request_id: str | None = None
@@ -136,9 +145,14 @@ class LinkService:
             self._wake.arm(now)
         return left
 
-    async def link_account(self, user: UserRef, code: str) -> Linked:
+    async def link_account(self, user: UserRef, code: str, *, request_id: str | None = None) -> Linked:
         """Redeem a private chat's code as ``user``: both accounts become one person's."""
         now = self._clock.now()
+        done = _done_key(request_id)
+        if done is not None:
+            async with self._uow() as uow:
+                if await uow.inbound.recall(user.platform, done) is not None:  # delivered again
+                    return Linked(_first(user, await uow.links.accounts(user)))
         found = await self._codes.redeem(PERSON_CODE, code, now=now)
         if not found:
             raise UserError("link.bad_code")
@@ -148,9 +162,11 @@ class LinkService:
         async with self._uow() as uow:
             if not await uow.links.link_accounts(other, user, now=now):
                 raise UserError("link.already_account")
+            if done is not None:
+                await uow.inbound.remember(user.platform, done, found)
             accounts = await uow.links.accounts(user)
             await uow.commit()
-        return Linked([user, *(a for a in accounts if a != user)])
+        return Linked(_first(user, accounts))
 
     async def unlink_account(self, user: UserRef) -> list[UserRef]:
         async with self._uow() as uow:
@@ -172,6 +188,17 @@ class LinkService:
                 seen.add(space.id)
                 rows += await self._spaces.announcements(uow, space, group, now)
         return rows
+
+
+def _done_key(request_id: str | None) -> str | None:
+    """The inbound request id recording that this command's code was redeemed (a retry finds it)."""
+    return None if request_id is None else f"{request_id}:linked"
+
+
+def _first(
+    here: ChatRef | UserRef, members: Sequence[ChatRef] | Sequence[UserRef]
+) -> list[ChatRef | UserRef]:
+    return [here, *(m for m in members if m != here)]
 
 
 def _tell(chat: ChatRef, text: str, locale: str, *, key: str, now: datetime) -> Delivery:

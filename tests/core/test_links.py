@@ -228,3 +228,17 @@ async def test_unlink_tells_the_others_and_the_next_space_stays_home(core_env: C
     assert not [m for m in await told(core_env, DC) if "no longer" in m]
     french = text(await inbound.handle(request(DC_MOD, DC, locale="fr"), ib.Unlink()))
     assert french == t("fr", "link.not_linked")
+
+
+async def test_a_link_command_delivered_twice_links_once_and_answers_the_same(core_env: CoreEnv) -> None:
+    """Platforms deliver at least once: the same request again finds its code spent by itself."""
+    inbound = service(core_env, MemoryOneTimeCodes())
+    code = code_in(text(await inbound.handle(request(TG_MOD, TG), ib.Link())))
+    again = request(DC_MOD, DC)
+    first = text(await inbound.handle(again, ib.Link(code)))
+    assert first.startswith("Linked ✓") and text(await inbound.handle(again, ib.Link(code))) == first
+    mine = request(ALICE_TG, PRIVATE[Platform.TELEGRAM], private=True)
+    code = code_in(text(await inbound.handle(mine, ib.Link())))
+    theirs = request(ALICE_DC, PRIVATE[Platform.DISCORD], private=True)
+    first = text(await inbound.handle(theirs, ib.Link(code)))
+    assert first.startswith("Linked ✓") and text(await inbound.handle(theirs, ib.Link(code))) == first
