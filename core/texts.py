@@ -309,7 +309,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "`/reschedule <id> <when>` · `/rename <id> <title>` · `/cancel <id>` · `/live <id>` · `/end <id>` — "
         "host and admins\n"
         "`/source <id> <stream URL | browser | none>` — the Space's audio (host and admins)\n"
-        "`/tz <zone>` — your time zone (now {zone}) · `/chattz <zone>` — this chat's (admins)",
+        "`/tz <zone>` — your time zone (now {zone}) · `/chattz <zone>` — this chat's (admins)\n"
+        "`/space link` · `/space unlink` — share this chat's Spaces with chats on other platforms (admins); in "
+        "private, link your accounts",
         "ask.title": "What's the title of your Space? (reply to this message)",
         "ask.time": "When does “{title}” start? e.g. `tomorrow 20:00`, `in 2 hours`, `friday 18:30 Europe/Paris`",
         "list.header": "Upcoming Spaces here:",
@@ -701,7 +703,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "`/reschedule <id> <quand>` · `/rename <id> <titre>` · `/cancel <id>` · `/live <id>` · `/end <id>` — "
         "hôte et admins\n"
         "`/source <id> <URL d'un flux | browser | none>` — le son du Space (hôte et admins)\n"
-        "`/tz <fuseau>` — votre fuseau (actuellement {zone}) · `/chattz <fuseau>` — celui du groupe (admins)",
+        "`/tz <fuseau>` — votre fuseau (actuellement {zone}) · `/chattz <fuseau>` — celui du groupe (admins)\n"
+        "`/space link` · `/space unlink` — partager les Spaces de ce groupe avec des discussions d'autres "
+        "plateformes (admins) ; en privé, relier vos comptes",
         "ask.title": "Quel est le titre de votre Space ? (répondez à ce message)",
         "ask.time": "Quand commence « {title} » ? par ex. `demain 20h`, `dans 2 heures`, `vendredi 18h30 Europe/Paris`",
         "list.header": "Spaces à venir ici :",
