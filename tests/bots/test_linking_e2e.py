@@ -2,9 +2,11 @@
 linked through their own commands — the real python-telegram-bot, discord.py and slack_bolt/slack_sdk
 against their emulators, one core, one SQLite database, one delivery engine routing to all three.
 
-link (a code on Telegram, typed on Discord) → a Space scheduled on Discord gets a card in both chats, one
-subscriber list (a Telegram member and a Discord member) → a Telegram admin starts it from the Telegram card
-→ every card live, each subscriber notified once → unlink on Telegram → the next Discord Space stays home.
+link (a code on Telegram, typed on Discord; one from Discord typed on Slack) → a Space scheduled on Discord
+gets a card in all three chats, one subscriber list (a Telegram member, a Discord member; the Telegram
+member links her Slack account in private and subscribes again from Slack: still two people) → a Telegram
+admin starts it from the Telegram card → every card live, each person notified once (Kim on Slack, where
+she subscribed last) → unlink on Telegram → the next Discord Space is announced on Discord and Slack only.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import random
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,7 @@ from bots.discord.adapter import DiscordConfig, DiscordPlatform
 from bots.discord.handlers import Handlers
 from bots.router import Router
 from bots.runtime.budget import TokenBucketBudget
+from bots.slack import render
 from bots.slack.adapter import SlackPlatform
 from bots.slack.handlers import EVENTS_PATH, SlackHandlers
 from bots.slack.workspaces import Workspaces
@@ -33,6 +36,8 @@ from bots.telegram.adapter import TelegramConfig, TelegramPlatform
 from bots.telegram.translate import chat_ref as tg_chat
 from bots.web.app import WebDeps, make_web_app
 from core.models import SpaceStatus
+from core.notices import Verb, callback
+from core.ports import UnitOfWorkFactory
 from core.refs import ChatRef, Platform
 from core.services.deliveries import DeliveryEngine, EngineConfig
 from core.services.inbound import InboundService
@@ -43,7 +48,7 @@ from storage.codes import SqlOneTimeCodes
 from storage.db import make_engine, make_session_factory
 from storage.migrate import upgrade
 from storage.stores import SqlOutbox, unit_of_work_factory
-from tests.bots.slack.handlers_env import OneWorkspace, library_floors
+from tests.bots.slack.handlers_env import OneWorkspace, _only_button, library_floors
 from tests.bots.telegram.conftest import AutoDeliver, EngineClock, Links, VirtualTime
 from tests.fakes.clock import FakeClock
 from tests.fakes.discord import DcChannel, DcGuild, DcMember, DiscordEmulator, Perm, pointed_at
@@ -68,10 +73,12 @@ class World:
     sl_channel: SlChannel
     sl_admin: SlUser
     slack_handlers: SlackHandlers
+    sl_kim: SlUser  # Kim's Slack account (Kim is on Telegram too)
+    uow: UnitOfWorkFactory
 
-    async def slash(self, text: str) -> str:
-        """The Slack workspace admin types ``/space <text>`` in the Slack channel: the answer."""
-        rec = await self.sl.slash_command(self.sl_admin, self.sl_channel, "/space", text)
+    async def slash(self, text: str, who: SlUser | None = None, where: SlChannel | None = None) -> str:
+        """``who`` (the workspace admin) types ``/space <text>`` in ``where`` (the channel): the answer."""
+        rec = await self.sl.slash_command(who or self.sl_admin, where or self.sl_channel, "/space", text)
         await self.slack_handlers.drain()
         await self.deliver()
         return str(rec.responses[-1]["text"])  # through the command's response_url
@@ -143,7 +150,8 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
         with pointed_at(dc), library_floors():
             team = sl.create_workspace("Acme")
             sl_admin = sl.add_user(team, "ada", is_admin=True)
-            sl_channel = sl.add_channel(team, "general", [sl_admin])
+            sl_kim = sl.add_user(team, "kim")
+            sl_channel = sl.add_channel(team, "general", [sl_admin, sl_kim])
             sl_token = sl.bot_token(team)
             slack = SlackPlatform(Workspaces(api_base=sl.api_base, token=sl_token), links=Links())
             slack_handlers = SlackHandlers(
@@ -234,6 +242,8 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
                         sl_channel,
                         sl_admin,
                         slack_handlers,
+                        sl_kim,
+                        uow,
                     )
                     await slack_handlers.stop()
             finally:
@@ -250,7 +260,7 @@ def _tg_cards(w: World, group: TgChat, space_id: str) -> list[object]:
     return [m for m in w.tg.bot_messages(group) if f"sub:{space_id}" in m.callback_data]
 
 
-async def test_linked_telegram_group_and_discord_channel_share_one_space(world: World) -> None:
+async def test_linked_telegram_discord_and_slack_chats_share_one_space(world: World) -> None:
     w, tg, dc = world, world.tg, world.dc
     hana = tg.create_user("Hana", username="hana", started=True)  # the Telegram group's admin
     group = tg.create_group("Builders TG", creator=hana)
@@ -296,6 +306,25 @@ async def test_linked_telegram_group_and_discord_channel_share_one_space(world: 
 
     await w.eventually(two)
 
+    # --- Kim links her Telegram and Slack accounts (private chats), then subscribes again from Slack:
+    # still two people, and the live notice will reach her once, on Slack, where she subscribed last
+    await tg.user_sends(kim, None, "/link")
+    dm = await tg.wait_for_message(kim.id, lambda m: CODE.search(m.text) is not None)
+    code = CODE.search(dm.text).group(0)  # type: ignore[union-attr]
+    answer = await w.slash(f"link {code}", w.sl_kim, w.sl.im_channel(w.sl_kim))
+    assert "Your accounts (Slack, Telegram) are one person now" in answer, answer
+    w.clock.advance(timedelta(minutes=1))
+    await w.sl.click(w.sl_kim, _only_button(sl_card, callback(Verb.SUBSCRIBE, space.id)), render.PRESS)
+    await w.slack_handlers.drain()
+
+    async def kim_on_slack() -> bool:
+        async with w.uow() as uow:
+            subs = await uow.subscriptions.list(space.id)
+        return len(subs) == 3
+
+    await w.eventually(kim_on_slack)
+    assert await w.spaces.subscriber_count(space.id) == 2  # people, not accounts
+
     # --- the Telegram admin starts the Discord-scheduled Space from the Telegram card
     await tg.press_button(hana, tg_card, f"start:{space.id}")  # type: ignore[arg-type]
 
@@ -308,10 +337,9 @@ async def test_linked_telegram_group_and_discord_channel_share_one_space(world: 
     live_dc = next(m for m in dc.messages_in(w.channel) if m.id == dc_card.id)
     assert "LIVE" in str(live_dc.embeds[0]).upper()
     assert "LIVE" in w.sl.find_message(sl_card.ts).text.upper()
-    # each subscriber notified once, on their platform
-    assert (
-        len([m for m in tg.bot_messages(kim.id) if "Town hall" in m.text and "live" in m.text.lower()]) == 1
-    )
+    # each subscriber notified once, on their platform: Kim on Slack (her last), none on Telegram
+    assert not [m for m in tg.bot_messages(kim.id) if "Town hall" in m.text and "live" in m.text.lower()]
+    assert len([m for m in w.sl.dms_to(w.sl_kim) if "Town hall" in m.text and "live" in m.text.lower()]) == 1
     assert len([m for m in dc.dms_to(alice) if "Town hall" in str(m.content) + str(m.embeds)]) == 1
 
     # --- unlink on Telegram: the Discord channel is told; the next Discord Space stays on Discord
