@@ -117,8 +117,9 @@ class LinkService:
             tag = request_id or secrets.token_hex(8)
             for c in group:
                 if c != chat:
-                    text = t(locale, "link.told", what=describe_chats(c, group, locale))
-                    rows.append(_tell(c, text, locale, key=f"link:{tag}:{c}", now=now))
+                    loc = await _chat_locale(uow, c, locale)
+                    text = t(loc, "link.told", what=describe_chats(c, group, loc))
+                    rows.append(_tell(c, text, loc, key=f"link:{tag}:{c}", now=now))
             await uow.deliveries.add(rows)
             await uow.commit()
         if rows:
@@ -136,9 +137,10 @@ class LinkService:
             left = await uow.links.unlink_chat(chat)
             tag = request_id or secrets.token_hex(8)
             for c in left:
-                what = describe_chats(c, [chat], locale)
-                text = t(locale, "link.told_unlinked", what=what[:1].upper() + what[1:])
-                rows.append(_tell(c, text, locale, key=f"unlink:{tag}:{c}", now=now))
+                loc = await _chat_locale(uow, c, locale)
+                what = describe_chats(c, [chat], loc)
+                text = t(loc, "link.told_unlinked", what=what[:1].upper() + what[1:])
+                rows.append(_tell(c, text, loc, key=f"unlink:{tag}:{c}", now=now))
             await uow.deliveries.add(rows)
             await uow.commit()
         if rows:
@@ -188,6 +190,12 @@ class LinkService:
                 seen.add(space.id)
                 rows += await self._spaces.announcements(uow, space, group, now)
         return rows
+
+
+async def _chat_locale(uow: UnitOfWork, chat: ChatRef, fallback: str) -> str:
+    """The language a chat is told things in: its community's, when set; else the asker's."""
+    community = await uow.communities.get(chat.community)
+    return community.locale if community is not None and community.locale else fallback
 
 
 def _done_key(request_id: str | None) -> str | None:

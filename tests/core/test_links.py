@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from core.models import DeliveryKind
+from core.models import Community, DeliveryKind
 from core.notices import Verb
 from core.refs import ChatRef, Platform, UserRef
 from core.services import inbound as ib
@@ -242,3 +242,12 @@ async def test_a_link_command_delivered_twice_links_once_and_answers_the_same(co
     theirs = request(ALICE_DC, PRIVATE[Platform.DISCORD], private=True)
     first = text(await inbound.handle(theirs, ib.Link(code)))
     assert first.startswith("Linked ✓") and text(await inbound.handle(theirs, ib.Link(code))) == first
+
+
+async def test_each_chat_is_told_in_its_own_language(core_env: CoreEnv) -> None:
+    async with core_env.db.uow() as uow:
+        await uow.communities.upsert(Community(TG, locale="fr"))
+        await uow.commit()
+    inbound = service(core_env, MemoryOneTimeCodes())
+    await link(inbound, (TG_MOD, TG), (DC_MOD, DC))  # the Discord moderator writes in English
+    assert await told(core_env, TG) == [t("fr", "link.told", what="un salon Discord")]
