@@ -145,6 +145,7 @@ class AdapterContext:
             clock=self.clock,
             uow=self.uow,
             read_uow=self.read_uow,
+            codes=self.codes,  # `/space link`: codes shared by every process
         )
 
     # the send budget, for the platform calls an adapter makes on its own behalf inside a send (Discord's
@@ -906,6 +907,7 @@ async def build(
                 clock=clock,
                 uow=uow,
                 read_uow=read_uow,
+                codes=SqlOneTimeCodes(db),
             ),
             on_quit=service.request_stop,
             default_locale=settings.default_locale,

@@ -391,7 +391,45 @@ class ConversationStore(Protocol):
         ...
 
 
+class LinkStore(Protocol):
+    """Links across platforms (issue 14): chats whose Spaces are announced in one another (a chat group), and
+    one person's accounts on several platforms (a person). Both are groups of members: a member is in at most
+    one group of its kind (the member is the key: two concurrent merges can never put it in two), and a group
+    has at least two members (one left alone is no longer linked at all).
+
+    Writes run in the caller's transaction and are serialized across processes (a link changes when a
+    moderator types a command: rare), so a merge reads the groups it joins as they are."""
+
+    async def chats(self, chat: ChatRef) -> list[ChatRef]:
+        """The chats of ``chat``'s group, ``chat`` included, ordered by their text form; ``[chat]`` alone when
+        it is not linked."""
+        ...
+
+    async def link_chats(self, a: ChatRef, b: ChatRef, *, now: datetime) -> bool:
+        """Put ``a`` and ``b`` in one group: the union of their groups (a merge) when both are linked
+        already. False (nothing changes) when they already share a group, or ``a == b``."""
+        ...
+
+    async def unlink_chat(self, chat: ChatRef) -> list[ChatRef]:
+        """Take ``chat`` out of its group; returns the chats that were in it with ``chat`` (ordered like
+        :meth:`chats`), ``[]`` when it was not linked. The last chat left alone is unlinked too."""
+        ...
+
+    async def accounts(self, user: UserRef) -> list[UserRef]:
+        """The accounts of ``user``'s person, ``user`` included, like :meth:`chats`."""
+        ...
+
+    async def link_accounts(self, a: UserRef, b: UserRef, *, now: datetime) -> bool:
+        """Like :meth:`link_chats`, for a person's accounts."""
+        ...
+
+    async def unlink_account(self, user: UserRef) -> list[UserRef]:
+        """Like :meth:`unlink_chat`, for a person's accounts."""
+        ...
+
+
 class UnitOfWork(Protocol):
+    links: LinkStore
     spaces: SpaceStore
     subscriptions: SubscriptionStore
     deliveries: DeliveryStore
@@ -563,13 +601,32 @@ class Budget(Protocol):
 
 class OneTimeCodes(Protocol):
     """Short-lived secrets handed to someone once and redeemed once: OAuth ``state`` values (Slack's
-    install), codes that link a chat to an account. Shared by every process of the service (the database).
+    install), codes that link two chats or two accounts (``/space link``). Shared by every process of the
+    service (the database).
 
-    ``purpose`` keeps uses apart: a code issued for one purpose is never accepted for another."""
+    ``purpose`` keeps uses apart: a code issued for one purpose is never accepted for another. A code may
+    carry a ``subject`` (what it was issued for: the chat or the account to link), returned by
+    :meth:`redeem`."""
 
-    async def issue(self, purpose: str, *, now: datetime, ttl: timedelta) -> str:
-        """A new code, valid from ``now`` until ``now + ttl``. MUST be unguessable (at least 128 random
-        bits), URL-safe (``[A-Za-z0-9_-]``) and at most 64 characters."""
+    async def issue(
+        self, purpose: str, *, now: datetime, ttl: timedelta, subject: str = "", short: bool = False
+    ) -> str:
+        """A new code, valid from ``now`` until ``now + ttl``, carrying ``subject`` (at most 255 characters).
+
+        By default the code MUST be unguessable offline too (at least 128 random bits), URL-safe
+        (``[A-Za-z0-9_-]``) and at most 64 characters: it travels in URLs (OAuth state).
+
+        ``short``: a code a person types: 10 characters of Crockford's base32 (50 random bits) shown as
+        ``XXXXX-XXXXX``, read back in any case, with or without the dash, ``O`` as ``0`` and ``I``/``L`` as
+        ``1``. 50 bits are enough only because it is guessed online alone: each guess is one chat command
+        (rate-limited by the platform), one code lives minutes (the caller's ``ttl``: 10 minutes for links)
+        and dies at its first redeem — a million guesses a second for those 10 minutes would find one code
+        with odds of about 1 in 2,000,000. Never use it for anything a copy of a URL could replay."""
+        ...
+
+    async def redeem(self, purpose: str, code: str, *, now: datetime) -> str | None:
+        """Like :meth:`consume`, returning the code's ``subject`` ("" when issued without one) instead of
+        True, and None instead of False."""
         ...
 
     async def consume(self, purpose: str, code: str, *, now: datetime) -> bool:

@@ -236,6 +236,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "dc.cmd.reschedule": "Move a Space to another time (host and moderators)",
         "dc.cmd.rename": "Give a Space a new title (host and moderators)",
         "dc.opt.new_title": "The new title",
+        "dc.cmd.link": "Share this channel's Spaces with another chat (any platform): get or enter a code",
+        "dc.cmd.unlink": "Stop sharing this channel's Spaces with the chats it is linked with",
+        "dc.opt.link_code": "The code the other chat's moderator got (leave empty to get one)",
         "dc.opt.title": "The Space's title",
         "dc.opt.when": "When it starts, e.g. tomorrow 20:00, in 2 hours, friday 18:30",
         "dc.opt.timezone": "The time zone to read it in (IANA name, e.g. Europe/Paris)",
@@ -312,7 +315,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "`/reschedule <id> <when>` · `/rename <id> <title>` · `/cancel <id>` · `/live <id>` · `/end <id>` — "
         "host and admins\n"
         "`/source <id> <stream URL | browser | none>` — the Space's audio (host and admins)\n"
-        "`/tz <zone>` — your time zone (now {zone}) · `/chattz <zone>` — this chat's (admins)",
+        "`/tz <zone>` — your time zone (now {zone}) · `/chattz <zone>` — this chat's (admins)\n"
+        "`/space link` · `/space unlink` — share this chat's Spaces with chats on other platforms (admins); in "
+        "private, link your accounts",
         "ask.title": "What's the title of your Space? (reply to this message)",
         "ask.time": "When does “{title}” start? e.g. `tomorrow 20:00`, `in 2 hours`, `friday 18:30 Europe/Paris`",
         "list.header": "Upcoming Spaces here:",
@@ -330,6 +335,38 @@ TEXTS: dict[str, dict[str, str]] = {
         "(otherwise I'll mention you here).",
         "button.get_reminders": "🔔 Get my reminders",
         "perm.admins_only": "Only admins of this chat can change its settings.",
+        # --- linking chats and accounts across platforms (core.services.links) ---
+        "link.code": "To share this chat's Spaces with another chat — on Telegram, Discord, Slack or the "
+        "console — a moderator there sends `/space link {code}` (on Telegram: `/link {code}`). The code works "
+        "once, for {minutes} minutes.",
+        "link.code_private": "To link your accounts, send this to me in a private chat on your other platform: "
+        "`/space link {code}` (on Telegram: `/link {code}`). The code works once, for {minutes} minutes.",
+        "link.linked": "Linked ✓ This chat now shares its Spaces with {what}: a Space scheduled in any of them "
+        "is announced in all, with one subscriber list. `/space unlink` undoes it.",
+        "link.accounts_linked": "Linked ✓ Your accounts ({accounts}) are one person now: each reminder reaches "
+        "you once, on the platform you subscribed from last. `/space unlink` here undoes it.",
+        "link.told": "This chat now shares its Spaces with {what}: Spaces scheduled there are announced here too.",
+        "link.told_unlinked": "{what} no longer shares its Spaces with this chat.",
+        "link.unlinked": "Unlinked: this chat no longer shares its Spaces with {what}. Cards already posted stay.",
+        "link.unlinked_account": "Unlinked: this account is on its own again ({accounts} no longer linked to it).",
+        "link.not_linked": "This chat isn't linked with any other — `/space link` makes a code to link it.",
+        "link.not_linked_account": "This account isn't linked with any other.",
+        "link.bad_code": "That code is unknown, used or expired (codes work once, for 10 minutes). A code from "
+        "a group links chats, typed in another group; one from a private chat links accounts, typed in a "
+        "private chat. Send `/space link` again for a new one.",
+        "link.self": "That's this chat's own code: type it in the other chat.",
+        "link.self_account": "That's this account's own code: type it in a private chat with me on your other "
+        "platform.",
+        "link.already": "These two chats already share their Spaces.",
+        "link.already_account": "These two accounts are already linked.",
+        "link.moderators_only": "Only moderators of this chat can link it with others.",
+        "link.unavailable": "Linking chats isn't available here.",
+        "link.what.telegram": "a Telegram group",
+        "link.what.discord": "a Discord channel",
+        "link.what.slack": "a Slack channel",
+        "link.what.console": "the console",
+        "link.more": " (and {count} more chats)",
+        "link.more#one": " (and 1 more chat)",
         "conversation.cancelled": "OK, nothing was scheduled.",
         "input.too_long": "That message is too long for me to read — keep it under {limit} characters.",
         # --- the console (a terminal: `spaces run`) ---
@@ -598,6 +635,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "dc.cmd.reschedule": "Déplacer un Space à une autre heure (hôte et modérateurs)",
         "dc.cmd.rename": "Donner un nouveau titre à un Space (hôte et modérateurs)",
         "dc.opt.new_title": "Le nouveau titre",
+        "dc.cmd.link": "Partager les Spaces de ce salon avec une autre discussion (toute plateforme) : un code",
+        "dc.cmd.unlink": "Ne plus partager les Spaces de ce salon avec les discussions reliées",
+        "dc.opt.link_code": "Le code reçu par le modérateur de l'autre discussion (vide : en obtenir un)",
         "dc.opt.title": "Le titre du Space",
         "dc.opt.when": "Quand il commence, par ex. demain 20h, dans 2 heures, vendredi 18h30",
         "dc.opt.timezone": "Le fuseau horaire dans lequel lire l'heure (nom IANA, par ex. Europe/Paris)",
@@ -675,7 +715,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "`/reschedule <id> <quand>` · `/rename <id> <titre>` · `/cancel <id>` · `/live <id>` · `/end <id>` — "
         "hôte et admins\n"
         "`/source <id> <URL d'un flux | browser | none>` — le son du Space (hôte et admins)\n"
-        "`/tz <fuseau>` — votre fuseau (actuellement {zone}) · `/chattz <fuseau>` — celui du groupe (admins)",
+        "`/tz <fuseau>` — votre fuseau (actuellement {zone}) · `/chattz <fuseau>` — celui du groupe (admins)\n"
+        "`/space link` · `/space unlink` — partager les Spaces de ce groupe avec des discussions d'autres "
+        "plateformes (admins) ; en privé, relier vos comptes",
         "ask.title": "Quel est le titre de votre Space ? (répondez à ce message)",
         "ask.time": "Quand commence « {title} » ? par ex. `demain 20h`, `dans 2 heures`, `vendredi 18h30 Europe/Paris`",
         "list.header": "Spaces à venir ici :",
@@ -693,6 +735,42 @@ TEXTS: dict[str, dict[str, str]] = {
         "(sinon je vous mentionnerai ici).",
         "button.get_reminders": "🔔 Recevoir mes rappels",
         "perm.admins_only": "Seuls les admins de ce groupe peuvent changer ses réglages.",
+        "link.code": "Pour partager les Spaces de cette discussion avec une autre — sur Telegram, Discord, Slack "
+        "ou la console — un modérateur y envoie `/space link {code}` (sur Telegram : `/link {code}`). Le code "
+        "marche une fois, pendant {minutes} minutes.",
+        "link.code_private": "Pour relier vos comptes, envoyez-moi ceci en privé sur votre autre plateforme : "
+        "`/space link {code}` (sur Telegram : `/link {code}`). Le code marche une fois, pendant {minutes} "
+        "minutes.",
+        "link.linked": "Relié ✓ Cette discussion partage désormais ses Spaces avec {what} : un Space programmé "
+        "dans l'une est annoncé dans toutes, avec une seule liste d'abonnés. `/space unlink` pour annuler.",
+        "link.accounts_linked": "Relié ✓ Vos comptes ({accounts}) ne font plus qu'une personne : chaque rappel "
+        "vous arrive une fois, sur la plateforme où vous vous êtes abonné en dernier. `/space unlink` ici pour "
+        "annuler.",
+        "link.told": "Cette discussion partage désormais ses Spaces avec {what} : les Spaces programmés là-bas "
+        "sont aussi annoncés ici.",
+        "link.told_unlinked": "{what} ne partage plus ses Spaces avec cette discussion.",
+        "link.unlinked": "Détaché : cette discussion ne partage plus ses Spaces avec {what}. Les cartes déjà "
+        "publiées restent.",
+        "link.unlinked_account": "Détaché : ce compte est de nouveau seul ({accounts} n'y sont plus reliés).",
+        "link.not_linked": "Cette discussion n'est reliée à aucune autre — `/space link` crée un code pour la "
+        "relier.",
+        "link.not_linked_account": "Ce compte n'est relié à aucun autre.",
+        "link.bad_code": "Ce code est inconnu, déjà utilisé ou expiré (un code marche une fois, pendant "
+        "10 minutes). Un code donné dans un groupe relie des discussions, tapé dans un autre groupe ; un code "
+        "donné en privé relie des comptes, tapé en privé. Renvoyez `/space link` pour un nouveau code.",
+        "link.self": "C'est le code de cette discussion : tapez-le dans l'autre.",
+        "link.self_account": "C'est le code de ce compte : tapez-le en privé avec moi sur votre autre "
+        "plateforme.",
+        "link.already": "Ces deux discussions partagent déjà leurs Spaces.",
+        "link.already_account": "Ces deux comptes sont déjà reliés.",
+        "link.moderators_only": "Seuls les modérateurs de cette discussion peuvent la relier à d'autres.",
+        "link.unavailable": "Relier des discussions n'est pas possible ici.",
+        "link.what.telegram": "un groupe Telegram",
+        "link.what.discord": "un salon Discord",
+        "link.what.slack": "un canal Slack",
+        "link.what.console": "la console",
+        "link.more": " (et {count} autres discussions)",
+        "link.more#one": " (et 1 autre discussion)",
         "conversation.cancelled": "D'accord, rien n'a été programmé.",
         "input.too_long": "Ce message est trop long pour moi — moins de {limit} caractères, s'il vous plaît.",
         "console.greet": "Console prête — vous êtes « {host} », l'hôte, dans #{chat}. Essayez :\n"

@@ -36,7 +36,7 @@ from core.models import (
     Subscription,
     UserProfile,
 )
-from core.refs import ChatRef, Platform, UserRef
+from core.refs import ChatRef, Platform, UserRef, parse_chat, parse_user
 from storage.db import WRITE_TX
 from storage.tables import (
     announcement_from_row,
@@ -57,6 +57,7 @@ from storage.tables import (
     delivery_values,
     heartbeat_t,
     inbound_t,
+    link_t,
     native_event_from_row,
     native_event_t,
     native_event_values,
@@ -76,6 +77,11 @@ if TYPE_CHECKING:  # the ports are Protocols: conformance is structural, checked
 
 _OPEN: Final = (str(SpaceStatus.SCHEDULED), str(SpaceStatus.LIVE))
 _IN_CHUNK: Final = 500  # bound parameters per IN (…) list: well under SQLite's and asyncpg's limits
+CHAT_GROUP: Final = "chat"  # link_member.kind: a chat of a chat group
+PERSON: Final = "person"  # link_member.kind: an account of a person
+# link_member writes are serialized on PostgreSQL by this transaction-scoped advisory lock (any constant:
+# it only has to be the same everywhere); SQLite's write lock (BEGIN IMMEDIATE) already does it
+_LINK_LOCK: Final = 0x5C1141_4C494E4B
 
 
 def new_claim_token() -> str:
@@ -253,8 +259,15 @@ class SqlSubscriptionStore:
         return (await conn.execute(stmt)).first() is not None
 
     async def count(self, space_id: str) -> int:
+        # people, not accounts: a person's linked accounts count once (their person's group id)
         conn = await self._tx.conn()
-        stmt = select(func.count()).select_from(subscription_t).where(subscription_t.c.space_id == space_id)
+        s, lk = subscription_t.c, link_t.c
+        person = func.coalesce(lk.group_id, s.user_ref)
+        stmt = (
+            select(func.count(person.distinct()))
+            .select_from(subscription_t.outerjoin(link_t, and_(lk.kind == PERSON, lk.member == s.user_ref)))
+            .where(s.space_id == space_id)
+        )
         return int((await conn.execute(stmt)).scalar_one())
 
     async def list(self, space_id: str) -> list[Subscription]:
@@ -307,7 +320,31 @@ class SqlDeliveryStore:
             (closed, literal(rules.NO_GROUP_TO_MENTION)),
             else_=null(),
         )
-        subscribers = subscription_t.outerjoin(user_t, u.user_ref == s.user_ref)
+        # one row per PERSON: of a person's linked accounts subscribed to the Space, only the one subscribed
+        # last (created_at, then user_ref) gets it — on the platform they chose last. An account not linked
+        # has no link row: its group_id is NULL, which equals nothing, so no newer "same person" exists.
+        mine, other, other_sub = (
+            link_t.alias("mine"),
+            link_t.alias("other"),
+            subscription_t.alias("other_sub"),
+        )
+        o = other_sub.c
+        # driven from the person's own accounts (ix_link_member_kind_group_id: a handful of rows), each
+        # looked up in the Space's subscriptions by primary key: never a scan of the subscriber list per
+        # subscriber (a 10,000-subscriber fan-out stays linear)
+        newer_account = (
+            select(literal(1))
+            .select_from(other.join(other_sub, and_(o.space_id == s.space_id, o.user_ref == other.c.member)))
+            .where(
+                other.c.kind == PERSON,
+                other.c.group_id == mine.c.group_id,
+                or_(o.created_at > s.created_at, and_(o.created_at == s.created_at, o.user_ref > s.user_ref)),
+            )
+            .exists()
+        )
+        subscribers = subscription_t.outerjoin(user_t, u.user_ref == s.user_ref).outerjoin(
+            mine, and_(mine.c.kind == PERSON, mine.c.member == s.user_ref)
+        )
         source = (
             select(
                 literal(key_prefix + ":") + s.user_ref,
@@ -324,9 +361,8 @@ class SqlDeliveryStore:
                 literal(rules.priority(kind)),
             )
             .select_from(subscribers)
-            .where(
-                s.space_id == space_id
-            )  # SQLite needs a WHERE in INSERT … SELECT … ON CONFLICT: it has one
+            # SQLite needs a WHERE in INSERT … SELECT … ON CONFLICT: it has one
+            .where(s.space_id == space_id, ~newer_account)
         )
         columns = [
             d.key,
@@ -658,6 +694,93 @@ class SqlNativeEventStore:
         return native_event_from_row(row) if row is not None else None
 
 
+class SqlLinkStore:
+    """core.ports.LinkStore: both kinds in ``link_member``, one row per member."""
+
+    def __init__(self, tx: _Tx) -> None:
+        self._tx = tx
+
+    async def chats(self, chat: ChatRef) -> list[ChatRef]:
+        return [parse_chat(m) for m in await self._group(CHAT_GROUP, str(chat))]
+
+    async def link_chats(self, a: ChatRef, b: ChatRef, *, now: datetime) -> bool:
+        return await self._join(CHAT_GROUP, str(a), str(b), now)
+
+    async def unlink_chat(self, chat: ChatRef) -> list[ChatRef]:
+        return [parse_chat(m) for m in await self._leave(CHAT_GROUP, str(chat))]
+
+    async def accounts(self, user: UserRef) -> list[UserRef]:
+        return [parse_user(m) for m in await self._group(PERSON, str(user))]
+
+    async def link_accounts(self, a: UserRef, b: UserRef, *, now: datetime) -> bool:
+        return await self._join(PERSON, str(a), str(b), now)
+
+    async def unlink_account(self, user: UserRef) -> list[UserRef]:
+        return [parse_user(m) for m in await self._leave(PERSON, str(user))]
+
+    async def _group(self, kind: str, member: str) -> list[str]:
+        conn = await self._tx.conn()
+        lk = link_t.c
+        mine = select(lk.group_id).where(lk.kind == kind, lk.member == member).scalar_subquery()
+        stmt = select(lk.member).where(lk.kind == kind, lk.group_id == mine).order_by(lk.member)
+        found = [str(m) for m in (await conn.execute(stmt)).scalars()]
+        return found or [member]
+
+    async def _serialize(self, conn: AsyncConnection) -> None:
+        """Link writes one at a time across processes: a merge reads the groups it joins as they are, and
+        nothing can join a group while another merge renames it (rare writes: one lock is enough)."""
+        if self._tx.dialect == "postgresql":
+            await conn.execute(select(func.pg_advisory_xact_lock(_LINK_LOCK)))
+
+    async def _join(self, kind: str, a: str, b: str, now: datetime) -> bool:
+        if a == b:
+            return False
+        conn = await self._tx.conn()
+        await self._serialize(conn)
+        lk = link_t.c
+        rows = await conn.execute(
+            select(lk.member, lk.group_id).where(lk.kind == kind, lk.member.in_([a, b]))
+        )
+        groups = {str(m): str(g) for m, g in rows.all()}
+        ga, gb = groups.get(a), groups.get(b)
+        if ga is not None and ga == gb:
+            return False
+        # a group that exists keeps its id (a chat joining it rewrites one row); two groups: b's joins a's
+        target = ga or gb or secrets.token_hex(8)
+        if gb is not None and gb != target:
+            await conn.execute(
+                update(link_t).where(lk.kind == kind, lk.group_id == gb).values(group_id=target)
+            )
+        new = [m for m, g in ((a, ga), (b, gb)) if g is None]
+        if new:
+            await conn.execute(
+                link_t.insert(),
+                [{"kind": kind, "member": m, "group_id": target, "linked_at": now} for m in new],
+            )
+        return True
+
+    async def _leave(self, kind: str, member: str) -> list[str]:
+        conn = await self._tx.conn()
+        await self._serialize(conn)
+        lk = link_t.c
+        group = (await conn.execute(select(lk.group_id).where(lk.kind == kind, lk.member == member))).scalar()
+        if group is None:
+            return []
+        others = [
+            str(m)
+            for m in (
+                await conn.execute(
+                    select(lk.member)
+                    .where(lk.kind == kind, lk.group_id == group, lk.member != member)
+                    .order_by(lk.member)
+                )
+            ).scalars()
+        ]
+        gone = [member, *others] if len(others) <= 1 else [member]  # a group of one is no group
+        await conn.execute(delete(link_t).where(lk.kind == kind, lk.member.in_(gone)))
+        return others
+
+
 class SqlConversationStore:
     def __init__(self, tx: _Tx) -> None:
         self._tx = tx
@@ -710,6 +833,7 @@ class SqlUnitOfWork:
         self.events: ports.NativeEventStore = SqlNativeEventStore(self._tx)
         self.conversations: ports.ConversationStore = SqlConversationStore(self._tx)
         self.bridges: ports.BridgeStore = SqlBridgeStore(self._tx)
+        self.links: ports.LinkStore = SqlLinkStore(self._tx)
 
     async def __aenter__(self) -> SqlUnitOfWork:
         if self._tx.session is not None:

@@ -287,6 +287,22 @@ class OneTimeCodeRow(SQLModel, table=True):
     purpose: str = Field(primary_key=True, max_length=SHORT)
     code_hash: str = Field(primary_key=True, max_length=64)  # hex SHA-256 of the code
     expires_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    # what the code was issued for (the chat or account to link); "" for none (OAuth states)
+    subject: str = Field(default="", max_length=REF, sa_column_kwargs={"server_default": ""})
+
+
+class LinkRow(SQLModel, table=True):
+    """A member of a link group (core.ports.LinkStore): a chat of a chat group (``kind`` "chat") or an
+    account of a person (``kind`` "person"). The member is the key: it is in one group at most, whatever
+    two merges do at once."""
+
+    __tablename__ = "link_member"
+    __table_args__ = (Index("ix_link_member_kind_group_id", "kind", "group_id"),)
+
+    kind: str = Field(primary_key=True, max_length=SHORT)
+    member: str = Field(primary_key=True, max_length=REF)  # str(ChatRef) or str(UserRef)
+    group_id: str = Field(max_length=SHORT)
+    linked_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
 
 
 metadata = SQLModel.metadata
@@ -305,6 +321,7 @@ native_event_t = NativeEventRow.__table__  # type: ignore[attr-defined]
 platform_lease_t = PlatformLeaseRow.__table__  # type: ignore[attr-defined]
 bridge_t = BridgeRow.__table__  # type: ignore[attr-defined]
 one_time_code_t = OneTimeCodeRow.__table__  # type: ignore[attr-defined]
+link_t = LinkRow.__table__  # type: ignore[attr-defined]
 
 TABLES = (
     space_t,
@@ -322,6 +339,7 @@ TABLES = (
     platform_lease_t,
     bridge_t,
     one_time_code_t,
+    link_t,
 )
 
 

@@ -229,4 +229,8 @@ def _inbound_command(cmd: tr.Command) -> ib.Command | None:
         return ib.Rename(cmd.space_id, cmd.title)
     if isinstance(cmd, tr.SetSource):
         return ib.SetSource(cmd.space_id, cmd.source)
+    if isinstance(cmd, tr.LinkChat):
+        return ib.Link(cmd.code)
+    if isinstance(cmd, tr.UnlinkChat):
+        return ib.Unlink()
     return None

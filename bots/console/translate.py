@@ -66,6 +66,18 @@ class SetSource:
 
 
 @dataclass(frozen=True, slots=True)
+class LinkChat:
+    """``/link`` (a code linking the console with another chat) or ``/link <code>``."""
+
+    code: str
+
+
+@dataclass(frozen=True, slots=True)
+class UnlinkChat:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
 class ActAs:
     name: str
 
@@ -125,6 +137,8 @@ Command = (
     | Reschedule
     | Rename
     | SetSource
+    | LinkChat
+    | UnlinkChat
     | ActAs
     | SetModerator
     | SetZone
@@ -185,6 +199,10 @@ def parse(line: str) -> Command:
         if not space_id or not source.strip():
             return _problem("console.usage.source")
         return SetSource(space_id, source.strip())
+    if verb == "link":
+        return LinkChat(rest)
+    if verb == "unlink":
+        return UnlinkChat()
     if verb == "as":
         name = rest.split(" ", 1)[0].lstrip("@") if rest else ""
         if not name or len(name) > _NAME_MAX or not all(c.isalnum() or c in "_-." for c in name):

@@ -44,6 +44,9 @@ _FR_NAMES = {
     "bridge": "diffuser",
     "unbridge": "retirer",
     "channel": "salon",
+    "link": "relier",
+    "unlink": "detacher",
+    "code": "code",
 }
 
 
@@ -88,7 +91,7 @@ def _sub(name: str, options: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def space_command() -> dict[str, Any]:
-    """``/space schedule|list|start|end|cancel|reschedule|rename|source|bridge|unbridge``."""
+    """``/space schedule|list|start|end|cancel|reschedule|rename|source|bridge|unbridge|link|unlink``."""
     schedule = _sub(
         "schedule",
         [
@@ -133,6 +136,10 @@ def space_command() -> dict[str, Any]:
                 "unbridge",
                 [_space_option(), _voice_option("channel", "dc.opt.bridge_channel", required=True)],
             ),
+            # this channel and another chat, of any platform, share their Spaces (core.services.links):
+            # without a code, a code for the other chat; with one, redeem it here
+            _sub("link", [_string("code", "dc.opt.link_code", max_length=40)]),
+            _sub("unlink", []),
         ],
     }
 

@@ -23,12 +23,14 @@ from core.refs import ChatRef, Platform, UserRef
 from core.services.inbound import (
     Bridge,
     Command,
+    Link,
     ListSpaces,
     Manage,
     Rename,
     Reschedule,
     Schedule,
     SetSource,
+    Unlink,
 )
 from core.texts import pick_locale
 
@@ -420,12 +422,29 @@ def to_command(inc: Incoming, space: str) -> Command | None:
         return Reschedule(space, opt("when"))
     if sub == "rename":
         return Rename(space, opt("title"))
+    if sub == "link":
+        return Link(opt("code"))
+    if sub == "unlink":
+        return Unlink()
     return None
 
 
 # the core's texts name the commands as typed in a chat ("/rename <id> …"); on Discord they are subcommands
 SUBCOMMANDS = frozenset(
-    {"schedule", "list", "start", "end", "cancel", "reschedule", "rename", "source", "bridge", "unbridge"}
+    {
+        "schedule",
+        "list",
+        "start",
+        "end",
+        "cancel",
+        "reschedule",
+        "rename",
+        "source",
+        "bridge",
+        "unbridge",
+        "link",
+        "unlink",
+    }
 )
 _AS_SUBCOMMAND = {
     "source": "source",
@@ -436,6 +455,8 @@ _AS_SUBCOMMAND = {
     "live": "start",
     "end": "end",
     "spaces": "list",
+    "link": "link",
+    "unlink": "unlink",
 }
 
 

@@ -33,6 +33,7 @@ from core.services.inbound import (
     SetSource,
     SetZone,
     id_or_link,
+    link_words,
 )
 from core.texts import pick_locale, t
 
@@ -133,7 +134,7 @@ def slash_command(text: str) -> Command | None:
     Subcommands are English words for everyone (French speakers type them too): ``list``, ``help``,
     ``start|end|cancel|subscribe|unsubscribe <id>``, ``reschedule <id> <when>``, ``rename <id> <title>``,
     ``zone <IANA>`` (mine), ``chatzone <IANA>`` (the workspace's, admins), ``source <id> <source>``,
-    ``schedule <when> <title>``. Anything else is a Space to
+    ``schedule <when> <title>``, ``link [code]`` and ``unlink`` (core.services.links). Anything else is a Space to
     schedule ("tomorrow 20:00 Weekly AMA"). A word that would be a subcommand but is followed by something
     that is not a Space id or link ("cancel culture debate friday 20:00") is a title, not a subcommand; the
     word alone gets the core's usage answer. ``text`` is as Slack sends it (entities, maybe ``<…>``
@@ -149,6 +150,8 @@ def slash_command(text: str) -> Command | None:
         return ListSpaces()
     if word in ("help", "?") and not rest:
         return Help()
+    if (linking := link_words(word, rest)) is not None:  # link [code], unlink: chats across platforms
+        return linking
     if word in ("zone", "tz", "chatzone", "chattz") and (not rest or (" " not in rest and _ZONE.match(rest))):
         return SetZone(rest) if word in ("zone", "tz") else SetChatZone(rest)
     if word in _WITH_ID:

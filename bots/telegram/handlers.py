@@ -74,6 +74,8 @@ class Handlers:
         app.add_handler(CommandHandler("tz", self.on_tz))
         app.add_handler(CommandHandler("chattz", self.on_chat_tz))
         app.add_handler(CommandHandler("help", self.on_help))
+        app.add_handler(CommandHandler("link", self.on_link))
+        app.add_handler(CommandHandler("unlink", self.on_unlink))
         # privacy mode: in groups the bot only sees replies to its own messages — which is what ForceReply asks
         app.add_handler(
             MessageHandler(
@@ -97,6 +99,8 @@ class Handlers:
             ("live", "Démarrer un Space" if fr else "Start a Space now"),
             ("end", "Terminer un Space" if fr else "End a live Space"),
             ("tz", "Votre fuseau horaire" if fr else "Your time zone"),
+            ("link", "Relier à un autre groupe ou compte" if fr else "Link with another chat or account"),
+            ("unlink", "Détacher ce groupe ou compte" if fr else "Unlink this chat or account"),
             ("help", "Aide" if fr else "Help"),
         ]
 
@@ -175,7 +179,21 @@ class Handlers:
     async def on_space(self, update: Update, context: Ctx) -> None:
         if await self._refuse_anonymous(update):
             return
-        await self._run(update, ib.Schedule(" ".join(context.args or [])))
+        args = context.args or []
+        # `/space link [code]` and `/space unlink`, as the other platforms type them (and the texts say)
+        linking = ib.link_words(args[0], " ".join(args[1:])) if args else None
+        await self._run(update, linking or ib.Schedule(" ".join(args)))
+
+    async def on_link(self, update: Update, context: Ctx) -> None:
+        """``/link`` (a code for this group, or in private for this account) or ``/link <code>``."""
+        if await self._refuse_anonymous(update):  # an anonymous admin is no one we could check
+            return
+        await self._run(update, ib.Link(" ".join(context.args or [])))
+
+    async def on_unlink(self, update: Update, context: Ctx) -> None:
+        if await self._refuse_anonymous(update):
+            return
+        await self._run(update, ib.Unlink())
 
     async def on_text(self, update: Update, context: Ctx) -> None:
         msg = update.effective_message

@@ -44,13 +44,14 @@ from core.commands import (
 )
 from core.errors import UserError
 from core.hostlink import host_link
-from core.ids import looks_like_space_id
+from core.ids import looks_like_space_id, normal_short_code
 from core.models import Conversation, ConversationStep, Space, SpaceStatus
 from core.notices import Action, ActionKind, Verb, callback, reply
-from core.ports import Clock, Links, UnitOfWorkFactory
+from core.ports import Clock, Links, OneTimeCodes, UnitOfWorkFactory
 from core.refs import ChatRef, UserRef
 from core.rules import Actor, clean_title
 from core.services.audio import AudioService
+from core.services.links import LINK_TTL, LinkService, describe_accounts, describe_chats
 from core.services.manage import ManageService, ModeratorCheck, Reply
 from core.services.profiles import ProfileService
 from core.services.replies import Answer, RepliesService, reply_key
@@ -204,6 +205,19 @@ class SetChatZone:
 
 
 @dataclass(frozen=True, slots=True)
+class Link:
+    """``/space link``: a code that links this chat (in a group) or this account (in private); with a code
+    typed, redeem it here (core.services.links)."""
+
+    code: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Unlink:
+    """``/space unlink``: take this chat (in a group) or this account (in private) out of its link group."""
+
+
+@dataclass(frozen=True, slots=True)
 class Help:
     pass
 
@@ -227,9 +241,23 @@ Command = (
     | OpenLink
     | SetZone
     | SetChatZone
+    | Link
+    | Unlink
     | Help
     | Say
 )
+
+
+def link_words(word: str, rest: str) -> Link | Unlink | None:
+    """``link``, ``link <code>`` and ``unlink`` as typed after ``/space`` (Slack, Telegram, the console): the
+    command, or None when the words are something else — a title that starts with "link" ("link building
+    workshop friday 20:00") stays a Space to schedule. A code is one word or two (``K7QM4 ZP9XA``)."""
+    word, rest = word.lower(), rest.strip()
+    if word == "unlink" and not rest:
+        return Unlink()
+    if word == "link" and (not rest or normal_short_code(rest) is not None):
+        return Link(rest)
+    return None
 
 
 def normalise_id(text: str) -> str | None:
@@ -316,8 +344,11 @@ class InboundService:
         uow: UnitOfWorkFactory,
         read_uow: UnitOfWorkFactory | None = None,
         audio: AudioService | None = None,
+        codes: OneTimeCodes | None = None,
     ) -> None:
         self._spaces = spaces
+        # linking chats and accounts needs the shared one-time codes (None: `/space link` says it's off)
+        self._linking = LinkService(uow, clock, spaces.wake, codes, spaces) if codes is not None else None
         # sources and bridged channels (no outbox rows of its own here: its problem reports are the audio
         # side's, with the composition root's AudioService)
         self._audio = audio or AudioService(uow, clock, read_uow=read_uow)
@@ -360,6 +391,10 @@ class InboundService:
             await self._set_zone(req, cmd.zone, out)
         elif isinstance(cmd, SetChatZone):
             await self._set_chat_zone(req, cmd.zone, out)
+        elif isinstance(cmd, Link):
+            await self._link(req, cmd.code, out)
+        elif isinstance(cmd, Unlink):
+            await self._unlink(req, out)
         else:
             zone = await self._spaces.zone_for(req.actor, req.chat, req.tz)
             out.say(t(req.locale, "help", zone=zone))
@@ -572,6 +607,63 @@ class InboundService:
             out.error(e)
             return
         out.say(t(req.locale, "reply.community_zone_set", zone=community.tz))
+
+    # ------------------------------------------------------------------ linking across platforms
+
+    async def _may_link(self, req: Request, out: _Answers) -> LinkService | None:
+        """The link service, if linking is on and the asker may link here: in a group its moderators
+        (the chat's Spaces are theirs to share), in private the person themselves."""
+        if self._linking is None:
+            out.say(t(req.locale, "link.unavailable"))
+            return None
+        if not req.private and not await req.is_moderator(req.chat, req.actor):
+            out.say(t(req.locale, "link.moderators_only"))
+            return None
+        return self._linking
+
+    async def _link(self, req: Request, code: str, out: _Answers) -> None:
+        linking = await self._may_link(req, out)
+        if linking is None:
+            return
+        loc, code = req.locale, code.strip()[:MAX_INPUT]
+        minutes = int(LINK_TTL.total_seconds() // 60)
+        if not code:
+            if req.private:
+                issued = await linking.new_code(req.actor)
+                out.say(t(loc, "link.code_private", code=issued, minutes=minutes))
+            else:
+                issued = await linking.new_code(req.chat)
+                out.say(t(loc, "link.code", code=issued, minutes=minutes))
+            return
+        try:
+            if req.private:
+                done = await linking.link_account(req.actor, code, request_id=req.request_id)
+                accounts = describe_accounts([a for a in done.members if isinstance(a, UserRef)])
+                out.say(t(loc, "link.accounts_linked", accounts=accounts))
+            else:
+                done = await linking.link_chat(req.chat, code, locale=loc, request_id=req.request_id)
+                chats = [c for c in done.members if isinstance(c, ChatRef)]
+                out.say(t(loc, "link.linked", what=describe_chats(req.chat, chats, loc)), public=True)
+        except UserError as e:
+            out.error(e)
+
+    async def _unlink(self, req: Request, out: _Answers) -> None:
+        linking = await self._may_link(req, out)
+        if linking is None:
+            return
+        loc = req.locale
+        if req.private:
+            accounts = await linking.unlink_account(req.actor)
+            if not accounts:
+                out.say(t(loc, "link.not_linked_account"))
+                return
+            out.say(t(loc, "link.unlinked_account", accounts=describe_accounts(accounts)))
+            return
+        left = await linking.unlink_chat(req.chat, locale=loc, request_id=req.request_id)
+        if not left:
+            out.say(t(loc, "link.not_linked"))
+            return
+        out.say(t(loc, "link.unlinked", what=describe_chats(req.chat, left, loc)), public=True)
 
     # ------------------------------------------------------------------ managing a Space
 

@@ -63,7 +63,19 @@ class ManageService:
     async def actor_for(
         self, user: UserRef, space: Space, locale: str, is_moderator: ModeratorCheck
     ) -> Actor:
-        mod = user != space.host and await is_moderator(space.chat, user)
+        """The host first (never a network call for them); then a moderator of any chat the Space's chat is
+        linked with — asked on the user's own platform only (a Discord moderator is never asked about a
+        Telegram group), and in the user's own workspace where users are per workspace (Slack)."""
+        if user == space.host:
+            return Actor(user, locale=locale)
+        chats = await self._spaces.linked_chats(space.chat)
+        mod = False
+        for chat in chats:
+            if chat.platform is not user.platform or (user.scope is not None and chat.scope != user.scope):
+                continue
+            if await is_moderator(chat, user):
+                mod = True
+                break
         return Actor(user, is_moderator=mod, locale=locale)
 
     async def run(

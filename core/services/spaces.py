@@ -139,6 +139,11 @@ class SpaceService:
         self._new_id = new_id
         self._new_key = new_key
 
+    @property
+    def wake(self) -> WakeUps:
+        """The wake-up the services sharing this one's outbox arm (core.services.links)."""
+        return self._wake
+
     def mirror_native_events(self, platforms: Collection[Platform]) -> None:
         """Which platforms implement core.ports.NativeEvents: set by the composition root once the adapters
         exist (they are built with this service), before anything is scheduled."""
@@ -253,22 +258,8 @@ class SpaceService:
             await uow.spaces.add(space)
             await self._remember_user(uow, cmd.actor)
             rows = self._host_reminders(space, now)
-            rows.append(
-                self._row(
-                    space, DeliveryKind.CARD_POST, str(cmd.chat), now, key=f"space:{space.id}:card:{cmd.chat}"
-                )
-            )
-            if cmd.chat.platform in self._native_events:
-                await uow.events.add(NativeEvent(space.id, cmd.chat))
-                rows.append(
-                    self._row(
-                        space,
-                        DeliveryKind.EVENT_CREATE,
-                        str(cmd.chat),
-                        now,
-                        key=f"space:{space.id}:event:create:{cmd.chat}",
-                    )
-                )
+            # a card (and a native event where the platform has them) in every chat linked with this one
+            rows += await self.announcements(uow, space, await uow.links.chats(cmd.chat), now)
             await uow.deliveries.add(rows)
             await uow.commit()
         log.info("scheduled", extra={"space_id": space.id, "starts_at": space.starts_at.isoformat()})
@@ -591,6 +582,44 @@ class SpaceService:
             )
             for kind, due in rules.host_reminder_plan(space.starts_at, now)
         ]
+
+    async def announcements(
+        self, uow: UnitOfWork, space: Space, chats: Sequence[ChatRef], now: datetime
+    ) -> list[Delivery]:
+        """Inside the caller's unit of work: the rows that announce ``space`` in each of ``chats`` — its card,
+        and its native event where the chat's platform has them (the event's record is added here). Keys
+        are per (Space, chat): announcing again where it was announced adds nothing (the outbox ignores a
+        known key). core.services.links calls it when two chats are linked."""
+        rows: list[Delivery] = []
+        for chat in chats:
+            rows.append(
+                self._row(
+                    space,
+                    DeliveryKind.CARD_POST,
+                    str(chat),
+                    now,
+                    key=f"space:{space.id}:card:{chat}",
+                    platform=chat.platform,
+                )
+            )
+            if chat.platform in self._native_events:
+                await uow.events.add(NativeEvent(space.id, chat))
+                rows.append(
+                    self._row(
+                        space,
+                        DeliveryKind.EVENT_CREATE,
+                        str(chat),
+                        now,
+                        key=f"space:{space.id}:event:create:{chat}",
+                        platform=chat.platform,
+                    )
+                )
+        return rows
+
+    async def linked_chats(self, chat: ChatRef) -> list[ChatRef]:
+        """The chats of ``chat``'s link group, ``chat`` included (core.ports.LinkStore.chats)."""
+        async with self._read() as uow:
+            return await uow.links.chats(chat)
 
     async def _card_edits(self, uow: UnitOfWork, space: Space, due: datetime, *, tag: str) -> list[Delivery]:
         anns = await uow.announcements.list(space.id)

@@ -1263,3 +1263,79 @@ async def test_live_with_source_lists_live_spaces_that_have_one_by_start(
     async with uow_factory() as uow:
         assert [s.id for s in await uow.spaces.live_with_source(limit=10)] == ["early", "late"]
         assert [s.id for s in await uow.spaces.live_with_source(limit=1)] == ["early"]
+
+
+# --------------------------------------------------------------------------- links (core.ports.LinkStore)
+
+TG_GROUP = ChatRef(Platform.TELEGRAM, "-100")
+DC_CHANNEL = ChatRef(Platform.DISCORD, "55", scope="9")
+SL_CHANNEL = ChatRef(Platform.SLACK, "C1", scope="T1")
+CONSOLE = ChatRef(Platform.CONSOLE, "console")
+DC_ALICE = UserRef(Platform.DISCORD, "alice-dc")
+
+
+async def test_links_group_merge_and_leave(uow_factory: UnitOfWorkFactory) -> None:
+    """Chats grouped, groups merged, a chat left alone by the others' leaving is unlinked too; ordered by
+    text form; a chat never linked is its own group of one."""
+
+    def by_text(*chats: ChatRef) -> list[ChatRef]:
+        return sorted(chats, key=str)
+
+    async with uow_factory() as uow:
+        assert await uow.links.chats(TG_GROUP) == [TG_GROUP]
+        assert not await uow.links.link_chats(TG_GROUP, TG_GROUP, now=T0)
+        assert await uow.links.link_chats(TG_GROUP, DC_CHANNEL, now=T0)
+        assert not await uow.links.link_chats(DC_CHANNEL, TG_GROUP, now=T0)  # already one group
+        assert await uow.links.link_chats(SL_CHANNEL, CONSOLE, now=T0)
+        assert await uow.links.link_chats(CONSOLE, DC_CHANNEL, now=T0)  # a merge of two groups
+        await uow.commit()
+    async with uow_factory() as uow:
+        everyone = by_text(TG_GROUP, DC_CHANNEL, SL_CHANNEL, CONSOLE)
+        for chat in everyone:
+            assert await uow.links.chats(chat) == everyone
+        assert await uow.links.unlink_chat(DC_CHANNEL) == by_text(TG_GROUP, SL_CHANNEL, CONSOLE)
+        assert await uow.links.chats(DC_CHANNEL) == [DC_CHANNEL]
+        assert await uow.links.unlink_chat(DC_CHANNEL) == []
+        assert await uow.links.unlink_chat(TG_GROUP) == by_text(SL_CHANNEL, CONSOLE)
+        assert await uow.links.unlink_chat(CONSOLE) == [SL_CHANNEL]
+        assert await uow.links.chats(SL_CHANNEL) == [SL_CHANNEL]  # alone: no group any more
+        assert await uow.links.unlink_chat(SL_CHANNEL) == []
+        # a rolled-back link leaves nothing (links are in the caller's transaction)
+        assert await uow.links.link_accounts(ALICE, DC_ALICE, now=T0)
+    async with uow_factory() as uow:
+        assert await uow.links.accounts(ALICE) == [ALICE]
+        assert await uow.links.link_accounts(ALICE, DC_ALICE, now=T0)
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert await uow.links.accounts(ALICE) == sorted([ALICE, DC_ALICE], key=str)
+        assert await uow.links.chats(ChatRef(Platform.TELEGRAM, "alice")) == [
+            ChatRef(Platform.TELEGRAM, "alice")
+        ]  # the kinds are apart
+        assert await uow.links.unlink_account(DC_ALICE) == [ALICE]
+        assert await uow.links.accounts(ALICE) == [ALICE]
+
+
+async def test_fan_out_reaches_a_person_once_on_their_newest_subscription(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    """Alice subscribed on Telegram, then on Discord, accounts linked: one live notice, to the Discord
+    account; ties on created_at go to the greater user text; counts count people."""
+    bob_dc = UserRef(Platform.DISCORD, "bob-dc")
+    async with uow_factory() as uow:
+        await uow.spaces.add(space())
+        await uow.subscriptions.add(Subscription("sp1", ALICE, T0))
+        await uow.subscriptions.add(Subscription("sp1", DC_ALICE, T0 + timedelta(minutes=1)))
+        await uow.subscriptions.add(Subscription("sp1", BOB, T0))
+        await uow.subscriptions.add(Subscription("sp1", bob_dc, T0))  # same instant: user text decides
+        await uow.subscriptions.add(Subscription("sp1", CAROL, T0))
+        await uow.links.link_accounts(ALICE, DC_ALICE, now=T0)
+        await uow.links.link_accounts(bob_dc, BOB, now=T0)
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert await uow.subscriptions.count("sp1") == 3
+        assert await uow.deliveries.fan_out("sp1", 1, DeliveryKind.LIVE_NOTICE, T0, "space:sp1:live") == 3
+        rows = await uow.deliveries.list_for_space("sp1")
+        got = sorted(r.recipient for r in rows)
+        newest_bob = max(str(BOB), str(bob_dc))
+        assert got == sorted([str(DC_ALICE), newest_bob, str(CAROL)])
+        assert {r.platform for r in rows if r.recipient == str(DC_ALICE)} == {Platform.DISCORD}

@@ -13,6 +13,7 @@ one unit of work at a time) and ``get_for_update``'s lock.
 from __future__ import annotations
 
 import copy
+import re
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -20,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 
 from core import rules
+from core.ids import new_short_code, normal_short_code
 from core.models import (
     Announcement,
     BridgedChannel,
@@ -36,7 +38,7 @@ from core.models import (
     Subscription,
     UserProfile,
 )
-from core.refs import ChatRef, Platform, UserRef
+from core.refs import ChatRef, Platform, UserRef, parse_chat, parse_user
 
 
 @dataclass
@@ -52,6 +54,8 @@ class _State:
     events: dict[tuple[str, ChatRef], NativeEvent] = field(default_factory=dict)
     conversations: dict[tuple[ChatRef, UserRef], Conversation] = field(default_factory=dict)
     bridges: dict[tuple[str, ChatRef], BridgedChannel] = field(default_factory=dict)
+    # link_member: (kind, member text) → group id
+    links: dict[tuple[str, str], str] = field(default_factory=dict)
     next_id: int = 1
 
 
@@ -169,7 +173,10 @@ class MemorySubscriptionStore(_Stores):
         return (space_id, user) in self.st.subs
 
     async def count(self, space_id: str) -> int:
-        return sum(1 for sid, _ in self.st.subs if sid == space_id)
+        # people, not accounts (storage: distinct person group, or the account when not linked)
+        return len(
+            {self.st.links.get(("person", str(u)), str(u)) for sid, u in self.st.subs if sid == space_id}
+        )
 
     async def list(self, space_id: str) -> list[Subscription]:
         found = [s for (sid, _), s in self.st.subs.items() if sid == space_id]
@@ -201,8 +208,20 @@ class MemoryDeliveryStore(_Stores):
         space = self.st.spaces.get(space_id)
         rows: list[Delivery] = []
         mentions: list[Delivery] = []
+
+        def rank(sub: Subscription) -> tuple[datetime, str]:
+            return (sub.created_at, str(sub.user))
+
+        # per person, the account subscribed last (storage: NOT EXISTS a newer one of the same person)
+        last: dict[str, Subscription] = {}
         for (sid, _), s in self.st.subs.items():
             if sid != space_id:
+                continue
+            person = self.st.links.get(("person", str(s.user)), str(s.user))
+            if person not in last or rank(s) > rank(last[person]):
+                last[person] = s
+        for (sid, _), s in self.st.subs.items():
+            if sid != space_id or s not in last.values():
                 continue
             profile = self.st.users.get(s.user)
             closed = profile is not None and profile.dm_reachable is False
@@ -443,6 +462,89 @@ class MemoryConversationStore(_Stores):
         self.st.conversations.pop((chat, user), None)
 
 
+class MemoryLinkStore(_Stores):
+    async def chats(self, chat: ChatRef) -> list[ChatRef]:
+        return [parse_chat(m) for m in self._group("chat", str(chat))]
+
+    async def link_chats(self, a: ChatRef, b: ChatRef, *, now: datetime) -> bool:
+        return self._join("chat", str(a), str(b))
+
+    async def unlink_chat(self, chat: ChatRef) -> list[ChatRef]:
+        return [parse_chat(m) for m in self._leave("chat", str(chat))]
+
+    async def accounts(self, user: UserRef) -> list[UserRef]:
+        return [parse_user(m) for m in self._group("person", str(user))]
+
+    async def link_accounts(self, a: UserRef, b: UserRef, *, now: datetime) -> bool:
+        return self._join("person", str(a), str(b))
+
+    async def unlink_account(self, user: UserRef) -> list[UserRef]:
+        return [parse_user(m) for m in self._leave("person", str(user))]
+
+    def _members(self, kind: str, group: str) -> list[str]:
+        return sorted(m for (k, m), g in self.st.links.items() if k == kind and g == group)
+
+    def _group(self, kind: str, member: str) -> list[str]:
+        group = self.st.links.get((kind, member))
+        return self._members(kind, group) if group is not None else [member]
+
+    def _join(self, kind: str, a: str, b: str) -> bool:
+        ga, gb = self.st.links.get((kind, a)), self.st.links.get((kind, b))
+        if a == b or (ga is not None and ga == gb):
+            return False
+        target = ga or gb or secrets.token_hex(8)
+        for key, g in list(self.st.links.items()):
+            if key[0] == kind and g == gb:
+                self.st.links[key] = target
+        self.st.links[(kind, a)] = target
+        self.st.links[(kind, b)] = target
+        return True
+
+    def _leave(self, kind: str, member: str) -> list[str]:
+        group = self.st.links.get((kind, member))
+        if group is None:
+            return []
+        others = [m for m in self._members(kind, group) if m != member]
+        for m in [member, *others] if len(others) <= 1 else [member]:
+            del self.st.links[(kind, m)]
+        return others
+
+
+def code_key(code: str) -> str | None:
+    """storage.codes.code_key's rule (a short code in any typing is one key); hashing is storage's concern."""
+    if isinstance(code, str) and re.fullmatch(r"[A-Za-z0-9_-]{16,64}", code):
+        return code
+    short = normal_short_code(code)
+    return f"short:{short}" if short is not None else None
+
+
+class MemoryOneTimeCodes:
+    """core.ports.OneTimeCodes in memory (storage/codes.py's rules: hashed key, purpose, expiry, single use)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str], tuple[datetime, str]] = {}
+
+    async def issue(
+        self, purpose: str, *, now: datetime, ttl: timedelta, subject: str = "", short: bool = False
+    ) -> str:
+        code = new_short_code() if short else secrets.token_urlsafe(32)
+        key = code_key(code)
+        assert key is not None
+        self.rows[(purpose, key)] = (now + ttl, subject)
+        return code
+
+    async def consume(self, purpose: str, code: str, *, now: datetime) -> bool:
+        return await self.redeem(purpose, code, now=now) is not None
+
+    async def redeem(self, purpose: str, code: str, *, now: datetime) -> str | None:
+        key = code_key(code)
+        found = self.rows.get((purpose, key)) if key is not None else None
+        if found is None or now >= found[0]:
+            return None
+        del self.rows[(purpose, key or "")]
+        return found[1]
+
+
 class MemoryUnitOfWork:
     def __init__(self, db: MemoryDB) -> None:
         self._db = db
@@ -459,6 +561,7 @@ class MemoryUnitOfWork:
         self.events = MemoryNativeEventStore(self._work)
         self.conversations = MemoryConversationStore(self._work)
         self.bridges = MemoryBridgeStore(self._work)
+        self.links = MemoryLinkStore(self._work)
         return self
 
     async def __aexit__(

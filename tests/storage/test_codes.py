@@ -64,3 +64,33 @@ async def test_racing_consumers_in_separate_connections_win_once(
     finally:
         for e in engines:
             await e.dispose()
+
+
+async def test_short_codes_carry_a_subject_and_read_back_however_typed(engine: AsyncEngine) -> None:
+    """Link codes (core.services.links): 10 Crockford characters shown XXXXX-XXXXX, accepted in any case,
+    without the dash, with O for 0 and I/L for 1; the subject comes back once."""
+    codes = SqlOneTimeCodes(engine)
+    code = await codes.issue("link-chat", now=NOW, ttl=TTL, subject="telegram:chat:-100", short=True)
+    assert len(code) == 11 and code[5] == "-"
+    typed = code.replace("-", " ").lower().replace("0", "o").replace("1", "l")
+    assert await codes.redeem("link-person", typed, now=NOW) is None  # a group's code is not a person's
+    assert await codes.redeem("link-chat", typed, now=NOW) == "telegram:chat:-100"
+    assert await codes.redeem("link-chat", code, now=NOW) is None  # single use
+    late = await codes.issue("link-chat", now=NOW, ttl=TTL, subject="x", short=True)
+    assert await codes.redeem("link-chat", late, now=NOW + TTL) is None  # expired
+    assert await codes.redeem("link-chat", "K7QM-4ZP9X", now=NOW) is None  # too short: never a query
+    # a code without a subject (OAuth states) redeems as "" and still consumes
+    plain = await codes.issue("slack-oauth", now=NOW, ttl=TTL)
+    assert await codes.redeem("slack-oauth", plain, now=NOW) == ""
+
+
+async def test_racing_redeemers_of_a_short_code_win_once(engine: AsyncEngine, migrated_url: str) -> None:
+    """Two moderators type the same link code at once (two processes): one links, the other is refused."""
+    code = await SqlOneTimeCodes(engine).issue("link-chat", now=NOW, ttl=TTL, subject="s", short=True)
+    engines = [make_engine(migrated_url) for _ in range(4)]
+    try:
+        got = await asyncio.gather(*(SqlOneTimeCodes(e).redeem("link-chat", code, now=NOW) for e in engines))
+        assert sorted(got, key=str) == [None, None, None, "s"]
+    finally:
+        for e in engines:
+            await e.dispose()

@@ -85,3 +85,26 @@ async def test_concurrent_profile_changes_are_all_kept(pool: AsyncEngine) -> Non
         profile = await profiles.get(user)
         assert profile is not None
         assert (profile.tz, profile.display_name, profile.locale) == ("Europe/Paris", f"User {user.id}", "fr")
+
+
+async def test_concurrent_links_and_merges_never_leave_a_chat_in_two_groups(pool: AsyncEngine) -> None:
+    """Eight chats linked pairwise in a chain by eight transactions at once (each on its own connection),
+    every one of them merging groups others are merging too: afterwards every chat is in the one group of
+    all eight, and each chat names the same members (no chat stranded in a group of its own). Without the
+    link store's advisory lock, PostgreSQL fails this (a merge renames a group while another adds to it)."""
+    from datetime import UTC, datetime
+
+    uow = unit_of_work_factory(make_session_factory(pool))
+    now = datetime(2026, 12, 7, 21, 0, tzinfo=UTC)
+    chats = [ChatRef(Platform.TELEGRAM, f"-{100 + i}") for i in range(CONNECTIONS)]
+
+    async def link(a: ChatRef, b: ChatRef) -> None:
+        async with uow() as u:
+            await u.links.link_chats(a, b, now=now)
+            await u.commit()
+
+    pairs = [(chats[i], chats[(i + 1) % len(chats)]) for i in range(len(chats))]
+    await asyncio.gather(*(link(a, b) for a, b in pairs))
+    async with uow() as u:
+        groups = {tuple(map(str, await u.links.chats(c))) for c in chats}
+    assert groups == {tuple(sorted(str(c) for c in chats))}

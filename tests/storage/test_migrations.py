@@ -29,6 +29,7 @@ EXPECTED_TABLES = {
     "native_event",
     "platform_lease",
     "one_time_code",
+    "link_member",
 }
 # slack_sdk's installation store (bots/slack/workspaces.py): made by 0010_slack, not part of our models
 SLACK_SDK_TABLES = {"slack_installations", "slack_bots"}

@@ -35,7 +35,12 @@ def test_subcommands_and_their_options() -> None:
         "source",
         "bridge",
         "unbridge",
+        "link",
+        "unlink",
     ]
+    # linking chats across platforms (core.services.links): an optional code, nothing to unlink
+    assert [(o["name"], o.get("required", False)) for o in subs["link"]["options"]] == [("code", False)]
+    assert subs["unlink"]["options"] == []
     schedule = [
         (o["name"], o.get("required", False), o.get("autocomplete", False))
         for o in subs["schedule"]["options"]

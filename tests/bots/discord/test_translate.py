@@ -11,7 +11,17 @@ from bots.discord import translate as tr
 from bots.discord.translate import BadInteraction, Incoming, Kind, from_payload
 from core.notices import Verb
 from core.refs import Platform, UserRef
-from core.services.inbound import Bridge, ListSpaces, Manage, Rename, Reschedule, Schedule, SetSource
+from core.services.inbound import (
+    Bridge,
+    Link,
+    ListSpaces,
+    Manage,
+    Rename,
+    Reschedule,
+    Schedule,
+    SetSource,
+    Unlink,
+)
 
 GUILD, CHANNEL, USER, APP = "1100000000000000001", "1200000000000000002", "1300000000000000003", "99"
 
@@ -310,6 +320,9 @@ def test_schedule_with_every_option() -> None:
             Reschedule("abcdefghjk", "friday 18:30"),
         ),
         ("rename", (("space", "abcdefghjk", 3), ("title", "AMA #2", 3)), Rename("abcdefghjk", "AMA #2")),
+        ("link", (), Link("")),
+        ("link", (("code", "K7QM4-ZP9XA", 3),), Link("K7QM4-ZP9XA")),
+        ("unlink", (), Unlink()),
         (
             "start",
             (("space", "abcdefghjk", 3), ("source", "browser", 3)),

@@ -27,6 +27,7 @@ from core.notices import Verb
 from core.refs import ChatRef, Platform, UserRef
 from core.services.inbound import (
     Help,
+    Link,
     ListSpaces,
     Manage,
     Press,
@@ -36,6 +37,7 @@ from core.services.inbound import (
     SetChatZone,
     SetSource,
     SetZone,
+    Unlink,
 )
 
 SID = "abcdefghjk"
@@ -106,6 +108,13 @@ def test_locale_of(info: Any, locale: str) -> None:
         ("chatzone Europe/Paris", SetChatZone("Europe/Paris")),
         ("chatzone", SetChatZone("")),
         ("zone out party friday 20:00", Schedule(text="zone out party friday 20:00")),
+        # linking chats across platforms (core.services.links)
+        ("link", Link("")),
+        ("LINK k7qm4-zp9xa", Link("k7qm4-zp9xa")),
+        ("link K7QM4 ZP9XA", Link("K7QM4 ZP9XA")),
+        ("unlink", Unlink()),
+        ("link building workshop friday 20:00", Schedule(text="link building workshop friday 20:00")),
+        ("unlink me friday 20:00", Schedule(text="unlink me friday 20:00")),
     ],
 )
 def test_slash_command(text: str, command: object) -> None:
