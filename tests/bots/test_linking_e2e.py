@@ -48,7 +48,7 @@ from storage.codes import SqlOneTimeCodes
 from storage.db import make_engine, make_session_factory
 from storage.migrate import upgrade
 from storage.stores import SqlOutbox, unit_of_work_factory
-from tests.bots.slack.handlers_env import OneWorkspace, _only_button, library_floors
+from tests.bots.slack.handlers_env import OneWorkspace, library_floors
 from tests.bots.telegram.conftest import AutoDeliver, EngineClock, Links, VirtualTime
 from tests.fakes.clock import FakeClock
 from tests.fakes.discord import DcChannel, DcGuild, DcMember, DiscordEmulator, Perm, pointed_at
@@ -314,7 +314,7 @@ async def test_linked_telegram_discord_and_slack_chats_share_one_space(world: Wo
     answer = await w.slash(f"link {code}", w.sl_kim, w.sl.im_channel(w.sl_kim))
     assert "Your accounts (Slack, Telegram) are one person now" in answer, answer
     w.clock.advance(timedelta(minutes=1))
-    await w.sl.click(w.sl_kim, _only_button(sl_card, callback(Verb.SUBSCRIBE, space.id)), render.PRESS)
+    await w.sl.click(w.sl_kim, sl_card, render.PRESS, callback(Verb.SUBSCRIBE, space.id))
     await w.slack_handlers.drain()
 
     async def kim_on_slack() -> bool:
