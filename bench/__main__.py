@@ -25,6 +25,9 @@
      later Space to the same audience (DM channels kept: floor 2,000 / 50 per second); 429s by route, lost
      and duplicates per recipient.
 
+   - slack (bench/slack_fanout.py): live notices DMed in one Slack workspace, then in two at once (each
+     paced by its own workspace's budget), in real time against the Slack emulator.
+
 4. budget: the send budget shared by every process (bench/budget.py): acquires/s, pacing, a fan-out end to
    end.
 5. webhook (bench/webhook_burst.py): /healthz latency while a real service handles a burst of 500 webhook
@@ -35,7 +38,7 @@
    ffmpeg (one encode for every channel) vs discord.py's one ffmpeg per channel, 50 web listeners; voice
    packet pacing at the voice emulator, idle and during a 10,000-notification fan-out in the same process.
 
-    python -m bench [--quick] [--only throughput|lateness|fanout|discord|budget|webhook|timeparse|audio]
+    python -m bench [--quick] [--only throughput|lateness|fanout|discord|slack|budget|webhook|timeparse|audio]
                     [--backend sqlite|postgres]
 """
 
@@ -515,6 +518,10 @@ async def amain(args: argparse.Namespace) -> None:
         from bench.discord_fanout import run as discord_fan_outs
 
         await discord_fan_outs(args.quick)
+    if args.only in (None, "slack"):
+        from bench.slack_fanout import run as slack_fan_outs
+
+        await slack_fan_outs(args.quick)
     if args.only in (None, "webhook"):
         from bench.webhook_burst import run as webhook_burst
 
@@ -539,7 +546,17 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument(
         "--only",
-        choices=["throughput", "lateness", "fanout", "discord", "budget", "webhook", "timeparse", "audio"],
+        choices=[
+            "throughput",
+            "lateness",
+            "fanout",
+            "discord",
+            "slack",
+            "budget",
+            "webhook",
+            "timeparse",
+            "audio",
+        ],
     )
     ap.add_argument("--backend", choices=["sqlite", "postgres"])
     asyncio.run(amain(ap.parse_args()))

@@ -279,5 +279,5 @@ async def test_two_workspaces_fan_out_side_by_side(env: Env) -> None:
     # is half done before the first is done — sharing one queue, it would start only after
     first_done = min(p[-1] for p in posts.values())
     assert all(p[len(p) // 2] < first_done for p in posts.values())
-    assert seconds < 0.85 * 2 * 300 / 10  # one shared budget would need 60 s; each alone needs 30
+    # how long it takes is a benchmark's figure (python -m bench --only slack), not an assert here
     assert await env.count(DeliveryStatus.DEAD) == 0
