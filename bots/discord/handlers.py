@@ -396,6 +396,10 @@ class Handlers:
     async def _autocomplete(self, inc: Incoming) -> list[tuple[str, str]]:
         if inc.user is None or inc.chat is None:
             return []
+        if inc.guild_id is None and inc.subcommand not in DM_SUBCOMMANDS:
+            # Discord offers every subcommand in the bot's DM; the command itself will be refused there,
+            # so nothing to suggest (and nothing to query)
+            return []
         if inc.focused == "when":
             return await self._when_choices(inc)
         if inc.focused == "timezone":

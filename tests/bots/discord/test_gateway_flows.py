@@ -157,6 +157,10 @@ async def test_in_the_bot_dm_only_link_and_unlink_are_answered(world: World) -> 
     assert "Use this in a server channel" in answer.content and "`/space link`" in answer.content
     assert answer.flags & EPHEMERAL  # as every answer to the asker alone
     assert rec.payload["context"] == 1 and "member" not in rec.payload and "guild_id" not in rec.payload
+    # nor is anything suggested for a subcommand refused there (Discord offers every one in the menu)
+    await world.schedule()
+    assert await world.dc.autocomplete(None, dm, world.host, "space start", "space", "") == []
+    assert await world.dc.autocomplete(world.guild, world.channel, world.host, "space start", "space", "")
 
 
 async def test_schedule_then_subscribe_with_the_button(world: World) -> None:
