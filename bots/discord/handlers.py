@@ -286,8 +286,9 @@ class Handlers:
         elif inc.kind is Kind.COMMAND and inc.command == "space":
             # answers are private, but for a list (the channel may read it): what the channel sees of a
             # schedule (the card) is posted by the delivery engine. The first follow-up takes the place of
-            # the deferral, and its privacy with it: decided here, before anything slow
-            await r.defer(ephemeral=inc.subcommand != "list")
+            # the deferral, and its privacy with it: decided here, before anything slow. In the bot's DM
+            # a list is refused, privately like every other answer there
+            await r.defer(ephemeral=inc.subcommand != "list" or inc.guild_id is None)
             if not await self._first_time(inc):
                 return
             for message in await self._command(inc):
