@@ -261,6 +261,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "dc.example.tomorrow": "tomorrow 20:00",
         "dc.example.in_hour": "in 1 hour",
         "dc.guild_only": "Use this in a server channel: Spaces are announced where they are scheduled.",
+        "dc.dm_link_hint": "Here, `/space link` links your Discord account with your accounts on other platforms.",
         "dc.share": "Share this Space: {link}",
         # --- Slack (buttons, confirm dialogs, the schedule and reschedule modals, the App Home) ---
         "sl.button.calendar": "🗓 Add to calendar",
@@ -661,6 +662,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "dc.example.in_hour": "dans 1 heure",
         "dc.guild_only": "Utilisez ceci dans un salon de serveur : les Spaces sont annoncés là où ils sont "
         "programmés.",
+        "dc.dm_link_hint": "Ici, `/space link` relie votre compte Discord à vos comptes sur d'autres plateformes.",
         "dc.share": "Partagez ce Space : {link}",
         # --- Slack (boutons, confirmations, fenêtres de programmation et de report, l'accueil de l'app) ---
         "sl.button.calendar": "🗓 Ajouter à l'agenda",

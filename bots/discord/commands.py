@@ -2,8 +2,14 @@
 
 One ``/space`` command with subcommands: Discord shows them as a menu, with typed options, so nothing is
 parsed out of free text but the time. Names and descriptions are localized (French) where Discord allows it;
-the payload of an interaction always carries the English names, which the handlers read. Guild-only: a Space
-is announced in the channel where it is scheduled, so the command is not offered in DMs.
+the payload of an interaction always carries the English names, which the handlers read.
+
+Offered in servers and in the bot's DMs: a Space is announced in the channel where it is scheduled, so most
+subcommands are for server channels (the handlers answer ``dc.guild_only`` elsewhere), but ``link`` and
+``unlink`` in a DM link a PERSON's accounts across platforms (core.services.links), which only a private chat
+with the bot can do. Discord decides where a command is offered per command, not per subcommand, hence the
+handlers' check. Only a global command reaches DMs: with ``guild_ids`` (per-guild commands, for development)
+Discord ignores ``contexts`` and the DM half is simply absent.
 """
 
 from __future__ import annotations
@@ -13,6 +19,10 @@ from typing import Any
 from core.rules import DESCRIPTION_MAX, TITLE_MAX
 from core.texts import t
 
+# interaction contexts (Discord's InteractionContextType) and installation types (ApplicationIntegrationType)
+CONTEXT_GUILD = 0
+CONTEXT_BOT_DM = 1
+GUILD_INSTALL = 0
 # option types
 SUB_COMMAND = 1
 STRING = 3
@@ -113,8 +123,10 @@ def space_command() -> dict[str, Any]:
     return {
         **_texts("space", "dc.cmd.space"),
         "type": 1,  # CHAT_INPUT
-        "dm_permission": False,
-        "contexts": [0],  # GUILD only
+        # servers and the bot's own DM (not other people's DMs or group DMs: that would be a user install,
+        # which this bot is not). ``contexts`` supersedes the deprecated ``dm_permission``: not sent
+        "contexts": [CONTEXT_GUILD, CONTEXT_BOT_DM],
+        "integration_types": [GUILD_INSTALL],
         "options": [
             schedule,
             _sub("list", []),
@@ -137,7 +149,8 @@ def space_command() -> dict[str, Any]:
                 [_space_option(), _voice_option("channel", "dc.opt.bridge_channel", required=True)],
             ),
             # this channel and another chat, of any platform, share their Spaces (core.services.links):
-            # without a code, a code for the other chat; with one, redeem it here
+            # without a code, a code for the other chat; with one, redeem it here. In the bot's DM the same
+            # two link this person's accounts instead (the only subcommands answered there)
             _sub("link", [_string("code", "dc.opt.link_code", max_length=40)]),
             _sub("unlink", []),
         ],

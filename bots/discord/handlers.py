@@ -72,6 +72,10 @@ log = logging.getLogger(__name__)
 DISCORD_API = "https://discord.com/api/v10"
 FIRST_RESPONSE_WITHIN = 2.5  # seconds: Discord drops an interaction not answered within 3
 FOLLOWUP_TIMEOUT = 10.0
+# what /space does in the bot's DMs: link (or unlink) this person's accounts across platforms — a private
+# Request is what makes the core link the account rather than a chat. Everything else is about a server
+# channel's Spaces and is answered dc.guild_only there
+DM_SUBCOMMANDS = frozenset({"link", "unlink"})
 # which Spaces each subcommand can act on (autocomplete offers only those)
 _STATUSES = {
     "start": (SpaceStatus.SCHEDULED,),
@@ -282,8 +286,9 @@ class Handlers:
         elif inc.kind is Kind.COMMAND and inc.command == "space":
             # answers are private, but for a list (the channel may read it): what the channel sees of a
             # schedule (the card) is posted by the delivery engine. The first follow-up takes the place of
-            # the deferral, and its privacy with it: decided here, before anything slow
-            await r.defer(ephemeral=inc.subcommand != "list")
+            # the deferral, and its privacy with it: decided here, before anything slow. In the bot's DM
+            # a list is refused, privately like every other answer there
+            await r.defer(ephemeral=inc.subcommand != "list" or inc.guild_id is None)
             if not await self._first_time(inc):
                 return
             for message in await self._command(inc):
@@ -342,8 +347,11 @@ class Handlers:
     async def _command(self, inc: Incoming) -> list[Rendered]:
         """The answers to a ``/space`` subcommand: what was done (its time rendered natively), or why not."""
         user, chat, locale = inc.user, inc.chat, inc.locale
-        if user is None or chat is None or inc.guild_id is None:
+        if user is None or chat is None:
             return [_private(t(locale, "dc.guild_only"), locale)]
+        if inc.guild_id is None and inc.subcommand not in DM_SUBCOMMANDS:
+            # what does work here, said along with why this does not
+            return [_private(t(locale, "dc.guild_only") + "\n" + t(locale, "dc.dm_link_hint"), locale)]
         if inc.subcommand == "schedule" and not inc.option("title"):
             # a title of spaces only: the core would read one out of the time instead
             return [_private(t(locale, "title.empty"), locale)]
@@ -388,6 +396,10 @@ class Handlers:
 
     async def _autocomplete(self, inc: Incoming) -> list[tuple[str, str]]:
         if inc.user is None or inc.chat is None:
+            return []
+        if inc.guild_id is None and inc.subcommand not in DM_SUBCOMMANDS:
+            # Discord offers every subcommand in the bot's DM; the command itself will be refused there,
+            # so nothing to suggest (and nothing to query)
             return []
         if inc.focused == "when":
             return await self._when_choices(inc)

@@ -7,6 +7,7 @@ gets a card in all three chats, one subscriber list (a Telegram member, a Discor
 member links her Slack account in private and subscribes again from Slack: still two people) → a Telegram
 admin starts it from the Telegram card → every card live, each person notified once (Kim on Slack, where
 she subscribed last) → unlink on Telegram → the next Discord Space is announced on Discord and Slack only.
+And a person's accounts linked from the Discord bot's DM (``/space link`` there) with Telegram.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from bots.slack.adapter import SlackPlatform
 from bots.slack.handlers import EVENTS_PATH, SlackHandlers
 from bots.slack.workspaces import Workspaces
 from bots.telegram.adapter import TelegramConfig, TelegramPlatform
+from bots.telegram.translate import START_PREFIX
 from bots.telegram.translate import chat_ref as tg_chat
 from bots.web.app import WebDeps, make_web_app
 from core.models import SpaceStatus
@@ -51,7 +53,15 @@ from storage.stores import SqlOutbox, unit_of_work_factory
 from tests.bots.slack.handlers_env import OneWorkspace, library_floors
 from tests.bots.telegram.conftest import AutoDeliver, EngineClock, Links, VirtualTime
 from tests.fakes.clock import FakeClock
-from tests.fakes.discord import DcChannel, DcGuild, DcMember, DiscordEmulator, Perm, pointed_at
+from tests.fakes.discord import (
+    EPHEMERAL,
+    DcChannel,
+    DcGuild,
+    DcMember,
+    DiscordEmulator,
+    Perm,
+    pointed_at,
+)
 from tests.fakes.slack import SlackEmulator, SlChannel, SlUser
 from tests.fakes.telegram import TelegramEmulator, TgChat
 
@@ -355,3 +365,70 @@ async def test_linked_telegram_discord_and_slack_chats_share_one_space(world: Wo
     assert [m for m in dc.messages_in(w.channel) if m.embeds and "Next one" in str(m.embeds[0])]
     shown_on_telegram = {s.id for s in await w.spaces.upcoming(tg_chat(group.id))}
     assert space.id in shown_on_telegram and nxt.id not in shown_on_telegram
+
+
+async def test_a_person_links_discord_and_telegram_in_the_bots_dms(world: World) -> None:
+    """Discord has no private chat of its own with a command line: ``/space link`` in the bot's DM (a
+    context-1 interaction: ``user``, no ``member`` or ``guild_id``) links the person's accounts, as Telegram's
+    and Slack's private chats do. Subscribed from both, the person is told once, on Discord, where they
+    subscribed last; ``/space unlink`` there undoes it; anything else in the DM is refused politely."""
+    w, tg, dc = world, world.tg, world.dc
+    managers = dc.add_role(w.guild, "Event Managers", Perm.MANAGE_EVENTS)
+    mo = dc.add_member(w.guild, "mo", roles=[managers])
+    alice = dc.add_member(w.guild, "alice")  # Alice on Discord
+    al = tg.create_user("Alice", started=True)  # and on Telegram
+    dm = dc.ensure_dm_channel(alice)
+
+    async def in_dm(name: str, **options: object) -> str:
+        rec = await dc.run_command(None, dm, alice, f"space {name}", options)
+        assert rec.payload["context"] == 1 and "member" not in rec.payload and "guild_id" not in rec.payload
+        [answer] = await dc.wait_for_followups(rec)
+        assert answer.flags & EPHEMERAL, answer  # for her alone, as every answer but a list
+        return answer.content
+
+    # --- a Space on Discord; Alice subscribes from Telegram first (the deep link of its card)
+    assert "Demo day" in await w.command(mo, "schedule", title="Demo day", when="tomorrow 20:00")
+    [space] = await w.spaces.upcoming(w.dc_chat)
+    await w.deliver()
+    [dc_card] = [m for m in dc.messages_in(w.channel) if m.embeds and "Demo day" in str(m.embeds[0])]
+    await tg.user_starts_bot(al, f"{START_PREFIX}{space.id}")
+    await tg.wait_for_message(al.id, lambda m: "Demo day" in m.text)
+    assert await w.spaces.subscriber_count(space.id) == 1
+
+    # --- in the DM, what is about a server channel's Spaces is refused, and says what works there
+    refused = await in_dm("list")
+    assert "Use this in a server channel" in refused and "`/space link`" in refused, refused
+
+    # --- a code in the Discord DM, typed in the Telegram private chat: one person
+    code = CODE.search(await in_dm("link")).group(0)  # type: ignore[union-attr]
+    await tg.user_sends(al, None, f"/link {code}")
+    linked = await tg.wait_for_message(al.id, lambda m: "one person now" in m.text)
+    assert "(Telegram, Discord)" in linked.text, linked.text
+
+    # --- subscribed again, from Discord (later): still one person, two accounts
+    w.clock.advance(timedelta(minutes=1))
+    rec = await dc.press_button(dc_card, f"sub:{space.id}", alice)
+    await dc.wait_for_followups(rec)
+
+    async def both_accounts() -> bool:
+        async with w.uow() as uow:
+            return len(await uow.subscriptions.list(space.id)) == 2
+
+    await w.eventually(both_accounts)
+    assert await w.spaces.subscriber_count(space.id) == 1  # people, not accounts
+
+    # --- live: ONE notice, on Discord (her last), none on Telegram
+    assert "Demo day" in await w.command(mo, "start", space=space.id)
+
+    async def live() -> bool:
+        return (await w.spaces.get(space.id)).status is SpaceStatus.LIVE
+
+    await w.eventually(live)
+    await w.deliver()
+    told = [m for m in dc.dms_to(alice) if "Demo day" in str(m.embeds) and "live" in str(m.embeds)]
+    assert len(told) == 1, told
+    assert not [m for m in tg.bot_messages(al.id) if "Demo day" in m.text and "live" in m.text.lower()]
+
+    # --- unlink in the DM: her Discord account is on its own again
+    assert "on its own again" in await in_dm("unlink")
+    assert "isn't linked" in await in_dm("unlink")

@@ -17,9 +17,12 @@ def _walk(node: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def test_one_guild_only_command() -> None:
+def test_one_command_for_servers_and_the_bot_dm() -> None:
     [space] = commands()
-    assert space["name"] == "space" and space["dm_permission"] is False and space["contexts"] == [0]
+    # servers (0) and the bot's own DM (1, where link/unlink link a person's accounts); a guild install
+    # only, and no deprecated dm_permission beside contexts
+    assert space["name"] == "space" and space["contexts"] == [0, 1] and space["integration_types"] == [0]
+    assert "dm_permission" not in space
 
 
 def test_subcommands_and_their_options() -> None:

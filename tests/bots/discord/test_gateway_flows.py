@@ -30,7 +30,16 @@ from core.services.inbound import InboundService
 from core.services.profiles import ProfileService
 from core.services.replies import RepliesService
 from tests.conftest import CoreEnv, StaticLinks
-from tests.fakes.discord import DcChannel, DcGuild, DcMember, DcMessage, DiscordEmulator, Perm, pointed_at
+from tests.fakes.discord import (
+    EPHEMERAL,
+    DcChannel,
+    DcGuild,
+    DcMember,
+    DcMessage,
+    DiscordEmulator,
+    Perm,
+    pointed_at,
+)
 
 
 @dataclass
@@ -136,9 +145,22 @@ async def world(core_env: CoreEnv) -> AsyncIterator[World]:
                 await platform.stop()
 
 
-async def test_commands_are_registered_guild_only(world: World) -> None:
+async def test_commands_are_registered_for_servers_and_the_bot_dm(world: World) -> None:
     cmd = world.dc.find_command("space")
-    assert cmd is not None and cmd["dm_permission"] is False
+    assert cmd is not None and cmd["contexts"] == [0, 1] and cmd["integration_types"] == [0]
+
+
+async def test_in_the_bot_dm_only_link_and_unlink_are_answered(world: World) -> None:
+    dm = world.dc.ensure_dm_channel(world.alice)
+    rec = await world.dc.run_command(None, dm, world.alice, "space list")
+    [answer] = await world.dc.wait_for_followups(rec)
+    assert "Use this in a server channel" in answer.content and "`/space link`" in answer.content
+    assert answer.flags & EPHEMERAL  # as every answer to the asker alone
+    assert rec.payload["context"] == 1 and "member" not in rec.payload and "guild_id" not in rec.payload
+    # nor is anything suggested for a subcommand refused there (Discord offers every one in the menu)
+    await world.schedule()
+    assert await world.dc.autocomplete(None, dm, world.host, "space start", "space", "") == []
+    assert await world.dc.autocomplete(world.guild, world.channel, world.host, "space start", "space", "")
 
 
 async def test_schedule_then_subscribe_with_the_button(world: World) -> None:

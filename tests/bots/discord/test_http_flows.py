@@ -35,6 +35,7 @@ from core.refs import Platform, UserRef
 from core.services.inbound import InboundService
 from core.services.profiles import ProfileService
 from core.services.replies import RepliesService
+from core.texts import t
 from tests.conftest import CoreEnv, StaticLinks
 
 APP = "4242"
@@ -362,8 +363,18 @@ async def test_hostile_titles_ping_nobody(env: Env) -> None:
 
 
 async def test_a_dm_is_told_to_use_a_server(env: Env) -> None:
-    _, followups = await env.interact(slash("list", guild=None))
-    assert "server channel" in _text(followups)
+    first, followups = await env.interact(slash("list", guild=None))
+    assert first == {"type": 5, "data": {"flags": 64}}  # refused, privately (a list in a channel is not)
+    text = _text(followups)
+    assert "server channel" in text and "`/space link`" in text  # and what does work in a DM
+
+
+@pytest.mark.parametrize("sub", ["link", "unlink"])
+async def test_link_and_unlink_reach_the_core_from_a_dm(env: Env, sub: str) -> None:
+    # this process's core has no codes store: linking is off, and the core (not the handlers) says so
+    first, followups = await env.interact(slash(sub, guild=None))
+    assert first == {"type": 5, "data": {"flags": 64}}
+    assert _text(followups) == t("en", "link.unavailable")
 
 
 async def test_list_is_for_the_channel(env: Env) -> None:
