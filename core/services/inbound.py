@@ -590,7 +590,7 @@ class InboundService:
         out.say("\n".join(lines), public=True)
 
     async def _feed_line(self, req: Request) -> list[str]:
-        """"📅 All of them in your calendar: <url>" under a group's list: its feed (made on first ask). Not in
+        """ "📅 All of them in your calendar: <url>" under a group's list: its feed (made on first ask). Not in
         a private chat: a feed is a community's."""
         if self._feeds is None or req.private:
             return []
