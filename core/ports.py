@@ -446,6 +446,10 @@ class FeedStore(Protocol):
         """The chat whose token ``token`` is, or None (one indexed read)."""
         ...
 
+    async def known(self, chat: ChatRef) -> str | None:
+        """``chat``'s token if it has one (reads only)."""
+        ...
+
 
 class UnitOfWork(Protocol):
     links: LinkStore

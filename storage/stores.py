@@ -637,9 +637,14 @@ class SqlFeedStore:
             .on_conflict_do_nothing(index_elements=["chat"])
         )
         await conn.execute(stmt)
-        found = await conn.scalar(select(feed_token_t.c.token).where(feed_token_t.c.chat == str(chat)))
+        found = await self.known(chat)
         assert found is not None  # inserted just now, or there already
-        return str(found)
+        return found
+
+    async def known(self, chat: ChatRef) -> str | None:
+        conn = await self._tx.conn()
+        found = await conn.scalar(select(feed_token_t.c.token).where(feed_token_t.c.chat == str(chat)))
+        return str(found) if found is not None else None
 
     async def chat(self, token: str) -> ChatRef | None:
         conn = await self._tx.conn()

@@ -52,6 +52,11 @@ class FeedService:
 
     async def token_for(self, chat: ChatRef) -> str:
         """``chat``'s feed token, made now if it has none (concurrent first asks all get one token)."""
+        async with self._read() as uow:
+            # every share page view asks: a read, not SQLite's write lock, once the token exists
+            known = await uow.feeds.known(chat)
+        if known is not None:
+            return known
         async with self._uow() as uow:
             token = await uow.feeds.token(chat, new=secrets.token_urlsafe(TOKEN_BYTES), now=self._clock.now())
             await uow.commit()

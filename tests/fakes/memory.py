@@ -471,6 +471,9 @@ class MemoryFeedStore(_Stores):
     async def token(self, chat: ChatRef, *, new: str, now: datetime) -> str:
         return self.st.feeds.setdefault(chat, new)
 
+    async def known(self, chat: ChatRef) -> str | None:
+        return self.st.feeds.get(chat)
+
     async def chat(self, token: str) -> ChatRef | None:
         return next((c for c, tok in self.st.feeds.items() if tok == token), None)
 

@@ -41,6 +41,7 @@ async def test_from_0011_tokens_are_made_once_and_found(db_url: str) -> None:
         async with SqlUnitOfWork(sessions) as uow:
             assert await uow.feeds.chat(tokens[0]) == TG
             assert await uow.feeds.chat("nope") is None
+            assert await uow.feeds.known(TG) == tokens[0] and await uow.feeds.known(DC) is None
             assert await uow.feeds.token(TG, new="another", now=NOW) == tokens[0]  # kept
         with pytest.raises(IntegrityError):  # a token names one chat
             async with SqlUnitOfWork(sessions) as uow:
