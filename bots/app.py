@@ -78,6 +78,7 @@ from core.refs import Platform
 from core.services.audio import AudioService
 from core.services.deliveries import DeliveryEngine, EngineConfig
 from core.services.events import EventsService
+from core.services.feeds import FeedService
 from core.services.inbound import InboundService
 from core.services.profiles import ProfileService
 from core.services.replies import RepliesService
@@ -134,6 +135,7 @@ class AdapterContext:
     # native events changed in the platform's own UI (started, ended, cancelled, "Interested")
     events: EventsService | None = None
     read_uow: UnitOfWorkFactory | None = None  # queries: no SQLite write lock (None: ``uow``)
+    feeds: FeedService | None = None  # the community feed offered under `/space list` (None: not offered)
 
     def inbound(self) -> InboundService:
         """The core's one inbound path, for the adapter's handlers: they translate, it decides."""
@@ -146,6 +148,7 @@ class AdapterContext:
             uow=self.uow,
             read_uow=self.read_uow,
             codes=self.codes,  # `/space link`: codes shared by every process
+            feeds=self.feeds,
         )
 
     # the send budget, for the platform calls an adapter makes on its own behalf inside a send (Discord's
@@ -718,6 +721,9 @@ async def build(
     else:
         budget = TokenBucketBudget(budget_rates(settings))
     links = WebLinks(settings.public_url)
+    # a community's calendar feed, /feeds/<token>.ics (core/services/feeds.py): served by the web app,
+    # offered under `/space list` and on the share page
+    feeds = FeedService(uow, clock, links.feed, read_uow=read_uow)
 
     waker: Waker | None = None
     wake: WakeUps
@@ -779,6 +785,7 @@ async def build(
                 budget=budget,
                 sql=db,
                 codes=SqlOneTimeCodes(db),
+                feeds=feeds,
             )
         )
         statuses += more
@@ -863,6 +870,8 @@ async def build(
         # the share page's "Subscribe on …" buttons and the host's picture, from every platform (bots/places.py)
         places=share_places,
         avatars=share_places.avatar,
+        feeds=feeds,  # /feeds/<token>.ics
+        feed_url=lambda space: feeds.url_for(space.chat),  # "All Spaces of this community"
     )
     web_app = make_web_app(web_deps)
 
@@ -908,6 +917,7 @@ async def build(
                 uow=uow,
                 read_uow=read_uow,
                 codes=SqlOneTimeCodes(db),
+                feeds=feeds,
             ),
             on_quit=service.request_stop,
             default_locale=settings.default_locale,

@@ -200,6 +200,10 @@ class SpaceStore(Protocol):
         """Scheduled or live Spaces announced in ``chat``, soonest first."""
         ...
 
+    async def upcoming_in_chats(self, chats: Sequence[ChatRef], limit: int) -> list[Space]:
+        """Scheduled or live Spaces announced in any of ``chats`` (each once), soonest first (then id)."""
+        ...
+
     async def list_stale(
         self, *, scheduled_before: datetime, live_before: datetime, limit: int
     ) -> list[Space]:
@@ -428,8 +432,28 @@ class LinkStore(Protocol):
         ...
 
 
+class FeedStore(Protocol):
+    """The secret tokens of chats' calendar feeds (``/feeds/<token>.ics``). A token belongs to one chat for
+    good: linking or unlinking chats never changes a URL a calendar subscribed to (the feed reads the chat's
+    link group when it is served)."""
+
+    async def token(self, chat: ChatRef, *, new: str, now: datetime) -> str:
+        """``chat``'s token: the stored one, else ``new`` stored now. Safe under concurrent first asks (in
+        several processes): every caller gets the one token that was stored first."""
+        ...
+
+    async def chat(self, token: str) -> ChatRef | None:
+        """The chat whose token ``token`` is, or None (one indexed read)."""
+        ...
+
+    async def known(self, chat: ChatRef) -> str | None:
+        """``chat``'s token if it has one (reads only)."""
+        ...
+
+
 class UnitOfWork(Protocol):
     links: LinkStore
+    feeds: FeedStore
     spaces: SpaceStore
     subscriptions: SubscriptionStore
     deliveries: DeliveryStore

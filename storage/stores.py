@@ -55,6 +55,7 @@ from storage.tables import (
     delivery_from_row,
     delivery_t,
     delivery_values,
+    feed_token_t,
     heartbeat_t,
     inbound_t,
     link_t,
@@ -159,14 +160,18 @@ class SqlSpaceStore:
         return int((await conn.execute(stmt)).scalar_one())
 
     async def upcoming_in_chat(self, chat: ChatRef, limit: int = 20) -> list[Space]:
-        # "announced in": scheduled there, or its card was posted there
+        return await self.upcoming_in_chats([chat], limit)
+
+    async def upcoming_in_chats(self, chats: Sequence[ChatRef], limit: int) -> list[Space]:
+        # "announced in": scheduled there, or its card was posted there (announcement.chat is indexed)
         conn = await self._tx.conn()
-        announced = select(announcement_t.c.space_id).where(announcement_t.c.chat == str(chat))
+        names = [str(c) for c in chats]
+        announced = select(announcement_t.c.space_id).where(announcement_t.c.chat.in_(names))
         stmt = (
             select(space_t)
             .where(
                 space_t.c.status.in_(_OPEN),
-                or_(space_t.c.chat == str(chat), space_t.c.id.in_(announced)),
+                or_(space_t.c.chat.in_(names), space_t.c.id.in_(announced)),
             )
             .order_by(space_t.c.starts_at, space_t.c.id)
             .limit(limit)
@@ -618,6 +623,35 @@ class SqlCommunityStore:
         await conn.execute(stmt)
 
 
+class SqlFeedStore:
+    def __init__(self, tx: _Tx) -> None:
+        self._tx = tx
+
+    async def token(self, chat: ChatRef, *, new: str, now: datetime) -> str:
+        conn = await self._tx.conn()
+        # insert-if-absent then read: of two first asks at once, the second's insert does nothing (the
+        # chat is the key) and both read the first's token
+        stmt = (
+            _insert(self._tx.dialect, feed_token_t)
+            .values(chat=str(chat), token=new, created_at=now)
+            .on_conflict_do_nothing(index_elements=["chat"])
+        )
+        await conn.execute(stmt)
+        found = await self.known(chat)
+        assert found is not None  # inserted just now, or there already
+        return found
+
+    async def known(self, chat: ChatRef) -> str | None:
+        conn = await self._tx.conn()
+        found = await conn.scalar(select(feed_token_t.c.token).where(feed_token_t.c.chat == str(chat)))
+        return str(found) if found is not None else None
+
+    async def chat(self, token: str) -> ChatRef | None:
+        conn = await self._tx.conn()
+        found = await conn.scalar(select(feed_token_t.c.chat).where(feed_token_t.c.token == token))
+        return parse_chat(found) if found is not None else None
+
+
 class SqlInboundStore:
     def __init__(self, tx: _Tx) -> None:
         self._tx = tx
@@ -834,6 +868,7 @@ class SqlUnitOfWork:
         self.conversations: ports.ConversationStore = SqlConversationStore(self._tx)
         self.bridges: ports.BridgeStore = SqlBridgeStore(self._tx)
         self.links: ports.LinkStore = SqlLinkStore(self._tx)
+        self.feeds: ports.FeedStore = SqlFeedStore(self._tx)
 
     async def __aenter__(self) -> SqlUnitOfWork:
         if self._tx.session is not None:

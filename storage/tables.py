@@ -305,6 +305,19 @@ class LinkRow(SQLModel, table=True):
     linked_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
 
 
+class FeedTokenRow(SQLModel, table=True):
+    """The secret of a chat's calendar feed (``/feeds/<token>.ics``, core.ports.FeedStore). The token
+    belongs to the chat, not to its link group: a merge or an unlink never changes a URL someone subscribed
+    to (the feed lists the Spaces of the chat's group as it is when read). Unique: a lookup by token is one
+    index read, and two processes that make a chat's token at once agree on the first one stored."""
+
+    __tablename__ = "feed_token"
+
+    chat: str = Field(primary_key=True, max_length=REF)
+    token: str = Field(max_length=64, unique=True)
+    created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+
+
 metadata = SQLModel.metadata
 space_t = SpaceRow.__table__  # type: ignore[attr-defined]
 subscription_t = SubscriptionRow.__table__  # type: ignore[attr-defined]
@@ -322,6 +335,7 @@ platform_lease_t = PlatformLeaseRow.__table__  # type: ignore[attr-defined]
 bridge_t = BridgeRow.__table__  # type: ignore[attr-defined]
 one_time_code_t = OneTimeCodeRow.__table__  # type: ignore[attr-defined]
 link_t = LinkRow.__table__  # type: ignore[attr-defined]
+feed_token_t = FeedTokenRow.__table__  # type: ignore[attr-defined]
 
 TABLES = (
     space_t,
@@ -340,6 +354,7 @@ TABLES = (
     bridge_t,
     one_time_code_t,
     link_t,
+    feed_token_t,
 )
 
 

@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,7 +34,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
 from bots.metrics import FleetView, render
 from bots.web.calendar import (
+    FEED_NAME,
     ICS_SUFFIX,
+    feed_ics,
+    feed_version,
     google_calendar_url,
     ics_filename,
     ics_version,
@@ -62,8 +66,11 @@ from core.ids import looks_like_space_id
 from core.models import Space, UserProfile
 from core.ports import Links, Outbox
 from core.refs import UserRef
+from core.services.feeds import Feed
 
 log = logging.getLogger(__name__)
+
+FEED_PREFIX = "/feeds/"  # a community's calendar feed: /feeds/<token>.ics
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 WebRoute = tuple[str, str, Handler]  # (HTTP method, path, handler)
@@ -98,6 +105,17 @@ class WebLinks:
 
     def space(self, space_id: str) -> str:
         return f"{self.base}/s/{space_id}"
+
+    def feed(self, token: str) -> str:
+        """A community's calendar feed (core.services.feeds): served by :func:`make_web_app` at
+        ``/feeds/<token>.ics``."""
+        return f"{self.base}{FEED_PREFIX}{token}{ICS_SUFFIX}"
+
+
+class FeedReader(Protocol):
+    """A community's feed by its token (core.services.feeds.FeedService provides it)."""
+
+    async def feed(self, token: str) -> Feed | None: ...
 
 
 @dataclass(slots=True)
@@ -136,6 +154,11 @@ class WebDeps:
     places: PlacesFor | None = None
     # the host's avatar (an https URL) when a platform gives one; None: a monogram stands in
     avatars: Callable[[UserRef], Awaitable[str | None]] | None = None
+    # /feeds/<token>.ics, a community's upcoming Spaces (needs ``links`` too); None: not served here
+    feeds: FeedReader | None = None
+    # the share page's "All Spaces of this community" link: the feed URL of the Space's chat, made on first
+    # ask (the composition root wires FeedService.url_for); None: no such link
+    feed_url: Callable[[Space], Awaitable[str | None]] | None = None
     share_poll: float = POLL_INTERVAL  # seconds between two reads of a Space its page's viewers follow
     share_streams: int = MAX_STREAMS  # open /s/<id>/events streams in this process, at most
 
@@ -198,6 +221,8 @@ def make_web_app(deps: WebDeps) -> web.Application:
     if deps.links is not None:
         # before the share page: "{space_id}" would match "<id>.ics" too (aiohttp tries routes in order)
         app.router.add_get("/s/{space_id}" + ICS_SUFFIX, _space_calendar)
+        if deps.feeds is not None:
+            app.router.add_get(FEED_PREFIX + "{token}" + ICS_SUFFIX, _community_calendar)
     app.router.add_get("/s/{space_id}" + JSON_SUFFIX, _space_json)
     # no HEAD: it would hold a stream open to send nothing
     app.router.add_get("/s/{space_id}/events", _space_events, allow_head=False)
@@ -400,6 +425,7 @@ async def _space_page(request: web.Request) -> web.Response:
         audio=deps.audio is not None,
         google_url=google_calendar_url(space, link) if link is not None else None,
         outlook_url=outlook_calendar_url(space, link) if link is not None else None,
+        feed_url=await _feed_url(deps, space) if link is not None else None,
     )
     allow = ["connect-src 'self'"]  # the events stream
     if deps.audio is not None:
@@ -580,6 +606,46 @@ async def _space_calendar(request: web.Request) -> web.Response:
         response = web.Response(body=body, content_type="text/calendar", charset="utf-8", headers=headers)
     response.etag = etag
     return response
+
+
+_TOKEN = re.compile(
+    r"[A-Za-z0-9_-]{16,64}"
+)  # what secrets.token_urlsafe makes: anything else is a 404 at once
+
+
+async def _community_calendar(request: web.Request) -> web.Response:
+    """``/feeds/<token>.ics``: a community's upcoming Spaces (core.services.feeds), soonest first, each
+    VEVENT as in its own ``/s/<id>.ics``. A closed Space leaves the feed: a subscribed calendar drops an
+    entry the feed no longer holds. Unknown token: 404, the same for a malformed one (no database read)."""
+    deps = request.app[DEPS_KEY]
+    assert deps.links is not None and deps.feeds is not None  # mounted only with both
+    token = request.match_info["token"]
+    feed = await deps.feeds.feed(token) if _TOKEN.fullmatch(token) else None
+    if feed is None:
+        return web.Response(status=404, text="no such calendar\n", headers=dict(PAGE_HEADERS))
+    entries = [(space, deps.links.space(space.id)) for space in feed.spaces]
+    etag = ETag(value=feed_version(entries, name=FEED_NAME), is_weak=True)
+    headers = {"Cache-Control": CALENDAR_CACHE, **PAGE_HEADERS}
+    if _none_match(request.if_none_match, etag):
+        response = web.Response(status=304, headers=headers)
+    else:
+        body = feed_ics(entries, name=FEED_NAME, now=deps.now())
+        # inline, not attachment: a calendar subscribes to the URL; a browser that opens it may offer to
+        headers["Content-Disposition"] = 'inline; filename="spaces.ics"'
+        response = web.Response(body=body, content_type="text/calendar", charset="utf-8", headers=headers)
+    response.etag = etag
+    return response
+
+
+async def _feed_url(deps: WebDeps, space: Space) -> str | None:
+    """The share page's community feed link; a failure costs the link only, not the page."""
+    if deps.feed_url is None:
+        return None
+    try:
+        return await deps.feed_url(space)
+    except Exception:
+        log.warning("making the community's feed link failed", exc_info=True)
+        return None
 
 
 def _none_match(given: tuple[ETag, ...] | None, etag: ETag) -> bool:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -42,6 +43,9 @@ ALARM_BEFORE = timedelta(minutes=30)  # the subscribers' reminder: the host's ow
 # X-PUBLISHED-TTL that Outlook and Apple read): a cancel reaches it within the hour. An import ignores both.
 REFRESH = timedelta(hours=1)
 ICS_SUFFIX = ".ics"
+FEED_NAME = "Spaces"  # a feed's calendar name when the community's is unknown
+
+FeedEntry = tuple[Space, str]  # a Space of a feed and its share link
 
 # any fixed instant: what the version hash renders instead of "now" (DTSTAMP alone must not change it)
 _VERSION_STAMP = datetime(2000, 1, 1, tzinfo=UTC)
@@ -57,6 +61,20 @@ def space_ics(space: Space, *, link: str, host_name: str, now: datetime) -> byte
     Served for every status: a cancelled Space is STATUS:CANCELLED (a calendar must learn of it), and so is
     one that ended without ever going live (as on the platforms' own events, see core.services.events)."""
     return _calendar(space, link=link, host_name=host_name, stamp=now).to_ical()
+
+
+def feed_ics(entries: Sequence[FeedEntry], *, name: str, now: datetime) -> bytes:
+    """A community's feed: one calendar (named ``name``, :data:`FEED_NAME` when empty) holding the VEVENT of
+    each ``(space, share link)``, in the order given, each as :func:`space_ics` writes it (same UID and
+    SEQUENCE: a calendar that also imported one Space's file keeps one entry). No host name: the feed is
+    read in one query, without a profile per Space (the share link names the host)."""
+    return _feed(entries, name=name, stamp=now).to_ical()
+
+
+def feed_version(entries: Sequence[FeedEntry], *, name: str) -> str:
+    """Like :func:`ics_version`, for :func:`feed_ics`."""
+    body = _feed(entries, name=name, stamp=_VERSION_STAMP).to_ical()
+    return hashlib.sha256(body).hexdigest()[:32]
 
 
 def ics_version(space: Space, *, link: str, host_name: str) -> str:
@@ -116,19 +134,35 @@ def outlook_calendar_url(space: Space, link: str, *, work: bool = False) -> str:
 
 
 def _calendar(space: Space, *, link: str, host_name: str, stamp: datetime) -> Calendar:
+    cal = _vcalendar()
+    cal.add_component(_vevent(space, link=link, host_name=host_name, stamp=stamp))
+    return cal
+
+
+def _vcalendar(name: str | None = None) -> Calendar:
+    """The VCALENDAR around the events: published (not an invitation), re-read every :data:`REFRESH`."""
+    cal = Calendar()
+    cal.add("prodid", PRODID)
+    cal.add("version", "2.0")
+    cal.add("method", "PUBLISH")
+    if name is not None:
+        # the subscribed calendar's name: RFC 7986 NAME, and X-WR-CALNAME that Apple, Google and Outlook read
+        cal.add("name", name)
+        cal.add("x-wr-calname", name)
+    cal.add("refresh-interval", vDuration(REFRESH), parameters={"VALUE": "DURATION"})
+    cal.add("x-published-ttl", vDuration(REFRESH))
+    return cal
+
+
+def _vevent(space: Space, *, link: str, host_name: str, stamp: datetime) -> Event:
+    """The Space's VEVENT, the same in its own file and in a feed (one UID: a calendar holding both sees
+    one entry)."""
     spec = event_spec(space, link)
     cancelled = spec.status is EventStatus.CANCELED
     summary = _line(space.title)
     if cancelled:
         # Google and Outlook keep an imported cancelled entry on the grid: the title has to say it
         summary = f"{t(space.locale, 'card.cancelled')} · {summary}"
-
-    cal = Calendar()
-    cal.add("prodid", PRODID)
-    cal.add("version", "2.0")
-    cal.add("method", "PUBLISH")
-    cal.add("refresh-interval", vDuration(REFRESH), parameters={"VALUE": "DURATION"})
-    cal.add("x-published-ttl", vDuration(REFRESH))
 
     event = Event()
     event.add("uid", f"{space.id}@{_host(link)}")
@@ -149,7 +183,13 @@ def _calendar(space: Space, *, link: str, host_name: str, stamp: datetime) -> Ca
         alarm.add("trigger", -ALARM_BEFORE)  # relative to DTSTART: follows a reschedule by itself
         alarm.add("description", summary)  # DISPLAY alarms MUST have one (RFC 5545 §3.6.6)
         event.add_component(alarm)
-    cal.add_component(event)
+    return event
+
+
+def _feed(entries: Sequence[FeedEntry], *, name: str, stamp: datetime) -> Calendar:
+    cal = _vcalendar(_line(name) or FEED_NAME)
+    for space, link in entries:
+        cal.add_component(_vevent(space, link=link, host_name="", stamp=stamp))
     return cal
 
 

@@ -79,6 +79,7 @@ class ShareView:
     audio: bool = False
     google_url: str | None = None
     outlook_url: str | None = None
+    feed_url: str | None = None  # the community's calendar feed (every upcoming Space of its chats)
 
 
 # ------------------------------------------------------------------------------------- the page
@@ -373,6 +374,8 @@ def _calendar(view: ShareView) -> str:
     links: list[tuple[str, str, str]] = []
     if view.calendar:
         links.append((f"/s/{space.id}.ics", t(locale, "web.calendar_file"), "ics"))
+    if view.feed_url:
+        links.append((view.feed_url, t(locale, "web.calendar_feed"), "feed"))
     if view.google_url:
         links.append((view.google_url, t(locale, "web.google"), "google"))
     if view.outlook_url:
@@ -383,7 +386,7 @@ def _calendar(view: ShareView) -> str:
     # the web calendars open in a new tab (the reader comes back to the page); the .ics downloads
     external = ' rel="noopener" target="_blank"'
     items = "".join(
-        f'<li><a class="btn ghost cal-{kind}" href="{_attr(url)}"{"" if kind == "ics" else external}>'
+        f'<li><a class="btn ghost cal-{kind}" href="{_attr(url)}"{"" if kind in ("ics", "feed") else external}>'
         f"{_text(label)}</a></li>"
         for url, label, kind in links
     )

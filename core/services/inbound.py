@@ -51,6 +51,7 @@ from core.ports import Clock, Links, OneTimeCodes, UnitOfWorkFactory
 from core.refs import ChatRef, UserRef
 from core.rules import Actor, clean_title
 from core.services.audio import AudioService
+from core.services.feeds import FeedService
 from core.services.links import LINK_TTL, LinkService, describe_accounts, describe_chats
 from core.services.manage import ManageService, ModeratorCheck, Reply
 from core.services.profiles import ProfileService
@@ -345,8 +346,11 @@ class InboundService:
         read_uow: UnitOfWorkFactory | None = None,
         audio: AudioService | None = None,
         codes: OneTimeCodes | None = None,
+        feeds: FeedService | None = None,
     ) -> None:
         self._spaces = spaces
+        # the community's calendar feed, offered under `/space list` (None: no feed URL is served)
+        self._feeds = feeds
         # linking chats and accounts needs the shared one-time codes (None: `/space link` says it's off)
         self._linking = LinkService(uow, clock, spaces.wake, codes, spaces) if codes is not None else None
         # sources and bridged channels (no outbox rows of its own here: its problem reports are the audio
@@ -570,6 +574,7 @@ class InboundService:
                 f"  {s.id}  {format_local(s.starts_at, zone, loc)}  {s.title}  [{t(loc, f'status.{s.status.value}')}]"
                 for s in found
             ]
+            rows += await self._feed_line(req)
             out.say("\n".join(rows), public=True)
             return
         spaces = await self._spaces.upcoming(req.chat, limit=LIST_LIMIT)
@@ -581,7 +586,15 @@ class InboundService:
             marker = "🟣 " if s.status is SpaceStatus.LIVE else ""
             when = format_local(s.starts_at, s.tz, loc)
             lines.append(t(loc, "list.item", marker=marker, title=s.title, when=when, space_id=s.id))
+        lines += await self._feed_line(req)
         out.say("\n".join(lines), public=True)
+
+    async def _feed_line(self, req: Request) -> list[str]:
+        """ "📅 All of them in your calendar: <url>" under a group's list: its feed (made on first ask). Not in
+        a private chat: a feed is a community's."""
+        if self._feeds is None or req.private:
+            return []
+        return [t(req.locale, "list.feed", url=await self._feeds.url_for(req.chat))]
 
     async def _set_zone(self, req: Request, zone: str, out: _Answers) -> None:
         if not zone.strip():

@@ -56,6 +56,7 @@ class _State:
     bridges: dict[tuple[str, ChatRef], BridgedChannel] = field(default_factory=dict)
     # link_member: (kind, member text) → group id
     links: dict[tuple[str, str], str] = field(default_factory=dict)
+    feeds: dict[ChatRef, str] = field(default_factory=dict)  # feed_token: chat → token
     next_id: int = 1
 
 
@@ -105,10 +106,14 @@ class MemorySpaceStore(_Stores):
         return sum(1 for s in self.st.spaces.values() if s.host == host and s.status.is_open)
 
     async def upcoming_in_chat(self, chat: ChatRef, limit: int = 20) -> list[Space]:
+        return await self.upcoming_in_chats([chat], limit)
+
+    async def upcoming_in_chats(self, chats: Sequence[ChatRef], limit: int) -> list[Space]:
         # "announced in": scheduled there, or its card was posted there
-        announced = {a.space_id for a in self.st.announcements if a.message.chat == chat}
+        where = set(chats)
+        announced = {a.space_id for a in self.st.announcements if a.message.chat in where}
         found = [
-            s for s in self.st.spaces.values() if s.status.is_open and (s.chat == chat or s.id in announced)
+            s for s in self.st.spaces.values() if s.status.is_open and (s.chat in where or s.id in announced)
         ]
         found.sort(key=lambda s: (s.starts_at, s.id))
         return [copy.copy(s) for s in found[: max(limit, 0)]]
@@ -462,6 +467,17 @@ class MemoryConversationStore(_Stores):
         self.st.conversations.pop((chat, user), None)
 
 
+class MemoryFeedStore(_Stores):
+    async def token(self, chat: ChatRef, *, new: str, now: datetime) -> str:
+        return self.st.feeds.setdefault(chat, new)
+
+    async def known(self, chat: ChatRef) -> str | None:
+        return self.st.feeds.get(chat)
+
+    async def chat(self, token: str) -> ChatRef | None:
+        return next((c for c, tok in self.st.feeds.items() if tok == token), None)
+
+
 class MemoryLinkStore(_Stores):
     async def chats(self, chat: ChatRef) -> list[ChatRef]:
         return [parse_chat(m) for m in self._group("chat", str(chat))]
@@ -562,6 +578,7 @@ class MemoryUnitOfWork:
         self.conversations = MemoryConversationStore(self._work)
         self.bridges = MemoryBridgeStore(self._work)
         self.links = MemoryLinkStore(self._work)
+        self.feeds = MemoryFeedStore(self._work)
         return self
 
     async def __aexit__(

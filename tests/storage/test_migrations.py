@@ -30,6 +30,7 @@ EXPECTED_TABLES = {
     "platform_lease",
     "one_time_code",
     "link_member",
+    "feed_token",
 }
 # slack_sdk's installation store (bots/slack/workspaces.py): made by 0010_slack, not part of our models
 SLACK_SDK_TABLES = {"slack_installations", "slack_bots"}
