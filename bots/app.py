@@ -871,7 +871,8 @@ async def build(
         places=share_places,
         avatars=share_places.avatar,
         feeds=feeds,  # /feeds/<token>.ics
-        feed_url=lambda space: feeds.url_for(space.chat),  # "All Spaces of this community"
+        # no "All Spaces of this community" on the share page: the page is public (a link shared anywhere),
+        # and a private group's whole schedule is for its members — they get the feed from /space list
     )
     web_app = make_web_app(web_deps)
 
