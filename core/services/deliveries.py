@@ -1023,7 +1023,7 @@ class DeliveryEngine:
         waited = 0.0
         platform = _sending_platform(row)
         scope = _sending_scope(row)
-        lane = f"{platform}@{scope}" if scope is not None and platform in self.config.per_scope else None
+        lane = self._lane(row)
         inline = MAX_INLINE_WAIT if lane is None else SCOPED_INLINE_WAIT
         while True:
             holds = self._holds.get(platform, 0)
