@@ -23,23 +23,20 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from slack_sdk.oauth.installation_store.models.installation import Installation
-
 from bots.router import Router
 from bots.runtime.budget import DEFAULT_GLOBAL, TokenBucketBudget
 from bots.runtime.clock import SystemClock
 from bots.slack.adapter import SlackPlatform
-from bots.slack.workspaces import Workspaces
 from core.commands import ScheduleSpace, StartSpace
 from core.models import Subscription
 from core.refs import ChatRef, Platform, UserRef
 from core.rules import Actor
 from core.services.deliveries import DeliveryEngine, EngineConfig
 from core.services.spaces import SpaceService
-from storage.codes import SqlOneTimeCodes
 from storage.db import make_engine, make_session_factory
 from storage.migrate import upgrade
 from storage.stores import SqlOutbox, unit_of_work_factory
+from tests.bots.slack.conftest import installed, oauth_workspaces
 from tests.bots.telegram.conftest import Links
 from tests.fakes.clock import RecordingWake
 from tests.fakes.slack import SlackEmulator, SlTeam
@@ -65,14 +62,7 @@ async def _fan_out(sizes: list[int]) -> Result:
         clock, wake = SystemClock(), RecordingWake()
         spaces = SpaceService(uow, clock, wake, default_tz="UTC")
         async with SlackEmulator() as emu:
-            workspaces = Workspaces(
-                api_base=emu.api_base,
-                client_id=emu.client_id,
-                client_secret=emu.client_secret,
-                engine=db,
-                codes=SqlOneTimeCodes(db),
-                clock=clock,
-            )
+            workspaces = oauth_workspaces(emu, db, clock)
             platform = SlackPlatform(workspaces, links=Links())
             router = Router([platform])
             spaces.mirror_native_events(router.native_event_platforms())
@@ -87,14 +77,7 @@ async def _fan_out(sizes: list[int]) -> Result:
                 ids: list[str] = []
                 for i, size in enumerate(sizes):
                     team = emu.create_workspace(f"Team{i}")
-                    assert workspaces.store is not None
-                    await workspaces.store.async_save(
-                        Installation(
-                            app_id=emu.app_id, team_id=team.id, team_name=team.name,
-                            bot_token=emu.bot_token(team), bot_id=team.bot_id,
-                            bot_user_id=team.bot_user_id, user_id="U0INSTALLER",
-                        )
-                    )  # fmt: skip
+                    await installed(workspaces, emu, team)
                     host = emu.add_user(team, "host")
                     chan = emu.add_channel(team, "general", [host])
                     chat = ChatRef(Platform.SLACK, chan.id, scope=team.id)

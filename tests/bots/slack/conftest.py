@@ -15,6 +15,7 @@ from typing import Any
 import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from slack_sdk.oauth.installation_store.models.installation import Installation
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bots.slack.adapter import SlackPlatform
@@ -45,6 +46,23 @@ def oauth_workspaces(emu: SlackEmulator, db: AsyncEngine, clock: Clock) -> Works
         codes=SqlOneTimeCodes(db),
         clock=clock,
         authorize_url=emu.oauth_base,
+    )
+
+
+async def installed(workspaces: Workspaces, emu: SlackEmulator, team: SlTeam) -> None:
+    """``team``'s install stored as the OAuth redirect stores it, without playing the consent pages (tests
+    whose subject is not the install: fan-outs, the benchmark)."""
+    assert workspaces.store is not None, "OAuth workspaces only (oauth_workspaces)"
+    await workspaces.store.async_save(
+        Installation(
+            app_id=emu.app_id,
+            team_id=team.id,
+            team_name=team.name,
+            bot_token=emu.bot_token(team),
+            bot_id=team.bot_id,
+            bot_user_id=team.bot_user_id,
+            user_id="U0INSTALLER",
+        )
     )
 
 

@@ -13,12 +13,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from slack_sdk.oauth.installation_store.models.installation import Installation
 
 from bots.router import Router
 from bots.runtime.budget import TokenBucketBudget
 from bots.slack.adapter import SlackPlatform
-from bots.slack.workspaces import Workspaces
 from core.commands import EndSpace, ScheduleSpace, StartSpace, Subscribe
 from core.models import DeliveryStatus, Subscription
 from core.ports import UnitOfWorkFactory
@@ -26,10 +24,10 @@ from core.refs import ChatRef, Platform, UserRef
 from core.rules import Actor
 from core.services.deliveries import DeliveryEngine, EngineConfig
 from core.services.spaces import SpaceService
-from storage.codes import SqlOneTimeCodes
 from storage.db import make_engine, make_session_factory
 from storage.migrate import upgrade
 from storage.stores import SqlOutbox, unit_of_work_factory
+from tests.bots.slack.conftest import installed, oauth_workspaces
 from tests.bots.telegram.conftest import Links, VirtualTime
 from tests.fakes.clock import FakeClock, RecordingWake
 from tests.fakes.slack import SlackEmulator, SlChannel, SlTeam, SlUser
@@ -122,14 +120,7 @@ async def env(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[E
     budget = TokenBucketBudget(monotonic=vt.monotonic, sleep=vt.sleep)
     async with SlackEmulator(clock=vt.monotonic) as emu:
         # OAuth mode: every workspace of the test is installed in the store (its rows in the database)
-        workspaces = Workspaces(
-            api_base=emu.api_base,
-            client_id=emu.client_id,
-            client_secret=emu.client_secret,
-            engine=db,
-            codes=SqlOneTimeCodes(db),
-            clock=clock,
-        )
+        workspaces = oauth_workspaces(emu, db, clock)
         platform = SlackPlatform(workspaces, links=Links())
         router = Router([platform])
         spaces.mirror_native_events(router.native_event_platforms())
@@ -159,19 +150,7 @@ async def env(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[E
 
 async def place(env: Env, name: str) -> Place:
     team = env.emu.create_workspace(name)
-    store = env.platform.workspaces.store
-    assert store is not None
-    await store.async_save(
-        Installation(
-            app_id=env.emu.app_id,
-            team_id=team.id,
-            team_name=team.name,
-            bot_token=env.emu.bot_token(team),
-            bot_id=team.bot_id,
-            bot_user_id=team.bot_user_id,
-            user_id="U0INSTALLER",
-        )
-    )
+    await installed(env.platform.workspaces, env.emu, team)
     host = env.emu.add_user(team, "host")
     return Place(team, env.emu.add_channel(team, "general", [host]), host)
 
